@@ -1,0 +1,1 @@
+"""Plain, frozen data shared by the pure core and the adapters."""

@@ -1,0 +1,27 @@
+"""Domain errors shared by every layer.
+
+A caller hanging up is a normal end of a call, not a failure: it is its own type so the
+call pipeline can record it as ``abandoned`` without treating it as an error.
+"""
+
+from __future__ import annotations
+
+
+class IvrEngineError(Exception):
+    """Base class for errors raised by the engine."""
+
+
+class CallerHungUp(IvrEngineError):  # noqa: N818 - it is an outcome, not a failure
+    """The caller's channel went away (AGI ``HANGUP``, ``511``, EOF on the socket)."""
+
+
+class ChannelError(IvrEngineError):
+    """The telephony peer refused a command (bad syntax, usage error, invalid command)."""
+
+
+class TimelineUnavailable(IvrEngineError):
+    """The timeline store could not answer (down, slow, or refused the query)."""
+
+
+class ConfigError(IvrEngineError):
+    """Configuration is invalid; the message names the file, the key and the fix."""

@@ -1,0 +1,200 @@
+"""Frozen dataclasses that flow through the call pipeline.
+
+call → identify → history → decide → collect → route → events → timeline.
+Nothing here does I/O; adapters build these from the wire and the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+Channel = Literal["voice", "chat", "email", "sms", "messenger", "web"]
+CHANNELS: frozenset[str] = frozenset({"voice", "chat", "email", "sms", "messenger", "web"})
+IdentityKind = Literal["phone", "email", "chat", "messenger", "account"]
+IDENTITY_KINDS: frozenset[str] = frozenset({"phone", "email", "chat", "messenger", "account"})
+
+
+class DigitPolicy(StrEnum):
+    """How digits are assigned when the menu is reordered."""
+
+    POSITIONAL = "positional"  # the best option becomes key 1
+    STABLE = "stable"  # digits never change; only the announcement order does
+
+
+class CallOutcome(StrEnum):
+    ROUTED = "routed"
+    ABANDONED = "abandoned"
+    FAILED = "failed"
+
+
+class IdentifiedBy(StrEnum):
+    CALLER_ID = "caller_id"  # can be spoofed: steers routing, never unlocks sensitive data
+    ACCOUNT_NUMBER = "account_number"
+    UNKNOWN = "unknown"
+
+
+# --------------------------------------------------------------------------- history
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One past contact or case change on the shared timeline, any channel."""
+
+    occurred_at: datetime  # timezone-aware (UTC)
+    channel: str
+    event_type: str  # e.g. "call.ended", "chat.message", "case.opened", "case.closed"
+    intent: str | None = None
+    case_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownField:
+    """A value the customer entered (or an agent recorded) once, in any channel."""
+
+    name: str
+    value: str
+    source_channel: str
+    updated_at: datetime
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallerHistory:
+    """What the timeline knows about one customer, newest events first."""
+
+    customer_id: str
+    display_name: str | None
+    events: tuple[HistoryEvent, ...] = ()
+    known_fields: Mapping[str, KnownField] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- menu config
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """A field an intent needs before routing (e.g. the account number)."""
+
+    name: str
+    prompt: str
+    min_digits: int = 1
+    max_digits: int = 16
+    sensitive: bool = False
+    timeout_ms: int = 6000
+    attempts: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class MenuOption:
+    intent: str
+    label: str
+    prompt: str  # prompt id of the label, e.g. "ivr-engine/label-billing"
+    digit: str  # default digit ("1".."9", "0", "*", "#")
+    pinned: bool = False  # keeps its digit in every order (e.g. operator on 0)
+    required_fields: tuple[str, ...] = ()
+    target: str = ""  # routing target handed to the dialplan, e.g. "queue:billing"
+    shortcut_prompt: str | None = None  # "your bill", for "calling about your bill again?"
+
+
+@dataclass(frozen=True, slots=True)
+class ShortcutPolicy:
+    enabled: bool = True
+    min_share: float = 0.6  # top intent's share of the weighted score
+    min_contacts: int = 3  # contacts with that intent in the window
+    yes_digit: str = "1"
+    no_digit: str = "2"
+
+
+@dataclass(frozen=True, slots=True)
+class RankingPolicy:
+    half_life_days: float = 30.0
+    max_events: int = 50
+    max_age_days: float = 365.0
+    open_case_boost: bool = True  # intents with an open case rank first
+
+
+@dataclass(frozen=True, slots=True)
+class MenuPrompts:
+    welcome: str = "ivr-engine/welcome"
+    for_word: str = "ivr-engine/for"
+    press_word: str = "ivr-engine/press"
+    digit_prefix: str = "digits/"
+    invalid: str = "ivr-engine/invalid-option"
+    no_input: str = "ivr-engine/no-input"
+    shortcut_intro: str = "ivr-engine/shortcut-calling-about"
+    shortcut_again: str = "ivr-engine/shortcut-again"
+    thank_you: str = "ivr-engine/thank-you"
+    transfer: str = "ivr-engine/transfer"
+
+
+@dataclass(frozen=True, slots=True)
+class Menu:
+    name: str
+    options: tuple[MenuOption, ...]  # in default order
+    digit_policy: DigitPolicy = DigitPolicy.POSITIONAL
+    ranking: RankingPolicy = field(default_factory=RankingPolicy)
+    shortcut: ShortcutPolicy = field(default_factory=ShortcutPolicy)
+    prompts: MenuPrompts = field(default_factory=MenuPrompts)
+    fields: Mapping[str, FieldSpec] = field(default_factory=dict)
+    input_timeout_ms: int = 5000
+    attempts: int = 3
+    fallback_intent: str = "operator"  # where a caller goes after too many bad tries
+
+    def option(self, intent: str) -> MenuOption | None:
+        return next((o for o in self.options if o.intent == intent), None)
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True, slots=True)
+class IntentScore:
+    intent: str
+    score: float  # recency-weighted count
+    contacts: int  # contacts with this intent in the window
+    total_contacts: int  # contacts with any intent in the window
+    latest_at: datetime | None
+    open_case: bool
+    reason: str  # "billing: 5 of last 6 contacts, latest 2 days ago"
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedOption:
+    digit: str
+    option: MenuOption
+
+
+@dataclass(frozen=True, slots=True)
+class ShortcutOffer:
+    intent: str
+    prompt: str  # the topic prompt ("your bill")
+    yes_digit: str
+    no_digit: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FieldPlan:
+    """For one intent: which required fields are already known and which must be asked."""
+
+    intent: str
+    prefilled: Mapping[str, KnownField]
+    to_ask: tuple[FieldSpec, ...]
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MenuDecision:
+    menu_name: str
+    personalised: bool
+    entries: tuple[PresentedOption, ...]  # in announcement order
+    ranking: tuple[IntentScore, ...]
+    shortcut: ShortcutOffer | None
+    reasons: tuple[str, ...]
+
+    def intent_for_digit(self, digit: str) -> str | None:
+        return next((e.option.intent for e in self.entries if e.digit == digit), None)

@@ -1,0 +1,100 @@
+"""What one call did, built up as the call goes, then turned into timeline writes.
+
+Pure: ``to_write`` turns a finished record into the events and known fields to store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ivr_engine.domain.models import CallOutcome, IdentifiedBy, KnownField, MenuDecision
+from ivr_engine.ports import NewTimelineEvent
+
+CALL_EVENT_TYPE = "call.ivr"
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """A call as the switch announced it (built by the telephony adapter)."""
+
+    call_id: str  # Asterisk uniqueid / FreeSWITCH UUID: idempotency key of the call's events
+    caller_id: str | None  # raw caller ID as received
+    channel_name: str
+    menu: str
+    started_at: datetime
+
+
+@dataclass(slots=True)
+class CallRecord:
+    call: IncomingCall
+    phone: str | None = None  # caller ID in E.164, if usable
+    customer_id: str | None = None
+    identified_by: IdentifiedBy = IdentifiedBy.UNKNOWN
+    decision: MenuDecision | None = None
+    decision_ms: float | None = None
+    intent: str | None = None
+    target: str | None = None
+    outcome: CallOutcome = CallOutcome.FAILED
+    path: list[dict[str, Any]] = field(default_factory=list)
+    prefilled: list[str] = field(default_factory=list)
+    entered: dict[str, str] = field(default_factory=dict)
+    ended_at: datetime | None = None
+
+    def step(self, step: str, **details: Any) -> None:
+        self.path.append({"step": step, **details})
+
+
+@dataclass(frozen=True, slots=True)
+class CallWrite:
+    """Everything one call stores; ``customer_id`` None means: find or create by phone."""
+
+    customer_id: str | None
+    phone: str | None
+    events: tuple[NewTimelineEvent, ...]
+    fields: tuple[KnownField, ...]
+
+
+def _decision_summary(decision: MenuDecision | None) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    return {
+        "personalised": decision.personalised,
+        "order": [f"{e.digit}:{e.option.intent}" for e in decision.entries],
+        "shortcut": decision.shortcut.intent if decision.shortcut else None,
+        "reasons": list(decision.reasons),
+    }
+
+
+def to_write(record: CallRecord) -> CallWrite:
+    """The call's timeline event (one contact, carrying the intent) and entered fields."""
+    ended = record.ended_at or record.call.started_at
+    data: dict[str, Any] = {
+        "outcome": record.outcome.value,
+        "caller_id": record.phone or record.call.caller_id,
+        "channel_name": record.call.channel_name,
+        "menu": record.call.menu,
+        "identified_by": record.identified_by.value,
+        "decision": _decision_summary(record.decision),
+        "decision_ms": record.decision_ms,
+        "path": record.path,
+        "prefilled": record.prefilled,
+        "entered": sorted(record.entered),
+        "target": record.target,
+        "duration_ms": round((ended - record.call.started_at).total_seconds() * 1000),
+    }
+    event = NewTimelineEvent(
+        event_id=f"voice:{record.call.call_id}:ivr",
+        customer_id=record.customer_id or "",
+        occurred_at=record.call.started_at,
+        channel="voice",
+        event_type=CALL_EVENT_TYPE,
+        intent=record.intent,
+        data=data,
+    )
+    fields = tuple(
+        KnownField(name=name, value=value, source_channel="voice", updated_at=ended)
+        for name, value in record.entered.items()
+    )
+    return CallWrite(record.customer_id, record.phone, (event,), fields)

@@ -1,0 +1,226 @@
+"""One call, top to bottom: identify → history → decide → collect → route → record.
+
+The flow imports no infrastructure: it talks to the call through ``CallChannel``, to the
+timeline through ``CallerLookup`` and hands the finished record to a ``CallSink``.
+Error policy: lookups fail open (static menu within the decision deadline, call goes on);
+a caller hanging up at any point is the outcome ``abandoned``, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from ivr_engine.domain.errors import CallerHungUp, TimelineUnavailable
+from ivr_engine.domain.models import (
+    CallerHistory,
+    CallOutcome,
+    FieldSpec,
+    IdentifiedBy,
+    Menu,
+    MenuDecision,
+    MenuOption,
+)
+from ivr_engine.flows import variables
+from ivr_engine.flows.call_record import CallRecord, IncomingCall
+from ivr_engine.identity import normalize_caller_id
+from ivr_engine.personalize import (
+    decide_menu,
+    interpret_menu_choice,
+    interpret_shortcut,
+    menu_prompt_sequence,
+    plan_fields,
+    shortcut_prompt_sequence,
+    static_menu,
+)
+from ivr_engine.ports import CallChannel, CallerLookup, LookupResult
+
+log = logging.getLogger(__name__)
+
+
+class CallSink(Protocol):
+    def submit(self, record: CallRecord) -> None:
+        """Take a finished call; must not block (the recorder writes in the background)."""
+        ...
+
+
+class IvrFlow:
+    def __init__(
+        self,
+        *,
+        menus: Mapping[str, Menu],
+        lookup: CallerLookup,
+        sink: CallSink,
+        clock: Callable[[], datetime],
+        decision_deadline_s: float = 0.150,
+        default_region: str = "US",
+    ) -> None:
+        self._menus = menus
+        self._lookup = lookup
+        self._sink = sink
+        self._clock = clock
+        self._deadline_s = decision_deadline_s
+        self._region = default_region
+
+    def menu_for(self, name: str) -> Menu:
+        return self._menus.get(name) or self._menus.get("main") or next(iter(self._menus.values()))
+
+    async def run(self, call: IncomingCall, channel: CallChannel) -> CallRecord:
+        menu = self.menu_for(call.menu)
+        record = CallRecord(call=call, phone=normalize_caller_id(call.caller_id, self._region))
+        try:
+            history, decision = await self._identify_and_decide(menu, record)
+            intent = await self._choose_intent(channel, menu, decision, record)
+            option = menu.option(intent) or menu.option(menu.fallback_intent)
+            assert option is not None  # config validation guarantees the fallback exists
+            record.intent, record.target = option.intent, option.target
+            await self._collect_fields(channel, menu, option, history, record)
+            await self._route(channel, option, decision, record)
+        except CallerHungUp:
+            record.outcome = CallOutcome.ABANDONED
+            record.step("hangup")
+        finally:
+            record.ended_at = self._clock()
+            self._sink.submit(record)
+        return record
+
+    # ------------------------------------------------------------------ identify + decide
+
+    async def _identify_and_decide(
+        self, menu: Menu, record: CallRecord
+    ) -> tuple[CallerHistory | None, MenuDecision]:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                result = await self._lookup_phone(menu, record.phone)
+        except (TimeoutError, TimelineUnavailable) as exc:
+            reason = _unavailable_reason(exc, self._deadline_s)
+            log.warning("call %s: %s; static menu", record.call.call_id, reason)
+            decision = static_menu(menu, reason)
+            return self._decided(record, None, decision, started)
+        history = result.history
+        if history is not None:
+            record.customer_id = history.customer_id
+            record.identified_by = IdentifiedBy.CALLER_ID
+        decision = decide_menu(menu, history, self._clock())
+        if result.ambiguous:
+            decision = static_menu(menu, "caller ID is shared by several customers")
+        return self._decided(record, history, decision, started)
+
+    async def _lookup_phone(self, menu: Menu, phone: str | None) -> LookupResult:
+        if phone is None:
+            return LookupResult(history=None)
+        return await self._lookup.lookup("phone", phone, max_events=menu.ranking.max_events)
+
+    @staticmethod
+    def _decided(
+        record: CallRecord,
+        history: CallerHistory | None,
+        decision: MenuDecision,
+        started: float,
+    ) -> tuple[CallerHistory | None, MenuDecision]:
+        record.decision = decision
+        record.decision_ms = round((time.perf_counter() - started) * 1000, 3)
+        return history, decision
+
+    # ------------------------------------------------------------------ menu
+
+    async def _choose_intent(
+        self, channel: CallChannel, menu: Menu, decision: MenuDecision, record: CallRecord
+    ) -> str:
+        greeting = True
+        offer = decision.shortcut
+        if offer is not None:
+            prompts = shortcut_prompt_sequence(offer, menu.prompts, greeting=True)
+            reply = await channel.get_data(prompts, menu.input_timeout_ms, 1)
+            accepted = interpret_shortcut(offer, reply.digits)
+            record.step("shortcut", intent=offer.intent, digits=reply.digits, accepted=accepted)
+            if accepted:
+                return offer.intent
+            greeting = False
+        lead_in: tuple[str, ...] = ()
+        for attempt in range(1, menu.attempts + 1):
+            prompts = lead_in + menu_prompt_sequence(decision, menu.prompts, greeting=greeting)
+            reply = await channel.get_data(prompts, menu.input_timeout_ms, 1)
+            intent = interpret_menu_choice(decision, reply.digits)
+            record.step("menu", attempt=attempt, digits=reply.digits, intent=intent)
+            if intent is not None:
+                return intent
+            lead_in = (menu.prompts.invalid if reply.digits else menu.prompts.no_input,)
+            greeting = False
+        record.step("menu_exhausted", intent=menu.fallback_intent)
+        return menu.fallback_intent
+
+    # ------------------------------------------------------------------ fields
+
+    async def _collect_fields(
+        self,
+        channel: CallChannel,
+        menu: Menu,
+        option: MenuOption,
+        history: CallerHistory | None,
+        record: CallRecord,
+    ) -> None:
+        known = history.known_fields if history is not None else {}
+        plan = plan_fields(option, menu.fields, known, caller_verified=False)
+        record.prefilled = sorted(plan.prefilled)
+        if plan.prefilled:
+            record.step("prefilled", fields=sorted(plan.prefilled))
+        for spec in plan.to_ask:
+            value = await self._ask_field(channel, menu, spec)
+            record.step("asked", field=spec.name, answered=value is not None)
+            if value is not None:
+                record.entered[spec.name] = value
+                if spec.name == "account_number" and record.customer_id is None:
+                    await self._identify_by_account(menu, value, record)
+
+    async def _ask_field(self, channel: CallChannel, menu: Menu, spec: FieldSpec) -> str | None:
+        lead_in: Sequence[str] = ()
+        for _ in range(spec.attempts):
+            prompts = (*lead_in, spec.prompt)
+            reply = await channel.get_data(prompts, spec.timeout_ms, spec.max_digits)
+            if spec.min_digits <= len(reply.digits) <= spec.max_digits:
+                return reply.digits
+            lead_in = (menu.prompts.invalid if reply.digits else menu.prompts.no_input,)
+        return None
+
+    async def _identify_by_account(self, menu: Menu, account: str, record: CallRecord) -> None:
+        try:
+            async with asyncio.timeout(self._deadline_s):
+                result = await self._lookup.lookup(
+                    "account", account, max_events=menu.ranking.max_events
+                )
+        except (TimeoutError, TimelineUnavailable) as exc:
+            log.warning("call %s: account lookup failed: %r", record.call.call_id, exc)
+            return
+        if result.history is not None:
+            record.customer_id = result.history.customer_id
+            record.identified_by = IdentifiedBy.ACCOUNT_NUMBER
+            record.step("identified", by="account_number")
+
+    # ------------------------------------------------------------------ route
+
+    async def _route(
+        self,
+        channel: CallChannel,
+        option: MenuOption,
+        decision: MenuDecision,
+        record: CallRecord,
+    ) -> None:
+        kind = "personalised" if decision.personalised else "static"
+        await channel.set_variable(variables.INTENT, option.intent)
+        await channel.set_variable(variables.TARGET, option.target)
+        await channel.set_variable(variables.CUSTOMER_ID, record.customer_id or "")
+        await channel.set_variable(variables.DECISION, kind)
+        await channel.set_variable(variables.OUTCOME, CallOutcome.ROUTED.value)
+        record.outcome = CallOutcome.ROUTED
+
+
+def _unavailable_reason(exc: BaseException, deadline_s: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timeline lookup exceeded the {deadline_s * 1000:.0f} ms decision deadline"
+    return f"timeline unavailable: {exc}"

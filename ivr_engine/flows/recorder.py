@@ -1,0 +1,213 @@
+"""Writes finished calls to the timeline in the background, so routing never waits on SQL.
+
+No call is lost: a write that fails (database down, slow) goes to a spool file of JSON
+lines; the spool is replayed when the database answers again and on start-up. Writes are
+idempotent (event ids derive from the call id), so a replay after a partial write is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ivr_engine.domain.errors import IvrEngineError
+from ivr_engine.domain.models import KnownField
+from ivr_engine.flows.call_record import CallRecord, CallWrite, to_write
+from ivr_engine.ports import Identity, NewTimelineEvent, TimelineStore
+
+log = logging.getLogger(__name__)
+
+SPOOL_FILE = "calls.jsonl"
+REPLAY_FILE = "calls.replaying.jsonl"  # taken from the spool; survives a crash mid-replay
+
+
+def write_to_json(write: CallWrite) -> str:
+    def encode(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        raise TypeError(f"cannot encode {type(value).__name__}")
+
+    payload = {
+        "customer_id": write.customer_id,
+        "phone": write.phone,
+        "events": [asdict(e) for e in write.events],
+        "fields": [asdict(f) for f in write.fields],
+    }
+    return json.dumps(payload, default=encode, separators=(",", ":"))
+
+
+def write_from_json(line: str) -> CallWrite:
+    raw = json.loads(line)
+    events = tuple(
+        NewTimelineEvent(**{**e, "occurred_at": datetime.fromisoformat(e["occurred_at"])})
+        for e in raw["events"]
+    )
+    fields = tuple(
+        KnownField(**{**f, "updated_at": datetime.fromisoformat(f["updated_at"])})
+        for f in raw["fields"]
+    )
+    return CallWrite(raw["customer_id"], raw["phone"], events, fields)
+
+
+async def store_call(store: TimelineStore, write: CallWrite) -> None:
+    """Resolve the customer (find or create by phone) and store events and fields."""
+    customer_id = write.customer_id
+    if not customer_id:
+        customer_id = await _customer_for_phone(store, write.phone)
+    events = [e if e.customer_id else _with_customer(e, customer_id) for e in write.events]
+    await store.append_events(events)
+    if write.fields:
+        await store.save_known_fields(customer_id, write.fields)
+
+
+async def _customer_for_phone(store: TimelineStore, phone: str | None) -> str:
+    if phone is None:
+        return (await store.create_customer(None, ())).customer_id
+    identity = Identity("phone", phone)
+    found = await store.find_customers(identity)
+    if len(found) == 1:
+        return found[0].customer_id
+    return await store.create_customer_for_identity(identity)
+
+
+def _with_customer(event: NewTimelineEvent, customer_id: str) -> NewTimelineEvent:
+    return NewTimelineEvent(**{**asdict(event), "customer_id": customer_id})
+
+
+class CallRecorder:
+    """Bounded queue → one writer task → timeline; spool file while the timeline is down."""
+
+    def __init__(
+        self,
+        store: TimelineStore,
+        spool_dir: Path,
+        *,
+        queue_size: int = 10_000,
+        write_timeout_s: float = 5.0,
+        retry_interval_s: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._spool = spool_dir / SPOOL_FILE
+        self._queue: asyncio.Queue[CallWrite] = asyncio.Queue(queue_size)
+        self._write_timeout_s = write_timeout_s
+        self._retry_interval_s = retry_interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._spool_lock = asyncio.Lock()
+        self._overflow: list[CallWrite] = []
+        self._in_flight: list[CallWrite] = []
+        self.written = 0
+        self.spooled = 0
+
+    def submit(self, record: CallRecord) -> None:
+        write = to_write(record)
+        try:
+            self._queue.put_nowait(write)
+        except asyncio.QueueFull:
+            self._overflow.append(write)  # spooled by the worker; never dropped
+
+    async def start(self) -> None:
+        self._spool.parent.mkdir(parents=True, exist_ok=True)
+        self._task = asyncio.create_task(self._run(), name="call-recorder")
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Write what is queued (bounded by ``grace_s``); spool the rest."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                await self._queue.join()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        leftover = self._in_flight + self._overflow + _drain(self._queue)
+        if leftover:
+            await self._append_spool(leftover)
+
+    async def _run(self) -> None:
+        await self.replay_spool()
+        while True:
+            try:
+                async with asyncio.timeout(self._retry_interval_s):
+                    write = await self._queue.get()
+            except TimeoutError:
+                await self.replay_spool()
+                continue
+            batch = [write, *_drain(self._queue)]
+            self._in_flight = batch
+            await self._write_batch(batch)
+            self._in_flight = []
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _write_batch(self, batch: Sequence[CallWrite]) -> None:
+        failed = await self._try_write(batch)
+        if self._overflow:
+            failed.extend(self._overflow)
+            self._overflow.clear()
+        if failed:
+            await self._append_spool(failed)
+        elif self._spool.exists():
+            await self.replay_spool()
+
+    async def _try_write(self, batch: Sequence[CallWrite]) -> list[CallWrite]:
+        failed: list[CallWrite] = []
+        for index, write in enumerate(batch):
+            try:
+                async with asyncio.timeout(self._write_timeout_s):
+                    await store_call(self._store, write)
+                self.written += 1
+            except (TimeoutError, IvrEngineError, OSError) as exc:
+                log.warning("timeline write failed (%r); spooling %d call(s)", exc, len(batch))
+                failed.extend(batch[index:])
+                break
+        return failed
+
+    async def _append_spool(self, writes: Sequence[CallWrite]) -> None:
+        lines = "".join(write_to_json(w) + "\n" for w in writes)
+        async with self._spool_lock:
+            await asyncio.to_thread(_append_text, self._spool, lines)
+        self.spooled += len(writes)
+
+    async def replay_spool(self) -> int:
+        """Write spooled calls; on the first failure keep the rest for later. Returns written."""
+        async with self._spool_lock:
+            replay = self._spool.with_name(REPLAY_FILE)
+            text = await asyncio.to_thread(_take_spool, self._spool, replay)
+        if not text:
+            return 0
+        pending = [write_from_json(line) for line in text.splitlines() if line.strip()]
+        failed = await self._try_write(pending)
+        if failed:
+            await self._append_spool(failed)
+        await asyncio.to_thread(replay.unlink, missing_ok=True)
+        return len(pending) - len(failed)
+
+
+def _drain(queue: asyncio.Queue[CallWrite]) -> list[CallWrite]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+def _append_text(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+
+
+def _take_spool(spool: Path, replay: Path) -> str:
+    """Move the spool's lines to the replay file (kept until written) and return them all."""
+    if spool.exists():
+        _append_text(replay, spool.read_text(encoding="utf-8"))
+        spool.unlink()
+    try:
+        return replay.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""

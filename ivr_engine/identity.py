@@ -1,0 +1,69 @@
+"""Normalising identities so every channel finds the same customer.
+
+Phone numbers become E.164 (``+15551230001``) with the ``phonenumbers`` library; a caller ID
+without a country code is read in the configured default region. E-mail addresses are
+lower-cased; chat and messenger handles are trimmed. Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from ivr_engine.domain.models import IDENTITY_KINDS
+
+_MAX_IDENTITY_LENGTH = 320
+
+
+class InvalidIdentity(ValueError):  # noqa: N818 - reads better at call sites
+    """The value cannot be a valid identity of that kind."""
+
+
+def normalize_phone(raw: str, default_region: str = "US") -> str:
+    """Return ``raw`` in E.164 or raise ``InvalidIdentity``.
+
+    Accepts what caller-ID and people produce: ``+1 (555) 123-0001``, ``5551230001``,
+    ``00441632960961`` (international prefix), ``tel:+1555...``.
+    """
+    text = raw.strip()
+    if text.lower().startswith("tel:"):
+        text = text[4:]
+    if not text or len(text) > 40:
+        raise InvalidIdentity(f"not a phone number: {raw!r}")
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidIdentity(f"not a phone number: {raw!r} ({exc})") from exc
+    if not phonenumbers.is_possible_number(number):
+        raise InvalidIdentity(f"not a possible phone number: {raw!r}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_caller_id(raw: str | None, default_region: str = "US") -> str | None:
+    """Caller ID from the switch: ``None`` when absent, withheld or not a number."""
+    if raw is None or raw.strip().lower() in {"", "unknown", "anonymous", "restricted"}:
+        return None
+    try:
+        return normalize_phone(raw, default_region)
+    except InvalidIdentity:
+        return None
+
+
+def normalize_identity(kind: str, value: str, default_region: str = "US") -> str:
+    """Normalise any identity kind; raises ``InvalidIdentity`` with a precise reason."""
+    if kind not in IDENTITY_KINDS:
+        raise InvalidIdentity(f"unknown identity kind {kind!r}; use one of {sorted(IDENTITY_KINDS)}")
+    if kind == "phone":
+        return normalize_phone(value, default_region)
+    text = value.strip()
+    if not text or len(text) > _MAX_IDENTITY_LENGTH or any(ord(c) < 32 for c in text):
+        raise InvalidIdentity(f"invalid {kind} identity: {value!r}")
+    if kind == "email":
+        local, sep, domain = text.rpartition("@")
+        if not sep or not local or "." not in domain:
+            raise InvalidIdentity(f"not an e-mail address: {value!r}")
+        return text.lower()
+    if kind == "account" and not text.isdigit():
+        raise InvalidIdentity(f"account numbers are digits only: {value!r}")
+    return text

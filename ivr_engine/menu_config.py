@@ -1,0 +1,234 @@
+"""Load IVR menus from YAML into the frozen domain ``Menu``; every error names file and key.
+
+Validation happens once, at start-up: a broken menu stops the engine with a precise message
+instead of leaving a caller in a half-configured menu.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.domain.models import (
+    DigitPolicy,
+    FieldSpec,
+    Menu,
+    MenuOption,
+    MenuPrompts,
+    RankingPolicy,
+    ShortcutPolicy,
+)
+
+_KEY = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+_PROMPT = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$", max_length=120)]
+_DIGIT = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"]
+_MENU_DIGITS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _FieldModel(_Strict):
+    prompt: _PROMPT
+    min_digits: int = Field(1, ge=1, le=32)
+    max_digits: int = Field(16, ge=1, le=32)
+    sensitive: bool = False
+    timeout_ms: int = Field(6000, ge=1000, le=60000)
+    attempts: int = Field(2, ge=1, le=5)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> _FieldModel:
+        if self.min_digits > self.max_digits:
+            raise ValueError("min_digits is greater than max_digits")
+        return self
+
+
+class _OptionModel(_Strict):
+    intent: _KEY
+    digit: _DIGIT
+    label: str = Field(min_length=1, max_length=80)
+    prompt: _PROMPT
+    pinned: bool = False
+    required_fields: tuple[_KEY, ...] = ()
+    target: str = Field("", max_length=120, pattern=r"^[A-Za-z0-9_:\-/.@]*$")
+    shortcut_prompt: _PROMPT | None = None
+
+
+class _RankingModel(_Strict):
+    half_life_days: float = Field(30.0, gt=0, le=3650)
+    max_events: int = Field(50, ge=1, le=500)
+    max_age_days: float = Field(365.0, gt=0, le=36500)
+    open_case_boost: bool = True
+
+
+class _ShortcutModel(_Strict):
+    enabled: bool = True
+    min_share: float = Field(0.6, gt=0, le=1)
+    min_contacts: int = Field(3, ge=1, le=100)
+    yes_digit: _DIGIT = "1"
+    no_digit: _DIGIT = "2"
+
+
+class _PromptsModel(_Strict):
+    welcome: _PROMPT = "ivr-engine/welcome"
+    for_word: _PROMPT = "ivr-engine/for"
+    press_word: _PROMPT = "ivr-engine/press"
+    digit_prefix: str = Field("digits/", pattern=r"^[A-Za-z0-9_\-/]+/$")
+    invalid: _PROMPT = "ivr-engine/invalid-option"
+    no_input: _PROMPT = "ivr-engine/no-input"
+    shortcut_intro: _PROMPT = "ivr-engine/shortcut-calling-about"
+    shortcut_again: _PROMPT = "ivr-engine/shortcut-again"
+    thank_you: _PROMPT = "ivr-engine/thank-you"
+    transfer: _PROMPT = "ivr-engine/transfer"
+
+
+class _MenuModel(_Strict):
+    menu: _KEY
+    digit_policy: DigitPolicy = DigitPolicy.POSITIONAL
+    input_timeout_ms: int = Field(5000, ge=1000, le=60000)
+    attempts: int = Field(3, ge=1, le=10)
+    fallback_intent: _KEY = "operator"
+    ranking: _RankingModel = _RankingModel()
+    shortcut: _ShortcutModel = _ShortcutModel()
+    prompts: _PromptsModel = _PromptsModel()
+    fields: dict[_KEY, _FieldModel] = {}
+    options: tuple[_OptionModel, ...] = Field(min_length=1, max_length=12)
+
+
+def _check_consistency(model: _MenuModel) -> list[tuple[str, str]]:
+    """Cross-field rules pydantic cannot express; returns (key, problem) pairs."""
+    problems: list[tuple[str, str]] = []
+    seen_intents: dict[str, int] = {}
+    seen_digits: dict[str, int] = {}
+    for index, option in enumerate(model.options):
+        key = f"options[{index}]"
+        if option.intent in seen_intents:
+            problems.append((f"{key}.intent", f"duplicate intent {option.intent!r}"))
+        if option.digit in seen_digits:
+            other = seen_digits[option.digit]
+            problems.append(
+                (f"{key}.digit", f"digit {option.digit} already used by options[{other}]")
+            )
+        seen_intents.setdefault(option.intent, index)
+        seen_digits.setdefault(option.digit, index)
+        for name in option.required_fields:
+            if name not in model.fields:
+                problems.append(
+                    (f"{key}.required_fields", f"{name!r} is not defined under fields:")
+                )
+    if model.fallback_intent not in seen_intents:
+        problems.append(("fallback_intent", f"{model.fallback_intent!r} is not an option's intent"))
+    if model.shortcut.enabled and model.shortcut.yes_digit == model.shortcut.no_digit:
+        problems.append(("shortcut.no_digit", "must differ from shortcut.yes_digit"))
+    return problems
+
+
+def referenced_prompts(menu: Menu) -> set[str]:
+    """Every prompt id a menu can play (digits included), for start-up checks."""
+    prompts = menu.prompts
+    ids = {
+        prompts.welcome,
+        prompts.for_word,
+        prompts.press_word,
+        prompts.invalid,
+        prompts.no_input,
+        prompts.thank_you,
+        prompts.transfer,
+    }
+    if menu.shortcut.enabled:
+        ids |= {prompts.shortcut_intro, prompts.shortcut_again}
+    for option in menu.options:
+        ids.add(option.prompt)
+        if option.shortcut_prompt and menu.shortcut.enabled:
+            ids.add(option.shortcut_prompt)
+    ids |= {spec.prompt for spec in menu.fields.values()}
+    ids |= {_digit_prompt(prompts.digit_prefix, d) for d in _MENU_DIGITS}
+    return ids
+
+
+def _digit_prompt(prefix: str, digit: str) -> str:
+    return prefix + {"*": "star", "#": "pound"}.get(digit, digit)
+
+
+def _to_domain(model: _MenuModel) -> Menu:
+    return Menu(
+        name=model.menu,
+        options=tuple(MenuOption(**option.model_dump()) for option in model.options),
+        digit_policy=model.digit_policy,
+        ranking=RankingPolicy(**model.ranking.model_dump()),
+        shortcut=ShortcutPolicy(**model.shortcut.model_dump()),
+        prompts=MenuPrompts(**model.prompts.model_dump()),
+        fields={
+            name: FieldSpec(name=name, **spec.model_dump()) for name, spec in model.fields.items()
+        },
+        input_timeout_ms=model.input_timeout_ms,
+        attempts=model.attempts,
+        fallback_intent=model.fallback_intent,
+    )
+
+
+def _format_pydantic(path: Path, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(
+            f"[{part}]" if isinstance(part, int) else str(part) for part in item["loc"]
+        ).replace(".[", "[")
+        lines.append(f"{path}: {key or '<top>'}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_menu(path: Path, text: str) -> Menu:
+    """Parse and validate one menu document; raise ``ConfigError`` naming file and key."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: <top>: expected a mapping with 'menu:' and 'options:'")
+    try:
+        model = _MenuModel.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_pydantic(path, exc)) from exc
+    problems = _check_consistency(model)
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {key}: {msg}" for key, msg in problems))
+    return _to_domain(model)
+
+
+def check_prompts_exist(menu: Menu, source: Path, available: Collection[str]) -> None:
+    """Fail start-up when a menu names a prompt that is not installed."""
+    core = re.compile(r"^digits/")
+    missing = sorted(
+        p for p in referenced_prompts(menu) if p not in available and not core.match(p)
+    )
+    if missing:
+        raise ConfigError(
+            f"{source}: prompts not found: {', '.join(missing)} "
+            "(build them with `ivr-engine prompts build` or fix the prompt ids)"
+        )
+
+
+def load_menus(directory: Path) -> Mapping[str, Menu]:
+    """Load every ``*.yaml`` menu in ``directory``; menu names must be unique."""
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: menus directory not found (setting: menus_dir)")
+    menus: dict[str, Menu] = {}
+    for path in sorted(directory.glob("*.y*ml")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from exc
+        menu = parse_menu(path, text)
+        if menu.name in menus:
+            raise ConfigError(f"{path}: menu: {menu.name!r} is defined twice")
+        menus[menu.name] = menu
+    if not menus:
+        raise ConfigError(f"{directory}: no menu files (*.yaml) found")
+    return menus

@@ -1,0 +1,143 @@
+"""Small Protocols the flows and the API depend on. Adapters implement them.
+
+The per-call path needs only ``CallerLookup`` (one round trip) and ``TimelineWriter``;
+the HTTP API and admin paths use ``TimelineStore``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from ivr_engine.domain.models import CallerHistory, KnownField
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    """Result of identifying a caller by one identity (phone, account number, ...)."""
+
+    history: CallerHistory | None  # None: no customer, or ambiguous
+    ambiguous: bool = False  # the identity belongs to more than one (unmerged) customer
+
+
+@dataclass(frozen=True, slots=True)
+class NewTimelineEvent:
+    """An event to append; ``event_id`` is the client-supplied idempotency key."""
+
+    event_id: str
+    customer_id: str
+    occurred_at: datetime
+    channel: str
+    event_type: str
+    intent: str | None = None
+    case_id: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int  # store-assigned, increasing; used for paging
+    event_id: str
+    customer_id: str
+    occurred_at: datetime
+    recorded_at: datetime
+    channel: str
+    event_type: str
+    intent: str | None
+    case_id: str | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    kind: str  # phone | email | chat | messenger | account
+    value: str  # normalised (E.164 for phone, lower-case e-mail)
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    customer_id: str
+    display_name: str | None
+    identities: tuple[Identity, ...]
+    known_fields: Mapping[str, KnownField]
+    created_at: datetime
+    updated_at: datetime
+    merged_into: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelinePage:
+    events: tuple[StoredEvent, ...]  # newest first
+    next_before: int | None  # pass as ``before_seq`` for the next (older) page
+
+
+class CallerLookup(Protocol):
+    """The hot path: identity → customer → recent history + known fields, one round trip."""
+
+    async def lookup(self, kind: str, value: str, *, max_events: int) -> LookupResult: ...
+
+
+class TimelineWriter(Protocol):
+    async def append_events(self, events: Sequence[NewTimelineEvent]) -> int:
+        """Insert events; an ``event_id`` already stored is skipped. Returns rows inserted."""
+        ...
+
+    async def save_known_fields(self, customer_id: str, fields: Sequence[KnownField]) -> None:
+        """Upsert by (customer, field name); newer ``updated_at`` wins."""
+        ...
+
+    async def create_customer_for_identity(self, identity: Identity) -> str:
+        """A first-time caller: a new customer owning this identity. Returns its id."""
+        ...
+
+
+class TimelineStore(TimelineWriter, Protocol):
+    """Administrative and API operations (SQLAlchemy Core; not on the per-call path)."""
+
+    async def create_customer(
+        self,
+        display_name: str | None,
+        identities: Sequence[Identity],
+        fields: Sequence[KnownField] = (),
+    ) -> Customer: ...
+
+    async def get_customer(self, customer_id: str) -> Customer | None: ...
+
+    async def update_customer(self, customer_id: str, display_name: str | None) -> Customer: ...
+
+    async def add_identity(self, customer_id: str, identity: Identity) -> Customer: ...
+
+    async def find_customers(self, identity: Identity) -> list[Customer]: ...
+
+    async def merge_customers(self, source_id: str, target_id: str, reason: str) -> Customer:
+        """Move identities, events and fields from source to target; audited on the timeline."""
+        ...
+
+    async def timeline(
+        self, customer_id: str, *, limit: int = 50, before_seq: int | None = None
+    ) -> TimelinePage: ...
+
+
+class DigitsResult(Protocol):
+    """What a caller keyed in response to a prompt sequence."""
+
+    @property
+    def digits(self) -> str: ...
+
+    @property
+    def timed_out(self) -> bool: ...
+
+
+class CallChannel(Protocol):
+    """The few things a call flow does with a live call (AGI and ESL adapters implement it).
+
+    Every method raises ``CallerHungUp`` once the caller has gone.
+    """
+
+    async def get_data(
+        self, prompts: Sequence[str], timeout_ms: int, max_digits: int
+    ) -> DigitsResult: ...
+
+    async def set_variable(self, name: str, value: str) -> None: ...

@@ -1,0 +1,100 @@
+"""Typed engine settings: defaults < config file < environment < command line.
+
+Validated once at start-up; an error names where the bad value came from and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ivr_engine.domain.errors import ConfigError
+
+ENV_PREFIX = "IVR_ENGINE_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        "sqlite:///data/ivr-engine.db",
+        description="sqlite:///FILE (embedded default) or postgresql://USER@HOST:PORT/DB",
+    )
+    agi_host: str = "127.0.0.1"
+    agi_port: int = Field(4573, ge=0, le=65535)
+    agi_backlog: int = Field(1024, ge=16, le=65535)
+    agi_header_timeout_s: float = Field(5.0, gt=0, le=60)
+    agi_command_timeout_s: float = Field(120.0, gt=0, le=3600)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    menus_dir: Path = Path("config/menus")
+    sounds_dir: Path = Field(Path("prompts/en"), description="checked at start-up for prompts")
+    check_prompts: bool = True
+    default_region: str = Field("US", pattern=r"^[A-Z]{2}$")
+    decision_deadline_ms: int = Field(150, ge=10, le=5000)
+    spool_dir: Path = Field(Path("data/spool"), description="events kept here while DB is down")
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+        return value
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    names = Settings.model_fields.keys()
+    found = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX) :].lower()
+            if name not in names:
+                raise ConfigError(f"environment: {key}: unknown setting (known: {sorted(names)})")
+            found[name] = value
+    return found
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read settings: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: <top>: expected a mapping of setting: value")
+    return raw
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the layers and validate; ``ConfigError`` names the source and the key."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if config_file is not None:
+        layers.append((str(config_file), _from_file(config_file)))
+    layers.append(("environment", _from_environment(os.environ if environ is None else environ)))
+    layers.append(("command line", {k: v for k, v in (overrides or {}).items() if v is not None}))
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for source, values in layers:
+        merged.update(values)
+        origin.update(dict.fromkeys(values, source))
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        lines = []
+        for item in exc.errors():
+            key = str(item["loc"][0]) if item["loc"] else "<top>"
+            source = origin.get(key, "defaults")
+            env_hint = f" (env {ENV_PREFIX}{key.upper()})" if source == "environment" else ""
+            lines.append(f"{source}: {key}{env_hint}: {item['msg']}")
+        raise ConfigError("\n".join(lines)) from exc
