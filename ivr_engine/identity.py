@@ -14,7 +14,7 @@ from ivr_engine.domain.models import IDENTITY_KINDS
 _MAX_IDENTITY_LENGTH = 320
 
 
-class InvalidIdentity(ValueError):  # noqa: N818 - reads better at call sites
+class InvalidIdentity(ValueError):
     """The value cannot be a valid identity of that kind."""
 
 
@@ -53,7 +53,9 @@ def normalize_caller_id(raw: str | None, default_region: str = "US") -> str | No
 def normalize_identity(kind: str, value: str, default_region: str = "US") -> str:
     """Normalise any identity kind; raises ``InvalidIdentity`` with a precise reason."""
     if kind not in IDENTITY_KINDS:
-        raise InvalidIdentity(f"unknown identity kind {kind!r}; use one of {sorted(IDENTITY_KINDS)}")
+        raise InvalidIdentity(
+            f"unknown identity kind {kind!r}; use one of {sorted(IDENTITY_KINDS)}"
+        )
     if kind == "phone":
         return normalize_phone(value, default_region)
     text = value.strip()

@@ -136,8 +136,10 @@ class CallChannel(Protocol):
     Every method raises ``CallerHungUp`` once the caller has gone.
     """
 
-    async def get_data(
+    async def read_digits(
         self, prompts: Sequence[str], timeout_ms: int, max_digits: int
-    ) -> DigitsResult: ...
+    ) -> DigitsResult:
+        """Play the prompts in order and collect up to ``max_digits`` keys."""
+        ...
 
     async def set_variable(self, name: str, value: str) -> None: ...

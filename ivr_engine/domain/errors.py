@@ -11,7 +11,7 @@ class IvrEngineError(Exception):
     """Base class for errors raised by the engine."""
 
 
-class CallerHungUp(IvrEngineError):  # noqa: N818 - it is an outcome, not a failure
+class CallerHungUp(IvrEngineError):
     """The caller's channel went away (AGI ``HANGUP``, ``511``, EOF on the socket)."""
 
 
@@ -25,3 +25,11 @@ class TimelineUnavailable(IvrEngineError):
 
 class ConfigError(IvrEngineError):
     """Configuration is invalid; the message names the file, the key and the fix."""
+
+
+class CustomerNotFound(IvrEngineError, LookupError):
+    """No customer has this id."""
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"customer {customer_id!r} does not exist")
+        self.customer_id = customer_id

@@ -185,6 +185,9 @@ class FieldPlan:
     prefilled: Mapping[str, KnownField]
     to_ask: tuple[FieldSpec, ...]
     reasons: tuple[str, ...]
+    # prefilled names whose values may be read back / shown: a sensitive value only when the
+    # caller is verified (caller ID can be spoofed; it steers routing, never unlocks data)
+    readable: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

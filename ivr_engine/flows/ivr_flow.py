@@ -136,7 +136,7 @@ class IvrFlow:
         offer = decision.shortcut
         if offer is not None:
             prompts = shortcut_prompt_sequence(offer, menu.prompts, greeting=True)
-            reply = await channel.get_data(prompts, menu.input_timeout_ms, 1)
+            reply = await channel.read_digits(prompts, menu.input_timeout_ms, 1)
             accepted = interpret_shortcut(offer, reply.digits)
             record.step("shortcut", intent=offer.intent, digits=reply.digits, accepted=accepted)
             if accepted:
@@ -145,7 +145,7 @@ class IvrFlow:
         lead_in: tuple[str, ...] = ()
         for attempt in range(1, menu.attempts + 1):
             prompts = lead_in + menu_prompt_sequence(decision, menu.prompts, greeting=greeting)
-            reply = await channel.get_data(prompts, menu.input_timeout_ms, 1)
+            reply = await channel.read_digits(prompts, menu.input_timeout_ms, 1)
             intent = interpret_menu_choice(decision, reply.digits)
             record.step("menu", attempt=attempt, digits=reply.digits, intent=intent)
             if intent is not None:
@@ -182,7 +182,7 @@ class IvrFlow:
         lead_in: Sequence[str] = ()
         for _ in range(spec.attempts):
             prompts = (*lead_in, spec.prompt)
-            reply = await channel.get_data(prompts, spec.timeout_ms, spec.max_digits)
+            reply = await channel.read_digits(prompts, spec.timeout_ms, spec.max_digits)
             if spec.min_digits <= len(reply.digits) <= spec.max_digits:
                 return reply.digits
             lead_in = (menu.prompts.invalid if reply.digits else menu.prompts.no_input,)

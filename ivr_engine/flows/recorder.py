@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ivr_engine.domain.errors import IvrEngineError
+from ivr_engine.domain.errors import CustomerNotFound, IvrEngineError
 from ivr_engine.domain.models import KnownField
 from ivr_engine.flows.call_record import CallRecord, CallWrite, to_write
 from ivr_engine.ports import Identity, NewTimelineEvent, TimelineStore
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SPOOL_FILE = "calls.jsonl"
 REPLAY_FILE = "calls.replaying.jsonl"  # taken from the spool; survives a crash mid-replay
+REJECTED_FILE = "calls.rejected.jsonl"  # spool lines that cannot be parsed: kept, not retried
 
 
 def write_to_json(write: CallWrite) -> str:
@@ -57,23 +58,41 @@ def write_from_json(line: str) -> CallWrite:
 
 
 async def store_call(store: TimelineStore, write: CallWrite) -> None:
-    """Resolve the customer (find or create by phone) and store events and fields."""
-    customer_id = write.customer_id
-    if not customer_id:
-        customer_id = await _customer_for_phone(store, write.phone)
-    events = [e if e.customer_id else _with_customer(e, customer_id) for e in write.events]
-    await store.append_events(events)
+    """Resolve the customer and store the call's events and fields.
+
+    A customer id that no longer exists (deleted since the call) falls back to finding the
+    caller by phone, so the call is still stored rather than retried forever.
+    """
+    if write.customer_id:
+        try:
+            await _store_for(store, write, write.customer_id)
+            return
+        except CustomerNotFound:
+            log.warning("customer %s is gone; storing the call by phone", write.customer_id)
+    await _store_for(store, write, await _customer_for_phone(store, write.phone))
+
+
+async def _store_for(store: TimelineStore, write: CallWrite, customer_id: str) -> None:
+    await store.append_events([_with_customer(e, customer_id) for e in write.events])
     if write.fields:
         await store.save_known_fields(customer_id, write.fields)
 
 
 async def _customer_for_phone(store: TimelineStore, phone: str | None) -> str:
+    """The one customer owning ``phone``, or a new one.
+
+    A number shared by several customers is not guessed at: the call goes to a new customer
+    without identities (the event keeps the caller ID) for an agent to merge, so nothing is
+    written onto the wrong person's timeline.
+    """
     if phone is None:
         return (await store.create_customer(None, ())).customer_id
     identity = Identity("phone", phone)
     found = await store.find_customers(identity)
     if len(found) == 1:
         return found[0].customer_id
+    if len(found) > 1:
+        return (await store.create_customer(None, ())).customer_id
     return await store.create_customer_for_identity(identity)
 
 
@@ -181,12 +200,29 @@ class CallRecorder:
             text = await asyncio.to_thread(_take_spool, self._spool, replay)
         if not text:
             return 0
-        pending = [write_from_json(line) for line in text.splitlines() if line.strip()]
+        pending, rejected = _parse_spool(text)
+        if rejected:
+            log.error("%d unreadable spool line(s) moved to %s", len(rejected), REJECTED_FILE)
+            path = self._spool.with_name(REJECTED_FILE)
+            await asyncio.to_thread(_append_text, path, "".join(f"{r}\n" for r in rejected))
         failed = await self._try_write(pending)
         if failed:
             await self._append_spool(failed)
         await asyncio.to_thread(replay.unlink, missing_ok=True)
         return len(pending) - len(failed)
+
+
+def _parse_spool(text: str) -> tuple[list[CallWrite], list[str]]:
+    parsed: list[CallWrite] = []
+    rejected: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            parsed.append(write_from_json(line))
+        except (ValueError, KeyError, TypeError):
+            rejected.append(line)
+    return parsed, rejected
 
 
 def _drain(queue: asyncio.Queue[CallWrite]) -> list[CallWrite]:

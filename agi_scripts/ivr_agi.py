@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Classic (process-per-call) AGI entry for PBXs where FastAGI cannot be used.
+
+Dialplan: ``AGI(/usr/share/asterisk/agi-bin/ivr_agi.py,menu=main)``. It runs the same call
+flow as the FastAGI server, over stdin/stdout, on the same protocol layer. Costlier: a Python
+start-up per call (measured in bench/results.md); prefer FastAGI.
+
+Settings come from ``IVR_ENGINE_*`` environment variables and ``IVR_ENGINE_CONFIG`` (a YAML
+settings file). Logs go to stderr (stdout is the AGI channel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ivr_engine.app import load_checked_menus, utc_now
+from ivr_engine.flows.ivr_flow import IvrFlow
+from ivr_engine.flows.recorder import CallRecorder
+from ivr_engine.settings import load_settings
+from ivr_engine.telephony.agi import AgiChannel, AgiRequest, run_stdio_agi
+from ivr_engine.telephony.ivr_handler import incoming_call
+from ivr_engine.timeline import open_timeline
+
+
+async def main() -> None:
+    config = os.environ.get("IVR_ENGINE_CONFIG")
+    settings = load_settings(Path(config) if config else None)
+    menus = load_checked_menus(settings.model_copy(update={"check_prompts": False}))
+    timeline = await open_timeline(settings.database_url)
+    recorder = CallRecorder(timeline.store, settings.spool_dir)
+    await recorder.start()
+    flow = IvrFlow(
+        menus=menus,
+        lookup=timeline.lookup,
+        sink=recorder,
+        clock=utc_now,
+        decision_deadline_s=settings.decision_deadline_ms / 1000,
+        default_region=settings.default_region,
+    )
+
+    async def handle(request: AgiRequest, channel: AgiChannel) -> None:
+        menu = request.args[0].removeprefix("menu=") if request.args else "main"
+        await flow.run(incoming_call(request, utc_now(), menu=menu), channel)
+
+    try:
+        await run_stdio_agi(handle)
+    finally:
+        await recorder.close()
+        await timeline.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    asyncio.run(main())

@@ -1,0 +1,92 @@
+"""The HTTP API app factory: text channels and admins write into the shared timeline.
+
+Every failure is a JSON error (see ``errors``); bodies are capped at ``max_body_bytes``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from ivr_engine.api import preview, routes, routes_events
+from ivr_engine.api.errors import error_middleware
+from ivr_engine.api.keys import (
+    CLOCK,
+    DEFAULT_REGION,
+    LOOKUP,
+    MAX_BODY_BYTES,
+    MENUS,
+    STORE,
+)
+from ivr_engine.api.openapi import openapi_document
+from ivr_engine.api.serialize import HealthJson
+from ivr_engine.domain.models import Menu
+from ivr_engine.ports import CallerLookup, TimelineStore
+
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+# A well-formed id nobody has: a read that proves the store answers.
+_HEALTH_PROBE_ID = "00000000-0000-0000-0000-000000000000"
+
+meta = web.RouteTableDef()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_api_app(
+    *,
+    store: TimelineStore,
+    lookup: CallerLookup,
+    menus: Mapping[str, Menu],
+    clock: Callable[[], datetime] = _utc_now,
+    default_region: str = "US",
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=max_body_bytes)
+    app[STORE] = store
+    app[LOOKUP] = lookup
+    app[MENUS] = menus
+    app[CLOCK] = clock
+    app[DEFAULT_REGION] = default_region
+    app[MAX_BODY_BYTES] = max_body_bytes
+    for table in (routes.routes, routes_events.routes, preview.routes, meta):
+        app.add_routes(table)
+    return app
+
+
+@meta.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the store answers a read; ``TimelineUnavailable`` becomes the 503."""
+    await request.app[STORE].get_customer(_HEALTH_PROBE_ID)
+    result: HealthJson = {"status": "ok"}
+    return web.json_response(result)
+
+
+@meta.get("/openapi.json")
+async def openapi(_request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+@meta.get("/docs")
+async def docs(_request: web.Request) -> web.Response:
+    """A dependency-free page listing every operation (the full schema is /openapi.json)."""
+    rows = [
+        f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
+        f"<td>{html.escape(op.get('summary', ''))}</td></tr>"
+        for path, item in openapi_document()["paths"].items()
+        for method, op in item.items()
+    ]
+    schema = html.escape(json.dumps(openapi_document(), indent=2))
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>ivr-engine API</title></head>"
+        "<body><h1>ivr-engine timeline API</h1><p>OpenAPI 3.1: "
+        "<a href='/openapi.json'>/openapi.json</a></p><table>"
+        + "".join(rows)
+        + f"</table><details><summary>Schema</summary><pre>{schema}</pre></details></body></html>"
+    )
+    return web.Response(text=page, content_type="text/html")

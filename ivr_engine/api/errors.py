@@ -1,0 +1,123 @@
+"""Every failure leaves the API as ``{"error": {"code": ..., "message": ...}}``.
+
+Validation failures name the field path; unexpected exceptions are logged and answered
+with a generic 500 that leaks nothing about the internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import ValidationError
+
+from ivr_engine.domain.errors import TimelineUnavailable
+from ivr_engine.timeline.errors import CustomerNotFound, MergeRejected
+
+log = logging.getLogger(__name__)
+
+_MAX_MESSAGE = 300
+_MAX_DETAILS = 20
+
+_HTTP_CODES: Mapping[int, str] = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An expected failure with its HTTP status, machine code and human message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: Sequence[Mapping[str, Any]] = (),
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = tuple(details)
+        self.extra = dict(extra or {})
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def bad_request(field: str, message: str, code: str = "validation_error") -> ApiError:
+    detail = {"loc": field, "msg": _clip(message), "type": code}
+    return ApiError(400, code, f"{field}: {_clip(message)}", details=[detail])
+
+
+def from_validation_error(exc: ValidationError) -> ApiError:
+    """A 400 naming the first offending field path (``identities.0.value``)."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        first = next(e for e in errors if e["type"] == "json_invalid")
+        return ApiError(400, "invalid_json", _clip(first["msg"]))
+    details = [
+        {"loc": _loc(e["loc"]), "msg": _clip(e["msg"]), "type": e["type"]}
+        for e in errors[:_MAX_DETAILS]
+    ]
+    first_detail = details[0] if details else {"loc": "body", "msg": "invalid"}
+    message = f"{first_detail['loc']}: {first_detail['msg']}"
+    return ApiError(400, "validation_error", message, details=details)
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Sequence[Mapping[str, Any]] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = list(details)
+    if extra:
+        body.update(extra)
+    return web.json_response({"error": body}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.extra)
+    except CustomerNotFound as exc:
+        return error_response(404, "customer_not_found", str(exc))
+    except MergeRejected as exc:
+        return error_response(409, "merge_rejected", _clip(str(exc)))
+    except TimelineUnavailable:
+        log.warning("%s %s: timeline unavailable", request.method, request.path, exc_info=True)
+        return error_response(503, "timeline_unavailable", "the timeline store is unavailable")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return error_response(exc.status, code, exc.reason)
+    except Exception:
+        log.exception("%s %s: unhandled error", request.method, request.path)
+        return error_response(500, "internal_error", "internal server error")
+
+
+def _loc(loc: Sequence[int | str]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"

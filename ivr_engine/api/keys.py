@@ -1,0 +1,18 @@
+"""Typed application keys: everything a handler needs comes from ``request.app[KEY]``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from aiohttp import web
+
+from ivr_engine.domain.models import Menu
+from ivr_engine.ports import CallerLookup, TimelineStore
+
+STORE = web.AppKey[TimelineStore]("store")
+LOOKUP = web.AppKey[CallerLookup]("lookup")
+MENUS = web.AppKey[Mapping[str, Menu]]("menus")
+CLOCK = web.AppKey[Callable[[], datetime]]("clock")
+DEFAULT_REGION = web.AppKey[str]("default_region")
+MAX_BODY_BYTES = web.AppKey[int]("max_body_bytes")

@@ -1,0 +1,205 @@
+"""The OpenAPI 3.1 document, generated from the request models and the response TypedDicts.
+
+Request bodies and query parameters come from the pydantic models that validate them
+(``model_json_schema``); responses from the TypedDicts the handlers return (mypy checks
+those), so the document cannot drift from the code silently.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from ivr_engine.api import preview, schemas, serialize
+
+_REF = "#/components/schemas/{model}"
+_ERRORS = {
+    "400": "Invalid request: the message names the field path",
+    "404": "Not found",
+    "409": "Conflict",
+    "413": "Body too large",
+    "415": "Body is not application/json",
+    "503": "Timeline store unavailable",
+}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {}
+
+    def model(self, model: type[BaseModel]) -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template=_REF)
+        self.schemas.update(schema.pop("$defs", {}))
+        self.schemas[model.__name__] = schema
+        return {"$ref": _REF.format(model=model.__name__)}
+
+    def shape(self, shape: Any) -> dict[str, Any]:
+        schema = TypeAdapter(shape).json_schema(ref_template=_REF, mode="serialization")
+        self.schemas.update(schema.pop("$defs", {}))
+        self.schemas[shape.__name__] = schema
+        return {"$ref": _REF.format(model=shape.__name__)}
+
+    def query(self, model: type[BaseModel]) -> list[dict[str, Any]]:
+        schema = model.model_json_schema(ref_template=_REF)
+        required = set(schema.get("required", []))
+        return [
+            {"name": name, "in": "query", "required": name in required, "schema": prop}
+            for name, prop in schema["properties"].items()
+        ]
+
+    def operation(
+        self,
+        summary: str,
+        ok: dict[str, Any],
+        *,
+        status: str = "200",
+        body: type[BaseModel] | None = None,
+        params: list[dict[str, Any]] | None = None,
+        errors: tuple[str, ...] = ("400", "404", "503"),
+        extra: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        responses: dict[str, Any] = {status: _json("OK" if status == "200" else "Created", ok)}
+        responses.update(extra or {})
+        error = {"$ref": _REF.format(model="ErrorJson")}
+        for code in errors:
+            responses[code] = _json(_ERRORS[code], error)
+        op: dict[str, Any] = {"summary": summary, "responses": responses}
+        if params:
+            op["parameters"] = params
+        if body is not None:
+            op["requestBody"] = {"required": True, "content": _content(self.model(body))}
+        return op
+
+
+def _content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": _content(schema)}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    b = _Builder()
+    b.shape(serialize.ErrorJson)
+    customer = b.shape(serialize.CustomerJson)
+    body_errors = ("400", "404", "413", "415", "503")
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    event_ok = b.shape(serialize.EventResultJson)
+    paths: dict[str, Any] = {
+        "/v1/customers": {
+            "post": b.operation(
+                "Create a customer",
+                customer,
+                status="201",
+                body=schemas.CreateCustomer,
+                errors=("400", "413", "415", "503"),
+            ),
+            "get": b.operation(
+                "Find customers by identity (several until merged)",
+                b.shape(serialize.CustomerListJson),
+                params=b.query(schemas.LookupQuery),
+                errors=("400", "503"),
+            ),
+        },
+        "/v1/customers/{id}": {
+            "get": b.operation("Get a customer", customer, params=[_ID]),
+            "patch": b.operation(
+                "Rename a customer",
+                customer,
+                body=schemas.UpdateCustomer,
+                params=[_ID],
+                errors=body_errors,
+            ),
+        },
+        "/v1/customers/{id}/identities": {
+            "post": b.operation(
+                "Add an identity",
+                customer,
+                body=schemas.IdentityIn,
+                params=[_ID],
+                errors=body_errors,
+            ),
+        },
+        "/v1/customers/{id}/merge": {
+            "post": b.operation(
+                "Merge source_customer_id into this customer",
+                customer,
+                body=schemas.MergeRequest,
+                params=[_ID],
+                errors=(*body_errors, "409"),
+            ),
+        },
+        "/v1/customers/{id}/fields/{name}": {
+            "put": b.operation(
+                "Save a known field",
+                b.shape(serialize.NamedFieldJson),
+                body=schemas.PutField,
+                params=[_ID, name],
+                errors=body_errors,
+            ),
+        },
+        "/v1/customers/{id}/timeline": {
+            "get": b.operation(
+                "Page the timeline, newest first",
+                b.shape(serialize.TimelineJson),
+                params=[_ID, *b.query(schemas.TimelineQuery)],
+            ),
+        },
+        "/v1/events": {
+            "post": b.operation(
+                "Append an event (idempotent on event_id)",
+                event_ok,
+                status="201",
+                body=schemas.EventIn,
+                errors=(*body_errors, "409"),
+                extra={"200": _json("Replay: event_id already stored", event_ok)},
+            ),
+        },
+        "/v1/menu-preview": {
+            "get": b.operation(
+                "The menu the engine would offer this caller now",
+                b.shape(preview.PreviewJson),
+                params=b.query(schemas.PreviewQuery),
+                errors=("400", "404"),
+            ),
+        },
+        "/healthz": {
+            "get": b.operation(
+                "Liveness and store reachability",
+                b.shape(serialize.HealthJson),
+                errors=("503",),
+            ),
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})},
+            }
+        },
+        "/docs": {
+            "get": {
+                "summary": "Human-readable list of the operations",
+                "responses": {
+                    "200": {
+                        "description": "HTML",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ivr-engine timeline API",
+            "version": "1.0.0",
+            "description": "Text channels and admins write into the shared customer timeline.",
+        },
+        "paths": paths,
+        "components": {"schemas": b.schemas},
+    }

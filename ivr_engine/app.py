@@ -1,0 +1,142 @@
+"""Composition root: builds and wires everything, owns the tasks and the shutdown order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from ivr_engine.api.app import create_api_app
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.domain.models import Menu
+from ivr_engine.flows.ivr_flow import IvrFlow
+from ivr_engine.flows.recorder import CallRecorder
+from ivr_engine.menu_config import check_prompts_exist, load_menus
+from ivr_engine.prompt_builder import available_prompt_ids
+from ivr_engine.settings import Settings
+from ivr_engine.telephony.agi import FastAgiServer
+from ivr_engine.telephony.ivr_handler import IVR_SCRIPT, ivr_handler
+from ivr_engine.timeline import Timeline, open_timeline
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def load_checked_menus(settings: Settings) -> Mapping[str, Menu]:
+    """Menus validated, and every prompt they reference present (when checking is on)."""
+    menus = load_menus(settings.menus_dir)
+    if settings.check_prompts:
+        if not settings.sounds_dir.is_dir():
+            raise ConfigError(f"sounds_dir: {settings.sounds_dir} is not a directory")
+        available = available_prompt_ids(settings.sounds_dir)
+        for menu in menus.values():
+            check_prompts_exist(menu, settings.menus_dir / f"{menu.name}.yaml", available)
+    return menus
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    menus: Mapping[str, Menu] = field(default_factory=dict)
+    timeline: Timeline | None = None
+    recorder: CallRecorder | None = None
+    agi: FastAgiServer | None = None
+    http: web.AppRunner | None = None
+    http_port: int = 0
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.menus = load_checked_menus(settings)
+        self.timeline = await open_timeline(settings.database_url)
+        self.recorder = CallRecorder(self.timeline.store, settings.spool_dir)
+        await self.recorder.start()
+        flow = IvrFlow(
+            menus=self.menus,
+            lookup=self.timeline.lookup,
+            sink=self.recorder,
+            clock=utc_now,
+            decision_deadline_s=settings.decision_deadline_ms / 1000,
+            default_region=settings.default_region,
+        )
+        self.agi = FastAgiServer(
+            host=settings.agi_host,
+            port=settings.agi_port,
+            backlog=settings.agi_backlog,
+            header_timeout=settings.agi_header_timeout_s,
+            command_timeout=settings.agi_command_timeout_s,
+        )
+        self.agi.register(IVR_SCRIPT, ivr_handler(flow, utc_now))
+        await self.agi.start()
+        await self._start_http()
+        log.info(
+            "engine ready: FastAGI %s:%s, HTTP %s:%s, database %s",
+            settings.agi_host,
+            self.agi.port,
+            settings.http_host,
+            self.http_port,
+            _redact(settings.database_url),
+        )
+
+    async def _start_http(self) -> None:
+        assert self.timeline is not None
+        app = create_api_app(
+            store=self.timeline.store,
+            lookup=self.timeline.lookup,
+            menus=self.menus,
+            clock=utc_now,
+            default_region=self.settings.default_region,
+        )
+        self.http = web.AppRunner(app, access_log=None)
+        await self.http.setup()
+        site = web.TCPSite(self.http, self.settings.http_host, self.settings.http_port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
+
+    async def stop(self) -> None:
+        """Stop taking calls, finish the ones in flight, flush the recorder, close the DB."""
+        if self.agi is not None:
+            await self.agi.close()
+        if self.http is not None:
+            await self.http.cleanup()
+        if self.recorder is not None:
+            await self.recorder.close()
+        if self.timeline is not None:
+            await self.timeline.close()
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+async def run_engine(settings: Settings, ready_file: Path | None = None) -> None:
+    """Run until SIGINT/SIGTERM."""
+    engine = Engine(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await engine.start()
+    try:
+        if ready_file is not None:
+            assert engine.agi is not None
+            ports = f"{engine.agi.port} {engine.http_port}\n"
+            await asyncio.to_thread(ready_file.write_text, ports, encoding="utf-8")
+        await stop.wait()
+    finally:
+        await engine.stop()

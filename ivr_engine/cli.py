@@ -1,0 +1,90 @@
+"""The ``ivr-engine`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.settings import Settings, load_settings
+
+DEFAULT_CONFIG = Path("config/engine.yaml")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivr-engine", description=__doc__)
+    parser.add_argument("--config", type=Path, help="settings file (default config/engine.yaml)")
+    parser.add_argument("--database-url", dest="database_url")
+    parser.add_argument("--log-level", dest="log_level")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve FastAGI and the HTTP API")
+    run.add_argument("--agi-port", dest="agi_port", type=int)
+    run.add_argument("--http-port", dest="http_port", type=int)
+    run.add_argument("--ready-file", type=Path, help="write 'AGI_PORT HTTP_PORT' when ready")
+    commands.add_parser("migrate", help="create or upgrade the timeline schema")
+    commands.add_parser("check-config", help="validate settings, menus and prompts, then exit")
+    commands.add_parser("demo", help="a new and a returning caller through the engine")
+    prompts = commands.add_parser("prompts", help="prompt set tools")
+    prompts.add_argument("action", choices=["build"])
+    prompts.add_argument("--texts", type=Path, default=Path("prompts/prompts.yaml"))
+    prompts.add_argument("--out", type=Path, default=Path("prompts"))
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    config = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    overrides: dict[str, Any] = {
+        key: getattr(args, key, None)
+        for key in ("database_url", "log_level", "agi_port", "http_port")
+    }
+    return load_settings(config, overrides=overrides)
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
+    if args.command == "run":
+        from ivr_engine.app import run_engine
+
+        await run_engine(settings, ready_file=args.ready_file)
+    elif args.command == "migrate":
+        from ivr_engine.timeline.migrate import upgrade
+
+        await upgrade(settings.database_url)
+        print("timeline schema is up to date")
+    elif args.command == "check-config":
+        from ivr_engine.app import load_checked_menus
+
+        menus = load_checked_menus(settings)
+        print(f"ok: {len(menus)} menu(s): {', '.join(sorted(menus))}")
+    elif args.command == "demo":
+        from ivr_engine.demo import run_demo
+
+        print(await run_demo(settings))
+    elif args.command == "prompts":
+        from ivr_engine.prompt_builder import build_prompts
+
+        written = await build_prompts(args.texts, args.out)
+        print(f"built {len(written)} prompt file(s) under {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        asyncio.run(_dispatch(args, settings))
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Which of an option's required fields are already known, and which must be asked. Pure.
+
+A field known from any channel (a non-blank value) is prefilled and not asked again. Caller
+ID can be spoofed: prefilled data steers routing, but a sensitive value may be read back or
+shown (``FieldPlan.readable``) only when the caller is verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.domain.models import FieldPlan, FieldSpec, KnownField, MenuOption
+from ivr_engine.personalize._time import ago, as_utc
+
+
+def plan_fields(
+    option: MenuOption,
+    specs: Mapping[str, FieldSpec],
+    known: Mapping[str, KnownField],
+    *,
+    caller_verified: bool,
+    now: datetime | None = None,
+) -> FieldPlan:
+    """Plan the option's required fields in the option's order.
+
+    ``now`` only shapes the reason text ("known from chat 3 days ago"); without it the
+    reason names the date the value was last updated. Raises ``ConfigError`` when a
+    required field has no spec.
+    """
+    prefilled: dict[str, KnownField] = {}
+    to_ask: list[FieldSpec] = []
+    reasons: list[str] = []
+    readable: set[str] = set()
+    for name in dict.fromkeys(option.required_fields):
+        spec = _spec(option, specs, name)
+        field = known.get(name)
+        if field is None or not field.value.strip():
+            to_ask.append(spec)
+            reasons.append(f"{name}: unknown, will ask")
+            continue
+        prefilled[name] = field
+        may_read = caller_verified or not spec.sensitive
+        if may_read:
+            readable.add(name)
+        reasons.append(_known_reason(name, field, now, may_read))
+    return FieldPlan(option.intent, prefilled, tuple(to_ask), tuple(reasons), frozenset(readable))
+
+
+def _spec(option: MenuOption, specs: Mapping[str, FieldSpec], name: str) -> FieldSpec:
+    spec = specs.get(name)
+    if spec is None:
+        raise ConfigError(
+            f"option {option.intent!r} requires field {name!r}, but no field spec defines it "
+            f"(add {name!r} under fields:)"
+        )
+    return spec
+
+
+def _known_reason(name: str, field: KnownField, now: datetime | None, readable: bool) -> str:
+    when = ago(field.updated_at, now) if now is not None else f"on {_date(field.updated_at)}"
+    reason = f"{name}: known from {field.source_channel} {when}, not asked"
+    if not readable:
+        reason += " (sensitive: not read back, caller not verified)"
+    return reason
+
+
+def _date(moment: datetime) -> str:
+    return as_utc(moment).date().isoformat()

@@ -1,0 +1,254 @@
+"""``AgiChannel``: typed AGI commands over one asyncio stream pair, one command at a time.
+
+Every exchange runs under ``asyncio.timeout(command_timeout)``. The reply reader skips
+``100 Trying`` lines, consumes whole ``520-`` usage blocks (so the next command stays in
+step), and notes an unsolicited ``HANGUP`` line: the reply to the command in flight is still
+read, then ``CallerHungUp`` is raised, and every later command raises it without writing.
+A command whose reply was not read completely (timeout, cancellation, oversized line) leaves
+the connection out of step: later commands raise ``ChannelError`` without writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ivr_engine.domain.errors import CallerHungUp, ChannelError
+from ivr_engine.telephony.agi.protocol import (
+    MAX_LINE_CHARS,
+    AgiProtocolError,
+    AgiReply,
+    check_command,
+    format_command,
+    multiline_code,
+    parse_reply,
+    reply_error,
+)
+
+DEFAULT_COMMAND_TIMEOUT = 120.0
+MAX_LINE_BYTES = MAX_LINE_CHARS
+MAX_BLOCK_LINES = 256  # lines in one multi-line (520-) reply
+_DTMF = re.compile(r"[0-9*#A-Da-d]*")
+_PROMPT_ID = re.compile(r"[^,&|\s\"]+")
+READ_VARIABLE = "IVR_READ"
+READ_STATUSES = frozenset({"OK", "TIMEOUT", "INTERRUPTED", "SKIPPED", "ERROR"})
+
+
+@dataclass(frozen=True, slots=True)
+class GetDataResult:
+    """What ``GET DATA`` collected: the digits, and whether input ended by timeout."""
+
+    digits: str
+    timed_out: bool
+
+
+def _digit(reply: AgiReply) -> str | None:
+    """STREAM FILE / WAIT FOR DIGIT result: ASCII code of the key, 0 = none, -1 = hung up."""
+    code = reply.result_int()
+    if code == -1:
+        raise CallerHungUp(f"caller hung up: {reply.line}")
+    if code == 0:
+        return None
+    if not 32 < code < 127 or not _DTMF.fullmatch(chr(code)):
+        raise AgiProtocolError(f"result is not a DTMF key: {reply.line!r}")
+    return chr(code)
+
+
+class AgiChannel:
+    """One call's AGI session. Not reusable after ``CallerHungUp`` or a broken exchange."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._timeout = command_timeout
+        self._max_line = max_line_bytes
+        self._lock = asyncio.Lock()
+        self._hung_up = False
+        self._broken: str | None = None  # why the connection is out of step, if it is
+        self._commands_sent = 0
+
+    @property
+    def hung_up(self) -> bool:
+        return self._hung_up
+
+    @property
+    def commands_sent(self) -> int:
+        return self._commands_sent
+
+    def note_hangup(self) -> None:
+        """Record a hangup learnt out of band (classic AGI's SIGHUP)."""
+        self._hung_up = True
+
+    # ------------------------------------------------------------------ low level
+
+    async def send(self, command: str) -> AgiReply:
+        """Send one command line; return its ``200`` reply or raise what its status means."""
+        check_command(command)
+        async with self._lock:
+            reply = await self._exchange(command)
+        error = reply_error(reply)
+        if error is not None:
+            raise error
+        return reply
+
+    async def _exchange(self, command: str) -> AgiReply:
+        if self._hung_up:
+            raise CallerHungUp(f"caller already hung up; not sending {command[:40]!r}")
+        if self._broken is not None:
+            raise ChannelError(f"AGI connection out of step: {self._broken}")
+        shown = command[:40]
+        self._broken = f"no complete reply to {shown!r}"
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._write(command)
+                reply = await self._read_reply()
+        except TimeoutError:
+            raise ChannelError(f"no AGI reply within {self._timeout}s to {shown!r}") from None
+        self._broken = None
+        if self._hung_up:
+            raise CallerHungUp(f"caller hung up during {shown!r} ({reply.line})")
+        return reply
+
+    async def _write(self, command: str) -> None:
+        self._commands_sent += 1
+        try:
+            self._writer.write(command.encode("utf-8") + b"\n")
+            await self._writer.drain()
+        except ConnectionError as exc:
+            raise CallerHungUp(f"AGI connection lost while writing: {exc!r}") from None
+
+    async def _read_line(self) -> str:
+        try:
+            raw = await self._reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            raise CallerHungUp("AGI connection closed by the peer") from None
+        except asyncio.LimitOverrunError:
+            raise AgiProtocolError("AGI line exceeds the stream limit") from None
+        except ConnectionError as exc:
+            raise CallerHungUp(f"AGI connection lost while reading: {exc!r}") from None
+        raw = raw.rstrip(b"\r\n")
+        if len(raw) > self._max_line:
+            raise AgiProtocolError(f"AGI line longer than {self._max_line} bytes")
+        return raw.decode("utf-8", "replace")
+
+    async def _read_reply(self) -> AgiReply:
+        while True:
+            line = await self._read_line()
+            if line == "HANGUP":
+                self._hung_up = True
+                continue
+            code = multiline_code(line)
+            if code is not None:
+                return await self._read_block(code, line)
+            reply = parse_reply(line)
+            if reply.code != 100:
+                return reply
+
+    async def _read_block(self, code: int, first: str) -> AgiReply:
+        """The lines after ``NNN-...`` up to ``NNN ...``; their text becomes ``data``."""
+        lines: list[str] = []
+        while True:
+            line = await self._read_line()
+            if line.startswith(f"{code} ") or line == str(code):
+                return AgiReply(code=code, data="\n".join(lines), line=first)
+            if line == "HANGUP":
+                self._hung_up = True
+                continue
+            if len(lines) >= MAX_BLOCK_LINES:
+                raise AgiProtocolError(f"{code}- block longer than {MAX_BLOCK_LINES} lines")
+            lines.append(line)
+
+    # ------------------------------------------------------------------ commands
+
+    async def _result(self, verb: str, *args: str | int) -> AgiReply:
+        """Send; a ``result=-1`` (the channel failed or hung up) raises ``CallerHungUp``."""
+        reply = await self.send(format_command(verb, *args))
+        if reply.result == "-1":
+            self._hung_up = True
+            raise CallerHungUp(f"caller hung up: {verb} -> {reply.line}")
+        return reply
+
+    async def answer(self) -> None:
+        await self._result("ANSWER")
+
+    async def stream_file(self, prompt: str, escape_digits: str = "") -> str | None:
+        """Play a prompt; the key that interrupted it, or None if it played to the end."""
+        return _digit(await self._result("STREAM FILE", prompt, escape_digits))
+
+    async def get_data(self, prompt: str, timeout_ms: int, max_digits: int) -> GetDataResult:
+        """``GET DATA``: play ONE prompt and collect up to ``max_digits`` keys.
+
+        Asterisk 22 takes the file argument literally: an ``a&b`` list is looked up as one
+        file and fails at once (``200 result=-1``). Use ``read_digits`` for a sequence.
+        """
+        reply = await self._result("GET DATA", prompt, timeout_ms, max_digits)
+        if not _DTMF.fullmatch(reply.result):
+            raise AgiProtocolError(f"GET DATA result is not DTMF: {reply.line!r}")
+        return GetDataResult(digits=reply.result, timed_out=reply.data == "timeout")
+
+    async def read_digits(
+        self, prompts: Sequence[str], timeout_ms: int, max_digits: int
+    ) -> GetDataResult:
+        """Play prompts in sequence and collect up to ``max_digits`` keys (``#`` ends input).
+
+        Two round trips: ``EXEC Read`` (which, unlike ``GET DATA``, plays an ``&`` list and
+        skips a missing file instead of failing), then one ``GET FULL VARIABLE`` for the
+        digits and ``READSTATUS`` together.
+        """
+        if not prompts:
+            raise ValueError("read_digits needs at least one prompt")
+        if not 1 <= max_digits <= 255:
+            raise ValueError(f"max_digits must be 1..255, not {max_digits}")
+        bad = [p for p in prompts if not _PROMPT_ID.fullmatch(p)]
+        if bad:
+            raise ValueError(f"prompt names may not contain ',', '&', '|' or spaces: {bad!r}")
+        seconds = f"{max(timeout_ms, 1) / 1000:.3f}".rstrip("0").rstrip(".")
+        files = "&".join(prompts)
+        await self.exec_app("Read", f"{READ_VARIABLE},{files},{max_digits},,1,{seconds}")
+        reply = await self.send(
+            format_command("GET FULL VARIABLE", f"${{{READ_VARIABLE}}}|${{READSTATUS}}")
+        )
+        digits, _, status = (reply.data or "").partition("|")
+        if status == "HANGUP":
+            self._hung_up = True
+            raise CallerHungUp("caller hung up during Read")
+        if status not in READ_STATUSES or not _DTMF.fullmatch(digits):
+            raise AgiProtocolError(f"unexpected Read outcome: {reply.line!r}")
+        return GetDataResult(digits=digits, timed_out=status == "TIMEOUT")
+
+    async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        return _digit(await self._result("WAIT FOR DIGIT", timeout_ms))
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self.send(format_command("SET VARIABLE", name, value))
+
+    async def get_variable(self, name: str) -> str | None:
+        """The variable's value, or None when it is not set."""
+        reply = await self.send(format_command("GET VARIABLE", name))
+        return (reply.data or "") if reply.result == "1" else None
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        await self.send(format_command("VERBOSE", message, level))
+
+    async def exec_app(self, app: str, options: str) -> str:
+        """Run a dialplan application; its result (``-2``: no such application)."""
+        reply = await self._result("EXEC", app, options)
+        if reply.result == "-2":
+            raise ChannelError(f"no such dialplan application: {app!r}")
+        return reply.result
+
+    async def hangup(self) -> None:
+        """Hang the call up; a caller who already left is not an error."""
+        with contextlib.suppress(CallerHungUp):
+            await self.send("HANGUP")
+        self._hung_up = True

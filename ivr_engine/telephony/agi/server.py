@@ -1,0 +1,239 @@
+"""FastAGI server: reads each call's header block, dispatches on the script name.
+
+A connection that never completes a valid header block costs one bounded read under a
+deadline and is dropped. A handler that fails leaves ``IVR_OUTCOME=failed`` on the channel
+(best effort) so the dialplan sends the caller to its fallback instead of dead air.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Self
+
+from ivr_engine.domain.errors import CallerHungUp, IvrEngineError
+from ivr_engine.domain.models import CallOutcome
+from ivr_engine.flows.variables import OUTCOME
+from ivr_engine.telephony.agi.channel import AgiChannel
+from ivr_engine.telephony.agi.protocol import (
+    MAX_LINE_CHARS,
+    AgiHeaderError,
+    AgiRequest,
+    parse_header_line,
+    parse_request,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AgiRequest, AgiChannel], Awaitable[None]]
+
+REPORT_TIMEOUT = 2.0  # for the best-effort "IVR_OUTCOME=failed" after an error
+CLOSE_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgiLimits:
+    header_timeout: float = 5.0  # seconds for the whole header block
+    max_header_bytes: int = 16 * 1024
+    command_timeout: float = 120.0  # seconds per command, reply included
+    max_line_bytes: int = MAX_LINE_CHARS
+
+
+DEFAULT_LIMITS = AgiLimits()
+
+
+async def read_request(reader: asyncio.StreamReader, limits: AgiLimits) -> AgiRequest:
+    """Read and parse the header block; any failure is one ``AgiHeaderError``."""
+    try:
+        async with asyncio.timeout(limits.header_timeout):
+            env = await _read_header_block(reader, limits.max_header_bytes)
+    except TimeoutError:
+        raise AgiHeaderError(f"header block incomplete after {limits.header_timeout}s") from None
+    except asyncio.IncompleteReadError:
+        raise AgiHeaderError("connection closed inside the header block") from None
+    except asyncio.LimitOverrunError:
+        raise AgiHeaderError("header line longer than the line limit") from None
+    except ConnectionError as exc:
+        raise AgiHeaderError(f"connection lost inside the header block: {exc!r}") from None
+    return parse_request(env)
+
+
+async def _read_header_block(reader: asyncio.StreamReader, max_bytes: int) -> dict[str, str]:
+    env: dict[str, str] = {}
+    total = 0
+    while True:
+        raw = await reader.readuntil(b"\n")
+        total += len(raw)
+        if total > max_bytes:
+            raise AgiHeaderError(f"header block larger than {max_bytes} bytes")
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if not line:
+            return env
+        key, value = parse_header_line(line)
+        env[key] = value
+
+
+async def handle_agi_streams(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    handlers: Mapping[str, Handler],
+    *,
+    default: Handler | None = None,
+    limits: AgiLimits = DEFAULT_LIMITS,
+) -> None:
+    """Serve one AGI session on a stream pair, then close the writer."""
+    try:
+        try:
+            request = await read_request(reader, limits)
+        except AgiHeaderError as exc:
+            log.debug("AGI connection dropped before a call started: %s", exc)
+            return
+        channel = AgiChannel(
+            reader,
+            writer,
+            command_timeout=limits.command_timeout,
+            max_line_bytes=limits.max_line_bytes,
+        )
+        handler = handlers.get(request.script, default)
+        if handler is None:
+            await _refuse(request, channel)
+        else:
+            await _run(handler, request, channel)
+    finally:
+        await _close(writer)
+
+
+async def _run(handler: Handler, request: AgiRequest, channel: AgiChannel) -> None:
+    try:
+        await handler(request, channel)
+    except CallerHungUp as exc:
+        log.debug("call %s: caller hung up (%s)", request.uniqueid, exc)
+    except Exception:
+        log.exception("call %s: AGI script %r failed", request.uniqueid, request.script)
+        await _report_failure(channel)
+
+
+async def _refuse(request: AgiRequest, channel: AgiChannel) -> None:
+    log.warning("call %s: no AGI script named %r", request.uniqueid, request.script)
+    await _report_failure(channel, f"ivr-engine: no AGI script named {request.script!r}")
+
+
+async def _report_failure(channel: AgiChannel, verbose: str | None = None) -> None:
+    """Best effort: ``IVR_OUTCOME=failed`` so the dialplan routes to its fallback."""
+    try:
+        async with asyncio.timeout(REPORT_TIMEOUT):
+            await channel.set_variable(OUTCOME, CallOutcome.FAILED.value)
+            if verbose is not None:
+                await channel.verbose(verbose)
+    except (IvrEngineError, TimeoutError, OSError) as exc:
+        log.debug("could not report the failure to the channel: %r", exc)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await writer.wait_closed()
+    except TimeoutError:
+        writer.transport.abort()
+    except OSError:
+        pass
+
+
+class FastAgiServer:
+    """Accepts FastAGI connections and runs the handler registered for each script name."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 4573,
+        *,
+        backlog: int = 1024,
+        header_timeout: float = 5.0,
+        command_timeout: float = 120.0,
+        max_header_bytes: int = 16 * 1024,
+        max_line_bytes: int = MAX_LINE_CHARS,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._backlog = backlog
+        self._limits = AgiLimits(header_timeout, max_header_bytes, command_timeout, max_line_bytes)
+        self._handlers: dict[str, Handler] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    def register(self, name: str, handler: Handler) -> None:
+        """Serve ``agi://host/<name>``; a name can be registered once."""
+        if not name or "?" in name or name.startswith("/"):
+            raise ValueError(f"invalid AGI script name {name!r}")
+        if name in self._handlers:
+            raise ValueError(f"an AGI handler for {name!r} is already registered")
+        self._handlers[name] = handler
+
+    @property
+    def handlers(self) -> Mapping[str, Handler]:
+        return MappingProxyType(self._handlers)
+
+    @property
+    def port(self) -> int:
+        """The bound port once started (useful with port 0), else the configured one."""
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def active_calls(self) -> int:
+        """Connections being served (including ones still sending their header block)."""
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("FastAGI server already started")
+        self._server = await asyncio.start_server(
+            self._on_connect,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            limit=self._limits.max_line_bytes + 2,
+        )
+
+    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        coro = handle_agi_streams(reader, writer, self.handlers, limits=self._limits)
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._on_done)
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("AGI connection task failed", exc_info=task.exception())
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting; give calls ``grace`` seconds to finish, then cancel the rest."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        pending = set(self._tasks)
+        if pending and grace > 0:
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

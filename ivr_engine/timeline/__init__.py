@@ -1,0 +1,56 @@
+"""The shared omnichannel customer timeline (SQLite embedded default, or PostgreSQL).
+
+``open_timeline(url)`` gives the per-call ``lookup`` (raw driver, one round trip) and the
+``store`` (SQLAlchemy Core) for everything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ivr_engine.timeline.errors import CustomerNotFound, MergeRejected, UnsupportedDatabaseUrl
+from ivr_engine.timeline.fast_lookup import FastCallerLookup
+from ivr_engine.timeline.migrate import upgrade
+from ivr_engine.timeline.store import SqlTimelineStore
+from ivr_engine.timeline.urls import parse_database_url
+
+__all__ = [
+    "CustomerNotFound",
+    "FastCallerLookup",
+    "MergeRejected",
+    "SqlTimelineStore",
+    "Timeline",
+    "UnsupportedDatabaseUrl",
+    "open_timeline",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    lookup: FastCallerLookup  # a ``CallerLookup``
+    store: SqlTimelineStore  # a ``TimelineStore`` (and ``TimelineWriter``)
+
+    async def close(self) -> None:
+        try:
+            await self.lookup.close()
+        finally:
+            await self.store.close()
+
+
+async def open_timeline(
+    database_url: str, *, pool_size: int = 4, migrate: bool | None = None
+) -> Timeline:
+    """Open the timeline; nothing connects until first use (except migrations).
+
+    ``migrate``: ``None`` (default) migrates SQLite (zero set-up: creates the file and its
+    directory) but not PostgreSQL, where production runs ``ivr-engine migrate`` explicitly.
+    Raises ``UnsupportedDatabaseUrl`` for a bad URL, ``TimelineUnavailable`` when the
+    migration cannot reach or write the database.
+    """
+    url = parse_database_url(database_url)
+    if migrate if migrate is not None else url.dialect == "sqlite":
+        await upgrade(database_url)
+    return Timeline(
+        lookup=FastCallerLookup(database_url, pool_size=pool_size),
+        store=SqlTimelineStore(database_url, pool_size=pool_size),
+    )

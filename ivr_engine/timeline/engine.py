@@ -1,0 +1,106 @@
+"""SQLAlchemy async engines for the store: SQLite pragmas, transaction modes, error mapping.
+
+* PostgreSQL (asyncpg): reads run in AUTOCOMMIT (no BEGIN/ROLLBACK round trips); writes
+  run in explicit transactions. Pre-ping on checkout: a restarted server costs no write.
+* SQLite (aiosqlite): the driver's implicit transactions are switched off and SQLAlchemy
+  emits ``BEGIN`` itself — ``BEGIN IMMEDIATE`` for writes, so concurrent writers queue on
+  the busy timeout instead of failing to upgrade a read lock. WAL, ``synchronous=NORMAL``
+  and foreign keys are set on every connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ivr_engine.domain.errors import TimelineUnavailable
+from ivr_engine.timeline.urls import DatabaseUrl, redact
+
+SQLITE_BUSY_TIMEOUT_S = 5.0
+_BEGIN_OPTION = "ivr_sqlite_begin"
+DB_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    """One pool, two views of it: ``read`` (no transaction on PG) and ``write``."""
+
+    base: AsyncEngine
+    read: AsyncEngine
+    write: AsyncEngine
+    dialect: str
+    where: str  # redacted URL, for messages
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.read.connect() as conn:
+                yield conn
+        except DB_ERRORS as exc:
+            raise TimelineUnavailable(_message(self.where, exc)) from exc
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.write.begin() as conn:
+                yield conn
+        except DB_ERRORS as exc:
+            raise TimelineUnavailable(_message(self.where, exc)) from exc
+
+    async def dispose(self) -> None:
+        await self.base.dispose()
+
+
+def create_engines(url: DatabaseUrl, database_url: str, pool_size: int) -> Engines:
+    where = redact(database_url)
+    if url.dialect == "postgresql":
+        base = create_async_engine(
+            url.async_url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            skip_autocommit_rollback=True,
+            connect_args={
+                "timeout": 5,
+                "server_settings": {"application_name": "ivr-engine-store", "TimeZone": "UTC"},
+            },
+        )
+        read = base.execution_options(isolation_level="AUTOCOMMIT")
+        return Engines(base, read, base, "postgresql", where)
+    base = create_async_engine(
+        url.async_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
+    )
+    event.listen(base.sync_engine, "connect", _sqlite_connect)
+    event.listen(base.sync_engine, "begin", _sqlite_begin)
+    write = base.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+    return Engines(base, base, write, "sqlite", where)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # no implicit BEGIN from the driver
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
+
+
+def _message(where: str, exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    detail = text.splitlines()[0] if text else repr(exc)
+    return f"timeline database {where} unavailable: {type(exc).__name__}: {detail}"

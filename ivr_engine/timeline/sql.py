@@ -1,0 +1,230 @@
+"""SQLAlchemy Core statements shared by the store (portable: SQLite and PostgreSQL).
+
+``INSERT ... ON CONFLICT`` is built with the dialect's own ``insert`` (both have it).
+Rows are sorted by their conflict key before batch inserts, so concurrent transactions
+take index locks in the same order and cannot deadlock one another on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ivr_engine.domain.models import KnownField
+from ivr_engine.ports import Customer, Identity, NewTimelineEvent
+from ivr_engine.timeline.errors import CustomerNotFound
+from ivr_engine.timeline.schema import customers, identities, known_fields, timeline_events
+
+Insert = postgresql.Insert | sqlite.Insert
+
+
+def dialect_insert(dialect: str, table: Table) -> Insert:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+async def insert_customer(
+    conn: AsyncConnection, customer_id: str, display_name: str | None, now: datetime
+) -> None:
+    await conn.execute(
+        customers.insert().values(
+            id=customer_id, display_name=display_name, created_at=now, updated_at=now
+        )
+    )
+
+
+async def touch(conn: AsyncConnection, customer_id: str, now: datetime) -> None:
+    await conn.execute(
+        update(customers).where(customers.c.id == customer_id).values(updated_at=now)
+    )
+
+
+async def insert_identities(
+    conn: AsyncConnection, dialect: str, customer_id: str, items: Iterable[Identity]
+) -> int:
+    """Add identities to a customer (already owned ones are skipped); returns rows added."""
+    rows = [
+        {"customer_id": customer_id, "kind": kind, "value": value}
+        for kind, value in sorted({(i.kind, i.value) for i in items})
+    ]
+    if not rows:
+        return 0
+    stmt = (
+        dialect_insert(dialect, identities)
+        .on_conflict_do_nothing(index_elements=["customer_id", "kind", "value"])
+        .returning(identities.c.id)
+    )
+    return len((await conn.execute(stmt, rows)).all())
+
+
+async def upsert_fields(
+    conn: AsyncConnection, dialect: str, customer_id: str, fields: Iterable[KnownField]
+) -> None:
+    """Insert or replace known fields; a stored field with a newer ``updated_at`` stays."""
+    newest: dict[str, KnownField] = {}
+    for f in fields:
+        if f.name not in newest or f.updated_at > newest[f.name].updated_at:
+            newest[f.name] = f
+    if not newest:
+        return
+    rows = [
+        {
+            "customer_id": customer_id,
+            "name": f.name,
+            "value": f.value,
+            "source_channel": f.source_channel,
+            "updated_at": f.updated_at,
+            "verified": f.verified,
+        }
+        for f in sorted(newest.values(), key=lambda f: f.name)
+    ]
+    ins = dialect_insert(dialect, known_fields)
+    stmt = ins.on_conflict_do_update(
+        index_elements=["customer_id", "name"],
+        set_={
+            "value": ins.excluded.value,
+            "source_channel": ins.excluded.source_channel,
+            "updated_at": ins.excluded.updated_at,
+            "verified": ins.excluded.verified,
+        },
+        where=known_fields.c.updated_at < ins.excluded.updated_at,
+    )
+    await conn.execute(stmt, rows)
+
+
+async def insert_events(
+    conn: AsyncConnection,
+    dialect: str,
+    events: Iterable[NewTimelineEvent],
+    owners: Mapping[str, str],
+    now: datetime,
+) -> int:
+    """Insert events for ``owners[event.customer_id]``; known event ids are skipped."""
+    unique: dict[str, NewTimelineEvent] = {}
+    for e in events:
+        unique.setdefault(e.event_id, e)
+    rows = [
+        {
+            "event_id": e.event_id,
+            "customer_id": owners[e.customer_id],
+            "occurred_at": e.occurred_at,
+            "recorded_at": now,
+            "channel": e.channel,
+            "event_type": e.event_type,
+            "intent": e.intent,
+            "case_id": e.case_id,
+            "data": dict(e.data),
+        }
+        for _, e in sorted(unique.items())
+    ]
+    if not rows:
+        return 0
+    stmt = (
+        dialect_insert(dialect, timeline_events)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(timeline_events.c.seq)
+    )
+    return len((await conn.execute(stmt, rows)).all())
+
+
+async def owners_of(
+    conn: AsyncConnection, identity: Identity, limit: int | None = None
+) -> list[str]:
+    query = (
+        select(identities.c.customer_id)
+        .where(identities.c.kind == identity.kind, identities.c.value == identity.value)
+        .distinct()
+        .order_by(identities.c.customer_id)
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def survivors(conn: AsyncConnection, customer_ids: Collection[str]) -> dict[str, str]:
+    """Each id → the customer that now holds its data (itself, or whom it was merged into).
+
+    Raises ``CustomerNotFound`` for an unknown id.
+    """
+    query = select(customers.c.id, customers.c.merged_into).where(
+        customers.c.id.in_(list(customer_ids))
+    )
+    found = {row.id: row.merged_into or row.id for row in await conn.execute(query)}
+    for customer_id in customer_ids:
+        if customer_id not in found:
+            raise CustomerNotFound(customer_id)
+    return found
+
+
+async def lock_customers(
+    conn: AsyncConnection, dialect: str, customer_ids: Sequence[str]
+) -> dict[str, str | None]:
+    """``merged_into`` per existing id, rows locked for update (ordered: no deadlocks)."""
+    query = (
+        select(customers.c.id, customers.c.merged_into)
+        .where(customers.c.id.in_(list(customer_ids)))
+        .order_by(customers.c.id)
+    )
+    if dialect == "postgresql":
+        query = query.with_for_update()
+    return {row.id: row.merged_into for row in await conn.execute(query)}
+
+
+async def customer_exists(conn: AsyncConnection, customer_id: str) -> bool:
+    query = select(customers.c.id).where(customers.c.id == customer_id)
+    return (await conn.execute(query)).first() is not None
+
+
+async def fields_of(
+    conn: AsyncConnection, customer_ids: Collection[str]
+) -> dict[str, list[KnownField]]:
+    query = (
+        select(known_fields)
+        .where(known_fields.c.customer_id.in_(list(customer_ids)))
+        .order_by(known_fields.c.customer_id, known_fields.c.name)
+    )
+    out: dict[str, list[KnownField]] = {}
+    for row in await conn.execute(query):
+        out.setdefault(row.customer_id, []).append(
+            KnownField(row.name, row.value, row.source_channel, row.updated_at, row.verified)
+        )
+    return out
+
+
+async def load_customers(
+    conn: AsyncConnection, customer_ids: Collection[str]
+) -> dict[str, Customer]:
+    """Customers with their identities and known fields (three queries, any count)."""
+    if not customer_ids:
+        return {}
+    ids = list(customer_ids)
+    rows = (await conn.execute(select(customers).where(customers.c.id.in_(ids)))).all()
+    if not rows:
+        return {}
+    owned: dict[str, list[Identity]] = {}
+    query = (
+        select(identities.c.customer_id, identities.c.kind, identities.c.value)
+        .where(identities.c.customer_id.in_(ids))
+        .order_by(identities.c.id)
+    )
+    for row in await conn.execute(query):
+        owned.setdefault(row.customer_id, []).append(Identity(row.kind, row.value))
+    fields = await fields_of(conn, ids)
+    return {row.id: _customer(row, owned, fields) for row in rows}
+
+
+def _customer(
+    row: Any, owned: Mapping[str, list[Identity]], fields: Mapping[str, list[KnownField]]
+) -> Customer:
+    return Customer(
+        customer_id=row.id,
+        display_name=row.display_name,
+        identities=tuple(owned.get(row.id, ())),
+        known_fields={f.name: f for f in fields.get(row.id, ())},
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        merged_into=row.merged_into,
+    )

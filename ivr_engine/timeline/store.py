@@ -1,0 +1,235 @@
+"""``SqlTimelineStore``: the ``TimelineStore`` on SQLAlchemy 2.x async Core.
+
+Not on the per-call path (see ``fast_lookup``). Reads are single statements without a
+transaction on PostgreSQL; writes are explicit transactions. Events and fields written for
+a customer that was merged away land on the surviving customer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ivr_engine.domain.models import KnownField
+from ivr_engine.ports import Customer, Identity, NewTimelineEvent, StoredEvent, TimelinePage
+from ivr_engine.timeline import sql
+from ivr_engine.timeline.engine import create_engines
+from ivr_engine.timeline.errors import CustomerNotFound, MergeRejected
+from ivr_engine.timeline.schema import customers, identities, known_fields, timeline_events
+from ivr_engine.timeline.urls import parse_database_url
+
+MERGED_EVENT_TYPE = "customer.merged"
+SYSTEM_CHANNEL = "system"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlTimelineStore:
+    """Customers, identities, the event timeline and known fields (``TimelineStore``)."""
+
+    def __init__(self, database_url: str, *, pool_size: int = 4) -> None:
+        url = parse_database_url(database_url)
+        self._db = create_engines(url, database_url, pool_size)
+        self._dialect = url.dialect
+
+    @property
+    def dialect(self) -> str:
+        return self._dialect
+
+    async def close(self) -> None:
+        await self._db.dispose()
+
+    # ------------------------------------------------------------------ customers
+
+    async def create_customer(
+        self,
+        display_name: str | None,
+        identities: Sequence[Identity],
+        fields: Sequence[KnownField] = (),
+    ) -> Customer:
+        customer_id = str(uuid.uuid4())
+        async with self._db.writing() as conn:
+            await sql.insert_customer(conn, customer_id, display_name, _now())
+            await sql.insert_identities(conn, self._dialect, customer_id, identities)
+            await sql.upsert_fields(conn, self._dialect, customer_id, fields)
+            return await self._load_one(conn, customer_id)
+
+    async def create_customer_for_identity(self, identity: Identity) -> str:
+        """A new customer owning ``identity``; if exactly one customer already owns it
+        (a concurrent call created it a moment ago), that one is returned instead."""
+        async with self._db.writing() as conn:
+            if self._dialect == "postgresql":  # serialise creators of the same identity
+                key = f"{identity.kind}\x1f{identity.value}"
+                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+            owners = await sql.owners_of(conn, identity, limit=2)
+            if len(owners) == 1:
+                return owners[0]
+            customer_id = str(uuid.uuid4())
+            await sql.insert_customer(conn, customer_id, None, _now())
+            await sql.insert_identities(conn, self._dialect, customer_id, [identity])
+            return customer_id
+
+    async def get_customer(self, customer_id: str) -> Customer | None:
+        async with self._db.reading() as conn:
+            return (await sql.load_customers(conn, [customer_id])).get(customer_id)
+
+    async def update_customer(self, customer_id: str, display_name: str | None) -> Customer:
+        async with self._db.writing() as conn:
+            result = await conn.execute(
+                update(customers)
+                .where(customers.c.id == customer_id)
+                .values(display_name=display_name, updated_at=_now())
+            )
+            if result.rowcount == 0:
+                raise CustomerNotFound(customer_id)
+            return await self._load_one(conn, customer_id)
+
+    async def add_identity(self, customer_id: str, identity: Identity) -> Customer:
+        async with self._db.writing() as conn:
+            owner = (await sql.survivors(conn, [customer_id]))[customer_id]
+            if await sql.insert_identities(conn, self._dialect, owner, [identity]):
+                await sql.touch(conn, owner, _now())
+            return await self._load_one(conn, owner)
+
+    async def find_customers(self, identity: Identity) -> list[Customer]:
+        async with self._db.reading() as conn:
+            owners = await sql.owners_of(conn, identity)
+            found = await sql.load_customers(conn, owners)
+        return sorted(found.values(), key=lambda c: (c.created_at, c.customer_id))
+
+    async def merge_customers(self, source_id: str, target_id: str, reason: str) -> Customer:
+        """Move identities (deduplicated), events and known fields (newer wins) from source
+        to target; the source keeps ``merged_into``; a ``customer.merged`` event records it."""
+        if source_id == target_id:
+            raise MergeRejected(f"cannot merge customer {source_id!r} into itself")
+        now = _now()
+        async with self._db.writing() as conn:
+            merged_into = await sql.lock_customers(conn, self._dialect, [source_id, target_id])
+            for cid in (source_id, target_id):
+                if cid not in merged_into:
+                    raise CustomerNotFound(cid)
+                if merged_into[cid] is not None:
+                    raise MergeRejected(
+                        f"customer {cid!r} was already merged into {merged_into[cid]!r}"
+                    )
+            moved = await self._move_everything(conn, source_id, target_id)
+            await conn.execute(
+                update(customers)
+                .where(customers.c.merged_into == source_id)
+                .values(merged_into=target_id)  # keep chains flat: always one hop
+            )
+            await conn.execute(
+                update(customers)
+                .where(customers.c.id == source_id)
+                .values(merged_into=target_id, updated_at=now)
+            )
+            await sql.touch(conn, target_id, now)
+            audit = NewTimelineEvent(
+                event_id=f"{MERGED_EVENT_TYPE}:{source_id}",
+                customer_id=target_id,
+                occurred_at=now,
+                channel=SYSTEM_CHANNEL,
+                event_type=MERGED_EVENT_TYPE,
+                data={"source_customer_id": source_id, "reason": reason, **moved},
+            )
+            await sql.insert_events(conn, self._dialect, [audit], {target_id: target_id}, now)
+            return await self._load_one(conn, target_id)
+
+    async def _move_everything(
+        self, conn: AsyncConnection, source_id: str, target_id: str
+    ) -> dict[str, int]:
+        theirs = identities.alias("theirs")
+        duplicate = exists().where(
+            theirs.c.customer_id == target_id,
+            theirs.c.kind == identities.c.kind,
+            theirs.c.value == identities.c.value,
+        )
+        await conn.execute(
+            delete(identities).where(identities.c.customer_id == source_id, duplicate)
+        )
+        moved_identities = await conn.execute(
+            update(identities)
+            .where(identities.c.customer_id == source_id)
+            .values(customer_id=target_id)
+        )
+        moved_events = await conn.execute(
+            update(timeline_events)
+            .where(timeline_events.c.customer_id == source_id)
+            .values(customer_id=target_id)
+        )
+        fields = await sql.fields_of(conn, [source_id])
+        await sql.upsert_fields(conn, self._dialect, target_id, fields.get(source_id, []))
+        await conn.execute(delete(known_fields).where(known_fields.c.customer_id == source_id))
+        return {
+            "moved_identities": moved_identities.rowcount,
+            "moved_events": moved_events.rowcount,
+            "moved_fields": len(fields.get(source_id, [])),
+        }
+
+    # ------------------------------------------------------------------ timeline
+
+    async def append_events(self, events: Sequence[NewTimelineEvent]) -> int:
+        """Insert events, skipping stored ``event_id``s (also under concurrency)."""
+        if not events:
+            return 0
+        async with self._db.writing() as conn:
+            owners = await sql.survivors(conn, {e.customer_id for e in events})
+            return await sql.insert_events(conn, self._dialect, events, owners, _now())
+
+    async def save_known_fields(self, customer_id: str, fields: Sequence[KnownField]) -> None:
+        if not fields:
+            return
+        async with self._db.writing() as conn:
+            owner = (await sql.survivors(conn, [customer_id]))[customer_id]
+            await sql.upsert_fields(conn, self._dialect, owner, fields)
+
+    async def timeline(
+        self, customer_id: str, *, limit: int = 50, before_seq: int | None = None
+    ) -> TimelinePage:
+        """Newest first by ``seq``; pages do not shift when new events arrive."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query = (
+            select(timeline_events)
+            .where(timeline_events.c.customer_id == customer_id)
+            .order_by(timeline_events.c.seq.desc())
+            .limit(limit + 1)
+        )
+        if before_seq is not None:
+            query = query.where(timeline_events.c.seq < before_seq)
+        async with self._db.reading() as conn:
+            rows = (await conn.execute(query)).all()
+            if not rows and not await sql.customer_exists(conn, customer_id):
+                raise CustomerNotFound(customer_id)
+        page = tuple(_stored(row._mapping) for row in rows[:limit])
+        return TimelinePage(page, page[-1].seq if len(rows) > limit else None)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _load_one(self, conn: AsyncConnection, customer_id: str) -> Customer:
+        found = await sql.load_customers(conn, [customer_id])
+        if customer_id not in found:
+            raise CustomerNotFound(customer_id)
+        return found[customer_id]
+
+
+def _stored(row: Any) -> StoredEvent:
+    return StoredEvent(
+        seq=row["seq"],
+        event_id=row["event_id"],
+        customer_id=row["customer_id"],
+        occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"],
+        channel=row["channel"],
+        event_type=row["event_type"],
+        intent=row["intent"],
+        case_id=row["case_id"],
+        data=row["data"],
+    )

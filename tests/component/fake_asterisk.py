@@ -1,0 +1,158 @@
+"""A fake Asterisk 22 for component tests: dials a FastAGI server over a real TCP socket.
+
+It sends the ``agi_*`` header block Asterisk 22 sends, then answers each command line with
+the next scripted reply (recording every command it received). A scripted reply is raw
+bytes (may hold several lines: ``100 Trying``, ``HANGUP``, a ``520-`` block, ...), ``b""``
+to stay silent, or ``DROP`` to close the connection instead of answering. Everything runs
+under a deadline so a misbehaving server fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+DROP = None  # a scripted "reply" that closes the connection (the caller's line goes dead)
+Reply = bytes | None
+
+DEAD_CHANNEL = b"511 Command Not Permitted on a dead channel or intercepted channel\n"
+INVALID_COMMAND = b"510 Invalid or unknown command\n"
+USAGE_ERROR = (
+    b"520-Invalid command syntax.  Proper usage follows:\n"
+    b" Usage: GET DATA <file to be streamed> [timeout] [maxdigits]\n"
+    b"        Stream the given file, and receive DTMF data.\n"
+    b"520 End of proper usage.\n"
+)
+
+_uniqueids = itertools.count(1)
+
+
+def asterisk_env(
+    host: str,
+    port: int,
+    script: str = "ivr?menu=main",
+    *,
+    caller_id: str = "+15551230001",
+    args: Sequence[str] = (),
+) -> dict[str, str]:
+    """The header block Asterisk 22 sends for ``AGI(agi://host:port/<script>,args...)``."""
+    n = next(_uniqueids)
+    env = {
+        "agi_network": "yes",
+        "agi_network_script": script,
+        "agi_request": f"agi://{host}:{port}/{script}",
+        "agi_channel": f"PJSIP/sipp-caller-{n:08x}",
+        "agi_language": "en",
+        "agi_type": "PJSIP",
+        "agi_uniqueid": f"1732440000.{n}",
+        "agi_version": "22.1.0",
+        "agi_callerid": caller_id,
+        "agi_calleridname": "SIPp Caller",
+        "agi_callingpres": "0",
+        "agi_callingani2": "0",
+        "agi_callington": "0",
+        "agi_callingtns": "0",
+        "agi_dnid": "2000",
+        "agi_rdnis": "unknown",
+        "agi_context": "ivr-entry",
+        "agi_extension": "2000",
+        "agi_priority": "2",
+        "agi_enhanced": "0.0",
+        "agi_accountcode": "",
+        "agi_threadid": "139872342345280",
+    }
+    env.update({f"agi_arg_{i}": arg for i, arg in enumerate(args, start=1)})
+    return env
+
+
+def header_block(env: Mapping[str, str]) -> bytes:
+    return "".join(f"{key}: {value}\n" for key, value in env.items()).encode() + b"\n"
+
+
+@dataclass
+class Transcript:
+    commands: list[str] = field(default_factory=list)
+    dropped: bool = False  # the fake closed the connection (DROP or unscripted command)
+    server_closed: bool = False  # the server closed the connection (EOF seen by the fake)
+
+
+class FakeAsterisk:
+    def __init__(self, host: str, port: int, *, deadline: float = 5.0) -> None:
+        self.host = host
+        self.port = port
+        self.deadline = deadline
+
+    def env(
+        self,
+        script: str = "ivr?menu=main",
+        *,
+        caller_id: str = "+15551230001",
+        args: Sequence[str] = (),
+    ) -> dict[str, str]:
+        return asterisk_env(self.host, self.port, script, caller_id=caller_id, args=args)
+
+    async def call(
+        self, replies: Sequence[Reply], *, env: Mapping[str, str] | None = None
+    ) -> Transcript:
+        """One call: headers, then one scripted reply per command, until either side hangs up."""
+        async with asyncio.timeout(self.deadline):
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                writer.write(header_block(env if env is not None else self.env()))
+                await writer.drain()
+                return await self._converse(reader, writer, list(replies))
+            finally:
+                writer.close()
+
+    async def _converse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, replies: list[Reply]
+    ) -> Transcript:
+        transcript = Transcript()
+        try:
+            while line := await reader.readline():
+                transcript.commands.append(line.decode().rstrip("\n"))
+                reply = replies.pop(0) if replies else DROP
+                if reply is DROP:
+                    transcript.dropped = True
+                    return transcript
+                writer.write(reply)
+                await writer.drain()
+        except ConnectionError:  # the server closed with our bytes unread: a reset
+            pass
+        transcript.server_closed = True
+        return transcript
+
+    async def exchange(self, data: bytes) -> bytes:
+        """Send ``data`` as the whole client stream, half-close, return all the server sent."""
+        async with asyncio.timeout(self.deadline):
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                writer.write(data)
+                await writer.drain()
+                writer.write_eof()
+            except ConnectionError:  # the server already dropped us
+                pass
+            try:
+                return await read_until_closed(reader)
+            finally:
+                writer.close()
+
+    async def hold(self, data: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Send ``data`` and keep the connection open (a client that never finishes)."""
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        writer.write(data)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        return reader, writer
+
+
+async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes (a reset counts as closing)."""
+    received = bytearray()
+    with contextlib.suppress(ConnectionError):
+        while chunk := await reader.read(65536):
+            received += chunk
+    return bytes(received)

@@ -1,0 +1,375 @@
+"""SIPp callers for the end-to-end tests.
+
+``write_scenario`` writes a SIPp UAC scenario for one call: INVITE (SDP offering PCMU/8000 and
+telephone-event/8000 on payload 101) from a caller id to a destination, ACK, then a list of
+actions, then either waits for Asterisk's BYE (and answers it 200 OK) or, with
+``hangup_after_ms``, waits that long and sends BYE itself.
+
+Actions:
+
+* ``("wait", ms)``: pause. If Asterisk hangs up meanwhile, its BYE is answered and the call
+  ends normally (``SippResult.hung_up_by == "asterisk"``), so a test never fails just because
+  a wait outlasted the call.
+* ``("dtmf", "2")``: press keys as RFC 2833/4733 telephone events, replaying Debian
+  sip-tester's captures ``/usr/share/sip-tester/dtmf_2833_<d>.pcap`` (``*`` -> ``star``,
+  ``#`` -> ``pound``). Each capture lasts 140 ms and SIPp plays it in the background;
+  consecutive keys (``("dtmf", "123#")``) are spaced ``DTMF_GAP_MS`` apart. Asterisk detects
+  repeated and consecutive keys from these captures (``GET DATA beep 4000 2`` got ``12``).
+
+``run_sipp_call`` runs SIPp for one call on a free local port (calls may run concurrently) and
+returns a ``SippResult`` (exit code, output, SIPp's error log and message trace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import socket
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from xml.sax.saxutils import quoteattr
+
+ASTERISK_SIP = "127.0.0.1:5060"
+LOCAL_IP = "127.0.0.1"
+DTMF_PCAP_DIR = Path("/usr/share/sip-tester")
+#: Pause after each key: the capture lasts 140 ms, plus an inter-digit gap.
+DTMF_GAP_MS = 250
+
+Action = tuple[Literal["wait"], int] | tuple[Literal["dtmf"], str]
+
+_DTMF_NAMES = {"*": "star", "#": "pound", **{str(d): str(d) for d in range(10)}}
+
+
+@dataclass(frozen=True)
+class SippResult:
+    """Outcome of one SIPp call."""
+
+    returncode: int | None  # None: killed after the timeout
+    stdout: str
+    stderr: str
+    errors: str  # SIPp's -trace_err log (unexpected messages, failed calls)
+    messages: str  # SIPp's -trace_msg log (every SIP message sent and received)
+    scenario: str  # the scenario XML
+    timed_out: bool = False
+
+    @property
+    def hung_up_by(self) -> str | None:
+        """``"caller"`` (SIPp sent BYE), ``"asterisk"`` (SIPp received it) or None."""
+        for block in self.messages.split("-----------------------------------------------"):
+            if "\nBYE sip:" in block:
+                return "caller" if "message sent" in block else "asterisk"
+        return None
+
+    @property
+    def ok(self) -> bool:
+        """SIPp exits 0 when every call (here: the one call) succeeded."""
+        return self.returncode == 0 and not self.timed_out
+
+    def describe(self) -> str:
+        """Everything useful for an assertion message."""
+        return (
+            f"sipp returncode={self.returncode} timed_out={self.timed_out}\n"
+            f"--- errors\n{self.errors}\n--- stderr\n{self.stderr}\n"
+            f"--- stdout (tail)\n{self.stdout[-3000:]}\n--- messages (tail)\n"
+            f"{self.messages[-6000:]}"
+        )
+
+
+def dtmf_pcap(key: str) -> Path:
+    """The capture that plays one key."""
+    try:
+        return DTMF_PCAP_DIR / f"dtmf_2833_{_DTMF_NAMES[key]}.pcap"
+    except KeyError:
+        raise ValueError(f"no DTMF capture for key {key!r}") from None
+
+
+def _wait_xml(ms: int, label: str) -> list[str]:
+    """A pause that also accepts Asterisk's BYE (then jumps to answer it)."""
+    return [
+        f'  <recv request="BYE" timeout="{ms}" ontimeout="{label}" next="got_bye"/>',
+        f'  <label id="{label}"/>',
+    ]
+
+
+def _actions_xml(actions: Sequence[Action]) -> list[str]:
+    lines: list[str] = []
+    labels = itertools.count(1)
+    last_was_key = False
+    for action in actions:
+        kind, value = action
+        if kind == "wait":
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"wait needs milliseconds >= 0, got {value!r}")
+            if value:
+                lines += _wait_xml(value, f"wait{next(labels)}")
+            last_was_key = False
+        elif kind == "dtmf":
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"dtmf needs one or more keys, got {value!r}")
+            for key in value:
+                pcap = dtmf_pcap(key)
+                if last_was_key:
+                    lines += _wait_xml(DTMF_GAP_MS, f"wait{next(labels)}")
+                lines += [
+                    "  <nop>",
+                    "    <action>",
+                    f"      <exec play_pcap_audio={quoteattr(str(pcap))}/>",
+                    "    </action>",
+                    "  </nop>",
+                ]
+                last_was_key = True
+        else:
+            raise ValueError(f"unknown action {action!r}")
+    return lines
+
+
+def scenario_xml(
+    *,
+    caller_id: str,
+    destination: str,
+    actions: Sequence[Action] = (),
+    hangup_after_ms: int | None = None,
+) -> str:
+    """The SIPp scenario for one call (see the module docstring)."""
+    for value, what in ((caller_id, "caller_id"), (destination, "destination")):
+        if not value or any(c in value for c in '<>@;: \r\n"&'):
+            raise ValueError(f"{what} must be a plain SIP user part, got {value!r}")
+    caller = f"sip:{caller_id}@[local_ip]:[local_port]"
+    callee = f"sip:{destination}@[remote_ip]:[remote_port]"
+    from_hdr = f"From: <{caller}>;tag=[pid]SIPpTag00[call_number]"
+    body = [
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>',
+        '<!DOCTYPE scenario SYSTEM "sipp.dtd">',
+        '<scenario name="ivr-engine e2e caller">',
+        '  <send retrans="500">',
+        "    <![CDATA[",
+        f"      INVITE {callee} SIP/2.0",
+        "      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+        f"      {from_hdr}",
+        f"      To: <{callee}>",
+        "      Call-ID: [call_id]",
+        "      CSeq: 1 INVITE",
+        f"      Contact: <{caller}>",
+        "      Max-Forwards: 70",
+        "      Subject: ivr-engine e2e",
+        "      Content-Type: application/sdp",
+        "      Content-Length: [len]",
+        "",
+        "      v=0",
+        "      o=sipp 53655765 2353687637 IN IP[local_ip_type] [local_ip]",
+        "      s=-",
+        "      c=IN IP[media_ip_type] [media_ip]",
+        "      t=0 0",
+        "      m=audio [media_port] RTP/AVP 0 101",
+        "      a=rtpmap:0 PCMU/8000",
+        "      a=rtpmap:101 telephone-event/8000",
+        "      a=fmtp:101 0-16",
+        "      a=ptime:20",
+        "      a=sendrecv",
+        "    ]]>",
+        "  </send>",
+        '  <recv response="100" optional="true"/>',
+        '  <recv response="180" optional="true"/>',
+        '  <recv response="183" optional="true"/>',
+        '  <recv response="200" rtd="true"/>',
+        "  <send>",
+        "    <![CDATA[",
+        f"      ACK {callee} SIP/2.0",
+        "      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+        f"      {from_hdr}",
+        f"      To: <{callee}>[peer_tag_param]",
+        "      Call-ID: [call_id]",
+        "      CSeq: 1 ACK",
+        f"      Contact: <{caller}>",
+        "      Max-Forwards: 70",
+        "      Content-Length: 0",
+        "    ]]>",
+        "  </send>",
+    ]
+    body += _actions_xml(actions)
+    if hangup_after_ms is None:
+        # Asterisk ends the call.
+        body.append('  <recv request="BYE"/>')
+    else:
+        # The caller hangs up, unless Asterisk does first.
+        body += [
+            *(_wait_xml(hangup_after_ms, "caller_bye") if hangup_after_ms > 0 else []),
+            '  <send retrans="500">',
+            "    <![CDATA[",
+            f"      BYE {callee} SIP/2.0",
+            "      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+            f"      {from_hdr}",
+            f"      To: <{callee}>[peer_tag_param]",
+            "      Call-ID: [call_id]",
+            "      CSeq: 2 BYE",
+            f"      Contact: <{caller}>",
+            "      Max-Forwards: 70",
+            "      Content-Length: 0",
+            "    ]]>",
+            "  </send>",
+            '  <recv response="200" crlf="true" next="end"/>',
+        ]
+    body += [
+        '  <label id="got_bye"/>',
+        "  <send>",
+        "    <![CDATA[",
+        "      SIP/2.0 200 OK",
+        "      [last_Via:]",
+        "      [last_From:]",
+        "      [last_To:]",
+        "      [last_Call-ID:]",
+        "      [last_CSeq:]",
+        f"      Contact: <{caller}>",
+        "      Content-Length: 0",
+        "    ]]>",
+        "  </send>",
+        '  <label id="end"/>',
+    ]
+    body += [
+        '  <ResponseTimeRepartition value="10, 20, 30, 40, 50, 100, 150, 200"/>',
+        '  <CallLengthRepartition value="10, 50, 100, 500, 1000, 5000, 10000"/>',
+        "</scenario>",
+        "",
+    ]
+    return "\n".join(body)
+
+
+def write_scenario(
+    path: Path,
+    *,
+    caller_id: str = "+15551230001",
+    destination: str = "1000",
+    actions: Sequence[Action] = (),
+    hangup_after_ms: int | None = None,
+) -> Path:
+    """Write the scenario for one call to ``path`` and return it."""
+    path.write_text(
+        scenario_xml(
+            caller_id=caller_id,
+            destination=destination,
+            actions=actions,
+            hangup_after_ms=hangup_after_ms,
+        ),
+        encoding="ascii",
+    )
+    return path
+
+
+# Ports for SIPp, away from Asterisk's (5060, RTP 20000-20999) and the agents' (5071-5072).
+# Spread by process id so parallel test sessions rarely even try the same port.
+_SIP_PORTS = itertools.cycle(range(15100 + os.getpid() % 500 * 4, 17100, 4))
+_MEDIA_PORTS = itertools.cycle(range(30000 + os.getpid() % 500 * 8, 34000, 8))
+
+
+def _udp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((LOCAL_IP, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(ports: itertools.cycle[int], span: int) -> int:
+    """A port p with p .. p+span-1 free on UDP (SIPp binds media p and p+2 for video)."""
+    for _ in range(2000):
+        port = next(ports)
+        if all(_udp_free(p) for p in range(port, port + span)):
+            return port
+    raise RuntimeError("no free local UDP port for SIPp")
+
+
+async def run_sipp_call(
+    actions: Sequence[Action] = (),
+    *,
+    caller_id: str = "+15551230001",
+    destination: str = "1000",
+    hangup_after_ms: int | None = None,
+    target: str = ASTERISK_SIP,
+    timeout_s: float = 60.0,
+    workdir: Path | None = None,
+) -> SippResult:
+    """Place one call with SIPp and wait for it to end (at most ``timeout_s``)."""
+    own_dir = None
+    if workdir is None:
+        own_dir = tempfile.TemporaryDirectory(prefix="ivr-sipp-")
+        workdir = Path(own_dir.name)
+    try:
+        sip_port = _free_port(_SIP_PORTS, 1)
+        media_port = _free_port(_MEDIA_PORTS, 4)
+        scenario = write_scenario(
+            workdir / f"call-{sip_port}.xml",
+            caller_id=caller_id,
+            destination=destination,
+            actions=actions,
+            hangup_after_ms=hangup_after_ms,
+        )
+        error_file = workdir / f"call-{sip_port}-errors.log"
+        message_file = workdir / f"call-{sip_port}-messages.log"
+        cmd = [
+            "sipp",
+            target,
+            "-sf",
+            str(scenario),
+            "-m",
+            "1",
+            "-l",
+            "1",
+            "-i",
+            LOCAL_IP,
+            "-mi",
+            LOCAL_IP,
+            "-p",
+            str(sip_port),
+            "-mp",
+            str(media_port),
+            "-nostdin",
+            "-trace_err",
+            "-error_file",
+            str(error_file),
+            "-trace_msg",
+            "-message_file",
+            str(message_file),
+            "-timeout",
+            f"{max(1, int(timeout_s))}s",
+            "-timeout_error",
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            cwd=workdir,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        timed_out = False
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout_s + 10)
+        except TimeoutError:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            out, err = await proc.communicate()
+        return SippResult(
+            returncode=None if timed_out else proc.returncode,
+            stdout=out.decode(errors="replace"),
+            stderr=err.decode(errors="replace"),
+            errors=_read(error_file),
+            messages=_read(message_file),
+            scenario=scenario.read_text(),
+            timed_out=timed_out,
+        )
+    finally:
+        if own_dir is not None:
+            own_dir.cleanup()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""

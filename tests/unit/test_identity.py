@@ -1,0 +1,60 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ivr_engine.identity import (
+    InvalidIdentity,
+    normalize_caller_id,
+    normalize_identity,
+    normalize_phone,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+15551230001", "+15551230001"),
+        ("+1 (555) 123-0001", "+15551230001"),
+        ("5551230001", "+15551230001"),
+        ("tel:+15551230001", "+15551230001"),
+        ("00441632960961", "+441632960961"),
+        ("+44 1632 960961", "+441632960961"),
+    ],
+)
+def test_phone_numbers_become_e164(raw: str, expected: str) -> None:
+    assert normalize_phone(raw) == expected
+
+
+def test_default_region_reads_national_numbers() -> None:
+    assert normalize_phone("01632 960961", default_region="GB") == "+441632960961"
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "+1", "12", "x" * 50, "+999999999999999999"])
+def test_invalid_phone_numbers_are_rejected(raw: str) -> None:
+    with pytest.raises(InvalidIdentity):
+        normalize_phone(raw)
+
+
+@pytest.mark.parametrize("raw", [None, "", "unknown", "Anonymous", "restricted", "garbage"])
+def test_withheld_or_unusable_caller_id_is_none(raw: str | None) -> None:
+    assert normalize_caller_id(raw) is None
+
+
+def test_identity_kinds() -> None:
+    assert normalize_identity("email", " Ada@Example.COM ") == "ada@example.com"
+    assert normalize_identity("account", "40012345") == "40012345"
+    assert normalize_identity("chat", " web:abc ") == "web:abc"
+    with pytest.raises(InvalidIdentity, match="unknown identity kind"):
+        normalize_identity("fax", "1")
+    with pytest.raises(InvalidIdentity, match="e-mail"):
+        normalize_identity("email", "not-an-address")
+    with pytest.raises(InvalidIdentity, match="digits only"):
+        normalize_identity("account", "12a")
+    with pytest.raises(InvalidIdentity):
+        normalize_identity("chat", "line\nbreak")
+
+
+@given(st.text(max_size=60))
+def test_caller_id_never_raises(raw: str) -> None:
+    result = normalize_caller_id(raw)
+    assert result is None or (result.startswith("+") and result[1:].isdigit())

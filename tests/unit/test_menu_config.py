@@ -1,0 +1,91 @@
+from pathlib import Path
+
+import pytest
+
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.domain.models import DigitPolicy
+from ivr_engine.menu_config import check_prompts_exist, load_menus, parse_menu, referenced_prompts
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "config" / "menus" / "main.yaml"
+
+MINIMAL = """
+menu: small
+fields:
+  account_number: {prompt: ivr-engine/enter-account-number, min_digits: 6, max_digits: 10}
+options:
+  - {intent: billing, digit: "1", label: Billing, prompt: ivr-engine/label-billing,
+     required_fields: [account_number]}
+  - {intent: operator, digit: "0", label: Agent, prompt: ivr-engine/label-operator, pinned: true}
+"""
+
+
+def test_sample_menu_loads() -> None:
+    menu = load_menus(SAMPLE.parent)["main"]
+    assert [o.digit for o in menu.options] == ["1", "2", "3", "4", "5", "6", "0"]
+    billing = menu.option("billing")
+    assert billing is not None and billing.digit == "6"
+    assert billing.required_fields == ("account_number",)
+    assert menu.digit_policy is DigitPolicy.POSITIONAL
+    assert menu.fields["postcode"].sensitive
+
+
+def test_sample_menu_prompts_are_all_built() -> None:
+    menu = load_menus(SAMPLE.parent)["main"]
+    sounds = ROOT / "prompts" / "en"
+    available = {f"ivr-engine/{p.stem}" for p in (sounds / "ivr-engine").glob("*.wav")}
+    check_prompts_exist(menu, SAMPLE, available)
+
+
+def _error(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_menu(Path("menus/x.yaml"), text)
+    return str(info.value)
+
+
+def test_minimal_menu_parses() -> None:
+    menu = parse_menu(Path("x.yaml"), MINIMAL)
+    assert menu.name == "small" and menu.fallback_intent == "operator"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('digit: "1"', 'digit: "12"'), "menus/x.yaml: options[0].digit"),
+        (("intent: billing", "intent: Billing!"), "menus/x.yaml: options[0].intent"),
+        (("intent: operator", "intent: billing"), "options[1].intent: duplicate intent"),
+        (('digit: "0"', 'digit: "1"'), "options[1].digit: digit 1 already used by options[0]"),
+        (("[account_number]", "[postcode]"), "'postcode' is not defined under fields"),
+        (("min_digits: 6", "min_digits: 12"), "fields.account_number: Value error, min_digits"),
+        (("menu: small", "menu: small\nsurprise: 1"), "surprise: Extra inputs are not permitted"),
+        (("menu: small", "menu: small\nfallback_intent: sales"), "fallback_intent: 'sales'"),
+    ],
+)
+def test_errors_name_file_and_key(change: tuple[str, str], expected: str) -> None:
+    assert expected in _error(MINIMAL.replace(*change, 1))
+
+
+def test_broken_yaml_and_wrong_top_level() -> None:
+    assert "not valid YAML" in _error("menu: [unclosed")
+    assert "<top>: expected a mapping" in _error("- just\n- a list\n")
+
+
+def test_missing_prompts_are_reported() -> None:
+    menu = parse_menu(Path("x.yaml"), MINIMAL)
+    with pytest.raises(ConfigError, match="ivr-engine/label-billing"):
+        check_prompts_exist(menu, Path("x.yaml"), {"ivr-engine/welcome"})
+    assert "digits/7" in referenced_prompts(menu)
+
+
+def test_directory_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="menus directory not found"):
+        load_menus(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="no menu files"):
+        load_menus(tmp_path)
+    (tmp_path / "a.yaml").write_text(MINIMAL)
+    (tmp_path / "b.yaml").write_text(MINIMAL)
+    with pytest.raises(ConfigError, match="defined twice"):
+        load_menus(tmp_path)
+    (tmp_path / "b.yaml").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match=r"b\.yaml: cannot read"):
+        load_menus(tmp_path)

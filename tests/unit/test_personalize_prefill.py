@@ -1,0 +1,110 @@
+"""plan_fields: known fields prefilled, unknown asked, sensitive values read back only verified."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from test_personalize_helpers import FIELDS, NOW, sample_menu
+
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.domain.models import KnownField, MenuOption
+from ivr_engine.personalize import plan_fields
+
+ACCOUNT = KnownField("account_number", "40012345", "chat", NOW - timedelta(days=3))
+POSTCODE = KnownField("postcode", "90210", "web", NOW - timedelta(hours=5))
+MOVING = MenuOption(
+    "moving",
+    "Moving",
+    "ivr-engine/label-moving",
+    "3",
+    required_fields=("account_number", "postcode"),
+)
+
+
+def billing() -> MenuOption:
+    option = sample_menu().option("billing")
+    assert option is not None
+    return option
+
+
+def test_known_account_number_is_not_asked() -> None:
+    plan = plan_fields(
+        billing(), FIELDS, {"account_number": ACCOUNT}, caller_verified=False, now=NOW
+    )
+    assert plan.intent == "billing"
+    assert dict(plan.prefilled) == {"account_number": ACCOUNT}
+    assert plan.to_ask == ()
+    assert plan.readable == frozenset({"account_number"})  # not sensitive
+    assert plan.reasons == ("account_number: known from chat 3 days ago, not asked",)
+
+
+def test_unknown_account_number_is_asked() -> None:
+    plan = plan_fields(billing(), FIELDS, {}, caller_verified=False, now=NOW)
+    assert plan.prefilled == {}
+    assert plan.to_ask == (FIELDS["account_number"],)
+    assert plan.readable == frozenset()
+    assert plan.reasons == ("account_number: unknown, will ask",)
+
+
+def test_blank_known_value_is_asked() -> None:
+    blank = KnownField("account_number", "  ", "chat", NOW)
+    plan = plan_fields(billing(), FIELDS, {"account_number": blank}, caller_verified=True)
+    assert plan.to_ask == (FIELDS["account_number"],) and plan.prefilled == {}
+
+
+def test_sensitive_known_field_not_readable_unless_verified() -> None:
+    known = {"postcode": POSTCODE}
+    plan = plan_fields(MOVING, FIELDS, known, caller_verified=False, now=NOW)
+    assert dict(plan.prefilled) == {"postcode": POSTCODE}  # still steers routing
+    assert plan.to_ask == (FIELDS["account_number"],)
+    assert plan.readable == frozenset()
+    assert plan.reasons == (
+        "account_number: unknown, will ask",
+        "postcode: known from web 5 hours ago, not asked "
+        "(sensitive: not read back, caller not verified)",
+    )
+    verified = plan_fields(MOVING, FIELDS, known, caller_verified=True, now=NOW)
+    assert verified.readable == frozenset({"postcode"})
+    assert verified.reasons[1] == "postcode: known from web 5 hours ago, not asked"
+
+
+def test_fields_asked_in_the_options_order() -> None:
+    option = MenuOption("x", "X", "p/x", "1", required_fields=("postcode", "account_number"))
+    plan = plan_fields(option, FIELDS, {}, caller_verified=False)
+    assert [s.name for s in plan.to_ask] == ["postcode", "account_number"]
+
+
+def test_all_known_all_prefilled() -> None:
+    known = {"account_number": ACCOUNT, "postcode": POSTCODE}
+    plan = plan_fields(MOVING, FIELDS, known, caller_verified=True)
+    assert plan.to_ask == () and set(plan.prefilled) == {"account_number", "postcode"}
+    assert plan.readable == frozenset({"account_number", "postcode"})
+
+
+def test_unrequired_known_fields_are_ignored() -> None:
+    plan = plan_fields(billing(), FIELDS, {"postcode": POSTCODE}, caller_verified=True)
+    assert plan.prefilled == {} and [s.name for s in plan.to_ask] == ["account_number"]
+
+
+def test_no_required_fields() -> None:
+    option = sample_menu().option("operator")
+    assert option is not None
+    plan = plan_fields(option, FIELDS, {"account_number": ACCOUNT}, caller_verified=False)
+    assert (plan.prefilled, plan.to_ask, plan.reasons, plan.readable) == ({}, (), (), frozenset())
+
+
+def test_duplicate_required_field_planned_once() -> None:
+    option = MenuOption("x", "X", "p/x", "1", required_fields=("postcode", "postcode"))
+    assert len(plan_fields(option, FIELDS, {}, caller_verified=False).to_ask) == 1
+
+
+def test_without_now_the_reason_names_the_date() -> None:
+    plan = plan_fields(billing(), FIELDS, {"account_number": ACCOUNT}, caller_verified=False)
+    assert plan.reasons == ("account_number: known from chat on 2024-05-29, not asked",)
+
+
+def test_required_field_without_spec_is_config_error() -> None:
+    option = MenuOption("x", "X", "p/x", "1", required_fields=("pin",))
+    with pytest.raises(ConfigError, match=r"'x' requires field 'pin'"):
+        plan_fields(option, FIELDS, {}, caller_verified=False)
