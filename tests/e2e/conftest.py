@@ -65,6 +65,8 @@ def _fail(step: str, proc: subprocess.CompletedProcess[str]) -> None:
 class Testbed:
     """The running Asterisk."""
 
+    __test__ = False  # not a test class, despite the name
+
     chroot: Path
 
     @property

@@ -13,8 +13,9 @@ Actions:
 * ``("dtmf", "2")``: press keys as RFC 2833/4733 telephone events, replaying Debian
   sip-tester's captures ``/usr/share/sip-tester/dtmf_2833_<d>.pcap`` (``*`` -> ``star``,
   ``#`` -> ``pound``). Each capture lasts 140 ms and SIPp plays it in the background;
-  consecutive keys (``("dtmf", "123#")``) are spaced ``DTMF_GAP_MS`` apart. Asterisk detects
-  repeated and consecutive keys from these captures (``GET DATA beep 4000 2`` got ``12``).
+  consecutive keys (``("dtmf", "123#")``) are spaced ``DTMF_GAP_MS`` apart. Each press is
+  replayed from a renumbered copy (``numbered_dtmf_pcap``): as shipped, the captures share
+  one SSRC and sequence space, so "2" then "1" went backwards and Asterisk dropped the "1".
 
 ``run_sipp_call`` runs SIPp for one call on a free local port (calls may run concurrently) and
 returns a ``SippResult`` (exit code, output, SIPp's error log and message trace).
@@ -88,6 +89,41 @@ def dtmf_pcap(key: str) -> Path:
         raise ValueError(f"no DTMF capture for key {key!r}") from None
 
 
+_PCAP_HEADER = 24
+_RECORD_HEADER = 16
+_RTP_AT = 14 + 20 + 8  # Ethernet + IPv4 + UDP headers in Debian's captures
+_UDP_CHECKSUM_AT = 14 + 20 + 6
+
+
+def numbered_dtmf_pcap(key: str, press: int, directory: Path) -> Path:
+    """A copy of the key's capture as the ``press``-th key of a call (0, 1, ...).
+
+    Every Debian capture carries the same SSRC, and their RTP sequence numbers and
+    timestamps are those of one recording session: replayed as-is, "2" then "1" goes
+    backwards in sequence and Asterisk drops the "1" as a late packet, and a repeated key
+    repeats the previous event's timestamp (a retransmission). So each press gets its own
+    increasing sequence numbers and a new event timestamp (UDP checksum zeroed: optional
+    in IPv4, and the payload changed).
+    """
+    data = bytearray(dtmf_pcap(key).read_bytes())
+    offset = _PCAP_HEADER
+    first_seq: int | None = None
+    while offset < len(data):
+        length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+        packet = offset + _RECORD_HEADER
+        rtp = packet + _RTP_AT
+        seq = int.from_bytes(data[rtp + 2 : rtp + 4], "big")
+        first_seq = seq if first_seq is None else first_seq
+        new_seq = (20_000 + press * 32 + (seq - first_seq)) % 65_536
+        data[rtp + 2 : rtp + 4] = new_seq.to_bytes(2, "big")
+        data[rtp + 4 : rtp + 8] = (160_000 + press * 16_000).to_bytes(4, "big")
+        data[packet + _UDP_CHECKSUM_AT : packet + _UDP_CHECKSUM_AT + 2] = b"\0\0"
+        offset = packet + length
+    path = directory / f"dtmf-{press:03d}-{_DTMF_NAMES[key]}.pcap"
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _wait_xml(ms: int, label: str) -> list[str]:
     """A pause that also accepts Asterisk's BYE (then jumps to answer it)."""
     return [
@@ -96,8 +132,9 @@ def _wait_xml(ms: int, label: str) -> list[str]:
     ]
 
 
-def _actions_xml(actions: Sequence[Action]) -> list[str]:
+def _actions_xml(actions: Sequence[Action], pcap_dir: Path | None) -> list[str]:
     lines: list[str] = []
+    presses = itertools.count()
     labels = itertools.count(1)
     last_was_key = False
     for action in actions:
@@ -112,7 +149,10 @@ def _actions_xml(actions: Sequence[Action]) -> list[str]:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"dtmf needs one or more keys, got {value!r}")
             for key in value:
-                pcap = dtmf_pcap(key)
+                press = next(presses)
+                pcap = (
+                    dtmf_pcap(key) if pcap_dir is None else numbered_dtmf_pcap(key, press, pcap_dir)
+                )
                 if last_was_key:
                     lines += _wait_xml(DTMF_GAP_MS, f"wait{next(labels)}")
                 lines += [
@@ -134,8 +174,10 @@ def scenario_xml(
     destination: str,
     actions: Sequence[Action] = (),
     hangup_after_ms: int | None = None,
+    pcap_dir: Path | None = None,
 ) -> str:
-    """The SIPp scenario for one call (see the module docstring)."""
+    """The SIPp scenario for one call (see the module docstring); with ``pcap_dir``, each
+    key press plays its own renumbered capture written there (``numbered_dtmf_pcap``)."""
     for value, what in ((caller_id, "caller_id"), (destination, "destination")):
         if not value or any(c in value for c in '<>@;: \r\n"&'):
             raise ValueError(f"{what} must be a plain SIP user part, got {value!r}")
@@ -191,7 +233,7 @@ def scenario_xml(
         "    ]]>",
         "  </send>",
     ]
-    body += _actions_xml(actions)
+    body += _actions_xml(actions, pcap_dir)
     if hangup_after_ms is None:
         # Asterisk ends the call.
         body.append('  <recv request="BYE"/>')
@@ -254,6 +296,7 @@ def write_scenario(
             destination=destination,
             actions=actions,
             hangup_after_ms=hangup_after_ms,
+            pcap_dir=path.parent,
         ),
         encoding="ascii",
     )
