@@ -149,8 +149,16 @@ class PrivatePostgres:
 
     def _ctl(self, *args: str) -> None:
         subprocess.run(
-            ["runuser", "-u", "postgres", "--", _pg_bin("pg_ctl"), "-D", str(self.directory)]
-            + list(args),
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(self.directory),
+                *args,
+            ],
             check=True,
             capture_output=True,
             timeout=60,
@@ -171,8 +179,10 @@ def private_postgres(port: int = 55432) -> Iterator[PrivatePostgres]:
     directory = base / "data"
     shutil.chown(base, "postgres")
     subprocess.run(
-        ["runuser", "-u", "postgres", "--", _pg_bin("initdb"), "-D", str(directory)]
-        + ["-A", "trust", "-U", "postgres", "--no-sync"],
+        [
+            *("runuser", "-u", "postgres", "--", _pg_bin("initdb"), "-D", str(directory)),
+            *("-A", "trust", "-U", "postgres", "--no-sync"),
+        ],
         check=True,
         capture_output=True,
         timeout=120,
