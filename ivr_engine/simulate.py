@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 class SimulatedCall:
     caller_id: str
     keys: Sequence[str]  # one entry per Read; "" = the caller stays silent
+    hangup_at_read: int | None = None  # the caller hangs up during this Read (1 = the first)
     heard: list[list[str]] = field(default_factory=list)  # prompt files per Read
     variables: dict[str, str] = field(default_factory=dict)
 
@@ -53,6 +54,9 @@ def _reply(call: SimulatedCall, command: str, presses: list[str]) -> str:
         # Read(variable,prompt&prompt,maxdigits,options,attempts,timeout)
         variable, prompts, max_digits = parts[2].split(",")[:3]
         call.heard.append(prompts.split("&"))
+        if call.hangup_at_read == len(call.heard):  # as Asterisk: Read returns, then HANGUP
+            call.variables.update({variable: "", "READSTATUS": "HANGUP"})
+            return "200 result=0\nHANGUP"
         keys = (presses.pop(0) if presses else "")[: int(max_digits or 255)]
         call.variables[variable] = keys
         call.variables["READSTATUS"] = "OK" if keys else "TIMEOUT"
