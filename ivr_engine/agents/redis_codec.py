@@ -1,0 +1,56 @@
+"""JSON documents written by the Lua scripts → snapshots and changes.
+
+An agent document is the agent hash plus its call ids: ``{"id", "state", "since",
+"idle_since", "max", "res_call", "res_exp", "calls"}``; times are epoch seconds as text and
+absent fields are missing. Lua's cjson writes an empty list as ``{}``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from ivr_engine.agents.model import (
+    AgentChange,
+    AgentSnapshot,
+    AgentState,
+    ChangeCause,
+    Reservation,
+    from_timestamp,
+)
+
+
+def as_list(value: Any) -> list[Any]:
+    return [] if value is None or value == {} else list(value)
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else from_timestamp(float(value))
+
+
+def decode_agent(doc: dict[str, Any]) -> AgentSnapshot:
+    reservation = None
+    if doc.get("res_call") is not None:
+        reservation = Reservation(doc["res_call"], _time(doc.get("res_exp")))
+    return AgentSnapshot(
+        agent_id=doc["id"],
+        state=AgentState(doc["state"]),
+        since=from_timestamp(float(doc["since"])),
+        idle_since=_time(doc.get("idle_since")),
+        interactions=tuple(sorted(as_list(doc.get("calls")))),
+        max_concurrent=int(doc["max"]),
+        reservation=reservation,
+    )
+
+
+def decode_change(payload: str | bytes) -> AgentChange:
+    doc = json.loads(payload)
+    previous = doc.get("previous")
+    return AgentChange(
+        cause=ChangeCause(doc["cause"]),
+        at=from_timestamp(float(doc["at"])),
+        previous=None if previous is None else AgentState(previous),
+        agent=decode_agent(doc["agent"]),
+        call_id=doc.get("call_id"),
+    )
