@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         asyncio.run(_dispatch(args, settings))
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)

@@ -1,0 +1,109 @@
+"""The ``ivr-engine`` command, start-up checks, and the classic (stdin/stdout) AGI script."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from ivr_engine.app import load_checked_menus
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.settings import Settings
+from tests.component.fake_asterisk import asterisk_env, header_block
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "ivr_engine"]
+
+
+async def run(
+    argv: list[str], *, env: dict[str, str] | None = None, stdin: bytes = b"", limit_s: float = 60
+) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(limit_s):
+        out, err = await proc.communicate(stdin)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def test_a_broken_prompt_file_stops_start_up_with_its_name(tmp_path: Path) -> None:
+    sounds = tmp_path / "sounds"
+    shutil.copytree(REPO / "prompts/en", sounds)
+    (sounds / "ivr-engine/welcome.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    settings = Settings(menus_dir=REPO / "config/menus", sounds_dir=sounds)
+    with pytest.raises(ConfigError, match=r"welcome\.wav"):
+        load_checked_menus(settings)
+
+
+def test_a_missing_prompt_stops_start_up(tmp_path: Path) -> None:
+    sounds = tmp_path / "sounds"
+    shutil.copytree(REPO / "prompts/en", sounds)
+    (sounds / "ivr-engine/label-billing.wav").unlink()
+    settings = Settings(menus_dir=REPO / "config/menus", sounds_dir=sounds)
+    with pytest.raises(ConfigError, match="label-billing"):
+        load_checked_menus(settings)
+
+
+async def test_check_config_and_bad_settings_exit_codes(tmp_path: Path) -> None:
+    code, out, _ = await run([*CLI, "check-config"])
+    assert code == 0 and "ok: 1 menu(s): main" in out
+    code, _, err = await run([*CLI, "check-config"], env={"IVR_ENGINE_AGI_PORT": "99999"})
+    assert code == 2
+    assert "environment: agi_port (env IVR_ENGINE_AGI_PORT)" in err
+
+
+async def test_demo_shows_a_reordered_menu_for_the_returning_caller(tmp_path: Path) -> None:
+    env = {
+        "IVR_ENGINE_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
+        "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    code, out, err = await run([*CLI, "demo"], env=env)
+    assert code == 0, err
+    new, returning = out.split("== returning caller")
+    assert "digits/6" in new.split("ivr-engine/label-billing")[1].split("\n")[0][:40]
+    assert "ivr-engine/shortcut-topic-billing" in returning
+    menu_line = next(line for line in returning.splitlines() if "heard #2" in line)
+    assert menu_line.split()[2:6] == [
+        "ivr-engine/for", "ivr-engine/label-billing", "ivr-engine/press", "digits/1"
+    ]  # fmt: skip
+    assert "enter-account-number" not in returning
+
+
+async def test_classic_agi_script_runs_the_flow_and_stores_the_call(tmp_path: Path) -> None:
+    db = tmp_path / "classic.db"
+    env = {
+        "IVR_ENGINE_DATABASE_URL": f"sqlite:///{db}",
+        "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
+        "PYTHONPATH": str(REPO),
+    }
+    headers = asterisk_env("unused", 0, caller_id="+15557770001", args=["menu=main"])
+    del headers["agi_network"], headers["agi_network_script"]
+    headers["agi_request"] = "/usr/share/asterisk/agi-bin/ivr_agi.py"
+    replies = [
+        b"200 result=0\n",  # EXEC Read (the menu)
+        b"200 result=1 (1|OK)\n",  # GET FULL VARIABLE: the caller pressed 1
+        *[b"200 result=1\n"] * 5,  # SET VARIABLE x5
+    ]
+    stdin = header_block(headers) + b"".join(replies)
+    code, out, err = await run(
+        [sys.executable, str(REPO / "agi_scripts/ivr_agi.py")], env=env, stdin=stdin
+    )
+    assert code == 0, err
+    commands = out.splitlines()
+    assert commands[0].startswith('EXEC "Read" "IVR_READ,ivr-engine/welcome&')
+    assert 'SET VARIABLE "IVR_INTENT" "new_service"' in commands
+    assert commands[-1] == 'SET VARIABLE "IVR_OUTCOME" "routed"'
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT channel, intent FROM timeline_events").fetchall()
+    assert rows == [("voice", "new_service")]
