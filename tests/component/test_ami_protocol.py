@@ -1,0 +1,266 @@
+"""The AMI wire format (pure functions), bounded framing over a StreamReader, and back-off."""
+
+from __future__ import annotations
+
+import asyncio
+import string
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ivr_engine.telephony.ami import (
+    AmiConnectionLost,
+    AmiEvent,
+    AmiLimits,
+    AmiProtocolError,
+    AmiResponse,
+    Backoff,
+    InvalidAction,
+    format_action,
+    parse_message,
+)
+from ivr_engine.telephony.ami.backoff import make_backoff
+from ivr_engine.telephony.ami.connection import read_message
+from ivr_engine.telephony.ami.protocol import (
+    MAX_ACTION_HEADERS,
+    build_message,
+    decode_line,
+    parse_banner,
+    parse_header_line,
+)
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("Channel: PJSIP/a-1", ("Channel", "PJSIP/a-1")),
+        ("Channel:PJSIP/a-1", ("Channel", "PJSIP/a-1")),
+        ("Output:   indented", ("Output", "  indented")),  # only Asterisk's one space goes
+        ("Message: a: b: c", ("Message", "a: b: c")),
+        ("AccountCode: ", ("AccountCode", "")),
+        ("Trailing: x  ", ("Trailing", "x  ")),
+    ],
+)
+def test_parse_header_line(line: str, expected: tuple[str, str]) -> None:
+    assert parse_header_line(line) == expected
+
+
+@pytest.mark.parametrize("line", ["no colon here", ": value without key", "   : x", "\x00\ufffd"])
+def test_parse_header_line_rejects_non_ami(line: str) -> None:
+    with pytest.raises(AmiProtocolError, match="not 'Key: Value'"):
+        parse_header_line(line)
+
+
+def test_banner() -> None:
+    assert parse_banner("Asterisk Call Manager/11.0.0") == "11.0.0"
+    for bad in (
+        "SSH-2.0-OpenSSH_9.2",
+        "",
+        "asterisk call manager/1.0",
+        "Asterisk Call Manager/" + "9" * 300,
+    ):
+        with pytest.raises(AmiProtocolError, match="banner"):
+            parse_banner(bad)
+
+
+def test_decode_line_keeps_going_on_non_utf8() -> None:
+    assert decode_line(b"CallerIDName: Jos\xe9\r\n") == "CallerIDName: Jos\ufffd"
+    assert decode_line(b"Key: caf\xc3\xa9\n") == "Key: café"
+
+
+def test_messages_are_classified_by_their_first_header() -> None:
+    response = parse_message(["Response: Success", "ActionID: 3", "Ping: Pong"])
+    assert isinstance(response, AmiResponse) and response.ok and response.action_id == "3"
+    event = parse_message(["Event: Hangup", "Channel: PJSIP/a"])
+    assert isinstance(event, AmiEvent) and event.name == "Hangup"
+    assert parse_message(["Channel: PJSIP/a", "Event: Hangup"]) is None
+    assert build_message([]) is None
+    error = parse_message(["Response: Error", "Message: Authentication failed"])
+    assert isinstance(error, AmiResponse) and not error.ok and error.message.startswith("Auth")
+    goodbye = parse_message(["Response: Goodbye", "Message: Thanks for all the fish."])
+    assert isinstance(goodbye, AmiResponse) and goodbye.ok
+
+
+def test_repeated_and_case_insensitive_headers() -> None:
+    message = parse_message(
+        ["Response: Success", "Message: Command output follows", "Output: a", "output: b"]
+    )
+    assert message is not None
+    assert message.get_all("OUTPUT") == ("a", "b")
+    assert message.get("output") == "a" and message["Output"] == "a"
+    assert "message" in message and "Missing" not in message and 3 not in message
+    assert message.get("Missing") is None and message.get("Missing", "x") == "x"
+    assert message.get_all("Missing") == ()
+    with pytest.raises(KeyError):
+        message["Missing"]
+    assert message.to_dict() == {
+        "Response": "Success",
+        "Message": "Command output follows",
+        "Output": ["a", "b"],
+    }
+    assert list(message)[2] == ("Output", "a")
+
+
+def test_list_markers() -> None:
+    start = parse_message(["Response: Success", "EventList: start"])
+    done = parse_message(["Event: QueueStatusComplete", "EventList: Complete"])
+    assert isinstance(start, AmiResponse) and start.starts_list
+    assert isinstance(done, AmiEvent) and done.ends_list
+
+
+# --- formatting ---------------------------------------------------------------------------
+
+
+def test_format_action_bytes() -> None:
+    data = format_action(
+        "Originate",
+        "ivr-7",
+        {"Channel": "PJSIP/a", "Priority": 1, "Async": True, "Variable": ["A=1", "B=2"]},
+    )
+    assert data == (
+        b"Action: Originate\r\nActionID: ivr-7\r\nChannel: PJSIP/a\r\nPriority: 1\r\n"
+        b"Async: true\r\nVariable: A=1\r\nVariable: B=2\r\n\r\n"
+    )
+    assert format_action("Ping", "1", {}) == b"Action: Ping\r\nActionID: 1\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "headers", "match"),
+    [
+        ("Originate", {"Channel": "a\r\nAction: Command"}, "CR, LF and NUL"),
+        ("Originate", {"Channel": "a\nb"}, "CR, LF and NUL"),
+        ("Originate", {"Channel": "a\rb"}, "CR, LF and NUL"),
+        ("Originate", {"Channel": "a\0b"}, "CR, LF and NUL"),
+        ("Originate", {"Variable": ["A=1", "B=2\r\nAction: Logoff"]}, "CR, LF and NUL"),
+        ("Originate", {"Bad Key": "x"}, "header name"),
+        ("Originate", {"Key:": "x"}, "header name"),
+        ("Ping", {"actionid": "x"}, "set by the client"),
+        ("Ping", {"Action": "Logoff"}, "set by the client"),
+        ("Ping\r\nAction: Logoff", {}, "action name"),
+        ("Originate", {"Data": "x" * 1100}, "drops lines over 1024"),
+        ("Originate", {"Variable": [f"V{n}=1" for n in range(MAX_ACTION_HEADERS)]}, "at most 128"),
+        ("Originate", {"Variable": [1, 2]}, "list of str, not list"),
+        ("Originate", {"Timeout": 1.5}, "not float"),
+        ("Originate", {"Data": b"bytes"}, "not bytes"),
+    ],
+)
+def test_format_action_refuses_what_cannot_be_sent_safely(
+    name: str, headers: dict[str, object], match: str
+) -> None:
+    with pytest.raises(InvalidAction, match=match):
+        format_action(name, "1", headers)  # type: ignore[arg-type]
+
+
+_keys = (
+    st.tuples(
+        st.sampled_from(string.ascii_letters),
+        st.text(string.ascii_letters + string.digits + "_-", max_size=20),
+    )
+    .map("".join)
+    .filter(lambda k: k.lower() not in ("action", "actionid"))
+)
+_values = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="\r\n\0"), max_size=60
+)
+
+
+@given(st.dictionaries(_keys, _values, max_size=12))
+def test_format_then_parse_round_trips(headers: dict[str, str]) -> None:
+    data = format_action("UserEvent", "ivr-1", headers)
+    lines = [decode_line(line) for line in data.split(b"\r\n")[:-2]]
+    message = parse_message(lines)
+    assert message is None  # an action is neither a response nor an event...
+    pairs = [parse_header_line(line) for line in lines]
+    assert pairs == [("Action", "UserEvent"), ("ActionID", "ivr-1"), *headers.items()]
+
+
+@given(_values, st.sampled_from(["\r", "\n", "\0"]), _values)
+def test_no_value_can_inject_a_line(before: str, bad: str, after: str) -> None:
+    with pytest.raises(InvalidAction):
+        format_action("UserEvent", "1", {"Body": before + bad + after})
+
+
+@given(st.binary(max_size=200))
+def test_parsing_arbitrary_bytes_raises_only_protocol_errors(raw: bytes) -> None:
+    for line in raw.split(b"\n"):
+        text = decode_line(line)
+        try:
+            key, value = parse_header_line(text)
+        except AmiProtocolError:
+            assert ":" not in text or not text.partition(":")[0].strip()
+        else:
+            assert key and "\n" not in key + value
+
+
+# --- bounded framing over a stream --------------------------------------------------------
+
+
+def _reader(data: bytes, *, eof: bool = True, limit: int = 1024) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader(limit=limit)
+    reader.feed_data(data)
+    if eof:
+        reader.feed_eof()
+    return reader
+
+
+async def test_read_message_skips_blank_lines_and_accepts_bare_lf() -> None:
+    reader = _reader(b"\r\n\r\nEvent: A\r\nX: 1\r\n\r\nEvent: B\nY: 2\n\n")
+    limits = AmiLimits()
+    assert await read_message(reader, limits) == [("Event", "A"), ("X", "1")]
+    assert await read_message(reader, limits) == [("Event", "B"), ("Y", "2")]
+    with pytest.raises(AmiConnectionLost, match="by the peer"):
+        await read_message(reader, limits)
+
+
+async def test_read_message_eof_inside_a_message() -> None:
+    with pytest.raises(AmiConnectionLost, match="middle of a message"):
+        await read_message(_reader(b"Event: A\r\nX: 1\r\n"), AmiLimits())
+    with pytest.raises(AmiConnectionLost, match="middle of a message"):
+        await read_message(_reader(b"Event: A\r\nX: partial"), AmiLimits())
+
+
+async def test_read_message_limits() -> None:
+    long_line = _reader(b"Event: A\r\nX: " + b"y" * 5000 + b"\r\n\r\n", limit=1024)
+    with pytest.raises(AmiProtocolError, match="longer than 1024"):
+        await read_message(long_line, AmiLimits(max_line_bytes=1024))
+    big = b"Event: A\r\n" + b"X: 123456789\r\n" * 100 + b"\r\n"
+    with pytest.raises(AmiProtocolError, match="larger than 500"):
+        await read_message(_reader(big), AmiLimits(max_message_bytes=500))
+    garbage = _reader(b"Event: A\r\n\xff\xfe\x00garbage\r\n\r\n")
+    with pytest.raises(AmiProtocolError, match="not 'Key: Value'"):
+        await read_message(garbage, AmiLimits())
+
+
+# --- back-off -----------------------------------------------------------------------------
+
+
+def test_backoff_doubles_up_to_the_cap_then_resets() -> None:
+    backoff = Backoff(base_s=0.5, cap_s=30.0, jitter=0.0)
+    assert [backoff.next_delay() for _ in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+    backoff.reset()
+    assert backoff.next_delay() == 0.5
+    assert backoff.cap_delay() == 30.0
+    assert backoff.next_delay() == 30.0  # after a refused login, stays at the cap
+    assert Backoff(jitter=0.0).delay_for(10_000) == 30.0  # no overflow
+
+
+def test_backoff_jitter_only_shortens_within_bounds() -> None:
+    low = Backoff(base_s=1.0, cap_s=8.0, jitter=0.25, rand=lambda: 1.0)
+    high = Backoff(base_s=1.0, cap_s=8.0, jitter=0.25, rand=lambda: 0.0)
+    assert [low.next_delay() for _ in range(5)] == [0.75, 1.5, 3.0, 6.0, 6.0]
+    assert [high.next_delay() for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    default = Backoff()
+    assert all(0.4 <= default.delay_for(0) <= 0.5 for _ in range(200))
+
+
+def test_backoff_validation() -> None:
+    with pytest.raises(ValueError, match="base <= cap"):
+        Backoff(base_s=5, cap_s=1)
+    with pytest.raises(ValueError, match="base <= cap"):
+        Backoff(base_s=0, cap_s=1)
+    with pytest.raises(ValueError, match="jitter"):
+        Backoff(jitter=1.5)
+    assert make_backoff((0.1, 2.0)).cap_s == 2.0
