@@ -11,7 +11,7 @@ bash scripts/setup.sh --system
 echo "== lint"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy ivr_engine
+.venv/bin/mypy ivr_engine crm_bridge
 
 status=0
 if [ "${1:-}" = "--fast" ]; then
