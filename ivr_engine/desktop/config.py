@@ -1,0 +1,42 @@
+"""Settings of the agent desktop, checked when the app is built."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ORIGIN_RE = re.compile(
+    r"^https?://[a-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopConfig:
+    base_path: str = "/desktop"  # where the engine mounts the app: the session cookie's Path
+    # Origins allowed besides the request's own scheme://host (e.g. the public https origin
+    # when a TLS proxy sits in front): "https://desk.example.com".
+    allowed_origins: frozenset[str] = frozenset()
+    secure_cookie: bool = True  # False only for plain-http test set-ups
+    cookie_secret: bytes | None = None  # None: random per process (sessions are in memory)
+    cookie_name: str = "ivr_desktop_session"
+    session_ttl_s: float = 10 * 3600.0  # one shift; the agent logs in again after it
+    max_body_bytes: int = 16 * 1024
+    body_timeout_s: float = 10.0
+    max_failed_logins: int = 5
+    failed_login_window_s: float = 300.0
+    sweep_interval_s: float = 30.0  # how often expired sessions are swept (sockets closed)
+    feed_retry_s: float = 1.0  # first wait before resubscribing to a failed change feed
+    ws_heartbeat_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.base_path.startswith("/") or self.base_path.endswith("/"):
+            raise ValueError(f"base_path {self.base_path!r}: start with / and end without /")
+        for origin in self.allowed_origins:
+            if not _ORIGIN_RE.match(origin):
+                raise ValueError(
+                    f"allowed_origins: {origin!r} is not scheme://host[:port] in lower case"
+                )
+        if self.cookie_secret is not None and len(self.cookie_secret) < 16:
+            raise ValueError("cookie_secret must be at least 16 bytes")
+        if self.max_body_bytes < 256 or self.session_ttl_s <= 0:
+            raise ValueError("max_body_bytes must be >= 256 and session_ttl_s > 0")

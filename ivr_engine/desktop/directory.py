@@ -1,0 +1,167 @@
+"""The agent directory of the desktop: who may log in, and how (in memory, loadable from YAML).
+
+File format (a list, so a duplicated ``agent_id`` is refused rather than silently merged)::
+
+    agents:
+      - agent_id: a100
+        name: Alice Martin
+        sip_endpoint: PJSIP/alice
+        password_hash: scrypt$16384$8$1$<salt>$<key>   # python -m ivr_engine.desktop hash-password
+        token_sha256: <64 hex digits>                    # optional API token (SHA-256 of it)
+        max_concurrent: 1                                # optional, default 1
+
+Every agent needs a ``password_hash`` or a ``token_sha256`` (or both). Errors name the file,
+the key and the fix.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ivr_engine.desktop.passwords import (
+    PasswordHash,
+    dummy_hash,
+    parse_password_hash,
+    parse_token_digest,
+    token_digest,
+    verify_password,
+)
+from ivr_engine.domain.errors import ConfigError
+
+AGENT_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopAgent:
+    agent_id: str
+    name: str
+    sip_endpoint: str
+    password_hash: PasswordHash | None = None
+    token_sha256: bytes | None = None
+    max_concurrent: int = 1
+
+    def __post_init__(self) -> None:
+        if self.password_hash is None and self.token_sha256 is None:
+            raise ValueError(f"agent {self.agent_id!r} needs a password_hash or a token_sha256")
+
+
+class AgentDirectory:
+    """Agents by id and by API-token digest; duplicates are refused."""
+
+    def __init__(self, agents: Iterable[DesktopAgent] = ()) -> None:
+        self._by_id: dict[str, DesktopAgent] = {}
+        for agent in agents:
+            if agent.agent_id in self._by_id:
+                raise ValueError(f"agent {agent.agent_id!r} is listed twice")
+            if agent.token_sha256 is not None and self._token_owner(agent.token_sha256):
+                raise ValueError(f"agent {agent.agent_id!r} reuses another agent's API token")
+            self._by_id[agent.agent_id] = agent
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[DesktopAgent]:
+        return iter(self._by_id.values())
+
+    def get(self, agent_id: str) -> DesktopAgent | None:
+        return self._by_id.get(agent_id)
+
+    def _token_owner(self, digest: bytes) -> DesktopAgent | None:
+        found = None
+        for agent in self._by_id.values():  # no early exit: same time whoever owns it
+            stored = agent.token_sha256 if agent.token_sha256 is not None else bytes(32)
+            if hmac.compare_digest(stored, digest) and agent.token_sha256 is not None:
+                found = agent
+        return found
+
+    def check_password(self, agent_id: str, password: str) -> DesktopAgent | None:
+        """The agent if the password matches; CPU-bound (scrypt), run it in a thread.
+
+        An unknown agent, or one without a password, costs one scrypt too (no timing oracle).
+        """
+        agent = self._by_id.get(agent_id)
+        stored = agent.password_hash if agent is not None else None
+        matches = verify_password(password, stored or dummy_hash())
+        return agent if matches and stored is not None else None
+
+    def check_token(self, token: str) -> DesktopAgent | None:
+        return self._token_owner(token_digest(token))
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _AgentModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    agent_id: Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    sip_endpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9_:\-/.@]{1,120}$")]
+    password_hash: str | None = None
+    token_sha256: str | None = None
+    max_concurrent: Annotated[int, Field(ge=1, le=50)] = 1
+
+    @field_validator("password_hash")
+    @classmethod
+    def _readable_hash(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_password_hash(value)
+        return value
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _readable_digest(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_token_digest(value)
+        return value
+
+
+class _DirectoryModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agents: list[_AgentModel] = Field(max_length=10_000)
+
+
+def _to_agent(model: _AgentModel) -> DesktopAgent:
+    password, token = model.password_hash, model.token_sha256
+    return DesktopAgent(
+        agent_id=model.agent_id,
+        name=model.name,
+        sip_endpoint=model.sip_endpoint,
+        password_hash=None if password is None else parse_password_hash(password),
+        token_sha256=None if token is None else parse_token_digest(token),
+        max_concurrent=model.max_concurrent,
+    )
+
+
+def parse_agent_directory(path: Path, text: str) -> AgentDirectory:
+    """YAML text → directory; ``ConfigError`` names ``path``, the key and the problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        model = _DirectoryModel.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {key}: {first['msg']}") from None
+    try:
+        return AgentDirectory(_to_agent(agent) for agent in model.agents)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: agents: {exc}") from None
+
+
+def load_agent_directory(path: Path) -> AgentDirectory:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the agent directory: {exc.strerror}") from None
+    return parse_agent_directory(path, text)

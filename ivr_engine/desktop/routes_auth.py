@@ -1,0 +1,108 @@
+"""Log in (password or API token), log out, and who am I.
+
+Login: a failed attempt is answered the same for an unknown agent and a wrong password
+(both cost one scrypt); ``max_failed_logins`` failures within the window lock that agent id
+(or, for tokens, that address) out for the rest of it. A successful login registers the agent
+in the live state store (it starts logged out, or keeps its state) and opens a new session
+(any session named by the request's cookie is ended: no session fixation).
+
+Logout ends the session and closes its sockets; when it was the agent's last session the
+agent is also logged out of the queue if the state allows (not in the middle of a call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from aiohttp import web
+
+from ivr_engine.agents import AgentState, InvalidTransition
+from ivr_engine.api.errors import ApiError
+from ivr_engine.desktop.bodies import LoginBody
+from ivr_engine.desktop.directory import AgentDirectory, DesktopAgent
+from ivr_engine.desktop.guards import (
+    check_post_origin,
+    clear_session_cookie,
+    current_session,
+    read_json,
+    require_session,
+    set_session_cookie,
+)
+from ivr_engine.desktop.keys import AGENTS, DIRECTORY, HUB, SESSIONS, THROTTLE
+from ivr_engine.desktop.messages import agent_json, state_json
+
+routes = web.RouteTableDef()
+
+
+def _throttle_key(request: web.Request, body: LoginBody) -> str:
+    return f"agent:{body.agent_id}" if body.agent_id is not None else f"token:{request.remote}"
+
+
+def _check(directory: AgentDirectory, body: LoginBody) -> DesktopAgent | None:
+    if body.token is not None:
+        return directory.check_token(body.token)
+    assert body.agent_id is not None and body.password is not None
+    return directory.check_password(body.agent_id, body.password)
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.Response:
+    check_post_origin(request)
+    body = await read_json(request, LoginBody)
+    throttle, key = request.app[THROTTLE], _throttle_key(request, body)
+    wait = throttle.retry_after(key)
+    if wait is not None:
+        seconds = math.ceil(wait)
+        message = f"too many failed logins: try again in {seconds} s"
+        raise ApiError(429, "too_many_attempts", message, extra={"retry_after_s": seconds})
+    agent = await asyncio.to_thread(_check, request.app[DIRECTORY], body)
+    if agent is None:
+        throttle.failed(key)
+        what = "unknown API token" if body.token is not None else "unknown agent or wrong password"
+        raise ApiError(401, "login_failed", what)
+    throttle.succeeded(key)
+    snapshot = await request.app[AGENTS].register_agent(
+        agent.agent_id, max_concurrent=agent.max_concurrent
+    )
+    await _end_session_of(request)
+    session = request.app[SESSIONS].create(agent.agent_id)
+    response = web.json_response({"agent": agent_json(agent), "state": state_json(snapshot)})
+    set_session_cookie(request, response, session)
+    return response
+
+
+async def _end_session_of(request: web.Request) -> str | None:
+    """End the session the request's cookie names; returns its agent id."""
+    session = current_session(request)
+    if session is None:
+        return None
+    request.app[SESSIONS].drop(session.session_id)
+    await request.app[HUB].close_session(session.session_id, "logged out")
+    return session.agent_id
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.Response:
+    check_post_origin(request)
+    agent_id = await _end_session_of(request)
+    state = None
+    if agent_id is not None and not request.app[SESSIONS].sessions_of(agent_id):
+        request.app[HUB].forget(agent_id)
+        try:
+            state = state_json(await request.app[AGENTS].set_state(agent_id, AgentState.LOGGED_OUT))
+        except InvalidTransition:  # on a call: stays in the queue until it ends
+            state = state_json(await request.app[AGENTS].get(agent_id))
+    response = web.json_response({"logged_out": True, "state": state})
+    clear_session_cookie(request, response)
+    return response
+
+
+@routes.get("/api/me")
+async def me(request: web.Request) -> web.Response:
+    _session, agent = require_session(request)
+    snapshot = await request.app[AGENTS].get(agent.agent_id)
+    pop = request.app[HUB].latest_pop(agent.agent_id)
+    return web.json_response(
+        {"agent": agent_json(agent), "state": state_json(snapshot), "pop": pop}
+    )

@@ -1,0 +1,70 @@
+"""``GET /ws``: the desktop's WebSocket (Origin and session checked before the upgrade).
+
+On connect the agent gets a ``hello`` (who, live state, latest pop), then state changes and
+screen pops as they happen (see ``messages``). Every tab gets its own socket.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSMsgType, web
+
+from ivr_engine.agents import AgentStateUnavailable, UnknownAgent
+from ivr_engine.api.errors import ApiError
+from ivr_engine.desktop.directory import DesktopAgent
+from ivr_engine.desktop.guards import require_origin, require_session
+from ivr_engine.desktop.keys import AGENTS, CONFIG, HUB
+from ivr_engine.desktop.messages import HelloMessage, StateJson, agent_json, state_json
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENT_MESSAGE = 1024  # the browser only ever sends "ping"
+CLOSE_TIMEOUT_S = 2.0
+
+routes = web.RouteTableDef()
+
+
+async def _state(request: web.Request, agent_id: str) -> StateJson | None:
+    try:
+        return state_json(await request.app[AGENTS].get(agent_id))
+    except (AgentStateUnavailable, UnknownAgent) as exc:
+        log.warning("desktop hello for agent %s without state: %s", agent_id, exc)
+        return None
+
+
+async def _hello(request: web.Request, agent: DesktopAgent) -> HelloMessage:
+    return {
+        "type": "hello",
+        "agent": agent_json(agent),
+        "state": await _state(request, agent.agent_id),
+        "pop": request.app[HUB].latest_pop(agent.agent_id),
+    }
+
+
+@routes.get("/ws")
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    require_origin(request)
+    session, agent = require_session(request)
+    ws = web.WebSocketResponse(
+        heartbeat=request.app[CONFIG].ws_heartbeat_s,
+        max_msg_size=MAX_CLIENT_MESSAGE,
+        timeout=CLOSE_TIMEOUT_S,
+    )
+    if not ws.can_prepare(request).ok:
+        raise ApiError(400, "websocket_required", "this URL takes a WebSocket upgrade")
+    await ws.prepare(request)
+    hub = request.app[HUB]
+    hub.attach(agent.agent_id, session.session_id, ws)
+    try:
+        await ws.send_json(await _hello(request, agent))
+        async for message in ws:
+            if message.type == WSMsgType.TEXT and message.data == "ping":
+                await ws.send_json({"type": "pong"})
+            elif message.type != WSMsgType.TEXT:
+                break
+    except ConnectionError:
+        log.debug("desktop socket of agent %s went away", agent.agent_id)
+    finally:
+        hub.detach(agent.agent_id, ws)
+    return ws
