@@ -14,6 +14,8 @@ from pathlib import Path
 from aiohttp import web
 
 from ivr_engine.api.app import create_api_app
+from ivr_engine.contact_center.reroute import REROUTE_SCRIPT, reroute_handler
+from ivr_engine.contact_center.wiring import ContactCenter
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
 from ivr_engine.flows.ivr_flow import IvrFlow
@@ -69,6 +71,7 @@ class Engine:
     agi: FastAgiServer | None = None
     http: web.AppRunner | None = None
     http_port: int = 0
+    contact_center: ContactCenter | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -76,6 +79,11 @@ class Engine:
         self.timeline = await open_timeline(settings.database_url)
         self.recorder = CallRecorder(self.timeline.store, settings.spool_dir)
         await self.recorder.start()
+        if settings.agents_file is not None:
+            self.contact_center = await ContactCenter.open(
+                settings, self.menus, self.timeline.store, utc_now
+            )
+        router = self.contact_center.router if self.contact_center is not None else None
         flow = IvrFlow(
             menus=self.menus,
             lookup=self.timeline.lookup,
@@ -83,6 +91,7 @@ class Engine:
             clock=utc_now,
             decision_deadline_s=settings.decision_deadline_ms / 1000,
             default_region=settings.default_region,
+            router=router,
         )
         self.agi = FastAgiServer(
             host=settings.agi_host,
@@ -92,6 +101,11 @@ class Engine:
             command_timeout=settings.agi_command_timeout_s,
         )
         self.agi.register(IVR_SCRIPT, ivr_handler(flow, utc_now))
+        if self.contact_center is not None:
+            center = self.contact_center
+            self.agi.register(
+                REROUTE_SCRIPT, reroute_handler(center.router, center.agents, utc_now)
+            )
         await self.agi.start()
         await self._start_http()
         log.info(
@@ -112,6 +126,8 @@ class Engine:
             clock=utc_now,
             default_region=self.settings.default_region,
         )
+        if self.contact_center is not None:
+            app.add_subapp("/desktop", self.contact_center.desktop_app(self.settings))
         self.http = web.AppRunner(app, access_log=None)
         await self.http.setup()
         site = web.TCPSite(self.http, self.settings.http_host, self.settings.http_port)
@@ -126,6 +142,8 @@ class Engine:
             await self.agi.close()
         if self.http is not None:
             await self.http.cleanup()
+        if self.contact_center is not None:
+            await self.contact_center.aclose()
         if self.recorder is not None:
             await self.recorder.close()
         if self.timeline is not None:

@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -39,6 +40,26 @@ class Settings(BaseModel):
     decision_deadline_ms: int = Field(150, ge=10, le=5000)
     spool_dir: Path = Field(Path("data/spool"), description="events kept here while DB is down")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    # The contact centre (issue #3): all off unless agents_file is set.
+    agents_file: Path | None = Field(
+        None, description="agents.yaml: routing profiles + desktop logins; None: no agents"
+    )
+    routing_file: Path = Path("config/routing.yaml")
+    agent_state_url: str | None = Field(None, description="None/memory:// or redis://HOST:6379/0")
+    ami_url: str | None = Field(
+        None, description="ami://USER:SECRET@HOST:5038: agent answers and hang-ups from Asterisk"
+    )
+    ring_timeout_s: float = Field(20.0, gt=0, le=300)
+    auto_wrap_up_s: float | None = Field(None, ge=0, le=3600)
+    desktop_allowed_origins: list[str] = Field(default_factory=list)
+    desktop_secure_cookie: bool = True
+
+    @field_validator("ami_url")
+    @classmethod
+    def _ami_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_ami_url(value)
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -46,6 +67,19 @@ class Settings(BaseModel):
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
         return value
+
+
+def parse_ami_url(url: str) -> tuple[str, int, str, str]:
+    """``ami://USER:SECRET@HOST:PORT`` → (host, port, user, secret)."""
+    parts = urlsplit(url)
+    if parts.scheme != "ami" or not parts.hostname or not parts.username:
+        raise ValueError("use ami://USER:SECRET@HOST:5038")
+    return (
+        parts.hostname,
+        parts.port or 5038,
+        unquote(parts.username),
+        unquote(parts.password or ""),
+    )
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:

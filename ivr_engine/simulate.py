@@ -21,14 +21,15 @@ class SimulatedCall:
     hangup_at_read: int | None = None  # the caller hangs up during this Read (1 = the first)
     heard: list[list[str]] = field(default_factory=list)  # prompt files per Read
     variables: dict[str, str] = field(default_factory=dict)
+    uniqueid: str | None = None  # the channel's Uniqueid (the call id); random when None
 
 
-def _headers(call: SimulatedCall, host: str, port: int, menu: str) -> bytes:
-    uniqueid = f"sim-{uuid.uuid4().hex[:12]}"
+def _headers(call: SimulatedCall, host: str, port: int, script: str) -> bytes:
+    uniqueid = call.uniqueid = call.uniqueid or f"sim-{uuid.uuid4().hex[:12]}"
     env = {
         "agi_network": "yes",
-        "agi_network_script": f"ivr?menu={menu}",
-        "agi_request": f"agi://{host}:{port}/ivr?menu={menu}",
+        "agi_network_script": script,
+        "agi_request": f"agi://{host}:{port}/{script}",
         "agi_channel": f"PJSIP/simulated-{uniqueid}",
         "agi_language": "en",
         "agi_type": "PJSIP",
@@ -64,6 +65,9 @@ def _reply(call: SimulatedCall, command: str, presses: list[str]) -> str:
     if verb == "GET FULL":  # GET FULL VARIABLE "${A}|${B}"
         expanded = re.sub(r"\$\{(\w+)\}", lambda m: call.variables.get(m[1], ""), parts[3])
         return f"200 result=1 ({expanded})"
+    if verb == "GET VARIABLE":
+        value = call.variables.get(parts[2])
+        return "200 result=0" if value is None else f"200 result=1 ({value})"
     if verb == "SET VARIABLE":
         call.variables[parts[2]] = parts[3] if len(parts) > 3 else ""
         return "200 result=1"
@@ -71,14 +75,19 @@ def _reply(call: SimulatedCall, command: str, presses: list[str]) -> str:
 
 
 async def simulate_call(
-    call: SimulatedCall, host: str, port: int, menu: str = "main", timeout_s: float = 10.0
+    call: SimulatedCall,
+    host: str,
+    port: int,
+    menu: str = "main",
+    timeout_s: float = 10.0,
+    script: str | None = None,
 ) -> SimulatedCall:
     """Run one call against a FastAGI server; returns the call with what was heard."""
     presses = list(call.keys)
     async with asyncio.timeout(timeout_s):
         reader, writer = await asyncio.open_connection(host, port)
         try:
-            writer.write(_headers(call, host, port, menu))
+            writer.write(_headers(call, host, port, script or f"ivr?menu={menu}"))
             await writer.drain()
             while line := await reader.readline():
                 command = line.decode().strip()

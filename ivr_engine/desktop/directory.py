@@ -9,6 +9,9 @@ File format (a list, so a duplicated ``agent_id`` is refused rather than silentl
         password_hash: scrypt$16384$8$1$<salt>$<key>   # python -m ivr_engine.desktop hash-password
         token_sha256: <64 hex digits>                    # optional API token (SHA-256 of it)
         max_concurrent: 1                                # optional, default 1
+        skills: {billing: 5, general: 2}                 # routing profile (contact_center)
+        languages: [en, es]
+        team: billing
 
 Every agent needs a ``password_hash`` or a ``token_sha256`` (or both). Errors name the file,
 the key and the fix.
@@ -107,6 +110,10 @@ class _AgentModel(BaseModel):
     password_hash: str | None = None
     token_sha256: str | None = None
     max_concurrent: Annotated[int, Field(ge=1, le=50)] = 1
+    # The routing profile lives in the same file (ivr_engine.contact_center.agents_file).
+    skills: dict[str, int] = Field(default_factory=dict)
+    languages: list[str] = Field(default_factory=list)
+    team: str = ""
 
     @field_validator("password_hash")
     @classmethod

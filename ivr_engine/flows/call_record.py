@@ -26,6 +26,16 @@ class IncomingCall:
     started_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """Where the call goes after the IVR: a reserved agent, or an overflow target."""
+
+    target: str  # "agent:<id>", "queue:<name>" or "callback"
+    agent_id: str | None = None
+    endpoint: str | None = None  # the agent's dial string
+    reasons: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class CallRecord:
     call: IncomingCall
@@ -40,6 +50,7 @@ class CallRecord:
     path: list[dict[str, Any]] = field(default_factory=list)
     prefilled: list[str] = field(default_factory=list)
     entered: dict[str, str] = field(default_factory=dict)
+    routing: RouteResult | None = None
     ended_at: datetime | None = None
 
     def step(self, step: str, **details: Any) -> None:
@@ -67,6 +78,16 @@ def _decision_summary(decision: MenuDecision | None) -> dict[str, Any] | None:
     }
 
 
+def _routing_summary(routing: RouteResult | None) -> dict[str, Any] | None:
+    if routing is None:
+        return None
+    return {
+        "target": routing.target,
+        "agent_id": routing.agent_id,
+        "reasons": list(routing.reasons),
+    }
+
+
 def to_write(record: CallRecord) -> CallWrite:
     """The call's timeline event (one contact, carrying the intent) and entered fields."""
     ended = record.ended_at or record.call.started_at
@@ -82,6 +103,7 @@ def to_write(record: CallRecord) -> CallWrite:
         "prefilled": record.prefilled,
         "entered": sorted(record.entered),
         "target": record.target,
+        "routing": _routing_summary(record.routing),
         "duration_ms": round((ended - record.call.started_at).total_seconds() * 1000),
     }
     event = NewTimelineEvent(

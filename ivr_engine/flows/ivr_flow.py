@@ -21,12 +21,13 @@ from ivr_engine.domain.models import (
     CallOutcome,
     FieldSpec,
     IdentifiedBy,
+    KnownField,
     Menu,
     MenuDecision,
     MenuOption,
 )
 from ivr_engine.flows import variables
-from ivr_engine.flows.call_record import CallRecord, IncomingCall
+from ivr_engine.flows.call_record import CallRecord, IncomingCall, RouteResult
 from ivr_engine.identity import normalize_caller_id
 from ivr_engine.personalize import (
     decide_menu,
@@ -48,6 +49,18 @@ class CallSink(Protocol):
         ...
 
 
+class CallRouter(Protocol):
+    async def route(
+        self,
+        record: CallRecord,
+        known_fields: Mapping[str, KnownField],
+        exclude: frozenset[str] = frozenset(),
+    ) -> RouteResult:
+        """Pick the agent (reserved for this call) or the overflow target; never raises for
+        an unavailable agent store (it overflows to the intent's own target instead)."""
+        ...
+
+
 class IvrFlow:
     def __init__(
         self,
@@ -58,6 +71,7 @@ class IvrFlow:
         clock: Callable[[], datetime],
         decision_deadline_s: float = 0.150,
         default_region: str = "US",
+        router: CallRouter | None = None,
     ) -> None:
         self._menus = menus
         self._lookup = lookup
@@ -65,6 +79,7 @@ class IvrFlow:
         self._clock = clock
         self._deadline_s = decision_deadline_s
         self._region = default_region
+        self._router = router
 
     def menu_for(self, name: str) -> Menu:
         return self._menus.get(name) or self._menus.get("main") or next(iter(self._menus.values()))
@@ -79,7 +94,7 @@ class IvrFlow:
             assert option is not None  # config validation guarantees the fallback exists
             record.intent, record.target = option.intent, option.target
             await self._collect_fields(channel, menu, option, history, record)
-            await self._route(channel, option, decision, record)
+            await self._route(channel, option, decision, history, record)
         except CallerHungUp:
             record.outcome = CallOutcome.ABANDONED
             record.step("hangup")
@@ -209,11 +224,22 @@ class IvrFlow:
         channel: CallChannel,
         option: MenuOption,
         decision: MenuDecision,
+        history: CallerHistory | None,
         record: CallRecord,
     ) -> None:
         kind = "personalised" if decision.personalised else "static"
+        target = option.target
+        if self._router is not None:
+            known = history.known_fields if history is not None else {}
+            routing = await self._router.route(record, known)
+            record.routing = routing
+            record.step("routed", target=routing.target, agent=routing.agent_id)
+            target = routing.target if routing.agent_id is None else option.target
+            await channel.set_variable(variables.AGENT_ID, routing.agent_id or "")
+            await channel.set_variable(variables.AGENT_ENDPOINT, routing.endpoint or "")
+            await channel.set_variable(variables.WAIT_START, f"{self._clock().timestamp():.0f}")
         await channel.set_variable(variables.INTENT, option.intent)
-        await channel.set_variable(variables.TARGET, option.target)
+        await channel.set_variable(variables.TARGET, target)
         await channel.set_variable(variables.CUSTOMER_ID, record.customer_id or "")
         await channel.set_variable(variables.DECISION, kind)
         await channel.set_variable(variables.OUTCOME, CallOutcome.ROUTED.value)

@@ -7,3 +7,7 @@ INTENT: Final = "IVR_INTENT"  # e.g. billing
 TARGET: Final = "IVR_TARGET"  # e.g. queue:billing
 CUSTOMER_ID: Final = "IVR_CUSTOMER_ID"  # empty for a caller not yet known
 DECISION: Final = "IVR_DECISION"  # personalised | static
+AGENT_ID: Final = "IVR_AGENT_ID"  # the reserved agent, empty when overflowing
+AGENT_ENDPOINT: Final = "IVR_AGENT_ENDPOINT"  # dial string, e.g. PJSIP/agent-1; empty: use TARGET
+TRIED_AGENTS: Final = "IVR_TRIED_AGENTS"  # agents already rung for this call, comma-separated
+WAIT_START: Final = "IVR_WAIT_START"  # unix time the caller started waiting for an agent

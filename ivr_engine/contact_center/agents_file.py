@@ -1,0 +1,82 @@
+"""The routing profile of each agent, from the same ``agents.yaml`` as the desktop directory.
+
+Each agent: ``agent_id``, ``name``, ``sip_endpoint`` (dial string), ``skills`` (skill → 1..5),
+``languages``, ``team``, ``max_concurrent``; login keys (``password_hash``, ``token_sha256``)
+belong to the desktop and are ignored here. Errors name the file, the key and the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.routing import Agent, RoutingConfig
+from ivr_engine.routing.models import language_key
+
+
+class _Profile(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    agent_id: str
+    name: str
+    sip_endpoint: str
+    skills: dict[str, Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=dict)
+    languages: list[str] = Field(default_factory=list)
+    team: str = ""
+    max_concurrent: Annotated[int, Field(ge=1, le=50)] = 1
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agents: list[_Profile]
+
+
+def parse_agent_profiles(path: Path, text: str, config: RoutingConfig | None = None) -> list[Agent]:
+    try:
+        raw = yaml.safe_load(text)
+        model = _File.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ConfigError(f"{path}: {key}: {first['msg']}") from None
+    agents = [
+        Agent(
+            agent_id=p.agent_id,
+            name=p.name,
+            endpoint=p.sip_endpoint,
+            skills=dict(p.skills),
+            languages=frozenset(language_key(lang) for lang in p.languages),
+            team=p.team,
+            max_concurrent=p.max_concurrent,
+        )
+        for p in model.agents
+    ]
+    if config is not None:
+        known = _known_skills(config)
+        for index, agent in enumerate(agents):
+            unknown = sorted(set(agent.skills) - known)
+            if unknown and known:
+                raise ConfigError(
+                    f"{path}: agents.{index}.skills: {unknown} not required by any intent in "
+                    f"the routing config (known: {sorted(known)})"
+                )
+    return agents
+
+
+def _known_skills(config: RoutingConfig) -> set[str]:
+    return {need.skill for rule in config.intents.values() for need in rule.skills}
+
+
+def load_agent_profiles(path: Path, config: RoutingConfig | None = None) -> list[Agent]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the agents file: {exc.strerror}") from None
+    return parse_agent_profiles(path, text, config)

@@ -1,0 +1,185 @@
+"""``AgentRouter``: the I/O shell around the pure routing policy.
+
+Per call: live agent states (one snapshot) + the customer's last agent (timeline) → pure
+``route_call`` → reserve the best candidate that is still free (one atomic step, so two
+calls never get the same agent) → mark it ringing → screen pop in the background.
+
+Failure policy: the caller is never held by our infrastructure. The agent store down or
+slow, or every candidate taken by a concurrent call, → the intent's overflow target (its
+Asterisk queue). The last-agent lookup is bounded and fails open (no affinity).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+
+from ivr_engine.agents import AgentStateStore
+from ivr_engine.agents.errors import AgentStateError
+from ivr_engine.agents.model import AgentSnapshot as LiveSnapshot
+from ivr_engine.desktop import DesktopHub
+from ivr_engine.desktop.pop import ring_from_call
+from ivr_engine.domain.errors import IvrEngineError
+from ivr_engine.domain.models import KnownField
+from ivr_engine.flows.call_record import CallRecord, RouteResult
+from ivr_engine.ports import TimelineStore
+from ivr_engine.routing import (
+    AgentChosen,
+    AgentSnapshot,
+    AgentState,
+    LastAgent,
+    Overflow,
+    Roster,
+    RoutingConfig,
+    RoutingRequest,
+    route_call,
+)
+
+log = logging.getLogger(__name__)
+
+AGENT_ANSWERED = "call.agent_answered"  # timeline event type written by the AMI tracker
+
+
+def policy_states(live: Mapping[str, LiveSnapshot]) -> dict[str, AgentSnapshot]:
+    """Live agent state → the policy's view (idle time counts from ``idle_since``)."""
+    states = {}
+    for agent_id, snap in live.items():
+        since = snap.since
+        if snap.state.value == "available" and snap.idle_since is not None:
+            since = snap.idle_since
+        states[agent_id] = AgentSnapshot(
+            agent_id=agent_id,
+            state=AgentState(snap.state.value),
+            state_since=since,
+            interactions=snap.interaction_count,
+        )
+    return states
+
+
+class AgentRouter:
+    def __init__(
+        self,
+        *,
+        roster: Roster,
+        config: RoutingConfig,
+        agents: AgentStateStore,
+        timeline: TimelineStore,
+        hub: DesktopHub | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ring_timeout_s: float = 20.0,
+        store_timeout_s: float = 0.5,
+    ) -> None:
+        self._roster = roster
+        self._config = config
+        self._agents = agents
+        self._timeline = timeline
+        self._hub = hub
+        self._clock = clock
+        self._reserve_ttl_s = ring_timeout_s + 10.0
+        self._store_timeout_s = store_timeout_s
+        self._pops: set[asyncio.Task[int]] = set()
+
+    async def route(
+        self,
+        record: CallRecord,
+        known_fields: Mapping[str, KnownField],
+        exclude: frozenset[str] = frozenset(),
+    ) -> RouteResult:
+        intent = record.intent or "operator"
+        now = self._clock()
+        request = RoutingRequest(
+            intent=intent,
+            waiting_since=now,
+            last_agent=await self._last_agent(record.customer_id),
+            exclude=exclude,
+        )
+        try:
+            async with asyncio.timeout(self._store_timeout_s):
+                live = await self._agents.snapshot(now=now)
+                decision = route_call(request, self._roster, policy_states(live), self._config, now)
+                if isinstance(decision, Overflow):
+                    return _overflow(decision.target, decision.reasons)
+                chosen = await self._reserve(decision, record.call.call_id, now)
+        except (TimeoutError, AgentStateError) as exc:
+            log.warning("call %s: agent state unavailable (%r); overflow", record.call.call_id, exc)
+            return _overflow(self._default_target(record), (f"agent state unavailable: {exc}",))
+        if chosen is None:
+            reason = "every matching agent was taken by another call a moment ago"
+            return _overflow(self._default_target(record), (*decision.reasons, reason))
+        agent_id, endpoint, reasons = chosen
+        self._pop(agent_id, record, known_fields, reasons)
+        return RouteResult(f"agent:{agent_id}", agent_id, endpoint, reasons)
+
+    async def _reserve(
+        self, decision: AgentChosen, call_id: str, now: datetime
+    ) -> tuple[str, str, tuple[str, ...]] | None:
+        order = [c.agent_id for c in decision.candidates]
+        agent_id = await self._agents.reserve_first(order, call_id, self._reserve_ttl_s, now=now)
+        if agent_id is None:
+            return None
+        await self._agents.confirm(agent_id, call_id, now=now)  # reserved → ringing
+        if agent_id == decision.agent_id:
+            return agent_id, decision.endpoint, decision.reasons
+        taken = next(c for c in decision.candidates if c.agent_id == agent_id)
+        note = f"{decision.agent_id} was taken by another call; next best {agent_id}"
+        return agent_id, taken.endpoint, (*decision.reasons, note)
+
+    async def _last_agent(self, customer_id: str | None) -> LastAgent | None:
+        if customer_id is None:
+            return None
+        try:
+            async with asyncio.timeout(self._store_timeout_s):
+                page = await self._timeline.timeline(customer_id, limit=50)
+        except (TimeoutError, IvrEngineError) as exc:
+            log.info("last agent of %s unknown (%r); no affinity", customer_id, exc)
+            return None
+        return last_agent_from(e for e in page.events if e.event_type == AGENT_ANSWERED)
+
+    def _default_target(self, record: CallRecord) -> str:
+        return record.target or self._config.fallback_target
+
+    def _pop(
+        self,
+        agent_id: str,
+        record: CallRecord,
+        known: Mapping[str, KnownField],
+        reasons: tuple[str, ...],
+    ) -> None:
+        if self._hub is None:
+            return
+        ring = ring_from_call(record, known_fields=known, routing_reasons=reasons)
+        task = asyncio.create_task(self._hub.pop(agent_id, ring), name=f"pop-{agent_id}")
+        self._pops.add(task)
+        task.add_done_callback(self._pop_done)
+
+    def _pop_done(self, task: asyncio.Task[int]) -> None:
+        self._pops.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("screen pop failed: %r", task.exception())
+
+    async def aclose(self) -> None:
+        for task in list(self._pops):
+            task.cancel()
+        await asyncio.gather(*self._pops, return_exceptions=True)
+
+
+def last_agent_from(events: Iterable[object]) -> LastAgent | None:
+    """The newest ``call.agent_answered`` event's agent (events newest first)."""
+    for event in events:
+        data = getattr(event, "data", {})
+        agent_id = data.get("agent_id") if isinstance(data, Mapping) else None
+        occurred_at = getattr(event, "occurred_at", None)
+        if isinstance(agent_id, str) and isinstance(occurred_at, datetime):
+            if occurred_at.tzinfo is None:
+                occurred_at = occurred_at.replace(tzinfo=UTC)
+            return LastAgent(agent_id=agent_id, helped_at=occurred_at)
+    return None
+
+
+def _overflow(target: str, reasons: tuple[str, ...]) -> RouteResult:
+    return RouteResult(target=target, reasons=reasons)
+
+
+__all__ = ["AGENT_ANSWERED", "AgentRouter", "last_agent_from", "policy_states"]

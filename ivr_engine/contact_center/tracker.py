@@ -1,0 +1,188 @@
+"""``AgentCallTracker``: Asterisk's own view of agent calls (AMI) → agent state + timeline.
+
+The dialplan raises ``UserEvent(IvrAgentDial, Agent, Customer, Intent)`` on the caller's
+channel just before ``Dial`` (dialplans/ivr-engine.conf), so the tracker needs no shared
+memory with the FastAGI process that routed the call: everything is keyed by the caller's
+``Uniqueid`` (the call id the reservation was made with).
+
+* ``DialEnd`` ANSWER → the agent is on the call (ringing → on_call); timeline
+  ``call.agent_answered`` {agent_id, ring_ms} (the last-agent affinity reads it).
+* ``DialEnd`` anything else → the reservation is given back (the reroute AGI also does it;
+  both are idempotent); timeline ``call.agent_missed`` {agent_id, dial_status}.
+* ``Hangup`` of the caller's channel after an answer → the interaction ends (wrap-up);
+  timeline ``call.agent_ended`` {agent_id, talk_s, cause}. With ``auto_wrap_up_s`` the agent
+  is made available again after that long (unless they changed state meanwhile).
+
+Timeline event ids derive from the call id, so a replay or a second tracker writes nothing
+twice. A failed state change or write (store down, reservation already gone) is logged
+with the call id; it is not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ivr_engine.agents import AgentStateStore
+from ivr_engine.agents.errors import AgentStateError
+from ivr_engine.agents.model import AgentState
+from ivr_engine.contact_center.router import AGENT_ANSWERED
+from ivr_engine.domain.errors import IvrEngineError
+from ivr_engine.ports import Identity, NewTimelineEvent, TimelineStore
+from ivr_engine.telephony.ami import AmiClient, AmiError, AmiEvent
+
+log = logging.getLogger(__name__)
+
+AGENT_MISSED = "call.agent_missed"
+AGENT_ENDED = "call.agent_ended"
+
+
+@dataclass(slots=True)
+class AgentLeg:
+    call_id: str
+    agent_id: str
+    customer_id: str
+    caller: str
+    dialled_at: datetime
+    answered_at: datetime | None = None
+    done: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AgentCallTracker:
+    def __init__(
+        self,
+        ami: AmiClient,
+        agents: AgentStateStore,
+        timeline: TimelineStore,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        auto_wrap_up_s: float | None = None,
+    ) -> None:
+        self._ami = ami
+        self._agents = agents
+        self._timeline = timeline
+        self._clock = clock
+        self._auto_wrap_up_s = auto_wrap_up_s
+        self._legs: dict[str, AgentLeg] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._timers: set[asyncio.Task[None]] = set()
+        self.handled = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="agent-call-tracker")
+
+    async def aclose(self) -> None:
+        for task in [self._task, *self._timers]:
+            if task is not None:
+                task.cancel()
+        for task in [self._task, *self._timers]:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run(self) -> None:
+        while True:
+            subscription = self._ami.subscribe("UserEvent", "DialEnd", "Hangup", maxsize=10_000)
+            try:
+                async for event in subscription:
+                    await self.handle(event)
+            except AmiError as exc:  # overflow or closed: subscribe again, log the gap
+                log.error("AMI event stream interrupted (%r); resubscribing", exc)
+            finally:
+                subscription.close()
+            await asyncio.sleep(0.1)
+
+    async def handle(self, event: AmiEvent) -> None:
+        name = event.get("Event")
+        uniqueid = event.get("Uniqueid") or ""
+        if name == "UserEvent" and event.get("UserEvent") == "IvrAgentDial":
+            self._legs[uniqueid] = AgentLeg(
+                call_id=uniqueid,
+                agent_id=event.get("Agent") or "",
+                customer_id=event.get("Customer") or "",
+                caller=event.get("CallerIDNum") or "",
+                dialled_at=self._clock(),
+            )
+            return
+        leg = self._legs.get(uniqueid)
+        if leg is None or not leg.agent_id:
+            return
+        self.handled += 1
+        if name == "DialEnd":
+            await self._dial_end(leg, event.get("DialStatus") or "")
+        elif name == "Hangup":
+            await self._hangup(leg, event.get("Cause") or "")
+
+    async def _dial_end(self, leg: AgentLeg, status: str) -> None:
+        now = self._clock()
+        if status == "ANSWER":
+            leg.answered_at = now
+            await self._agent_step(lambda: self._agents.confirm(leg.agent_id, leg.call_id, now=now))
+            ring_ms = round((now - leg.dialled_at).total_seconds() * 1000)
+            await self._record(leg, AGENT_ANSWERED, {"ring_ms": ring_ms}, suffix="answered")
+            return
+        await self._agent_step(
+            lambda: self._agents.release(leg.agent_id, leg.call_id, wrap_up=False, now=now)
+        )
+        await self._record(leg, AGENT_MISSED, {"dial_status": status}, suffix=f"missed:{status}")
+        del self._legs[leg.call_id]  # a reroute raises a new IvrAgentDial
+
+    async def _hangup(self, leg: AgentLeg, cause: str) -> None:
+        self._legs.pop(leg.call_id, None)
+        if leg.answered_at is None:
+            await self._agent_step(
+                lambda: self._agents.release(leg.agent_id, leg.call_id, wrap_up=False)
+            )
+            return
+        now = self._clock()
+        await self._agent_step(lambda: self._agents.release(leg.agent_id, leg.call_id, now=now))
+        talk_s = round((now - leg.answered_at).total_seconds(), 1)
+        await self._record(leg, AGENT_ENDED, {"talk_s": talk_s, "cause": cause}, suffix="ended")
+        if self._auto_wrap_up_s is not None:
+            timer = asyncio.create_task(self._end_wrap_up(leg.agent_id, self._auto_wrap_up_s))
+            self._timers.add(timer)
+            timer.add_done_callback(self._timers.discard)
+
+    async def _end_wrap_up(self, agent_id: str, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        with contextlib.suppress(AgentStateError):
+            if (await self._agents.get(agent_id)).state is AgentState.WRAP_UP:
+                await self._agents.set_state(agent_id, AgentState.AVAILABLE)
+
+    async def _agent_step(self, step: Callable[[], Any]) -> None:
+        try:
+            await step()
+        except AgentStateError as exc:  # lost/expired reservation, store down: log, go on
+            log.warning("agent state change failed: %r", exc)
+
+    async def _record(self, leg: AgentLeg, kind: str, data: dict[str, Any], suffix: str) -> None:
+        try:
+            customer_id = leg.customer_id or await self._customer_by_phone(leg.caller)
+            if not customer_id:
+                log.warning(
+                    "call %s: no customer for %r; %s not stored", leg.call_id, leg.caller, kind
+                )
+                return
+            event = NewTimelineEvent(
+                event_id=f"voice:{leg.call_id}:{suffix}:{leg.agent_id}",
+                customer_id=customer_id,
+                occurred_at=self._clock(),
+                channel="voice",
+                event_type=kind,
+                data={"agent_id": leg.agent_id, **data},
+            )
+            await self._timeline.append_events([event])
+        except IvrEngineError as exc:
+            log.error("call %s: %s not stored: %r", leg.call_id, kind, exc)
+
+    async def _customer_by_phone(self, phone: str) -> str:
+        if not phone:
+            return ""
+        found = await self._timeline.find_customers(Identity("phone", phone))
+        return found[0].customer_id if len(found) == 1 else ""
