@@ -1,0 +1,650 @@
+"""Decision latency (issue #2): AGI header block sent -> first menu prompt (``EXEC "Read"``) seen.
+
+    bench/run-decision-latency.sh                      # seed once, run, write bench/results.md
+    .venv/bin/python bench/decision_latency.py --db postgresql --runs 1 100 100,hold=1000
+
+Per database: seed it once with ``bench/seed_timeline.py`` (skipped when already seeded),
+start the real engine as its own process (``ivr-engine run``, the real menus and prompts,
+so client and server CPU do not mix in one event loop), then dial it like Asterisk 22:
+connect, send the ``agi_*`` header block (clock starts), receive commands until the first
+``EXEC "Read"`` (clock stops), then play the rest of the call (press 1, type 8 digits when
+asked for a number) until the engine hangs up. Each ``--runs`` entry keeps C calls in
+flight (see ``Scenario``); warm-up calls and the last C calls (the ramp-down) are not
+measured. Callers: known phones ``phone_for(i)`` with the seed's skew (busy customers call
+more), plus ``--unknown-share`` new numbers. After each run the engine's recorder is given
+time to store every call (so the next run starts on an idle engine), and the engine-side
+``decision_ms`` of each measured call is read back from its stored call event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import asyncpg
+from seed_timeline import SKEW, phone_for
+from sqlalchemy.engine import make_url
+
+from tests.component.fake_asterisk import asterisk_env, header_block
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+READ_PREFIX = 'EXEC "Read"'
+CALL_TIMEOUT_S = 30.0
+RECORDER_DRAIN_TIMEOUT_S = 600.0
+SECTION = "## Decision latency"
+DEFAULT_URLS = {
+    "postgresql": "postgresql://postgres@127.0.0.1/ivr_bench",
+    "sqlite": "sqlite:///bench/.work/decision-latency.db",
+}
+TARGET_P50_MS, TARGET_P99_MS = 1.0, 5.0
+# The brief's runs (answers at once), then an idle engine between calls and callers who
+# listen to the menu for a second: 100 calls in flight the way a real switch has them.
+DEFAULT_RUNS = ["1", "100", "1,gap=100,calls=2000,warmup=200", "100,hold=1000"]
+
+
+# --------------------------------------------------------------------------- seeding
+
+
+async def _pg_state(url: str) -> tuple[int, int, bool] | None:
+    """(customers, max event seq, indexes built) or None when the database is missing."""
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    try:
+        conn = await asyncpg.connect(dsn)
+    except asyncpg.InvalidCatalogNameError:
+        return None
+    try:
+        if not await conn.fetchval("SELECT to_regclass('customers') IS NOT NULL"):
+            return 0, 0, False
+        return (
+            await conn.fetchval("SELECT count(*) FROM customers"),
+            await conn.fetchval("SELECT coalesce(max(seq), 0) FROM timeline_events"),
+            await conn.fetchval(
+                "SELECT to_regclass('ix_timeline_events_customer_recent') IS NOT NULL"
+            ),
+        )
+    finally:
+        await conn.close()
+
+
+async def _pg_create(url: str) -> None:
+    parsed = make_url(url)
+    admin = parsed.set(drivername="postgresql", database="postgres")
+    conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+    try:
+        await conn.execute(f'CREATE DATABASE "{parsed.database}"')
+    finally:
+        await conn.close()
+
+
+def _sqlite_state(path: Path) -> tuple[int, int, bool] | None:
+    if not path.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if "customers" not in names:
+            return 0, 0, False
+        customers = conn.execute("SELECT count(*) FROM customers").fetchone()[0]
+        last_seq = conn.execute("SELECT coalesce(max(seq), 0) FROM timeline_events").fetchone()
+        return customers, last_seq[0], "ix_timeline_events_customer_recent" in names
+
+
+def sqlite_path(url: str) -> Path:
+    return ROOT / url.removeprefix("sqlite:///")
+
+
+async def ensure_seeded(url: str, customers: int, events: int) -> None:
+    """Seed an empty database once; refuse a partly seeded one (say how to start over)."""
+    is_pg = not url.startswith("sqlite")
+    state = await _pg_state(url) if is_pg else _sqlite_state(sqlite_path(url))
+    if state is not None and state[0] >= customers and state[1] >= events and state[2]:
+        print(f"{url}: already seeded ({state[0]:,} customers, {state[1]:,} events)")
+        return
+    if state is not None and state[0] > 0:
+        fix = f"DROP DATABASE {make_url(url).database}" if is_pg else f"rm {sqlite_path(url)}*"
+        raise SystemExit(f"{url}: partly seeded or smaller than asked ({state}); {fix}")
+    if is_pg and state is None:
+        await _pg_create(url)
+    if not is_pg:
+        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+    seed = [sys.executable, str(ROOT / "bench/seed_timeline.py"), "--url", url]
+    sizes = ["--customers", str(customers), "--events", str(events)]
+    print(f"seeding {url} ...", flush=True)
+    await asyncio.to_thread(subprocess.run, [*seed, *sizes], cwd=ROOT, check=True)
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+@dataclass
+class EngineProcess:
+    process: asyncio.subprocess.Process
+    agi_port: int
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the engine process so far."""
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.asynccontextmanager
+async def running_engine(url: str, log_path: Path) -> AsyncIterator[EngineProcess]:
+    """``ivr-engine run`` on ``url`` (repo's menus and prompts); SIGTERM and wait on exit."""
+    with tempfile.TemporaryDirectory(prefix="ivr-bench-") as tmp:
+        ready = Path(tmp) / "ready"
+        env = {**os.environ, "IVR_ENGINE_SPOOL_DIR": str(Path(tmp) / "spool")}
+        command = [str(ROOT / ".venv/bin/ivr-engine"), "--database-url", url, "run"]
+        command += ["--agi-port", "0", "--http-port", "0", "--ready-file", str(ready)]
+        with log_path.open("ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                *command, cwd=ROOT, env=env, stdout=log, stderr=log
+            )
+        try:
+            yield EngineProcess(process, await _wait_ready(process, ready, log_path))
+        finally:
+            if process.returncode is None:
+                process.terminate()
+            await asyncio.wait_for(process.wait(), 30)
+
+
+def _ready_text(ready: Path) -> str:
+    return ready.read_text() if ready.exists() else ""
+
+
+async def _wait_ready(process: asyncio.subprocess.Process, ready: Path, log: Path) -> int:
+    async with asyncio.timeout(60):
+        while not (text := await asyncio.to_thread(_ready_text, ready)).endswith("\n"):
+            if process.returncode is not None:
+                raise SystemExit(f"the engine exited ({process.returncode}); see {log}")
+            await asyncio.sleep(0.05)
+    return int(text.split()[0])
+
+
+# --------------------------------------------------------------------------- callers
+
+
+class CallerMix:
+    """Known phones (customer index ``N * U**skew``, as the seed) and some unknown ones."""
+
+    def __init__(self, customers: int, unknown_share: float, rng: random.Random) -> None:
+        self.customers, self.unknown_share, self.rng = customers, unknown_share, rng
+
+    def next(self) -> tuple[str, bool]:
+        rand = self.rng.random
+        if rand() < self.unknown_share:
+            return f"+1777{self.rng.randrange(10**7):07d}", False
+        phone = phone_for(int(self.customers * rand() ** SKEW))
+        return (phone if rand() < 0.5 else phone[2:]), True  # E.164 or national digits
+
+
+# --------------------------------------------------------------------------- the client
+
+
+@dataclass
+class CallTrace:
+    number: int
+    known: bool
+    sent_ns: int = 0
+    first_read_ns: int | None = None
+    ended_ns: int = 0
+    variables: dict[str, str] = field(default_factory=dict)
+    unexpected: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def latency_ms(self) -> float | None:
+        if self.first_read_ns is None:
+            return None
+        return (self.first_read_ns - self.sent_ns) / 1e6
+
+
+class AgiCall(asyncio.Protocol):
+    """Asterisk's side of one FastAGI call; timestamps taken as bytes arrive.
+
+    ``hold_s``: the caller answers each ``EXEC "Read"`` that long after it arrives (listening
+    to the menu, then pressing a key), as Asterisk would; 0 answers at once.
+    """
+
+    def __init__(
+        self, header: bytes, trace: CallTrace, done: asyncio.Future[None], hold_s: float
+    ) -> None:
+        self._header, self.trace, self._done, self._hold_s = header, trace, done, hold_s
+        self._buffer = b""
+        self._max_digits = 1
+        self._transport: asyncio.WriteTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        self._transport = transport
+        self.trace.sent_ns = time.perf_counter_ns()
+        transport.write(self._header)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter_ns()
+        self._buffer += data
+        while (end := self._buffer.find(b"\n")) >= 0:
+            line = self._buffer[:end].decode()
+            self._buffer = self._buffer[end + 1 :]
+            reply = self._answer(line, now)
+            if line.startswith(READ_PREFIX) and self._hold_s > 0:
+                asyncio.get_running_loop().call_later(self._hold_s, self._write, reply)
+            else:
+                self._write(reply)
+
+    def _write(self, reply: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(reply)
+
+    def _answer(self, line: str, now: int) -> bytes:
+        if line.startswith(READ_PREFIX):
+            if self.trace.first_read_ns is None:
+                self.trace.first_read_ns = now
+            self._max_digits = int(line.split(",")[2])  # IVR_READ,prompts,MAXDIGITS,...
+            return b"200 result=0\n"
+        if line.startswith("EXEC "):
+            return b"200 result=0\n"
+        if line.startswith("GET FULL VARIABLE"):
+            digits = "1" if self._max_digits == 1 else "12345678"
+            return f"200 result=1 ({digits}|OK)\n".encode()
+        if line.startswith("SET VARIABLE "):
+            name, _, value = line.removeprefix("SET VARIABLE ").partition(" ")
+            self.trace.variables[name.strip('"')] = value.strip('"')
+            return b"200 result=1\n"
+        self.trace.unexpected.append(line)
+        return b"510 Invalid or unknown command\n"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.trace.ended_ns = time.perf_counter_ns()
+        if not self._done.done():
+            self._done.set_result(None)
+
+
+async def place_call(
+    port: int, tag: str, number: int, caller: tuple[str, bool], hold_s: float
+) -> CallTrace:
+    loop = asyncio.get_running_loop()
+    env = asterisk_env(HOST, port, "ivr?menu=main", caller_id=caller[0])
+    env["agi_uniqueid"] = f"{tag}.{number}"
+    trace, done = CallTrace(number, caller[1]), loop.create_future()
+    try:
+        async with asyncio.timeout(CALL_TIMEOUT_S):
+            transport, _ = await loop.create_connection(
+                lambda: AgiCall(header_block(env), trace, done, hold_s), HOST, port
+            )
+            try:
+                await done
+            finally:
+                transport.close()
+    except (OSError, TimeoutError) as exc:
+        trace.error = repr(exc)
+    return trace
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """``C[,hold=MS][,gap=MS][,calls=N][,warmup=N]``: C calls in flight at all times."""
+
+    concurrency: int
+    calls: int
+    warmup: int
+    hold_ms: int = 0  # the caller answers each EXEC Read after this long
+    gap_ms: int = 0  # each slot pauses this long before placing its next call
+
+    @classmethod
+    def parse(cls, text: str, calls: int, warmup: int) -> Scenario:
+        head, *options = text.split(",")
+        values = {"calls": calls, "warmup": warmup}
+        for option in options:
+            key, _, value = option.partition("=")
+            if key not in {"calls", "warmup", "hold", "gap"} or not value.isdigit():
+                raise argparse.ArgumentTypeError(f"bad run {text!r}: {option!r}")
+            values[f"{key}_ms" if key in {"hold", "gap"} else key] = int(value)
+        return cls(int(head), **values)
+
+    @property
+    def pacing(self) -> str:
+        parts = [f"hold {self.hold_ms} ms" if self.hold_ms else "", f"gap {self.gap_ms} ms"]
+        return ", ".join(p for p in parts if p and p != "gap 0 ms") or "instant"
+
+
+@dataclass
+class LoadResult:
+    database: str
+    scenario: Scenario
+    traces: list[CallTrace]
+    window_s: float
+    engine_cpu_s: float
+    machine_busy: float  # all cores, other work included
+    load_avg: float
+    tag: str
+    decision_ms: list[float] = field(default_factory=list)
+    drain_s: float | None = None  # until the engine had stored every call of the run
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+async def run_load(
+    engine: EngineProcess, database: str, mix: CallerMix, scenario: Scenario
+) -> LoadResult:
+    """Keep ``concurrency`` calls in flight; measure calls ``warmup .. warmup + calls``."""
+    concurrency, warmup, calls = scenario.concurrency, scenario.warmup, scenario.calls
+    tag = f"dl{time.time_ns() // 1_000_000}c{concurrency}"
+    total = warmup + calls + concurrency - 1
+    numbers = iter(range(total))
+    measured: list[CallTrace] = []
+    marks: dict[str, float] = {}
+
+    async def caller() -> None:
+        for n in numbers:
+            if n == warmup:
+                marks["cpu"], marks["start"] = engine.cpu_s(), time.perf_counter()
+                marks["busy"], marks["total"] = _cpu_times()
+            trace = await place_call(engine.agi_port, tag, n, mix.next(), scenario.hold_ms / 1000)
+            if warmup <= n < warmup + calls:
+                measured.append(trace)
+                if len(measured) == calls:
+                    marks["end"], marks["cpu_end"] = time.perf_counter(), engine.cpu_s()
+                    marks["busy_end"], marks["total_end"] = _cpu_times()
+            if scenario.gap_ms:
+                await asyncio.sleep(scenario.gap_ms / 1000)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(caller())
+    busy = (marks["busy_end"] - marks["busy"]) / (marks["total_end"] - marks["total"])
+    return LoadResult(
+        database, scenario, measured, marks["end"] - marks["start"],
+        marks["cpu_end"] - marks["cpu"], busy, os.getloadavg()[0], tag,
+    )  # fmt: skip
+
+
+async def stored_decisions(url: str, after_seq: int, tag: str) -> dict[str, float | None]:
+    """Call id -> engine-side ``decision_ms`` of the call events the engine has stored."""
+    sql = "SELECT event_id, {} FROM timeline_events WHERE seq > {} AND event_id LIKE {}"
+    if url.startswith("sqlite"):
+        query = sql.format("json_extract(data, '$.decision_ms')", "?", "?")
+        rows = await asyncio.to_thread(_sqlite_rows, sqlite_path(url), query, after_seq, tag)
+    else:
+        conn = await asyncpg.connect(url)
+        try:
+            query = sql.format("(data->>'decision_ms')::float", "$1", "$2")
+            rows = await conn.fetch(query, after_seq, f"voice:{tag}.%")
+        finally:
+            await conn.close()
+    return {str(r[0]).split(":")[1]: None if r[1] is None else float(r[1]) for r in rows}
+
+
+def _sqlite_rows(path: Path, query: str, after_seq: int, tag: str) -> list[Any]:
+    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+        return conn.execute(query, (after_seq, f"voice:{tag}.%")).fetchall()
+
+
+async def await_recorder(url: str, after_seq: int, result: LoadResult, placed: int) -> None:
+    """Wait (bounded) until the engine has stored every call of the run, so the next run
+    starts on an idle engine; note how long that took and each measured ``decision_ms``."""
+    started = time.perf_counter()
+    while True:
+        stored = await stored_decisions(url, after_seq, result.tag)
+        waited = time.perf_counter() - started
+        if len(stored) >= placed:
+            result.drain_s = waited
+            break
+        if waited > RECORDER_DRAIN_TIMEOUT_S:
+            print(f"the engine stored {len(stored)} of {placed} calls; not waiting longer")
+            break
+        await asyncio.sleep(1.0)
+    for trace in result.traces:
+        value = stored.get(f"{result.tag}.{trace.number}")
+        if value is not None:
+            result.decision_ms.append(float(value))
+
+
+async def last_event_seq(url: str) -> int:
+    state = (
+        await _pg_state(url) if not url.startswith("sqlite") else _sqlite_state(sqlite_path(url))
+    )
+    return state[1] if state else 0
+
+
+# --------------------------------------------------------------------------- report
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of sorted ``values``."""
+    if not values:
+        return float("nan")
+    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
+
+
+def _p50_p99(values: Sequence[float]) -> str:
+    ordered = sorted(values)
+    return f"{percentile(ordered, 50):.2f} / {percentile(ordered, 99):.2f}" if ordered else "n/a"
+
+
+def summarize(result: LoadResult) -> dict[str, str]:
+    ok = [t for t in result.traces if t.error is None and t.latency_ms is not None]
+    latencies = sorted(t.latency_ms for t in ok if t.latency_ms is not None)
+    known = [t for t in ok if t.known]
+    personalised = sum(t.variables.get("IVR_DECISION") == "personalised" for t in known)
+    failed = sum(
+        t.error is not None or t.latency_ms is None or t.variables.get("IVR_OUTCOME") != "routed"
+        for t in result.traces
+    )
+    calls = len(result.traces)
+    target = latencies and percentile(latencies, 50) <= TARGET_P50_MS
+    target = target and percentile(latencies, 99) <= TARGET_P99_MS
+    return {
+        "database": result.database,
+        "in flight": str(result.scenario.concurrency),
+        "caller pacing": result.scenario.pacing,
+        "calls": f"{calls:,}",
+        **{f"p{p} ms": f"{percentile(latencies, p):.2f}" for p in (50, 90, 99)},
+        "max ms": f"{latencies[-1]:.2f}" if latencies else "n/a",
+        "calls/s": f"{calls / result.window_s:,.0f}",
+        "known p50 / p99": _p50_p99([t.latency_ms for t in known if t.latency_ms is not None]),
+        "unknown p50 / p99": _p50_p99(
+            [t.latency_ms for t in ok if not t.known and t.latency_ms is not None]
+        ),
+        "engine decision_ms p50 / p99": _p50_p99(result.decision_ms),
+        "engine CPU ms/call": f"{result.engine_cpu_s * 1000 / calls:.2f}",
+        "machine CPU busy": f"{result.machine_busy:.0%}",
+        "load avg": f"{result.load_avg:.1f}",
+        "personalised (known)": f"{personalised / len(known):.0%}" if known else "n/a",
+        "failed": str(failed),
+        "recorder caught up (s)": f"{result.drain_s:.0f}" if result.drain_s is not None else "no",
+        "target met": "yes" if target else "no",
+    }
+
+
+def markdown_table(rows: Sequence[dict[str, str]]) -> str:
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines += ["| " + " | ".join(row[k] for k in head) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "?"
+    )
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {mem_kb / 2**20:.0f} GiB RAM, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
+
+
+async def postgres_version(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace (or append) this benchmark's own ``## Decision latency`` section."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    start = text.find(SECTION + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+    path.write_text(text, encoding="utf-8")
+
+
+def render_section(rows: Sequence[dict[str, str]], args: argparse.Namespace, notes: str) -> str:
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = " ".join(["bench/run-decision-latency.sh", *sys.argv[1:]])
+    warmups = ", ".join(f"{run.pacing}/{run.concurrency}: {run.warmup:,}" for run in args.runs)
+    return f"""{SECTION}
+
+Issue #2: time from the FastAGI client sending the AGI header block to receiving the engine's
+first menu prompt command (`EXEC "Read"`). Targets on PostgreSQL: p50 ≤ {TARGET_P50_MS:g} ms,
+p99 ≤ {TARGET_P99_MS:g} ms ("target met" applies the same bar to every row). Run {started}.
+
+{markdown_table(rows)}
+
+**Machine.** {machine()}. Other work was running on the machine at the same time: see the
+"machine CPU busy" (all cores, over the measured window, benchmark included) and "load avg"
+columns.
+
+**Data.** {notes}
+
+**How measured.** `bench/decision_latency.py` seeds each database once with
+`bench/seed_timeline.py` ({args.customers:,} customers, {args.events:,} events; skipped when
+already seeded), starts the real engine as a separate process (`ivr-engine run`, the repo's
+`config/menus` and `prompts/en`, default settings, a temporary spool directory), and dials it
+from a second process with an asyncio FastAGI client that speaks like Asterisk 22 (the header
+block of `tests/component/fake_asterisk.py`). Per call: connect, then the clock starts when the
+header block is written and stops when the first line starting with `EXEC "Read"` arrives (TCP
+connect not included; client-side timestamps, so client event-loop delay is included). The
+client then plays the rest of the call (`200 result=0` to EXEC, presses 1, types 8 digits when
+asked for a number, `200 result=1` to SET VARIABLE) until the engine hangs up; "failed" counts
+calls that did not end with `IVR_OUTCOME=routed`. Caller pacing: "instant" answers every
+command at once, so each slot places calls back to back (the brief's stress runs: 100 in
+flight means well over 100 new calls a second); "gap N ms": each slot waits N ms between its
+calls, so the engine is idle when a call arrives (1 call in flight, as a quiet switch has
+it); "hold N ms": the caller answers each `EXEC "Read"` N ms later (listening to the menu,
+then pressing a key), so 100 calls stay in flight the way a busy switch has them. Callers:
+{1 - args.unknown_share:.0%} known phones (`phone_for(i)`, customer index `N * U**{SKEW}` like
+the seed: busy customers call more; half sent as E.164, half as national digits) and
+{args.unknown_share:.0%} unknown numbers (new each run; the engine creates them as customers
+when it records the call). Warm-up calls ({warmups}) and the ramp-down are not measured.
+"Recorder caught up" is how long after the run the engine had stored every call (it writes
+calls in the background, one at a time); the next run waits for it. "Engine decision_ms" is
+the engine's own identify + history + decide time, read back from the stored call events;
+"engine CPU ms/call" is the engine process only (PostgreSQL's own CPU is not in it).
+Raw numbers: `bench/.work/decision-latency-*.json`.
+
+Reproduce (from the repo root; PostgreSQL on 127.0.0.1:5432, user postgres, trust auth):
+
+```
+{command}
+```
+"""
+
+
+# --------------------------------------------------------------------------- main
+
+
+async def bench_database(name: str, url: str, args: argparse.Namespace) -> list[LoadResult]:
+    if not args.skip_seed:
+        await ensure_seeded(url, args.customers, args.events)
+    after_seq = await last_event_seq(url)
+    mix = CallerMix(args.customers, args.unknown_share, random.Random(args.seed))
+    log_path = ROOT / f"bench/.work/decision-latency-engine-{name}.log"
+    results = []
+    async with running_engine(url, log_path) as engine:
+        for scenario in args.runs:
+            print(f"{name}: {scenario} ...", flush=True)
+            result = await run_load(engine, name, mix, scenario)
+            placed = scenario.warmup + scenario.calls + scenario.concurrency - 1
+            await await_recorder(url, after_seq, result, placed)
+            results.append(result)
+    return results
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--db", nargs="+", choices=sorted(DEFAULT_URLS), default=["postgresql", "sqlite"]
+    )
+    parser.add_argument("--pg-url", default=DEFAULT_URLS["postgresql"])
+    parser.add_argument("--sqlite-url", default=DEFAULT_URLS["sqlite"])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--skip-seed", action="store_true", help="use the databases as they are")
+    parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, help=Scenario.__doc__)
+    parser.add_argument("--warmup", type=int, default=1000, help="unmeasured calls first")
+    parser.add_argument("--calls", type=int, default=5000, help="measured calls per run")
+    parser.add_argument("--unknown-share", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=None, help="caller choice (default: random)")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench/results.md")
+    parser.add_argument("--no-write", action="store_true", help="print, do not touch results")
+    return parser
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    args.runs = [Scenario.parse(run, args.calls, args.warmup) for run in args.runs]
+    urls = {"postgresql": args.pg_url, "sqlite": args.sqlite_url}
+    results: list[LoadResult] = []
+    for name in args.db:
+        results += await bench_database(name, urls[name], args)
+    rows = [summarize(r) for r in results]
+    print(markdown_table(rows))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    raw = [
+        {**row, "latencies_ms": [t.latency_ms for t in r.traces]}
+        for row, r in zip(rows, results, strict=True)
+    ]
+    (ROOT / f"bench/.work/decision-latency-{stamp}.json").write_text(json.dumps(raw))
+    if not args.no_write:
+        notes = await data_notes(args, urls)
+        write_section(args.results, render_section(rows, args, notes))
+        print(f"wrote the '{SECTION}' section of {args.results}")
+
+
+async def data_notes(args: argparse.Namespace, urls: dict[str, str]) -> str:
+    parts = []
+    for name in args.db:
+        url = urls[name]
+        state = await _pg_state(url) if name == "postgresql" else _sqlite_state(sqlite_path(url))
+        version = f"PostgreSQL {await postgres_version(url)}" if name == "postgresql" else "SQLite"
+        customers, events = state[:2] if state else (0, 0)
+        parts.append(f"{version} `{url}`: {customers:,} customers, {events:,} events (last seq)")
+    return "; ".join(parts) + "."
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
