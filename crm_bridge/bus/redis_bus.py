@@ -1,0 +1,283 @@
+"""The Redis Streams event bus (production): shared by every engine and bridge process.
+
+Layout for stream ``S`` (``P`` = prefix, default ``ivr:bus:``; the ``{S}`` hash tag keeps
+one stream's keys in one slot)::
+
+    P{S}:meta                 HASH    partitions (checked by every process: a mismatch is
+                                      PartitionCountMismatch, never a silent re-mapping)
+    P{S}:p<i>                 STREAM  partition i; one field ``e`` = the event's JSON;
+                                      one consumer group per bus group
+    P{S}:dead                 STREAM  dead letters: e, g (group), p, id (entry), n (deliveries)
+    P{S}:lease:<group>:<i>    STRING  the consumer owning partition i, with a PX expiry
+    P{S}:members:<group>      ZSET    consumer → last heartbeat (server ms)
+
+``publish`` sends one pipeline of ``XADD ... MAXLEN ~ maxlen`` per 1,000 events (no
+MULTI). The consume loop (``consumer.py``) uses ``XREADGROUP`` (``>``) over the owned
+partitions that have nothing pending, and the Lua in ``redis_lua.py`` for ownership and for
+``XAUTOCLAIM`` + dead-lettering. Commands are not retried; every failure is
+``BusUnavailable`` within ``timeout_s`` (plus ``block_ms`` for a blocking read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from crm_bridge.bus.consumer import GroupView, consume_batches
+from crm_bridge.bus.errors import BusClosed, BusUnavailable, PartitionCountMismatch
+from crm_bridge.bus.model import (
+    BusSettings,
+    DeadLetter,
+    Delivery,
+    DeliveryId,
+    Event,
+    check_name,
+    decode_event,
+    encode_event,
+    partition_for,
+)
+from crm_bridge.bus.redis_lua import SCRIPTS
+
+__all__ = ["DEFAULT_PREFIX", "RedisEventBus"]
+log = logging.getLogger(__name__)
+DEFAULT_PREFIX = "ivr:bus:"
+PIPELINE_CHUNK = 1_000
+_FAILURES = (RedisError, OSError, TimeoutError)
+T = TypeVar("T")
+Script = Callable[..., Awaitable[Any]]
+
+
+class RedisEventBus:
+    def __init__(
+        self,
+        client: Redis,
+        settings: BusSettings | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        timeout_s: float = 2.0,
+        owns_client: bool = False,
+    ) -> None:
+        self._log = _RedisLog(client, settings or BusSettings(), prefix, timeout_s)
+        self._owns_client = owns_client
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str = "redis://127.0.0.1:6379/0",
+        settings: BusSettings | None = None,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        connect_timeout_s: float = 1.0,
+        timeout_s: float = 2.0,
+    ) -> RedisEventBus:
+        client = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=connect_timeout_s,
+            socket_timeout=None,  # every call has its own deadline (blocking reads are longer)
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(client, settings, prefix=prefix, timeout_s=timeout_s, owns_client=True)
+
+    @property
+    def settings(self) -> BusSettings:
+        return self._log.settings
+
+    async def publish(self, stream: str, events: Sequence[Event]) -> None:
+        check_name("stream", stream)
+        encoded = [encode_event(event) for event in events]
+        await self._log.ensure_group(stream, "")
+        n, maxlen = self.settings.partitions, self.settings.maxlen
+        for start in range(0, len(encoded), PIPELINE_CHUNK):
+            pipe = self._log.client.pipeline(transaction=False)
+            for key, text in encoded[start : start + PIPELINE_CHUNK]:
+                pipe.xadd(
+                    self._log.key(stream, f"p{partition_for(key, n)}"),
+                    {"e": text},
+                    maxlen=maxlen,
+                    approximate=True,
+                )
+            await self._log.run(pipe.execute)
+
+    def consume(
+        self, stream: str, group: str, consumer: str, *, batch: int = 100, block_ms: int = 1000
+    ) -> AsyncGenerator[list[Delivery], None]:
+        return consume_batches(self._log, stream, group, consumer, batch, block_ms)
+
+    async def ack(self, ids: Iterable[DeliveryId]) -> int:
+        by_log: defaultdict[tuple[str, str, int], list[str]] = defaultdict(list)
+        for delivery_id in ids:
+            by_log[(delivery_id.stream, delivery_id.group, delivery_id.partition)].append(
+                delivery_id.entry
+            )
+        if not by_log:
+            self._log.check_open()
+            return 0
+        pipe = self._log.client.pipeline(transaction=False)
+        for (stream, group, partition), entries in by_log.items():
+            pipe.xack(self._log.key(stream, f"p{partition}"), group, *entries)
+        return sum(int(count) for count in await self._log.run(pipe.execute))
+
+    async def dead_letters(self, stream: str, *, limit: int = 100) -> list[DeadLetter]:
+        key = self._log.key(check_name("stream", stream), "dead")
+        rows: Any = await self._log.run(lambda: self._log.client.xrange(key, count=limit))
+        return [_dead_letter(dead_id, fields) for dead_id, fields in rows]
+
+    async def aclose(self) -> None:
+        self._log.closed.set()
+        if self._owns_client:
+            await self._log.client.aclose()
+
+
+class _RedisLog:
+    """The consume loop's storage steps as Redis commands and scripts (see ``consumer.py``)."""
+
+    def __init__(self, client: Redis, settings: BusSettings, prefix: str, timeout_s: float) -> None:
+        self.client, self.settings, self.prefix = client, settings, prefix
+        self.timeout_s = timeout_s
+        self.closed = asyncio.Event()
+        self.scripts: dict[str, Script] = {
+            name: client.register_script(source) for name, source in SCRIPTS.items()
+        }
+        self.checked: set[str] = set()  # streams whose partition count was checked
+
+    def key(self, stream: str, suffix: str) -> str:
+        return f"{self.prefix}{{{stream}}}:{suffix}"
+
+    def check_open(self) -> None:
+        if self.closed.is_set():
+            raise BusClosed("the event bus is closed")
+
+    async def run(self, call: Callable[[], Awaitable[T]], extra_s: float = 0.0) -> T:
+        self.check_open()
+        try:
+            async with asyncio.timeout(self.timeout_s + extra_s):
+                return await call()
+        except _FAILURES as exc:
+            self.check_open()  # closed while waiting: BusClosed, not an outage
+            raise BusUnavailable(f"event bus (Redis) failed: {exc!r}") from exc
+
+    async def script(self, name: str, keys: Sequence[str], *args: object) -> Any:
+        return await self.run(lambda: self.scripts[name](keys=list(keys), args=list(args)))
+
+    def _partition_keys(self, stream: str) -> list[str]:
+        return [self.key(stream, f"p{i}") for i in range(self.settings.partitions)]
+
+    def _lease_keys(self, stream: str, group: str, partitions: Iterable[int]) -> list[str]:
+        return [self.key(stream, f"lease:{group}:{i}") for i in partitions]
+
+    async def ensure_group(self, stream: str, group: str) -> None:
+        """Check the partition count and create the group (once per ``consume`` call, so
+        a restarted consumer recreates a deleted group; once per stream for publishers)."""
+        if not group and stream in self.checked:
+            return
+        keys = [self.key(stream, "meta"), *self._partition_keys(stream)]
+        stored = int(await self.script("ensure", keys, self.settings.partitions, group))
+        if stored != self.settings.partitions:
+            raise PartitionCountMismatch(stream, self.settings.partitions, stored)
+        self.checked.add(stream)
+
+    async def sync(self, stream: str, group: str, consumer: str) -> GroupView:
+        everything = range(self.settings.partitions)
+        keys = [
+            self.key(stream, f"members:{group}"),
+            *self._lease_keys(stream, group, everything),
+            *self._partition_keys(stream),
+        ]
+        live, owned, pending, free = await self.script(
+            "sync", keys, consumer, self.settings.lease_ms, group
+        )
+        counts = {int(p): int(c) for p, c in zip(owned, pending, strict=True)}
+        return GroupView(int(live), counts, tuple(int(p) for p in free))
+
+    async def acquire(
+        self, stream: str, group: str, consumer: str, partitions: Sequence[int]
+    ) -> int:
+        keys = self._lease_keys(stream, group, partitions)
+        return int(await self.script("acquire", keys, consumer, self.settings.lease_ms))
+
+    async def release(
+        self, stream: str, group: str, consumer: str, partitions: Sequence[int]
+    ) -> None:
+        await self.script("release", self._lease_keys(stream, group, partitions), consumer)
+
+    async def leave(self, stream: str, group: str, consumer: str) -> None:
+        everything = range(self.settings.partitions)
+        keys = [
+            self.key(stream, f"members:{group}"),
+            *self._lease_keys(stream, group, everything),
+            *self._partition_keys(stream),
+        ]
+        await self.script("leave", keys, consumer, group)
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, partition: int, count: int
+    ) -> list[Delivery]:
+        s = self.settings
+        keys = [self.key(stream, f"p{partition}"), self.key(stream, "dead")]
+        args = (group, consumer, s.min_idle_ms, count, s.max_deliveries, partition, s.dead_maxlen)
+        claimed, dead, lost = await self.script("claim", keys, *args)
+        if dead:
+            log.warning("bus %s/%s: %d entries dead-lettered (p%d)", stream, group, dead, partition)
+        if lost:
+            log.warning("bus %s/%s: %d pending entries were trimmed (lost)", stream, group, lost)
+        return [
+            Delivery(DeliveryId(stream, group, partition, entry), decode_event(text), int(n))
+            for entry, text, n in claimed
+        ]
+
+    async def read_new(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        partitions: Sequence[int],
+        count: int,
+        block_ms: int,
+    ) -> list[Delivery]:
+        index = {self.key(stream, f"p{p}"): p for p in partitions}
+        reply = await self.run(
+            lambda: self.client.xreadgroup(
+                group, consumer, dict.fromkeys(index, ">"), count=count, block=block_ms
+            ),
+            extra_s=block_ms / 1000,
+        )
+        return [
+            Delivery(DeliveryId(stream, group, index[key], entry), decode_event(fields["e"]))
+            for key, entries in _stream_replies(reply)
+            for entry, fields in entries
+        ]
+
+    async def pause(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self.closed.wait()
+        except TimeoutError:
+            return
+        self.check_open()
+
+
+def _stream_replies(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
+    """``XREADGROUP`` replies: ``[[key, entries]]`` (RESP2) or ``{key: entries}`` (RESP3,
+    where redis-py may wrap the entries in one more list)."""
+    if not reply:
+        return []
+    pairs = list(reply.items()) if isinstance(reply, dict) else reply
+    out: list[tuple[str, list[tuple[str, dict[str, str]]]]] = []
+    for key, entries in pairs:
+        rows = entries[0] if entries and isinstance(entries[0], list) else entries
+        out.append((key, [(entry, fields) for entry, fields in rows]))
+    return out
+
+
+def _dead_letter(dead_id: str, fields: dict[str, str]) -> DeadLetter:
+    event = decode_event(fields["e"])
+    return DeadLetter(dead_id, event, fields["g"], int(fields["p"]), fields["id"], int(fields["n"]))
