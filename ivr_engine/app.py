@@ -77,7 +77,9 @@ class Engine:
         settings = self.settings
         self.menus = load_checked_menus(settings)
         self.timeline = await open_timeline(settings.database_url)
-        self.recorder = CallRecorder(self.timeline.store, settings.spool_dir)
+        self.recorder = CallRecorder(
+            self.timeline.store, settings.spool_dir, fast=self.timeline.writer
+        )
         await self.recorder.start()
         if settings.agents_file is not None:
             self.contact_center = await ContactCenter.open(

@@ -37,6 +37,15 @@ class NewTimelineEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerWrite:
+    """One finished call's writes for a customer already known (the fast write path)."""
+
+    customer_id: str
+    events: Sequence[NewTimelineEvent]
+    fields: Sequence[KnownField]
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     seq: int  # store-assigned, increasing; used for paging
     event_id: str

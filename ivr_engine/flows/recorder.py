@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ivr_engine.domain.errors import CustomerNotFound, IvrEngineError
 from ivr_engine.domain.models import KnownField
 from ivr_engine.flows.call_record import CallRecord, CallWrite, to_write
-from ivr_engine.ports import Identity, NewTimelineEvent, TimelineStore
+from ivr_engine.ports import CustomerWrite, Identity, NewTimelineEvent, TimelineStore
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,12 @@ def _with_customer(event: NewTimelineEvent, customer_id: str) -> NewTimelineEven
     return NewTimelineEvent(**{**asdict(event), "customer_id": customer_id})
 
 
+class FastWriter(Protocol):
+    async def write(self, batch: Sequence[CustomerWrite]) -> set[str]:
+        """Store known customers' calls in one go; returns the customer ids not found."""
+        ...
+
+
 class CallRecorder:
     """Bounded queue → one writer task → timeline; spool file while the timeline is down."""
 
@@ -108,11 +114,13 @@ class CallRecorder:
         store: TimelineStore,
         spool_dir: Path,
         *,
+        fast: FastWriter | None = None,
         queue_size: int = 10_000,
         write_timeout_s: float = 5.0,
         retry_interval_s: float = 5.0,
     ) -> None:
         self._store = store
+        self._fast = fast
         self._spool = spool_dir / SPOOL_FILE
         self._queue: asyncio.Queue[CallWrite] = asyncio.Queue(queue_size)
         self._write_timeout_s = write_timeout_s
@@ -175,15 +183,34 @@ class CallRecorder:
             await self.replay_spool()
 
     async def _try_write(self, batch: Sequence[CallWrite]) -> list[CallWrite]:
+        """Write ``batch``; returns the writes that failed (to be spooled), in order.
+
+        Calls whose customer is known go through the fast writer in one transaction; the
+        rest (first-time callers, customers gone since the call) one by one on the store.
+        """
+        pending = list(batch)
+        if self._fast is not None:
+            known = [w for w in pending if w.customer_id]
+            if known:
+                try:
+                    async with asyncio.timeout(self._write_timeout_s):
+                        missing = await self._fast.write(
+                            [CustomerWrite(w.customer_id or "", w.events, w.fields) for w in known]
+                        )
+                except (TimeoutError, IvrEngineError, OSError) as exc:
+                    log.warning("timeline write failed (%r); spooling %d call(s)", exc, len(batch))
+                    return pending
+                self.written += len(known) - sum(w.customer_id in missing for w in known)
+                pending = [w for w in pending if not w.customer_id or w.customer_id in missing]
         failed: list[CallWrite] = []
-        for index, write in enumerate(batch):
+        for index, write in enumerate(pending):
             try:
                 async with asyncio.timeout(self._write_timeout_s):
                     await store_call(self._store, write)
                 self.written += 1
             except (TimeoutError, IvrEngineError, OSError) as exc:
                 log.warning("timeline write failed (%r); spooling %d call(s)", exc, len(batch))
-                failed.extend(batch[index:])
+                failed.extend(pending[index:])
                 break
         return failed
 

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ivr_engine.ports import CustomerWrite
 from ivr_engine.timeline.errors import CustomerNotFound, MergeRejected, UnsupportedDatabaseUrl
 from ivr_engine.timeline.fast_lookup import FastCallerLookup
+from ivr_engine.timeline.fast_writer import FastCallWriter
 from ivr_engine.timeline.migrate import upgrade
 from ivr_engine.timeline.store import SqlTimelineStore
 from ivr_engine.timeline.urls import parse_database_url
 
 __all__ = [
     "CustomerNotFound",
+    "CustomerWrite",
+    "FastCallWriter",
     "FastCallerLookup",
     "MergeRejected",
     "SqlTimelineStore",
@@ -29,10 +33,12 @@ __all__ = [
 class Timeline:
     lookup: FastCallerLookup  # a ``CallerLookup``
     store: SqlTimelineStore  # a ``TimelineStore`` (and ``TimelineWriter``)
+    writer: FastCallWriter  # the per-call write path (raw driver, one transaction a batch)
 
     async def close(self) -> None:
         try:
             await self.lookup.close()
+            await self.writer.close()
         finally:
             await self.store.close()
 
@@ -53,4 +59,5 @@ async def open_timeline(
     return Timeline(
         lookup=FastCallerLookup(database_url, pool_size=pool_size),
         store=SqlTimelineStore(database_url, pool_size=pool_size),
+        writer=FastCallWriter(database_url),
     )

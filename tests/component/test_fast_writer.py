@@ -1,0 +1,84 @@
+"""The per-call write path against real SQLite and PostgreSQL: same rules as the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ivr_engine.domain.errors import TimelineUnavailable
+from ivr_engine.domain.models import KnownField
+from ivr_engine.ports import CustomerWrite, Identity, NewTimelineEvent
+from ivr_engine.timeline import FastCallWriter, Timeline
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def event(event_id: str, customer_id: str, intent: str = "billing") -> NewTimelineEvent:
+    return NewTimelineEvent(
+        event_id, customer_id, NOW, "voice", "call.ivr", intent=intent, data={"n": 1, "é": "ü"}
+    )
+
+
+async def test_batch_is_stored_idempotently_with_newest_fields(
+    timeline: Timeline, database_url: str, new_phone: Callable[[], str]
+) -> None:
+    ada = await timeline.store.create_customer("Ada", [Identity("phone", new_phone())])
+    bob = await timeline.store.create_customer("Bob", [Identity("phone", new_phone())])
+    old = KnownField("account_number", "111111", "chat", NOW - timedelta(days=1))
+    new = KnownField("account_number", "222222", "voice", NOW)
+    writer = FastCallWriter(database_url)
+    try:
+        batch = [
+            CustomerWrite(
+                ada.customer_id, [event(f"fw:{ada.customer_id}:1", ada.customer_id)], [new]
+            ),
+            CustomerWrite(bob.customer_id, [event(f"fw:{bob.customer_id}:1", bob.customer_id)], []),
+        ]
+        assert await writer.write(batch) == set()
+        assert await writer.write(batch) == set()  # a replay writes nothing twice
+        stale = CustomerWrite(ada.customer_id, [], [old])
+        assert await writer.write([stale]) == set()  # older value does not win
+    finally:
+        await writer.close()
+    page = await timeline.store.timeline(ada.customer_id)
+    assert [e.event_id for e in page.events] == [f"fw:{ada.customer_id}:1"]
+    assert page.events[0].data == {"n": 1, "é": "ü"} and page.events[0].occurred_at == NOW
+    stored = await timeline.store.get_customer(ada.customer_id)
+    assert stored is not None and stored.known_fields["account_number"].value == "222222"
+
+
+async def test_merged_customer_goes_to_the_survivor_and_unknown_ids_are_returned(
+    timeline: Timeline, database_url: str, new_phone: Callable[[], str]
+) -> None:
+    source = await timeline.store.create_customer("Old", [Identity("phone", new_phone())])
+    target = await timeline.store.create_customer("New", [Identity("phone", new_phone())])
+    await timeline.store.merge_customers(source.customer_id, target.customer_id, "same person")
+    writer = FastCallWriter(database_url)
+    try:
+        missing = await writer.write(
+            [
+                CustomerWrite(
+                    source.customer_id, [event(f"fw:{source.customer_id}", source.customer_id)], []
+                ),
+                CustomerWrite("no-such-customer", [event("fw:nobody", "no-such-customer")], []),
+            ]
+        )
+    finally:
+        await writer.close()
+    assert missing == {"no-such-customer"}
+    page = await timeline.store.timeline(target.customer_id)
+    assert f"fw:{source.customer_id}" in [e.event_id for e in page.events]
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://postgres@127.0.0.1:1/none", "sqlite:////nonexistent-dir/x.db"]
+)
+async def test_unreachable_database_is_timeline_unavailable(url: str) -> None:
+    writer = FastCallWriter(url, connect_timeout_s=1)
+    try:
+        with pytest.raises(TimelineUnavailable):
+            await writer.write([CustomerWrite("c", [event("e", "c")], [])])
+    finally:
+        await writer.close()
