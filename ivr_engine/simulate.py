@@ -62,6 +62,11 @@ def _reply(call: SimulatedCall, command: str, presses: list[str]) -> str:
         call.variables[variable] = keys
         call.variables["READSTATUS"] = "OK" if keys else "TIMEOUT"
         return "200 result=0"
+    if verb == "EXEC MSET":  # MSet(a=1,b=2)
+        for pair in parts[2].split(","):
+            key, _, val = pair.partition("=")
+            call.variables[key] = val
+        return "200 result=0"
     if verb == "GET FULL":  # GET FULL VARIABLE "${A}|${B}"
         expanded = re.sub(r"\$\{(\w+)\}", lambda m: call.variables.get(m[1], ""), parts[3])
         return f"200 result=1 ({expanded})"

@@ -229,20 +229,22 @@ class IvrFlow:
     ) -> None:
         kind = "personalised" if decision.personalised else "static"
         target = option.target
+        values: dict[str, str] = {}
         if self._router is not None:
             known = history.known_fields if history is not None else {}
             routing = await self._router.route(record, known)
             record.routing = routing
             record.step("routed", target=routing.target, agent=routing.agent_id)
             target = routing.target if routing.agent_id is None else option.target
-            await channel.set_variable(variables.AGENT_ID, routing.agent_id or "")
-            await channel.set_variable(variables.AGENT_ENDPOINT, routing.endpoint or "")
-            await channel.set_variable(variables.WAIT_START, f"{self._clock().timestamp():.0f}")
-        await channel.set_variable(variables.INTENT, option.intent)
-        await channel.set_variable(variables.TARGET, target)
-        await channel.set_variable(variables.CUSTOMER_ID, record.customer_id or "")
-        await channel.set_variable(variables.DECISION, kind)
-        await channel.set_variable(variables.OUTCOME, CallOutcome.ROUTED.value)
+            values[variables.AGENT_ID] = routing.agent_id or ""
+            values[variables.AGENT_ENDPOINT] = routing.endpoint or ""
+            values[variables.WAIT_START] = f"{self._clock().timestamp():.0f}"
+        values[variables.INTENT] = option.intent
+        values[variables.TARGET] = target
+        values[variables.CUSTOMER_ID] = record.customer_id or ""
+        values[variables.DECISION] = kind
+        values[variables.OUTCOME] = CallOutcome.ROUTED.value  # last: the dialplan keys on it
+        await channel.set_variables(values)
         record.outcome = CallOutcome.ROUTED
 
 

@@ -806,3 +806,19 @@ async def test_stdio_agi_sighup_marks_the_call_hung_up() -> None:
         proc.send_signal(signal.SIGHUP)  # Asterisk's classic-AGI hangup notice
         _, err = await proc.communicate(b"200 result=0\n")
     assert proc.returncode == 0, err  # SIGHUP marked the call hung up instead of killing it
+
+
+async def test_set_variables_uses_one_mset_and_set_variable_for_unsafe_values(
+    make_server: MakeServer,
+) -> None:
+    server = await make_server()
+
+    async def script(request: AgiRequest, channel: AgiChannel) -> Any:
+        await channel.set_variables({"A": "x", "B": "queue:sales", "C": "a, b", "D": ""})
+
+    transcript, outcome = await run_call(server, script, [b"200 result=1\n", b"200 result=0\n"])
+    assert outcome[0] is None
+    assert transcript.commands == [
+        'SET VARIABLE "C" "a, b"',
+        'EXEC "MSet" "A=x,B=queue:sales,D="',
+    ]

@@ -93,7 +93,7 @@ async def test_classic_agi_script_runs_the_flow_and_stores_the_call(tmp_path: Pa
     replies = [
         b"200 result=0\n",  # EXEC Read (the menu)
         b"200 result=1 (1|OK)\n",  # GET FULL VARIABLE: the caller pressed 1
-        *[b"200 result=1\n"] * 5,  # SET VARIABLE x5
+        b"200 result=0\n",  # EXEC MSet (intent, target, customer, decision, outcome)
     ]
     stdin = header_block(headers) + b"".join(replies)
     code, out, err = await run(
@@ -102,8 +102,10 @@ async def test_classic_agi_script_runs_the_flow_and_stores_the_call(tmp_path: Pa
     assert code == 0, err
     commands = out.splitlines()
     assert commands[0].startswith('EXEC "Read" "IVR_READ,ivr-engine/welcome&')
-    assert 'SET VARIABLE "IVR_INTENT" "new_service"' in commands
-    assert commands[-1] == 'SET VARIABLE "IVR_OUTCOME" "routed"'
+    assert commands[-1] == (
+        'EXEC "MSet" "IVR_INTENT=new_service,IVR_TARGET=queue:sales,IVR_CUSTOMER_ID=,'
+        'IVR_DECISION=static,IVR_OUTCOME=routed"'
+    )
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT channel, intent FROM timeline_events").fetchall()
     assert rows == [("voice", "new_service")]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ivr_engine.domain.errors import CallerHungUp, ChannelError
@@ -33,6 +33,7 @@ MAX_LINE_BYTES = MAX_LINE_CHARS
 MAX_BLOCK_LINES = 256  # lines in one multi-line (520-) reply
 _DTMF = re.compile(r"[0-9*#A-Da-d]*")
 _PROMPT_ID = re.compile(r"[^,&|\s\"]+")
+_MSET_SAFE = re.compile(r"[A-Za-z0-9_.:@+\-]*")  # names and values MSet passes unchanged
 READ_VARIABLE = "IVR_READ"
 READ_STATUSES = frozenset({"OK", "TIMEOUT", "INTERRUPTED", "SKIPPED", "ERROR"})
 
@@ -231,6 +232,20 @@ class AgiChannel:
 
     async def set_variable(self, name: str, value: str) -> None:
         await self.send(format_command("SET VARIABLE", name, value))
+
+    async def set_variables(self, values: Mapping[str, str]) -> None:
+        """Several variables in ONE command (``EXEC MSet``): fewer round trips and less
+        work for Asterisk than a ``SET VARIABLE`` each. A value MSet cannot carry as-is
+        (quotes, backslashes, separators, spaces) is set with its own ``SET VARIABLE``."""
+        plain = {k: v for k, v in values.items() if _MSET_SAFE.fullmatch(k + v)}
+        for name, value in values.items():
+            if name not in plain:
+                await self.set_variable(name, value)
+        if len(plain) == 1:
+            ((name, value),) = plain.items()
+            await self.set_variable(name, value)
+        elif plain:
+            await self.exec_app("MSet", ",".join(f"{k}={v}" for k, v in plain.items()))
 
     async def get_variable(self, name: str) -> str | None:
         """The variable's value, or None when it is not set."""
