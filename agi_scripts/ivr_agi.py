@@ -6,7 +6,9 @@ flow as the FastAGI server, over stdin/stdout, on the same protocol layer. Costl
 start-up per call (measured in bench/results.md); prefer FastAGI.
 
 Settings come from ``IVR_ENGINE_*`` environment variables and ``IVR_ENGINE_CONFIG`` (a YAML
-settings file). Logs go to stderr (stdout is the AGI channel).
+settings file). Logs go to stderr (stdout is the AGI channel). It imports only the call
+path (not the HTTP API or the desktop) and does not migrate the database: run
+``ivr-engine migrate`` once, as for the FastAGI engine.
 """
 
 from __future__ import annotations
@@ -15,23 +17,29 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ivr_engine.app import load_checked_menus, utc_now
 from ivr_engine.flows.ivr_flow import IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
+from ivr_engine.menu_config import load_menus
 from ivr_engine.settings import load_settings
 from ivr_engine.telephony.agi import AgiChannel, AgiRequest, run_stdio_agi
 from ivr_engine.telephony.ivr_handler import incoming_call
 from ivr_engine.timeline import open_timeline
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 async def main() -> None:
     config = os.environ.get("IVR_ENGINE_CONFIG")
     settings = load_settings(Path(config) if config else None)
-    menus = load_checked_menus(settings.model_copy(update={"check_prompts": False}))
-    timeline = await open_timeline(settings.database_url)
-    recorder = CallRecorder(timeline.store, settings.spool_dir)
+    menus = load_menus(settings.menus_dir)  # prompts are checked by `ivr-engine check-config`
+    # No migration per call: run `ivr-engine migrate` once (the FastAGI engine's start does).
+    timeline = await open_timeline(settings.database_url, migrate=False)
+    recorder = CallRecorder(timeline.store, settings.spool_dir, fast=timeline.writer)
     await recorder.start()
     flow = IvrFlow(
         menus=menus,

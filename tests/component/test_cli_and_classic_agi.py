@@ -14,6 +14,7 @@ import pytest
 from ivr_engine.app import load_checked_menus
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings
+from ivr_engine.timeline.migrate import upgrade
 from tests.component.fake_asterisk import asterisk_env, header_block
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,6 +83,7 @@ async def test_demo_shows_a_reordered_menu_for_the_returning_caller(tmp_path: Pa
 
 async def test_classic_agi_script_runs_the_flow_and_stores_the_call(tmp_path: Path) -> None:
     db = tmp_path / "classic.db"
+    await upgrade(f"sqlite:///{db}")  # `ivr-engine migrate`: the script itself never migrates
     env = {
         "IVR_ENGINE_DATABASE_URL": f"sqlite:///{db}",
         "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
