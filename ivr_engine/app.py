@@ -14,11 +14,12 @@ from pathlib import Path
 from aiohttp import web
 
 from ivr_engine.api.app import create_api_app
+from ivr_engine.contact_center.metrics import CountingSink, load_routes
 from ivr_engine.contact_center.reroute import REROUTE_SCRIPT, reroute_handler
 from ivr_engine.contact_center.wiring import ContactCenter
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
-from ivr_engine.flows.ivr_flow import IvrFlow
+from ivr_engine.flows.ivr_flow import CallSink, IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
 from ivr_engine.menu_config import check_prompts_exist, load_menus, referenced_prompts
 from ivr_engine.prompt_builder import available_prompt_ids, check_prompt_files
@@ -26,6 +27,7 @@ from ivr_engine.settings import Settings
 from ivr_engine.telephony.agi import FastAgiServer
 from ivr_engine.telephony.ivr_handler import IVR_SCRIPT, ivr_handler
 from ivr_engine.timeline import Timeline, open_timeline
+from ivr_engine.timeline_ui import create_timeline_ui_app
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +87,15 @@ class Engine:
             self.contact_center = await ContactCenter.open(
                 settings, self.menus, self.timeline.store, utc_now
             )
-        router = self.contact_center.router if self.contact_center is not None else None
+        center = self.contact_center
+        router = center.router if center is not None else None
+        sink: CallSink = self.recorder
+        if center is not None and center.load is not None:
+            sink = CountingSink(self.recorder, center.load)
         flow = IvrFlow(
             menus=self.menus,
             lookup=self.timeline.lookup,
-            sink=self.recorder,
+            sink=sink,
             clock=utc_now,
             decision_deadline_s=settings.decision_deadline_ms / 1000,
             default_region=settings.default_region,
@@ -128,8 +134,13 @@ class Engine:
             clock=utc_now,
             default_region=self.settings.default_region,
         )
+        app.add_subapp("/timeline", create_timeline_ui_app(self.timeline.store))
         if self.contact_center is not None:
             app.add_subapp("/desktop", self.contact_center.desktop_app(self.settings))
+            if self.contact_center.load is not None:
+                app.add_routes(
+                    load_routes(self.contact_center.load, self.contact_center.agents, utc_now)
+                )
         self.http = web.AppRunner(app, access_log=None)
         await self.http.setup()
         site = web.TCPSite(self.http, self.settings.http_host, self.settings.http_port)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from ivr_engine.agents import AgentStateStore
 from ivr_engine.agents.errors import AgentStateError
 from ivr_engine.agents.model import AgentSnapshot as LiveSnapshot
+from ivr_engine.contact_center.load_view import LoadTracker
 from ivr_engine.desktop import DesktopHub
 from ivr_engine.desktop.pop import ring_from_call
 from ivr_engine.domain.errors import IvrEngineError
@@ -70,6 +71,7 @@ class AgentRouter:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         ring_timeout_s: float = 20.0,
         store_timeout_s: float = 0.5,
+        load: LoadTracker | None = None,
     ) -> None:
         self._roster = roster
         self._config = config
@@ -80,6 +82,7 @@ class AgentRouter:
         self._reserve_ttl_s = ring_timeout_s + 10.0
         self._store_timeout_s = store_timeout_s
         self._pops: set[asyncio.Task[int]] = set()
+        self._load = load
 
     async def route(
         self,
@@ -89,6 +92,19 @@ class AgentRouter:
     ) -> RouteResult:
         intent = record.intent or "operator"
         now = self._clock()
+        result = await self._route(record, known_fields, exclude, intent, now)
+        if self._load is not None:
+            self._load.call_routed(record.call.call_id, intent, now, result.agent_id)
+        return result
+
+    async def _route(
+        self,
+        record: CallRecord,
+        known_fields: Mapping[str, KnownField],
+        exclude: frozenset[str],
+        intent: str,
+        now: datetime,
+    ) -> RouteResult:
         request = RoutingRequest(
             intent=intent,
             waiting_since=now,

@@ -31,6 +31,7 @@ from typing import Any
 from ivr_engine.agents import AgentStateStore
 from ivr_engine.agents.errors import AgentStateError
 from ivr_engine.agents.model import AgentState
+from ivr_engine.contact_center.load_view import LoadTracker
 from ivr_engine.contact_center.router import AGENT_ANSWERED
 from ivr_engine.domain.errors import IvrEngineError
 from ivr_engine.ports import Identity, NewTimelineEvent, TimelineStore
@@ -63,12 +64,14 @@ class AgentCallTracker:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         auto_wrap_up_s: float | None = None,
+        load: LoadTracker | None = None,
     ) -> None:
         self._ami = ami
         self._agents = agents
         self._timeline = timeline
         self._clock = clock
         self._auto_wrap_up_s = auto_wrap_up_s
+        self._load = load
         self._legs: dict[str, AgentLeg] = {}
         self._task: asyncio.Task[None] | None = None
         self._timers: set[asyncio.Task[None]] = set()
@@ -88,7 +91,9 @@ class AgentCallTracker:
 
     async def _run(self) -> None:
         while True:
-            subscription = self._ami.subscribe("UserEvent", "DialEnd", "Hangup", maxsize=10_000)
+            subscription = self._ami.subscribe(
+                "UserEvent", "DialEnd", "Hangup", "AgentConnect", maxsize=10_000
+            )
             try:
                 async for event in subscription:
                     await self.handle(event)
@@ -101,6 +106,11 @@ class AgentCallTracker:
     async def handle(self, event: AmiEvent) -> None:
         name = event.get("Event")
         uniqueid = event.get("Uniqueid") or ""
+        if self._load is not None:
+            if name == "Hangup":
+                self._load.call_ended(uniqueid)
+            elif name == "AgentConnect":  # a queue member answered; Uniqueid: the caller
+                self._load.call_answered(uniqueid)
         if name == "UserEvent" and event.get("UserEvent") == "IvrAgentDial":
             self._legs[uniqueid] = AgentLeg(
                 call_id=uniqueid,
@@ -121,6 +131,11 @@ class AgentCallTracker:
 
     async def _dial_end(self, leg: AgentLeg, status: str) -> None:
         now = self._clock()
+        if self._load is not None:
+            if status == "ANSWER":
+                self._load.call_answered(leg.call_id)
+            else:
+                self._load.call_missed(leg.call_id)
         if status == "ANSWER":
             leg.answered_at = now
             await self._agent_step(lambda: self._agents.confirm(leg.agent_id, leg.call_id, now=now))

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ivr_engine.agents import AgentStateStore, open_agent_state_store, sweep_reservations
 from ivr_engine.contact_center.agents_file import load_agent_profiles
+from ivr_engine.contact_center.load_view import LoadTracker
 from ivr_engine.contact_center.router import AgentRouter
 from ivr_engine.contact_center.tracker import AgentCallTracker
 from ivr_engine.desktop import (
@@ -43,6 +44,7 @@ class ContactCenter:
     router: AgentRouter
     ami: AmiClient | None = None
     tracker: AgentCallTracker | None = None
+    load: LoadTracker | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -67,8 +69,11 @@ class ContactCenter:
             masking=masking_from_menus(menus.values()),
             intent_labels=intent_labels_from_menus(menus.values()),
         )
+        roster = build_roster(profiles)
+        load = LoadTracker.from_config(config, roster)
         router = AgentRouter(
-            roster=build_roster(profiles),
+            roster=roster,
+            load=load,
             config=config,
             agents=agents,
             timeline=timeline,
@@ -76,14 +81,19 @@ class ContactCenter:
             clock=clock,
             ring_timeout_s=settings.ring_timeout_s,
         )
-        center = cls(agents=agents, directory=directory, hub=hub, router=router)
+        center = cls(agents=agents, directory=directory, hub=hub, router=router, load=load)
         center._tasks.append(asyncio.create_task(sweep_reservations(agents), name="sweeper"))
         if settings.ami_url is not None:
             host, port, user, secret = parse_ami_url(settings.ami_url)
             center.ami = AmiClient(host, port, user, secret)
             await center.ami.start()
             center.tracker = AgentCallTracker(
-                center.ami, agents, timeline, clock=clock, auto_wrap_up_s=settings.auto_wrap_up_s
+                center.ami,
+                agents,
+                timeline,
+                clock=clock,
+                auto_wrap_up_s=settings.auto_wrap_up_s,
+                load=load,
             )
             center.tracker.start()
         return center

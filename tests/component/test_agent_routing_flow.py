@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from ivr_engine.agents import RedisAgentStateStore
@@ -175,3 +176,26 @@ async def test_agent_store_down_mid_call_overflows_to_the_intent_queue(
         await unreachable.aclose()
     assert (result.agent_id, result.target) == (None, "queue:billing")
     assert "agent state unavailable" in result.reasons[0]
+
+
+async def test_engine_serves_load_metrics_and_timeline_page(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    phone = new_phone()
+    await billing_caller(engine, phone)
+    await available(engine, "a1")
+    await call(engine, phone, ["1"])
+    base = f"http://127.0.0.1:{engine.http_port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/v1/load") as response:
+            load = await response.json()
+        async with http.get(f"{base}/metrics") as response:
+            metrics = await response.text()
+        async with http.get(f"{base}/timeline/") as response:
+            page = (response.status, response.headers.get("Content-Security-Policy", ""))
+    billing = next(s for s in load["skills"] if s["skill"] == "billing")
+    assert billing["ringing"] == 1  # rung, not answered yet
+    assert load["agents"]["ringing"] == 1
+    assert 'ivr_route_decisions_total{kind="agent"} 1' in metrics
+    assert 'ivr_calls_total{outcome="routed"} 1' in metrics
+    assert page[0] == 200 and "default-src 'self'" in page[1]
