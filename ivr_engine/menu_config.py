@@ -85,6 +85,8 @@ class _PromptsModel(_Strict):
     no_input: _PROMPT = "ivr-engine/no-input"
     shortcut_intro: _PROMPT = "ivr-engine/shortcut-calling-about"
     shortcut_again: _PROMPT = "ivr-engine/shortcut-again"
+    continue_intro: _PROMPT = "ivr-engine/continue-open-case"
+    continue_question: _PROMPT = "ivr-engine/continue-question"
     thank_you: _PROMPT = "ivr-engine/thank-you"
     transfer: _PROMPT = "ivr-engine/transfer"
 
@@ -144,6 +146,7 @@ def referenced_prompts(menu: Menu) -> set[str]:
     }
     if menu.shortcut.enabled:
         ids |= {prompts.shortcut_intro, prompts.shortcut_again}
+        ids |= {prompts.continue_intro, prompts.continue_question}
     for option in menu.options:
         ids.add(option.prompt)
         if option.shortcut_prompt and menu.shortcut.enabled:

@@ -108,7 +108,7 @@ class AgentRouter:
         request = RoutingRequest(
             intent=intent,
             waiting_since=now,
-            last_agent=await self._last_agent(record.customer_id),
+            last_agent=await self._last_agent(record.customer_id, record.case_id),
             exclude=exclude,
         )
         try:
@@ -142,7 +142,8 @@ class AgentRouter:
         note = f"{decision.agent_id} was taken by another call; next best {agent_id}"
         return agent_id, taken.endpoint, (*decision.reasons, note)
 
-    async def _last_agent(self, customer_id: str | None) -> LastAgent | None:
+    async def _last_agent(self, customer_id: str | None, case_id: str | None) -> LastAgent | None:
+        """The agent of the case being continued (any channel), else of the last call."""
         if customer_id is None:
             return None
         try:
@@ -151,6 +152,10 @@ class AgentRouter:
         except (TimeoutError, IvrEngineError) as exc:
             log.info("last agent of %s unknown (%r); no affinity", customer_id, exc)
             return None
+        if case_id is not None:
+            in_case = last_agent_from(e for e in page.events if e.case_id == case_id)
+            if in_case is not None:
+                return in_case
         return last_agent_from(e for e in page.events if e.event_type == AGENT_ANSWERED)
 
     def _default_target(self, record: CallRecord) -> str:

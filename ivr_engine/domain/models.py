@@ -127,6 +127,8 @@ class MenuPrompts:
     no_input: str = "ivr-engine/no-input"
     shortcut_intro: str = "ivr-engine/shortcut-calling-about"
     shortcut_again: str = "ivr-engine/shortcut-again"
+    continue_intro: str = "ivr-engine/continue-open-case"
+    continue_question: str = "ivr-engine/continue-question"
     thank_you: str = "ivr-engine/thank-you"
     transfer: str = "ivr-engine/transfer"
 
@@ -160,6 +162,8 @@ class IntentScore:
     latest_at: datetime | None
     open_case: bool
     reason: str  # "billing: 5 of last 6 contacts, latest 2 days ago"
+    case_id: str | None = None  # the open case, if any
+    case_channel: str | None = None  # the channel of the case's newest activity
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,9 @@ class ShortcutOffer:
     yes_digit: str
     no_digit: str
     reason: str
+    # Set when the caller has an open case last active on another channel (chat, e-mail,
+    # ...): the offer is "continue where you left off", and yes joins that case.
+    continue_case: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ class CallRecord:
     prefilled: list[str] = field(default_factory=list)
     entered: dict[str, str] = field(default_factory=dict)
     routing: RouteResult | None = None
+    case_id: str | None = None  # an open case (chat, e-mail, ...) this call continues
     ended_at: datetime | None = None
 
     def step(self, step: str, **details: Any) -> None:
@@ -113,6 +114,7 @@ def to_write(record: CallRecord) -> CallWrite:
         channel="voice",
         event_type=CALL_EVENT_TYPE,
         intent=record.intent,
+        case_id=record.case_id,
         data=data,
     )
     fields = tuple(

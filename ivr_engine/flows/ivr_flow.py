@@ -155,6 +155,9 @@ class IvrFlow:
             accepted = interpret_shortcut(offer, reply.digits)
             record.step("shortcut", intent=offer.intent, digits=reply.digits, accepted=accepted)
             if accepted:
+                if offer.continue_case is not None:
+                    record.case_id = offer.continue_case
+                    record.step("continued", case=offer.continue_case)
                 return offer.intent
             greeting = False
         lead_in: tuple[str, ...] = ()
@@ -180,6 +183,9 @@ class IvrFlow:
         history: CallerHistory | None,
         record: CallRecord,
     ) -> None:
+        if record.case_id is not None:
+            record.step("fields_skipped", reason=f"continuing case {record.case_id}")
+            return  # the case already holds what the customer told us on the other channel
         known = history.known_fields if history is not None else {}
         plan = plan_fields(option, menu.fields, known, caller_verified=False)
         record.prefilled = sorted(plan.prefilled)
@@ -242,6 +248,8 @@ class IvrFlow:
         values[variables.INTENT] = option.intent
         values[variables.TARGET] = target
         values[variables.CUSTOMER_ID] = record.customer_id or ""
+        if record.case_id is not None:
+            values[variables.CASE_ID] = record.case_id
         values[variables.DECISION] = kind
         values[variables.OUTCOME] = CallOutcome.ROUTED.value  # last: the dialplan keys on it
         await channel.set_variables(values)

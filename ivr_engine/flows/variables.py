@@ -10,4 +10,5 @@ DECISION: Final = "IVR_DECISION"  # personalised | static
 AGENT_ID: Final = "IVR_AGENT_ID"  # the reserved agent, empty when overflowing
 AGENT_ENDPOINT: Final = "IVR_AGENT_ENDPOINT"  # dial string, e.g. PJSIP/agent-1; empty: use TARGET
 TRIED_AGENTS: Final = "IVR_TRIED_AGENTS"  # agents already rung for this call, comma-separated
+CASE_ID: Final = "IVR_CASE_ID"  # the open case the caller chose to continue, if any
 WAIT_START: Final = "IVR_WAIT_START"  # unix time the caller started waiting for an agent

@@ -35,7 +35,10 @@ def shortcut_prompt_sequence(
     offer: ShortcutOffer, prompts: MenuPrompts, *, greeting: bool
 ) -> tuple[str, ...]:
     """Prompt ids for the shortcut question."""
-    question = (prompts.shortcut_intro, offer.prompt, prompts.shortcut_again)
+    if offer.continue_case is not None:
+        question = (prompts.continue_intro, offer.prompt, prompts.continue_question)
+    else:
+        question = (prompts.shortcut_intro, offer.prompt, prompts.shortcut_again)
     return (prompts.welcome, *question) if greeting else question
 
 

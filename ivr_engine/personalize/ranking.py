@@ -132,6 +132,8 @@ def _score(
         latest_at=tally.latest_at,
         open_case=case is not None,
         reason=_reason(intent, tally, total, case, now),
+        case_id=case.case_id if case is not None else None,
+        case_channel=case.last_channel if case is not None else None,
     )
 
 

@@ -3,6 +3,8 @@
 Offered only when the menu enables shortcuts and the top intent's option exists, is not
 pinned and has a ``shortcut_prompt``; and either the top intent has an open case, or it has
 at least ``min_contacts`` contacts and at least ``min_share`` of the total ranked score.
+An open case last active on another channel (chat, e-mail, ...) makes it a "continue where
+you left off" offer carrying the case id.
 """
 
 from __future__ import annotations
@@ -42,9 +44,21 @@ def evaluate_shortcut(
     offered, grounds = _grounds(top, ranking, policy)
     if not offered:
         return None, f"no shortcut for {top.intent}: {grounds}"
-    reason = f"shortcut offered for {top.intent}: {grounds}"
+    continue_case = top.case_id if top.open_case and top.case_channel != "voice" else None
+    if continue_case is not None:
+        reason = (
+            f"continue offered for {top.intent}: open case {continue_case} "
+            f"last active by {top.case_channel}"
+        )
+    else:
+        reason = f"shortcut offered for {top.intent}: {grounds}"
     offer = ShortcutOffer(
-        top.intent, option.shortcut_prompt, policy.yes_digit, policy.no_digit, reason
+        top.intent,
+        option.shortcut_prompt,
+        policy.yes_digit,
+        policy.no_digit,
+        reason,
+        continue_case=continue_case,
     )
     return offer, reason
 

@@ -308,3 +308,39 @@ async def test_number_shared_by_two_customers_is_not_guessed(
     for customer in (first, second):
         page = await store(engine).timeline(customer.customer_id)
         assert not [e for e in page.events if e.event_id.startswith("voice:")]
+
+
+async def test_open_chat_case_is_offered_and_continued_without_the_ivr(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """Started in chat about moving, then calls: 'continue where you left off? press 1'."""
+    phone = new_phone()
+    ada = await seed(store(engine), phone, ["billing"] * 4)
+    await store(engine).append_events(
+        [
+            NewTimelineEvent(
+                f"chat:{ada.customer_id}:1",
+                ada.customer_id,
+                datetime.now(UTC) - timedelta(hours=2),
+                "chat",
+                "message.inbound",
+                intent="moving",
+                case_id="CASE-42",
+                data={"text": "I am moving next month"},
+            )
+        ]
+    )
+    heard = await call(engine, phone, ["1"])
+    assert heard.heard == [
+        [
+            WELCOME,
+            "ivr-engine/continue-open-case",
+            "ivr-engine/shortcut-topic-moving",
+            "ivr-engine/continue-question",
+        ]
+    ]  # no menu and no field questions: moving needs account + postcode, not asked
+    assert heard.variables["IVR_INTENT"] == "moving"
+    assert heard.variables["IVR_CASE_ID"] == "CASE-42"
+    event = await call_event(store(engine), phone)
+    assert event.case_id == "CASE-42"  # the call joins the chat's thread
+    assert [s["step"] for s in event.data["path"]] == ["shortcut", "continued", "fields_skipped"]

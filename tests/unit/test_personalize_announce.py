@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from test_personalize_helpers import NOW, five_of_six_billing, history, sample_menu
 
@@ -91,6 +93,16 @@ def test_shortcut_sequence() -> None:
         "ivr-engine/shortcut-calling-about",
         "ivr-engine/shortcut-topic-billing",
         "ivr-engine/shortcut-again",
+    )
+
+
+def test_continue_sequence() -> None:
+    offer = dataclasses.replace(OFFER, continue_case="C9")
+    assert shortcut_prompt_sequence(offer, PROMPTS, greeting=True) == (
+        "ivr-engine/welcome",
+        "ivr-engine/continue-open-case",
+        "ivr-engine/shortcut-topic-billing",
+        "ivr-engine/continue-question",
     )
 
 

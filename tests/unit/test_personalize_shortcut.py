@@ -110,3 +110,30 @@ def test_digits_from_policy(yes: str, no: str) -> None:
     menu = sample_menu(shortcut=ShortcutPolicy(yes_digit=yes, no_digit=no))
     offer = offer_shortcut(menu, (score("billing", 5.0, 5),))
     assert offer is not None and (offer.yes_digit, offer.no_digit) == (yes, no)
+
+
+@pytest.mark.parametrize("channel", ["chat", "email", "sms", "messenger"])
+def test_open_case_from_another_channel_is_a_continue_offer(channel: str) -> None:
+    ranking = ranked(
+        ev(2, "moving", channel=channel, event_type="message.inbound", case_id="C9"),
+        *(ev(1, "billing") for _ in range(4)),
+    )
+    offer, reason = evaluate_shortcut(sample_menu(), ranking)
+    assert offer is not None and offer.intent == "moving"
+    assert offer.continue_case == "C9"
+    assert reason == f"continue offered for moving: open case C9 last active by {channel}"
+
+
+def test_open_case_last_active_by_voice_is_a_plain_shortcut() -> None:
+    ranking = ranked(ev(2, "moving", channel="voice", case_id="C9"))
+    offer = offer_shortcut(sample_menu(), ranking)
+    assert offer is not None and offer.continue_case is None
+
+
+def test_closed_case_is_no_continue_offer() -> None:
+    ranking = ranked(
+        ev(3, "moving", channel="chat", event_type="message.inbound", case_id="C9"),
+        ev(2, None, channel="chat", event_type="case.closed", case_id="C9"),
+    )
+    offer = offer_shortcut(sample_menu(), ranking)
+    assert offer is None or offer.continue_case is None

@@ -55,6 +55,8 @@ REQUIRED_IDS = {
     "shortcut-topic-outage",
     "shortcut-topic-cancel",
     "shortcut-again",
+    "continue-open-case",
+    "continue-question",
     "enter-account-number",
     "enter-postcode",
     "thank-you",
