@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from ivr_engine.api import preview, routes, routes_events
+from ivr_engine.api import preview, routes, routes_events, routes_messages
 from ivr_engine.api.errors import error_middleware
 from ivr_engine.api.keys import (
     CLOCK,
@@ -56,6 +56,7 @@ def create_api_app(
     app[MAX_BODY_BYTES] = max_body_bytes
     for table in (routes.routes, routes_events.routes, preview.routes, meta):
         app.add_routes(table)
+    routes_messages.install(app)
     return app
 
 

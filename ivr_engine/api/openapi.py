@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from ivr_engine.api import preview, schemas, serialize
+from ivr_engine.api import openapi_messages, preview, schemas, serialize
 
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
@@ -193,6 +193,7 @@ def openapi_document() -> dict[str, Any]:
             }
         },
     }
+    paths.update(openapi_messages.message_paths(b))
     return {
         "openapi": "3.1.0",
         "info": {
