@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="create or upgrade the timeline schema")
     commands.add_parser("check-config", help="validate settings, menus and prompts, then exit")
     commands.add_parser("demo", help="a new and a returning caller through the engine")
+    bridge = commands.add_parser(
+        "bridge", help="AMI call events -> durable outbox -> bus -> timeline (needs ami_url)"
+    )
+    bridge.add_argument("--bus-url", default=None, help="redis://HOST:6379/0 (default: in-process)")
+    bridge.add_argument("--roles", default="reader,consumer", help="reader, consumer or both")
     prompts = commands.add_parser("prompts", help="prompt set tools")
     prompts.add_argument("action", choices=["build"])
     prompts.add_argument("--texts", type=Path, default=Path("prompts/prompts.yaml"))
@@ -59,6 +64,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
 
         menus = load_checked_menus(settings)
         print(f"ok: {len(menus)} menu(s): {', '.join(sorted(menus))}")
+    elif args.command == "bridge":
+        from crm_bridge.calls import BridgeSettings, run_bridge
+
+        roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
+        await run_bridge(BridgeSettings.from_engine(settings, bus_url=args.bus_url, roles=roles))
     elif args.command == "demo":
         from ivr_engine.demo import run_demo
 

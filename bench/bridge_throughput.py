@@ -1,0 +1,290 @@
+"""Throughput and lag of the call-event bridge: AMI → normalise → outbox → bus → timeline.
+
+    .venv/bin/python bench/bridge_throughput.py
+    .venv/bin/python bench/bridge_throughput.py --calls 4000 --rates 0,1000 --syncs full,normal \
+        --pg-admin-url postgresql://postgres@127.0.0.1:5432/test
+
+A fake Asterisk (the component tests' ``FakeAmi`` + call ``Switch``) runs in a CHILD process
+and, once the bridge has logged in over TCP and asked for its first channel list, sends
+``--calls`` agent calls (15 AMI events each: Newchannel, Newstate, IvrRouted, IvrAgentDial,
+the agent leg's Newchannel, DialBegin/End, two BridgeEnter, Hold, Unhold, BridgeLeave and
+Hangup twice → 7 timeline events) at ``--rate`` AMI events/s (0: as fast as it can), each
+stamped with its wall-clock send time in ``Timestamp``. Callers: ``--callers`` customers
+seeded beforehand (not timed), every ``--new-every``-th call from a number never seen (the
+bridge creates that customer).
+
+Topologies: ``one`` = reader and consumer in this process (one event loop); ``split`` = the
+reader as its own process (``python -m crm_bridge.calls --roles reader``), the consumer here.
+Pipeline: reader (group commit into the SQLite outbox, ``--syncs`` fsync policy) → publisher
+(10 ms windows) → Redis Streams (real, 127.0.0.1:6379) → consumer group → customer by phone
+→ FastCallWriter → timeline (SQLite file; PostgreSQL with ``--pg-admin-url``).
+
+Per run: timeline events/s from the first AMI send to the last commit (whole run, including
+the tail), and each event's lag from its AMI send to its commit + ack, p50/p99/max.
+Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import asyncpg
+
+from crm_bridge.bus import DEFAULT_PREFIX
+from crm_bridge.calls import Bridge, BridgeSettings, NormalisedEvent
+from ivr_engine.ports import Identity
+from ivr_engine.timeline import open_timeline
+from ivr_engine.timeline.migrate import upgrade
+from tests.component.test_ami_fake_peer import FakeAmi, encode
+from tests.component.test_bus_contract import delete_prefix
+from tests.component.test_call_bridge_fakes import FakeAsterisk
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS_PER_CALL = 7  # timeline events of one agent call with a hold
+AMI_PER_CALL = 15
+
+
+@dataclass(frozen=True)
+class Run:
+    database: str  # sqlite | postgresql
+    sync: str  # outbox fsync policy
+    rate: int  # offered AMI events/s, 0 = as fast as possible
+    split: bool  # reader in its own process (else reader + consumer in one)
+
+
+@dataclass(frozen=True)
+class Row:
+    run: Run
+    calls: int
+    events: int
+    per_s: float
+    ami_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+# --- the child: a fake Asterisk that sends the workload ------------------------------------
+
+
+def caller_of(n: int, callers: int, new_every: int) -> str:
+    """Every ``new_every``-th call from a number never seen, the others from the
+    ``callers`` seeded (known) customers in turn."""
+    if new_every and n % new_every == new_every - 1:
+        return f"+1555{5_000_000 + n:07d}"
+    return known_caller(n % callers)
+
+
+def known_caller(k: int) -> str:
+    return f"+1555{4_000_000 + k:07d}"
+
+
+async def serve_peer(calls: int, callers: int, new_every: int, rate: int) -> None:
+    peer = FakeAmi()
+    await peer.start()
+    fake = FakeAsterisk(peer)
+    print(json.dumps({"port": peer.port}), flush=True)
+    session = await peer.next_login()
+    await session.next_action("CoreShowChannels")  # the bridge's first resync
+    for n in range(calls):
+        fake.switch.agent_call(caller_of(n, callers, new_every), talk_s=20, hold_s=2)
+    messages = fake.switch.take()
+    started = time.time()
+    chunk = max(1, rate // 100) if rate else 500
+    for index in range(0, len(messages), chunk):
+        if rate:
+            await asyncio.sleep(max(0.0, started + index / rate - time.time()))
+        now = f"{time.time():.6f}"
+        data = b"".join(
+            encode([(k, now if k == "Timestamp" else v) for k, v in pairs])
+            for pairs in messages[index : index + chunk]
+        )
+        await session.send(data)
+    print(json.dumps({"sent": len(messages), "first": started, "last": time.time()}), flush=True)
+    await asyncio.sleep(3600)  # the parent kills this process
+
+
+# --- the parent: the bridge, measured ------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def peer_process(
+    args: argparse.Namespace, rate: int
+) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--serve-peer", "--calls", str(args.calls),
+        "--callers", str(args.callers), "--new-every", str(args.new_every),
+        "--rate", str(rate), stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        port = int(json.loads(await proc.stdout.readline())["port"])
+        yield port, proc
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def database(kind: str, admin_url: str | None, tmp: Path) -> AsyncIterator[str]:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / f'timeline-{uuid.uuid4().hex[:6]}.db'}"
+        await upgrade(url)
+        yield url
+        return
+    assert admin_url is not None
+    name = f"bench_bridge_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        await upgrade(url)
+        yield url
+    finally:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+async def seed(url: str, callers: int) -> None:
+    timeline = await open_timeline(url)
+    try:
+        for k in range(callers):
+            await timeline.store.create_customer(None, [Identity("phone", known_caller(k))])
+    finally:
+        await timeline.close()
+
+
+@contextlib.asynccontextmanager
+async def reader_process(settings: BridgeSettings) -> AsyncIterator[None]:
+    """The reader role in its own OS process (``python -m crm_bridge.calls``)."""
+    assert settings.ami_url is not None and settings.bus_url is not None
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "crm_bridge.calls", "--roles", "reader",
+        "--ami-url", settings.ami_url, "--bus-url", settings.bus_url,
+        "--outbox", str(settings.outbox_path), "--outbox-sync", settings.outbox_sync,
+        "--stream", settings.stream, "--log-level", "WARNING", cwd=REPO,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def one_run(args: argparse.Namespace, run: Run, tmp: Path) -> Row:
+    total = args.calls * EVENTS_PER_CALL
+    lags: list[float] = []
+    done = asyncio.Event()
+    last_commit = 0.0
+
+    def committed(events: Sequence[NormalisedEvent]) -> None:
+        nonlocal last_commit
+        now = time.time()
+        lags.extend(now - e.occurred_at.timestamp() for e in events)
+        last_commit = now
+        if len(lags) >= total:
+            done.set()
+
+    stream = f"bench-calls-{uuid.uuid4().hex[:8]}"
+    async with database(run.database, args.pg_admin_url, tmp) as url:
+        await seed(url, args.callers)
+        async with peer_process(args, run.rate) as (port, proc):
+            settings = BridgeSettings.build(
+                ami_url=f"ami://ivr:s3cret@127.0.0.1:{port}", database_url=url,
+                bus_url=args.redis_url, stream=stream, outbox_path=tmp / f"{stream}.db",
+                outbox_sync=run.sync, consumer_name="bench",
+                roles=frozenset({"consumer"} if run.split else {"reader", "consumer"}),
+            )  # fmt: skip
+            reader = reader_process(settings) if run.split else contextlib.nullcontext()
+            try:
+                async with Bridge(settings, on_committed=committed), reader:
+                    assert proc.stdout is not None
+                    async with asyncio.timeout(args.timeout_s):
+                        await done.wait()
+                        sent = json.loads(await proc.stdout.readline())
+            finally:
+                await delete_prefix(f"{DEFAULT_PREFIX}{{{stream}}}")
+    elapsed = last_commit - sent["first"]
+    ms = sorted(lag * 1000 for lag in lags)
+    return Row(
+        run=run, calls=args.calls, events=len(ms), per_s=len(ms) / elapsed,
+        ami_per_s=sent["sent"] / elapsed, p50_ms=statistics.median(ms),
+        p99_ms=ms[int(len(ms) * 0.99) - 1], max_ms=ms[-1],
+    )  # fmt: skip
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| processes | timeline | outbox sync | offered AMI ev/s | calls | timeline events | "
+        "timeline ev/s | AMI ev/s | lag p50 ms | lag p99 ms | lag max ms |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        offered = "max" if r.run.rate == 0 else f"{r.run.rate:,}"
+        procs = "reader + consumer" if r.run.split else "one"
+        lines.append(
+            f"| {procs} | {r.run.database} | {r.run.sync} | {offered} | {r.calls:,} | "
+            f"{r.events:,} | {r.per_s:,.0f} | {r.ami_per_s:,.0f} | {r.p50_ms:.0f} | "
+            f"{r.p99_ms:.0f} | {r.max_ms:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+async def main(args: argparse.Namespace) -> None:
+    if args.serve_peer:
+        await serve_peer(args.calls, args.callers, args.new_every, args.rate)
+        return
+    runs = [
+        Run(db, sync, int(rate), split == "split")
+        for split in args.topologies.split(",")
+        for db in ["sqlite"] + (["postgresql"] if args.pg_admin_url else [])
+        for sync in args.syncs.split(",")
+        for rate in args.rates.split(",")
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
+        for run in runs:
+            rows.append(await one_run(args, run, Path(tmp)))
+            print(f"{run}: {rows[-1].per_s:,.0f} timeline ev/s", file=sys.stderr)
+    print(table(rows))
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--callers", type=int, default=300, help="known (seeded) callers")
+    parser.add_argument("--new-every", type=int, default=10, help="every Nth call: new number")
+    parser.add_argument("--rates", default="0,1000", help="offered AMI events/s, 0 = max")
+    parser.add_argument("--rate", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--syncs", default="full")
+    parser.add_argument("--topologies", default="one,split", help="one and/or split")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--pg-admin-url", default=None)
+    parser.add_argument("--timeout-s", type=float, default=300)
+    parser.add_argument("--serve-peer", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))

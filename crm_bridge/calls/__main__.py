@@ -1,0 +1,99 @@
+"""``python -m crm_bridge.calls``: run the call-event bridge on its own.
+
+    python -m crm_bridge.calls --ami-url ami://ivrtest:ivrtest@127.0.0.1:5038 \\
+        --database-url sqlite:///data/ivr-engine.db --bus-url redis://127.0.0.1:6379/0 \\
+        --outbox data/spool/call-outbox.db
+
+SIGTERM or SIGINT stops it gracefully (outbox drained within the grace period, whatever
+is left stays on disk for the next start). ``--ready-file`` is written once it is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from crm_bridge.calls.service import Bridge, run_bridge
+from crm_bridge.calls.settings import BridgeSettings
+from ivr_engine.domain.errors import IvrEngineError
+
+_OPTIONS = {
+    "--ami-url": "ami_url",
+    "--database-url": "database_url",
+    "--bus-url": "bus_url",
+    "--outbox": "outbox_path",
+    "--outbox-sync": "outbox_sync",
+    "--source": "source",
+    "--consumer-name": "consumer_name",
+    "--stream": "stream",
+    "--group": "group",
+    "--default-region": "default_region",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m crm_bridge.calls",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for flag, dest in _OPTIONS.items():
+        parser.add_argument(flag, dest=dest)
+    parser.add_argument("--roles", default="reader,consumer", help="reader, consumer or both")
+    parser.add_argument("--inbound-context", dest="inbound_contexts", action="append")
+    for flag in ("--publish-window-ms", "--publish-batch", "--consume-batch"):
+        parser.add_argument(flag, type=int)
+    parser.add_argument("--ready-file", type=Path)
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> BridgeSettings:
+    values: dict[str, Any] = {
+        dest: getattr(args, dest) for dest in _OPTIONS.values() if getattr(args, dest) is not None
+    }
+    values["roles"] = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
+    if args.inbound_contexts:
+        values["inbound_contexts"] = tuple(args.inbound_contexts)
+    for key in ("publish_window_ms", "publish_batch", "consume_batch"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    return BridgeSettings.build(**values)
+
+
+async def _main(settings: BridgeSettings, ready_file: Path | None) -> None:
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, main.cancel)
+
+    def ready(_bridge: Bridge) -> None:
+        if ready_file is not None:
+            ready_file.write_text("ready\n")
+
+    with contextlib.suppress(asyncio.CancelledError):
+        await run_bridge(settings, ready=ready)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(_main(_settings(args), args.ready_file))
+    except IvrEngineError as exc:
+        print(f"call bridge: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

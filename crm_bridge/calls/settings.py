@@ -1,0 +1,113 @@
+"""Typed settings of the call-event bridge, validated once at start-up.
+
+``roles``: ``reader`` (AMI → outbox → bus: one per Asterisk, needs ``ami_url`` and
+``outbox_path``) and ``consumer`` (bus → timeline: as many as there are bus partitions,
+needs ``database_url``). Both in one process is the default; the in-process bus
+(``bus_url`` None) only works that way. ``from_engine`` derives them from the engine's
+settings (same AMI, database, spool directory and region).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from crm_bridge.calls.outbox import OutboxSync
+from crm_bridge.calls.state import NormaliserConfig
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.settings import Settings, parse_ami_url
+
+__all__ = ["BridgeSettings", "Role"]
+
+Role = Literal["reader", "consumer"]
+_NAME = r"^[A-Za-z0-9_.\-]{1,100}$"
+
+
+def _default_consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"[:100].replace(" ", "-")
+
+
+class BridgeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    roles: frozenset[Role] = frozenset({"reader", "consumer"})
+    ami_url: str | None = Field(None, description="ami://USER:SECRET@HOST:5038 (reader)")
+    ami_ping_interval_s: float = Field(10.0, gt=0, le=300)
+    ami_events: str = Field("system,call,user", description="Login Events: the classes read")
+    database_url: str | None = Field(None, description="the timeline (consumer)")
+    bus_url: str | None = Field(None, description="redis://HOST:6379/0; None: in-process")
+    bus_partitions: int = Field(8, ge=1, le=1024)
+    stream: str = Field("call-events", pattern=_NAME)
+    group: str = Field("timeline", pattern=_NAME)
+    consumer_name: str = Field(default_factory=_default_consumer, pattern=_NAME)
+    outbox_path: Path = Path("data/spool/call-outbox.db")
+    outbox_sync: OutboxSync = "full"
+    source: str = Field("asterisk", pattern=r"^[A-Za-z0-9_.\-]{1,40}$")
+    inbound_contexts: tuple[str, ...] = ("from-trunk",)
+    adopt_contexts: tuple[str, ...] = ("from-trunk", "ivr-*")
+    default_region: str = Field("US", pattern=r"^[A-Z]{2}$")
+    publish_window_ms: int = Field(10, ge=0, le=1000)
+    publish_batch: int = Field(1000, ge=1, le=10_000)
+    consume_batch: int = Field(500, ge=1, le=10_000)
+    db_retry_cap_s: float = Field(5.0, gt=0, le=300)
+    shutdown_grace_s: float = Field(5.0, ge=0, le=300)
+
+    @field_validator("ami_url")
+    @classmethod
+    def _ami_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_ami_url(value)
+        return value
+
+    @model_validator(mode="after")
+    def _roles_have_what_they_need(self) -> BridgeSettings:
+        if not self.roles:
+            raise ValueError("roles: choose reader, consumer or both")
+        if "reader" in self.roles and self.ami_url is None:
+            raise ValueError("ami_url is required for the reader role")
+        if "consumer" in self.roles and self.database_url is None:
+            raise ValueError("database_url is required for the consumer role")
+        in_process = self.bus_url in (None, "memory://")
+        if in_process and self.roles != {"reader", "consumer"}:
+            raise ValueError("the in-process bus needs both roles in one process: set bus_url")
+        return self
+
+    @property
+    def in_process_bus(self) -> bool:
+        return self.bus_url in (None, "memory://")
+
+    def normaliser(self) -> NormaliserConfig:
+        return NormaliserConfig(
+            source=self.source,
+            inbound_contexts=self.inbound_contexts,
+            adopt_contexts=self.adopt_contexts,
+            default_region=self.default_region,
+        )
+
+    @classmethod
+    def build(cls, **values: Any) -> BridgeSettings:
+        """Validate; ``ConfigError`` names each bad key and what is wrong."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<settings>'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"call bridge settings: {problems}") from exc
+
+    @classmethod
+    def from_engine(cls, settings: Settings, **overrides: Any) -> BridgeSettings:
+        """The engine's AMI, database, spool directory and region; ``overrides`` win."""
+        values: dict[str, Any] = {
+            "ami_url": settings.ami_url,
+            "database_url": settings.database_url,
+            "outbox_path": settings.spool_dir / "call-outbox.db",
+            "default_region": settings.default_region,
+        }
+        values.update(overrides)
+        return cls.build(**values)

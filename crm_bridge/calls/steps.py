@@ -1,0 +1,118 @@
+"""The steps shared by the AMI event handlers and the resync: header access made safe for
+the timeline, event emission (keys, ordinals, ``seq``), agent connections and the end of a
+call with its durations. Pure, like everything the normaliser does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from crm_bridge.calls.model import MAX_INTENT, CallEventKind, NormalisedEvent, event_key
+from crm_bridge.calls.state import BridgeState, CallState
+from ivr_engine.telephony.ami import AmiEvent
+
+__all__ = ["agent_connected", "agent_gone", "emit", "end_call", "intent", "ms", "raw", "text"]
+
+K = CallEventKind
+
+
+def ms(later: datetime, earlier: datetime | None) -> int | None:
+    return None if earlier is None else max(0, round((later - earlier).total_seconds() * 1000))
+
+
+def raw(event: AmiEvent, key: str) -> str:
+    """A header as stored: without NUL (PostgreSQL's jsonb refuses it), at most 256 chars."""
+    return event.get(key, "").replace("\x00", "")[:256]
+
+
+def text(event: AmiEvent, key: str) -> str | None:
+    return raw(event, key).strip() or None
+
+
+def intent(event: AmiEvent) -> str | None:
+    value = text(event, "Intent")
+    return None if value is None else value[:MAX_INTENT]
+
+
+def emit(
+    state: BridgeState,
+    call: CallState,
+    kind: CallEventKind,
+    at: datetime,
+    data: Mapping[str, Any],
+    intent: str | None = None,
+) -> NormalisedEvent:
+    ordinal = call.next_ordinal(kind.value)
+    call.last_event_at = max(call.last_event_at, at)
+    state.touch(call)
+    return NormalisedEvent(
+        event_id=event_key(state.config.source, call.call_id, kind, ordinal),
+        call_id=call.call_id,
+        kind=kind,
+        seq=call.seq,
+        occurred_at=at,
+        caller=call.caller,
+        intent=intent,
+        data=dict(data),
+    )
+
+
+def agent_connected(
+    state: BridgeState, call: CallState, leg: str, channel: str | None, at: datetime, via: str
+) -> list[NormalisedEvent]:
+    if leg in call.agents:
+        return []
+    first = not call.agents
+    call.agents[leg] = at
+    call.first_agent_at = call.first_agent_at or at
+    state.touch(call)
+    if not first:
+        return []  # a second party joined a call already with an agent
+    data = {
+        "via": via,
+        "agent_id": call.agent_id,
+        "agent_channel": channel,
+        "ring_ms": ms(at, call.transfer_at),
+    }
+    return [emit(state, call, K.ANSWERED_BY_AGENT, at, data, call.intent)]
+
+
+def agent_gone(state: BridgeState, call: CallState, leg: str, at: datetime) -> None:
+    since = call.agents.pop(leg, None)
+    if since is not None:
+        call.talk_ms += ms(at, since) or 0
+        state.touch(call)
+
+
+def end_call(
+    state: BridgeState,
+    call: CallState,
+    at: datetime,
+    cause: int | None,
+    cause_txt: str,
+    *,
+    approximate: bool,
+) -> NormalisedEvent:
+    for leg in list(call.agents):
+        agent_gone(state, call, leg, at)
+    if call.hold_since is not None:
+        call.hold_ms += ms(at, call.hold_since) or 0
+        call.hold_since = None
+    data: dict[str, Any] = {
+        "cause": cause,
+        "cause_txt": cause_txt,
+        "ring_ms": ms(call.answered_at, call.started_at) if call.answered_at else None,
+        "wait_ms": ms(call.first_agent_at, call.started_at) if call.first_agent_at else None,
+        "talk_ms": call.talk_ms if call.first_agent_at else None,
+        "hold_ms": call.hold_ms,
+        "total_ms": ms(at, call.started_at),
+        "answered_by_agent": call.first_agent_at is not None,
+    }
+    if approximate or call.recovered:
+        data["approximate"] = True
+    if approximate:
+        data["ended_between"] = [call.last_event_at.isoformat(), at.isoformat()]
+    ended = emit(state, call, K.ENDED, at, data, call.intent)
+    state.remove(call)
+    return ended
