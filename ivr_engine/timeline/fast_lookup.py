@@ -173,11 +173,38 @@ class FastCallerLookup:
         self._gate = asyncio.Semaphore(pool_size)  # FIFO: first caller waiting, first served
         self._idle: list[Any] = []
         self._closed = False
+        self._running: set[asyncio.Task[Row]] = set()
 
     async def lookup(self, kind: str, value: str, *, max_events: int) -> LookupResult:
+        """One lookup. A caller that gives up (its decision deadline cancels it) does not
+        cut the query off: the query finishes in the background and its connection goes
+        back to the pool (terminating a connection mid-query costs a reconnect and leaves
+        the driver's futures unretrieved). A query that has not started when its caller
+        gave up is skipped."""
         if max_events < 0:
             raise ValueError("max_events must not be negative")
+        wanted = asyncio.Event()
+        wanted.set()
+        task = asyncio.get_running_loop().create_task(
+            self._lookup(kind, value, max_events, wanted)
+        )
+        task.add_done_callback(_retrieve)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        try:
+            row = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            wanted.clear()
+            raise
+        try:
+            return self._decode(row)
+        except _DECODE_ERRORS as exc:
+            raise TimelineUnavailable(f"undecodable lookup result: {exc!r}") from exc
+
+    async def _lookup(self, kind: str, value: str, max_events: int, wanted: asyncio.Event) -> Row:
         async with self._gate:
+            if not wanted.is_set():
+                raise TimelineUnavailable("the caller gave up before the lookup started")
             if self._closed:
                 raise TimelineUnavailable("the timeline lookup is closed")
             if self._idle:
@@ -188,13 +215,12 @@ class FastCallerLookup:
                     row = await self._fetch(await self._connect(), kind, value, max_events)
             else:
                 row = await self._fetch(await self._connect(), kind, value, max_events)
-        try:
-            return self._decode(row)
-        except _DECODE_ERRORS as exc:
-            raise TimelineUnavailable(f"undecodable lookup result: {exc!r}") from exc
+        return row
 
     async def close(self) -> None:
         self._closed = True
+        if self._running:  # lookups whose callers gave up: let them end (bounded)
+            await asyncio.wait(set(self._running), timeout=2)
         idle, self._idle = self._idle, []
         for conn in idle:
             try:
@@ -229,6 +255,12 @@ class FastCallerLookup:
         idle, self._idle = self._idle, []
         for conn in idle:
             self._driver.discard(conn)
+
+
+def _retrieve(task: asyncio.Task[Row]) -> None:
+    """Mark a background lookup's outcome as seen (its caller may be gone)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _decode_postgres(row: Row) -> LookupResult:

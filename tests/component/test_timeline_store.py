@@ -544,3 +544,18 @@ async def test_migrations_produce_exactly_the_schema(
     assert migrated_catalog == reference_catalog
     assert any("occurred_at DESC, seq DESC" in row for row in migrated_catalog)
     assert any("WHERE" in row and "case_id IS NOT NULL" in row for row in migrated_catalog)
+
+
+async def test_lookup_given_up_by_its_caller_leaves_the_pool_usable(
+    timeline: Timeline, new_phone: Callable[[], str]
+) -> None:
+    """The caller's deadline cancels the wait, not the query: the connection is reused."""
+    phone = new_phone()
+    await timeline.store.create_customer("Ada", [Identity("phone", phone)])
+    await timeline.lookup.lookup("phone", phone, max_events=50)  # one pooled connection
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0):
+            await timeline.lookup.lookup("phone", phone, max_events=50)
+    result = await timeline.lookup.lookup("phone", phone, max_events=50)
+    assert result.history is not None and result.history.display_name == "Ada"
+    assert not timeline.lookup._running  # nothing left behind
