@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 import os
 import platform
 import random
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -44,11 +46,17 @@ import asyncpg
 from seed_timeline import SKEW, phone_for
 from sqlalchemy.engine import make_url
 
+from ivr_engine.app import load_checked_menus
+from ivr_engine.identity import normalize_caller_id
+from ivr_engine.personalize import decide_menu
+from ivr_engine.settings import Settings
+from ivr_engine.timeline import open_timeline
 from tests.component.fake_asterisk import asterisk_env, header_block
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 READ_PREFIX = 'EXEC "Read"'
+MSET_PREFIX = 'EXEC "MSet"'
 CALL_TIMEOUT_S = 30.0
 RECORDER_DRAIN_TIMEOUT_S = 600.0
 SECTION = "## Decision latency"
@@ -57,9 +65,15 @@ DEFAULT_URLS = {
     "sqlite": "sqlite:///bench/.work/decision-latency.db",
 }
 TARGET_P50_MS, TARGET_P99_MS = 1.0, 5.0
+FLOOR_WARMUP = 100
+FLOOR_RUNS = ((0, 0), (100, 0), (0, 1000))  # (gap ms, known-caller pool) per run
 # The brief's runs (answers at once), then an idle engine between calls and callers who
-# listen to the menu for a second: 100 calls in flight the way a real switch has them.
-DEFAULT_RUNS = ["1", "100", "1,gap=100,calls=2000,warmup=200", "100,hold=1000"]
+# listen to the menu for a second (100 calls in flight the way a real switch has them),
+# then known callers from a set small enough to stay cached.
+DEFAULT_RUNS = [
+    *("1", "100", "1,gap=100,calls=2000,warmup=200", "100,hold=1000"),
+    *("1,pool=1000,warmup=3000", "100,hold=1000,pool=1000,warmup=3000"),
+]
 
 
 # --------------------------------------------------------------------------- seeding
@@ -146,6 +160,13 @@ class EngineProcess:
         return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def migrate(url: str) -> None:
+    """``ivr-engine migrate`` (idempotent): the engine migrates SQLite at start but not
+    PostgreSQL, so a database seeded by an older schema is brought up to date first."""
+    command = [str(ROOT / ".venv/bin/ivr-engine"), "--database-url", url, "migrate"]
+    await asyncio.to_thread(subprocess.run, command, cwd=ROOT, check=True)
+
+
 @contextlib.asynccontextmanager
 async def running_engine(url: str, log_path: Path) -> AsyncIterator[EngineProcess]:
     """``ivr-engine run`` on ``url`` (repo's menus and prompts); SIGTERM and wait on exit."""
@@ -183,16 +204,30 @@ async def _wait_ready(process: asyncio.subprocess.Process, ready: Path, log: Pat
 
 
 class CallerMix:
-    """Known phones (customer index ``N * U**skew``, as the seed) and some unknown ones."""
+    """Known phones (customer index ``N * U**skew``, as the seed) and some unknown ones.
 
-    def __init__(self, customers: int, unknown_share: float, rng: random.Random) -> None:
+    ``pool``: known callers are drawn from a fixed set of that many (their rows stay cached
+    once warmed up); unknown numbers are always new. 0: any customer.
+    """
+
+    def __init__(
+        self, customers: int, unknown_share: float, rng: random.Random, pool: int = 0
+    ) -> None:
         self.customers, self.unknown_share, self.rng = customers, unknown_share, rng
+        self._pool = [self._known() for _ in range(pool)]
+
+    @property
+    def pool_size(self) -> int:
+        return len(self._pool)
+
+    def _known(self) -> int:
+        return int(self.customers * self.rng.random() ** SKEW)
 
     def next(self) -> tuple[str, bool]:
         rand = self.rng.random
         if rand() < self.unknown_share:
             return f"+1777{self.rng.randrange(10**7):07d}", False
-        phone = phone_for(int(self.customers * rand() ** SKEW))
+        phone = phone_for(self.rng.choice(self._pool) if self._pool else self._known())
         return (phone if rand() < 0.5 else phone[2:]), True  # E.164 or national digits
 
 
@@ -260,6 +295,12 @@ class AgiCall(asyncio.Protocol):
                 self.trace.first_read_ns = now
             self._max_digits = int(line.split(",")[2])  # IVR_READ,prompts,MAXDIGITS,...
             return b"200 result=0\n"
+        if line.startswith(MSET_PREFIX):  # EXEC "MSet" "A=1,B=2": the routing variables
+            pairs = shlex.split(line)[2] if len(shlex.split(line)) > 2 else ""
+            for pair in filter(None, pairs.split(",")):
+                name, _, value = pair.partition("=")
+                self.trace.variables[name] = value
+            return b"200 result=0\n"
         if line.startswith("EXEC "):
             return b"200 result=0\n"
         if line.startswith("GET FULL VARIABLE"):
@@ -304,13 +345,14 @@ async def place_call(
 
 @dataclass(frozen=True)
 class Scenario:
-    """``C[,hold=MS][,gap=MS][,calls=N][,warmup=N]``: C calls in flight at all times."""
+    """``C[,hold=MS][,gap=MS][,pool=N][,calls=N][,warmup=N]``: C calls in flight."""
 
     concurrency: int
     calls: int
     warmup: int
     hold_ms: int = 0  # the caller answers each EXEC Read after this long
     gap_ms: int = 0  # each slot pauses this long before placing its next call
+    pool: int = 0  # known callers drawn from this many customers (0: any)
 
     @classmethod
     def parse(cls, text: str, calls: int, warmup: int) -> Scenario:
@@ -318,7 +360,7 @@ class Scenario:
         values = {"calls": calls, "warmup": warmup}
         for option in options:
             key, _, value = option.partition("=")
-            if key not in {"calls", "warmup", "hold", "gap"} or not value.isdigit():
+            if key not in {"calls", "warmup", "hold", "gap", "pool"} or not value.isdigit():
                 raise argparse.ArgumentTypeError(f"bad run {text!r}: {option!r}")
             values[f"{key}_ms" if key in {"hold", "gap"} else key] = int(value)
         return cls(int(head), **values)
@@ -327,6 +369,10 @@ class Scenario:
     def pacing(self) -> str:
         parts = [f"hold {self.hold_ms} ms" if self.hold_ms else "", f"gap {self.gap_ms} ms"]
         return ", ".join(p for p in parts if p and p != "gap 0 ms") or "instant"
+
+    @property
+    def callers(self) -> str:
+        return f"pool of {self.pool:,}" if self.pool else "any"
 
 
 @dataclass
@@ -433,6 +479,47 @@ async def last_event_seq(url: str) -> int:
     return state[1] if state else 0
 
 
+# --------------------------------------------------------------------------- floor
+
+
+async def decision_floor(url: str, mix: CallerMix, lookups: int, gap_ms: int) -> dict[str, str]:
+    """The engine's decision step alone, in this process (no AGI, no engine process): the
+    same ``FastCallerLookup`` + ``decide_menu`` the flow runs, one caller at a time."""
+    settings = Settings(
+        database_url=url, menus_dir=ROOT / "config/menus", sounds_dir=ROOT / "prompts/en"
+    )
+    menu = load_checked_menus(settings)["main"]
+    timeline = await open_timeline(url, migrate=False)
+    looked: list[float] = []
+    decided: list[float] = []
+    try:
+        warmup = FLOOR_WARMUP + 2 * mix.pool_size
+        for n in range(warmup + lookups):
+            phone = normalize_caller_id(mix.next()[0]) or ""
+            started = time.perf_counter()
+            result = await timeline.lookup.lookup(
+                "phone", phone, max_events=menu.ranking.max_events
+            )
+            between = time.perf_counter()
+            decide_menu(menu, result.history, datetime.now(UTC))
+            if n >= warmup:
+                looked.append((between - started) * 1000)
+                decided.append((time.perf_counter() - between) * 1000)
+            if gap_ms:
+                await asyncio.sleep(gap_ms / 1000)
+    finally:
+        await timeline.close()
+    return {
+        "database": url.split(":", 1)[0],
+        "pacing": f"gap {gap_ms} ms" if gap_ms else "back to back",
+        "known callers": f"pool of {mix.pool_size:,}" if mix.pool_size else "any",
+        "lookups": f"{lookups:,}",
+        "lookup p50 / p99 ms": _p50_p99(looked),
+        "decide_menu p50 / p99 ms": _p50_p99(decided),
+        "sum of p50s ms": f"{percentile(sorted(looked), 50) + percentile(sorted(decided), 50):.2f}",
+    }
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -464,6 +551,7 @@ def summarize(result: LoadResult) -> dict[str, str]:
         "database": result.database,
         "in flight": str(result.scenario.concurrency),
         "caller pacing": result.scenario.pacing,
+        "known callers": result.scenario.callers,
         "calls": f"{calls:,}",
         **{f"p{p} ms": f"{percentile(latencies, p):.2f}" for p in (50, 90, 99)},
         "max ms": f"{latencies[-1]:.2f}" if latencies else "n/a",
@@ -510,6 +598,19 @@ async def postgres_version(url: str) -> str:
         await conn.close()
 
 
+def _floor_text(floors: Sequence[dict[str, str]]) -> str:
+    if not floors:
+        return ""
+    return f"""The decision step alone, for comparison: the same `FastCallerLookup` + `decide_menu`
+the call flow runs, called in the benchmark process with no AGI and no engine process, one
+caller at a time (same caller mix; {FLOOR_WARMUP} warm-up lookups, plus twice the pool),
+right after the engine runs on that database:
+
+{markdown_table(floors)}
+
+"""
+
+
 def write_section(path: Path, section: str) -> None:
     """Replace (or append) this benchmark's own ``## Decision latency`` section."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
@@ -522,10 +623,17 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def render_section(rows: Sequence[dict[str, str]], args: argparse.Namespace, notes: str) -> str:
+def render_section(
+    rows: Sequence[dict[str, str]],
+    floors: Sequence[dict[str, str]],
+    args: argparse.Namespace,
+    notes: str,
+) -> str:
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = " ".join(["bench/run-decision-latency.sh", *sys.argv[1:]])
-    warmups = ", ".join(f"{run.pacing}/{run.concurrency}: {run.warmup:,}" for run in args.runs)
+    warmups = ", ".join(
+        f"{run.concurrency} {run.pacing} {run.callers}: {run.warmup:,}" for run in args.runs
+    )
     return f"""{SECTION}
 
 Issue #2: time from the FastAGI client sending the AGI header block to receiving the engine's
@@ -534,9 +642,9 @@ p99 ≤ {TARGET_P99_MS:g} ms ("target met" applies the same bar to every row). R
 
 {markdown_table(rows)}
 
-**Machine.** {machine()}. Other work was running on the machine at the same time: see the
-"machine CPU busy" (all cores, over the measured window, benchmark included) and "load avg"
-columns.
+{_floor_text(floors)}**Machine.** {machine()}. Other work was running on the machine at the
+same time: see the "machine CPU busy" (all cores, over the measured window, benchmark
+included) and "load avg" columns.
 
 **Data.** {notes}
 
@@ -549,7 +657,8 @@ block of `tests/component/fake_asterisk.py`). Per call: connect, then the clock 
 header block is written and stops when the first line starting with `EXEC "Read"` arrives (TCP
 connect not included; client-side timestamps, so client event-loop delay is included). The
 client then plays the rest of the call (`200 result=0` to EXEC, presses 1, types 8 digits when
-asked for a number, `200 result=1` to SET VARIABLE) until the engine hangs up; "failed" counts
+asked for a number, `200 result=1` to SET VARIABLE; the routing variables are read from the
+engine's `EXEC "MSet"` or SET VARIABLE) until the engine hangs up; "failed" counts
 calls that did not end with `IVR_OUTCOME=routed`. Caller pacing: "instant" answers every
 command at once, so each slot places calls back to back (the brief's stress runs: 100 in
 flight means well over 100 new calls a second); "gap N ms": each slot waits N ms between its
@@ -559,12 +668,15 @@ then pressing a key), so 100 calls stay in flight the way a busy switch has them
 {1 - args.unknown_share:.0%} known phones (`phone_for(i)`, customer index `N * U**{SKEW}` like
 the seed: busy customers call more; half sent as E.164, half as national digits) and
 {args.unknown_share:.0%} unknown numbers (new each run; the engine creates them as customers
-when it records the call). Warm-up calls ({warmups}) and the ramp-down are not measured.
+when it records the call). "Known callers": "any" draws from all the customers (a random
+customer's rows are mostly not in memory, as with a large customer base); "pool of N" draws
+from a fixed N customers, whose rows stay cached after the warm-up. Warm-up calls
+({warmups}) and the ramp-down are not measured.
 "Recorder caught up" is how long after the run the engine had stored every call (it writes
-calls in the background, one at a time); the next run waits for it. "Engine decision_ms" is
-the engine's own identify + history + decide time, read back from the stored call events;
-"engine CPU ms/call" is the engine process only (PostgreSQL's own CPU is not in it).
-Raw numbers: `bench/.work/decision-latency-*.json`.
+calls in the background, in batches, through its raw-driver call writer); the next run waits
+for it. "Engine decision_ms" is the engine's own identify + history + decide time, read back
+from the stored call events; "engine CPU ms/call" is the engine process only (PostgreSQL's
+own CPU is not in it). Raw numbers: `bench/.work/decision-latency-*.json`.
 
 Reproduce (from the repo root; PostgreSQL on 127.0.0.1:5432, user postgres, trust auth):
 
@@ -577,21 +689,50 @@ Reproduce (from the repo root; PostgreSQL on 127.0.0.1:5432, user postgres, trus
 # --------------------------------------------------------------------------- main
 
 
-async def bench_database(name: str, url: str, args: argparse.Namespace) -> list[LoadResult]:
+@dataclass
+class DatabaseRun:
+    results: list[LoadResult]
+    floors: list[dict[str, str]]
+    code: str  # the engine sources it ran
+
+
+def engine_code() -> str:
+    """HEAD, whether ``ivr_engine/`` has uncommitted changes, and a digest of its sources."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "ivr_engine").rglob("*.py")):
+        digest.update(path.read_bytes())
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "ivr_engine"], capture_output=True)
+    changes = " + uncommitted changes" if dirty.stdout.strip() else ""
+    return f"{head.stdout.strip()}{changes} (ivr_engine/**/*.py sha256 {digest.hexdigest()[:12]})"
+
+
+async def bench_database(name: str, url: str, args: argparse.Namespace) -> DatabaseRun:
     if not args.skip_seed:
         await ensure_seeded(url, args.customers, args.events)
+    await migrate(url)
     after_seq = await last_event_seq(url)
-    mix = CallerMix(args.customers, args.unknown_share, random.Random(args.seed))
+    rng = random.Random(args.seed)
     log_path = ROOT / f"bench/.work/decision-latency-engine-{name}.log"
     results = []
+    code = await asyncio.to_thread(engine_code)
     async with running_engine(url, log_path) as engine:
         for scenario in args.runs:
             print(f"{name}: {scenario} ...", flush=True)
+            mix = CallerMix(args.customers, args.unknown_share, rng, scenario.pool)
             result = await run_load(engine, name, mix, scenario)
             placed = scenario.warmup + scenario.calls + scenario.concurrency - 1
             await await_recorder(url, after_seq, result, placed)
             results.append(result)
-    return results
+    if (code_after := await asyncio.to_thread(engine_code)) != code:
+        code += f", changed on disk during the run to {code_after}"
+    floors = []
+    for gap_ms, pool in FLOOR_RUNS if args.floor else ():
+        print(f"{name}: decision step alone, gap {gap_ms} ms, pool {pool} ...", flush=True)
+        floor_mix = CallerMix(args.customers, args.unknown_share, rng, pool)
+        floors.append(await decision_floor(url, floor_mix, args.floor, gap_ms))
+    return DatabaseRun(results, floors, f"{name}: {code}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -608,6 +749,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=1000, help="unmeasured calls first")
     parser.add_argument("--calls", type=int, default=5000, help="measured calls per run")
     parser.add_argument("--unknown-share", type=float, default=0.1)
+    parser.add_argument(
+        "--floor", type=int, default=1000, help="lookups for the decision-step-alone runs (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="caller choice (default: random)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench/results.md")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch results")
@@ -618,11 +762,13 @@ async def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     args.runs = [Scenario.parse(run, args.calls, args.warmup) for run in args.runs]
     urls = {"postgresql": args.pg_url, "sqlite": args.sqlite_url}
-    results: list[LoadResult] = []
-    for name in args.db:
-        results += await bench_database(name, urls[name], args)
+    runs = [await bench_database(name, urls[name], args) for name in args.db]
+    results = [result for run in runs for result in run.results]
+    floors = [floor for run in runs for floor in run.floors]
     rows = [summarize(r) for r in results]
     print(markdown_table(rows))
+    if floors:
+        print(markdown_table(floors))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     raw = [
         {**row, "latencies_ms": [t.latency_ms for t in r.traces]}
@@ -631,7 +777,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
     (ROOT / f"bench/.work/decision-latency-{stamp}.json").write_text(json.dumps(raw))
     if not args.no_write:
         notes = await data_notes(args, urls)
-        write_section(args.results, render_section(rows, args, notes))
+        notes += " Engine code: " + "; ".join(run.code for run in runs) + "."
+        write_section(args.results, render_section(rows, floors, args, notes))
         print(f"wrote the '{SECTION}' section of {args.results}")
 
 
