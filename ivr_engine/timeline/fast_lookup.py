@@ -185,9 +185,7 @@ class FastCallerLookup:
             raise ValueError("max_events must not be negative")
         wanted = asyncio.Event()
         wanted.set()
-        task = asyncio.get_running_loop().create_task(
-            self._lookup(kind, value, max_events, wanted)
-        )
+        task = asyncio.get_running_loop().create_task(self._lookup(kind, value, max_events, wanted))
         task.add_done_callback(_retrieve)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
