@@ -28,6 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="create or upgrade the timeline schema")
     commands.add_parser("check-config", help="validate settings, menus and prompts, then exit")
     commands.add_parser("demo", help="a new and a returning caller through the engine")
+    agents = commands.add_parser("agents", help="agent directory tools")
+    agents.add_argument("action", choices=["import"])
+    agents.add_argument("csv", type=Path, help="CSV: agent_id,name,sip_endpoint,skills,...")
+    agents.add_argument("--out", type=Path, default=Path("config/agents.yaml"))
     bridge = commands.add_parser(
         "bridge", help="AMI call events -> durable outbox -> bus -> timeline (needs ami_url)"
     )
@@ -69,6 +73,13 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
 
         roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
         await run_bridge(BridgeSettings.from_engine(settings, bus_url=args.bus_url, roles=roles))
+    elif args.command == "agents":
+        from ivr_engine.contact_center.agents_csv import import_agents_csv
+        from ivr_engine.routing import load_routing_config
+
+        routing = load_routing_config(settings.routing_file)
+        count = import_agents_csv(args.csv, args.out, routing)
+        print(f"wrote {count} agent(s) to {args.out}")
     elif args.command == "demo":
         from ivr_engine.demo import run_demo
 

@@ -31,7 +31,7 @@ from ivr_engine.desktop import (
 )
 from ivr_engine.domain.models import Menu
 from ivr_engine.ports import TimelineStore
-from ivr_engine.routing import build_roster, check_intents_routed, load_routing_config
+from ivr_engine.routing import Agent, build_roster, check_intents_routed, load_routing_config
 from ivr_engine.settings import Settings, parse_ami_url
 from ivr_engine.telephony.ami import AmiClient
 
@@ -45,6 +45,7 @@ class ContactCenter:
     ami: AmiClient | None = None
     tracker: AgentCallTracker | None = None
     load: LoadTracker | None = None
+    profiles: list[Agent] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -81,7 +82,14 @@ class ContactCenter:
             clock=clock,
             ring_timeout_s=settings.ring_timeout_s,
         )
-        center = cls(agents=agents, directory=directory, hub=hub, router=router, load=load)
+        center = cls(
+            agents=agents,
+            directory=directory,
+            hub=hub,
+            router=router,
+            load=load,
+            profiles=profiles,
+        )
         center._tasks.append(asyncio.create_task(sweep_reservations(agents), name="sweeper"))
         if settings.ami_url is not None:
             host, port, user, secret = parse_ami_url(settings.ami_url)
