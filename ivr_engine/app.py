@@ -23,6 +23,8 @@ from ivr_engine.domain.models import Menu
 from ivr_engine.flows.ivr_flow import CallSink, IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
 from ivr_engine.menu_config import check_prompts_exist, load_menus, referenced_prompts
+from ivr_engine.omni.redeem_api import redeem_routes
+from ivr_engine.omni.wiring import Continuation, open_continuation
 from ivr_engine.prompt_builder import available_prompt_ids, check_prompt_files
 from ivr_engine.settings import Settings
 from ivr_engine.telephony.agi import FastAgiServer
@@ -75,6 +77,7 @@ class Engine:
     http: web.AppRunner | None = None
     http_port: int = 0
     contact_center: ContactCenter | None = None
+    continuation: Continuation | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -88,6 +91,7 @@ class Engine:
             self.contact_center = await ContactCenter.open(
                 settings, self.menus, self.timeline.store, utc_now
             )
+        self.continuation = open_continuation(settings, self.menus, self.timeline.store, utc_now)
         center = self.contact_center
         router = center.router if center is not None else None
         sink: CallSink = self.recorder
@@ -101,6 +105,7 @@ class Engine:
             decision_deadline_s=settings.decision_deadline_ms / 1000,
             default_region=settings.default_region,
             router=router,
+            continuation=self.continuation.continuer if self.continuation else None,
         )
         self.agi = FastAgiServer(
             host=settings.agi_host,
@@ -136,6 +141,8 @@ class Engine:
             default_region=self.settings.default_region,
         )
         app.add_subapp("/timeline", create_timeline_ui_app(self.timeline.store))
+        if self.continuation is not None:
+            app.add_routes(redeem_routes(self.continuation.tokens, self.timeline.store, utc_now))
         if self.contact_center is not None:
             app.add_subapp("/desktop", self.contact_center.desktop_app(self.settings))
             center = self.contact_center
@@ -160,6 +167,8 @@ class Engine:
             await self.http.cleanup()
         if self.contact_center is not None:
             await self.contact_center.aclose()
+        if self.continuation is not None:
+            await self.continuation.aclose()
         if self.recorder is not None:
             await self.recorder.close()
         if self.timeline is not None:

@@ -87,6 +87,8 @@ class _PromptsModel(_Strict):
     shortcut_again: _PROMPT = "ivr-engine/shortcut-again"
     continue_intro: _PROMPT = "ivr-engine/continue-open-case"
     continue_question: _PROMPT = "ivr-engine/continue-question"
+    continue_sms_offer: _PROMPT = "ivr-engine/continue-sms-offer"
+    continue_sms_sent: _PROMPT = "ivr-engine/continue-sms-sent"
     thank_you: _PROMPT = "ivr-engine/thank-you"
     transfer: _PROMPT = "ivr-engine/transfer"
 
@@ -147,6 +149,7 @@ def referenced_prompts(menu: Menu) -> set[str]:
     if menu.shortcut.enabled:
         ids |= {prompts.shortcut_intro, prompts.shortcut_again}
         ids |= {prompts.continue_intro, prompts.continue_question}
+    ids |= {prompts.continue_sms_offer, prompts.continue_sms_sent}
     for option in menu.options:
         ids.add(option.prompt)
         if option.shortcut_prompt and menu.shortcut.enabled:

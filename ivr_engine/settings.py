@@ -51,6 +51,14 @@ class Settings(BaseModel):
     )
     ring_timeout_s: float = Field(20.0, gt=0, le=300)
     auto_wrap_up_s: float | None = Field(None, ge=0, le=3600)
+    # Continue by SMS (issue #4): off unless a signing secret is set.
+    continuation_secret: str | None = Field(
+        None, description="hex, >= 32 bytes: signs continuation links; None: no SMS offer"
+    )
+    public_url: str = Field("http://127.0.0.1:8080", description="base of continuation links")
+    continuation_redis_url: str | None = Field(
+        None, description="redis://...: single use across engine processes; None: in-process"
+    )
     desktop_allowed_origins: list[str] = Field(default_factory=list)
     desktop_secure_cookie: bool = True
 

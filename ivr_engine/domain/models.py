@@ -29,6 +29,7 @@ class CallOutcome(StrEnum):
     ROUTED = "routed"
     ABANDONED = "abandoned"
     FAILED = "failed"
+    CONTINUED = "continued"  # the caller chose to continue by SMS (a link was sent)
 
 
 class IdentifiedBy(StrEnum):
@@ -129,6 +130,8 @@ class MenuPrompts:
     shortcut_again: str = "ivr-engine/shortcut-again"
     continue_intro: str = "ivr-engine/continue-open-case"
     continue_question: str = "ivr-engine/continue-question"
+    continue_sms_offer: str = "ivr-engine/continue-sms-offer"
+    continue_sms_sent: str = "ivr-engine/continue-sms-sent"
     thank_you: str = "ivr-engine/thank-you"
     transfer: str = "ivr-engine/transfer"
 

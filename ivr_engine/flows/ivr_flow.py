@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from ivr_engine.domain.errors import CallerHungUp, TimelineUnavailable
+from ivr_engine.domain.errors import CallerHungUp, IvrEngineError, TimelineUnavailable
 from ivr_engine.domain.models import (
     CallerHistory,
     CallOutcome,
@@ -61,6 +61,17 @@ class CallRouter(Protocol):
         ...
 
 
+class SmsContinuation(Protocol):
+    def can_continue(self, record: CallRecord) -> bool: ...
+
+    async def continue_on_sms(self, record: CallRecord) -> str:
+        """Send the caller a link to continue this call's case in chat; the case id."""
+        ...
+
+
+CONTINUE_KEY = "*"
+
+
 class IvrFlow:
     def __init__(
         self,
@@ -72,6 +83,7 @@ class IvrFlow:
         decision_deadline_s: float = 0.150,
         default_region: str = "US",
         router: CallRouter | None = None,
+        continuation: SmsContinuation | None = None,
     ) -> None:
         self._menus = menus
         self._lookup = lookup
@@ -80,6 +92,7 @@ class IvrFlow:
         self._deadline_s = decision_deadline_s
         self._region = default_region
         self._router = router
+        self._continuation = continuation
 
     def menu_for(self, name: str) -> Menu:
         return self._menus.get(name) or self._menus.get("main") or next(iter(self._menus.values()))
@@ -90,6 +103,9 @@ class IvrFlow:
         try:
             history, decision = await self._identify_and_decide(menu, record)
             intent = await self._choose_intent(channel, menu, decision, record)
+            if intent is None and await self._continue_by_sms(channel, menu, record):
+                return record
+            intent = intent or menu.fallback_intent
             option = menu.option(intent) or menu.option(menu.fallback_intent)
             assert option is not None  # config validation guarantees the fallback exists
             record.intent, record.target = option.intent, option.target
@@ -146,7 +162,8 @@ class IvrFlow:
 
     async def _choose_intent(
         self, channel: CallChannel, menu: Menu, decision: MenuDecision, record: CallRecord
-    ) -> str:
+    ) -> str | None:
+        """The chosen intent; None when the caller pressed the continue-by-SMS key."""
         greeting = True
         offer = decision.shortcut
         if offer is not None:
@@ -161,9 +178,14 @@ class IvrFlow:
                 return offer.intent
             greeting = False
         lead_in: tuple[str, ...] = ()
+        offer_sms = self._continuation is not None and self._continuation.can_continue(record)
+        tail = (menu.prompts.continue_sms_offer,) if offer_sms else ()
         for attempt in range(1, menu.attempts + 1):
             prompts = lead_in + menu_prompt_sequence(decision, menu.prompts, greeting=greeting)
-            reply = await channel.read_digits(prompts, menu.input_timeout_ms, 1)
+            reply = await channel.read_digits(prompts + tail, menu.input_timeout_ms, 1)
+            if offer_sms and reply.digits == CONTINUE_KEY:
+                record.step("menu", attempt=attempt, digits=reply.digits, intent=None)
+                return None
             intent = interpret_menu_choice(decision, reply.digits)
             record.step("menu", attempt=attempt, digits=reply.digits, intent=intent)
             if intent is not None:
@@ -172,6 +194,26 @@ class IvrFlow:
             greeting = False
         record.step("menu_exhausted", intent=menu.fallback_intent)
         return menu.fallback_intent
+
+    async def _continue_by_sms(self, channel: CallChannel, menu: Menu, record: CallRecord) -> bool:
+        """Send the link and end the call; False (the caller is routed as usual) on failure."""
+        assert self._continuation is not None
+        try:
+            case_id = await self._continuation.continue_on_sms(record)
+        except IvrEngineError as exc:
+            log.warning("call %s: continue by SMS failed (%r); routing", record.call.call_id, exc)
+            record.step("continue_sms_failed")
+            return False
+        record.step("continued_by_sms", case=case_id)
+        await channel.set_variables(
+            {
+                variables.CASE_ID: case_id,
+                variables.CUSTOMER_ID: record.customer_id or "",
+                variables.OUTCOME: CallOutcome.CONTINUED.value,
+            }
+        )
+        record.outcome = CallOutcome.CONTINUED
+        return True
 
     # ------------------------------------------------------------------ fields
 

@@ -57,6 +57,8 @@ REQUIRED_IDS = {
     "shortcut-again",
     "continue-open-case",
     "continue-question",
+    "continue-sms-offer",
+    "continue-sms-sent",
     "enter-account-number",
     "enter-postcode",
     "thank-you",

@@ -1,0 +1,1 @@
+"""Crossing channels from a call: continue by SMS (continuation tokens)."""

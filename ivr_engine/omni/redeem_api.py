@@ -1,0 +1,84 @@
+"""``POST /v1/continuations/redeem`` {"token": ...}: the chat side opens a continuation link.
+
+Single use: the first redeem wins (200 with the case, the customer, the intent and what the
+caller entered — sensitive fields by name only); a second gets 409, an expired token 410, a
+tampered/malformed/unknown-key one 400. A ``continuation.redeemed`` event joins the case on
+the token's channel, so the case reads as one thread: call → SMS → chat.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+
+from aiohttp import web
+
+from crm_bridge.continuation import (
+    ContinuationError,
+    ContinuationTokens,
+    ExpiredToken,
+    TokenAlreadyUsed,
+    UsedTokenStoreUnavailable,
+)
+from ivr_engine.ports import NewTimelineEvent, TimelineStore
+
+MAX_BODY = 4096
+
+
+def redeem_routes(
+    tokens: ContinuationTokens, store: TimelineStore, clock: Callable[[], datetime]
+) -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+
+    @routes.post("/v1/continuations/redeem")
+    async def redeem(request: web.Request) -> web.Response:
+        raw = await request.content.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            return _error(413, "body_too_large", f"at most {MAX_BODY} bytes")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "invalid_json", "the body is not JSON")
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            return _error(400, "invalid_body", "token: a non-empty string is required")
+        try:
+            claims = await tokens.redeem(token)
+        except TokenAlreadyUsed:
+            return _error(409, "token_used", "this link was already used")
+        except ExpiredToken:
+            return _error(410, "token_expired", "this link has expired")
+        except UsedTokenStoreUnavailable:
+            return _error(503, "unavailable", "cannot check the link right now; try again")
+        except ContinuationError as exc:
+            return _error(400, "invalid_token", str(exc))
+        await store.append_events(
+            [
+                NewTimelineEvent(
+                    event_id=f"continuation:{claims.token_id}",
+                    customer_id=claims.customer_id,
+                    occurred_at=clock(),
+                    channel=claims.channel,
+                    event_type="continuation.redeemed",
+                    intent=claims.intent,
+                    case_id=claims.case_id,
+                )
+            ]
+        )
+        return web.json_response(
+            {
+                "case_id": claims.case_id,
+                "customer_id": claims.customer_id,
+                "channel": claims.channel,
+                "intent": claims.intent,
+                "fields": dict(claims.fields),
+                "sensitive_fields": sorted(claims.sensitive_fields),
+            }
+        )
+
+    return routes
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)

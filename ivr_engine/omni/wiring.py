@@ -1,0 +1,59 @@
+"""Builds continue-by-SMS from settings (``continuation_secret`` set → on)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from crm_bridge.continuation import (
+    ContinuationTokens,
+    InMemoryUsedTokenStore,
+    Keyring,
+    RedisUsedTokenStore,
+    SigningKey,
+    fields_in_clear,
+)
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.domain.models import Menu
+from ivr_engine.omni.continue_by_sms import SmsContinuer
+from ivr_engine.ports import TimelineStore
+from ivr_engine.settings import Settings
+
+
+@dataclass
+class Continuation:
+    tokens: ContinuationTokens
+    continuer: SmsContinuer
+    redis: RedisUsedTokenStore | None = None
+
+    async def aclose(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def open_continuation(
+    settings: Settings,
+    menus: Mapping[str, Menu],
+    store: TimelineStore,
+    clock: Callable[[], datetime],
+) -> Continuation | None:
+    if settings.continuation_secret is None:
+        return None
+    try:
+        secret = bytes.fromhex(settings.continuation_secret)
+    except ValueError:
+        raise ConfigError("continuation_secret: use hex (e.g. `openssl rand -hex 32`)") from None
+    keyring = Keyring(SigningKey("k1", secret))
+    redis = (
+        RedisUsedTokenStore.from_url(settings.continuation_redis_url)
+        if settings.continuation_redis_url
+        else None
+    )
+    used = redis if redis is not None else InMemoryUsedTokenStore()
+    tokens = ContinuationTokens(keyring, used)
+    clear = frozenset().union(*(fields_in_clear(m.fields) for m in menus.values()))
+    continuer = SmsContinuer(
+        tokens, store, public_url=settings.public_url, clear_fields=clear, clock=clock
+    )
+    return Continuation(tokens, continuer, redis)

@@ -1,0 +1,97 @@
+"""Continue by SMS, in-process: real FastAGI socket, real SQLite timeline, real tokens.
+
+The caller presses * in the menu → the engine writes the outbound SMS (with the link) on the
+call's case and ends the call as ``continued``; the chat side redeems the link once and the
+case reads call → SMS → chat as one thread.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ivr_engine.app import Engine
+from tests.component.test_ivr_flow import call, call_event, settings_for, store
+
+SECRET = "ab" * 32
+
+
+@pytest.fixture
+async def engine(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    running = Engine(
+        settings_for(
+            sqlite_url, tmp_path, continuation_secret=SECRET, public_url="https://seed.example"
+        )
+    )
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def redeem(engine: Engine, token: str) -> tuple[int, dict[str, object]]:
+    url = f"http://127.0.0.1:{engine.http_port}/v1/continuations/redeem"
+    async with aiohttp.ClientSession() as http, http.post(url, json={"token": token}) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_star_sends_a_link_and_the_chat_resumes_the_same_case(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    phone = new_phone()
+    heard = await call(engine, phone, ["*"])
+    assert heard.heard[0][-1] == "ivr-engine/continue-sms-offer"  # offered after the menu
+    assert heard.variables["IVR_OUTCOME"] == "continued"
+    case_id = heard.variables["IVR_CASE_ID"]
+    event = await call_event(store(engine), phone)
+    assert event.data["outcome"] == "continued" and event.case_id == case_id
+    page = await store(engine).timeline(event.customer_id)
+    (sms,) = [e for e in page.events if e.channel == "sms"]
+    assert sms.event_type == "message.outbound" and sms.case_id == case_id
+    assert sms.data["to"] == phone
+    match = re.search(r"https://seed\.example/c/(\S+)", str(sms.data["text"]))
+    assert match is not None
+    token = match.group(1)
+
+    status, body = await redeem(engine, token)
+    assert status == 200
+    assert (body["case_id"], body["customer_id"], body["channel"]) == (
+        case_id,
+        event.customer_id,
+        "chat",
+    )
+    again, error = await redeem(engine, token)
+    assert again == 409 and error["error"]["code"] == "token_used"  # type: ignore[index]
+    tampered, _ = await redeem(engine, token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))
+    assert tampered == 400
+    thread = [e for e in (await store(engine).timeline(event.customer_id)).events if e.case_id]
+    thread.sort(key=lambda e: (e.occurred_at, e.seq))  # the call event is stored at its end
+    assert [e.channel for e in thread] == ["voice", "sms", "chat"]
+    assert {e.case_id for e in thread} == {case_id}
+
+
+async def test_without_a_secret_nothing_is_offered(
+    sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    plain = Engine(settings_for(sqlite_url, tmp_path))
+    await plain.start()
+    try:
+        heard = await call(plain, new_phone(), ["1"])
+    finally:
+        await plain.stop()
+    assert "ivr-engine/continue-sms-offer" not in heard.heard[0]
+
+
+async def test_hostile_redeem_bodies(engine: Engine) -> None:
+    url = f"http://127.0.0.1:{engine.http_port}/v1/continuations/redeem"
+    async with aiohttp.ClientSession() as http:
+        for data, expected in [(b"not json", 400), (b"[]", 400), (b'{"token": 5}', 400)]:
+            async with http.post(url, data=data) as resp:
+                assert resp.status == expected
+        async with http.post(url, data=b"x" * 10_000) as resp:
+            assert resp.status == 413
