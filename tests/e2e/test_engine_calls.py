@@ -239,3 +239,30 @@ async def test_engine_down_the_dialplan_serves_its_own_static_menu(
     assert_sipp_ok(result)
     assert fallback["AgiStatus"] == "FAILURE"
     assert (routed["Intent"], routed["Decision"]) == ("billing", "dialplan-fallback")
+
+
+async def test_star_continues_by_sms_and_asterisk_says_goodbye(
+    asterisk: Testbed, ami: AmiClient, tmp_path: Path
+) -> None:
+    caller = "+15551240008"
+    settings = engine_settings(sqlite_url(tmp_path), tmp_path / "spool").model_copy(
+        update={"continuation_secret": "cd" * 32, "public_url": "https://seed.example"}
+    )
+    async with running_engine(settings) as eng:
+        result = await run_sipp_call([("wait", 2500), ("dtmf", "*")], caller_id=caller)
+        continued = await ami.wait_for_event(
+            "UserEvent", UserEvent="IvrContinued", CallerIDNum=caller, timeout_s=15
+        )
+        customer, event = await wait_for_call_event(store_of(eng), caller)
+        page = await store_of(eng).timeline(customer.customer_id)
+    assert_sipp_ok(result)
+    assert result.hung_up_by == "asterisk"  # after the goodbye prompt
+    assert read_prompt_lists(ami, caller)[0][-1] == "ivr-engine/continue-sms-offer"
+    assert event.data["outcome"] == "continued"
+    (sms,) = [e for e in page.events if e.channel == "sms"]
+    assert sms.case_id == event.case_id == continued["Case"]
+    assert "https://seed.example/c/" in str(sms.data["text"])
+    assert (
+        ami.find(lambda e: e.get("UserEvent") == "IvrRouted" and e.get("CallerIDNum") == caller)
+        is None
+    )
