@@ -24,6 +24,7 @@ from ivr_engine.flows.ivr_flow import CallSink, IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
 from ivr_engine.menu_config import check_prompts_exist, load_menus, referenced_prompts
 from ivr_engine.omni.redeem_api import redeem_routes
+from ivr_engine.omni.webhook_feed import PublishingSink, WebhookFeed
 from ivr_engine.omni.wiring import Continuation, open_continuation
 from ivr_engine.prompt_builder import available_prompt_ids, check_prompt_files
 from ivr_engine.settings import Settings
@@ -78,6 +79,7 @@ class Engine:
     http_port: int = 0
     contact_center: ContactCenter | None = None
     continuation: Continuation | None = None
+    webhooks: WebhookFeed | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -91,12 +93,22 @@ class Engine:
             self.contact_center = await ContactCenter.open(
                 settings, self.menus, self.timeline.store, utc_now
             )
-        self.continuation = open_continuation(settings, self.menus, self.timeline.store, utc_now)
+        self.webhooks = await WebhookFeed.open(settings)
+        feed = self.webhooks
+        self.continuation = open_continuation(
+            settings,
+            self.menus,
+            self.timeline.store,
+            utc_now,
+            publish=feed.send if feed is not None else None,
+        )
         center = self.contact_center
         router = center.router if center is not None else None
         sink: CallSink = self.recorder
         if center is not None and center.load is not None:
             sink = CountingSink(self.recorder, center.load)
+        if self.webhooks is not None:
+            sink = PublishingSink(sink, self.webhooks)
         flow = IvrFlow(
             menus=self.menus,
             lookup=self.timeline.lookup,
@@ -169,6 +181,8 @@ class Engine:
             await self.contact_center.aclose()
         if self.continuation is not None:
             await self.continuation.aclose()
+        if self.webhooks is not None:
+            await self.webhooks.aclose()
         if self.recorder is not None:
             await self.recorder.close()
         if self.timeline is not None:

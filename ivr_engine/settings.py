@@ -59,6 +59,9 @@ class Settings(BaseModel):
     continuation_redis_url: str | None = Field(
         None, description="redis://...: single use across engine processes; None: in-process"
     )
+    webhooks_file: Path | None = Field(
+        None, description="webhook subscriptions (docs/webhooks.md); None: no webhooks"
+    )
     desktop_allowed_origins: list[str] = Field(default_factory=list)
     desktop_secure_cookie: bool = True
 

@@ -30,12 +30,14 @@ class SmsContinuer:
         public_url: str,
         clear_fields: Collection[str],
         clock: Callable[[], datetime],
+        publish: Callable[[NewTimelineEvent], None] | None = None,
     ) -> None:
         self._tokens = tokens
         self._store = store
         self._base = public_url.rstrip("/")
         self._clear = frozenset(clear_fields)
         self._clock = clock
+        self._publish = publish
 
     def can_continue(self, record: CallRecord) -> bool:
         return record.phone is not None  # a number to text
@@ -67,5 +69,7 @@ class SmsContinuer:
             data={"to": record.phone, "text": f"Continue your conversation here: {link}"},
         )
         await self._store.append_events([event])
+        if self._publish is not None:  # e.g. to the SMS gateway's webhook
+            self._publish(event)
         record.customer_id, record.case_id = customer_id, case_id
         return case_id

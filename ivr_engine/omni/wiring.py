@@ -17,7 +17,7 @@ from crm_bridge.continuation import (
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
 from ivr_engine.omni.continue_by_sms import SmsContinuer
-from ivr_engine.ports import TimelineStore
+from ivr_engine.ports import NewTimelineEvent, TimelineStore
 from ivr_engine.settings import Settings
 
 
@@ -37,6 +37,7 @@ def open_continuation(
     menus: Mapping[str, Menu],
     store: TimelineStore,
     clock: Callable[[], datetime],
+    publish: Callable[[NewTimelineEvent], None] | None = None,
 ) -> Continuation | None:
     if settings.continuation_secret is None:
         return None
@@ -54,6 +55,11 @@ def open_continuation(
     tokens = ContinuationTokens(keyring, used)
     clear = frozenset().union(*(fields_in_clear(m.fields) for m in menus.values()))
     continuer = SmsContinuer(
-        tokens, store, public_url=settings.public_url, clear_fields=clear, clock=clock
+        tokens,
+        store,
+        public_url=settings.public_url,
+        clear_fields=clear,
+        clock=clock,
+        publish=publish,
     )
     return Continuation(tokens, continuer, redis)

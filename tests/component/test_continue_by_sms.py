@@ -7,13 +7,18 @@ case reads call → SMS → chat as one thread.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
+from crm_bridge.webhooks import verify_signature
 from ivr_engine.app import Engine
 from tests.component.test_ivr_flow import call, call_event, settings_for, store
 
@@ -95,3 +100,58 @@ async def test_hostile_redeem_bodies(engine: Engine) -> None:
                 assert resp.status == expected
         async with http.post(url, data=b"x" * 10_000) as resp:
             assert resp.status == 413
+
+
+async def test_webhook_subscribers_receive_the_sms_and_the_call(
+    sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    """An SMS gateway subscribed to message.outbound gets the link, signed; a CRM gets call.ivr."""
+    received: list[tuple[str, dict[str, object]]] = []
+    arrived = asyncio.Event()
+    secret = "gateway-secret-0123456789"
+
+    async def hook(request: web.Request) -> web.Response:
+        raw = await request.read()
+        verify_signature(secret, request.headers, raw, time.time())  # raises if forged
+        envelope = json.loads(raw)  # {"type", "id", "occurred_at", "data": the event}
+        received.append((request.headers["X-Seed-Event"], envelope["data"]))
+        if len(received) >= 2:
+            arrived.set()
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    subscriptions = tmp_path / "webhooks.yaml"
+    subscriptions.write_text(
+        "subscriptions:\n"
+        f"  - id: gateway\n    url: http://127.0.0.1:{port}/hook\n    secret: {secret}\n"
+        "    events: [message.outbound, call.ivr]\n",
+        encoding="utf-8",
+    )
+    engine = Engine(
+        settings_for(
+            sqlite_url,
+            tmp_path,
+            continuation_secret=SECRET,
+            public_url="https://seed.example",
+            webhooks_file=subscriptions,
+        )
+    )
+    await engine.start()
+    phone = new_phone()
+    try:
+        await call(engine, phone, ["*"])
+        async with asyncio.timeout(10):
+            await arrived.wait()
+    finally:
+        await engine.stop()
+        await runner.cleanup()
+    by_type = dict(received)
+    sms = by_type["message.outbound"]
+    assert sms["channel"] == "sms" and "https://seed.example/c/" in str(sms["data"])
+    assert by_type["call.ivr"]["caller_id"] == phone
