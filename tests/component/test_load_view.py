@@ -126,7 +126,7 @@ def test_an_idle_centre_lists_every_skill_state_and_team_at_zero() -> None:
         ],
         "totals": {"waiting": 0, "ringing": 0, "longest_wait_s": 0.0, "agents": 0},
         "counters": {
-            "calls": {"routed": 0, "abandoned": 0, "failed": 0},
+            "calls": {"routed": 0, "abandoned": 0, "failed": 0, "continued": 0},
             "route_decisions": {"agent": 0, "overflow": 0},
             "forgotten_calls": 0,
         },
@@ -280,7 +280,7 @@ def test_counters_take_enum_or_text_and_refuse_unknown_names() -> None:
     with pytest.raises(ValueError):
         tracker.count_route_decision("queue")
     assert tracker.counters() == {
-        "calls": {"routed": 2, "abandoned": 1, "failed": 0},
+        "calls": {"routed": 2, "abandoned": 1, "failed": 0, "continued": 0},
         "route_decisions": {"agent": 1, "overflow": 1},
         "forgotten_calls": 0,
     }
@@ -486,6 +486,7 @@ def test_the_scrape_text_exactly() -> None:
         'ivr_calls_total{outcome="routed"} 1\n'
         'ivr_calls_total{outcome="abandoned"} 0\n'
         'ivr_calls_total{outcome="failed"} 0\n'
+        'ivr_calls_total{outcome="continued"} 0\n'
         "# HELP ivr_route_decisions_total Routing decisions (reroutes included): an agent, "
         "or the overflow target.\n"
         "# TYPE ivr_route_decisions_total counter\n"
@@ -518,7 +519,7 @@ def test_a_scrape_with_hostile_team_names_parses_back_to_the_snapshot() -> None:
     teams = {(s[0]["team"], s[0]["state"]): s[1] for s in families["ivr_team_agents"]["samples"]}
     assert teams[(hostile, "ringing")] == 1
     calls = {s[0]["outcome"]: s[1] for s in families["ivr_calls_total"]["samples"]}
-    assert calls == {"routed": 0, "abandoned": 0, "failed": 1}
+    assert calls == {"routed": 0, "abandoned": 0, "failed": 1, "continued": 0}
     decisions = families["ivr_route_decisions_total"]["samples"]
     assert decisions == [({"kind": "agent"}, 1), ({"kind": "overflow"}, 1)]
 
@@ -540,7 +541,12 @@ def test_the_counting_sink_counts_outcomes_and_ends_calls_that_were_not_routed()
         sink.submit(CallRecord(call=call, outcome=outcome))
     assert [r.call.call_id for r in inner.records] == ["c1", "c2"]
     assert [c.call_id for c in tracker.calls()] == ["c1"]
-    assert tracker.counters()["calls"] == {"routed": 1, "abandoned": 1, "failed": 0}
+    assert tracker.counters()["calls"] == {
+        "routed": 1,
+        "abandoned": 1,
+        "failed": 0,
+        "continued": 0,
+    }
 
 
 # --------------------------------------------------------------------------- HTTP
