@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from ivr_engine.agents import AgentState, AgentStateStore, open_agent_state_store
 from ivr_engine.desktop import (
@@ -45,19 +45,8 @@ module_fixture = pytest_asyncio.fixture(loop_scope="module", scope="module")
 per_test_fixture = pytest_asyncio.fixture(loop_scope="module")
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 PASSWORD = "correct horse battery staple"
 XSS = "<img src=x onerror=alert(1)>"
-TIMEOUT_MS = 5000
 
 
 @dataclass
@@ -105,33 +94,6 @@ async def served(tmp_path: Path, migrated_db: Path) -> AsyncIterator[Served]:
         await runner.cleanup()
         await agents.aclose()
         await timeline.close()
-
-
-@module_fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@per_test_fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context()
-    context.set_default_timeout(TIMEOUT_MS)
-    opened = await context.new_page()
-    dialogs: list[str] = []
-    opened.on("dialog", lambda dialog: dialogs.append(dialog.message))
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield opened
-    finally:
-        await context.close()
-    assert dialogs == [], f"a script ran a dialog: {dialogs}"
-    assert errors == [], f"page errors: {errors}"
 
 
 async def _seed_customer(timeline: Timeline, name: str) -> str:

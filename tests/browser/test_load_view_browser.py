@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from playwright.async_api import Browser, Locator, Page, async_playwright, expect
+from playwright.async_api import Locator, Page, expect
 
 from ivr_engine.agents import (
     AgentSnapshot,
@@ -34,17 +34,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 module_fixture = pytest_asyncio.fixture(loop_scope="module", scope="module")
 per_test_fixture = pytest_asyncio.fixture(loop_scope="module")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-TIMEOUT_MS = 5000  # more than two polls at the default 2 s
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 XSS = '<img src=x onerror=alert(1)> "night" \\ shift'
 
@@ -124,33 +113,6 @@ async def served() -> AsyncIterator[Served]:
     finally:
         await runner.cleanup()
         await store.aclose()
-
-
-@module_fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-@per_test_fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context()
-    context.set_default_timeout(TIMEOUT_MS)
-    opened = await context.new_page()
-    dialogs: list[str] = []
-    opened.on("dialog", lambda dialog: dialogs.append(dialog.message))
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
-        yield opened
-    finally:
-        await context.close()
-    assert dialogs == [], f"a script ran a dialog: {dialogs}"
-    assert errors == [], f"page errors: {errors}"
 
 
 def _skill(page: Page, skill: str, column: str) -> Locator:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from playwright.async_api import Browser, ConsoleMessage, Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Locator, Page, expect
 
 from ivr_engine.api.app import create_api_app
 from ivr_engine.menu_config import load_menus
@@ -33,16 +33,6 @@ module_fixture = pytest_asyncio.fixture(loop_scope="module", scope="module")
 per_test_fixture = pytest_asyncio.fixture(loop_scope="module")
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 XSS = "<img src=x onerror=alert(1)>"
 PHONE = "+15550100001"
 TIMEOUT_MS = 5000
@@ -85,16 +75,6 @@ async def served(tmp_path: Path, migrated_db: Path) -> AsyncIterator[Served]:
     finally:
         await runner.cleanup()
         await timeline.close()
-
-
-@module_fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @per_test_fixture
