@@ -85,6 +85,11 @@ class Engine:
         settings = self.settings
         self.menus = load_checked_menus(settings)
         self.timeline = await open_timeline(settings.database_url)
+        if not await self.timeline.lookup.warm_up():
+            log.warning(
+                "timeline %s not reachable at start-up: static menus until it is",
+                _redact(settings.database_url),
+            )
         self.recorder = CallRecorder(
             self.timeline.store, settings.spool_dir, fast=self.timeline.writer
         )

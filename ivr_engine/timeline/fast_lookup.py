@@ -215,6 +215,19 @@ class FastCallerLookup:
                 row = await self._fetch(await self._connect(), kind, value, max_events)
         return row
 
+    async def warm_up(self) -> bool:
+        """Open one connection ahead of the first call (connecting can take longer than the
+        decision deadline on a cold start). False, not an error, when the database is down:
+        calls then get the static menu until it answers."""
+        async with self._gate:
+            if self._idle or self._closed:
+                return bool(self._idle)
+            try:
+                self._idle.append(await self._connect())
+            except TimelineUnavailable:
+                return False
+        return True
+
     async def close(self) -> None:
         self._closed = True
         if self._running:  # lookups whose callers gave up: let them end (bounded)
