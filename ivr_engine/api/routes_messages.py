@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from aiohttp import web
 from sqlalchemy import select
@@ -50,7 +50,7 @@ from ivr_engine.personalize.ranking import CASE_CLOSED
 from ivr_engine.ports import Identity, NewTimelineEvent, StoredEvent, TimelineStore
 from ivr_engine.timeline.engine import Engines
 from ivr_engine.timeline.schema import timeline_events
-from ivr_engine.timeline.store import SqlTimelineStore
+from ivr_engine.timeline.store import SqlTimelineStore, stored_event
 
 MAX_CASE_EVENTS: Final = 10_000  # the newest events of a case that membership/openness read
 _CASE_ID_RE = re.compile(r"^[\x21-\x7e]{1,64}$")  # schemas.CaseId
@@ -401,7 +401,7 @@ class SqlConversationReader:
             query = query.where(t.seq > after_seq)
         async with self._db.reading() as conn:
             rows = (await conn.execute(query.limit(limit + 1))).all()
-        page = tuple(_stored(row._mapping) for row in rows[:limit])
+        page = tuple(stored_event(row._mapping) for row in rows[:limit])
         return ConversationPage(page, page[-1].seq if len(rows) > limit else None)
 
     async def case_heads(self, case_id: str) -> tuple[CaseEventHead, ...]:
@@ -420,19 +420,4 @@ class SqlConversationReader:
         query = select(timeline_events).where(timeline_events.c.event_id == event_id)
         async with self._db.reading() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _stored(row._mapping)
-
-
-def _stored(row: Any) -> StoredEvent:
-    return StoredEvent(
-        seq=row["seq"],
-        event_id=row["event_id"],
-        customer_id=row["customer_id"],
-        occurred_at=row["occurred_at"],
-        recorded_at=row["recorded_at"],
-        channel=row["channel"],
-        event_type=row["event_type"],
-        intent=row["intent"],
-        case_id=row["case_id"],
-        data=row["data"],
-    )
+        return None if row is None else stored_event(row._mapping)

@@ -208,7 +208,7 @@ class SqlTimelineStore:
             rows = (await conn.execute(query)).all()
             if not rows and not await sql.customer_exists(conn, customer_id):
                 raise CustomerNotFound(customer_id)
-        page = tuple(_stored(row._mapping) for row in rows[:limit])
+        page = tuple(stored_event(row._mapping) for row in rows[:limit])
         return TimelinePage(page, page[-1].seq if len(rows) > limit else None)
 
     # ------------------------------------------------------------------ helpers
@@ -220,7 +220,8 @@ class SqlTimelineStore:
         return found[customer_id]
 
 
-def _stored(row: Any) -> StoredEvent:
+def stored_event(row: Any) -> StoredEvent:
+    """A ``timeline_events`` row as the port's ``StoredEvent``."""
     return StoredEvent(
         seq=row["seq"],
         event_id=row["event_id"],
