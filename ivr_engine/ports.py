@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 from ivr_engine.domain.models import CallerHistory, KnownField
 
@@ -127,6 +127,69 @@ class TimelineStore(TimelineWriter, Protocol):
     async def timeline(
         self, customer_id: str, *, limit: int = 50, before_seq: int | None = None
     ) -> TimelinePage: ...
+
+
+MAX_CASE_EVENTS: Final = 10_000  # the newest events of a case that membership/openness read
+
+
+@dataclass(frozen=True, slots=True)
+class CaseEventHead:
+    """Enough of one event of a case to tell whose case it is and whether it is open."""
+
+    seq: int
+    customer_id: str
+    occurred_at: datetime
+    channel: str
+    event_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationPage:
+    events: tuple[StoredEvent, ...]  # oldest first (by seq)
+    next_after: int | None  # pass as ``after_seq`` for the next (newer) page
+
+
+@runtime_checkable
+class ConversationReader(Protocol):
+    """Reads of one case across customers and channels (the ``case_id`` index)."""
+
+    async def conversation(
+        self, case_id: str, *, limit: int, after_seq: int | None
+    ) -> ConversationPage: ...
+
+    async def case_heads(self, case_id: str) -> tuple[CaseEventHead, ...]:
+        """The newest ``MAX_CASE_EVENTS`` events of the case, light; empty: no such case."""
+        ...
+
+    async def find_event(self, event_id: str) -> StoredEvent | None: ...
+
+
+@runtime_checkable
+class EventAppender(Protocol):
+    """Appends that say exactly which events they inserted (for after-commit observers)."""
+
+    async def append_new_events(
+        self, events: Sequence[NewTimelineEvent]
+    ) -> tuple[StoredEvent, ...]:
+        """Insert, skipping stored ``event_id``s; returns the rows this call inserted, once
+        committed (a replay, or a concurrent twin that got there first, returns nothing)."""
+        ...
+
+
+@runtime_checkable
+class KnownEventIds(Protocol):
+    async def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of these ids the timeline already holds."""
+        ...
+
+
+class CommittedEvents(Protocol):
+    """Told about timeline events after their transaction committed, once per event.
+
+    Must return at once and never raise: it is called on the write path (a webhook feed
+    queues them in the background)."""
+
+    def committed(self, events: Sequence[NewTimelineEvent | StoredEvent]) -> None: ...
 
 
 class DigitsResult(Protocol):

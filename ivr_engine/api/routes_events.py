@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ivr_engine.api.appending import APPENDER
 from ivr_engine.api.errors import ApiError
 from ivr_engine.api.keys import CLOCK, STORE
 from ivr_engine.api.schemas import (
@@ -48,7 +49,7 @@ async def post_event(request: web.Request) -> web.Response:
         case_id=body.case_id,
         data=body.data,
     )
-    inserted = await store.append_events([event]) > 0
+    inserted = await request.app[APPENDER].append([event]) > 0
     result: EventResultJson = {
         "inserted": inserted,
         "event_id": body.event_id,

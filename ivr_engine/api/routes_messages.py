@@ -24,13 +24,12 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol, runtime_checkable
+from typing import Final
 
 from aiohttp import web
-from sqlalchemy import select
 
+from ivr_engine.api.appending import APPENDER
 from ivr_engine.api.errors import ApiError
 from ivr_engine.api.keys import CLOCK, STORE
 from ivr_engine.api.schemas import parse_body, parse_query
@@ -47,46 +46,36 @@ from ivr_engine.api.schemas_messages import (
 )
 from ivr_engine.api.serialize import event_json
 from ivr_engine.personalize.ranking import CASE_CLOSED
-from ivr_engine.ports import Identity, NewTimelineEvent, StoredEvent, TimelineStore
-from ivr_engine.timeline.engine import Engines
-from ivr_engine.timeline.schema import timeline_events
-from ivr_engine.timeline.store import SqlTimelineStore, stored_event
+from ivr_engine.ports import (
+    MAX_CASE_EVENTS,
+    CaseEventHead,
+    ConversationPage,
+    ConversationReader,
+    Identity,
+    NewTimelineEvent,
+    StoredEvent,
+    TimelineStore,
+)
 
-MAX_CASE_EVENTS: Final = 10_000  # the newest events of a case that membership/openness read
-_CASE_ID_RE = re.compile(r"^[\x21-\x7e]{1,64}$")  # schemas.CaseId
+__all__ = [  # the case types live in ``ivr_engine.ports``, re-exported here for callers
+    "CONVERSATIONS",
+    "MAX_CASE_EVENTS",
+    "CaseEventHead",
+    "ConversationPage",
+    "ConversationReader",
+    "case_customers",
+    "close_events",
+    "conversation_id_param",
+    "conversation_reader_for",
+    "install",
+    "is_open",
+    "message_event_id",
+    "minted_conversation_id",
+    "replay_conflict",
+    "routes",
+]
+_CASE_ID_RE: Final = re.compile(r"^[\x21-\x7e]{1,64}$")  # schemas.CaseId
 _CONVERSATION_NS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:ivr-engine:conversation")
-
-
-@dataclass(frozen=True, slots=True)
-class CaseEventHead:
-    """Enough of one event of a case to tell whose case it is and whether it is open."""
-
-    seq: int
-    customer_id: str
-    occurred_at: datetime
-    channel: str
-    event_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationPage:
-    events: tuple[StoredEvent, ...]  # oldest first (by seq)
-    next_after: int | None  # pass as ``after_seq`` for the next (newer) page
-
-
-@runtime_checkable
-class ConversationReader(Protocol):
-    """Reads of one case across customers and channels (the ``case_id`` index)."""
-
-    async def conversation(
-        self, case_id: str, *, limit: int, after_seq: int | None
-    ) -> ConversationPage: ...
-
-    async def case_heads(self, case_id: str) -> tuple[CaseEventHead, ...]:
-        """The newest ``MAX_CASE_EVENTS`` events of the case, light; empty: no such case."""
-        ...
-
-    async def find_event(self, event_id: str) -> StoredEvent | None: ...
 
 
 CONVERSATIONS = web.AppKey[ConversationReader]("conversations")
@@ -126,7 +115,7 @@ async def post_message(request: web.Request) -> web.Response:
         case_id=conversation_id,
         data=message_data(body),
     )
-    if await store.append_events([event]) == 0:  # a concurrent twin got there first
+    if await request.app[APPENDER].append([event]) == 0:  # a concurrent twin was first
         twin = await reader.find_event(event_id)
         if twin is None:
             raise RuntimeError(f"event {event_id!r} neither inserted nor stored")
@@ -170,7 +159,7 @@ async def close_conversation(request: web.Request) -> web.Response:
     body = await parse_body(request, CloseIn) if request.body_exists else CloseIn()
     heads = await _existing_case(request.app[CONVERSATIONS], case_id)
     events = close_events(case_id, heads, request.app[CLOCK](), body)
-    inserted = bool(events) and await request.app[STORE].append_events(events) > 0
+    inserted = bool(events) and await request.app[APPENDER].append(events) > 0
     result: CloseResultJson = {
         "conversation_id": case_id,
         "closed": True,
@@ -371,53 +360,11 @@ def _no_conversation() -> ApiError:
     return ApiError(404, "conversation_not_found", "conversation not found")
 
 
-# --------------------------------------------------------------------------- SQL reader
+# --------------------------------------------------------------------------- wiring
 
 
 def conversation_reader_for(store: TimelineStore) -> ConversationReader:
-    """The store itself once it reads cases; until then the SQL reader on its engines."""
+    """The store itself: ``SqlTimelineStore`` reads cases (``ivr_engine.ports``)."""
     if isinstance(store, ConversationReader):
         return store
-    if isinstance(store, SqlTimelineStore):
-        return SqlConversationReader(store._db)
     raise TypeError(f"{type(store).__name__} cannot read conversations")
-
-
-class SqlConversationReader:
-    """``ConversationReader`` on the store's engines (temporary home: these three reads
-    belong on ``SqlTimelineStore``, the only SQL; they move there unchanged)."""
-
-    def __init__(self, engines: Engines) -> None:
-        self._db = engines
-
-    async def conversation(
-        self, case_id: str, *, limit: int, after_seq: int | None
-    ) -> ConversationPage:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        t = timeline_events.c
-        query = select(timeline_events).where(t.case_id == case_id).order_by(t.seq)
-        if after_seq is not None:
-            query = query.where(t.seq > after_seq)
-        async with self._db.reading() as conn:
-            rows = (await conn.execute(query.limit(limit + 1))).all()
-        page = tuple(stored_event(row._mapping) for row in rows[:limit])
-        return ConversationPage(page, page[-1].seq if len(rows) > limit else None)
-
-    async def case_heads(self, case_id: str) -> tuple[CaseEventHead, ...]:
-        t = timeline_events.c
-        query = (
-            select(t.seq, t.customer_id, t.occurred_at, t.channel, t.event_type)
-            .where(t.case_id == case_id)
-            .order_by(t.seq.desc())
-            .limit(MAX_CASE_EVENTS)
-        )
-        async with self._db.reading() as conn:
-            rows = (await conn.execute(query)).all()
-        return tuple(CaseEventHead(*row) for row in rows)
-
-    async def find_event(self, event_id: str) -> StoredEvent | None:
-        query = select(timeline_events).where(timeline_events.c.event_id == event_id)
-        async with self._db.reading() as conn:
-            row = (await conn.execute(query)).first()
-        return None if row is None else stored_event(row._mapping)

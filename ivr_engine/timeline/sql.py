@@ -11,12 +11,12 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import RowMapping, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ivr_engine.domain.models import KnownField
-from ivr_engine.ports import Customer, Identity, NewTimelineEvent
+from ivr_engine.ports import MAX_CASE_EVENTS, Customer, Identity, NewTimelineEvent
 from ivr_engine.timeline.errors import CustomerNotFound
 from ivr_engine.timeline.schema import customers, identities, known_fields, timeline_events
 
@@ -102,8 +102,10 @@ async def insert_events(
     events: Iterable[NewTimelineEvent],
     owners: Mapping[str, str],
     now: datetime,
-) -> int:
-    """Insert events for ``owners[event.customer_id]``; known event ids are skipped."""
+) -> list[RowMapping]:
+    """Insert events for ``owners[event.customer_id]``; known event ids are skipped.
+
+    Returns the rows inserted (``RETURNING`` yields only those, on both dialects)."""
     unique: dict[str, NewTimelineEvent] = {}
     for e in events:
         unique.setdefault(e.event_id, e)
@@ -122,13 +124,13 @@ async def insert_events(
         for _, e in sorted(unique.items())
     ]
     if not rows:
-        return 0
+        return []
     stmt = (
         dialect_insert(dialect, timeline_events)
         .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(timeline_events.c.seq)
+        .returning(*timeline_events.c)
     )
-    return len((await conn.execute(stmt, rows)).all())
+    return [row._mapping for row in (await conn.execute(stmt, rows)).all()]
 
 
 async def owners_of(
@@ -228,3 +230,40 @@ def _customer(
         updated_at=row.updated_at,
         merged_into=row.merged_into,
     )
+
+
+# ---------------------------------------------------------------------- events by id and case
+
+
+async def events_by_id(conn: AsyncConnection, event_ids: Collection[str]) -> list[RowMapping]:
+    query = select(timeline_events).where(timeline_events.c.event_id.in_(list(event_ids)))
+    return [row._mapping for row in await conn.execute(query)]
+
+
+async def known_event_ids(conn: AsyncConnection, event_ids: Collection[str]) -> set[str]:
+    t = timeline_events.c
+    query = select(t.event_id).where(t.event_id.in_(list(event_ids)))
+    return set((await conn.execute(query)).scalars())
+
+
+async def case_page(
+    conn: AsyncConnection, case_id: str, limit: int, after_seq: int | None
+) -> list[RowMapping]:
+    """Up to ``limit`` events of the case after ``after_seq``, oldest first."""
+    t = timeline_events.c
+    query = select(timeline_events).where(t.case_id == case_id).order_by(t.seq)
+    if after_seq is not None:
+        query = query.where(t.seq > after_seq)
+    return [row._mapping for row in await conn.execute(query.limit(limit))]
+
+
+async def case_heads(conn: AsyncConnection, case_id: str) -> list[tuple[Any, ...]]:
+    """(seq, customer_id, occurred_at, channel, event_type) of the newest events of a case."""
+    t = timeline_events.c
+    query = (
+        select(t.seq, t.customer_id, t.occurred_at, t.channel, t.event_type)
+        .where(t.case_id == case_id)
+        .order_by(t.seq.desc())
+        .limit(MAX_CASE_EVENTS)
+    )
+    return [tuple(row) for row in await conn.execute(query)]

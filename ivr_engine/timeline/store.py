@@ -16,7 +16,15 @@ from sqlalchemy import delete, exists, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ivr_engine.domain.models import KnownField
-from ivr_engine.ports import Customer, Identity, NewTimelineEvent, StoredEvent, TimelinePage
+from ivr_engine.ports import (
+    CaseEventHead,
+    ConversationPage,
+    Customer,
+    Identity,
+    NewTimelineEvent,
+    StoredEvent,
+    TimelinePage,
+)
 from ivr_engine.timeline import sql
 from ivr_engine.timeline.engine import create_engines
 from ivr_engine.timeline.errors import CustomerNotFound, MergeRejected
@@ -32,7 +40,8 @@ def _now() -> datetime:
 
 
 class SqlTimelineStore:
-    """Customers, identities, the event timeline and known fields (``TimelineStore``)."""
+    """Customers, identities, the event timeline and known fields (``TimelineStore``); also
+    ``ConversationReader``, ``EventAppender`` and ``KnownEventIds`` (``ivr_engine.ports``)."""
 
     def __init__(self, database_url: str, *, pool_size: int = 4) -> None:
         url = parse_database_url(database_url)
@@ -177,11 +186,48 @@ class SqlTimelineStore:
 
     async def append_events(self, events: Sequence[NewTimelineEvent]) -> int:
         """Insert events, skipping stored ``event_id``s (also under concurrency)."""
+        return len(await self.append_new_events(events))
+
+    async def append_new_events(
+        self, events: Sequence[NewTimelineEvent]
+    ) -> tuple[StoredEvent, ...]:
+        """``append_events``, returning the rows this call inserted (after the commit)."""
         if not events:
-            return 0
+            return ()
         async with self._db.writing() as conn:
             owners = await sql.survivors(conn, {e.customer_id for e in events})
-            return await sql.insert_events(conn, self._dialect, events, owners, _now())
+            rows = await sql.insert_events(conn, self._dialect, events, owners, _now())
+        return tuple(stored_event(row) for row in rows)
+
+    async def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        async with self._db.reading() as conn:
+            return await sql.known_event_ids(conn, event_ids)
+
+    # ------------------------------------------------------------------ cases (conversations)
+
+    async def conversation(
+        self, case_id: str, *, limit: int, after_seq: int | None
+    ) -> ConversationPage:
+        """Events of one case across customers and channels, oldest first (by ``seq``)."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        async with self._db.reading() as conn:
+            rows = await sql.case_page(conn, case_id, limit + 1, after_seq)
+        page = tuple(stored_event(row) for row in rows[:limit])
+        return ConversationPage(page, page[-1].seq if len(rows) > limit else None)
+
+    async def case_heads(self, case_id: str) -> tuple[CaseEventHead, ...]:
+        """The newest ``MAX_CASE_EVENTS`` events of the case, light; empty: no such case."""
+        async with self._db.reading() as conn:
+            rows = await sql.case_heads(conn, case_id)
+        return tuple(CaseEventHead(*row) for row in rows)
+
+    async def find_event(self, event_id: str) -> StoredEvent | None:
+        async with self._db.reading() as conn:
+            rows = await sql.events_by_id(conn, [event_id])
+        return stored_event(rows[0]) if rows else None
 
     async def save_known_fields(self, customer_id: str, fields: Sequence[KnownField]) -> None:
         if not fields:
