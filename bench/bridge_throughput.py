@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -42,6 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncpg
+import redis.asyncio
 
 from crm_bridge.bus import DEFAULT_PREFIX
 from crm_bridge.calls import Bridge, BridgeSettings, NormalisedEvent
@@ -75,6 +77,8 @@ class Row:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    cpu_s: float  # bridge processes (reader + consumer), all threads
+    redis_cpu_s: float  # the Redis server, from INFO cpu
 
 
 # --- the child: a fake Asterisk that sends the workload ------------------------------------
@@ -173,8 +177,23 @@ async def seed(url: str, callers: int) -> None:
         await timeline.close()
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_cpu_s(url: str) -> float:
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        info = await client.info("cpu")
+    finally:
+        await client.aclose()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 @contextlib.asynccontextmanager
-async def reader_process(settings: BridgeSettings) -> AsyncIterator[None]:
+async def reader_process(settings: BridgeSettings) -> AsyncIterator[list[float]]:
     """The reader role in its own OS process (``python -m crm_bridge.calls``)."""
     assert settings.ami_url is not None and settings.bus_url is not None
     proc = await asyncio.create_subprocess_exec(
@@ -183,9 +202,12 @@ async def reader_process(settings: BridgeSettings) -> AsyncIterator[None]:
         "--outbox", str(settings.outbox_path), "--outbox-sync", settings.outbox_sync,
         "--stream", settings.stream, "--log-level", "WARNING", cwd=REPO,
     )  # fmt: skip
+    cpu = [0.0]  # filled in just before the process is stopped
     try:
-        yield
+        yield cpu
     finally:
+        with contextlib.suppress(OSError, ValueError):
+            cpu[0] = process_cpu_s(proc.pid)
         proc.terminate()
         await proc.wait()
 
@@ -214,13 +236,17 @@ async def one_run(args: argparse.Namespace, run: Run, tmp: Path) -> Row:
                 outbox_sync=run.sync, consumer_name="bench",
                 roles=frozenset({"consumer"} if run.split else {"reader", "consumer"}),
             )  # fmt: skip
-            reader = reader_process(settings) if run.split else contextlib.nullcontext()
+            reader = reader_process(settings) if run.split else contextlib.nullcontext([0.0])
+            redis_before, cpu_before = await redis_cpu_s(args.redis_url), time.process_time()
             try:
-                async with Bridge(settings, on_committed=committed), reader:
+                async with Bridge(settings, on_committed=committed), reader as reader_cpu:
                     assert proc.stdout is not None
                     async with asyncio.timeout(args.timeout_s):
                         await done.wait()
                         sent = json.loads(await proc.stdout.readline())
+                    cpu_s = time.process_time() - cpu_before
+                    redis_s = await redis_cpu_s(args.redis_url) - redis_before
+                cpu_s += reader_cpu[0]
             finally:
                 await delete_prefix(f"{DEFAULT_PREFIX}{{{stream}}}")
     elapsed = last_commit - sent["first"]
@@ -228,23 +254,29 @@ async def one_run(args: argparse.Namespace, run: Run, tmp: Path) -> Row:
     return Row(
         run=run, calls=args.calls, events=len(ms), per_s=len(ms) / elapsed,
         ami_per_s=sent["sent"] / elapsed, p50_ms=statistics.median(ms),
-        p99_ms=ms[int(len(ms) * 0.99) - 1], max_ms=ms[-1],
+        p99_ms=ms[int(len(ms) * 0.99) - 1], max_ms=ms[-1], cpu_s=cpu_s, redis_cpu_s=redis_s,
     )  # fmt: skip
 
 
 def table(rows: list[Row]) -> str:
     lines = [
         "| processes | timeline | outbox sync | offered AMI ev/s | calls | timeline events | "
-        "timeline ev/s | AMI ev/s | lag p50 ms | lag p99 ms | lag max ms |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "timeline ev/s | AMI ev/s | lag p50 ms | lag p99 ms | lag max ms | "
+        "bridge CPU µs / AMI ev | timeline ev / bridge CPU-s | AMI ev / bridge CPU-s | "
+        "Redis server CPU µs / AMI ev |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: | ---: |",
     ]
     for r in rows:
         offered = "max" if r.run.rate == 0 else f"{r.run.rate:,}"
         procs = "reader + consumer" if r.run.split else "one"
+        ami = r.calls * AMI_PER_CALL
         lines.append(
             f"| {procs} | {r.run.database} | {r.run.sync} | {offered} | {r.calls:,} | "
             f"{r.events:,} | {r.per_s:,.0f} | {r.ami_per_s:,.0f} | {r.p50_ms:.0f} | "
-            f"{r.p99_ms:.0f} | {r.max_ms:.0f} |"
+            f"{r.p99_ms:.0f} | {r.max_ms:.0f} | {r.cpu_s / ami * 1e6:.0f} | "
+            f"{r.events / r.cpu_s:,.0f} | {ami / r.cpu_s:,.0f} | "
+            f"{r.redis_cpu_s / ami * 1e6:.0f} |"
         )
     return "\n".join(lines)
 

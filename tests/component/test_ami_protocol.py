@@ -1,8 +1,7 @@
-"""The AMI wire format (pure functions), bounded framing over a StreamReader, and back-off."""
+"""The AMI wire format (pure functions), bounded framing of received bytes, and back-off."""
 
 from __future__ import annotations
 
-import asyncio
 import string
 
 import pytest
@@ -21,7 +20,7 @@ from ivr_engine.telephony.ami import (
     parse_message,
 )
 from ivr_engine.telephony.ami.backoff import make_backoff
-from ivr_engine.telephony.ami.connection import read_message
+from ivr_engine.telephony.ami.framing import AmiFramer
 from ivr_engine.telephony.ami.protocol import (
     MAX_ACTION_HEADERS,
     build_message,
@@ -195,43 +194,104 @@ def test_parsing_arbitrary_bytes_raises_only_protocol_errors(raw: bytes) -> None
             assert key and "\n" not in key + value
 
 
-# --- bounded framing over a stream --------------------------------------------------------
+# --- bounded framing of received bytes ---------------------------------------------------
 
 
-def _reader(data: bytes, *, eof: bool = True, limit: int = 1024) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=limit)
-    reader.feed_data(data)
-    if eof:
-        reader.feed_eof()
-    return reader
+def _framer(limits: AmiLimits = AmiLimits()) -> AmiFramer:  # noqa: B008 - frozen, shared
+    return AmiFramer(
+        max_line_bytes=limits.max_line_bytes, max_message_bytes=limits.max_message_bytes
+    )
 
 
-async def test_read_message_skips_blank_lines_and_accepts_bare_lf() -> None:
-    reader = _reader(b"\r\n\r\nEvent: A\r\nX: 1\r\n\r\nEvent: B\nY: 2\n\n")
-    limits = AmiLimits()
-    assert await read_message(reader, limits) == [("Event", "A"), ("X", "1")]
-    assert await read_message(reader, limits) == [("Event", "B"), ("Y", "2")]
-    with pytest.raises(AmiConnectionLost, match="by the peer"):
-        await read_message(reader, limits)
+def test_framing_skips_blank_lines_and_accepts_bare_lf() -> None:
+    framer = _framer()
+    data = b"\r\n\r\nEvent: A\r\nX: 1\r\n\r\nEvent: B\nY: 2\n\n"
+    assert framer.feed(data) == [[("Event", "A"), ("X", "1")], [("Event", "B"), ("Y", "2")]]
+    assert "by the peer" in str(framer.eof_error())
 
 
-async def test_read_message_eof_inside_a_message() -> None:
-    with pytest.raises(AmiConnectionLost, match="middle of a message"):
-        await read_message(_reader(b"Event: A\r\nX: 1\r\n"), AmiLimits())
-    with pytest.raises(AmiConnectionLost, match="middle of a message"):
-        await read_message(_reader(b"Event: A\r\nX: partial"), AmiLimits())
+def test_framing_eof_inside_a_message() -> None:
+    for data in (b"Event: A\r\nX: 1\r\n", b"Event: A\r\nX: partial"):
+        framer = _framer()
+        assert framer.feed(data) == []
+        error = framer.eof_error()
+        assert isinstance(error, AmiConnectionLost)
+        assert "middle of a message" in str(error)
 
 
-async def test_read_message_limits() -> None:
-    long_line = _reader(b"Event: A\r\nX: " + b"y" * 5000 + b"\r\n\r\n", limit=1024)
+def test_framing_keeps_a_character_split_across_reads() -> None:
+    framer = _framer()
+    data = "Event: A\r\nCallerIDName: Jos\u00e9\r\n\r\n".encode()
+    cut = data.index(b"\xc3") + 1
+    assert framer.feed(data[:cut]) == []
+    assert framer.feed(data[cut:]) == [[("Event", "A"), ("CallerIDName", "Jos\u00e9")]]
+
+
+def test_framing_limits() -> None:
+    limits = AmiLimits(max_line_bytes=1024)
     with pytest.raises(AmiProtocolError, match="longer than 1024"):
-        await read_message(long_line, AmiLimits(max_line_bytes=1024))
+        _framer(limits).feed(b"Event: A\r\nX: " + b"y" * 5000 + b"\r\n\r\n")
+    unfinished = _framer(limits)  # a line that never ends is refused before it grows further
+    unfinished.feed(b"Event: A\r\nX: " + b"y" * 600)
+    with pytest.raises(AmiProtocolError, match="longer than 1024"):
+        unfinished.feed(b"y" * 600)
     big = b"Event: A\r\n" + b"X: 123456789\r\n" * 100 + b"\r\n"
     with pytest.raises(AmiProtocolError, match="larger than 500"):
-        await read_message(_reader(big), AmiLimits(max_message_bytes=500))
-    garbage = _reader(b"Event: A\r\n\xff\xfe\x00garbage\r\n\r\n")
+        _framer(AmiLimits(max_message_bytes=500)).feed(big)
     with pytest.raises(AmiProtocolError, match="not 'Key: Value'"):
-        await read_message(garbage, AmiLimits())
+        _framer().feed(b"Event: A\r\n\xff\xfe\x00garbage\r\n\r\n")
+
+
+def _line_by_line(data: bytes) -> list[list[tuple[str, str]]]:
+    """The reference framing: one line at a time, as a line reader would."""
+    messages, headers = [], []
+    for raw in data.split(b"\n")[:-1]:
+        line = decode_line(raw)
+        if line:
+            headers.append(parse_header_line(line))
+        elif headers:
+            messages.append(headers)
+            headers = []
+    return messages
+
+
+_stream_lines = st.lists(
+    st.one_of(
+        st.just(""),
+        st.tuples(_keys, _values).map(lambda kv: f"{kv[0]}: {kv[1]}"),
+    ),
+    max_size=40,
+)
+
+
+@given(_stream_lines, st.sampled_from(["\r\n", "\n"]), st.lists(st.integers(0, 400)))
+def test_framing_does_not_depend_on_how_the_bytes_arrive(
+    lines: list[str], ending: str, cuts: list[int]
+) -> None:
+    data = "".join(line + ending for line in lines).encode()
+    framer = _framer()
+    framed: list[list[tuple[str, str]]] = []
+    start = 0
+    for cut in sorted(c for c in cuts if c < len(data)):
+        framed += framer.feed(data[start:cut])
+        start = cut
+    framed += framer.feed(data[start:])
+    assert framed == _line_by_line(data)
+
+
+@given(st.lists(st.text(st.characters(exclude_characters="\n"), max_size=30), max_size=12))
+def test_framing_parses_odd_lines_like_the_line_parser(lines: list[str]) -> None:
+    """Keys with spaces or tabs around them, empty keys, no colon: same answer or same error."""
+    data = "".join(line + "\r\n" for line in lines).encode("utf-8", "surrogatepass")
+    try:
+        expected: object = _line_by_line(data)
+    except AmiProtocolError:
+        expected = AmiProtocolError
+    try:
+        got: object = _framer().feed(data)
+    except AmiProtocolError:
+        got = AmiProtocolError
+    assert got == expected
 
 
 # --- back-off -----------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """One AMI connection: banner, bounded framed reads, ActionID correlation, keep-alive pings.
 
 ``AmiConnection.serve()`` reads messages until the connection fails and raises why
-(``AmiConnectionLost``, ``AmiProtocolError``); it never returns. Every read is bounded:
-a line longer than ``max_line_bytes`` or a message larger than ``max_message_bytes`` is a
-protocol error (the client then reconnects), so a hostile or broken peer costs at most
-about ``max_message_bytes`` of memory. Responses go to the action with the same ``ActionID``;
+(``AmiConnectionLost``, ``AmiProtocolError``); it never returns. It reads chunks of up to
+``read_chunk_bytes`` and frames them with ``AmiFramer`` (framing.py): a line longer than
+``max_line_bytes`` or a message larger than ``max_message_bytes`` is a protocol error (the
+client then reconnects), so a hostile or broken peer costs at most about one chunk plus
+``max_message_bytes`` of memory. Responses go to the action with the same ``ActionID``;
 after an ``EventList: start`` response, events with that ActionID are collected for the
 action up to ``EventList: Complete``; every other event goes to ``on_event``, in order.
 Reconnecting is not done here: see ``client.py``.
@@ -26,16 +27,15 @@ from ivr_engine.telephony.ami.errors import (
     AmiPingTimeout,
     AmiProtocolError,
 )
+from ivr_engine.telephony.ami.framing import AmiFramer
 from ivr_engine.telephony.ami.protocol import (
     AmiEvent,
     AmiResponse,
-    Header,
     HeaderValue,
     build_message,
     decode_line,
     format_action,
     parse_banner,
-    parse_header_line,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class AmiLimits:
     max_line_bytes: int = 64 * 1024
     max_message_bytes: int = 4 * 1024 * 1024  # a big `Command` output is one message
     max_list_events: int = 50_000  # events of one EventList action (CoreShowChannels ...)
+    read_chunk_bytes: int = 64 * 1024  # one socket read; framed into messages by AmiFramer
 
 
 DEFAULT_LIMITS = AmiLimits()
@@ -76,30 +77,6 @@ class _Pending:
     list_done: asyncio.Future[AmiEvent] | None  # only for list actions
     events: list[AmiEvent] = field(default_factory=list)
     in_list: bool = False  # EventList: start seen
-
-
-async def read_message(reader: asyncio.StreamReader, limits: AmiLimits) -> list[Header]:
-    """The header lines of the next message (blank lines between messages are skipped)."""
-    headers: list[Header] = []
-    size = 0
-    while True:
-        try:
-            raw = await reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError:
-            raise AmiProtocolError(f"AMI line longer than {limits.max_line_bytes} bytes") from None
-        except asyncio.IncompleteReadError as exc:
-            where = "in the middle of a message" if headers or exc.partial else "by the peer"
-            raise AmiConnectionLost(f"AMI connection closed {where}") from None
-        size += len(raw)
-        if size > limits.max_message_bytes:
-            raise AmiProtocolError(f"AMI message larger than {limits.max_message_bytes} bytes")
-        line = decode_line(raw)
-        if line:
-            headers.append(parse_header_line(line))
-        elif headers:
-            return headers
-        else:
-            size = 0
 
 
 async def _read_banner(reader: asyncio.StreamReader) -> str:
@@ -163,14 +140,21 @@ class AmiConnection:
 
     async def serve(self) -> NoReturn:
         """Read and dispatch until the connection fails; raises the reason."""
+        limits = self._limits
+        framer = AmiFramer(
+            max_line_bytes=limits.max_line_bytes, max_message_bytes=limits.max_message_bytes
+        )
         try:
             while True:
-                headers = await read_message(self._reader, self._limits)
-                message = build_message(headers)
-                if message is None:  # not rate-limited: debug only
-                    log.debug("AMI message neither response nor event, ignored: %r", headers[0])
-                    continue
-                self._dispatch(message)
+                data = await self._reader.read(limits.read_chunk_bytes)
+                if not data:
+                    raise framer.eof_error()
+                for headers in framer.feed(data):
+                    message = build_message(headers)
+                    if message is None:  # not rate-limited: debug only
+                        log.debug("AMI message neither response nor event, ignored: %r", headers[0])
+                        continue
+                    self._dispatch(message)
         except AmiError as exc:
             self.shutdown(exc)
             raise

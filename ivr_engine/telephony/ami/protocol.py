@@ -79,11 +79,12 @@ class AmiMessage:
     )
 
     def __post_init__(self) -> None:
-        index: dict[str, list[str]] = {}
+        index: dict[str, tuple[str, ...]] = {}
         for key, value in self.headers:
-            index.setdefault(key.lower(), []).append(value)
-        frozen = MappingProxyType({key: tuple(values) for key, values in index.items()})
-        object.__setattr__(self, "_index", frozen)
+            lower = key.lower()
+            seen = index.get(lower)
+            index[lower] = (value,) if seen is None else (*seen, value)
+        object.__setattr__(self, "_index", MappingProxyType(index))
 
     @overload
     def get(self, key: str) -> str | None: ...
