@@ -14,7 +14,6 @@ from pathlib import Path
 from aiohttp import web
 
 from ivr_engine.api.app import create_api_app
-from ivr_engine.contact_center.agents_api import agents_routes
 from ivr_engine.contact_center.metrics import CountingSink, load_routes
 from ivr_engine.contact_center.reroute import REROUTE_SCRIPT, reroute_handler
 from ivr_engine.contact_center.wiring import ContactCenter
@@ -163,7 +162,7 @@ class Engine:
         if self.contact_center is not None:
             app.add_subapp("/desktop", self.contact_center.desktop_app(self.settings))
             center = self.contact_center
-            app.add_routes(agents_routes(center.profiles, center.agents, utc_now))
+            app.add_routes(center.agents_routes(self.settings, utc_now))
             if self.contact_center.load is not None:
                 app.add_routes(
                     load_routes(self.contact_center.load, self.contact_center.agents, utc_now)

@@ -12,11 +12,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from ivr_engine.domain.errors import ConfigError
 
 ENV_PREFIX = "IVR_ENGINE_"
+MIN_ADMIN_TOKEN = 32
 
 
 class Settings(BaseModel):
@@ -64,6 +65,25 @@ class Settings(BaseModel):
     )
     desktop_allowed_origins: list[str] = Field(default_factory=list)
     desktop_secure_cookie: bool = True
+    # Agent management over HTTP (issue #3): POST/PUT/PATCH/DELETE /v1/agents need
+    # "Authorization: Bearer <admin_token>"; None: those endpoints answer 403.
+    admin_token: SecretStr | None = Field(
+        None, description="random, >= 32 characters (e.g. openssl rand -hex 32); None: off"
+    )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        if len(text) < MIN_ADMIN_TOKEN or len(text) > 512:
+            raise ValueError(
+                f"must be {MIN_ADMIN_TOKEN} to 512 characters (make one: openssl rand -hex 32)"
+            )
+        if not all(33 <= ord(char) <= 126 for char in text):
+            raise ValueError("printable ASCII only, no spaces (make one: openssl rand -hex 32)")
+        return value
 
     @field_validator("ami_url")
     @classmethod

@@ -1,58 +1,212 @@
-"""``GET /v1/agents``: the roster with each agent's live state (supervisors, dashboards).
+"""``/v1/agents``: the live roster with each agent's live state, and agent management.
 
-Read-only: profiles come from ``agents.yaml`` (``ivr-engine agents import`` builds it from a
-CSV); states change through the desktop and Asterisk. Passwords never leave the server.
+Reads are open like the rest of ``/v1`` (keep the port private). Writes need the admin
+token (``admin_auth``): ``POST /v1/agents`` (409 if the id exists), ``PUT`` (the whole
+profile; credentials kept unless given), ``PATCH`` (the fields given), ``DELETE``. A write
+goes to the shared roster table and is applied to this process at once (other engine
+processes within ``ROSTER_POLL_S``). Passwords are stored as scrypt hashes only and no
+credential ever leaves the server. Errors: 400 shape, 401/403 auth, 404, 409, 413, 415,
+422 roster rules (unknown skill, no way to log in), 503 database down.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from ivr_engine.agents import AgentStateStore
 from ivr_engine.agents.errors import AgentStateError
-from ivr_engine.routing import Agent
+from ivr_engine.agents.model import AgentSnapshot
+from ivr_engine.api.errors import ApiError, bad_request
+from ivr_engine.api.schemas import parse_body
+from ivr_engine.contact_center.admin_auth import admin_refusal
+from ivr_engine.contact_center.agent_bodies import (
+    AgentPatchBody,
+    AgentProfileBody,
+    AgentRuleError,
+    NewAgentBody,
+    patched_fields,
+    record_from_fields,
+)
+from ivr_engine.contact_center.agent_record import AgentRecord
+from ivr_engine.contact_center.live_roster import LiveRoster
+from ivr_engine.contact_center.roster_store import AgentExists, AgentMissing, TokenTaken
+from ivr_engine.desktop.directory import AGENT_ID_PATTERN
+from ivr_engine.desktop.passwords import hash_password
+from ivr_engine.domain.errors import TimelineUnavailable
+
+log = logging.getLogger(__name__)
+_AGENT_ID = re.compile(AGENT_ID_PATTERN)
+_PROFILE_KEYS = ("name", "sip_endpoint", "skills", "languages", "team", "max_concurrent")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 
 
 def agents_routes(
-    profiles: list[Agent],
+    roster: LiveRoster,
     agents: AgentStateStore,
     clock: Callable[[], datetime],
     *,
+    admin_token: str | None = None,
     store_timeout_s: float = 0.5,
 ) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
-    @routes.get("/v1/agents")
-    async def list_agents(_request: web.Request) -> web.Response:
+    async def live_states() -> tuple[dict[str, AgentSnapshot], bool]:
         try:
             async with asyncio.timeout(store_timeout_s):
-                live = await agents.snapshot(now=clock())
-            available = True
+                return dict(await agents.snapshot(now=clock())), True
         except (TimeoutError, AgentStateError):
-            live, available = {}, False
-        rows: list[dict[str, Any]] = []
-        for agent in sorted(profiles, key=lambda a: a.agent_id):
-            snap = live.get(agent.agent_id)
-            rows.append(
-                {
-                    "agent_id": agent.agent_id,
-                    "name": agent.name,
-                    "endpoint": agent.endpoint,
-                    "team": agent.team,
-                    "skills": dict(agent.skills),
-                    "languages": sorted(agent.languages),
-                    "max_concurrent": agent.max_concurrent,
-                    "state": snap.state.value if snap is not None else None,
-                    "since": snap.since.isoformat() if snap is not None else None,
-                    "interactions": list(snap.interactions) if snap is not None else [],
-                }
-            )
+            return {}, False
+
+    def admin(handler: Handler) -> Handler:
+        async def checked(request: web.Request) -> web.StreamResponse:
+            refusal = admin_refusal(request, admin_token)
+            return refusal if refusal is not None else await handler(request)
+
+        return checked
+
+    @routes.get("/v1/agents")
+    async def list_agents(_request: web.Request) -> web.Response:
+        live, available = await live_states()
+        rows = [agent_json(record, live.get(record.agent_id)) for record in roster.records()]
         body = {"agents": rows, "agent_state_available": available}
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
+    @routes.get("/v1/agents/{agent_id}")
+    async def get_agent(request: web.Request) -> web.Response:
+        record = roster.get(agent_id_param(request))
+        if record is None:
+            raise ApiError(404, "agent_not_found", "agent not found")
+        live, _ = await live_states()
+        return _json(agent_json(record, live.get(record.agent_id)))
+
+    @routes.post("/v1/agents")
+    @admin
+    async def create_agent(request: web.Request) -> web.Response:
+        body = await parse_body(request, NewAgentBody)
+        fields = _fields(body)
+        password = await _hash(body.password)
+        record = _checked(
+            lambda: record_from_fields(body.agent_id, fields, password, None, roster.known_skills)
+        )
+        await _write(roster, roster.store.create(record))
+        location = f"/v1/agents/{record.agent_id}"
+        return _json(agent_json(record, None), status=201, headers={"Location": location})
+
+    @routes.put("/v1/agents/{agent_id}")
+    @admin
+    async def replace_agent(request: web.Request) -> web.Response:
+        agent_id = agent_id_param(request)
+        body = await parse_body(request, AgentProfileBody)
+        if body.agent_id is not None and body.agent_id != agent_id:
+            raise ApiError(400, "validation_error", "agent_id: differs from the path's agent id")
+        fields = _fields(body)
+        return await _update(roster, agent_id, fields, await _hash(body.password))
+
+    @routes.patch("/v1/agents/{agent_id}")
+    @admin
+    async def patch_agent(request: web.Request) -> web.Response:
+        agent_id = agent_id_param(request)
+        body = await parse_body(request, AgentPatchBody)
+        try:
+            fields = patched_fields(body)
+        except AgentRuleError as exc:
+            raise bad_request(exc.field, exc.message) from None
+        return await _update(roster, agent_id, fields, await _hash(body.password))
+
+    @routes.delete("/v1/agents/{agent_id}")
+    @admin
+    async def delete_agent(request: web.Request) -> web.Response:
+        await _write(roster, roster.store.delete(agent_id_param(request)))
+        return web.Response(status=204)
+
     return routes
+
+
+def agent_json(record: AgentRecord, snap: AgentSnapshot | None) -> dict[str, Any]:
+    return {
+        **record.public_json(),
+        "state": snap.state.value if snap is not None else None,
+        "since": snap.since.isoformat() if snap is not None else None,
+        "interactions": list(snap.interactions) if snap is not None else [],
+    }
+
+
+def agent_id_param(request: web.Request) -> str:
+    """The agent id in the path; a malformed one cannot exist, so it is a 404."""
+    value = request.match_info["agent_id"]
+    if not _AGENT_ID.fullmatch(value):
+        raise ApiError(404, "agent_not_found", "agent not found")
+    return value
+
+
+def _fields(body: AgentProfileBody) -> dict[str, object]:
+    """The whole profile (defaults for what is left out), and the credentials only when
+    the body names them (``null`` clears one)."""
+    given = {key: getattr(body, key) for key in ("password", "token_sha256")}
+    profile = {key: getattr(body, key) for key in _PROFILE_KEYS}
+    return {**profile, **{key: v for key, v in given.items() if key in body.model_fields_set}}
+
+
+async def _hash(password: str | None) -> str | None:
+    if password is None:
+        return None
+    hashed = await asyncio.to_thread(hash_password, password)  # scrypt: off the loop
+    return hashed.encode()
+
+
+def _checked(step: Callable[[], T]) -> T:
+    try:
+        return step()
+    except AgentRuleError as exc:
+        raise _rule_error(exc) from None
+
+
+def _rule_error(exc: AgentRuleError) -> ApiError:
+    detail = {"loc": exc.field, "msg": exc.message, "type": "roster_rule"}
+    return ApiError(422, "roster_rule", str(exc), details=[detail])
+
+
+async def _update(
+    roster: LiveRoster, agent_id: str, fields: dict[str, object], password: str | None
+) -> web.Response:
+    def change(base: AgentRecord) -> AgentRecord:
+        return record_from_fields(agent_id, fields, password, base, roster.known_skills)
+
+    try:
+        record = await _write(roster, roster.store.update(agent_id, change))
+    except AgentRuleError as exc:
+        raise _rule_error(exc) from None
+    return _json(agent_json(record, None))
+
+
+async def _write(roster: LiveRoster, step: Awaitable[T]) -> T:
+    """Run one roster write, then apply the roster here (other processes poll for it)."""
+    try:
+        result = await step
+    except AgentExists as exc:
+        raise ApiError(409, "agent_exists", str(exc)) from None
+    except AgentMissing:
+        raise ApiError(404, "agent_not_found", "agent not found") from None
+    except TokenTaken as exc:
+        raise ApiError(409, "token_taken", str(exc)) from None
+    try:
+        await roster.refresh()
+    except TimelineUnavailable as exc:  # written: the poll will apply it
+        log.warning("agent roster written but not reloaded yet: %s", exc)
+    return result
+
+
+def _json(
+    body: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        body, status=status, headers={"Cache-Control": "no-store", **(headers or {})}
+    )

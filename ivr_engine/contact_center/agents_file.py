@@ -59,7 +59,7 @@ def parse_agent_profiles(path: Path, text: str, config: RoutingConfig | None = N
         for p in model.agents
     ]
     if config is not None:
-        known = _known_skills(config)
+        known = known_skills(config)
         for index, agent in enumerate(agents):
             unknown = sorted(set(agent.skills) - known)
             if unknown and known:
@@ -70,7 +70,8 @@ def parse_agent_profiles(path: Path, text: str, config: RoutingConfig | None = N
     return agents
 
 
-def _known_skills(config: RoutingConfig) -> set[str]:
+def known_skills(config: RoutingConfig) -> set[str]:
+    """Every skill some intent of the routing config requires."""
     return {need.skill for rule in config.intents.values() for need in rule.skills}
 
 

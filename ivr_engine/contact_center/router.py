@@ -1,8 +1,10 @@
 """``AgentRouter``: the I/O shell around the pure routing policy.
 
-Per call: live agent states (one snapshot) + the customer's last agent (timeline) → pure
-``route_call`` → reserve the best candidate that is still free (one atomic step, so two
-calls never get the same agent) → mark it ringing → screen pop in the background.
+Per call: the roster as it is now (``roster`` may be a callable: the live roster, edited
+over the HTTP API without a restart) + live agent states (one snapshot) + the customer's
+last agent (timeline) → pure ``route_call`` → reserve the best candidate that is still free
+(one atomic step, so two calls never get the same agent) → mark it ringing → screen pop in
+the background.
 
 Failure policy: the caller is never held by our infrastructure. The agent store down or
 slow, or every candidate taken by a concurrent call, → the intent's overflow target (its
@@ -63,7 +65,7 @@ class AgentRouter:
     def __init__(
         self,
         *,
-        roster: Roster,
+        roster: Roster | Callable[[], Roster],
         config: RoutingConfig,
         agents: AgentStateStore,
         timeline: TimelineStore,
@@ -73,7 +75,7 @@ class AgentRouter:
         store_timeout_s: float = 0.5,
         load: LoadTracker | None = None,
     ) -> None:
-        self._roster = roster
+        self._roster = roster if callable(roster) else (lambda: roster)
         self._config = config
         self._agents = agents
         self._timeline = timeline
@@ -114,7 +116,9 @@ class AgentRouter:
         try:
             async with asyncio.timeout(self._store_timeout_s):
                 live = await self._agents.snapshot(now=now)
-                decision = route_call(request, self._roster, policy_states(live), self._config, now)
+                decision = route_call(
+                    request, self._roster(), policy_states(live), self._config, now
+                )
                 if isinstance(decision, Overflow):
                     return _overflow(decision.target, decision.reasons)
                 chosen = await self._reserve(decision, record.call.call_id, now)

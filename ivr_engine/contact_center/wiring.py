@@ -3,6 +3,10 @@
 Everything is validated before the engine takes a call: the routing file must route every
 menu intent, every agent's profile must parse, the agent state store must be reachable
 (every agent is registered in it at start-up).
+
+The agents come from the shared roster table (``LiveRoster``): the agents file seeds it
+once, then agents are managed over ``/v1/agents`` without a restart; the router, the
+desktop login directory and the load view all read the live roster.
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ from datetime import datetime
 from aiohttp import web
 
 from ivr_engine.agents import AgentStateStore, open_agent_state_store, sweep_reservations
+from ivr_engine.contact_center.agent_record import records_from_file
+from ivr_engine.contact_center.agents_api import agents_routes
 from ivr_engine.contact_center.agents_file import load_agent_profiles
+from ivr_engine.contact_center.live_roster import LiveRoster
 from ivr_engine.contact_center.load_view import LoadTracker
+from ivr_engine.contact_center.roster_store import SqlRosterStore
 from ivr_engine.contact_center.router import AgentRouter
 from ivr_engine.contact_center.tracker import AgentCallTracker
 from ivr_engine.desktop import (
@@ -31,7 +39,12 @@ from ivr_engine.desktop import (
 )
 from ivr_engine.domain.models import Menu
 from ivr_engine.ports import TimelineStore
-from ivr_engine.routing import Agent, build_roster, check_intents_routed, load_routing_config
+from ivr_engine.routing import (
+    Agent,
+    build_roster,
+    check_intents_routed,
+    load_routing_config,
+)
 from ivr_engine.settings import Settings, parse_ami_url
 from ivr_engine.telephony.ami import AmiClient
 
@@ -42,11 +55,16 @@ class ContactCenter:
     directory: AgentDirectory
     hub: DesktopHub
     router: AgentRouter
+    roster: LiveRoster
     ami: AmiClient | None = None
     tracker: AgentCallTracker | None = None
     load: LoadTracker | None = None
-    profiles: list[Agent] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def profiles(self) -> list[Agent]:
+        """The routing profiles of the live roster, now."""
+        return self.roster.profiles()
 
     @classmethod
     async def open(
@@ -63,17 +81,22 @@ class ContactCenter:
         profiles = load_agent_profiles(settings.agents_file, config)
         directory = load_agent_directory(settings.agents_file)
         agents = open_agent_state_store(settings.agent_state_url)
-        for profile in profiles:
-            await agents.register_agent(profile.agent_id, max_concurrent=profile.max_concurrent)
         hub = DesktopHub(
             timeline,
             masking=masking_from_menus(menus.values()),
             intent_labels=intent_labels_from_menus(menus.values()),
         )
-        roster = build_roster(profiles)
-        load = LoadTracker.from_config(config, roster)
+        load = LoadTracker.from_config(config, build_roster(profiles))
+        roster = LiveRoster(
+            SqlRosterStore(settings.database_url),
+            config=config,
+            agents=agents,
+            directory=directory,
+            load=load,
+        )
+        await roster.start(records_from_file(profiles, directory))
         router = AgentRouter(
-            roster=roster,
+            roster=roster.routing,
             load=load,
             config=config,
             agents=agents,
@@ -87,8 +110,8 @@ class ContactCenter:
             directory=directory,
             hub=hub,
             router=router,
+            roster=roster,
             load=load,
-            profiles=profiles,
         )
         center._tasks.append(asyncio.create_task(sweep_reservations(agents), name="sweeper"))
         if settings.ami_url is not None:
@@ -117,12 +140,23 @@ class ContactCenter:
             ),
         )
 
+    def agents_routes(self, settings: Settings, clock: Callable[[], datetime]) -> web.RouteTableDef:
+        """``/v1/agents``: the roster (read) and agent management (with ``admin_token``)."""
+        token = settings.admin_token
+        return agents_routes(
+            self.roster,
+            self.agents,
+            clock,
+            admin_token=None if token is None else token.get_secret_value(),
+        )
+
     async def aclose(self) -> None:
         if self.tracker is not None:
             await self.tracker.aclose()
         if self.ami is not None:
             await self.ami.close()
         await self.router.aclose()
+        await self.roster.aclose()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -56,16 +56,18 @@ class DesktopAgent:
 
 
 class AgentDirectory:
-    """Agents by id and by API-token digest; duplicates are refused."""
+    """Agents by id and by API-token digest; duplicates are refused.
+
+    ``replace_all`` swaps the whole directory at once (the live roster calls it when agents
+    are created, edited or deleted): a login sees the old directory or the new, never a mix.
+    """
 
     def __init__(self, agents: Iterable[DesktopAgent] = ()) -> None:
-        self._by_id: dict[str, DesktopAgent] = {}
-        for agent in agents:
-            if agent.agent_id in self._by_id:
-                raise ValueError(f"agent {agent.agent_id!r} is listed twice")
-            if agent.token_sha256 is not None and self._token_owner(agent.token_sha256):
-                raise ValueError(f"agent {agent.agent_id!r} reuses another agent's API token")
-            self._by_id[agent.agent_id] = agent
+        self._by_id: dict[str, DesktopAgent] = _index(agents)
+
+    def replace_all(self, agents: Iterable[DesktopAgent]) -> None:
+        """Swap in ``agents`` (``ValueError`` for a duplicate, and nothing changes)."""
+        self._by_id = _index(agents)
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -77,12 +79,7 @@ class AgentDirectory:
         return self._by_id.get(agent_id)
 
     def _token_owner(self, digest: bytes) -> DesktopAgent | None:
-        found = None
-        for agent in self._by_id.values():  # no early exit: same time whoever owns it
-            stored = agent.token_sha256 if agent.token_sha256 is not None else bytes(32)
-            if hmac.compare_digest(stored, digest) and agent.token_sha256 is not None:
-                found = agent
-        return found
+        return _token_owner(self._by_id, digest)
 
     def check_password(self, agent_id: str, password: str) -> DesktopAgent | None:
         """The agent if the password matches; CPU-bound (scrypt), run it in a thread.
@@ -96,6 +93,26 @@ class AgentDirectory:
 
     def check_token(self, token: str) -> DesktopAgent | None:
         return self._token_owner(token_digest(token))
+
+
+def _index(agents: Iterable[DesktopAgent]) -> dict[str, DesktopAgent]:
+    by_id: dict[str, DesktopAgent] = {}
+    for agent in agents:
+        if agent.agent_id in by_id:
+            raise ValueError(f"agent {agent.agent_id!r} is listed twice")
+        if agent.token_sha256 is not None and _token_owner(by_id, agent.token_sha256):
+            raise ValueError(f"agent {agent.agent_id!r} reuses another agent's API token")
+        by_id[agent.agent_id] = agent
+    return by_id
+
+
+def _token_owner(by_id: dict[str, DesktopAgent], digest: bytes) -> DesktopAgent | None:
+    found = None
+    for agent in by_id.values():  # no early exit: same time whoever owns it
+        stored = agent.token_sha256 if agent.token_sha256 is not None else bytes(32)
+        if hmac.compare_digest(stored, digest) and agent.token_sha256 is not None:
+            found = agent
+    return found
 
 
 # --------------------------------------------------------------------------- YAML

@@ -147,8 +147,39 @@ class KnownFieldRow(Base):
     verified: Mapped[bool] = mapped_column(Boolean)
 
 
+class AgentRosterRow(Base):
+    """One agent of the shared roster: routing profile + desktop credentials (issue #3)."""
+
+    __tablename__ = "agent_roster"
+    __table_args__ = (UniqueConstraint("token_sha256"),)
+
+    agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    sip_endpoint: Mapped[str] = mapped_column(String(120))
+    skills: Mapped[dict[str, Any]] = mapped_column(JsonDocument)  # skill -> 1..5
+    languages: Mapped[list[str]] = mapped_column(JsonDocument)
+    team: Mapped[str] = mapped_column(String(64))
+    max_concurrent: Mapped[int] = mapped_column(Integer)
+    password_hash: Mapped[str | None] = mapped_column(String(300))  # scrypt$N$r$p$salt$key
+    token_sha256: Mapped[str | None] = mapped_column(String(64))  # hex digest
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AgentRosterMetaRow(Base):
+    """A single row (id 1): ``version`` grows with every roster write (engines poll it);
+    ``seeded`` is set once the agents file has seeded the roster."""
+
+    __tablename__ = "agent_roster_meta"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
+    seeded: Mapped[bool] = mapped_column(Boolean)
+
+
 metadata = Base.metadata
 customers = cast(Table, CustomerRow.__table__)
 identities = cast(Table, IdentityRow.__table__)
 timeline_events = _events
 known_fields = cast(Table, KnownFieldRow.__table__)
+agent_roster = cast(Table, AgentRosterRow.__table__)
+agent_roster_meta = cast(Table, AgentRosterMetaRow.__table__)
