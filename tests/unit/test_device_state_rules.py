@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,11 +31,9 @@ SINCE = 1_700_000_000.25
 AGENT_1 = frozenset({"pjsip/agent-1"})
 
 
-def view(
-    state: str = "", paused: frozenset[str] = frozenset(), pending: bool = False
-) -> DeviceView:
+def view(state: str = "", paused: Iterable[str] = (), pending: bool = False) -> DeviceView:
     condition = DEVICE_CONDITIONS.get(state, C.UNKNOWN)
-    return DeviceView(condition, state, paused, "", pending)
+    return DeviceView(condition, state, frozenset(paused), "", pending)
 
 
 def engine_note(reason: str = "device_busy", since: float = SINCE) -> PauseNote:
