@@ -23,6 +23,7 @@ from ivr_engine.agents import AgentStateStore, open_agent_state_store, sweep_res
 from ivr_engine.contact_center.agent_record import records_from_file
 from ivr_engine.contact_center.agents_api import agents_routes
 from ivr_engine.contact_center.agents_file import load_agent_profiles
+from ivr_engine.contact_center.device_tracker import DeviceStateTracker, start_device_tracker
 from ivr_engine.contact_center.live_roster import LiveRoster
 from ivr_engine.contact_center.load_view import LoadTracker
 from ivr_engine.contact_center.roster_store import SqlRosterStore
@@ -58,6 +59,7 @@ class ContactCenter:
     roster: LiveRoster
     ami: AmiClient | None = None
     tracker: AgentCallTracker | None = None
+    device_tracker: DeviceStateTracker | None = None
     load: LoadTracker | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -127,6 +129,9 @@ class ContactCenter:
                 load=load,
             )
             center.tracker.start()
+            center.device_tracker = start_device_tracker(
+                center.ami, agents, settings.agent_state_url, lambda: center.profiles
+            )
         return center
 
     def desktop_app(self, settings: Settings) -> web.Application:
@@ -153,6 +158,8 @@ class ContactCenter:
     async def aclose(self) -> None:
         if self.tracker is not None:
             await self.tracker.aclose()
+        if self.device_tracker is not None:
+            await self.device_tracker.aclose()
         if self.ami is not None:
             await self.ami.close()
         await self.router.aclose()
