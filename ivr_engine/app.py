@@ -155,6 +155,7 @@ class Engine:
             menus=self.menus,
             clock=utc_now,
             default_region=self.settings.default_region,
+            committed=self.webhooks,
         )
         app.add_subapp("/timeline", create_timeline_ui_app(self.timeline.store))
         if self.continuation is not None:

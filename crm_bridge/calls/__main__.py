@@ -34,6 +34,8 @@ _OPTIONS = {
     "--stream": "stream",
     "--group": "group",
     "--default-region": "default_region",
+    "--webhooks-file": "webhooks_file",
+    "--webhooks-store": "webhooks_store",
 }
 
 

@@ -3,6 +3,7 @@ one until cancelled.
 
 reader role:   AmiClient → AmiReader (normalise) → SqliteOutbox → OutboxPublisher → bus
 consumer role: bus → TimelineConsumer (CustomerResolver, FastCallWriter) → timeline
+               → (after the ack, with ``webhooks_file``) TimelineFeed → webhook subscribers
 
 Every task is kept, its failure logged and surfaced by ``wait()``; ``stop()`` ends them in
 order: the AMI client (the reader commits what it had read), the publisher (drains the
@@ -28,6 +29,7 @@ from crm_bridge.calls.publisher import OutboxPublisher
 from crm_bridge.calls.reader import AmiReader
 from crm_bridge.calls.settings import BridgeSettings
 from crm_bridge.calls.state import BridgeState
+from crm_bridge.webhooks.timeline_feed import TimelineFeed
 from ivr_engine.settings import parse_ami_url
 from ivr_engine.telephony.ami import AmiClient
 from ivr_engine.timeline import Timeline, open_timeline
@@ -57,6 +59,7 @@ class Bridge:
         self.consumer: TimelineConsumer | None = None
         self.timeline: Timeline | None = None
         self.bus: EventBus | None = None
+        self.webhooks: TimelineFeed | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._failed = asyncio.Event()
 
@@ -108,6 +111,8 @@ class Bridge:
         s, bus = self.settings, self.bus
         assert s.database_url is not None and bus is not None
         self.timeline = await open_timeline(s.database_url)
+        if s.webhooks_file is not None:
+            self.webhooks = await TimelineFeed.start(s.webhooks_file, s.webhooks_store)
         self.consumer = TimelineConsumer(
             bus,
             s.stream,
@@ -118,6 +123,8 @@ class Bridge:
             batch=s.consume_batch,
             retry_cap_s=s.db_retry_cap_s,
             on_committed=self._committed,
+            announce=self.webhooks,
+            known=self.timeline.store,
         )
         self._spawn("call-timeline-consumer", self.consumer.run())
 
@@ -163,7 +170,8 @@ class Bridge:
         ):
             await self._caught_up(grace)
         await self._end("call-timeline-consumer", 0)
-        for close in (self._close_bus, self._close_timeline, self._close_outbox):
+        closers = (self._close_webhooks, self._close_bus, self._close_timeline, self._close_outbox)
+        for close in closers:
             try:
                 await close()
             except Exception:
@@ -183,6 +191,10 @@ class Bridge:
                 await asyncio.wait_for(asyncio.shield(task), grace)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+    async def _close_webhooks(self) -> None:
+        if self.webhooks is not None:  # undelivered deliveries stay parked in its store
+            await self.webhooks.aclose(self.settings.shutdown_grace_s)
 
     async def _close_bus(self) -> None:
         if self.bus is not None:

@@ -55,6 +55,8 @@ class BridgeSettings(BaseModel):
     consume_batch: int = Field(500, ge=1, le=10_000)
     db_retry_cap_s: float = Field(5.0, gt=0, le=300)
     shutdown_grace_s: float = Field(5.0, ge=0, le=300)
+    webhooks_file: Path | None = Field(None, description="subscriptions; None: no webhooks")
+    webhooks_store: Path = Path("data/spool/bridge-webhooks.db")  # not the engine's file
 
     @field_validator("ami_url")
     @classmethod
@@ -108,6 +110,8 @@ class BridgeSettings(BaseModel):
             "database_url": settings.database_url,
             "outbox_path": settings.spool_dir / "call-outbox.db",
             "default_region": settings.default_region,
+            "webhooks_file": settings.webhooks_file,
+            "webhooks_store": settings.spool_dir / "bridge-webhooks.db",
         }
         values.update(overrides)
         return cls.build(**values)
