@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     agents.add_argument("action", choices=["import"])
     agents.add_argument("csv", type=Path, help="CSV: agent_id,name,sip_endpoint,skills,...")
     agents.add_argument("--out", type=Path, default=Path("config/agents.yaml"))
+    agents.add_argument(
+        "--to-database", action="store_true", help="upsert into the roster table instead"
+    )
     bridge = commands.add_parser(
         "bridge", help="AMI call events -> durable outbox -> bus -> timeline (needs ami_url)"
     )
@@ -78,8 +81,14 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         from ivr_engine.routing import load_routing_config
 
         routing = load_routing_config(settings.routing_file)
-        count = import_agents_csv(args.csv, args.out, routing)
-        print(f"wrote {count} agent(s) to {args.out}")
+        if args.to_database:
+            from ivr_engine.contact_center.agents_csv import import_agents_csv_to_roster
+
+            count = await import_agents_csv_to_roster(args.csv, settings.database_url, routing)
+            print(f"upserted {count} agent(s) into the agent roster")
+        else:
+            count = import_agents_csv(args.csv, args.out, routing)
+            print(f"wrote {count} agent(s) to {args.out}")
     elif args.command == "demo":
         from ivr_engine.demo import run_demo
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from ivr_engine.api import openapi_messages, preview, schemas, serialize
+from ivr_engine.api import openapi_agents, openapi_messages, preview, schemas, serialize
 
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
@@ -194,6 +194,7 @@ def openapi_document() -> dict[str, Any]:
         },
     }
     paths.update(openapi_messages.message_paths(b))
+    paths.update(openapi_agents.agent_paths(b))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -202,5 +203,8 @@ def openapi_document() -> dict[str, Any]:
             "description": "Text channels and admins write into the shared customer timeline.",
         },
         "paths": paths,
-        "components": {"schemas": b.schemas},
+        "components": {
+            "schemas": b.schemas,
+            "securitySchemes": openapi_agents.SECURITY_SCHEMES,
+        },
     }

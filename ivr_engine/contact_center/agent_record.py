@@ -55,20 +55,6 @@ class AgentRecord:
             max_concurrent=self.max_concurrent,
         )
 
-    def public_json(self) -> dict[str, object]:
-        """The profile as the API shows it: no credential, only whether one is set."""
-        return {
-            "agent_id": self.agent_id,
-            "name": self.name,
-            "endpoint": self.sip_endpoint,
-            "team": self.team,
-            "skills": dict(self.skills),
-            "languages": list(self.languages),
-            "max_concurrent": self.max_concurrent,
-            "has_password": self.password_hash is not None,
-            "has_api_token": self.token_sha256 is not None,
-        }
-
 
 def records_from_file(
     profiles: Iterable[Agent], logins: Iterable[DesktopAgent]

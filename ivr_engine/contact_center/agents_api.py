@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -35,6 +35,7 @@ from ivr_engine.contact_center.agent_bodies import (
     record_from_fields,
 )
 from ivr_engine.contact_center.agent_record import AgentRecord
+from ivr_engine.contact_center.agents_json import AgentJson, AgentListJson
 from ivr_engine.contact_center.live_roster import LiveRoster
 from ivr_engine.contact_center.roster_store import AgentExists, AgentMissing, TokenTaken
 from ivr_engine.desktop.directory import AGENT_ID_PATTERN
@@ -76,7 +77,7 @@ def agents_routes(
     async def list_agents(_request: web.Request) -> web.Response:
         live, available = await live_states()
         rows = [agent_json(record, live.get(record.agent_id)) for record in roster.records()]
-        body = {"agents": rows, "agent_state_available": available}
+        body: AgentListJson = {"agents": rows, "agent_state_available": available}
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
     @routes.get("/v1/agents/{agent_id}")
@@ -130,9 +131,17 @@ def agents_routes(
     return routes
 
 
-def agent_json(record: AgentRecord, snap: AgentSnapshot | None) -> dict[str, Any]:
+def agent_json(record: AgentRecord, snap: AgentSnapshot | None) -> AgentJson:
     return {
-        **record.public_json(),
+        "agent_id": record.agent_id,
+        "name": record.name,
+        "endpoint": record.sip_endpoint,
+        "team": record.team,
+        "skills": dict(record.skills),
+        "languages": list(record.languages),
+        "max_concurrent": record.max_concurrent,
+        "has_password": record.password_hash is not None,
+        "has_api_token": record.token_sha256 is not None,
         "state": snap.state.value if snap is not None else None,
         "since": snap.since.isoformat() if snap is not None else None,
         "interactions": list(snap.interactions) if snap is not None else [],
@@ -205,7 +214,7 @@ async def _write(roster: LiveRoster, step: Awaitable[T]) -> T:
 
 
 def _json(
-    body: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
+    body: AgentJson, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.json_response(
         body, status=status, headers={"Cache-Control": "no-store", **(headers or {})}

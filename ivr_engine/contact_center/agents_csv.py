@@ -6,10 +6,16 @@ and either ``password`` (hashed here with scrypt; the plain text is never writte
 ``password_hash``. The result is validated exactly as at engine start-up (routing profiles
 and desktop directory) before anything is written; the file is replaced atomically.
 Errors name the CSV row and column.
+
+``import_agents_csv_to_roster`` (``ivr-engine agents import FILE.csv --to-database``) puts
+the same validated agents into the shared roster table instead: each row creates or
+replaces that agent (agents not in the CSV are kept); running engines pick it up within
+a second, no restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import os
@@ -19,7 +25,9 @@ from typing import Any
 
 import yaml
 
+from ivr_engine.contact_center.agent_record import AgentRecord, records_from_file
 from ivr_engine.contact_center.agents_file import parse_agent_profiles
+from ivr_engine.contact_center.roster_store import SqlRosterStore
 from ivr_engine.desktop import hash_password, parse_agent_directory
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.routing import RoutingConfig
@@ -101,3 +109,27 @@ def import_agents_csv(csv_path: Path, out: Path, routing: RoutingConfig | None =
         handle.write(rendered)
     os.replace(tmp, out)
     return count
+
+
+def _roster_records(csv_path: Path, routing: RoutingConfig | None) -> list[AgentRecord]:
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"{csv_path}: cannot read: {exc.strerror}") from None
+    rendered = agents_yaml_from_csv(text, str(csv_path), routing)
+    target = csv_path.with_suffix(".yaml")
+    profiles = parse_agent_profiles(target, rendered, routing)
+    return records_from_file(profiles, parse_agent_directory(target, rendered))
+
+
+async def import_agents_csv_to_roster(
+    csv_path: Path, database_url: str, routing: RoutingConfig | None = None
+) -> int:
+    """Upsert the CSV's agents into the roster table (one transaction); returns the count."""
+    records = await asyncio.to_thread(_roster_records, csv_path, routing)  # scrypt, file I/O
+    store = SqlRosterStore(database_url)
+    try:
+        await store.check_schema()
+        return await store.upsert(records)
+    finally:
+        await store.aclose()

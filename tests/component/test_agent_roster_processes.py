@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from ivr_engine.agents import InMemoryAgentStateStore
 from ivr_engine.agents.model import AgentState
 from ivr_engine.contact_center.agent_record import AgentRecord, records_from_file
+from ivr_engine.contact_center.agents_csv import import_agents_csv_to_roster
 from ivr_engine.contact_center.agents_file import load_agent_profiles
 from ivr_engine.contact_center.live_roster import LiveRoster
 from ivr_engine.contact_center.roster_store import SqlRosterStore
@@ -142,3 +144,23 @@ def test_a_weak_admin_token_is_refused_at_start(token: str) -> None:
         load_settings(environ={"IVR_ENGINE_ADMIN_TOKEN": token})
     ok = load_settings(environ={"IVR_ENGINE_ADMIN_TOKEN": "k" * 32})
     assert ok.admin_token is not None and "kkk" not in repr(ok)
+
+
+async def test_csv_import_upserts_into_the_roster_a_running_engine_sees(
+    two_processes: tuple[LiveRoster, LiveRoster], roster_url: str, tmp_path: Path
+) -> None:
+    _, running = two_processes
+    source = tmp_path / "agents.csv"
+    source.write_text(
+        "agent_id,name,sip_endpoint,skills,password\n"
+        "a1,Bea Renamed,PJSIP/agent-1,billing:3,new-pass-1234\n"
+        "d4,Dee,PJSIP/agent-4,general:2,dee-pass-1234\n",
+        encoding="utf-8",
+    )
+    assert await import_agents_csv_to_roster(source, roster_url, ROUTING) == 2
+    await running.wait_for(lambda r: r.get("d4") is not None, timeout_s=2.0)
+    assert [r.agent_id for r in running.records()] == ["a1", "a2", "d4"]  # a2 kept
+    a1 = running.get("a1")
+    assert a1 is not None and a1.name == "Bea Renamed" and dict(a1.skills) == {"billing": 3}
+    checked = await asyncio.to_thread(running.directory.check_password, "d4", "dee-pass-1234")
+    assert checked is not None

@@ -258,3 +258,33 @@ async def test_an_api_agent_logs_in_until_deleted(http: aiohttp.ClientSession) -
     await send(http, "GET", "/desktop/api/me", 401, headers={})  # the session has ended
     relogin = {"agent_id": "c3", **new_password}
     await send(http, "POST", "/desktop/login", 401, json=relogin, headers={})
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+
+@pytest.mark.parametrize("roster_url", ["sqlite"], indirect=True)
+async def test_openapi_documents_every_agent_route(
+    engine: Engine, http: aiohttp.ClientSession
+) -> None:
+    doc = await send(http, "GET", "/openapi.json", 200, headers={})
+    assert engine.http is not None
+    served = {
+        (route.method.lower(), route.resource.canonical)
+        for route in engine.http.app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/v1/agents")
+    }
+    documented = {
+        (method, path)
+        for path, item in doc["paths"].items()
+        if path.startswith("/v1/agents")
+        for method in item
+    }
+    assert served - {("head", "/v1/agents"), ("head", "/v1/agents/{agent_id}")} == documented
+    post = doc["paths"]["/v1/agents"]["post"]
+    assert post["security"] == [{"adminToken": []}] and {"401", "403", "409", "422"} <= set(
+        post["responses"]
+    )
+    assert doc["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+    assert "password" in doc["components"]["schemas"]["NewAgentBody"]["properties"]
+    assert "password_hash" not in doc["components"]["schemas"]["AgentJson"]["properties"]
