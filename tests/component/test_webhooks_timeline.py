@@ -33,7 +33,7 @@ from ivr_engine.telephony.ami import AmiEvent
 from ivr_engine.timeline import Timeline
 from tests.component.test_ami_fake_peer import FakeAmi
 from tests.component.test_api_messages import NOW
-from tests.component.test_call_bridge_fakes import FakeAsterisk
+from tests.component.test_call_bridge_fakes import FakeAsterisk, Switch
 from tests.component.test_call_bridge_flow import bridge_settings, committed, running
 from tests.component.test_call_bridge_normalise import run
 from tests.component.test_ivr_flow import settings_for
@@ -262,7 +262,7 @@ async def test_bridge_call_events_are_delivered_once_even_when_replayed(
             webhooks_store=tmp_path / "bridge-hooks.db",
         )
         async with running(settings) as bridge:
-            fake = FakeAsterisk(peer)
+            fake = FakeAsterisk(peer, Switch(prefix=uuid.uuid4().hex[:8]))  # ids of its own
             await peer.next_login()
             call = fake.switch.agent_call(phone, hold_s=5)
             await fake.flush()
