@@ -24,10 +24,11 @@ from dataclasses import replace
 
 from ivr_engine.agents import AgentStateStore
 from ivr_engine.agents.errors import AgentStateError, ChangeFeedLagged
-from ivr_engine.agents.model import AgentState, to_timestamp
+from ivr_engine.agents.model import AgentState, ChangeCause, to_timestamp
 from ivr_engine.contact_center.device_state import (
     SUBSCRIBED_EVENTS,
     Decision,
+    DeviceCondition,
     DeviceView,
     Observation,
     PauseNote,
@@ -42,6 +43,7 @@ from ivr_engine.routing import Agent
 from ivr_engine.telephony.ami import AmiClient, AmiError, AmiEvent, Subscription
 
 log = logging.getLogger(__name__)
+_CALL_ENDINGS = frozenset({ChangeCause.RELEASE, ChangeCause.EXPIRY})
 
 
 class DeviceStateTracker:
@@ -75,6 +77,11 @@ class DeviceStateTracker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._notes.aclose()
+
+    @property
+    def notes(self) -> PauseNotes:
+        """Why each agent the engine or Asterisk paused is paused."""
+        return self._notes
 
     def view(self, agent_id: str) -> DeviceView:
         return self._views.get(agent_id, DeviceView())
@@ -149,8 +156,7 @@ class DeviceStateTracker:
                 async with self._agents.changes() as feed:
                     async for change in feed:
                         if change.agent.state is AgentState.AVAILABLE:
-                            view = self.view(change.agent.agent_id)
-                            await self._check(change.agent.agent_id, view, view)
+                            await self._recheck(change.agent.agent_id, change.cause)
                     return  # the store was closed
             except ChangeFeedLagged:
                 log.warning("agent change feed lagged; re-checking every agent")
@@ -159,6 +165,14 @@ class DeviceStateTracker:
             except AgentStateError as exc:
                 log.warning("agent change feed failed (%r); resubscribing", exc)
                 await asyncio.sleep(1.0)
+
+    async def _recheck(self, agent_id: str, cause: ChangeCause) -> None:
+        view = self.view(agent_id)
+        if cause in _CALL_ENDINGS and view.condition is DeviceCondition.BUSY:
+            # Back from a call the engine routed: the busy view is that call's own ringing
+            # or talking, and its NOT_INUSE is on its way; holding now would flap.
+            return
+        await self._check(agent_id, view, view)
 
     async def _check(self, agent_id: str, before: DeviceView, after: DeviceView) -> None:
         async with self._lock:

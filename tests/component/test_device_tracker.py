@@ -314,3 +314,16 @@ async def test_start_up_resync_holds_agents_whose_phone_is_gone(rig: Rig) -> Non
 async def test_without_device_state_list_queue_status_still_resyncs(rig: Rig) -> None:
     await rig.until_state("a1", S.PAUSED)
     await rig.until_note("a1", "queue_paused")
+
+
+async def test_a_missed_routed_call_does_not_flap_the_agent(rig: Rig) -> None:
+    assert await rig.agents.reserve("a1", "call-1", ttl_s=30)
+    await rig.agents.confirm("a1", "call-1")
+    await rig.device("PJSIP/agent-1", "RINGING")
+    await rig.settle()
+    await rig.agents.release("a1", "call-1", wrap_up=False)  # no answer: given back
+    await rig.settle()
+    assert await rig.state("a1") is S.AVAILABLE  # not held for its own call's ringing
+    await rig.device("PJSIP/agent-1", "NOT_INUSE")
+    await rig.settle()
+    assert [agent for agent, _ in rig.tracker.decisions].count("a1") == 0
