@@ -175,6 +175,7 @@ async def running_engine(url: str, log_path: Path) -> AsyncIterator[EngineProces
         env = {**os.environ, "IVR_ENGINE_SPOOL_DIR": str(Path(tmp) / "spool")}
         command = [str(ROOT / ".venv/bin/ivr-engine"), "--database-url", url, "run"]
         command += ["--agi-port", "0", "--http-port", "0", "--ready-file", str(ready)]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 *command, cwd=ROOT, env=env, stdout=log, stderr=log

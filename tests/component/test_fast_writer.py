@@ -72,6 +72,32 @@ async def test_merged_customer_goes_to_the_survivor_and_unknown_ids_are_returned
     assert f"fw:{source.customer_id}" in [e.event_id for e in page.events]
 
 
+async def test_one_field_written_twice_in_a_batch_keeps_the_newest(
+    timeline: Timeline, database_url: str, new_phone: Callable[[], str]
+) -> None:
+    """Two calls of one customer, and a merged customer, in one batch: each (survivor, field)
+    is written once, with the newest value (PostgreSQL refuses to update a row twice in one
+    statement, so the batch must collapse them)."""
+    ada = await timeline.store.create_customer("Ada", [Identity("phone", new_phone())])
+    old_ada = await timeline.store.create_customer("Ada?", [Identity("phone", new_phone())])
+    await timeline.store.merge_customers(old_ada.customer_id, ada.customer_id, "same person")
+    earlier = NOW - timedelta(minutes=2)
+    writes = [
+        CustomerWrite(ada.customer_id, [], [KnownField("account_number", "111", "voice", earlier)]),
+        CustomerWrite(old_ada.customer_id, [], [KnownField("account_number", "333", "chat", NOW)]),
+        CustomerWrite(ada.customer_id, [], [KnownField("address", "1 Main St", "voice", NOW)]),
+    ]
+    writer = FastCallWriter(database_url)
+    try:
+        assert await writer.write(writes) == set()
+    finally:
+        await writer.close()
+    stored = await timeline.store.get_customer(ada.customer_id)
+    assert stored is not None
+    assert stored.known_fields["account_number"].value == "333"
+    assert stored.known_fields["address"].value == "1 Main St"
+
+
 @pytest.mark.parametrize(
     "url", ["postgresql://postgres@127.0.0.1:1/none", "sqlite:////nonexistent-dir/x.db"]
 )
