@@ -4,21 +4,23 @@
     .venv/bin/python bench/sipp_cpu.py --seconds 20 --cpu-repeats 1 --no-write
 
 SIPp callers -> the real Asterisk 22 (scripts/asterisk-testbed.sh, configs bench/asterisk/)
-in one session, three variants of the same menu (config/menus/main.yaml) interleaved:
+in one session, four variants of the same menu (config/menus/main.yaml) interleaved:
 
 * ``fastagi``: the full personalised flow (``ivr-engine run``, SQLite timeline seeded with
   ``--customers`` callers with mostly-billing history and a known account number): the
   caller hears the shortcut offer, presses 1, is not asked for the account number.
 * ``dialplan``: the same menu as pure dialplan (ivr-fail): the caller presses 6 (billing).
 * ``classic``: agi_scripts/ivr_agi.py, one process per call, its own copy of the timeline.
+* ``trivial``: bench/trivial_fastagi.py, a FastAGI server with no database and the fewest
+  AGI commands a menu can take (Read, GET, MSet): the floor of any FastAGI flow here.
 
 Per run: CPU = delta of utime+stime of Asterisk (+ cutime+cstime: its reaped AGI children)
-and of the engine (fastagi only), from /proc/<pid>/stat, divided by the calls. A run is
-clean with 0 failed calls, INVITE retransmissions < 0.1 %, call set-up (INVITE -> 200 OK)
-p99 < 100 ms, and every call routed to billing (AMI UserEvent IvrRouted; personalised for
-the engine variants), i.e. no missed digit. Phase 1 measures CPU per call at ``--cpu-rate``
-(rotating the variant order each repeat); phase 2 climbs a rate ladder per variant,
-interleaved, until a variant's first unclean point.
+and of the variant's FastAGI server (engine or trivial), from /proc/<pid>/stat, divided by
+the calls. A run is clean with 0 failed calls, INVITE retransmissions < 0.1 %, call set-up
+(INVITE -> 200 OK) p99 < 100 ms, and every call routed to billing (AMI UserEvent IvrRouted;
+personalised for the engine variants), i.e. no missed digit. Phase 1 measures CPU per call
+at ``--cpu-rate`` (rotating the variant order each repeat); phase 2 climbs a rate ladder per
+variant, interleaved, until a variant's first unclean point.
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ VARIANTS = {
     "dialplan": Variant("dialplan", "2000", "6", "dialplan-fallback", 2500),
     "fastagi": Variant("fastagi", "1000", "1", "personalised", 2500),
     "classic": Variant("classic", "3000", "1", "personalised", 6000),
+    "trivial": Variant("trivial", "4000", "6", "trivial", 2500),
 }
+TRIVIAL_PORT = 4575
 
 
 @dataclass
@@ -83,8 +87,7 @@ class RunResult:
 
     @property
     def cpu_ms_per_call(self) -> float:
-        total = self.asterisk_cpu_s + self.children_cpu_s
-        total += self.engine_cpu_s if self.variant == "fastagi" else 0.0
+        total = self.asterisk_cpu_s + self.children_cpu_s + self.engine_cpu_s
         return 1000 * total / self.calls
 
     def problems(self) -> list[str]:
@@ -104,6 +107,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path, asterisk: int) -> None:
         self.args, self.workdir, self.asterisk = args, workdir, asterisk
         self.engine: int = 0
+        self.trivial: int = 0  # the trivial FastAGI server's pid
         self.ami = tb.RoutedCounter()
         self.results: list[RunResult] = []
         self.callers = write_callers(
@@ -126,7 +130,9 @@ class Bench:
         if left:
             print(f"warning: {left} calls still up before this run", flush=True)
         before_counts = self.ami.counts.copy()
-        ast0, eng0, t0 = tb.cpu_ticks(self.asterisk), tb.cpu_ticks(self.engine), time.monotonic()
+        server = {"fastagi": self.engine, "trivial": self.trivial}.get(variant.name)
+        ast0, t0 = tb.cpu_ticks(self.asterisk), time.monotonic()
+        eng0 = tb.cpu_ticks(server) if server else None
         stats = await run_sipp(scenario, self.callers, rate=rate, calls=calls, run_dir=run_dir)
         deadline = time.monotonic() + 5  # the IvrRouted events of the last calls
         while self.ami.total() - sum(before_counts.values()) < calls:
@@ -134,12 +140,14 @@ class Bench:
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.5)  # the engine's recorder writes after the hang-up
-        ast1, eng1, t1 = tb.cpu_ticks(self.asterisk), tb.cpu_ticks(self.engine), time.monotonic()
+        ast1, t1 = tb.cpu_ticks(self.asterisk), time.monotonic()
+        eng1 = tb.cpu_ticks(server) if server else None
         result = self._result(variant, phase, rate, calls, stats, before_counts)
         result.wall_s = t1 - t0
         result.asterisk_cpu_s = (ast1.own - ast0.own) / tb.CLK_TCK
         result.children_cpu_s = (ast1.children - ast0.children) / tb.CLK_TCK
-        result.engine_cpu_s = (eng1.own - eng0.own) / tb.CLK_TCK
+        if eng0 is not None and eng1 is not None:  # the variant's own AGI server
+            result.engine_cpu_s = (eng1.own - eng0.own) / tb.CLK_TCK
         self.results.append(result)
         verdict = "clean" if not result.problems() else "; ".join(result.problems())
         print(
@@ -193,6 +201,7 @@ class Bench:
             "dialplan": self.args.ladder,
             "fastagi": self.args.ladder,
             "classic": self.args.classic_ladder,
+            "trivial": self.args.ladder,
         }
         active = set(self.args.variants)
         for step in range(max(len(v) for v in ladders.values())):
@@ -242,7 +251,8 @@ Summary = dict[str, dict[str, float | None]]
 def markdown(meta: dict[str, object], results: list[RunResult], summary: Summary) -> str:
     names = {"dialplan": "pure dialplan (ivr-fail menu, key 6)",
              "fastagi": "full personalised flow, FastAGI engine (shortcut, key 1)",
-             "classic": "classic process-per-call AGI (agi_scripts/ivr_agi.py, key 1)"}  # fmt: skip
+             "classic": "classic process-per-call AGI (agi_scripts/ivr_agi.py, key 1)",
+             "trivial": "trivial FastAGI, no DB (bench/trivial_fastagi.py, key 6)"}  # fmt: skip
     lines = [
         HEADING,
         "",
@@ -358,14 +368,18 @@ async def _session(args: argparse.Namespace, workdir: Path) -> tuple[list[RunRes
         "IVR_ENGINE_LOG_LEVEL": "WARNING",
     }
     with tb.classic_agi_visible(workdir):
-        engine = None
+        engine = trivial = None
         try:
             asterisk = tb.start_asterisk(classic_env)
             engine = tb.start_engine(f"sqlite:///{fast_db}", workdir)
+            trivial = subprocess.Popen(  # noqa: ASYNC220 - before any call, like start_engine
+                [sys.executable, str(tb.REPO / "bench/trivial_fastagi.py"), "--port",
+                 str(TRIVIAL_PORT)], cwd=tb.REPO,
+            )  # fmt: skip
             backlog = tb.listen_backlog(tb.AGI_PORT)
             print(f"asterisk pid {asterisk}, engine pid {engine.pid}, backlog {backlog}")
             bench = Bench(args, workdir, asterisk)
-            bench.engine = engine.pid
+            bench.engine, bench.trivial = engine.pid, trivial.pid
             await bench.ami.start()
             try:
                 for variant in (VARIANTS[n] for n in args.variants):
@@ -376,6 +390,9 @@ async def _session(args: argparse.Namespace, workdir: Path) -> tuple[list[RunRes
                 await bench.ami.stop()
             return bench.results, backlog
         finally:
+            if trivial is not None:
+                trivial.terminate()
+                trivial.wait(10)
             if engine is not None:
                 tb.stop_engine(engine)
             tb.testbed("stop")
