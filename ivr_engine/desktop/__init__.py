@@ -27,6 +27,7 @@ from ivr_engine.desktop.pop import (
     masking_from_menus,
     ring_from_call,
 )
+from ivr_engine.desktop.shared import SharedDesktop, open_shared_desktop
 
 __all__ = [
     "MASK",
@@ -37,6 +38,7 @@ __all__ = [
     "FieldMasking",
     "Ring",
     "ScreenPopJson",
+    "SharedDesktop",
     "build_screen_pop",
     "create_desktop_app",
     "hash_password",
@@ -44,6 +46,7 @@ __all__ = [
     "load_agent_directory",
     "masking_from_menus",
     "new_api_token",
+    "open_shared_desktop",
     "parse_agent_directory",
     "ring_from_call",
     "verify_password",

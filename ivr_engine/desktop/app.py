@@ -30,7 +30,7 @@ from ivr_engine.desktop.directory import AgentDirectory
 from ivr_engine.desktop.errors import agent_error_middleware, security_headers_middleware
 from ivr_engine.desktop.hub import DesktopHub
 from ivr_engine.desktop.keys import AGENTS, ASSETS, CONFIG, DIRECTORY, HUB, SESSIONS, THROTTLE
-from ivr_engine.desktop.sessions import LoginThrottle, SessionStore
+from ivr_engine.desktop.sessions import LoginThrottle, MemorySessionStore, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,11 @@ def create_desktop_app(
     hub: DesktopHub,
     config: DesktopConfig | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sessions: SessionStore | None = None,
 ) -> web.Application:
-    """The desktop sub-app; ``clock`` (seconds, monotonic) drives session and lockout times."""
+    """The desktop sub-app; ``clock`` (seconds, monotonic) drives lockout times, and session
+    times when ``sessions`` is None (then in this process: ``MemorySessionStore``). The
+    caller owns (and closes) a ``sessions`` it passes."""
     config = config or DesktopConfig()
     app = web.Application(
         middlewares=[security_headers_middleware, error_middleware, agent_error_middleware],
@@ -53,8 +56,10 @@ def create_desktop_app(
     app[DIRECTORY] = directory
     app[AGENTS] = agents
     app[HUB] = hub
-    secret = config.cookie_secret or secrets.token_bytes(32)
-    app[SESSIONS] = SessionStore(secret=secret, ttl_s=config.session_ttl_s, clock=clock)
+    if sessions is None:
+        secret = config.cookie_secret or secrets.token_bytes(32)
+        sessions = MemorySessionStore(secret=secret, ttl_s=config.session_ttl_s, clock=clock)
+    app[SESSIONS] = sessions
     app[THROTTLE] = LoginThrottle(
         max_failures=config.max_failed_logins,
         window_s=config.failed_login_window_s,
@@ -81,10 +86,23 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
             name="desktop-agent-feed",
         ),
         asyncio.create_task(
-            listener.sweep_sessions(app[SESSIONS], app[HUB], every_s=config.sweep_interval_s),
+            listener.sweep_sessions(
+                app[SESSIONS],
+                app[HUB],
+                every_s=config.sweep_interval_s,
+                directory=app[DIRECTORY],
+            ),
             name="desktop-session-sweep",
         ),
     }
+    relay = app[HUB].relay
+    if relay is not None:
+        tasks.add(
+            asyncio.create_task(
+                listener.follow_relay(relay, app[HUB], retry_s=config.feed_retry_s),
+                name="desktop-relay",
+            )
+        )
     for task in tasks:
         task.add_done_callback(_log_failure)
     try:

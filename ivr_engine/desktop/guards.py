@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from ivr_engine.api.errors import ApiError, from_validation_error
 from ivr_engine.desktop.directory import DesktopAgent
 from ivr_engine.desktop.keys import CONFIG, DIRECTORY, SESSIONS
-from ivr_engine.desktop.sessions import Session
+from ivr_engine.desktop.sessions import Session, SessionStoreUnavailable
 
 M = TypeVar("M", bound=BaseModel)
 _CHUNK = 16 * 1024
@@ -47,13 +47,17 @@ def check_post_origin(request: web.Request) -> None:
         raise ApiError(403, "origin_rejected", "cross-site request refused")
 
 
-def current_session(request: web.Request) -> Session | None:
+async def current_session(request: web.Request) -> Session | None:
+    """503 when the shared session store does not answer (the agent is not logged out)."""
     cookie = request.cookies.get(request.app[CONFIG].cookie_name)
-    return request.app[SESSIONS].from_cookie(cookie)
+    try:
+        return await request.app[SESSIONS].from_cookie(cookie)
+    except SessionStoreUnavailable as exc:
+        raise ApiError(503, "sessions_unavailable", "sessions are unavailable: retry") from exc
 
 
-def require_session(request: web.Request) -> tuple[Session, DesktopAgent]:
-    session = current_session(request)
+async def require_session(request: web.Request) -> tuple[Session, DesktopAgent]:
+    session = await current_session(request)
     agent = None if session is None else request.app[DIRECTORY].get(session.agent_id)
     if session is None or agent is None:
         raise ApiError(401, "session_required", "log in first (no session, or it has ended)")

@@ -5,12 +5,18 @@ reads the customer and their recent events from the timeline (failing open: a sl
 broken timeline gives a pop without history, never no pop), builds the pop, remembers it as
 the agent's latest (a page opened later shows it) and sends it to every tab the agent has
 open. A socket that cannot take a message within ``send_timeout_s`` is closed and dropped.
+
+With a ``relay`` (several engine processes), every pop, dismissed pop, ended session and
+forgotten agent is applied here first, then published, and the hubs of the other processes
+apply it to the sockets they hold (``apply``). A relay that fails never fails the caller: the
+note is logged, and a pop that could not be published is counted in ``pops_lost``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -19,6 +25,7 @@ from aiohttp import web
 from ivr_engine.agents import AgentChange
 from ivr_engine.desktop.messages import ByeMessage, Message, state_message
 from ivr_engine.desktop.pop import FieldMasking, Ring, ScreenPopJson, build_screen_pop
+from ivr_engine.desktop.relay import DesktopNote, DesktopRelay, DesktopRelayUnavailable
 from ivr_engine.domain.errors import CustomerNotFound, TimelineUnavailable
 from ivr_engine.ports import Customer, StoredEvent, TimelinePage
 
@@ -50,6 +57,7 @@ class DesktopHub:
         max_contacts: int = 10,
         lookup_timeout_s: float = 2.0,
         send_timeout_s: float = 5.0,
+        relay: DesktopRelay | None = None,
     ) -> None:
         self._timeline = timeline
         self._masking = masking or FieldMasking()
@@ -60,6 +68,9 @@ class DesktopHub:
         self._sockets: dict[str, dict[web.WebSocketResponse, str]] = {}  # agent → ws → session
         self._latest: dict[str, ScreenPopJson] = {}
         self._gone: dict[str, asyncio.Event] = {}  # set when the agent's last socket goes
+        self.relay = relay
+        self.origin = secrets.token_hex(8)
+        self.pops_lost = 0  # pops the relay could not publish to the other processes
 
     # ------------------------------------------------------------------ sockets
 
@@ -108,7 +119,12 @@ class DesktopHub:
             return False
 
     async def close_session(self, session_id: str, reason: str) -> None:
-        """Say goodbye to, and close, every socket opened with this session."""
+        """Say goodbye to, and close, every socket opened with this session, everywhere."""
+        note = DesktopNote("session_ended", self.origin, session_id=session_id, reason=reason)
+        await self.apply(note)
+        await self._publish(note)
+
+    async def _close_local_session(self, session_id: str, reason: str) -> None:
         await asyncio.gather(
             *(
                 self._bye(agent_id, ws, reason)
@@ -147,15 +163,18 @@ class DesktopHub:
         return self._latest.get(agent_id)
 
     async def clear_pop(self, agent_id: str) -> None:
-        if self._latest.pop(agent_id, None) is not None:
-            await self.send(agent_id, {"type": "pop_cleared"})
+        note = DesktopNote("pop_cleared", self.origin, agent_id=agent_id)
+        await self.apply(note)
+        await self._publish(note)
 
-    def forget(self, agent_id: str) -> None:
+    async def forget(self, agent_id: str) -> None:
         """Drop the agent's latest pop without telling anyone (the agent logged out)."""
-        self._latest.pop(agent_id, None)
+        note = DesktopNote("forget", self.origin, agent_id=agent_id)
+        await self.apply(note)
+        await self._publish(note)
 
     async def pop(self, agent_id: str, ring: Ring) -> int:
-        """Build the screen pop for ``ring`` and send it; returns the sockets that took it."""
+        """Build the screen pop for ``ring`` and send it; returns the local sockets that took it."""
         customer, events, available = await self._history(ring.customer_id)
         payload = build_screen_pop(
             ring,
@@ -166,8 +185,41 @@ class DesktopHub:
             max_contacts=self._max_contacts,
             history_available=available,
         )
-        self._latest[agent_id] = payload
-        return await self.send(agent_id, {"type": "pop", "pop": payload})
+        note = DesktopNote("pop", self.origin, agent_id=agent_id, pop=payload)
+        sent = await self.apply(note)
+        await self._publish(note)
+        return sent
+
+    async def apply(self, note: DesktopNote) -> int:
+        """Apply a note to the sockets of this process; returns how many took a message."""
+        agent_id = note.agent_id
+        if note.kind == "session_ended" and note.session_id is not None:
+            await self._close_local_session(note.session_id, note.reason or "session ended")
+        elif agent_id is None:
+            log.warning("desktop note %s without an agent: ignored", note.kind)
+        elif note.kind == "pop" and note.pop is not None:
+            self._latest[agent_id] = note.pop
+            return await self.send(agent_id, {"type": "pop", "pop": note.pop})
+        elif note.kind == "pop_cleared" and self._latest.pop(agent_id, None) is not None:
+            return await self.send(agent_id, {"type": "pop_cleared"})
+        elif note.kind == "forget":
+            self._latest.pop(agent_id, None)
+        return 0
+
+    async def _publish(self, note: DesktopNote) -> None:
+        if self.relay is None:
+            return
+        try:
+            await self.relay.publish(note)
+        except DesktopRelayUnavailable as exc:
+            if note.kind == "pop":
+                self.pops_lost += 1
+            log.warning(
+                "desktop %s for agent %s not shared with the other engine processes: %s",
+                note.kind,
+                note.agent_id or note.session_id,
+                exc,
+            )
 
     async def _history(
         self, customer_id: str | None

@@ -1,6 +1,7 @@
-"""Background work of the desktop: the agent change feed → sockets, and the session sweep.
+"""Background work of the desktop: the agent change feed → sockets, the relay (notes from
+the other engine processes) → sockets, and the session sweep.
 
-Both run for the app's lifetime (``app.cleanup_ctx``). The feed is re-subscribed when it
+All run for the app's lifetime (``app.cleanup_ctx``). The feed is re-subscribed when it
 lags or the store is down (with a capped back-off), and each connected agent is then sent a
 fresh state, since changes may have been missed in between.
 """
@@ -16,9 +17,11 @@ from ivr_engine.agents import (
     ChangeFeedLagged,
     UnknownAgent,
 )
+from ivr_engine.desktop.directory import AgentDirectory
 from ivr_engine.desktop.hub import DesktopHub
 from ivr_engine.desktop.messages import state_json
-from ivr_engine.desktop.sessions import SessionStore
+from ivr_engine.desktop.relay import DesktopRelay, DesktopRelayUnavailable
+from ivr_engine.desktop.sessions import Session, SessionStore, SessionStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +58,50 @@ async def follow_agent_changes(
             delay = min(delay * 2, MAX_RETRY_S)
 
 
-async def sweep_sessions(sessions: SessionStore, hub: DesktopHub, *, every_s: float) -> None:
-    """End expired sessions and close their sockets, every ``every_s`` seconds."""
+async def follow_relay(relay: DesktopRelay, hub: DesktopHub, *, retry_s: float = 1.0) -> None:
+    """Apply the other processes' notes (pops, logouts) to this process's sockets."""
+    delay = retry_s
+    while True:
+        try:
+            async with relay.notes() as notes:
+                delay = retry_s
+                async for note in notes:
+                    if note.origin != hub.origin:
+                        await hub.apply(note)
+            return
+        except DesktopRelayUnavailable as exc:
+            log.warning("desktop: relay unavailable (%s); retry in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_S)
+
+
+async def sweep_sessions(
+    sessions: SessionStore,
+    hub: DesktopHub,
+    *,
+    every_s: float,
+    directory: AgentDirectory | None = None,
+) -> None:
+    """Every ``every_s`` seconds: end expired sessions, and those of agents deleted from the
+    directory, and close their sockets (in every process, through the hub's relay)."""
     while True:
         await asyncio.sleep(every_s)
-        for session in sessions.expire():
-            await hub.close_session(session.session_id, "session expired: log in again")
+        try:
+            await sweep_once(sessions, hub, directory)
+        except SessionStoreUnavailable as exc:
+            log.warning("desktop: session sweep skipped: %s", exc)
+
+
+async def sweep_once(
+    sessions: SessionStore, hub: DesktopHub, directory: AgentDirectory | None
+) -> None:
+    for session in await sessions.expire():
+        await hub.close_session(session.session_id, "session expired: log in again")
+    if directory is None:
+        return
+    gone: list[Session] = []
+    for agent_id in await sessions.agents_with_sessions():
+        if directory.get(agent_id) is None:
+            gone += await sessions.drop_agent(agent_id)
+    for session in gone:
+        await hub.close_session(session.session_id, "this agent no longer exists")

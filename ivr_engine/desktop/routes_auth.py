@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -31,6 +33,9 @@ from ivr_engine.desktop.guards import (
 )
 from ivr_engine.desktop.keys import AGENTS, DIRECTORY, HUB, SESSIONS, THROTTLE
 from ivr_engine.desktop.messages import agent_json, state_json
+from ivr_engine.desktop.sessions import SessionStoreUnavailable
+
+T = TypeVar("T")
 
 routes = web.RouteTableDef()
 
@@ -66,7 +71,7 @@ async def login(request: web.Request) -> web.Response:
         agent.agent_id, max_concurrent=agent.max_concurrent
     )
     await _end_session_of(request)
-    session = request.app[SESSIONS].create(agent.agent_id)
+    session = await _sessions_call(request.app[SESSIONS].create(agent.agent_id))
     response = web.json_response({"agent": agent_json(agent), "state": state_json(snapshot)})
     set_session_cookie(request, response, session)
     return response
@@ -74,12 +79,19 @@ async def login(request: web.Request) -> web.Response:
 
 async def _end_session_of(request: web.Request) -> str | None:
     """End the session the request's cookie names; returns its agent id."""
-    session = current_session(request)
+    session = await current_session(request)
     if session is None:
         return None
-    request.app[SESSIONS].drop(session.session_id)
+    await _sessions_call(request.app[SESSIONS].drop(session.session_id))
     await request.app[HUB].close_session(session.session_id, "logged out")
     return session.agent_id
+
+
+async def _sessions_call(work: Awaitable[T]) -> T:
+    try:
+        return await work
+    except SessionStoreUnavailable as exc:
+        raise ApiError(503, "sessions_unavailable", "sessions are unavailable: retry") from exc
 
 
 @routes.post("/logout")
@@ -87,8 +99,10 @@ async def logout(request: web.Request) -> web.Response:
     check_post_origin(request)
     agent_id = await _end_session_of(request)
     state = None
-    if agent_id is not None and not request.app[SESSIONS].sessions_of(agent_id):
-        request.app[HUB].forget(agent_id)
+    if agent_id is not None and not await _sessions_call(
+        request.app[SESSIONS].sessions_of(agent_id)
+    ):
+        await request.app[HUB].forget(agent_id)
         try:
             state = state_json(await request.app[AGENTS].set_state(agent_id, AgentState.LOGGED_OUT))
         except InvalidTransition:  # on a call: stays in the queue until it ends
@@ -100,7 +114,7 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/api/me")
 async def me(request: web.Request) -> web.Response:
-    _session, agent = require_session(request)
+    _session, agent = await require_session(request)
     snapshot = await request.app[AGENTS].get(agent.agent_id)
     pop = request.app[HUB].latest_pop(agent.agent_id)
     return web.json_response(

@@ -30,7 +30,7 @@ ACTIONS: Final[Mapping[Action, tuple[AgentState, AgentState | None]]] = {
 async def change_state(request: web.Request) -> web.Response:
     """Invalid transitions are 409s with a sentence for the agent (``errors`` middleware)."""
     check_post_origin(request)
-    _session, agent = require_session(request)
+    _session, agent = await require_session(request)
     body = await read_json(request, StateBody)
     target, required = ACTIONS[body.action]
     store = request.app[AGENTS]
@@ -47,6 +47,6 @@ async def change_state(request: web.Request) -> web.Response:
 @routes.post("/api/pop/dismiss")
 async def dismiss_pop(request: web.Request) -> web.Response:
     check_post_origin(request)
-    _session, agent = require_session(request)
+    _session, agent = await require_session(request)
     await request.app[HUB].clear_pop(agent.agent_id)
     return web.json_response({"pop": None})

@@ -45,7 +45,7 @@ async def _hello(request: web.Request, agent: DesktopAgent) -> HelloMessage:
 @routes.get("/ws")
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     require_origin(request)
-    session, agent = require_session(request)
+    session, agent = await require_session(request)
     ws = web.WebSocketResponse(
         heartbeat=request.app[CONFIG].ws_heartbeat_s,
         max_msg_size=MAX_CLIENT_MESSAGE,

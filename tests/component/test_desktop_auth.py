@@ -21,7 +21,7 @@ from ivr_engine.desktop.passwords import (
     token_digest,
     verify_password,
 )
-from ivr_engine.desktop.sessions import LoginThrottle, SessionStore
+from ivr_engine.desktop.sessions import LoginThrottle
 from ivr_engine.domain.errors import ConfigError
 
 
@@ -167,32 +167,8 @@ def test_shared_tokens_are_refused() -> None:
 # --------------------------------------------------------------------------- sessions
 
 
-def test_sessions_are_signed_random_and_expire() -> None:
-    clock = FakeClock()
-    store = SessionStore(secret=b"k" * 32, ttl_s=60, clock=clock)
-    one, two = store.create("a100"), store.create("a100")
-    assert one.session_id != two.session_id and len(one.session_id) >= 43
-    cookie = store.cookie_value(one)
-    assert store.from_cookie(cookie) == one
-    other_secret = SessionStore(secret=b"j" * 32, ttl_s=60, clock=clock)
-    assert other_secret.from_cookie(cookie) is None  # the signature is checked
-    assert store.from_cookie(cookie[:-1] + ("A" if cookie[-1] != "A" else "B")) is None
-    clock.now += 61
-    assert store.from_cookie(cookie) is None and store.sessions_of("a100") == []
-    assert {s.session_id for s in store.expire()} == {one.session_id, two.session_id}
-    assert len(store) == 0
-
-
-def test_an_agent_keeps_at_most_max_sessions() -> None:
-    store = SessionStore(secret=b"k" * 32, ttl_s=60, max_per_agent=3)
-    made = [store.create("a100") for _ in range(5)]
-    assert [s.session_id for s in store.sessions_of("a100")] == [s.session_id for s in made[2:]]
-    assert store.get(made[0].session_id) is None
-
-
-def test_short_secrets_are_refused() -> None:
-    with pytest.raises(ValueError, match="16 bytes"):
-        SessionStore(secret=b"short", ttl_s=1)
+# Sessions themselves (signature, expiry, per-agent cap), in-process and in Redis:
+# test_desktop_session_contract.py.
 
 
 def test_throttle_locks_out_then_forgets() -> None:

@@ -1,0 +1,146 @@
+"""The desktop relay: what one engine process tells the desktops held by the others.
+
+A screen pop is built once, by the process that routed the call, and must reach the agent's
+WebSockets wherever they are connected; a dismissed pop, an ended session (logout, expiry,
+agent deleted) likewise. Each ``DesktopNote`` names one agent or one session, and the hub
+that receives it sends it only to that agent's (or session's) sockets.
+
+Redis pub/sub, not a Stream: a pop matters only while the phone rings (seconds), every
+process stays subscribed for its lifetime and keeps each agent's latest pop (as it did
+before), so an agent who reconnects to any process within the ring time gets the pop in its
+``hello``. A Stream would only replay to a process that was itself cut off from Redis, which
+is the case where the pop is lost anyway (logged and counted by the hub); it would add
+per-process read positions and trimming for no gain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import asdict, dataclass
+from typing import Literal, Protocol, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from ivr_engine.desktop.pop import ScreenPopJson
+
+DEFAULT_CHANNEL = "ivr:{desktop}:notes"
+_FAILURES = (RedisError, OSError, TimeoutError)
+
+NoteKind = Literal["pop", "pop_cleared", "session_ended", "forget"]
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopNote:
+    kind: NoteKind
+    origin: str  # the hub that sent it (it does not apply its own notes twice)
+    agent_id: str | None = None
+    session_id: str | None = None  # session_ended
+    reason: str | None = None  # session_ended
+    pop: ScreenPopJson | None = None  # pop
+
+
+class DesktopRelayUnavailable(Exception):
+    pass
+
+
+class DesktopRelay(Protocol):
+    async def publish(self, note: DesktopNote) -> None:
+        """Raises ``DesktopRelayUnavailable`` (within the relay's timeout)."""
+        ...
+
+    def notes(self) -> AbstractAsyncContextManager[AsyncIterator[DesktopNote]]:
+        """Every note published from now on, by any process (raises when Redis fails)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def encode_note(note: DesktopNote) -> str:
+    return json.dumps(asdict(note), separators=(",", ":"))
+
+
+def decode_note(data: str) -> DesktopNote:
+    raw = json.loads(data)
+    return DesktopNote(
+        kind=raw["kind"],
+        origin=str(raw["origin"]),
+        agent_id=raw.get("agent_id"),
+        session_id=raw.get("session_id"),
+        reason=raw.get("reason"),
+        pop=cast(ScreenPopJson | None, raw.get("pop")),
+    )
+
+
+class RedisDesktopRelay:
+    def __init__(self, client: Redis, *, channel: str = DEFAULT_CHANNEL, timeout_s: float) -> None:
+        self._client, self._channel, self._timeout_s = client, channel, timeout_s
+        self._subscriptions: set[PubSub] = set()
+        self._closing = False
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, channel: str = DEFAULT_CHANNEL, timeout_s: float = 1.0
+    ) -> RedisDesktopRelay:
+        client = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
+        return cls(client, channel=channel, timeout_s=timeout_s)
+
+    async def publish(self, note: DesktopNote) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._client.publish(self._channel, encode_note(note))
+        except _FAILURES as exc:
+            raise DesktopRelayUnavailable(f"desktop relay (Redis) failed: {exc!r}") from exc
+
+    def notes(self) -> AbstractAsyncContextManager[AsyncIterator[DesktopNote]]:
+        return self._subscribe()
+
+    @asynccontextmanager
+    async def _subscribe(self) -> AsyncIterator[AsyncIterator[DesktopNote]]:
+        pubsub = self._client.pubsub()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await pubsub.subscribe(self._channel)
+                while (await pubsub.get_message(timeout=None) or {}).get("type") != "subscribe":
+                    pass
+        except _FAILURES as exc:
+            await _close(pubsub)
+            raise DesktopRelayUnavailable(f"desktop relay (Redis) failed: {exc!r}") from exc
+        self._subscriptions.add(pubsub)
+        try:
+            yield self._listen(pubsub)
+        finally:
+            self._subscriptions.discard(pubsub)
+            await _close(pubsub)
+
+    async def _listen(self, pubsub: PubSub) -> AsyncIterator[DesktopNote]:
+        try:
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    yield decode_note(message["data"])
+        except _FAILURES as exc:
+            if not self._closing:
+                raise DesktopRelayUnavailable(f"desktop relay (Redis) failed: {exc!r}") from exc
+
+    async def aclose(self) -> None:
+        self._closing = True
+        for pubsub in list(self._subscriptions):
+            await _close(pubsub)
+        await self._client.aclose()
+
+
+async def _close(pubsub: PubSub) -> None:
+    close: Callable[[], Awaitable[None]] = pubsub.aclose  # untyped in redis-py
+    await close()
