@@ -19,6 +19,10 @@ Pipeline: reader (group commit into the SQLite outbox, ``--syncs`` fsync policy)
 (10 ms windows) → Redis Streams (real, 127.0.0.1:6379) → consumer group → customer by phone
 → FastCallWriter → timeline (SQLite file; PostgreSQL with ``--pg-admin-url``).
 
+``--variants``: each run is repeated per variant, so an optimisation and what it replaced
+are measured side by side on the same machine in one invocation (``new`` = the code as it
+is; the others put back one older path, see ``VARIANTS``).
+
 Per run: timeline events/s from the first AMI send to the last commit (whole run, including
 the tail), and each event's lag from its AMI send to its commit + ack, p50/p99/max.
 Prints a markdown table.
@@ -36,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +50,7 @@ import asyncpg
 import redis.asyncio
 
 from crm_bridge.bus import DEFAULT_PREFIX
-from crm_bridge.calls import Bridge, BridgeSettings, NormalisedEvent
+from crm_bridge.calls import Bridge, BridgeSettings, CustomerResolver, NormalisedEvent
 from ivr_engine.ports import Identity
 from ivr_engine.timeline import open_timeline
 from ivr_engine.timeline.migrate import upgrade
@@ -59,8 +63,22 @@ EVENTS_PER_CALL = 7  # timeline events of one agent call with a hold
 AMI_PER_CALL = 15
 
 
+def per_call_resolve(bridge: Bridge) -> None:
+    """Customers resolved one lookup per new call, new ones created one by one."""
+    assert bridge.consumer is not None and bridge.timeline is not None
+    timeline = bridge.timeline
+    bridge.consumer.resolver = CustomerResolver(timeline.store, lookup=timeline.lookup)
+
+
+VARIANTS: dict[str, Callable[[Bridge], None]] = {
+    "new": lambda bridge: None,
+    "per-call-resolve": per_call_resolve,
+}
+
+
 @dataclass(frozen=True)
 class Run:
+    variant: str
     database: str  # sqlite | postgresql
     sync: str  # outbox fsync policy
     rate: int  # offered AMI events/s, 0 = as fast as possible
@@ -239,7 +257,8 @@ async def one_run(args: argparse.Namespace, run: Run, tmp: Path) -> Row:
             reader = reader_process(settings) if run.split else contextlib.nullcontext([0.0])
             redis_before, cpu_before = await redis_cpu_s(args.redis_url), time.process_time()
             try:
-                async with Bridge(settings, on_committed=committed), reader as reader_cpu:
+                async with Bridge(settings, on_committed=committed) as bridge, reader as reader_cpu:
+                    VARIANTS[run.variant](bridge)
                     assert proc.stdout is not None
                     async with asyncio.timeout(args.timeout_s):
                         await done.wait()
@@ -260,11 +279,12 @@ async def one_run(args: argparse.Namespace, run: Run, tmp: Path) -> Row:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| processes | timeline | outbox sync | offered AMI ev/s | calls | timeline events | "
+        "| variant | processes | timeline | outbox sync | offered AMI ev/s | calls | "
+        "timeline events | "
         "timeline ev/s | AMI ev/s | lag p50 ms | lag p99 ms | lag max ms | "
         "bridge CPU µs / AMI ev | timeline ev / bridge CPU-s | AMI ev / bridge CPU-s | "
         "Redis server CPU µs / AMI ev |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
         "| ---: | ---: | ---: |",
     ]
     for r in rows:
@@ -272,7 +292,8 @@ def table(rows: list[Row]) -> str:
         procs = "reader + consumer" if r.run.split else "one"
         ami = r.calls * AMI_PER_CALL
         lines.append(
-            f"| {procs} | {r.run.database} | {r.run.sync} | {offered} | {r.calls:,} | "
+            f"| {r.run.variant} | {procs} | {r.run.database} | {r.run.sync} | {offered} | "
+            f"{r.calls:,} | "
             f"{r.events:,} | {r.per_s:,.0f} | {r.ami_per_s:,.0f} | {r.p50_ms:.0f} | "
             f"{r.p99_ms:.0f} | {r.max_ms:.0f} | {r.cpu_s / ami * 1e6:.0f} | "
             f"{r.events / r.cpu_s:,.0f} | {ami / r.cpu_s:,.0f} | "
@@ -286,11 +307,12 @@ async def main(args: argparse.Namespace) -> None:
         await serve_peer(args.calls, args.callers, args.new_every, args.rate)
         return
     runs = [
-        Run(db, sync, int(rate), split == "split")
+        Run(variant, db, sync, int(rate), split == "split")
         for split in args.topologies.split(",")
         for db in ["sqlite"] + (["postgresql"] if args.pg_admin_url else [])
         for sync in args.syncs.split(",")
         for rate in args.rates.split(",")
+        for variant in args.variants.split(",")
     ]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bridge-bench-") as tmp:
@@ -310,6 +332,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rates", default="0,1000", help="offered AMI events/s, 0 = max")
     parser.add_argument("--rate", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--syncs", default="full")
+    parser.add_argument("--variants", default="new", help=", ".join(VARIANTS))
     parser.add_argument("--topologies", default="one,split", help="one and/or split")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--pg-admin-url", default=None)

@@ -46,7 +46,7 @@ from ivr_engine.ports import (
 )
 from ivr_engine.telephony.ami import Backoff
 
-__all__ = ["CustomerResolver", "FastWriter", "TimelineConsumer"]
+__all__ = ["CustomerDirectory", "CustomerResolver", "FastWriter", "TimelineConsumer"]
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +54,14 @@ class FastWriter(Protocol):
     async def write(self, batch: Sequence[CustomerWrite]) -> set[str]:
         """Write known customers' events in one transaction; returns unknown customer ids."""
         ...
+
+
+class CustomerDirectory(Protocol):
+    """Customers by phone number in bulk (``FastCallWriter``: one query, one transaction)."""
+
+    async def phone_owners(self, phones: Sequence[str]) -> dict[str, list[str]]: ...
+
+    async def create_customers(self, phones: Sequence[str | None]) -> list[str]: ...
 
 
 class CustomerResolver:
@@ -70,9 +78,11 @@ class CustomerResolver:
       the rest of that call lands on a second unlinked customer (still not on a wrong one,
       and nothing twice).
 
-    Who owns a number is read with ``lookup`` (the engine's one-round-trip caller lookup,
-    same answer as ``store.find_customers``) when given, else with ``find_customers``. The
-    new calls of a batch are resolved concurrently (at most ``concurrency`` at once).
+    With a ``directory`` (the bridge's): the new calls of a batch are resolved together,
+    one query for who owns their numbers, then one transaction creating the customers
+    needed (the store's rule, under its per-identity lock). Without: one ``lookup`` (the
+    engine's caller lookup, same answer as ``store.find_customers``) or ``find_customers``
+    per new call, at most ``concurrency`` at once, new customers through the store.
     """
 
     def __init__(
@@ -80,10 +90,11 @@ class CustomerResolver:
         store: TimelineStore,
         *,
         lookup: CallerLookup | None = None,
+        directory: CustomerDirectory | None = None,
         cache_size: int = 100_000,
         concurrency: int = 8,
     ) -> None:
-        self._store, self._lookup = store, lookup
+        self._store, self._lookup, self._directory = store, lookup, directory
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._cache_size = cache_size
         self._gate = asyncio.Semaphore(concurrency)
@@ -94,13 +105,10 @@ class CustomerResolver:
         """Call id → customer id for ``{call id: caller}``; ``TimelineUnavailable`` if the
         database cannot answer (then nothing new is remembered but what was resolved)."""
         new = [(call_id, caller) for call_id, caller in calls.items() if call_id not in self._cache]
-        results = await asyncio.gather(
-            *(self._resolve_call(call_id, caller) for call_id, caller in new),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        if self._directory is not None:
+            await self._resolve_together(self._directory, new)
+        elif new:
+            await self._resolve_each(new)
         found = {}
         for call_id in calls:
             found[call_id] = self._cache[call_id]
@@ -108,6 +116,38 @@ class CustomerResolver:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return found
+
+    async def _resolve_together(
+        self, directory: CustomerDirectory, new: list[tuple[str, str | None]]
+    ) -> None:
+        phones = sorted({caller for _, caller in new if caller is not None})
+        owners = await directory.phone_owners(phones) if phones else {}
+        resolved: dict[str, str] = {}
+        to_create: list[tuple[str, str | None]] = []  # (call id, phone or None: unlinked)
+        for call_id, caller in new:
+            found = owners.get(caller, []) if caller is not None else []
+            if len(found) == 1:
+                resolved[call_id] = found[0]
+                continue
+            if len(found) > 1:
+                log.info("caller %s is shared by several customers: call kept unlinked", caller)
+            to_create.append((call_id, caller if not found else None))
+        created = await directory.create_customers([phone for _, phone in to_create])
+        for (call_id, phone), customer_id in zip(to_create, created, strict=True):
+            resolved[call_id] = customer_id
+            if phone is None:
+                self.unlinked += 1
+        self.created += len({p for _, p in to_create if p is not None})
+        self._cache.update(resolved)
+
+    async def _resolve_each(self, new: list[tuple[str, str | None]]) -> None:
+        results = await asyncio.gather(
+            *(self._resolve_call(call_id, caller) for call_id, caller in new),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _resolve_call(self, call_id: str, caller: str | None) -> None:
         async with self._gate:

@@ -118,7 +118,9 @@ class Bridge:
             s.stream,
             s.group,
             s.consumer_name,
-            CustomerResolver(self.timeline.store, lookup=self.timeline.lookup),
+            CustomerResolver(
+                self.timeline.store, lookup=self.timeline.lookup, directory=self.timeline.writer
+            ),
             self.timeline.writer,
             batch=s.consume_batch,
             retry_cap_s=s.db_retry_cap_s,

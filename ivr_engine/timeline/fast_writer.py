@@ -12,6 +12,11 @@ batch in one hop), and keeps the store's rules:
 * a customer id that does not exist is NOT written and is returned to the caller (the
   recorder then stores that call by phone), so nothing is dropped silently.
 
+It also answers, for the call-event bridge, who owns a batch of phone numbers (one query)
+and creates a batch of customers (one transaction, ``create_customers``) with the store's
+rule for ``create_customer_for_identity``: re-read under the same per-identity lock (an
+advisory lock on PostgreSQL, the write lock on SQLite), reuse the one owner, else create.
+
 Any driver error rolls the batch back and becomes ``TimelineUnavailable``.
 """
 
@@ -20,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -34,6 +40,7 @@ from ivr_engine.ports import CustomerWrite
 from ivr_engine.timeline.schema import sqlite_timestamp, to_utc
 from ivr_engine.timeline.urls import parse_database_url, redact
 
+T = TypeVar("T")
 _EVENT_COLUMNS = (
     "event_id, customer_id, occurred_at, recorded_at, channel, event_type, intent, case_id, data"
 )
@@ -72,6 +79,31 @@ WITH owners AS (
 )
 SELECT id FROM owners
 """
+PG_PHONE_OWNERS = """
+SELECT value, array_agg(DISTINCT customer_id ORDER BY customer_id) FROM identities
+WHERE kind = 'phone' AND value = ANY($1::text[]) GROUP BY value"""
+# the store's create_customer_for_identity lock key, taken in key order (no deadlock)
+PG_LOCK_PHONES = """
+SELECT pg_advisory_xact_lock(h) FROM (
+    SELECT DISTINCT hashtext('phone' || chr(31) || p) AS h FROM unnest($1::text[]) AS p
+    ORDER BY h) AS keys"""
+PG_NEW_CUSTOMERS = """
+INSERT INTO customers (id, display_name, created_at, updated_at)
+SELECT id, NULL, $2, $2 FROM unnest($1::text[]) AS id"""
+PG_NEW_PHONES = """
+INSERT INTO identities (customer_id, kind, value)
+SELECT c, 'phone', p FROM unnest($1::text[], $2::text[]) AS t(c, p)
+ON CONFLICT (customer_id, kind, value) DO NOTHING"""
+SQLITE_PHONE_OWNERS = (
+    "SELECT DISTINCT value, customer_id FROM identities WHERE kind = 'phone' AND value IN ({})"
+)
+SQLITE_NEW_CUSTOMER = (
+    "INSERT INTO customers (id, display_name, created_at, updated_at) VALUES (?, NULL, ?, ?)"
+)
+SQLITE_NEW_PHONE = (
+    "INSERT INTO identities (customer_id, kind, value) VALUES (?, 'phone', ?) "
+    "ON CONFLICT (customer_id, kind, value) DO NOTHING"
+)
 SQLITE_EVENT = (
     f"INSERT INTO timeline_events ({_EVENT_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
@@ -118,6 +150,30 @@ class FastCallWriter:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, self._write_sqlite, batch, now)
 
+    async def phone_owners(self, phones: Sequence[str]) -> dict[str, list[str]]:
+        """Each phone number owned by someone → its owners' ids (sorted; all of them)."""
+        if not phones:
+            return {}
+        async with self._lock:
+            if self._pg_dsn is not None:
+                rows = await self._pg_call(lambda c: c.fetch(PG_PHONE_OWNERS, list(phones)))
+                return {row[0]: list(row[1]) for row in rows}
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._owners_sqlite, phones)
+
+    async def create_customers(self, phones: Sequence[str | None]) -> list[str]:
+        """One customer per entry, in one transaction: ``None`` → a new customer without
+        identities; a phone → its one owner if exactly one customer owns it now (a
+        concurrent creator's), else a new customer owning it (``create_customer_for_identity``)."""
+        if not phones:
+            return []
+        now = datetime.now(UTC)
+        async with self._lock:
+            if self._pg_dsn is not None:
+                return await self._pg_call(lambda c: _create_pg(c, phones, now))
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._create_sqlite, phones, now)
+
     async def close(self) -> None:
         async with self._lock:
             if self._pg is not None:
@@ -134,6 +190,12 @@ class FastCallWriter:
 
     async def _write_pg(self, batch: Sequence[CustomerWrite], now: datetime) -> set[str]:
         ids = sorted({w.customer_id for w in batch})
+        columns = _pg_columns(batch)
+        found = await self._pg_call(lambda c: c.fetch(PG_BATCH, ids, now, *columns))
+        return set(ids) - {row[0] for row in found}
+
+    async def _pg_call(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """``work`` on the connection (made if needed); any failure drops the connection."""
         try:
             if self._pg is None or self._pg.is_closed():
                 assert self._pg_dsn is not None
@@ -142,13 +204,12 @@ class FastCallWriter:
                     timeout=self._timeout,
                     server_settings={"application_name": "ivr-engine-writer"},
                 )
-            found = await self._pg.fetch(PG_BATCH, ids, now, *_pg_columns(batch))
+            return await work(self._pg)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             if self._pg is not None:
                 self._pg.terminate()
                 self._pg = None
             raise TimelineUnavailable(f"timeline write failed on {self._where}: {exc!r}") from exc
-        return set(ids) - {row[0] for row in found}
 
     # ------------------------------------------------------------------ SQLite (own thread)
 
@@ -176,6 +237,37 @@ class FastCallWriter:
             raise TimelineUnavailable(f"timeline write failed on {self._where}: {exc!r}") from exc
         return set(ids) - set(owners)
 
+    def _owners_sqlite(self, phones: Sequence[str]) -> dict[str, list[str]]:
+        try:
+            conn = self._sqlite_connection()
+            sql = SQLITE_PHONE_OWNERS.format(", ".join("?" * len(phones)))
+            rows = conn.execute(sql, list(phones)).fetchall()
+        except sqlite3.Error as exc:
+            self._close_sqlite()
+            raise TimelineUnavailable(f"timeline read failed on {self._where}: {exc!r}") from exc
+        return _group_owners(rows)
+
+    def _create_sqlite(self, phones: Sequence[str | None], now: datetime) -> list[str]:
+        try:
+            conn = self._sqlite_connection()
+            stamp = sqlite_timestamp(now)
+            conn.execute("BEGIN IMMEDIATE")  # the write lock: creators are serialised
+            try:
+                wanted = sorted({p for p in phones if p is not None})
+                sql = SQLITE_PHONE_OWNERS.format(", ".join("?" * len(wanted)))
+                owners = _group_owners(conn.execute(sql, wanted).fetchall() if wanted else [])
+                ids, new, identities = _plan_creation(phones, owners)
+                conn.executemany(SQLITE_NEW_CUSTOMER, [(c, stamp, stamp) for c in new])
+                conn.executemany(SQLITE_NEW_PHONE, identities)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._close_sqlite()
+            raise TimelineUnavailable(f"timeline write failed on {self._where}: {exc!r}") from exc
+        return ids
+
     def _sqlite_connection(self) -> sqlite3.Connection:
         if self._sqlite is None:
             assert self._sqlite_path is not None
@@ -191,6 +283,58 @@ class FastCallWriter:
         if self._sqlite is not None:
             conn, self._sqlite = self._sqlite, None
             conn.close()
+
+
+async def _create_pg(
+    conn: asyncpg.Connection, phones: Sequence[str | None], now: datetime
+) -> list[str]:
+    wanted = sorted({p for p in phones if p is not None})
+    async with conn.transaction():
+        if wanted:
+            await conn.execute(PG_LOCK_PHONES, wanted)
+            rows = await conn.fetch(PG_PHONE_OWNERS, wanted)
+        owners = {row[0]: list(row[1]) for row in rows} if wanted else {}
+        ids, new, identities = _plan_creation(phones, owners)
+        await conn.execute(PG_NEW_CUSTOMERS, new, now)
+        if identities:
+            await conn.execute(
+                PG_NEW_PHONES, [c for c, _ in identities], [p for _, p in identities]
+            )
+    return ids
+
+
+def _group_owners(rows: Sequence[Any]) -> dict[str, list[str]]:
+    owners: dict[str, list[str]] = {}
+    for phone, customer_id in rows:
+        owners.setdefault(phone, []).append(customer_id)
+    return {phone: sorted(ids) for phone, ids in owners.items()}
+
+
+def _plan_creation(
+    phones: Sequence[str | None], owners: dict[str, list[str]]
+) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(the customer of each entry, customers to insert, (customer, phone) to insert).
+    A phone listed twice gets one customer; ``None`` always gets its own."""
+    ids: list[str] = []
+    new: list[str] = []
+    identities: list[tuple[str, str]] = []
+    chosen: dict[str, str] = {}
+    for phone in phones:
+        if phone is not None and phone in chosen:
+            ids.append(chosen[phone])
+            continue
+        found = owners.get(phone, []) if phone is not None else []
+        if len(found) == 1:
+            customer_id = found[0]
+        else:
+            customer_id = str(uuid.uuid4())
+            new.append(customer_id)
+            if phone is not None:
+                identities.append((customer_id, phone))
+        if phone is not None:
+            chosen[phone] = customer_id
+        ids.append(customer_id)
+    return ids, new, identities
 
 
 def _pg_columns(batch: Sequence[CustomerWrite]) -> list[list[Any]]:
