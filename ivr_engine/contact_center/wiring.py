@@ -33,10 +33,12 @@ from ivr_engine.desktop import (
     AgentDirectory,
     DesktopConfig,
     DesktopHub,
+    SharedDesktop,
     create_desktop_app,
     intent_labels_from_menus,
     load_agent_directory,
     masking_from_menus,
+    open_shared_desktop,
 )
 from ivr_engine.domain.models import Menu
 from ivr_engine.ports import TimelineStore
@@ -57,6 +59,7 @@ class ContactCenter:
     hub: DesktopHub
     router: AgentRouter
     roster: LiveRoster
+    shared_desktop: SharedDesktop
     ami: AmiClient | None = None
     tracker: AgentCallTracker | None = None
     device_tracker: DeviceStateTracker | None = None
@@ -83,8 +86,10 @@ class ContactCenter:
         profiles = load_agent_profiles(settings.agents_file, config)
         directory = load_agent_directory(settings.agents_file)
         agents = open_agent_state_store(settings.agent_state_url)
+        shared_desktop = await open_shared_desktop(settings.agent_state_url)
         hub = DesktopHub(
             timeline,
+            relay=shared_desktop.relay,
             masking=masking_from_menus(menus.values()),
             intent_labels=intent_labels_from_menus(menus.values()),
         )
@@ -113,6 +118,7 @@ class ContactCenter:
             hub=hub,
             router=router,
             roster=roster,
+            shared_desktop=shared_desktop,
             load=load,
         )
         center._tasks.append(asyncio.create_task(sweep_reservations(agents), name="sweeper"))
@@ -139,6 +145,7 @@ class ContactCenter:
             directory=self.directory,
             agents=self.agents,
             hub=self.hub,
+            sessions=self.shared_desktop.sessions,
             config=DesktopConfig(
                 allowed_origins=frozenset(settings.desktop_allowed_origins),
                 secure_cookie=settings.desktop_secure_cookie,
@@ -168,4 +175,5 @@ class ContactCenter:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.shared_desktop.aclose()
         await self.agents.aclose()
