@@ -17,12 +17,13 @@ it is sent again, with the same ``X-Seed-Delivery`` id. Receivers dedupe on that
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -30,19 +31,21 @@ from typing import TypeVar
 
 import aiohttp
 
-from crm_bridge.webhooks.errors import DeliveryStoreError, DispatcherNotRunning
+from crm_bridge.webhooks.errors import DeliveryStoreError, DispatcherNotRunning, InvalidEvent
 from crm_bridge.webhooks.events import EventLimits, encode_event
 from crm_bridge.webhooks.retry import AttemptResult, DeliveryPolicy, Outcome, backoff_delay
 from crm_bridge.webhooks.sender import new_session, post_delivery
 from crm_bridge.webhooks.store import DeadLetter, Delivery, DeliveryStore
 from crm_bridge.webhooks.subscriptions import SubscriptionRegistry
 
-__all__ = ["LaneStatus", "WebhookDispatcher"]
+__all__ = ["LaneStatus", "OutboundEvent", "WebhookDispatcher"]
 
 log = logging.getLogger(__name__)
 A = TypeVar("A")
 R = TypeVar("R")
 _STORE_RETRY_S = (0.1, 0.5, 2.0, 10.0)
+# (event_type, data, event_id, occurred_at), as ``publish`` takes them
+OutboundEvent = tuple[str, Mapping[str, object], str, datetime | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,7 @@ class WebhookDispatcher:
         self._changed = asyncio.Condition()
         self._running = False
         self._last_order_key = 0
+        self.rejected = 0  # events park_events could not send (InvalidEvent, logged)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -180,6 +184,56 @@ class WebhookDispatcher:
             delivery_ids.append(delivery.delivery_id)
         return delivery_ids
 
+    async def park_events(self, events: Sequence[OutboundEvent]) -> int:
+        """The durable hand-off (the timeline relay): validate each event (``InvalidEvent``
+        ones are logged, counted in ``rejected`` and skipped), park one delivery per
+        matching subscription in the store, all in one transaction, then wake the lanes.
+        Delivery ids are derived from (subscription, event id), so a replayed event is
+        parked at most once per store, and carries the same ``X-Seed-Delivery`` anywhere.
+        Returns the deliveries parked; ``DeliveryStoreError`` if the store failed."""
+        deliveries = []
+        for event_type, data, event_id, occurred_at in events:
+            try:
+                body = encode_event(
+                    event_type,
+                    data,
+                    event_id=event_id,
+                    occurred_at=occurred_at,
+                    limits=self._limits,
+                )
+            except InvalidEvent as exc:
+                self.rejected += 1
+                log.error("webhooks: %s (%s) cannot be sent: %s", event_id, event_type, exc)
+                continue
+            for subscription in self._registry.matching(body.event_type):
+                self._last_order_key = max(self._last_order_key + 1, time.time_ns())
+                sid = subscription.subscription_id
+                key = hashlib.sha256(f"{sid}\n{body.event_id}".encode()).hexdigest()[:32]
+                deliveries.append(
+                    Delivery(
+                        f"dlv_{key}",
+                        sid,
+                        body.event_type,
+                        body.event_id,
+                        body.body,
+                        self._last_order_key,
+                    )
+                )
+        parked = await self._store.park_new(deliveries, self._clock())
+        if self._running:
+            await self._resume({d.subscription_id for d in deliveries})
+        return parked
+
+    async def _resume(self, subscription_ids: Collection[str]) -> None:
+        """Tell these lanes the store holds deliveries for them."""
+        for subscription_id in sorted(subscription_ids):
+            if not self._running:  # stopped meanwhile: the next start() resumes them
+                break
+            lane = self._lane(subscription_id)
+            async with lane.lock:
+                lane.parked = True
+            lane.wake.set()
+
     async def _enqueue(self, delivery: Delivery) -> None:
         if not self._running:  # stopped while this event was being fanned out: keep it
             await self._store.park(delivery)
@@ -211,13 +265,7 @@ class WebhookDispatcher:
         if not self._running:
             raise DispatcherNotRunning("redrive() needs a started dispatcher (call start())")
         revived = await self._store.revive(delivery_ids)  # parked: durable from here on
-        for subscription_id in {d.subscription_id for d in revived}:
-            if not self._running:  # stopped meanwhile: the next start() resumes them
-                break
-            lane = self._lane(subscription_id)
-            async with lane.lock:
-                lane.parked = True
-            lane.wake.set()
+        await self._resume({d.subscription_id for d in revived})
         found = [d.delivery_id for d in revived]
         if len(found) < len(set(delivery_ids)):
             log.warning("webhooks: redrive: not dead letters: %s", set(delivery_ids) - set(found))

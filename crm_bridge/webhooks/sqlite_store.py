@@ -1,8 +1,10 @@
 """The durable ``DeliveryStore``: one SQLite file, so nothing is lost across a restart.
 
-One table, ``webhook_deliveries``; ``state`` is ``parked`` or ``dead``. Writes are rare (only
-overflow, shutdown and failures), so every write is its own transaction with
-``synchronous=FULL`` in WAL mode. All calls run, in order, on one private thread: the event
+``webhook_deliveries``: ``state`` is ``parked`` or ``dead``. ``webhook_relayed``: the
+delivery ids the relay parked (``park_new``), so a replay of the timeline parks nothing
+twice; forgotten after a retention period (``forget_relayed``). Every write is its own
+transaction (one per relay batch, one per delivered delivery) with ``synchronous=FULL`` in
+WAL mode. All calls run, in order, on one private thread: the event
 loop never blocks on the disk and two calls never interleave on the connection.
 
 One dispatcher per file: two processes sharing a file would both deliver its parked rows.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -38,6 +40,11 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_by_lane
     ON webhook_deliveries (state, subscription_id, order_key);
+CREATE TABLE IF NOT EXISTS webhook_relayed (
+    delivery_id TEXT PRIMARY KEY,
+    relayed_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_relayed_by_age ON webhook_relayed (relayed_at);
 """
 _COLUMNS = "delivery_id, subscription_id, event_type, event_id, body, order_key"
 _UPSERT = (
@@ -97,6 +104,23 @@ class SqliteDeliveryStore:
 
     async def park(self, delivery: Delivery) -> None:
         await self._run(lambda db: db.execute(_UPSERT, (*_values(delivery), "parked", 0, "", 0)))
+
+    async def park_new(self, deliveries: Sequence[Delivery], now: float) -> int:
+        remember = "INSERT OR IGNORE INTO webhook_relayed (delivery_id, relayed_at) VALUES (?, ?)"
+
+        def park(db: sqlite3.Connection) -> int:
+            parked = 0
+            for d in deliveries:
+                if db.execute(remember, (d.delivery_id, now)).rowcount == 1:
+                    db.execute(_UPSERT, (*_values(d), "parked", 0, "", 0))
+                    parked += 1
+            return parked
+
+        return await self._run(park) if deliveries else 0
+
+    async def forget_relayed(self, before: float) -> None:
+        sql = "DELETE FROM webhook_relayed WHERE relayed_at < ?"
+        await self._run(lambda db: db.execute(sql, (before,)))
 
     async def next_parked(self, subscription_id: str) -> Delivery | None:
         def read(db: sqlite3.Connection) -> Delivery | None:

@@ -15,7 +15,7 @@ It holds two kinds of delivery, each keyed by its delivery id:
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +45,16 @@ class DeadLetter:
 class DeliveryStore(Protocol):
     async def park(self, delivery: Delivery) -> None:
         """Keep ``delivery`` to be delivered later (replaces a parked or dead copy)."""
+        ...
+
+    async def park_new(self, deliveries: Sequence[Delivery], now: float) -> int:
+        """Park, in one transaction, the deliveries whose id this store never parked
+        before (the relay's replays are skipped: their ids are derived from the event);
+        returns how many were parked. Ids are remembered until ``forget_relayed``."""
+        ...
+
+    async def forget_relayed(self, before: float) -> None:
+        """Forget the ids ``park_new`` saw before ``before`` (unix seconds)."""
         ...
 
     async def next_parked(self, subscription_id: str) -> Delivery | None:
@@ -82,10 +92,21 @@ class InMemoryDeliveryStore:
     def __init__(self) -> None:
         self._parked: dict[str, Delivery] = {}
         self._dead: dict[str, DeadLetter] = {}
+        self._relayed: dict[str, float] = {}
 
     async def park(self, delivery: Delivery) -> None:
         self._dead.pop(delivery.delivery_id, None)
         self._parked[delivery.delivery_id] = delivery
+
+    async def park_new(self, deliveries: Sequence[Delivery], now: float) -> int:
+        new = [d for d in deliveries if d.delivery_id not in self._relayed]
+        for delivery in new:
+            self._relayed[delivery.delivery_id] = now
+            await self.park(delivery)
+        return len(new)
+
+    async def forget_relayed(self, before: float) -> None:
+        self._relayed = {k: at for k, at in self._relayed.items() if at >= before}
 
     async def next_parked(self, subscription_id: str) -> Delivery | None:
         mine = [d for d in self._parked.values() if d.subscription_id == subscription_id]

@@ -176,6 +176,19 @@ class AgentRosterMetaRow(Base):
     seeded: Mapped[bool] = mapped_column(Boolean)
 
 
+class WebhookRelayRow(Base):
+    """One row per webhook relay (``crm_bridge.webhooks.relay``): who relays (a lease) and
+    how far: every event with ``seq <= high_seq`` not listed in ``gaps`` was handed over."""
+
+    __tablename__ = "webhook_relay"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(120))
+    lease_until_ms: Mapped[int] = mapped_column(BigInteger)  # unix milliseconds
+    high_seq: Mapped[int] = mapped_column(BigInteger)
+    gaps: Mapped[list[list[int]]] = mapped_column(JsonDocument)  # [[seq, first_seen_ms], ...]
+
+
 metadata = Base.metadata
 customers = cast(Table, CustomerRow.__table__)
 identities = cast(Table, IdentityRow.__table__)
@@ -183,3 +196,4 @@ timeline_events = _events
 known_fields = cast(Table, KnownFieldRow.__table__)
 agent_roster = cast(Table, AgentRosterRow.__table__)
 agent_roster_meta = cast(Table, AgentRosterMetaRow.__table__)
+webhook_relay = cast(Table, WebhookRelayRow.__table__)

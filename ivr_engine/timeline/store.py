@@ -8,7 +8,7 @@ a customer that was merged away land on the surviving customer.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -256,6 +256,29 @@ class SqlTimelineStore:
                 raise CustomerNotFound(customer_id)
         page = tuple(stored_event(row._mapping) for row in rows[:limit])
         return TimelinePage(page, page[-1].seq if len(rows) > limit else None)
+
+    # ------------------------------------------------------------------ the webhook relay
+
+    async def events_after_seq(self, after_seq: int, limit: int) -> tuple[StoredEvent, ...]:
+        """Committed events with ``seq > after_seq``, oldest ``seq`` first."""
+        query = (
+            select(timeline_events)
+            .where(timeline_events.c.seq > after_seq)
+            .order_by(timeline_events.c.seq)
+            .limit(limit)
+        )
+        async with self._db.reading() as conn:
+            rows = (await conn.execute(query)).all()
+        return tuple(stored_event(row._mapping) for row in rows)
+
+    async def events_at_seqs(self, seqs: Collection[int]) -> tuple[StoredEvent, ...]:
+        """The committed events among these ``seq`` values (missing ones are left out)."""
+        if not seqs:
+            return ()
+        query = select(timeline_events).where(timeline_events.c.seq.in_(sorted(seqs)))
+        async with self._db.reading() as conn:
+            rows = (await conn.execute(query.order_by(timeline_events.c.seq))).all()
+        return tuple(stored_event(row._mapping) for row in rows)
 
     # ------------------------------------------------------------------ helpers
 
