@@ -3,7 +3,7 @@ one until cancelled.
 
 reader role:   AmiClient → AmiReader (normalise) → SqliteOutbox → OutboxPublisher → bus
 consumer role: bus → TimelineConsumer (CustomerResolver, FastCallWriter) → timeline
-               → (after the ack, with ``webhooks_file``) TimelineFeed → webhook subscribers
+               (with ``webhooks_file``: WebhookRelay tails the timeline → webhook subscribers)
 
 Every task is kept, its failure logged and surfaced by ``wait()``; ``stop()`` ends them in
 order: the AMI client (the reader commits what it had read), the publisher (drains the
@@ -29,7 +29,7 @@ from crm_bridge.calls.publisher import OutboxPublisher
 from crm_bridge.calls.reader import AmiReader
 from crm_bridge.calls.settings import BridgeSettings
 from crm_bridge.calls.state import BridgeState
-from crm_bridge.webhooks.timeline_feed import TimelineFeed
+from crm_bridge.webhooks.relay import WebhookRelay
 from ivr_engine.settings import parse_ami_url
 from ivr_engine.telephony.ami import AmiClient
 from ivr_engine.timeline import Timeline, open_timeline
@@ -59,7 +59,7 @@ class Bridge:
         self.consumer: TimelineConsumer | None = None
         self.timeline: Timeline | None = None
         self.bus: EventBus | None = None
-        self.webhooks: TimelineFeed | None = None
+        self.webhooks: WebhookRelay | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._failed = asyncio.Event()
 
@@ -112,7 +112,9 @@ class Bridge:
         assert s.database_url is not None and bus is not None
         self.timeline = await open_timeline(s.database_url)
         if s.webhooks_file is not None:
-            self.webhooks = await TimelineFeed.start(s.webhooks_file, s.webhooks_store)
+            self.webhooks = await WebhookRelay.start(
+                s.database_url, s.webhooks_file, s.webhooks_store
+            )
         self.consumer = TimelineConsumer(
             bus,
             s.stream,
@@ -125,7 +127,6 @@ class Bridge:
             batch=s.consume_batch,
             retry_cap_s=s.db_retry_cap_s,
             on_committed=self._committed,
-            announce=self.webhooks,
             known=self.timeline.store,
         )
         self._spawn("call-timeline-consumer", self.consumer.run())
