@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from crm_bridge.webhooks.relay import WebhookRelay
 from ivr_engine.api.app import create_api_app
 from ivr_engine.contact_center.metrics import CountingSink, load_routes
 from ivr_engine.contact_center.reroute import REROUTE_SCRIPT, reroute_handler
@@ -23,7 +24,7 @@ from ivr_engine.flows.ivr_flow import CallSink, IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
 from ivr_engine.menu_config import check_prompts_exist, load_menus, referenced_prompts
 from ivr_engine.omni.redeem_api import redeem_routes
-from ivr_engine.omni.webhook_feed import PublishingSink, WebhookFeed
+from ivr_engine.omni.webhook_feed import open_webhook_relay
 from ivr_engine.omni.wiring import Continuation, open_continuation
 from ivr_engine.prompt_builder import available_prompt_ids, check_prompt_files
 from ivr_engine.settings import Settings
@@ -78,7 +79,7 @@ class Engine:
     http_port: int = 0
     contact_center: ContactCenter | None = None
     continuation: Continuation | None = None
-    webhooks: WebhookFeed | None = None
+    webhooks: WebhookRelay | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -97,22 +98,13 @@ class Engine:
             self.contact_center = await ContactCenter.open(
                 settings, self.menus, self.timeline.store, utc_now
             )
-        self.webhooks = await WebhookFeed.open(settings)
-        feed = self.webhooks
-        self.continuation = open_continuation(
-            settings,
-            self.menus,
-            self.timeline.store,
-            utc_now,
-            publish=feed.send if feed is not None else None,
-        )
+        self.webhooks = await open_webhook_relay(settings)
+        self.continuation = open_continuation(settings, self.menus, self.timeline.store, utc_now)
         center = self.contact_center
         router = center.router if center is not None else None
         sink: CallSink = self.recorder
         if center is not None and center.load is not None:
             sink = CountingSink(self.recorder, center.load)
-        if self.webhooks is not None:
-            sink = PublishingSink(sink, self.webhooks)
         flow = IvrFlow(
             menus=self.menus,
             lookup=self.timeline.lookup,
@@ -155,7 +147,6 @@ class Engine:
             menus=self.menus,
             clock=utc_now,
             default_region=self.settings.default_region,
-            committed=self.webhooks,
         )
         app.add_subapp("/timeline", create_timeline_ui_app(self.timeline.store))
         if self.continuation is not None:

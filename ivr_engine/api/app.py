@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from ivr_engine.api import preview, routes, routes_events, routes_messages
-from ivr_engine.api.appending import APPENDER, CommittingAppender, NoObserver
+from ivr_engine.api.appending import APPENDER, Appender
 from ivr_engine.api.errors import error_middleware
 from ivr_engine.api.keys import (
     CLOCK,
@@ -26,7 +26,7 @@ from ivr_engine.api.keys import (
 from ivr_engine.api.openapi import openapi_document
 from ivr_engine.api.serialize import HealthJson
 from ivr_engine.domain.models import Menu
-from ivr_engine.ports import CallerLookup, CommittedEvents, TimelineStore
+from ivr_engine.ports import CallerLookup, TimelineStore
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 # A well-formed id nobody has: a read that proves the store answers.
@@ -47,13 +47,12 @@ def create_api_app(
     clock: Callable[[], datetime] = _utc_now,
     default_region: str = "US",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    committed: CommittedEvents | None = None,
 ) -> web.Application:
-    """``committed`` is told, after the commit, of every event a request inserted (the
-    webhook feed: ``ivr_engine.omni.webhook_feed``); it must only queue, never block."""
+    """Webhooks are not the API's business: the relay tails the committed timeline
+    (``crm_bridge.webhooks.relay``)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=max_body_bytes)
     app[STORE] = store
-    app[APPENDER] = CommittingAppender(store, committed if committed is not None else NoObserver())
+    app[APPENDER] = Appender(store)
     app[LOOKUP] = lookup
     app[MENUS] = menus
     app[CLOCK] = clock

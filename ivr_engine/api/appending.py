@@ -1,56 +1,28 @@
-"""The API's one way of appending timeline events: through the store, then, after the
-commit, tell the observer (the webhook feed) about the events this request inserted.
+"""The API's one way of appending timeline events: through the store.
 
-A replay (same ``event_id``) or a concurrent twin that got there first inserts nothing, so
-nothing is announced twice. The observer only queues (``CommittedEvents`` never blocks or
-raises), so a slow or absent webhook receiver never slows or fails a request.
+Nothing is announced after the commit: webhooks come from the relay, which tails the
+committed timeline (``crm_bridge.webhooks.relay``), so a crash right after the commit
+loses no delivery. A replay (same ``event_id``) inserts nothing and is delivered nothing.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 from aiohttp import web
 
-from ivr_engine.ports import (
-    CommittedEvents,
-    EventAppender,
-    NewTimelineEvent,
-    StoredEvent,
-    TimelineStore,
-)
+from ivr_engine.ports import NewTimelineEvent, TimelineStore
 
-__all__ = ["APPENDER", "CommittingAppender", "NoObserver"]
-log = logging.getLogger(__name__)
+__all__ = ["APPENDER", "Appender"]
 
 
-class NoObserver:
-    """Nobody is told (no webhooks configured)."""
-
-    def committed(self, events: Sequence[NewTimelineEvent | StoredEvent]) -> None:
-        return None
-
-
-class CommittingAppender:
-    def __init__(self, store: TimelineStore, observer: CommittedEvents) -> None:
-        self._store, self._observer = store, observer
-        self._precise = isinstance(store, EventAppender)
-        if not self._precise and not isinstance(observer, NoObserver):
-            log.warning(
-                "%s cannot say which events it inserted: API events are not announced",
-                type(store).__name__,
-            )
+class Appender:
+    def __init__(self, store: TimelineStore) -> None:
+        self._store = store
 
     async def append(self, events: Sequence[NewTimelineEvent]) -> int:
         """Append; returns how many were inserted (0: all were stored already)."""
-        if not self._precise:
-            return await self._store.append_events(events)
-        assert isinstance(self._store, EventAppender)
-        inserted = await self._store.append_new_events(events)
-        if inserted:
-            self._observer.committed(inserted)
-        return len(inserted)
+        return await self._store.append_events(events)
 
 
-APPENDER = web.AppKey[CommittingAppender]("appender")
+APPENDER = web.AppKey[Appender]("appender")

@@ -4,7 +4,8 @@ SMS event (with the link) on the timeline; opening the link in chat redeems the 
 resumes the same case (``POST /v1/continuations/redeem``).
 
 The SMS itself is sent by whatever consumes ``message.outbound`` events on channel ``sms``
-(an SMS gateway webhook subscriber): the engine writes the event, idempotently per call.
+(an SMS gateway webhook subscriber): the engine writes the event, idempotently per call,
+and the webhook relay delivers it once committed.
 Sensitive fields travel by name only (see ``crm_bridge.continuation``).
 """
 
@@ -30,14 +31,12 @@ class SmsContinuer:
         public_url: str,
         clear_fields: Collection[str],
         clock: Callable[[], datetime],
-        publish: Callable[[NewTimelineEvent], None] | None = None,
     ) -> None:
         self._tokens = tokens
         self._store = store
         self._base = public_url.rstrip("/")
         self._clear = frozenset(clear_fields)
         self._clock = clock
-        self._publish = publish
 
     def can_continue(self, record: CallRecord) -> bool:
         return record.phone is not None  # a number to text
@@ -68,8 +67,6 @@ class SmsContinuer:
             case_id=case_id,
             data={"to": record.phone, "text": f"Continue your conversation here: {link}"},
         )
-        await self._store.append_events([event])
-        if self._publish is not None:  # e.g. to the SMS gateway's webhook
-            self._publish(event)
+        await self._store.append_events([event])  # webhooks: the relay tails the timeline
         record.customer_id, record.case_id = customer_id, case_id
         return case_id

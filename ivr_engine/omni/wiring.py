@@ -17,7 +17,7 @@ from crm_bridge.continuation import (
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
 from ivr_engine.omni.continue_by_sms import SmsContinuer
-from ivr_engine.ports import NewTimelineEvent, TimelineStore
+from ivr_engine.ports import TimelineStore
 from ivr_engine.settings import Settings
 
 
@@ -37,7 +37,6 @@ def open_continuation(
     menus: Mapping[str, Menu],
     store: TimelineStore,
     clock: Callable[[], datetime],
-    publish: Callable[[NewTimelineEvent], None] | None = None,
 ) -> Continuation | None:
     if settings.continuation_secret is None:
         return None
@@ -60,6 +59,5 @@ def open_continuation(
         public_url=settings.public_url,
         clear_fields=clear,
         clock=clock,
-        publish=publish,
     )
     return Continuation(tokens, continuer, redis)
