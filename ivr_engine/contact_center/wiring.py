@@ -86,13 +86,6 @@ class ContactCenter:
         profiles = load_agent_profiles(settings.agents_file, config)
         directory = load_agent_directory(settings.agents_file)
         agents = open_agent_state_store(settings.agent_state_url)
-        shared_desktop = await open_shared_desktop(settings.agent_state_url)
-        hub = DesktopHub(
-            timeline,
-            relay=shared_desktop.relay,
-            masking=masking_from_menus(menus.values()),
-            intent_labels=intent_labels_from_menus(menus.values()),
-        )
         load = LoadTracker.from_config(config, build_roster(profiles))
         roster = LiveRoster(
             SqlRosterStore(settings.database_url),
@@ -102,6 +95,14 @@ class ContactCenter:
             load=load,
         )
         await roster.start(records_from_file(profiles, directory))
+        # after the roster: an unreachable Redis is refused as agent state first
+        shared_desktop = await open_shared_desktop(settings.agent_state_url)
+        hub = DesktopHub(
+            timeline,
+            relay=shared_desktop.relay,
+            masking=masking_from_menus(menus.values()),
+            intent_labels=intent_labels_from_menus(menus.values()),
+        )
         router = AgentRouter(
             roster=roster.routing,
             load=load,
