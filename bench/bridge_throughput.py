@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import asyncpg
 import redis.asyncio
 
-from crm_bridge.bus import DEFAULT_PREFIX
+from crm_bridge.bus import DEFAULT_PREFIX, RedisEventBus
 from crm_bridge.calls import Bridge, BridgeSettings, CustomerResolver, NormalisedEvent
 from ivr_engine.ports import Identity
 from ivr_engine.timeline import open_timeline
@@ -70,9 +70,19 @@ def per_call_resolve(bridge: Bridge) -> None:
     bridge.consumer.resolver = CustomerResolver(timeline.store, lookup=timeline.lookup)
 
 
+def json_publish(bridge: Bridge) -> None:
+    """Outbox rows decoded and encoded again, sent as one pipelined XADD per event (the
+    reader's side: in this process only with ``--topologies one``)."""
+    if bridge.publisher is not None:
+        bridge.publisher.pass_through = False
+    if isinstance(bridge.bus, RedisEventBus):
+        bridge.bus.append_script = False
+
+
 VARIANTS: dict[str, Callable[[Bridge], None]] = {
     "new": lambda bridge: None,
     "per-call-resolve": per_call_resolve,
+    "json-publish": json_publish,
 }
 
 

@@ -61,6 +61,7 @@ from crm_bridge.bus.model import (
     DeadLetter,
     Delivery,
     DeliveryId,
+    EncodedEvent,
     Event,
     partition_for,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryId",
+    "EncodedEvent",
     "Event",
     "EventBus",
     "InMemoryEventBus",

@@ -25,6 +25,7 @@ from crm_bridge.bus.model import (
     DeadLetter,
     Delivery,
     DeliveryId,
+    EncodedEvent,
     Event,
     check_name,
     decode_event,
@@ -86,7 +87,11 @@ class InMemoryEventBus:
     async def publish(self, stream: str, events: Sequence[Event]) -> None:
         self._log.check_open()
         check_name("stream", stream)
-        encoded = [encode_event(event) for event in events]
+        await self.publish_encoded(stream, [encode_event(event) for event in events])
+
+    async def publish_encoded(self, stream: str, encoded: Sequence[EncodedEvent]) -> None:
+        self._log.check_open()
+        check_name("stream", stream)
         target = self._log.stream(stream)
         for key, text in encoded:
             part = target.partitions[partition_for(key, self.settings.partitions)]

@@ -20,6 +20,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "DeliveryId",
+    "EncodedEvent",
     "Event",
     "check_name",
     "decode_event",
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 Event = Mapping[str, Any]
+#: ``(partition_key, json_text)`` of an event already checked and serialised by the caller
+EncodedEvent = tuple[str, str]
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Protocol
 
-from crm_bridge.bus.model import BusSettings, DeadLetter, Delivery, DeliveryId, Event
+from crm_bridge.bus.model import (
+    BusSettings,
+    DeadLetter,
+    Delivery,
+    DeliveryId,
+    EncodedEvent,
+    Event,
+)
 
 __all__ = ["EventBus"]
 
@@ -21,6 +28,13 @@ class EventBus(Protocol):
         On ``BusUnavailable`` some may have been appended: publishing the whole batch again
         is safe, consumers dedupe by ``event_id``.
         """
+        ...
+
+    async def publish_encoded(self, stream: str, entries: Sequence[EncodedEvent]) -> None:
+        """``publish`` for events already serialised: ``(partition_key, json_text)``, the
+        text a JSON object with the same non-empty ``event_id`` and ``partition_key`` (the
+        caller's promise: not parsed again here, so a producer that stores its events as
+        text, like the call bridge's outbox, sends them without a decode and re-encode)."""
         ...
 
     def consume(

@@ -11,10 +11,12 @@ one stream's keys in one slot)::
     P{S}:lease:<group>:<i>    STRING  the consumer owning partition i, with a PX expiry
     P{S}:members:<group>      ZSET    consumer → last heartbeat (server ms)
 
-``publish`` sends one pipeline of ``XADD ... MAXLEN ~ maxlen`` per 1,000 events (no
-MULTI). The consume loop (``consumer.py``) uses ``XREADGROUP`` (``>``) over the owned
-partitions that have nothing pending, and the Lua in ``redis_lua.py`` for ownership and for
-``XAUTOCLAIM`` + dead-lettering. Commands are not retried; every failure is
+``publish`` sends one script call (``append``: ``XADD ... MAXLEN ~ maxlen`` for each
+event, no MULTI) per 1,000 events; ``append_script = False`` sends a pipeline of XADDs
+instead (the older path, kept for the side-by-side bench). The consume loop
+(``consumer.py``) uses ``XREADGROUP`` (``>``) over the owned partitions that have nothing
+pending, and the Lua in ``redis_lua.py`` for ownership and for ``XAUTOCLAIM`` +
+dead-lettering. Commands are not retried; every failure is
 ``BusUnavailable`` within ``timeout_s`` (plus ``block_ms`` for a blocking read).
 """
 
@@ -38,6 +40,7 @@ from crm_bridge.bus.model import (
     DeadLetter,
     Delivery,
     DeliveryId,
+    EncodedEvent,
     Event,
     check_name,
     decode_event,
@@ -67,6 +70,7 @@ class RedisEventBus:
     ) -> None:
         self._log = _RedisLog(client, settings or BusSettings(), prefix, timeout_s)
         self._owns_client = owns_client
+        self.append_script = True  # False: one pipelined XADD per event (older path)
 
     @classmethod
     def from_url(
@@ -93,19 +97,36 @@ class RedisEventBus:
 
     async def publish(self, stream: str, events: Sequence[Event]) -> None:
         check_name("stream", stream)
-        encoded = [encode_event(event) for event in events]
+        await self._append(stream, [encode_event(event) for event in events])
+
+    async def publish_encoded(self, stream: str, entries: Sequence[EncodedEvent]) -> None:
+        check_name("stream", stream)
+        await self._append(stream, entries)
+
+    async def _append(self, stream: str, encoded: Sequence[EncodedEvent]) -> None:
         await self._log.ensure_group(stream, "")
-        n, maxlen = self.settings.partitions, self.settings.maxlen
+        n = self.settings.partitions
         for start in range(0, len(encoded), PIPELINE_CHUNK):
-            pipe = self._log.client.pipeline(transaction=False)
-            for key, text in encoded[start : start + PIPELINE_CHUNK]:
-                pipe.xadd(
-                    self._log.key(stream, f"p{partition_for(key, n)}"),
-                    {"e": text},
-                    maxlen=maxlen,
-                    approximate=True,
-                )
-            await self._log.run(pipe.execute)
+            chunk = encoded[start : start + PIPELINE_CHUNK]
+            if not self.append_script:
+                await self._append_pipelined(stream, chunk)
+                continue
+            args: list[object] = [self.settings.maxlen]
+            for key, text in chunk:
+                args += (partition_for(key, n) + 1, text)
+            await self._log.script("append", self._log.partition_keys(stream), *args)
+
+    async def _append_pipelined(self, stream: str, chunk: Sequence[EncodedEvent]) -> None:
+        n, maxlen = self.settings.partitions, self.settings.maxlen
+        pipe = self._log.client.pipeline(transaction=False)
+        for key, text in chunk:
+            pipe.xadd(
+                self._log.key(stream, f"p{partition_for(key, n)}"),
+                {"e": text},
+                maxlen=maxlen,
+                approximate=True,
+            )
+        await self._log.run(pipe.execute)
 
     def consume(
         self, stream: str, group: str, consumer: str, *, batch: int = 100, block_ms: int = 1000
@@ -168,7 +189,7 @@ class _RedisLog:
     async def script(self, name: str, keys: Sequence[str], *args: object) -> Any:
         return await self.run(lambda: self.scripts[name](keys=list(keys), args=list(args)))
 
-    def _partition_keys(self, stream: str) -> list[str]:
+    def partition_keys(self, stream: str) -> list[str]:
         return [self.key(stream, f"p{i}") for i in range(self.settings.partitions)]
 
     def _lease_keys(self, stream: str, group: str, partitions: Iterable[int]) -> list[str]:
@@ -179,7 +200,7 @@ class _RedisLog:
         a restarted consumer recreates a deleted group; once per stream for publishers)."""
         if not group and stream in self.checked:
             return
-        keys = [self.key(stream, "meta"), *self._partition_keys(stream)]
+        keys = [self.key(stream, "meta"), *self.partition_keys(stream)]
         stored = int(await self.script("ensure", keys, self.settings.partitions, group))
         if stored != self.settings.partitions:
             raise PartitionCountMismatch(stream, self.settings.partitions, stored)
@@ -190,7 +211,7 @@ class _RedisLog:
         keys = [
             self.key(stream, f"members:{group}"),
             *self._lease_keys(stream, group, everything),
-            *self._partition_keys(stream),
+            *self.partition_keys(stream),
         ]
         live, owned, pending, free = await self.script(
             "sync", keys, consumer, self.settings.lease_ms, group
@@ -214,7 +235,7 @@ class _RedisLog:
         keys = [
             self.key(stream, f"members:{group}"),
             *self._lease_keys(stream, group, everything),
-            *self._partition_keys(stream),
+            *self.partition_keys(stream),
         ]
         await self.script("leave", keys, consumer, group)
 

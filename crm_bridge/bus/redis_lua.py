@@ -116,7 +116,19 @@ end
 return {out, dead, lost}
 """
 
+# KEYS: partition streams p0..  ARGV: maxlen, then (partition index from 1, text) pairs
+# → entries appended. One command for a whole batch: the client packs one request and
+# parses one reply, instead of one XADD and one reply per event.
+APPEND = """
+local maxlen = ARGV[1]
+for i = 2, #ARGV, 2 do
+  redis.call('XADD', KEYS[tonumber(ARGV[i])], 'MAXLEN', '~', maxlen, '*', 'e', ARGV[i + 1])
+end
+return (#ARGV - 1) / 2
+"""
+
 SCRIPTS = {
+    "append": APPEND,
     "ensure": ENSURE,
     "sync": SYNC,
     "acquire": ACQUIRE,

@@ -14,6 +14,7 @@ a ``NewTimelineEvent`` on channel ``voice`` (``to_timeline``).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,6 +88,10 @@ class NormalisedEvent:
             "intent": self.intent,
             "data": dict(self.data),
         }
+
+    def to_bus_json(self) -> str:
+        """``to_bus`` as the bus carries it (``encode_event``'s text: compact, UTF-8)."""
+        return json.dumps(self.to_bus(), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_bus(cls, doc: Mapping[str, Any]) -> NormalisedEvent:

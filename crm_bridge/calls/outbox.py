@@ -1,11 +1,12 @@
 """The durable outbox: one SQLite file between the AMI reader and the bus.
 
-Tables: ``outbox`` (normalised events not yet on the bus, in append order; ``id`` is
-``AUTOINCREMENT`` so ids are never reused after deletes) and ``live_calls`` (the
-normaliser's state of each live call, as JSON). ``append`` writes a batch of events AND
-the state changes that produced them in ONE transaction, so after a crash the restored
-state always matches the events already committed: nothing is emitted twice under a new
-key, and a call's ``call.ended`` still has its start time.
+Tables: ``outbox`` (normalised events not yet on the bus, in append order, each as the
+JSON text the bus carries and its partition key, so the publisher sends it without
+decoding it; ``id`` is ``AUTOINCREMENT`` so ids are never reused after deletes) and
+``live_calls`` (the normaliser's state of each live call, as JSON). ``append`` writes a
+batch of events AND the state changes that produced them in ONE transaction, so after a
+crash the restored state always matches the events already committed: nothing is emitted
+twice under a new key, and a call's ``call.ended`` still has its start time.
 
 Durability (``sync``)
     WAL journal. ``full`` (default): SQLite fsyncs the WAL at every commit, so an appended
@@ -43,9 +44,10 @@ T = TypeVar("T")
 OutboxSync = Literal["full", "normal"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL,
-    body     TEXT NOT NULL
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id      TEXT NOT NULL,
+    body          TEXT NOT NULL,
+    partition_key TEXT
 );
 CREATE TABLE IF NOT EXISTS live_calls (
     call_id TEXT PRIMARY KEY,
@@ -65,7 +67,14 @@ class OutboxBusy(OutboxError):
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     id: int
-    event: dict[str, object]  # NormalisedEvent.to_bus()
+    event_id: str
+    partition_key: str  # the call id
+    body: str  # json of NormalisedEvent.to_bus(), as the bus carries it
+
+    @property
+    def event(self) -> dict[str, object]:
+        doc: dict[str, object] = json.loads(self.body)
+        return doc
 
 
 class SqliteOutbox:
@@ -109,12 +118,14 @@ class SqliteOutbox:
 
     async def append(self, events: Sequence[NormalisedEvent], changes: StateChanges) -> None:
         """Events and the state changes that produced them, in one durable transaction."""
-        rows = [(e.event_id, json.dumps(e.to_bus(), separators=(",", ":"))) for e in events]
+        rows = [(e.event_id, e.call_id, e.to_bus_json()) for e in events]
         saved = [(c.call_id, c.to_json()) for c in changes.saved]
         removed = [(call_id,) for call_id in changes.removed]
 
         def write(db: sqlite3.Connection) -> None:
-            db.executemany("INSERT INTO outbox (event_id, body) VALUES (?, ?)", rows)
+            db.executemany(
+                "INSERT INTO outbox (event_id, partition_key, body) VALUES (?, ?, ?)", rows
+            )
             db.executemany(
                 "INSERT OR REPLACE INTO live_calls (call_id, state) VALUES (?, ?)", saved
             )
@@ -125,9 +136,11 @@ class SqliteOutbox:
 
     async def read_after(self, after_id: int, limit: int) -> list[OutboxRow]:
         """The oldest ``limit`` rows with ``id > after_id``, in append order."""
-        sql = "SELECT id, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?"
+        sql = (
+            "SELECT id, event_id, partition_key, body FROM outbox WHERE id > ? ORDER BY id LIMIT ?"
+        )
         found = await self._run(lambda db: db.execute(sql, (after_id, limit)).fetchall())
-        return [OutboxRow(row[0], json.loads(row[1])) for row in found]
+        return [OutboxRow(i, e, k or _partition_key(body), body) for i, e, k, body in found]
 
     async def delete_through(self, last_id: int) -> int:
         """Forget every row up to ``last_id`` (they are on the bus); returns rows deleted."""
@@ -154,6 +167,18 @@ class SqliteOutbox:
         self._thread.shutdown(wait=False)
 
 
+def _partition_key(body: str) -> str:
+    """A row written before the partition_key column existed: read it from the body."""
+    return str(json.loads(body)["partition_key"])
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Outbox files from before the ``partition_key`` column get it (NULL in old rows)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    if "partition_key" not in columns:
+        db.execute("ALTER TABLE outbox ADD COLUMN partition_key TEXT")
+
+
 def _connect(path: Path, sync: OutboxSync) -> tuple[int, sqlite3.Connection]:
     if sync not in ("full", "normal"):
         raise OutboxError(f"outbox sync must be 'full' or 'normal', got {sync!r}")
@@ -173,6 +198,7 @@ def _connect(path: Path, sync: OutboxSync) -> tuple[int, sqlite3.Connection]:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {sync.upper()}")
         db.executescript(_SCHEMA)
+        _upgrade(db)
     except sqlite3.Error as exc:
         os.close(lock_fd)
         raise OutboxError(f"{path}: cannot open the call outbox: {exc}") from exc

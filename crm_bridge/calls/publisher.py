@@ -7,6 +7,10 @@ and go on at once while batches are full. The DELETE of published rows runs whil
 batch is read and published (one delete in flight at a time). Rows go out in id order,
 which is each call's event order, and the bus keeps that order per call (partition key).
 
+Rows are sent as stored (``publish_encoded``: the outbox keeps each event as the bus's JSON
+text and partition key), not decoded and encoded again; ``pass_through = False`` decodes
+them and uses ``publish`` (the older path, kept for the side-by-side bench).
+
 At least once: a crash after the publish but before the delete publishes those rows again
 after the restart, and a ``BusUnavailable`` publish is retried whole (with back-off) even if
 Redis took part of it; the consumer skips what it has already written (by ``event_id``).
@@ -24,7 +28,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from crm_bridge.bus import BusError, BusUnavailable, EventBus
-from crm_bridge.calls.outbox import OutboxError, SqliteOutbox
+from crm_bridge.calls.outbox import OutboxError, OutboxRow, SqliteOutbox
 from ivr_engine.telephony.ami import Backoff
 
 __all__ = ["OutboxPublisher"]
@@ -59,6 +63,7 @@ class OutboxPublisher:
         self._deleted = 0
         self._deleting: asyncio.Task[int] | None = None
         self.published = 0
+        self.pass_through = True
 
     def notify(self) -> None:
         """Rows were appended (called by the reader after each commit)."""
@@ -105,7 +110,7 @@ class OutboxPublisher:
             return False
         while True:
             try:
-                await self._bus.publish(self._stream, [row.event for row in rows])
+                await self._send(rows)
                 break
             except BusUnavailable as exc:
                 delay = self._backoff.next_delay()
@@ -120,13 +125,19 @@ class OutboxPublisher:
         self._upto = rows[-1].id
         self.published += len(rows)
         if self._hold:
-            self._outstanding.update((str(row.event["event_id"]), row.id) for row in rows)
+            self._outstanding.update((row.event_id, row.id) for row in rows)
         else:
             self._deletable = self._upto
         if self._on_published is not None:
             self._on_published(len(rows))
         await self._start_delete()
         return len(rows) == self._batch
+
+    async def _send(self, rows: list[OutboxRow]) -> None:
+        if self.pass_through:
+            await self._bus.publish_encoded(self._stream, [(r.partition_key, r.body) for r in rows])
+        else:
+            await self._bus.publish(self._stream, [row.event for row in rows])
 
     async def _start_delete(self) -> None:
         if self._deletable <= self._deleted:

@@ -4,6 +4,8 @@ ids never reused, one process per file."""
 from __future__ import annotations
 
 import contextlib
+import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -63,3 +65,27 @@ async def test_a_second_process_cannot_open_the_same_outbox(tmp_path: Path) -> N
             await SqliteOutbox.open(path)
     async with opened(path):  # released on close (and by the kernel on SIGKILL)
         pass
+
+
+async def test_rows_of_an_older_file_keep_their_partition_key(tmp_path: Path) -> None:
+    """A file from before the ``partition_key`` column: upgraded on open, old rows read it
+    from their body, and rows are sent as stored (the bus's JSON text)."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL,"
+        " body TEXT NOT NULL);"
+        "CREATE TABLE live_calls (call_id TEXT PRIMARY KEY, state TEXT NOT NULL);"
+    )
+    body = json.dumps({"event_id": "e1", "partition_key": "call-1", "kind": "call.started"})
+    db.execute("INSERT INTO outbox (event_id, body) VALUES ('e1', ?)", (body,))
+    db.commit()
+    db.close()
+    switch = Switch()
+    switch.agent_call("+15551230009")
+    events = run(switch.take_events())
+    async with opened(path) as outbox:
+        await outbox.append(events, BridgeState().take_changes())
+        old, *new = await outbox.read_after(0, 10)
+    assert (old.event_id, old.partition_key, old.body) == ("e1", "call-1", body)
+    assert [(r.partition_key, r.event) for r in new] == [(e.call_id, e.to_bus()) for e in events]

@@ -52,8 +52,9 @@ def unused_port() -> int:
 
 
 class FreezingProxy:
-    """A TCP relay to Redis that, once ``limit`` XADD commands went through, forwards
-    nothing more in either direction (so the last batch's replies are lost)."""
+    """A TCP relay to Redis that, once ``limit`` events went through (counted by their
+    ``"event_id":`` key, whether sent as XADDs or as one script call), forwards nothing
+    more in either direction (so the last batch's replies are lost)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -95,7 +96,7 @@ class FreezingProxy:
                     continue
                 writer.write(chunk)
                 if count:
-                    self.xadds += chunk.count(b"XADD")
+                    self.xadds += chunk.count(b'"event_id":')
                     if self.xadds >= self.limit:
                         self.frozen.set()
 
