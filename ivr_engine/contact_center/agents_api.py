@@ -22,7 +22,7 @@ from aiohttp import web
 
 from ivr_engine.agents import AgentStateStore
 from ivr_engine.agents.errors import AgentStateError
-from ivr_engine.agents.model import AgentSnapshot
+from ivr_engine.agents.model import AgentSnapshot, AgentState
 from ivr_engine.api.errors import ApiError, bad_request
 from ivr_engine.api.schemas import parse_body
 from ivr_engine.contact_center.admin_auth import admin_refusal
@@ -35,8 +35,10 @@ from ivr_engine.contact_center.agent_bodies import (
     record_from_fields,
 )
 from ivr_engine.contact_center.agent_record import AgentRecord
-from ivr_engine.contact_center.agents_json import AgentJson, AgentListJson
+from ivr_engine.contact_center.agents_json import AgentJson, AgentListJson, PauseJson
+from ivr_engine.contact_center.device_state import PauseNote
 from ivr_engine.contact_center.live_roster import LiveRoster
+from ivr_engine.contact_center.pause_notes import PauseNotes
 from ivr_engine.contact_center.roster_store import AgentExists, AgentMissing, TokenTaken
 from ivr_engine.desktop.directory import AGENT_ID_PATTERN
 from ivr_engine.desktop.passwords import hash_password
@@ -55,8 +57,10 @@ def agents_routes(
     clock: Callable[[], datetime],
     *,
     admin_token: str | None = None,
+    pause_notes: Callable[[], PauseNotes | None] = lambda: None,
     store_timeout_s: float = 0.5,
 ) -> web.RouteTableDef:
+    """``pause_notes``: where the device tracker keeps why agents are paused (None: no AMI)."""
     routes = web.RouteTableDef()
 
     async def live_states() -> tuple[dict[str, AgentSnapshot], bool]:
@@ -65,6 +69,16 @@ def agents_routes(
                 return dict(await agents.snapshot(now=clock())), True
         except (TimeoutError, AgentStateError):
             return {}, False
+
+    async def why_paused() -> dict[str, PauseNote]:
+        notes = pause_notes()
+        if notes is None:
+            return {}
+        try:
+            async with asyncio.timeout(store_timeout_s):
+                return dict(await notes.all())
+        except (TimeoutError, AgentStateError):
+            return {}  # the reasons are extra: the roster is still answered
 
     def admin(handler: Handler) -> Handler:
         async def checked(request: web.Request) -> web.StreamResponse:
@@ -76,7 +90,11 @@ def agents_routes(
     @routes.get("/v1/agents")
     async def list_agents(_request: web.Request) -> web.Response:
         live, available = await live_states()
-        rows = [agent_json(record, live.get(record.agent_id)) for record in roster.records()]
+        notes = await why_paused()
+        rows = [
+            agent_json(record, live.get(record.agent_id), notes.get(record.agent_id))
+            for record in roster.records()
+        ]
         body: AgentListJson = {"agents": rows, "agent_state_available": available}
         return web.json_response(body, headers={"Cache-Control": "no-store"})
 
@@ -86,7 +104,8 @@ def agents_routes(
         if record is None:
             raise ApiError(404, "agent_not_found", "agent not found")
         live, _ = await live_states()
-        return _json(agent_json(record, live.get(record.agent_id)))
+        notes = await why_paused()
+        return _json(agent_json(record, live.get(record.agent_id), notes.get(record.agent_id)))
 
     @routes.post("/v1/agents")
     @admin
@@ -131,7 +150,9 @@ def agents_routes(
     return routes
 
 
-def agent_json(record: AgentRecord, snap: AgentSnapshot | None) -> AgentJson:
+def agent_json(
+    record: AgentRecord, snap: AgentSnapshot | None, note: PauseNote | None = None
+) -> AgentJson:
     return {
         "agent_id": record.agent_id,
         "name": record.name,
@@ -145,7 +166,18 @@ def agent_json(record: AgentRecord, snap: AgentSnapshot | None) -> AgentJson:
         "state": snap.state.value if snap is not None else None,
         "since": snap.since.isoformat() if snap is not None else None,
         "interactions": list(snap.interactions) if snap is not None else [],
+        "pause": _pause_json(snap, note),
     }
+
+
+def _pause_json(snap: AgentSnapshot | None, note: PauseNote | None) -> PauseJson | None:
+    """The note, if it explains the pause the agent is in now (it is stale once the agent
+    changed state: its ``since`` is that of the pause it was written for)."""
+    if snap is None or note is None or snap.state is not AgentState.PAUSED:
+        return None
+    if abs(snap.since.timestamp() - note.since) > 0.001:
+        return None
+    return {"reason": note.reason, "detail": note.detail, "by_engine": note.engine_made}
 
 
 def agent_id_param(request: web.Request) -> str:

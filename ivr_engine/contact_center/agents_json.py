@@ -6,6 +6,14 @@ from __future__ import annotations
 from typing_extensions import TypedDict
 
 
+class PauseJson(TypedDict):
+    """Why a paused agent is paused, when the engine knows (device or queue state)."""
+
+    reason: str  # device_unreachable | device_busy | queue_paused
+    detail: str  # e.g. "PJSIP/agent-1 UNAVAILABLE", the queue's PausedReason
+    by_engine: bool  # the engine paused them and gives it back when the cause ends
+
+
 class AgentJson(TypedDict):
     agent_id: str
     name: str
@@ -19,6 +27,7 @@ class AgentJson(TypedDict):
     state: str | None  # live state; None when the agent state store did not answer
     since: str | None
     interactions: list[str]
+    pause: PauseJson | None  # set only while the agent is paused for a known reason
 
 
 class AgentListJson(TypedDict):

@@ -161,6 +161,7 @@ class ContactCenter:
             self.agents,
             clock,
             admin_token=None if token is None else token.get_secret_value(),
+            pause_notes=lambda: None if self.device_tracker is None else self.device_tracker.notes,
         )
 
     async def aclose(self) -> None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from ami import AmiClient
 from conftest import Testbed
 from sipp import run_sipp_call
@@ -52,6 +54,14 @@ async def until_state(engine: Engine, agent_id: str, state: AgentState) -> None:
     raise AssertionError(f"{agent_id}: expected {state}, still {last}")
 
 
+async def agent_over_http(engine: Engine, agent_id: str) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{engine.http_port}/v1/agents/{agent_id}"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
+
+
 async def test_a_queue_pause_in_asterisk_pauses_the_agent_and_routing_skips_them(
     asterisk: Testbed, ami: AmiClient, tmp_path: Path
 ) -> None:
@@ -68,6 +78,10 @@ async def test_a_queue_pause_in_asterisk_pauses_the_agent_and_routing_skips_them
             note = await device_tracker(engine).notes.get("a1")
             assert note is not None and note.reason == "queue_paused" and not note.engine_made
             assert "lunch" in note.detail
+            seen = await agent_over_http(engine, "a1")  # supervisors see why, over the API
+            assert seen["state"] == "paused" and seen["pause"] is not None, seen
+            assert seen["pause"]["reason"] == "queue_paused" and not seen["pause"]["by_engine"]
+            assert "lunch" in seen["pause"]["detail"]
             result = await run_sipp_call(BILLING_SHORTCUT, caller_id=caller, hangup_after_ms=9000)
             assert_ok(result)
             await ami.action("QueuePause", Interface="PJSIP/agent-1", Paused="false")
