@@ -74,37 +74,39 @@ class AmiMessage:
     """
 
     headers: tuple[Header, ...]
-    _index: Mapping[str, tuple[str, ...]] = field(
+    # lower-cased key -> first value: one C-speed dict comprehension per message (the bridge
+    # builds ~10,000 messages a second); every value of a repeated key is found in get_all.
+    _first: Mapping[str, str] = field(
         init=False, repr=False, compare=False, default_factory=lambda: MappingProxyType({})
     )
 
     def __post_init__(self) -> None:
-        index: dict[str, tuple[str, ...]] = {}
-        for key, value in self.headers:
-            lower = key.lower()
-            seen = index.get(lower)
-            index[lower] = (value,) if seen is None else (*seen, value)
-        object.__setattr__(self, "_index", MappingProxyType(index))
+        first = {key.lower(): value for key, value in reversed(self.headers)}
+        object.__setattr__(self, "_first", MappingProxyType(first))
 
     @overload
     def get(self, key: str) -> str | None: ...
     @overload
     def get(self, key: str, default: str) -> str: ...
     def get(self, key: str, default: str | None = None) -> str | None:
-        values = self._index.get(key.lower())
-        return values[0] if values else default
+        return self._first.get(key.lower(), default)
 
     def get_all(self, key: str) -> tuple[str, ...]:
-        return self._index.get(key.lower(), ())
+        lower = key.lower()
+        if lower not in self._first:
+            return ()
+        if len(self._first) == len(self.headers):  # no key repeats: the first is the only one
+            return (self._first[lower],)
+        return tuple(value for k, value in self.headers if k.lower() == lower)
 
     def __getitem__(self, key: str) -> str:
-        values = self._index.get(key.lower())
-        if not values:
+        value = self._first.get(key.lower())
+        if value is None:
             raise KeyError(key)
-        return values[0]
+        return value
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._index
+        return isinstance(key, str) and key.lower() in self._first
 
     def __iter__(self) -> Iterator[Header]:
         return iter(self.headers)
