@@ -176,22 +176,6 @@ class EventAppender(Protocol):
         ...
 
 
-@runtime_checkable
-class KnownEventIds(Protocol):
-    async def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        """Which of these ids the timeline already holds."""
-        ...
-
-
-class CommittedEvents(Protocol):
-    """Told about timeline events after their transaction committed, once per event.
-
-    Must return at once and never raise: it is called on the write path (a webhook feed
-    queues them in the background)."""
-
-    def committed(self, events: Sequence[NewTimelineEvent | StoredEvent]) -> None: ...
-
-
 class DigitsResult(Protocol):
     """What a caller keyed in response to a prompt sequence."""
 

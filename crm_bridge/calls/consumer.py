@@ -13,11 +13,8 @@ consumer does not renew its partition leases; with several consumers another one
 the partitions and, after ``min_idle_ms``, the same entries: both then write them, and the
 second write is skipped by ``event_id``.
 
-Webhooks (``announce``): after the ack, the events this batch inserted are handed to the
-feed, once each. "Inserted" is "written, and not on the timeline before the write" (one
-indexed read per batch, ``known``): a bus redelivery or an outbox replay after a crash is
-written as nothing and announced as nothing. Two consumers writing the same entries at the
-same moment (the lease case above) may both announce them.
+Webhooks are not this consumer's business: the webhook relay tails the committed timeline
+(crm_bridge/webhooks/relay.py), so what this consumer commits is delivered from there.
 
 An entry that is not a call event (``InvalidBusEvent``) is logged and left unacknowledged:
 the bus redelivers it and then dead-letters it (``bus.dead_letters``) for inspection.
@@ -37,11 +34,8 @@ from crm_bridge.calls.model import InvalidBusEvent, NormalisedEvent
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.ports import (
     CallerLookup,
-    CommittedEvents,
     CustomerWrite,
     Identity,
-    KnownEventIds,
-    NewTimelineEvent,
     TimelineStore,
 )
 from ivr_engine.telephony.ami import Backoff
@@ -197,8 +191,6 @@ class TimelineConsumer:
         block_ms: int = 200,
         retry_cap_s: float = 5.0,
         on_committed: Callable[[Sequence[NormalisedEvent]], None] | None = None,
-        announce: CommittedEvents | None = None,
-        known: KnownEventIds | None = None,
     ) -> None:
         self._bus, self._stream, self._group, self._name = bus, stream, group, consumer
         self.resolver, self._writer = resolver, writer
@@ -206,8 +198,6 @@ class TimelineConsumer:
         self._backoff = Backoff(0.05, retry_cap_s)
         self._bus_backoff = Backoff(0.1, retry_cap_s)
         self._on_committed = on_committed
-        self._announce, self._known = announce, known
-        self._inserted: dict[str, NewTimelineEvent] = {}  # this batch's, until acked
         self.committed = 0  # events written (or found already written) and acknowledged
         self.db_retries = 0
         self._progress = asyncio.Event()
@@ -261,9 +251,6 @@ class TimelineConsumer:
         self._progress.set()
         if self._on_committed is not None:
             self._on_committed(written)
-        inserted, self._inserted = list(self._inserted.values()), {}
-        if self._announce is not None and inserted:
-            self._announce.committed(inserted)
 
     async def _write_until_committed(self, events: list[NormalisedEvent]) -> set[str]:
         """Write, retrying while the timeline is down; the event ids that could not be
@@ -286,8 +273,6 @@ class TimelineConsumer:
                 await asyncio.sleep(delay)
 
     async def _write(self, events: list[NormalisedEvent]) -> set[str]:
-        self._inserted = {}
-        known = await self._known_ids(events)
         pending = events
         for _ in range(3):
             customers = await self.resolver.customers_for({e.call_id: e.caller for e in pending})
@@ -299,29 +284,9 @@ class TimelineConsumer:
                 for customer_id, group in by_customer.items()
             ]
             missing = await self._writer.write(writes)
-            self._note_inserted(writes, missing, known)
             if not missing:
                 return set()
             self.resolver.forget_customers(missing)
             pending = [e for c in missing for e in by_customer[c]]
         log.error("customers keep vanishing; %d events left to the bus to redeliver", len(pending))
         return {e.event_id for e in pending}
-
-    async def _known_ids(self, events: Sequence[NormalisedEvent]) -> set[str]:
-        """Ids already on the timeline before this write (only read when announcing)."""
-        if self._announce is None or self._known is None:
-            return set()
-        return await self._known.known_event_ids(sorted({e.event_id for e in events}))
-
-    def _note_inserted(
-        self, writes: Sequence[CustomerWrite], missing: set[str], known: set[str]
-    ) -> None:
-        """The events this batch put on the timeline: written (customer found) and not
-        there before. A redelivery, or an outbox replay after a crash, is not noted."""
-        if self._announce is None:
-            return
-        for write in writes:
-            if write.customer_id not in missing:
-                for event in write.events:
-                    if event.event_id not in known:
-                        self._inserted.setdefault(event.event_id, event)

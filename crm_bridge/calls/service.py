@@ -127,7 +127,6 @@ class Bridge:
             batch=s.consume_batch,
             retry_cap_s=s.db_retry_cap_s,
             on_committed=self._committed,
-            known=self.timeline.store,
         )
         self._spawn("call-timeline-consumer", self.consumer.run())
 

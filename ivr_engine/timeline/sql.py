@@ -240,12 +240,6 @@ async def events_by_id(conn: AsyncConnection, event_ids: Collection[str]) -> lis
     return [row._mapping for row in await conn.execute(query)]
 
 
-async def known_event_ids(conn: AsyncConnection, event_ids: Collection[str]) -> set[str]:
-    t = timeline_events.c
-    query = select(t.event_id).where(t.event_id.in_(list(event_ids)))
-    return set((await conn.execute(query)).scalars())
-
-
 async def case_page(
     conn: AsyncConnection, case_id: str, limit: int, after_seq: int | None
 ) -> list[RowMapping]:

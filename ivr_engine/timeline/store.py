@@ -41,7 +41,7 @@ def _now() -> datetime:
 
 class SqlTimelineStore:
     """Customers, identities, the event timeline and known fields (``TimelineStore``); also
-    ``ConversationReader``, ``EventAppender`` and ``KnownEventIds`` (``ivr_engine.ports``)."""
+    ``ConversationReader`` and ``EventAppender`` (``ivr_engine.ports``)."""
 
     def __init__(self, database_url: str, *, pool_size: int = 4) -> None:
         url = parse_database_url(database_url)
@@ -198,12 +198,6 @@ class SqlTimelineStore:
             owners = await sql.survivors(conn, {e.customer_id for e in events})
             rows = await sql.insert_events(conn, self._dialect, events, owners, _now())
         return tuple(stored_event(row) for row in rows)
-
-    async def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        if not event_ids:
-            return set()
-        async with self._db.reading() as conn:
-            return await sql.known_event_ids(conn, event_ids)
 
     # ------------------------------------------------------------------ cases (conversations)
 
