@@ -127,6 +127,9 @@ class CallRecorder:
         self._retry_interval_s = retry_interval_s
         self._task: asyncio.Task[None] | None = None
         self._spool_lock = asyncio.Lock()
+        # Whether the spool may hold calls: only this recorder appends to it, so after a
+        # written batch no file check (a blocking stat on the loop) is needed to know.
+        self._spool_may_hold = True
         self._overflow: list[CallWrite] = []
         self._in_flight: list[CallWrite] = []
         self.written = 0
@@ -179,7 +182,7 @@ class CallRecorder:
             self._overflow.clear()
         if failed:
             await self._append_spool(failed)
-        elif self._spool.exists():
+        elif self._spool_may_hold:
             await self.replay_spool()
 
     async def _try_write(self, batch: Sequence[CallWrite]) -> list[CallWrite]:
@@ -217,6 +220,7 @@ class CallRecorder:
     async def _append_spool(self, writes: Sequence[CallWrite]) -> None:
         lines = "".join(write_to_json(w) + "\n" for w in writes)
         async with self._spool_lock:
+            self._spool_may_hold = True
             await asyncio.to_thread(_append_text, self._spool, lines)
         self.spooled += len(writes)
 
@@ -225,6 +229,7 @@ class CallRecorder:
         async with self._spool_lock:
             replay = self._spool.with_name(REPLAY_FILE)
             text = await asyncio.to_thread(_take_spool, self._spool, replay)
+            self._spool_may_hold = False  # all taken (appends wait for the lock, then set it)
         if not text:
             return 0
         pending, rejected = _parse_spool(text)
