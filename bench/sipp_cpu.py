@@ -301,20 +301,22 @@ def write_section(text: str) -> None:
     RESULTS.write_text(current[:start] + text + ("\n" + tail if tail else ""), encoding="utf-8")
 
 
-METHOD = """Method: `bench/sipp_cpu.py` starts the testbed Asterisk with `bench/asterisk/`
-(the e2e configs with verbose logging off, func_env, RTP 10000-29999; numbers 1000 ->
-ivr-entry, 2000 -> ivr-fail, 3000 -> ivr-entry with the classic AGI script), the engine
-(`ivr-engine run`, SQLite), and an AMI listener (`Events: user`). Each call: SIPp INVITE
-with the caller id from `-inf` (seeded customers: history billing x4 + tech_support,
-account number known), ACK, one RFC 4733 key 2.5 s later (classic: {classic_key_s:g} s, as its
-process takes seconds to start and a key sent before its Read is lost; stock sip-tester capture),
-the `transfer` prompt, BYE from Asterisk. CPU per call = delta utime+stime (+ cutime+cstime,
-i.e. the reaped classic AGI processes) of Asterisk, plus the engine's for the FastAGI
-variant, over the run (first INVITE until every call ended and 0.5 s more), divided by the
-calls. Clean = 0 failed calls, retransmissions < 0.1 %, set-up (INVITE -> 200 OK, SIPp
-`-trace_rtt`) p99 < 100 ms, every call's IvrRouted = billing with the expected Decision
-(a missed digit re-prompts and ends elsewhere). SIPp runs on the same 2 cores (its CPU
-is not counted); the machine is shared, so a single unclean point can be noise."""
+METHOD = """Method: `bench/sipp_cpu.py` starts the testbed Asterisk with `bench/asterisk/` (the e2e
+configs with verbose logging off, func_env, RTP 10000-29999; numbers 1000 -> ivr-entry,
+2000 -> ivr-fail, 3000 -> ivr-entry with the classic AGI script, 4000 -> the trivial
+FastAGI server), the engine (`ivr-engine run`, SQLite), and an AMI listener (`Events:
+user`). Each call: SIPp INVITE with the caller id from `-inf` (seeded customers: history
+billing x4 + tech_support, account number known), ACK, one RFC 4733 key 2.5 s later
+(classic: {classic_key_s:g} s, as its process takes seconds to start and a key sent before
+its Read is lost; stock sip-tester capture), the `transfer` prompt, BYE from Asterisk. CPU
+per call = delta utime+stime (+ cutime+cstime, i.e. the reaped classic AGI processes) of
+Asterisk, plus the engine's for the FastAGI variant and the trivial server's for the
+trivial one (4000 -> bench/trivial_fastagi.py: one Read, one GET, one MSet, no database),
+over the run (first INVITE until every call ended and 0.5 s more), divided by the calls.
+Clean = 0 failed calls, retransmissions < 0.1 %, set-up (INVITE -> 200 OK, SIPp
+`-trace_rtt`) p99 < 100 ms, every call's IvrRouted = billing with the expected Decision (a
+missed digit re-prompts and ends elsewhere). SIPp runs on the same 2 cores (its CPU is not
+counted); the machine is shared, so a single unclean point can be noise."""
 
 
 def _version(cmd: list[str]) -> str:
