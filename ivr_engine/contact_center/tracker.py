@@ -10,7 +10,11 @@ memory with the FastAGI process that routed the call: everything is keyed by the
 * ``DialEnd`` anything else → the reservation is given back (the reroute AGI also does it;
   both are idempotent); timeline ``call.agent_missed`` {agent_id, dial_status}.
 * ``Hangup`` of the caller's channel after an answer → the interaction ends (wrap-up);
-  timeline ``call.agent_ended`` {agent_id, talk_s, cause}. With ``auto_wrap_up_s`` the agent
+  timeline ``call.agent_ended`` {agent_id, talk_s, cause, first_hangup}. The agent's own
+  channel (``DestUniqueid`` of the answered ``DialEnd``) going down first ends it too:
+  after a blind transfer the caller talks on with someone else, and the agent must not
+  stay "on call" until then. ``first_hangup`` (caller / agent) is which leg Asterisk
+  reported down first, not who pressed hang-up. With ``auto_wrap_up_s`` the agent
   is made available again after that long (unless they changed state meanwhile).
 
 Timeline event ids derive from the call id, so a replay or a second tracker writes nothing
@@ -51,6 +55,7 @@ class AgentLeg:
     caller: str
     dialled_at: datetime
     answered_at: datetime | None = None
+    agent_channel: str = ""  # the agent leg's Uniqueid, from the answered DialEnd
     done: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -73,6 +78,7 @@ class AgentCallTracker:
         self._auto_wrap_up_s = auto_wrap_up_s
         self._load = load
         self._legs: dict[str, AgentLeg] = {}
+        self._agent_channels: dict[str, str] = {}  # agent leg Uniqueid -> caller Uniqueid
         self._task: asyncio.Task[None] | None = None
         self._timers: set[asyncio.Task[None]] = set()
         self.handled = 0
@@ -120,14 +126,21 @@ class AgentCallTracker:
                 dialled_at=self._clock(),
             )
             return
+        if name == "Hangup" and uniqueid in self._agent_channels:
+            leg = self._legs.get(self._agent_channels[uniqueid])
+            if leg is not None:
+                self.handled += 1
+                await self._hangup(leg, event.get("Cause") or "", first_hangup="agent")
+            return
         leg = self._legs.get(uniqueid)
         if leg is None or not leg.agent_id:
             return
         self.handled += 1
         if name == "DialEnd":
+            leg.agent_channel = event.get("DestUniqueid") or ""
             await self._dial_end(leg, event.get("DialStatus") or "")
         elif name == "Hangup":
-            await self._hangup(leg, event.get("Cause") or "")
+            await self._hangup(leg, event.get("Cause") or "", first_hangup="caller")
 
     async def _dial_end(self, leg: AgentLeg, status: str) -> None:
         now = self._clock()
@@ -138,6 +151,8 @@ class AgentCallTracker:
                 self._load.call_missed(leg.call_id)
         if status == "ANSWER":
             leg.answered_at = now
+            if leg.agent_channel:
+                self._agent_channels[leg.agent_channel] = leg.call_id
             await self._agent_step(lambda: self._agents.confirm(leg.agent_id, leg.call_id, now=now))
             ring_ms = round((now - leg.dialled_at).total_seconds() * 1000)
             await self._record(leg, AGENT_ANSWERED, {"ring_ms": ring_ms}, suffix="answered")
@@ -148,8 +163,11 @@ class AgentCallTracker:
         await self._record(leg, AGENT_MISSED, {"dial_status": status}, suffix=f"missed:{status}")
         del self._legs[leg.call_id]  # a reroute raises a new IvrAgentDial
 
-    async def _hangup(self, leg: AgentLeg, cause: str) -> None:
+    async def _hangup(self, leg: AgentLeg, cause: str, *, first_hangup: str) -> None:
+        """The interaction ends: whichever side hangs up first; the other side's hang-up
+        then finds no leg and does nothing."""
         self._legs.pop(leg.call_id, None)
+        self._agent_channels.pop(leg.agent_channel, None)
         if leg.answered_at is None:
             await self._agent_step(
                 lambda: self._agents.release(leg.agent_id, leg.call_id, wrap_up=False)
@@ -158,7 +176,8 @@ class AgentCallTracker:
         now = self._clock()
         await self._agent_step(lambda: self._agents.release(leg.agent_id, leg.call_id, now=now))
         talk_s = round((now - leg.answered_at).total_seconds(), 1)
-        await self._record(leg, AGENT_ENDED, {"talk_s": talk_s, "cause": cause}, suffix="ended")
+        data = {"talk_s": talk_s, "cause": cause, "first_hangup": first_hangup}
+        await self._record(leg, AGENT_ENDED, data, suffix="ended")
         if self._auto_wrap_up_s is not None:
             timer = asyncio.create_task(self._end_wrap_up(leg.agent_id, self._auto_wrap_up_s))
             self._timers.add(timer)
