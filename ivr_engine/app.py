@@ -155,9 +155,14 @@ class Engine:
             app.add_subapp("/desktop", self.contact_center.desktop_app(self.settings))
             center = self.contact_center
             app.add_routes(center.agents_routes(self.settings, utc_now))
-            if self.contact_center.load is not None:
+            if center.load is not None:
                 app.add_routes(
-                    load_routes(self.contact_center.load, self.contact_center.agents, utc_now)
+                    load_routes(
+                        center.load,
+                        center.agents,
+                        utc_now,
+                        extra_metrics=center.metric_families,
+                    )
                 )
         self.http = web.AppRunner(app, access_log=None)
         await self.http.setup()

@@ -190,9 +190,9 @@ def load_families(load: LoadSnapshot) -> list[MetricFamily]:
     ]
 
 
-def render_metrics(load: LoadSnapshot) -> str:
+def render_metrics(load: LoadSnapshot, extra: Sequence[MetricFamily] = ()) -> str:
     """The whole scrape: one family after the other, ending in a newline."""
-    return "".join(format_family(family) for family in load_families(load))
+    return "".join(format_family(family) for family in [*load_families(load), *extra])
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -239,6 +239,7 @@ def load_routes(
     prefix: str = "/v1",
     metrics_path: str = "/metrics",
     store_timeout_s: float = 0.5,
+    extra_metrics: Callable[[], Sequence[MetricFamily]] = lambda: (),
 ) -> web.RouteTableDef:
     """``GET {prefix}/load``, ``{prefix}/load.html``, ``{prefix}/load.js``, ``{metrics_path}``."""
     pages = _read_page_files()
@@ -252,7 +253,7 @@ def load_routes(
     @routes.get(metrics_path)
     async def metrics(_request: web.Request) -> web.Response:
         load = await read_load(tracker, agents, clock(), store_timeout_s)
-        body = render_metrics(load).encode("utf-8")
+        body = render_metrics(load, extra_metrics()).encode("utf-8")
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     def serve(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:

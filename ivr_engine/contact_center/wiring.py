@@ -26,6 +26,7 @@ from ivr_engine.contact_center.agents_file import load_agent_profiles
 from ivr_engine.contact_center.device_tracker import DeviceStateTracker, start_device_tracker
 from ivr_engine.contact_center.live_roster import LiveRoster
 from ivr_engine.contact_center.load_view import LoadTracker
+from ivr_engine.contact_center.metrics import MetricFamily
 from ivr_engine.contact_center.roster_store import SqlRosterStore
 from ivr_engine.contact_center.router import AgentRouter
 from ivr_engine.contact_center.tracker import AgentCallTracker
@@ -163,6 +164,17 @@ class ContactCenter:
             admin_token=None if token is None else token.get_secret_value(),
             pause_notes=lambda: None if self.device_tracker is None else self.device_tracker.notes,
         )
+
+    def metric_families(self) -> list[MetricFamily]:
+        """Counters of this process beyond the load view, for ``/metrics``."""
+        return [
+            MetricFamily(
+                "ivr_desktop_pops_lost_total",
+                "counter",
+                "Screen pops that could not be relayed to the other engine processes",
+                [({}, self.hub.pops_lost)],
+            )
+        ]
 
     async def aclose(self) -> None:
         if self.tracker is not None:

@@ -198,4 +198,5 @@ async def test_engine_serves_load_metrics_and_timeline_page(
     assert load["agents"]["ringing"] == 1
     assert 'ivr_route_decisions_total{kind="agent"} 1' in metrics
     assert 'ivr_calls_total{outcome="routed"} 1' in metrics
+    assert "ivr_desktop_pops_lost_total 0" in metrics  # one process: nothing to relay
     assert page[0] == 200 and "default-src 'self'" in page[1]
