@@ -28,7 +28,8 @@ import asyncpg
 from ivr_engine.domain.models import KnownField
 from ivr_engine.ports import CustomerWrite, Identity, NewTimelineEvent
 from ivr_engine.timeline import FastCallWriter, open_timeline
-from ivr_engine.timeline.fast_writer import _FIELD_UPDATE, _json, _rows
+from ivr_engine.timeline.fast_rows import json_text, row_tuples
+from ivr_engine.timeline.fast_sql import FIELD_UPDATE
 from ivr_engine.timeline.migrate import upgrade
 from ivr_engine.timeline.schema import to_utc
 
@@ -40,7 +41,7 @@ OLD_EVENT = (
 )
 OLD_FIELD = (
     "INSERT INTO known_fields (customer_id, name, value, source_channel, updated_at, verified) "
-    f"VALUES ($1, $2, $3, $4, $5, $6) {_FIELD_UPDATE}"
+    f"VALUES ($1, $2, $3, $4, $5, $6) {FIELD_UPDATE}"
 )
 
 
@@ -49,7 +50,7 @@ async def old_write(conn: asyncpg.Connection, batch: list[CustomerWrite]) -> Non
     async with conn.transaction():
         ids = sorted({w.customer_id for w in batch})
         owners = dict(await conn.fetch(OLD_SURVIVORS, ids))
-        events, fields = _rows(batch, owners, datetime.now(UTC), to_utc, _json)
+        events, fields = row_tuples(batch, owners, datetime.now(UTC), to_utc, json_text)
         if events:
             await conn.executemany(OLD_EVENT, events)
         if fields:

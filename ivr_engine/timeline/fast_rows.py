@@ -1,0 +1,119 @@
+"""Pure helpers of the raw-driver write path (``fast_writer.py``): a batch of calls as rows
+or column arrays, and the plan for creating a batch of callers. No I/O."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ivr_engine.domain.models import KnownField
+from ivr_engine.ports import CustomerWrite
+from ivr_engine.timeline.schema import to_utc
+
+
+def json_text(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def newest_fields(fields: Sequence[KnownField]) -> list[KnownField]:
+    newest: dict[str, KnownField] = {}
+    for f in fields:
+        if f.name not in newest or f.updated_at > newest[f.name].updated_at:
+            newest[f.name] = f
+    return sorted(newest.values(), key=lambda f: f.name)
+
+
+def group_owners(rows: Sequence[Any]) -> dict[str, list[str]]:
+    owners: dict[str, list[str]] = {}
+    for phone, customer_id in rows:
+        owners.setdefault(phone, []).append(customer_id)
+    return {phone: sorted(ids) for phone, ids in owners.items()}
+
+
+def plan_creation(
+    phones: Sequence[str | None], owners: dict[str, list[str]]
+) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """(the customer of each entry, customers to insert, (customer, phone) to insert).
+    A phone listed twice gets one customer; ``None`` always gets its own."""
+    ids: list[str] = []
+    new: list[str] = []
+    identities: list[tuple[str, str]] = []
+    chosen: dict[str, str] = {}
+    for phone in phones:
+        if phone is not None and phone in chosen:
+            ids.append(chosen[phone])
+            continue
+        found = owners.get(phone, []) if phone is not None else []
+        if len(found) == 1:
+            customer_id = found[0]
+        else:
+            customer_id = str(uuid.uuid4())
+            new.append(customer_id)
+            if phone is not None:
+                identities.append((customer_id, phone))
+        if phone is not None:
+            chosen[phone] = customer_id
+        ids.append(customer_id)
+    return ids, new, identities
+
+
+def pg_columns(batch: Sequence[CustomerWrite]) -> list[list[Any]]:
+    """The batch as 14 column arrays: 8 for events, 6 for fields (by customer as written;
+    the statement maps customers to their survivors and keeps each field's newest value)."""
+    events: list[list[Any]] = [[] for _ in range(8)]
+    fields: list[list[Any]] = [[] for _ in range(6)]
+    for write in batch:
+        for e in write.events:
+            row: tuple[Any, ...] = (
+                e.event_id, write.customer_id, to_utc(e.occurred_at), e.channel, e.event_type,
+                e.intent, e.case_id, json_text(dict(e.data)),
+            )  # fmt: skip
+            for column, value in zip(events, row, strict=True):
+                column.append(value)
+        for f in write.fields:
+            row = (
+                write.customer_id, f.name, f.value, f.source_channel, to_utc(f.updated_at),
+                bool(f.verified),
+            )  # fmt: skip
+            for column, value in zip(fields, row, strict=True):
+                column.append(value)
+    return events + fields
+
+
+def row_tuples(
+    batch: Sequence[CustomerWrite],
+    owners: dict[str, str],
+    now: datetime,
+    timestamp: Any,
+    encode: Any,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    events: list[tuple[Any, ...]] = []
+    fields: list[tuple[Any, ...]] = []
+    recorded = timestamp(now)
+    for write in batch:
+        owner = owners.get(write.customer_id)
+        if owner is None:
+            continue
+        for e in write.events:
+            events.append(
+                (
+                    e.event_id,
+                    owner,
+                    timestamp(e.occurred_at),
+                    recorded,
+                    e.channel,
+                    e.event_type,
+                    e.intent,
+                    e.case_id,
+                    encode(dict(e.data)),
+                )
+            )
+        for f in newest_fields(write.fields):
+            verified = bool(f.verified)
+            fields.append(
+                (owner, f.name, f.value, f.source_channel, timestamp(f.updated_at), verified)
+            )
+    return events, fields
