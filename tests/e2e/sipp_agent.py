@@ -112,7 +112,7 @@ class SippAgent:
             cwd=work,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,  # errors go to -error_file (err.log)
         )
         await asyncio.sleep(0.3)  # bound to its port
         if self._proc.returncode is not None:
