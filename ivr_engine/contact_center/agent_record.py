@@ -11,8 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ivr_engine.desktop.directory import DesktopAgent
-from ivr_engine.desktop.passwords import parse_password_hash, parse_token_digest
+from ivr_engine.desktop.directory import DesktopAgent, login_entry
 from ivr_engine.routing import Agent
 
 
@@ -45,15 +44,10 @@ class AgentRecord:
 
     def desktop_agent(self) -> DesktopAgent:
         """``ValueError`` when the stored credentials are unreadable or both missing."""
-        password, token = self.password_hash, self.token_sha256
-        return DesktopAgent(
-            agent_id=self.agent_id,
-            name=self.name,
-            sip_endpoint=self.sip_endpoint,
-            password_hash=None if password is None else parse_password_hash(password),
-            token_sha256=None if token is None else parse_token_digest(token),
-            max_concurrent=self.max_concurrent,
-        )
+        return login_entry(
+            self.agent_id, self.name, self.sip_endpoint, self.password_hash,
+            self.token_sha256, self.max_concurrent,
+        )  # fmt: skip
 
 
 def records_from_file(

@@ -153,16 +153,30 @@ class _DirectoryModel(BaseModel):
     agents: list[_AgentModel] = Field(max_length=10_000)
 
 
-def _to_agent(model: _AgentModel) -> DesktopAgent:
-    password, token = model.password_hash, model.token_sha256
+def login_entry(
+    agent_id: str,
+    name: str,
+    sip_endpoint: str,
+    password_hash: str | None,
+    token_sha256: str | None,
+    max_concurrent: int,
+) -> DesktopAgent:
+    """A login entry from stored text credentials (``ValueError`` if one is unreadable)."""
     return DesktopAgent(
-        agent_id=model.agent_id,
-        name=model.name,
-        sip_endpoint=model.sip_endpoint,
-        password_hash=None if password is None else parse_password_hash(password),
-        token_sha256=None if token is None else parse_token_digest(token),
-        max_concurrent=model.max_concurrent,
+        agent_id=agent_id,
+        name=name,
+        sip_endpoint=sip_endpoint,
+        password_hash=None if password_hash is None else parse_password_hash(password_hash),
+        token_sha256=None if token_sha256 is None else parse_token_digest(token_sha256),
+        max_concurrent=max_concurrent,
     )
+
+
+def _to_agent(model: _AgentModel) -> DesktopAgent:
+    return login_entry(
+        model.agent_id, model.name, model.sip_endpoint, model.password_hash,
+        model.token_sha256, model.max_concurrent,
+    )  # fmt: skip
 
 
 def parse_agent_directory(path: Path, text: str) -> AgentDirectory:
