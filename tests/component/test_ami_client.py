@@ -94,6 +94,29 @@ async def test_refused_login_is_reported_and_retried_only_at_the_capped_delay(
         await client.close()
 
 
+async def test_a_login_refused_while_asterisk_shuts_down_is_retried_not_reported(
+    peer: FakeAmi,
+) -> None:
+    """Seen against Asterisk 22 during ``core stop now``: the manager still accepts the
+    connection and answers Login with ``Asterisk is shutting down``. That is no credentials
+    problem: the client backs off as for a dropped connection and logs in once it can."""
+    peer.refuse_logins_with = "Asterisk is shutting down"
+    backoff = RecordingBackoff(base_s=0.01, cap_s=0.05)
+    client = AmiClient("127.0.0.1", peer.port, "ivr", "s3cret", backoff=backoff, limits=FAST_LIMITS)
+    await client.start()
+    try:
+        await backoff.wait_for(2)
+        assert client.state is AmiState.CONNECTING  # not LOGIN_FAILED
+        assert not isinstance(client.last_error, LoginFailed)
+        assert "shutting down" in str(client.last_error)
+        assert all(kind != "cap" for kind, _ in backoff.delays[:2])
+        peer.refuse_logins_with = None  # Asterisk is back
+        await client.wait_connected(WAIT_S)
+        assert client.state is AmiState.CONNECTED
+    finally:
+        await client.close()
+
+
 async def test_drop_mid_message_reconnects_logs_in_again_and_fails_waiting_action(
     peer: FakeAmi,
 ) -> None:

@@ -180,6 +180,7 @@ class FakeAmi:
     port: int = 0
     sessions: list[PeerSession] = field(default_factory=list)
     login_attempts: list[Action] = field(default_factory=list)
+    refuse_logins_with: str | None = None  # e.g. "Asterisk is shutting down"
     logins: asyncio.Queue[PeerSession] = field(default_factory=asyncio.Queue)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -253,6 +254,10 @@ class FakeAmi:
 
     async def _login(self, session: PeerSession, action: Action) -> None:
         self.login_attempts.append(action)
+        if self.refuse_logins_with is not None:
+            await session.respond(action, "Error", ("Message", self.refuse_logins_with))
+            session.writer.close()
+            return
         if action.get("Username") != self.username or action.get("Secret") != self.secret:
             await session.respond(action, "Error", ("Message", "Authentication failed"))
             session.writer.close()  # Asterisk ends the session after a failed login

@@ -40,6 +40,9 @@ from ivr_engine.telephony.ami.events import DEFAULT_MAXSIZE, EventFilter, Subscr
 from ivr_engine.telephony.ami.protocol import AmiEvent, AmiResponse, HeaderValue
 
 log = logging.getLogger(__name__)
+# Asterisk answers a Login with "Asterisk is shutting down" while it stops or restarts: not
+# a credentials problem, so the client reconnects with its normal back-off.
+_TRANSIENT_REFUSAL = "shutting down"
 
 
 class AmiState(StrEnum):
@@ -261,9 +264,11 @@ class AmiClient:
         headers = {"Username": self.username, "Secret": self._secret, "Events": self._events}
         result = await conn.request("Login", headers, self._limits.login_timeout_s)
         if not result.response.ok:
+            why = result.response.message or result.response.response
+            if _TRANSIENT_REFUSAL in why.lower():  # ``core stop``/``restart`` under way
+                raise AmiConnectionLost(f"AMI at {self.host}:{self.port} refused login: {why}")
             raise LoginFailed(
-                f"AMI login as {self.username!r} to {self.host}:{self.port} refused: "
-                f"{result.response.message or result.response.response}"
+                f"AMI login as {self.username!r} to {self.host}:{self.port} refused: {why}"
             )
         self.logins += 1
         self._backoff.reset()
