@@ -36,11 +36,13 @@ def contact_center(engine: Engine) -> ContactCenter:
 
 
 @asynccontextmanager
-async def routing_engine(tmp_path: Path) -> AsyncIterator[Engine]:
+async def routing_engine(
+    tmp_path: Path, agents_file: Path = REPO / "config/agents.yaml"
+) -> AsyncIterator[Engine]:
     settings = engine_settings(f"sqlite:///{tmp_path / 'timeline.db'}", tmp_path / "spool")
     settings = settings.model_copy(
         update={
-            "agents_file": REPO / "config/agents.yaml",
+            "agents_file": agents_file,
             "routing_file": REPO / "config/routing.yaml",
             "ami_url": "ami://ivrtest:ivrtest@127.0.0.1:5038",
             "ring_timeout_s": 4.0,

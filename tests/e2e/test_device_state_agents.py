@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+import yaml
 from ami import AmiClient
 from conftest import Testbed
+from engine_harness import REPO
 from sipp import run_sipp_call
 from test_agent_routing_calls import (
     BILLING_SHORTCUT,
@@ -129,3 +131,63 @@ async def test_a_direct_call_on_the_agents_phone_holds_them_until_it_ends(
         if e.get("Event") == "DeviceStateChange" and e.get("Device") == "PJSIP/agent-1"
     ]
     assert "INUSE" in states and states[-1] == "NOT_INUSE"
+
+
+class OptionsResponder(asyncio.DatagramProtocol):
+    """A phone that is reachable and nothing else: answers SIP OPTIONS with 200 OK (the
+    request's Via, From, To, Call-ID and CSeq copied back, RFC 3261 section 11)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.answered = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        text = data.decode("utf-8", "replace")
+        if not text.startswith("OPTIONS "):
+            return
+        copied = [
+            line
+            for line in text.split("\r\n")
+            if line.split(":", 1)[0].strip().lower() in {"via", "from", "to", "call-id", "cseq"}
+        ]
+        reply = "\r\n".join(["SIP/2.0 200 OK", *copied, "Content-Length: 0", "", ""])
+        assert self.transport is not None
+        self.transport.sendto(reply.encode(), addr)
+        self.answered += 1
+
+
+async def test_an_unreachable_phone_pauses_the_agent_until_it_answers_again(
+    asterisk: Testbed, ami: AmiClient, tmp_path: Path
+) -> None:
+    """agent-3 is qualified every second and nothing answers: Asterisk reports the device
+    UNAVAILABLE and the engine pauses a3 (device_unreachable, its own pause). Once the phone
+    answers OPTIONS, Asterisk reports NOT_INUSE and the engine makes a3 available again."""
+    roster = yaml.safe_load((REPO / "config/agents.yaml").read_text())
+    a3 = {**roster["agents"][0], "agent_id": "a3", "name": "Una Reachable"}
+    roster["agents"].append({**a3, "sip_endpoint": "PJSIP/agent-3"})
+    agents_file = tmp_path / "agents.yaml"
+    agents_file.write_text(yaml.safe_dump(roster))
+    async with routing_engine(tmp_path, agents_file=agents_file) as engine:
+        await make_available(engine, "a3")
+        await until_state(engine, "a3", S.PAUSED)
+        note = await device_tracker(engine).notes.get("a3")
+        assert note is not None and note.reason == "device_unreachable" and note.engine_made
+        loop = asyncio.get_running_loop()
+        transport, phone = await loop.create_datagram_endpoint(
+            OptionsResponder, local_addr=("127.0.0.1", 5073)
+        )
+        try:
+            await until_state(engine, "a3", S.AVAILABLE)
+            assert await device_tracker(engine).notes.get("a3") is None
+        finally:
+            transport.close()
+    assert phone.answered >= 1
+    states = [
+        e["State"]
+        for e in ami.events
+        if e.get("Event") == "DeviceStateChange" and e.get("Device") == "PJSIP/agent-3"
+    ]
+    assert "NOT_INUSE" in states, states
