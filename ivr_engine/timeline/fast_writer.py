@@ -148,59 +148,57 @@ class FastCallWriter:
     # ------------------------------------------------------------------ SQLite (own thread)
 
     def _write_sqlite(self, batch: Sequence[CustomerWrite], now: datetime) -> set[str]:
-        try:
-            conn = self._sqlite_connection()
+        def write(conn: sqlite3.Connection) -> set[str]:
             ids = sorted({w.customer_id for w in batch})
             marks = ", ".join("?" * len(ids))
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                found = conn.execute(
-                    f"SELECT id, COALESCE(merged_into, id) FROM customers WHERE id IN ({marks})",
-                    ids,
-                ).fetchall()
-                owners = {row[0]: row[1] for row in found}
-                events, fields = row_tuples(batch, owners, now, sqlite_timestamp, json_text)
-                conn.executemany(SQLITE_EVENT, events)
-                conn.executemany(SQLITE_FIELD, fields)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            self._close_sqlite()
-            raise TimelineUnavailable(f"timeline write failed on {self._where}: {exc!r}") from exc
-        return set(ids) - set(owners)
+            found = conn.execute(
+                f"SELECT id, COALESCE(merged_into, id) FROM customers WHERE id IN ({marks})", ids
+            ).fetchall()
+            owners = {row[0]: row[1] for row in found}
+            events, fields = row_tuples(batch, owners, now, sqlite_timestamp, json_text)
+            conn.executemany(SQLITE_EVENT, events)
+            conn.executemany(SQLITE_FIELD, fields)
+            return set(ids) - set(owners)
+
+        return self._sqlite_call(write, write=True)
 
     def _owners_sqlite(self, phones: Sequence[str]) -> dict[str, list[str]]:
-        try:
-            conn = self._sqlite_connection()
-            sql = SQLITE_PHONE_OWNERS.format(", ".join("?" * len(phones)))
-            rows = conn.execute(sql, list(phones)).fetchall()
-        except sqlite3.Error as exc:
-            self._close_sqlite()
-            raise TimelineUnavailable(f"timeline read failed on {self._where}: {exc!r}") from exc
+        sql = SQLITE_PHONE_OWNERS.format(", ".join("?" * len(phones)))
+        rows = self._sqlite_call(lambda c: c.execute(sql, list(phones)).fetchall(), write=False)
         return group_owners(rows)
 
     def _create_sqlite(self, phones: Sequence[str | None], now: datetime) -> list[str]:
+        def create(conn: sqlite3.Connection) -> list[str]:
+            stamp = sqlite_timestamp(now)
+            wanted = sorted({p for p in phones if p is not None})
+            sql = SQLITE_PHONE_OWNERS.format(", ".join("?" * len(wanted)))
+            owners = group_owners(conn.execute(sql, wanted).fetchall() if wanted else [])
+            ids, new, identities = plan_creation(phones, owners)
+            conn.executemany(SQLITE_NEW_CUSTOMER, [(c, stamp, stamp) for c in new])
+            conn.executemany(SQLITE_NEW_PHONE, identities)
+            return ids
+
+        return self._sqlite_call(create, write=True)  # the write lock serialises creators
+
+    def _sqlite_call(self, work: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+        """``work`` on the connection (made if needed), in one ``BEGIN IMMEDIATE`` transaction
+        when ``write``; any sqlite3 error drops the connection (``TimelineUnavailable``)."""
         try:
             conn = self._sqlite_connection()
-            stamp = sqlite_timestamp(now)
-            conn.execute("BEGIN IMMEDIATE")  # the write lock: creators are serialised
+            if not write:
+                return work(conn)
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                wanted = sorted({p for p in phones if p is not None})
-                sql = SQLITE_PHONE_OWNERS.format(", ".join("?" * len(wanted)))
-                owners = group_owners(conn.execute(sql, wanted).fetchall() if wanted else [])
-                ids, new, identities = plan_creation(phones, owners)
-                conn.executemany(SQLITE_NEW_CUSTOMER, [(c, stamp, stamp) for c in new])
-                conn.executemany(SQLITE_NEW_PHONE, identities)
+                result = work(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            return result
         except sqlite3.Error as exc:
             self._close_sqlite()
-            raise TimelineUnavailable(f"timeline write failed on {self._where}: {exc!r}") from exc
-        return ids
+            what = "write" if write else "read"
+            raise TimelineUnavailable(f"timeline {what} failed on {self._where}: {exc!r}") from exc
 
     def _sqlite_connection(self) -> sqlite3.Connection:
         if self._sqlite is None:
