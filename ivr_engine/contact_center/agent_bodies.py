@@ -132,13 +132,4 @@ def record_from_fields(
 
 
 def _profile_of(record: AgentRecord | None) -> dict[str, object]:
-    if record is None:
-        return {}
-    return {
-        "name": record.name,
-        "sip_endpoint": record.sip_endpoint,
-        "skills": dict(record.skills),
-        "languages": list(record.languages),
-        "team": record.team,
-        "max_concurrent": record.max_concurrent,
-    }
+    return {} if record is None else record.profile()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from ivr_engine.desktop.directory import DesktopAgent, login_entry
 from ivr_engine.routing import Agent
@@ -41,6 +42,17 @@ class AgentRecord:
             team=self.team,
             max_concurrent=self.max_concurrent,
         )
+
+    def profile(self) -> dict[str, Any]:
+        """The editable profile as plain values (request bodies, table rows); no credentials."""
+        return {
+            "name": self.name,
+            "sip_endpoint": self.sip_endpoint,
+            "skills": dict(self.skills),
+            "languages": list(self.languages),
+            "team": self.team,
+            "max_concurrent": self.max_concurrent,
+        }
 
     def desktop_agent(self) -> DesktopAgent:
         """``ValueError`` when the stored credentials are unreadable or both missing."""

@@ -205,12 +205,7 @@ async def _check_token_free(conn: AsyncConnection, record: AgentRecord) -> None:
 def _values(record: AgentRecord) -> Mapping[str, Any]:
     return {
         "agent_id": record.agent_id,
-        "name": record.name,
-        "sip_endpoint": record.sip_endpoint,
-        "skills": dict(record.skills),
-        "languages": list(record.languages),
-        "team": record.team,
-        "max_concurrent": record.max_concurrent,
+        **record.profile(),
         "password_hash": record.password_hash,
         "token_sha256": record.token_sha256,
         "updated_at": datetime.now(UTC),
