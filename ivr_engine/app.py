@@ -29,6 +29,8 @@ from ivr_engine.omni.wiring import Continuation, open_continuation
 from ivr_engine.prompt_builder import available_prompt_ids, check_prompt_files
 from ivr_engine.settings import Settings
 from ivr_engine.telephony.agi import FastAgiServer
+from ivr_engine.telephony.esl import EslOutboundServer, OutboundLimits
+from ivr_engine.telephony.esl.ivr_handler import esl_ivr_handler
 from ivr_engine.telephony.ivr_handler import IVR_SCRIPT, ivr_handler
 from ivr_engine.timeline import Timeline, open_timeline
 from ivr_engine.timeline_ui import create_timeline_ui_app
@@ -75,6 +77,7 @@ class Engine:
     timeline: Timeline | None = None
     recorder: CallRecorder | None = None
     agi: FastAgiServer | None = None
+    esl: EslOutboundServer | None = None
     http: web.AppRunner | None = None
     http_port: int = 0
     contact_center: ContactCenter | None = None
@@ -129,6 +132,14 @@ class Engine:
                 REROUTE_SCRIPT, reroute_handler(center.router, center.agents, utc_now)
             )
         await self.agi.start()
+        if settings.esl_port is not None:
+            limits = OutboundLimits(command_timeout=settings.agi_command_timeout_s)
+            handler = esl_ivr_handler(flow, utc_now)
+            self.esl = EslOutboundServer(
+                handler, settings.esl_host, settings.esl_port, limits=limits
+            )
+            await self.esl.start()
+            log.info("FreeSWITCH outbound socket on %s:%s", settings.esl_host, self.esl.port)
         await self._start_http()
         log.info(
             "engine ready: FastAGI %s:%s, HTTP %s:%s, database %s",
@@ -176,6 +187,8 @@ class Engine:
         """Stop taking calls, finish the ones in flight, flush the recorder, close the DB."""
         if self.agi is not None:
             await self.agi.close()
+        if self.esl is not None:
+            await self.esl.close()
         if self.http is not None:
             await self.http.cleanup()
         if self.contact_center is not None:

@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="serve FastAGI and the HTTP API")
     run.add_argument("--agi-port", dest="agi_port", type=int)
     run.add_argument("--http-port", dest="http_port", type=int)
+    run.add_argument("--esl-port", dest="esl_port", type=int, help="FreeSWITCH outbound socket")
     run.add_argument("--ready-file", type=Path, help="write 'AGI_PORT HTTP_PORT' when ready")
     commands.add_parser("migrate", help="create or upgrade the timeline schema")
     commands.add_parser("check-config", help="validate settings, menus and prompts, then exit")
@@ -51,7 +52,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     config = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     overrides: dict[str, Any] = {
         key: getattr(args, key, None)
-        for key in ("database_url", "log_level", "agi_port", "http_port")
+        for key in ("database_url", "log_level", "agi_port", "http_port", "esl_port")
     }
     return load_settings(config, overrides=overrides)
 

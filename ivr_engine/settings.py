@@ -34,6 +34,9 @@ class Settings(BaseModel):
     agi_command_timeout_s: float = Field(120.0, gt=0, le=3600)
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
+    # FreeSWITCH: the outbound Event Socket server (socket app); None: not started.
+    esl_host: str = "127.0.0.1"
+    esl_port: int | None = Field(None, ge=0, le=65535, description="e.g. 8084; None: off")
     menus_dir: Path = Path("config/menus")
     sounds_dir: Path = Field(Path("prompts/en"), description="checked at start-up for prompts")
     check_prompts: bool = True

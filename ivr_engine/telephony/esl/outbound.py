@@ -1,0 +1,172 @@
+"""The outbound Event Socket server: FreeSWITCH dials us, one connection per call.
+
+Dialplan: ``<action application="socket" data="HOST:8084 async full"/>``. For each
+connection the server sends ``connect`` (the reply is the channel's data), ``myevents``
+(this channel's events) and ``linger`` (keep the socket after a hang-up until the last
+events are sent), all within ``connect_timeout``, then runs the handler with an
+``EslChannel``. A connection that never completes that handshake costs one bounded wait
+and is dropped. A handler that fails leaves ``IVR_OUTCOME=failed`` on the channel (best
+effort) and the socket is closed; after a malformed frame nothing more is sent. Either way
+FreeSWITCH goes on with the dialplan after ``socket``, where an outcome that is not
+``routed`` (or is empty) leads to the static fallback menu.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Self
+
+from ivr_engine.domain.errors import CallerHungUp, IvrEngineError
+from ivr_engine.domain.models import CallOutcome
+from ivr_engine.flows.variables import OUTCOME
+from ivr_engine.telephony.esl.channel import DEFAULT_COMMAND_TIMEOUT, EslChannel
+from ivr_engine.telephony.esl.connection import DEFAULT_LIMITS, EslConnection, EslLimits
+from ivr_engine.telephony.esl.errors import EslCommandError, EslError
+from ivr_engine.telephony.esl.protocol import ChannelData, decode_channel_data
+
+log = logging.getLogger(__name__)
+
+EslHandler = Callable[[ChannelData, EslChannel], Awaitable[None]]
+REPORT_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundLimits:
+    connect_timeout: float = 5.0  # connect + myevents + linger
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT  # per application, completion included
+    linger_s: int = 10
+    wire: EslLimits = DEFAULT_LIMITS
+
+
+DEFAULT_OUTBOUND = OutboundLimits()
+
+
+async def handshake(conn: EslConnection, limits: OutboundLimits) -> ChannelData:
+    """``connect``, ``myevents``, ``linger``; the channel data from the connect reply."""
+    async with asyncio.timeout(limits.connect_timeout):
+        data = decode_channel_data(await conn.request("connect"))
+        for line in ("myevents", f"linger {limits.linger_s}"):
+            reply = await conn.command(line)
+            if not reply.ok:
+                raise EslCommandError(line, reply.text)
+    return data
+
+
+async def serve_esl_call(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    handler: EslHandler,
+    limits: OutboundLimits = DEFAULT_OUTBOUND,
+) -> None:
+    """Serve one outbound-socket call on a stream pair, then close it."""
+    conn = EslConnection(reader, writer, limits.wire)
+    try:
+        try:
+            data = await handshake(conn, limits)
+        except (EslError, TimeoutError) as exc:
+            log.warning("ESL connection dropped before the call started: %r", exc)
+            return
+        channel = EslChannel(
+            conn, data, command_timeout=limits.command_timeout, prompt_suffix=".wav"
+        )
+        await _run(handler, data, channel)
+    finally:
+        await conn.close()
+
+
+async def _run(handler: EslHandler, data: ChannelData, channel: EslChannel) -> None:
+    try:
+        await handler(data, channel)
+    except CallerHungUp as exc:
+        log.debug("call %s: caller hung up (%s)", data.unique_id, exc)
+    except Exception:
+        log.exception("call %s: ESL handler failed", data.unique_id)
+        await report_failure(channel)
+
+
+async def report_failure(channel: EslChannel) -> None:
+    """Best effort: ``IVR_OUTCOME=failed`` so the dialplan goes to its fallback."""
+    if not channel.usable:
+        return  # out of step or gone: the socket closes and the outcome stays empty
+    try:
+        async with asyncio.timeout(REPORT_TIMEOUT):
+            await channel.set_variable(OUTCOME, CallOutcome.FAILED.value)
+    except (IvrEngineError, TimeoutError, OSError) as exc:
+        log.debug("could not report the failure to the channel: %r", exc)
+
+
+class EslOutboundServer:
+    """Accepts FreeSWITCH's outbound-socket connections and runs ``handler`` for each."""
+
+    def __init__(
+        self,
+        handler: EslHandler,
+        host: str = "127.0.0.1",
+        port: int = 8084,
+        *,
+        backlog: int = 1024,
+        limits: OutboundLimits = DEFAULT_OUTBOUND,
+    ) -> None:
+        self._handler = handler
+        self._host = host
+        self._port = port
+        self._backlog = backlog
+        self._limits = limits
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port once started (useful with port 0), else the configured one."""
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("ESL outbound server already started")
+        self._server = await asyncio.start_server(
+            self._on_connect,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            limit=self._limits.wire.stream_limit,
+        )
+
+    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(serve_esl_call(reader, writer, self._handler, self._limits))
+        self._tasks.add(task)
+        task.add_done_callback(self._on_done)
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ESL connection task failed", exc_info=task.exception())
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting; give calls ``grace`` seconds to finish, then cancel the rest."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        pending = set(self._tasks)
+        if pending and grace > 0:
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

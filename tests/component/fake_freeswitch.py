@@ -1,0 +1,340 @@
+"""A fake FreeSWITCH for component tests, speaking the Event Socket as mod_event_socket does.
+
+Written from FreeSWITCH's documentation, with its own parsing and serialising (none of the
+engine's ESL code), so a misunderstanding in the engine is not mirrored here.
+
+* ``dial_outbound(port, call)``: the ``socket`` application in ``async full`` mode. It dials
+  the engine and answers: ``connect`` → a ``command/reply`` whose headers are the channel
+  data, URL-encoded (``Reply-Text: %2BOK%0A``, ``Socket-Mode: async``, ``Control: full``,
+  ``Unique-ID``, ``Caller-Caller-ID-Number``, ``variable_*``); ``myevents`` / ``linger N``
+  → ``+OK``; ``sendmsg`` with ``call-command: execute`` → ``+OK``, then ``CHANNEL_EXECUTE``,
+  the caller's ``DTMF`` events and ``CHANNEL_EXECUTE_COMPLETE`` carrying
+  ``Application-UUID`` (the ``Event-UUID`` sent), ``Application``, ``Application-Data``,
+  ``Application-Response`` and the channel variables (``variable_IVR_READ``,
+  ``variable_read_result``). A scripted hang-up during a ``read`` sends what FreeSWITCH
+  sends then: ``CHANNEL_HANGUP``, the completion with ``Answer-State: hangup``,
+  ``CHANNEL_HANGUP_COMPLETE`` and a ``text/disconnect-notice`` (``Content-Disposition:
+  linger``). A scripted malformed frame replaces the answer to the n-th ``read``.
+* ``FakeInbound``: the inbound socket: ``auth/request``, ``auth`` → ``+OK accepted`` or
+  ``-ERR invalid`` + disconnect notice + close; ``event plain NAMES`` → ``+OK event listener
+  enabled plain``; ``emit(headers)`` sends an event to every session subscribed to its name.
+
+Every wait is bounded (``WAIT_S``): a broken engine fails the test, it never hangs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+WAIT_S = 10.0
+DISCONNECT_TEXT = b"Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
+_seq = itertools.count(1000)
+
+
+def encode_value(value: str) -> str:
+    """As FreeSWITCH's ``switch_url_encode``: '/', ':', ',', '.', '-', '_' stay plain."""
+    return quote(value, safe="/:,.-_~")
+
+
+def serialize_event(headers: Mapping[str, str], body: str = "") -> bytes:
+    """``switch_event_serialize`` with encoding on: URL-encoded lines, blank line, body."""
+    text = "".join(f"{k}: {encode_value(v)}\n" for k, v in headers.items())
+    if body:
+        raw = body.encode()
+        return (text + f"Content-Length: {len(raw)}\n\n").encode() + raw
+    return (text + "\n").encode()
+
+
+def event_frame(headers: Mapping[str, str], body: str = "") -> bytes:
+    payload = serialize_event(headers, body)
+    head = f"Content-Length: {len(payload)}\nContent-Type: text/event-plain\n\n"
+    return head.encode() + payload
+
+
+def reply_frame(text: str) -> bytes:
+    return f"Content-Type: command/reply\nReply-Text: {text}\n\n".encode()
+
+
+def disconnect_frame(uuid_: str, disposition: str) -> bytes:
+    head = (
+        "Content-Type: text/disconnect-notice\n"
+        f"Controlled-Session-UUID: {uuid_}\n"
+        f"Content-Disposition: {disposition}\n"
+        f"Content-Length: {len(DISCONNECT_TEXT)}\n\n"
+    )
+    return head.encode() + DISCONNECT_TEXT
+
+
+def parse_command(raw: bytes) -> tuple[str, dict[str, str]]:
+    """A command as mod_event_socket reads it: first line, then ``name: value`` lines."""
+    lines = raw.decode().strip("\n").split("\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip()] = value.strip()
+    return lines[0], headers
+
+
+def _now_us() -> str:
+    return str(1_732_440_000_000_000 + next(_seq) * 1000)
+
+
+@dataclass
+class FsCall:
+    """One caller on the fake switch: keys pressed per ``read`` ("" stays silent)."""
+
+    caller_id: str
+    keys: Sequence[str] = ()
+    hangup_at_read: int | None = None
+    malformed_at_read: int | None = None
+    malformed: bytes = b"Content-Type: text/event-plain\nContent-Length: 12x\n\n"
+    menu: str | None = None
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    heard: list[list[str]] = field(default_factory=list)  # prompt files per read
+    variables: dict[str, str] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
+    apps: list[tuple[str, str]] = field(default_factory=list)
+    server_closed: bool = False  # the engine closed the socket (EOF seen by the fake)
+
+    def channel_headers(self) -> dict[str, str]:
+        name = f"sofia/external/{self.caller_id}@198.51.100.7"
+        return {
+            "Event-Name": "CHANNEL_DATA",
+            "Core-UUID": "5f1c2da2-9958-44b2-ae1b-bce99d38f971",
+            "Event-Date-Timestamp": _now_us(),
+            "Channel-State": "CS_EXECUTE",
+            "Channel-Call-State": "ACTIVE",
+            "Channel-Name": name,
+            "Unique-ID": self.uuid,
+            "Call-Direction": "inbound",
+            "Answer-State": "answered",
+            "Caller-Caller-ID-Name": "Fake Caller",
+            "Caller-Caller-ID-Number": self.caller_id,
+            "Caller-Destination-Number": "2000",
+            "Caller-Context": "public",
+            "Caller-Unique-ID": self.uuid,
+            "Caller-Channel-Name": name,
+            "variable_uuid": self.uuid,
+            "variable_current_application": "socket",
+            "variable_current_application_data": "127.0.0.1:8084 async full",
+            **{f"variable_{k}": v for k, v in self.variables.items()},
+        }
+
+
+class OutboundDial:
+    """One outbound-socket session driven by an ``FsCall``."""
+
+    def __init__(self, call: FsCall, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.call, self.reader, self.writer = call, reader, writer
+        self.reads = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                raw = await self.reader.readuntil(b"\n\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                self.call.server_closed = True
+                return
+            line, headers = parse_command(raw)
+            self.call.commands.append(line)
+            if not await self._answer(line, headers):
+                return
+
+    async def _send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def _answer(self, line: str, headers: dict[str, str]) -> bool:
+        call = self.call
+        if line == "connect":
+            data = {
+                "Content-Type": "command/reply",
+                "Reply-Text": "+OK\n",
+                "Socket-Mode": "async",
+                "Control": "full",
+            }
+            data.update(call.channel_headers())
+            payload = "".join(f"{k}: {encode_value(v)}\n" for k, v in data.items()) + "\n"
+            await self._send(payload.encode())
+        elif line == "myevents":
+            await self._send(reply_frame("+OK Events Enabled"))
+        elif line.startswith("linger"):
+            await self._send(reply_frame("+OK will linger"))
+        elif line.startswith("sendmsg") and headers.get("call-command") == "execute":
+            return await self._execute(headers)
+        else:
+            await self._send(reply_frame("-ERR command not found"))
+        return True
+
+    def _event(self, name: str, **extra: str) -> bytes:
+        headers = self.call.channel_headers()
+        headers.update({"Event-Name": name, "Event-Date-Timestamp": _now_us(), **extra})
+        return event_frame(headers)
+
+    async def _execute(self, headers: dict[str, str]) -> bool:
+        app = headers.get("execute-app-name", "")
+        arg = headers.get("execute-app-arg", "")
+        tag = {"Application": app, "Application-Data": arg}
+        tag["Application-UUID"] = headers.get("Event-UUID", "")
+        self.call.apps.append((app, arg))
+        await self._send(reply_frame("+OK"))
+        await self._send(self._event("CHANNEL_EXECUTE", **tag))
+        if app == "read":
+            return await self._read(arg, tag)
+        if app == "set":
+            name, _, value = arg.partition("=")
+            self.call.variables[name] = value
+        elif app == "multiset":
+            for item in arg.split(" "):
+                name, _, value = item.partition("=")
+                self.call.variables[name] = value
+        done = {**tag, "Application-Response": "_none_"}
+        await self._send(self._event("CHANNEL_EXECUTE_COMPLETE", **done))
+        return True
+
+    async def _read(self, arg: str, tag: dict[str, str]) -> bool:
+        call = self.call
+        self.reads += 1
+        parts = arg.split(" ")  # read <min> <max> <file> <var> <timeout> <terminators>
+        files = parts[2].removeprefix("file_string://").split("!")
+        call.heard.append([f.removesuffix(".wav") for f in files])
+        if call.malformed_at_read == self.reads:
+            await self._send(call.malformed)
+            return True  # keep listening: the engine must give up on its own
+        if call.hangup_at_read == self.reads:
+            await self._hang_up(tag)
+            return True
+        keys = call.keys[self.reads - 1] if self.reads <= len(call.keys) else ""
+        for key in keys:
+            await self._send(self._event("DTMF", **{"DTMF-Digit": key, "DTMF-Duration": "1600"}))
+        call.variables[parts[3]] = keys
+        call.variables["read_result"] = "success" if keys else "timeout"
+        done = self._event("CHANNEL_EXECUTE_COMPLETE", **tag, **{"Application-Response": "_none_"})
+        await self._send(done)
+        return True
+
+    async def _hang_up(self, tag: dict[str, str]) -> None:
+        call = self.call
+        call.variables.update({"read_result": "failure", "hangup_cause": "NORMAL_CLEARING"})
+        gone = {"Answer-State": "hangup", "Channel-Call-State": "HANGUP"}
+        cause = {"Hangup-Cause": "NORMAL_CLEARING", **gone}
+        await self._send(self._event("CHANNEL_HANGUP", **cause))
+        await self._send(self._event("CHANNEL_EXECUTE_COMPLETE", **tag, **gone))
+        await self._send(self._event("CHANNEL_HANGUP_COMPLETE", **cause))
+        await self._send(disconnect_frame(call.uuid, "linger"))
+
+
+async def dial_outbound(port: int, call: FsCall, host: str = "127.0.0.1") -> FsCall:
+    """Dial the engine's outbound-socket server and play ``call`` to the end."""
+    if call.menu is not None:
+        call.variables["IVR_MENU"] = call.menu
+    async with asyncio.timeout(WAIT_S):
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            await OutboundDial(call, reader, writer).run()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+    return call
+
+
+# ---------------------------------------------------------------------------- inbound
+
+
+@dataclass
+class InboundSession:
+    writer: asyncio.StreamWriter
+    subscribed: set[str] = field(default_factory=set)
+    commands: list[str] = field(default_factory=list)
+
+
+class FakeInbound:
+    """FreeSWITCH's inbound socket (``event_socket.conf.xml``: listen-port, password)."""
+
+    def __init__(self, password: str = "ClueCon", port: int = 0) -> None:
+        self.password = password
+        self.port = port
+        self.sessions: list[InboundSession] = []
+        self.subscribed = asyncio.Condition()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for session in self.sessions:
+            session.writer.transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(self._session(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = InboundSession(writer)
+        self.sessions.append(session)
+        writer.write(b"Content-Type: auth/request\n\n")
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                line, _ = parse_command(await reader.readuntil(b"\n\n"))
+                session.commands.append(line)
+                if not await self._answer(session, line):
+                    break
+        writer.transport.abort()
+
+    async def _answer(self, session: InboundSession, line: str) -> bool:
+        writer = session.writer
+        if line.startswith("auth "):
+            if line.removeprefix("auth ") != self.password:
+                writer.write(reply_frame("-ERR invalid"))
+                writer.write(disconnect_frame("", "disconnect"))
+                await writer.drain()
+                return False
+            writer.write(reply_frame("+OK accepted"))
+        elif line.startswith("event plain "):
+            session.subscribed.update(line.removeprefix("event plain ").split())
+            writer.write(reply_frame("+OK event listener enabled plain"))
+            async with self.subscribed:
+                self.subscribed.notify_all()
+        else:
+            writer.write(reply_frame("-ERR command not found"))
+        await writer.drain()
+        return True
+
+    async def wait_subscribed(self, count: int = 1) -> None:
+        async with asyncio.timeout(WAIT_S), self.subscribed:
+            await self.subscribed.wait_for(
+                lambda: sum(1 for s in self.sessions if s.subscribed) >= count
+            )
+
+    async def emit(self, headers: Mapping[str, str], raw: bytes | None = None) -> None:
+        """Send an event (or ``raw`` bytes) to every session subscribed to its name."""
+        name = headers.get("Event-Name", "")
+        for session in self.sessions:
+            wanted = name in session.subscribed or "all" in session.subscribed
+            if wanted and not session.writer.is_closing():
+                session.writer.write(raw if raw is not None else event_frame(headers))
+                await session.writer.drain()
+
+    def drop_all(self) -> None:
+        """The switch restarts: every connection is reset."""
+        for session in self.sessions:
+            session.subscribed.clear()
+            session.writer.transport.abort()

@@ -1,0 +1,139 @@
+"""The whole engine over FreeSWITCH's outbound Event Socket, against a protocol-exact fake.
+
+The same ``IvrFlow`` as over FastAGI: a real socket from the fake switch to the engine's
+``esl_port``, a real SQLite timeline. No FreeSWITCH is available in any registry reachable
+from the test machines, so ``fake_freeswitch`` speaks the Event Socket as documented.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from ivr_engine.app import Engine
+from ivr_engine.settings import Settings
+from tests.component.fake_freeswitch import FsCall, dial_outbound
+from tests.component.test_ivr_flow import WELCOME, call_event, labels, seed, store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def esl_settings(url: str, tmp_path: Path, **extra: object) -> Settings:
+    return Settings.model_validate(
+        {
+            "database_url": url,
+            "agi_port": 0,
+            "http_port": 0,
+            "esl_port": 0,
+            "menus_dir": REPO / "config/menus",
+            "sounds_dir": REPO / "prompts/en",
+            "spool_dir": tmp_path / "spool",
+            **extra,
+        }
+    )
+
+
+@pytest.fixture
+async def engine(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    running = Engine(esl_settings(sqlite_url, tmp_path))
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def fs_call(engine: Engine, call: FsCall) -> FsCall:
+    assert engine.esl is not None
+    return await dial_outbound(engine.esl.port, call)
+
+
+async def test_handshake_is_connect_myevents_linger(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    call = await fs_call(engine, FsCall(new_phone(), ["1"]))
+    assert call.commands[:3] == ["connect", "myevents", "linger 10"]
+    assert all(c == "sendmsg" for c in call.commands[3:])
+    assert call.server_closed  # the engine ended the session: FreeSWITCH goes on
+
+
+async def test_returning_billing_caller_hears_billing_first_and_call_is_recorded(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    phone = new_phone()
+    history = ["billing", "billing", "tech_support", "billing", "billing"]
+    ada = await seed(store(engine), phone, history, {"account_number": "40012345"})
+    call = await fs_call(engine, FsCall(phone, ["2", "1"]))
+    assert call.heard[0][0] == WELCOME and "ivr-engine/shortcut-topic-billing" in call.heard[0]
+    assert labels(call.heard[1])[:2] == ["billing", "tech-support"]
+    assert call.heard[1][:4] == [
+        "ivr-engine/for", "ivr-engine/label-billing", "ivr-engine/press", "digits/1"
+    ]  # fmt: skip
+    app, arg = call.apps[0]
+    assert app == "read" and arg.startswith("1 1 file_string://ivr-engine/welcome.wav!")
+    assert arg.endswith(" IVR_READ 5000 #")
+    assert call.variables["IVR_INTENT"] == "billing"
+    assert call.variables["IVR_CUSTOMER_ID"] == ada.customer_id
+    assert call.variables["IVR_OUTCOME"] == "routed"
+    assert call.apps[-1][0] == "multiset"  # the routing variables in one application
+    event = await call_event(store(engine), phone)
+    assert event.customer_id == ada.customer_id
+    assert event.intent == "billing" and event.data["outcome"] == "routed"
+    assert event.event_id == f"voice:{call.uuid}:ivr"  # the FreeSWITCH UUID is the call id
+
+
+async def test_hangup_mid_menu_is_abandoned(engine: Engine, new_phone: Callable[[], str]) -> None:
+    phone = new_phone()
+    call = await fs_call(engine, FsCall(phone, [], hangup_at_read=1))
+    assert "IVR_OUTCOME" not in call.variables
+    assert [app for app, _ in call.apps] == ["read"]  # nothing sent after the hang-up
+    event = await call_event(store(engine), phone)
+    assert event.data["outcome"] == "abandoned" and event.intent is None
+    assert call.server_closed
+    assert engine.esl is not None and engine.esl.active_calls == 0
+
+
+async def test_hangup_while_asked_for_account_keeps_the_intent(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    phone = new_phone()
+    await fs_call(engine, FsCall(phone, ["6"], hangup_at_read=2))
+    event = await call_event(store(engine), phone)
+    assert (event.data["outcome"], event.intent) == ("abandoned", "billing")
+
+
+@pytest.mark.parametrize(
+    ("malformed", "outcome"),
+    [
+        # the framing is lost: nothing more is sent, the outcome stays empty
+        (b"Content-Type: text/event-plain\nContent-Length: 12x\n\n", None),
+        (b"Content-Type: text/event-plain\nContent-Length: 999999999999\n\n", None),
+        (b"this is not a header line\n\n", None),
+        (b"Content-Length: 5\n\nhello", None),  # no Content-Type
+        # a whole frame whose event does not parse: the stream is still in step
+        (b"Content-Type: text/event-plain\nContent-Length: 9\n\nNo-Event\n", "failed"),
+    ],
+)
+async def test_malformed_frame_ends_the_call_safely_and_the_server_keeps_serving(
+    engine: Engine, new_phone: Callable[[], str], malformed: bytes, outcome: str | None
+) -> None:
+    phone = new_phone()
+    call = await fs_call(engine, FsCall(phone, [], malformed_at_read=1, malformed=malformed))
+    assert call.server_closed  # the engine closed the socket: the dialplan falls back
+    assert call.variables.get("IVR_OUTCOME") == outcome  # empty or failed: static menu
+    event = await call_event(store(engine), phone)
+    assert event.data["outcome"] == "failed"
+    after = await fs_call(engine, FsCall(new_phone(), ["1"]))
+    assert after.variables["IVR_OUTCOME"] == "routed"
+
+
+async def test_menu_is_chosen_by_channel_variable_and_calls_run_concurrently(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    calls = [FsCall(new_phone(), ["1"], menu="main") for _ in range(20)]
+    done = await asyncio.gather(*(fs_call(engine, c) for c in calls))
+    assert all(c.variables["IVR_INTENT"] == "new_service" for c in done)
+    assert all(c.variables["IVR_DECISION"] == "static" for c in done)
