@@ -289,7 +289,9 @@ class FakeInbound:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = InboundSession(writer)
-        self.sessions.append(session)
+        async with self.subscribed:
+            self.sessions.append(session)
+            self.subscribed.notify_all()
         writer.write(b"Content-Type: auth/request\n\n")
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
@@ -323,6 +325,10 @@ class FakeInbound:
             await self.subscribed.wait_for(
                 lambda: sum(1 for s in self.sessions if s.subscribed) >= count
             )
+
+    async def wait_sessions(self, count: int) -> None:
+        async with asyncio.timeout(WAIT_S), self.subscribed:
+            await self.subscribed.wait_for(lambda: len(self.sessions) >= count)
 
     async def emit(self, headers: Mapping[str, str], raw: bytes | None = None) -> None:
         """Send an event (or ``raw`` bytes) to every session subscribed to its name."""

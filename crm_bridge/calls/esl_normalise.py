@@ -1,0 +1,310 @@
+"""FreeSWITCH Event Socket events → call events: ``normalise_esl(event, state, at=...)``.
+
+Pure and deterministic, like ``normalise`` for AMI, and into the same vocabulary
+(``NormalisedEvent``, ``BridgeState``/``CallState``), so the outbox, the bus and the timeline
+consumer take FreeSWITCH calls unchanged. The call id is the caller channel's
+``Unique-ID``; other legs name it in ``Channel-Call-UUID`` (FreeSWITCH's ``call_uuid``,
+inherited by the legs a channel originates) or ``Other-Leg-Unique-ID``. An event's
+``Event-Date-Timestamp`` (microseconds since the epoch) wins over the receive time ``at``.
+
+* ``CHANNEL_CREATE`` of an inbound first leg in an ``inbound_contexts`` context (FreeSWITCH's
+  ``Caller-Context``, e.g. ``public``) → ``call.started``; of another leg of a live call
+  (a ``bridge`` ringing an agent) → ``call.transferred`` (once for ring-all, none when the
+  dialplan announced it with ``ivr_engine::agent_dial``).
+* ``CHANNEL_ANSWER`` of the caller channel: answered by the switch (``ring_ms``), no event.
+* ``CHANNEL_BRIDGE`` → ``call.answered_by_agent`` (once per connection);
+  ``CHANNEL_UNBRIDGE`` closes the agent's talk time.
+* ``CHANNEL_HOLD`` / ``CHANNEL_UNHOLD`` → ``call.held`` / ``call.resumed``.
+* ``CHANNEL_HANGUP_COMPLETE`` of the caller channel → ``call.ended``: ``cause`` (Q.850,
+  ``variable_hangup_cause_q850``), ``cause_txt`` (``Hangup-Cause``), ``ring_ms``,
+  ``wait_ms``, ``talk_ms``, ``hold_ms``, ``total_ms``.
+* ``CUSTOM`` ``ivr_engine::fallback`` / ``routed`` / ``overflow`` / ``agent_dial`` (fired by
+  ``dialplans/freeswitch/ivr-engine.xml`` with the ``event`` application) →
+  ``call.ivr_fallback`` / ``call.ivr_routed`` / ``call.overflowed`` / ``call.transferred``.
+
+Event ids are ``esl:<source>:<call id>:<kind>:<n>``: the same events normalised again give
+the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from crm_bridge.calls.model import MAX_INTENT, CallEventKind, NormalisedEvent
+from crm_bridge.calls.state import BridgeState, CallState
+from crm_bridge.calls.steps import agent_gone, ms
+from ivr_engine.identity import normalize_caller_id
+from ivr_engine.telephony.esl import EslEvent
+
+__all__ = ["CUSTOM_SUBCLASSES", "SUBSCRIBED_EVENTS", "esl_event_key", "normalise_esl"]
+
+K = CallEventKind
+Handler = Callable[[EslEvent, BridgeState, datetime], list[NormalisedEvent]]
+MAX_EVENT_ID = 200
+CUSTOM_SUBCLASSES = (
+    "ivr_engine::fallback",
+    "ivr_engine::routed",
+    "ivr_engine::overflow",
+    "ivr_engine::agent_dial",
+)
+
+
+def esl_event_key(source: str, call_id: str, kind: CallEventKind, ordinal: int) -> str:
+    key = f"esl:{source}:{call_id}:{kind.value}:{ordinal}"
+    if len(key) > MAX_EVENT_ID:
+        digest = hashlib.sha1(call_id.encode(), usedforsecurity=False).hexdigest()
+        key = f"esl:{source}:sha1-{digest}:{kind.value}:{ordinal}"
+    return key
+
+
+def normalise_esl(event: EslEvent, state: BridgeState, *, at: datetime) -> list[NormalisedEvent]:
+    handler = HANDLERS.get(event.name)
+    return [] if handler is None else handler(event, state, event_time(event, at))
+
+
+def event_time(event: EslEvent, received_at: datetime) -> datetime:
+    """``Event-Date-Timestamp`` (microseconds since the epoch) if valid, else ``received_at``."""
+    raw = event.get("Event-Date-Timestamp").strip()
+    if raw.isdigit() and 0 < len(raw) <= 17:
+        return datetime.fromtimestamp(int(raw) / 1_000_000, UTC)
+    return received_at
+
+
+def _raw(event: EslEvent, key: str) -> str:
+    """A header as stored: without NUL (PostgreSQL's jsonb refuses it), at most 256 chars."""
+    return event.get(key).replace("\x00", "")[:256]
+
+
+def _text(event: EslEvent, key: str) -> str | None:
+    return _raw(event, key).strip() or None
+
+
+def _intent(event: EslEvent) -> str | None:
+    value = _text(event, "Intent")
+    return None if value is None else value[:MAX_INTENT]
+
+
+def _call_of(event: EslEvent, state: BridgeState) -> CallState | None:
+    for key in ("Unique-ID", "Channel-Call-UUID", "variable_call_uuid", "Other-Leg-Unique-ID"):
+        value = event.get(key)
+        call = state.find(value, value) if value else None
+        if call is not None:
+            return call
+    return None
+
+
+def _emit(
+    state: BridgeState,
+    call: CallState,
+    kind: CallEventKind,
+    at: datetime,
+    data: Mapping[str, Any],
+    intent: str | None = None,
+) -> NormalisedEvent:
+    ordinal = call.next_ordinal(kind.value)
+    call.last_event_at = max(call.last_event_at, at)
+    state.touch(call)
+    return NormalisedEvent(
+        event_id=esl_event_key(state.config.source, call.call_id, kind, ordinal),
+        call_id=call.call_id,
+        kind=kind,
+        seq=call.seq,
+        occurred_at=at,
+        caller=call.caller,
+        intent=intent,
+        data=dict(data),
+    )
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+def _create(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:
+    uid = event.unique_id
+    known = _call_of(event, state)
+    if known is not None and uid != known.call_id:
+        return _leg_created(event, state, known, at)
+    first_leg = event.get("Channel-Call-UUID") in ("", uid)
+    inbound = event.get("Call-Direction") == "inbound"
+    if not uid or known is not None or not first_leg or not inbound or state.has_ended(uid):
+        return []
+    if not state.config.is_inbound_context(event.get("Caller-Context")):
+        return []
+    caller_raw = _raw(event, "Caller-Caller-ID-Number")
+    call = CallState(
+        call_id=uid,
+        channel=_raw(event, "Channel-Name"),
+        caller=normalize_caller_id(caller_raw, state.config.default_region),
+        started_at=at,
+        last_event_at=at,
+    )
+    state.add(call)
+    data = {
+        "channel": call.channel,
+        "caller_id_raw": caller_raw,
+        "caller_name": _text(event, "Caller-Caller-ID-Name"),
+        "dialled": _text(event, "Caller-Destination-Number"),
+        "context": _raw(event, "Caller-Context"),
+    }
+    return [_emit(state, call, K.STARTED, at, data)]
+
+
+def _leg_created(
+    event: EslEvent, state: BridgeState, call: CallState, at: datetime
+) -> list[NormalisedEvent]:
+    announce = not call.ringing and not call.ivr_dial_pending
+    call.ivr_dial_pending = False
+    call.ringing.append(event.unique_id)
+    state.touch(call)
+    if not announce:
+        return []
+    call.transfer_at = at
+    data = {
+        "via": "dial",
+        "destination": _text(event, "Channel-Name"),
+        "dial_string": _text(event, "Caller-Destination-Number"),
+    }
+    return [_emit(state, call, K.TRANSFERRED, at, data, call.intent)]
+
+
+def _answer(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:
+    call = _call_of(event, state)
+    if call is not None and event.unique_id == call.call_id and call.answered_at is None:
+        call.answered_at = at
+        state.touch(call)
+    return []
+
+
+def _other_leg(event: EslEvent, call: CallState) -> tuple[str, str | None]:
+    if event.unique_id == call.call_id:
+        return event.get("Other-Leg-Unique-ID"), _text(event, "Other-Leg-Channel-Name")
+    return event.unique_id, _text(event, "Channel-Name")
+
+
+def _bridge(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:
+    call = _call_of(event, state)
+    if call is None:
+        return []
+    leg, channel = _other_leg(event, call)
+    if not leg or leg in call.agents:
+        return []
+    if leg in call.ringing:
+        call.ringing.remove(leg)
+    first = not call.agents
+    call.agents[leg] = at
+    call.first_agent_at = call.first_agent_at or at
+    state.touch(call)
+    if not first:
+        return []
+    agent = event.variable("IVR_AGENT_ID") or call.agent_id
+    data: dict[str, Any] = {"via": "bridge", "agent_id": agent, "agent_channel": channel}
+    data["ring_ms"] = ms(at, call.transfer_at)
+    return [_emit(state, call, K.ANSWERED_BY_AGENT, at, data, call.intent)]
+
+
+def _unbridge(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:
+    call = _call_of(event, state)
+    if call is not None:
+        agent_gone(state, call, _other_leg(event, call)[0], at)
+    return []
+
+
+def _hold(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:
+    call = _call_of(event, state)
+    if call is None or call.hold_since is not None:
+        return []
+    call.hold_since = at
+    by = "caller" if event.unique_id == call.call_id else "agent"
+    data = {"channel": _text(event, "Channel-Name"), "by": by}
+    return [_emit(state, call, K.HELD, at, data, call.intent)]
+
+
+def _unhold(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:
+    call = _call_of(event, state)
+    if call is None or call.hold_since is None:
+        return []
+    held = ms(at, call.hold_since) or 0
+    call.hold_ms += held
+    call.hold_since = None
+    data = {"channel": _text(event, "Channel-Name"), "held_ms": held}
+    return [_emit(state, call, K.RESUMED, at, data, call.intent)]
+
+
+def _hangup(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:
+    call = _call_of(event, state)
+    uid = event.unique_id
+    if call is None:
+        return []
+    if uid != call.call_id:  # an agent leg
+        if uid in call.ringing:
+            call.ringing.remove(uid)
+        agent_gone(state, call, uid, at)
+        state.touch(call)
+        return []
+    return [_end(event, state, call, at)]
+
+
+def _end(event: EslEvent, state: BridgeState, call: CallState, at: datetime) -> NormalisedEvent:
+    for leg in list(call.agents):
+        agent_gone(state, call, leg, at)
+    if call.hold_since is not None:
+        call.hold_ms += ms(at, call.hold_since) or 0
+        call.hold_since = None
+    q850 = (event.variable("hangup_cause_q850") or "").strip()
+    data: dict[str, Any] = {
+        "cause": int(q850) if q850.isdigit() and len(q850) < 6 else None,
+        "cause_txt": _raw(event, "Hangup-Cause"),
+        "ring_ms": ms(call.answered_at, call.started_at) if call.answered_at else None,
+        "wait_ms": ms(call.first_agent_at, call.started_at) if call.first_agent_at else None,
+        "talk_ms": call.talk_ms if call.first_agent_at else None,
+        "hold_ms": call.hold_ms,
+        "total_ms": ms(at, call.started_at),
+        "answered_by_agent": call.first_agent_at is not None,
+    }
+    ended = _emit(state, call, K.ENDED, at, data, call.intent)
+    state.remove(call)
+    return ended
+
+
+def _custom(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:
+    call = _call_of(event, state)
+    name = event.subclass.removeprefix("ivr_engine::")
+    if call is None or not event.subclass.startswith("ivr_engine::"):
+        return []
+    if name == "fallback":
+        data = {"outcome": _text(event, "Outcome"), "caller": _text(event, "Caller")}
+        return [_emit(state, call, K.IVR_FALLBACK, at, data)]
+    if name == "routed":
+        call.intent = _intent(event) or call.intent
+        keys = ("Target", "Decision", "Outcome", "Agent", "Customer")
+        data = {k.lower(): _text(event, k) for k in keys}
+        data["agent_id"], data["engine_customer_id"] = data.pop("agent"), data.pop("customer")
+        return [_emit(state, call, K.IVR_ROUTED, at, data, call.intent)]
+    if name == "overflow":
+        tried = [t for t in event.get("Tried").split(",") if t.strip()]
+        overflow = {"target": _text(event, "Target"), "tried": tried}
+        return [_emit(state, call, K.OVERFLOWED, at, overflow, _intent(event) or call.intent)]
+    if name == "agent_dial":
+        call.agent_id, call.ivr_dial_pending, call.transfer_at = _text(event, "Agent"), True, at
+        data = {"via": "ivr", "agent_id": call.agent_id}
+        data["engine_customer_id"] = _text(event, "Customer")
+        return [_emit(state, call, K.TRANSFERRED, at, data, _intent(event) or call.intent)]
+    return []
+
+
+HANDLERS: dict[str, Handler] = {
+    "CHANNEL_CREATE": _create,
+    "CHANNEL_ANSWER": _answer,
+    "CHANNEL_BRIDGE": _bridge,
+    "CHANNEL_UNBRIDGE": _unbridge,
+    "CHANNEL_HOLD": _hold,
+    "CHANNEL_UNHOLD": _unhold,
+    "CHANNEL_HANGUP_COMPLETE": _hangup,
+    "CUSTOM": _custom,
+}
+
+#: ``event plain`` arguments: the event names, then the CUSTOM subclasses.
+SUBSCRIBED_EVENTS = (*HANDLERS, *CUSTOM_SUBCLASSES)

@@ -1,0 +1,244 @@
+"""FreeSWITCH's inbound Event Socket → the bridge's call events, against a protocol-exact fake.
+
+``FakeInbound`` sends ``auth/request``, checks the password, takes ``event plain ...`` and
+emits a documented event sequence (a caller through the IVR to an agent, a hold, hang-ups);
+``EslEventSource`` + ``EslReader`` normalise it into the durable outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from crm_bridge.calls.esl_normalise import SUBSCRIBED_EVENTS, normalise_esl
+from crm_bridge.calls.esl_reader import EslReader
+from crm_bridge.calls.model import NormalisedEvent
+from crm_bridge.calls.outbox import SqliteOutbox
+from crm_bridge.calls.state import BridgeState, NormaliserConfig
+from ivr_engine.telephony.esl import EslEvent, EslEventSource
+from tests.component.fake_freeswitch import FakeInbound
+
+CALLER = "0f6f5b7e-5a1d-4c39-9d0a-1f2e3d4c5b6a"
+AGENT = "7c2a9e10-3b4d-4f5e-8a6b-9c0d1e2f3a4b"
+T0 = 1_732_440_000_000_000  # microseconds, as Event-Date-Timestamp
+WAIT_S = 10.0
+
+
+def at(seconds: float) -> str:
+    return str(T0 + round(seconds * 1_000_000))
+
+
+def caller_event(name: str, t: float, **extra: str) -> dict[str, str]:
+    return {
+        "Event-Name": name,
+        "Core-UUID": "5f1c2da2-9958-44b2-ae1b-bce99d38f971",
+        "Event-Date-Timestamp": at(t),
+        "Unique-ID": CALLER,
+        "Channel-Call-UUID": CALLER,
+        "Call-Direction": "inbound",
+        "Channel-Name": "sofia/external/+15551230001@198.51.100.7",
+        "Caller-Caller-ID-Name": "Ada Lovelace",
+        "Caller-Caller-ID-Number": "+15551230001",
+        "Caller-Destination-Number": "2000",
+        "Caller-Context": "public",
+        **extra,
+    }
+
+
+def agent_event(name: str, t: float, **extra: str) -> dict[str, str]:
+    return {
+        "Event-Name": name,
+        "Event-Date-Timestamp": at(t),
+        "Unique-ID": AGENT,
+        "Channel-Call-UUID": CALLER,  # the call_uuid a bridged leg inherits
+        "Call-Direction": "outbound",
+        "Channel-Name": "sofia/internal/agent-1@198.51.100.8",
+        "Caller-Destination-Number": "agent-1",
+        "Caller-Context": "default",
+        **extra,
+    }
+
+
+def custom(subclass: str, t: float, **extra: str) -> dict[str, str]:
+    return caller_event("CUSTOM", t, **{"Event-Subclass": f"ivr_engine::{subclass}", **extra})
+
+
+CALL = [
+    caller_event("CHANNEL_CREATE", 0),
+    {"Event-Name": "HEARTBEAT", "Event-Date-Timestamp": at(0.1), "Event-Info": "System Ready"},
+    caller_event("CHANNEL_ANSWER", 0.5),
+    custom(
+        "routed",
+        20,
+        Intent="billing",
+        Target="queue:billing",
+        Decision="personalised",
+        Outcome="routed",
+        Agent="a1",
+        Customer="c-42",
+    ),
+    custom("agent_dial", 20.1, Agent="a1", Customer="c-42", Intent="billing"),
+    agent_event("CHANNEL_CREATE", 20.2),
+    agent_event("CHANNEL_ANSWER", 25),
+    caller_event(
+        "CHANNEL_BRIDGE",
+        25,
+        **{
+            "Other-Leg-Unique-ID": AGENT,
+            "Other-Leg-Channel-Name": "sofia/internal/agent-1@198.51.100.8",
+        },
+    ),
+    agent_event("CHANNEL_HOLD", 30),
+    agent_event("CHANNEL_UNHOLD", 40),
+    caller_event("CHANNEL_UNBRIDGE", 60, **{"Other-Leg-Unique-ID": AGENT}),
+    agent_event("CHANNEL_HANGUP_COMPLETE", 60, **{"Hangup-Cause": "NORMAL_CLEARING"}),
+    caller_event(
+        "CHANNEL_HANGUP_COMPLETE",
+        60.2,
+        **{"Hangup-Cause": "NORMAL_CLEARING", "variable_hangup_cause_q850": "16"},
+    ),
+]
+
+
+def config() -> NormaliserConfig:
+    return NormaliserConfig(source="fs1", inbound_contexts=("public",))
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeInbound]:
+    peer = FakeInbound(password="ClueCon")
+    await peer.start()
+    try:
+        yield peer
+    finally:
+        await peer.stop()
+
+
+def source_for(fake: FakeInbound, password: str = "ClueCon") -> EslEventSource:
+    return EslEventSource("127.0.0.1", fake.port, password, SUBSCRIBED_EVENTS, backoff=(0.01, 0.05))
+
+
+async def take(source: EslEventSource, count: int) -> list[EslEvent]:
+    async with asyncio.timeout(WAIT_S):
+        return [await source.queue.get() for _ in range(count)]
+
+
+async def test_documented_sequence_becomes_the_call_events(fake: FakeInbound) -> None:
+    source = source_for(fake)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(source.run())
+        await fake.wait_subscribed()
+        for headers in CALL:
+            await fake.emit(headers)
+        events = await take(source, len(CALL) - 1)  # HEARTBEAT is not handed on
+        await source.close()
+    assert fake.sessions[0].commands == [
+        "auth ClueCon",
+        "event plain CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_UNBRIDGE "
+        "CHANNEL_HOLD CHANNEL_UNHOLD CHANNEL_HANGUP_COMPLETE CUSTOM ivr_engine::fallback "
+        "ivr_engine::routed ivr_engine::overflow ivr_engine::agent_dial HEARTBEAT",
+    ]
+    state = BridgeState(config())
+    out = [n for e in events for n in normalise_esl(e, state, at=datetime.now(UTC))]
+    assert [n.kind.value for n in out] == [
+        "call.started", "call.ivr_routed", "call.transferred", "call.answered_by_agent",
+        "call.held", "call.resumed", "call.ended",
+    ]  # fmt: skip
+    check_call(out)
+    assert not state.calls and state.has_ended(CALLER)
+
+
+def check_call(out: list[NormalisedEvent]) -> None:
+    started, routed, transferred, answered, held, resumed, ended = out
+    assert started.caller == "+15551230001" and started.call_id == CALLER
+    assert started.data["channel"] == "sofia/external/+15551230001@198.51.100.7"
+    assert started.occurred_at == datetime.fromtimestamp(T0 / 1e6, UTC)
+    assert routed.intent == "billing" and routed.data["target"] == "queue:billing"
+    assert routed.data["engine_customer_id"] == "c-42"
+    assert transferred.data == {"via": "ivr", "agent_id": "a1", "engine_customer_id": "c-42"}
+    assert answered.data["agent_channel"] == "sofia/internal/agent-1@198.51.100.8"
+    assert answered.data["ring_ms"] == 4900 and answered.data["agent_id"] == "a1"
+    assert held.data["by"] == "agent" and resumed.data["held_ms"] == 10_000
+    assert ended.data == {
+        "cause": 16,
+        "cause_txt": "NORMAL_CLEARING",
+        "ring_ms": 500,
+        "wait_ms": 25_000,
+        "talk_ms": 35_000,
+        "hold_ms": 10_000,
+        "total_ms": 60_200,
+        "answered_by_agent": True,
+    }
+    assert ended.event_id == f"esl:fs1:{CALLER}:call.ended:1"
+    assert [n.seq for n in out] == list(range(1, 8))
+
+
+async def test_reader_commits_the_call_events_to_the_outbox(
+    fake: FakeInbound, tmp_path: Path
+) -> None:
+    outbox = await SqliteOutbox.open(tmp_path / "outbox.db", sync="normal")
+    committed = asyncio.Event()
+    reader = EslReader(source_for(fake), outbox, BridgeState(config()), on_committed=committed.set)
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(reader.run())
+            await fake.wait_subscribed()
+            for headers in CALL:
+                await fake.emit(headers)
+            async with asyncio.timeout(WAIT_S):
+                while reader.events_appended < 7:
+                    await committed.wait()
+                    committed.clear()
+            await reader.close()
+        rows = await outbox.read_after(0, 100)
+        assert await outbox.live_calls() == []  # the ended call left the state
+    finally:
+        await outbox.close()
+    out = [NormalisedEvent.from_bus(r.event) for r in rows]
+    assert [r.partition_key for r in rows] == [CALLER] * 7
+    check_call(out)
+
+
+async def test_wrong_password_is_retried_and_never_subscribes(fake: FakeInbound) -> None:
+    source = source_for(fake, password="wrong")
+    async with asyncio.TaskGroup() as group:
+        group.create_task(source.run())
+        await fake.wait_sessions(2)  # refused, then tried again after the back-off
+        await source.close()
+    assert fake.sessions[0].commands == ["auth wrong"]  # no "event plain" after the refusal
+    assert all(s.commands in ([], ["auth wrong"]) for s in fake.sessions)
+    assert source.connections == 0
+
+
+async def test_connection_lost_reconnects_and_events_continue(fake: FakeInbound) -> None:
+    source = source_for(fake)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(source.run())
+        await fake.wait_subscribed()
+        await fake.emit(CALL[0])
+        first = await take(source, 1)
+        fake.drop_all()  # FreeSWITCH restarts
+        await fake.wait_subscribed()
+        await fake.emit(CALL[2])
+        second = await take(source, 1)
+        await source.close()
+    assert [e.name for e in first + second] == ["CHANNEL_CREATE", "CHANNEL_ANSWER"]
+    assert source.connections == 2
+
+
+async def test_malformed_frame_drops_the_connection_not_the_source(fake: FakeInbound) -> None:
+    source = source_for(fake)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(source.run())
+        await fake.wait_subscribed()
+        bad = b"Content-Type: text/event-plain\nContent-Length: 99999999999\n\n"
+        await fake.emit(CALL[0], raw=bad)
+        await fake.wait_subscribed(2)  # dropped, connected and subscribed again
+        await fake.emit(CALL[0])
+        (event,) = await take(source, 1)
+        await source.close()
+    assert event.unique_id == CALLER
