@@ -7,8 +7,10 @@ start-up per call (measured in bench/results.md); prefer FastAGI.
 
 Settings come from ``IVR_ENGINE_*`` environment variables and ``IVR_ENGINE_CONFIG`` (a YAML
 settings file). Logs go to stderr (stdout is the AGI channel). It imports only the call
-path (not the HTTP API or the desktop) and does not migrate the database: run
-``ivr-engine migrate`` once, as for the FastAGI engine.
+path: the raw-driver lookup and writer (``open_call_path``), not SQLAlchemy, Alembic, the
+HTTP API or the desktop (a test checks), and does not migrate the database: run
+``ivr-engine migrate`` once, as for the FastAGI engine. A call that cannot be written (the
+database is down) is spooled, and written by a later call's process.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ivr_engine.menu_config import load_menus
 from ivr_engine.settings import load_settings
 from ivr_engine.telephony.agi import AgiChannel, AgiRequest, run_stdio_agi
 from ivr_engine.telephony.ivr_handler import incoming_call
-from ivr_engine.timeline import open_timeline
+from ivr_engine.timeline.call_path import open_call_path
 
 
 def utc_now() -> datetime:
@@ -38,8 +40,9 @@ async def main() -> None:
     settings = load_settings(Path(config) if config else None)
     menus = load_menus(settings.menus_dir)  # prompts are checked by `ivr-engine check-config`
     # No migration per call: run `ivr-engine migrate` once (the FastAGI engine's start does).
-    timeline = await open_timeline(settings.database_url, migrate=False)
-    recorder = CallRecorder(timeline.store, settings.spool_dir, fast=timeline.writer)
+    timeline = open_call_path(settings.database_url)
+    # No store: first-time callers are created through the raw writer too.
+    recorder = CallRecorder(None, settings.spool_dir, fast=timeline.writer)
     await recorder.start()
     flow = IvrFlow(
         menus=menus,

@@ -3,6 +3,11 @@
 No call is lost: a write that fails (database down, slow) goes to a spool file of JSON
 lines; the spool is replayed when the database answers again and on start-up. Writes are
 idempotent (event ids derive from the call id), so a replay after a partial write is safe.
+
+Calls of known customers go through the raw-driver ``fast`` writer; first-time callers
+through the SQLAlchemy ``store`` or, without a store (the classic per-call AGI script,
+which must not import SQLAlchemy), through the writer's own customer directory, with the
+same rules (``store_call`` / ``store_call_directly``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ivr_engine.domain.errors import CustomerNotFound, IvrEngineError
 from ivr_engine.domain.models import KnownField
@@ -106,12 +111,52 @@ class FastWriter(Protocol):
         ...
 
 
+@runtime_checkable
+class CustomerDirectory(FastWriter, Protocol):
+    """A ``FastWriter`` that also finds and creates callers by phone (``FastCallWriter``)."""
+
+    async def phone_owners(self, phones: Sequence[str]) -> dict[str, list[str]]: ...
+
+    async def create_customers(self, phones: Sequence[str | None]) -> list[str]: ...
+
+
+async def store_call_directly(directory: CustomerDirectory, write: CallWrite) -> None:
+    """``store_call`` without the store: the same customer, by the same rules."""
+    if write.customer_id:
+        if not await _write_for(directory, write, write.customer_id):
+            return
+        log.warning("customer %s is gone; storing the call by phone", write.customer_id)
+    customer_id = await _directory_customer_for_phone(directory, write.phone)
+    if await _write_for(directory, write, customer_id):
+        raise CustomerNotFound(customer_id)  # deleted meanwhile: spooled, tried again later
+
+
+async def _write_for(directory: CustomerDirectory, write: CallWrite, customer_id: str) -> bool:
+    """Whether ``customer_id`` was missing (then nothing was written)."""
+    missing = await directory.write([CustomerWrite(customer_id, write.events, write.fields)])
+    return customer_id in missing
+
+
+async def _directory_customer_for_phone(directory: CustomerDirectory, phone: str | None) -> str:
+    """``_customer_for_phone``'s rule: the one owner; a shared number or none → a new
+    customer without identities; an unknown number → a new customer owning it (or the one
+    a concurrent call created a moment ago)."""
+    owners = (await directory.phone_owners([phone])).get(phone, []) if phone else []
+    if len(owners) == 1:
+        return owners[0]
+    return (await directory.create_customers([None if owners else phone]))[0]
+
+
 class CallRecorder:
-    """Bounded queue → one writer task → timeline; spool file while the timeline is down."""
+    """Bounded queue → one writer task → timeline; spool file while the timeline is down.
+
+    ``store``: where first-time callers are stored; ``None`` to store them through ``fast``,
+    which must then be a ``CustomerDirectory`` (no SQLAlchemy on the classic AGI path).
+    """
 
     def __init__(
         self,
-        store: TimelineStore,
+        store: TimelineStore | None,
         spool_dir: Path,
         *,
         fast: FastWriter | None = None,
@@ -120,6 +165,11 @@ class CallRecorder:
         retry_interval_s: float = 5.0,
     ) -> None:
         self._store = store
+        self._directory: CustomerDirectory | None = None
+        if store is None:
+            if not isinstance(fast, CustomerDirectory):
+                raise TypeError("without a store, `fast` must create customers (FastCallWriter)")
+            self._directory = fast
         self._fast = fast
         self._spool = spool_dir / SPOOL_FILE
         self._queue: asyncio.Queue[CallWrite] = asyncio.Queue(queue_size)
@@ -209,13 +259,20 @@ class CallRecorder:
         for index, write in enumerate(pending):
             try:
                 async with asyncio.timeout(self._write_timeout_s):
-                    await store_call(self._store, write)
+                    await self._store_call(write)
                 self.written += 1
             except (TimeoutError, IvrEngineError, OSError) as exc:
                 log.warning("timeline write failed (%r); spooling %d call(s)", exc, len(batch))
                 failed.extend(pending[index:])
                 break
         return failed
+
+    async def _store_call(self, write: CallWrite) -> None:
+        if self._store is not None:
+            await store_call(self._store, write)
+        else:
+            assert self._directory is not None  # checked in __init__
+            await store_call_directly(self._directory, write)
 
     async def _append_spool(self, writes: Sequence[CallWrite]) -> None:
         lines = "".join(write_to_json(w) + "\n" for w in writes)

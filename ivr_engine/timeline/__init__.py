@@ -1,22 +1,31 @@
 """The shared omnichannel customer timeline (SQLite embedded default, or PostgreSQL).
 
-``open_timeline(url)`` gives the per-call ``lookup`` (raw driver, one round trip) and the
-``store`` (SQLAlchemy Core) for everything else.
+``open_timeline(url)`` gives the per-call ``lookup`` and ``writer`` (raw drivers, one round
+trip) and the ``store`` (SQLAlchemy Core) for everything else; ``open_call_path(url)`` only
+the lookup and the writer (the classic per-call AGI script: no SQLAlchemy import).
+
+The names below are imported on first use (PEP 562), so that importing one light module of
+this package (``call_path``, ``fast_lookup``, ``urls``...) does not import SQLAlchemy and
+Alembic through this ``__init__``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from ivr_engine.ports import CustomerWrite
 from ivr_engine.timeline.errors import CustomerNotFound, MergeRejected, UnsupportedDatabaseUrl
-from ivr_engine.timeline.fast_lookup import FastCallerLookup
-from ivr_engine.timeline.fast_writer import FastCallWriter
-from ivr_engine.timeline.migrate import upgrade
-from ivr_engine.timeline.store import SqlTimelineStore
-from ivr_engine.timeline.urls import parse_database_url
+
+if TYPE_CHECKING:
+    from ivr_engine.timeline.call_path import CallPath, open_call_path
+    from ivr_engine.timeline.fast_lookup import FastCallerLookup
+    from ivr_engine.timeline.fast_writer import FastCallWriter
+    from ivr_engine.timeline.opening import Timeline, open_timeline
+    from ivr_engine.timeline.store import SqlTimelineStore
 
 __all__ = [
+    "CallPath",
     "CustomerNotFound",
     "CustomerWrite",
     "FastCallWriter",
@@ -25,39 +34,26 @@ __all__ = [
     "SqlTimelineStore",
     "Timeline",
     "UnsupportedDatabaseUrl",
+    "open_call_path",
     "open_timeline",
 ]
 
+_LAZY = {
+    "CallPath": "call_path",
+    "open_call_path": "call_path",
+    "FastCallerLookup": "fast_lookup",
+    "FastCallWriter": "fast_writer",
+    "SqlTimelineStore": "store",
+    "Timeline": "opening",
+    "open_timeline": "opening",
+}
 
-@dataclass(frozen=True, slots=True)
-class Timeline:
-    lookup: FastCallerLookup  # a ``CallerLookup``
-    store: SqlTimelineStore  # a ``TimelineStore`` (and ``TimelineWriter``)
-    writer: FastCallWriter  # the per-call write path (raw driver, one transaction a batch)
+if not TYPE_CHECKING:  # type checkers see the real names above, not an ``Any`` catch-all
 
-    async def close(self) -> None:
-        try:
-            await self.lookup.close()
-            await self.writer.close()
-        finally:
-            await self.store.close()
-
-
-async def open_timeline(
-    database_url: str, *, pool_size: int = 4, migrate: bool | None = None
-) -> Timeline:
-    """Open the timeline; nothing connects until first use (except migrations).
-
-    ``migrate``: ``None`` (default) migrates SQLite (zero set-up: creates the file and its
-    directory) but not PostgreSQL, where production runs ``ivr-engine migrate`` explicitly.
-    Raises ``UnsupportedDatabaseUrl`` for a bad URL, ``TimelineUnavailable`` when the
-    migration cannot reach or write the database.
-    """
-    url = parse_database_url(database_url)
-    if migrate if migrate is not None else url.dialect == "sqlite":
-        await upgrade(database_url)
-    return Timeline(
-        lookup=FastCallerLookup(database_url, pool_size=pool_size),
-        store=SqlTimelineStore(database_url, pool_size=pool_size),
-        writer=FastCallWriter(database_url),
-    )
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value

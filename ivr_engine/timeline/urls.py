@@ -1,4 +1,4 @@
-"""User-facing database URLs → SQLAlchemy async URLs and raw-driver parameters.
+"""User-facing database URLs → raw-driver parameters and SQLAlchemy async URLs.
 
 Accepted (what users configure):
 
@@ -6,18 +6,25 @@ Accepted (what users configure):
 * ``postgresql://user:password@host:port/db`` (``postgres://`` is an alias)
 
 The async forms ``sqlite+aiosqlite://`` and ``postgresql+asyncpg://`` are accepted too.
+
+Parsed here with SQLAlchemy's own grammar (``make_url``: same pattern, same unquoting, same
+rendering), but without importing SQLAlchemy: the classic per-call AGI script parses the
+URL on every call and must not pay SQLAlchemy's import (bench/results.md). The SQLAlchemy
+``URL`` object is built only when ``async_url`` is asked for (engines, migrations).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
 from ivr_engine.timeline.errors import UnsupportedDatabaseUrl
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -25,27 +32,129 @@ _HINT = "use sqlite:///PATH/TO/FILE.db or postgresql://USER@HOST:PORT/DB"
 _SQLITE = {"sqlite", "sqlite+aiosqlite"}
 _POSTGRES = {"postgresql", "postgres", "postgresql+asyncpg"}
 
+# sqlalchemy.engine.url._parse_url's pattern (SQLAlchemy 2.x), unchanged.
+_URL = re.compile(
+    r"""
+        (?P<name>[\w\+]+)://
+        (?:
+            (?P<username>[^:/]*)
+            (?::(?P<password>[^@]*))?
+        @)?
+        (?:
+            (?:
+                \[(?P<ipv6host>[^/\?]+)\] |
+                (?P<ipv4host>[^/:\?]+)
+            )?
+            (?::(?P<port>[^/\?]*))?
+        )?
+        (?:/(?P<database>[^\?]*))?
+        (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UrlParts:
+    """A database URL's parts, as ``sqlalchemy.engine.URL`` holds them (query in order)."""
+
+    drivername: str
+    username: str | None = None
+    password: str | None = None
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None
+    query: tuple[tuple[str, str], ...] = ()
+
+    def render(self, *, hide_password: bool = True) -> str:
+        """``URL.render_as_string``: the same text, character for character."""
+        text = self.drivername + "://"
+        if self.username is not None:
+            text += quote(self.username, safe=" +")
+            if self.password is not None:
+                password = "***" if hide_password else quote(self.password, safe=" +")
+                text += ":" + password
+            text += "@"
+        if self.host is not None:
+            text += f"[{self.host}]" if ":" in self.host else self.host
+        if self.port is not None:
+            text += f":{self.port}"
+        if self.database is not None:
+            text += "/" + quote(self.database, safe=" +/")
+        if self.query:
+            pairs = sorted(self.query, key=lambda kv: kv[0])  # stable: repeated keys keep order
+            text += "?" + "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in pairs)
+        return text
+
+    def to_sqlalchemy(self) -> URL:
+        from sqlalchemy.engine import URL  # only engines and migrations need it
+
+        query: dict[str, str | list[str]] = {}
+        for key, value in self.query:
+            known = query.get(key)
+            query[key] = value if known is None else [*_as_list(known), value]
+        return URL.create(
+            self.drivername,
+            username=self.username,
+            password=self.password,
+            host=self.host,
+            port=self.port,
+            database=self.database,
+            query=query,
+        )
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
+def split_url(database_url: str) -> UrlParts:
+    """``make_url``'s parse; ``ValueError`` for text that is not a URL."""
+    match = _URL.match(database_url)
+    if match is None:
+        raise ValueError("not a database URL")
+    parts = match.groupdict()
+    query = tuple(parse_qsl(parts["query"])) if parts["query"] is not None else ()
+    username, password, database = (
+        unquote(parts[key]) if parts[key] is not None else None
+        for key in ("username", "password", "database")
+    )
+    return UrlParts(
+        parts["name"],
+        username=username,
+        password=password,
+        host=parts["ipv4host"] or parts["ipv6host"],
+        port=int(parts["port"]) if parts["port"] else None,
+        database=database,
+        query=query,
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class DatabaseUrl:
     """One parsed database URL; ``sqlite_path`` or ``postgres_dsn`` is set, per dialect."""
 
     dialect: Dialect
-    async_url: URL  # for create_async_engine (sqlite+aiosqlite / postgresql+asyncpg)
-    sqlite_path: Path | None = None  # for aiosqlite.connect
+    async_parts: UrlParts  # sqlite+aiosqlite / postgresql+asyncpg
+    sqlite_path: Path | None = None  # for aiosqlite.connect / sqlite3.connect
     postgres_dsn: str | None = None  # for asyncpg.connect(dsn)
+
+    @property
+    def async_url(self) -> URL:
+        """For ``create_async_engine`` (imports SQLAlchemy)."""
+        return self.async_parts.to_sqlalchemy()
 
     @property
     def async_url_string(self) -> str:
         """The async URL as text, password included (never log this)."""
-        return self.async_url.render_as_string(hide_password=False)
+        return self.async_parts.render(hide_password=False)
 
 
 def redact(database_url: str) -> str:
     """The URL with any password replaced by ``***`` (for messages and logs)."""
     try:
-        return make_url(database_url).render_as_string(hide_password=True)
-    except ArgumentError:
+        return split_url(database_url).render(hide_password=True)
+    except ValueError:
         if "@" in database_url and "://" in database_url:
             scheme, rest = database_url.split("://", 1)
             return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
@@ -55,8 +164,8 @@ def redact(database_url: str) -> str:
 def parse_database_url(database_url: str) -> DatabaseUrl:
     """Parse and check a configured URL; ``UnsupportedDatabaseUrl`` says what to use."""
     try:
-        url = make_url(database_url)
-    except ArgumentError as exc:
+        url = split_url(database_url)
+    except ValueError as exc:
         raise UnsupportedDatabaseUrl(
             f"database_url: cannot parse {redact(database_url)!r}: {_HINT}"
         ) from exc
@@ -70,7 +179,7 @@ def parse_database_url(database_url: str) -> DatabaseUrl:
     )
 
 
-def _sqlite(url: URL, raw: str) -> DatabaseUrl:
+def _sqlite(url: UrlParts, raw: str) -> DatabaseUrl:
     database = url.database or ""
     if url.host or url.username or url.port:
         raise UnsupportedDatabaseUrl(
@@ -83,15 +192,15 @@ def _sqlite(url: URL, raw: str) -> DatabaseUrl:
             f"URI options are not supported): {_HINT}"
         )
     path = Path(database).expanduser().absolute()
-    async_url = URL.create("sqlite+aiosqlite", database=str(path))
-    return DatabaseUrl("sqlite", async_url, sqlite_path=path)
+    return DatabaseUrl("sqlite", UrlParts("sqlite+aiosqlite", database=str(path)), sqlite_path=path)
 
 
-def _postgres(url: URL) -> DatabaseUrl:
+def _postgres(url: UrlParts) -> DatabaseUrl:
     if not url.database:
         raise UnsupportedDatabaseUrl(
-            f"database_url: {url.render_as_string()!r}: name the database: "
-            "postgresql://USER@HOST:PORT/DB"
+            f"database_url: {url.render()!r}: name the database: postgresql://USER@HOST:PORT/DB"
         )
-    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return DatabaseUrl("postgresql", url.set(drivername="postgresql+asyncpg"), postgres_dsn=dsn)
+    dsn = replace(url, drivername="postgresql").render(hide_password=False)
+    return DatabaseUrl(
+        "postgresql", replace(url, drivername="postgresql+asyncpg"), postgres_dsn=dsn
+    )

@@ -1,0 +1,92 @@
+"""The classic (process-per-call) AGI script imports only the call path: no SQLAlchemy,
+Alembic or aiohttp (their import cost ~0.9 s of CPU per call, bench/results.md), and still
+stores every call: first-time callers through the raw writer, and through the spool when
+the database is down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+from ivr_engine.timeline.migrate import upgrade
+from tests.component.fake_asterisk import asterisk_env, header_block
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "agi_scripts/ivr_agi.py"
+HEAVY = ("sqlalchemy", "alembic", "aiohttp")
+# The script as Asterisk runs it, reporting at exit (on stderr) which heavy packages it loaded.
+PROBE = f"""
+import atexit, runpy, sys
+heavy = {HEAVY!r}
+atexit.register(lambda: print("LOADED=" + ",".join(m for m in heavy if m in sys.modules),
+                              file=sys.stderr))
+sys.argv = [{str(SCRIPT)!r}, "menu=main"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+REPLIES = b"200 result=0\n200 result=1 (1|OK)\n200 result=0\n"  # Read, key 1, MSet
+
+
+async def classic_call(db: Path, spool: Path, caller: str) -> tuple[list[str], str]:
+    """(AGI commands the script sent, what it said on stderr); fails on a non-zero exit."""
+    headers = asterisk_env("unused", 0, caller_id=caller, args=["menu=main"])
+    del headers["agi_network"], headers["agi_network_script"]
+    headers["agi_request"] = str(SCRIPT)
+    env = {
+        **os.environ,
+        "IVR_ENGINE_DATABASE_URL": f"sqlite:///{db}",
+        "IVR_ENGINE_SPOOL_DIR": str(spool),
+        "PYTHONPATH": str(REPO),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PROBE, cwd=REPO, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate(header_block(headers) + REPLIES)
+    assert proc.returncode == 0, err.decode()
+    return out.decode().splitlines(), err.decode()
+
+
+def calls_stored(db: Path) -> list[tuple[str, str, str | None]]:
+    """(phone owning the event's customer or '', intent, call id) of each stored call."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT coalesce(i.value, ''), e.intent, json_extract(e.data, '$.caller_id')"
+            " FROM timeline_events e LEFT JOIN identities i"
+            " ON i.customer_id = e.customer_id AND i.kind = 'phone'"
+            " WHERE e.event_id LIKE 'voice:%' ORDER BY e.seq"
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+async def test_a_classic_call_loads_no_sqlalchemy_alembic_or_aiohttp(tmp_path: Path) -> None:
+    db, spool = tmp_path / "classic.db", tmp_path / "spool"
+    await upgrade(f"sqlite:///{db}")  # `ivr-engine migrate`, once
+    commands, err = await classic_call(db, spool, "+15557770011")
+    assert "LOADED=\n" in err, err
+    assert commands[-1].startswith('EXEC "MSet" "IVR_INTENT=new_service,')
+    # the first-time caller now owns a customer holding the call (raw writer, no store)
+    assert calls_stored(db) == [("+15557770011", "new_service", "+15557770011")]
+
+
+async def test_database_down_the_call_is_spooled_and_the_next_call_writes_it(
+    tmp_path: Path,
+) -> None:
+    db, spool = tmp_path / "later" / "classic.db", tmp_path / "spool"
+    commands, err = await classic_call(db, spool, "+15557770012")  # no database yet
+    assert "IVR_DECISION=static" in commands[-1]
+    spooled = [json.loads(line) for line in (spool / "calls.jsonl").read_text().splitlines()]
+    assert [s["phone"] for s in spooled] == ["+15557770012"]
+    await upgrade(f"sqlite:///{db}")  # the database is back
+    _, err = await classic_call(db, spool, "+15557770013")
+    assert "LOADED=\n" in err, err
+    assert sorted(calls_stored(db)) == [
+        ("+15557770012", "new_service", "+15557770012"),
+        ("+15557770013", "new_service", "+15557770013"),
+    ]
+    assert not (spool / "calls.jsonl").exists()
