@@ -88,18 +88,13 @@ class AmiReader:
                 first = await subscription.get()
             except StopAsyncIteration:
                 return
-            batch = [first, *await self._queued(subscription, self._max_batch - 1)]
-            boot = next((i for i, e in enumerate(batch) if e.name.lower() == "fullybooted"), None)
+            batch = [first, *subscription.take(self._max_batch - 1)]
+            boot = _boot_index(batch)
             if boot is None:
                 await self._commit(self._normalise_all(batch))
                 continue
             await self._commit(self._normalise_all(batch[:boot]))
             await self._resync(subscription, batch[boot + 1 :])
-
-    @staticmethod
-    async def _queued(subscription: Subscription, limit: int) -> list[AmiEvent]:
-        """Events already waiting in the subscription (``get`` does not block for them)."""
-        return [await subscription.get() for _ in range(min(limit, subscription.pending()))]
 
     def _normalise_all(self, events: list[AmiEvent]) -> list[NormalisedEvent]:
         now = self._clock()
@@ -145,11 +140,19 @@ class AmiReader:
                 log.warning("resync skipped, no channel list (%r); next login retries", exc)
                 return
             self.resyncs += 1
-            queued = await self._queued(subscription, subscription.pending())
-            again = any(e.name.lower() == "fullybooted" for e in queued)
+            queued = subscription.take(subscription.pending())
+            again = _boot_index(queued) is not None
             await self._commit(self._normalise_all(queued))
             found = reconcile(self._state, listed.events, suspects, at=self._clock())
             await self._commit(found)
             if found:
                 log.info("AMI resync: %d call event(s) from the channel list", len(found))
             before = []
+
+
+def _boot_index(events: list[AmiEvent]) -> int | None:
+    """Where the first ``FullyBooted`` is (Asterisk logged us in again), if any."""
+    for i, event in enumerate(events):
+        if event.name.lower() == "fullybooted":
+            return i
+    return None

@@ -41,6 +41,7 @@ from ivr_engine.timeline.fast_rows import (
     pg_columns,
     plan_creation,
     row_tuples,
+    sqlite_time_text,
 )
 from ivr_engine.timeline.fast_sql import (
     PG_BATCH,
@@ -54,7 +55,6 @@ from ivr_engine.timeline.fast_sql import (
     SQLITE_NEW_PHONE,
     SQLITE_PHONE_OWNERS,
 )
-from ivr_engine.timeline.schema import sqlite_timestamp
 from ivr_engine.timeline.urls import parse_database_url, redact
 
 T = TypeVar("T")
@@ -155,7 +155,7 @@ class FastCallWriter:
                 f"SELECT id, COALESCE(merged_into, id) FROM customers WHERE id IN ({marks})", ids
             ).fetchall()
             owners = {row[0]: row[1] for row in found}
-            events, fields = row_tuples(batch, owners, now, sqlite_timestamp, json_text)
+            events, fields = row_tuples(batch, owners, now, sqlite_time_text, json_text)
             conn.executemany(SQLITE_EVENT, events)
             conn.executemany(SQLITE_FIELD, fields)
             return set(ids) - set(owners)
@@ -169,7 +169,7 @@ class FastCallWriter:
 
     def _create_sqlite(self, phones: Sequence[str | None], now: datetime) -> list[str]:
         def create(conn: sqlite3.Connection) -> list[str]:
-            stamp = sqlite_timestamp(now)
+            stamp = sqlite_time_text(now)
             wanted = sorted({p for p in phones if p is not None})
             sql = SQLITE_PHONE_OWNERS.format(", ".join("?" * len(wanted)))
             owners = group_owners(conn.execute(sql, wanted).fetchall() if wanted else [])

@@ -116,6 +116,12 @@ class Subscription:
         self._items.clear()
         self.end()
 
+    def take(self, limit: int) -> list[AmiEvent]:
+        """Up to ``limit`` events already queued, in order, without waiting (``get`` raises
+        the end of the subscription once they are drained)."""
+        items = self._items
+        return [items.popleft() for _ in range(min(limit, len(items)))]
+
     async def get(self) -> AmiEvent:
         """The next event; ``StopAsyncIteration`` once ended and drained, or the end error."""
         while not self._items:
