@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from crm_bridge.calls.model import CallEventKind, NormalisedEvent
@@ -67,6 +68,13 @@ def event_time(event: AmiEvent, received_at: datetime) -> datetime:
     return received_at
 
 
+@lru_cache(maxsize=4096)
+def _caller_id(raw: str, default_region: str) -> str | None:
+    """``normalize_caller_id``, remembered for the numbers seen lately (it is pure, and
+    parsing a number with phonenumbers costs more than the rest of a ``Newchannel``)."""
+    return normalize_caller_id(raw, default_region)
+
+
 def _call_of(event: AmiEvent, state: BridgeState, prefix: str = "") -> CallState | None:
     uniqueid = event.get(f"{prefix}Uniqueid", "")
     linkedid = event.get(f"{prefix}Linkedid", "")
@@ -92,7 +100,7 @@ def _newchannel(event: AmiEvent, state: BridgeState, at: datetime) -> list[Norma
     call = CallState(
         call_id=uniqueid,
         channel=raw(event, "Channel"),
-        caller=normalize_caller_id(caller_raw, state.config.default_region),
+        caller=_caller_id(caller_raw, state.config.default_region),
         started_at=at,
         last_event_at=at,
     )

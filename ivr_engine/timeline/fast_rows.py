@@ -13,9 +13,13 @@ from ivr_engine.domain.models import KnownField
 from ivr_engine.ports import CustomerWrite
 from ivr_engine.timeline.schema import sqlite_timestamp, to_utc
 
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 
 def json_text(data: object) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    """``json.dumps(data, separators=(",", ":"), ensure_ascii=False)``, with the encoder
+    made once (``dumps`` builds one per call with these arguments)."""
+    return _JSON.encode(data)
 
 
 def sqlite_time_text(value: datetime) -> str:

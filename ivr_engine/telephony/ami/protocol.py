@@ -166,7 +166,7 @@ class AmiEvent(AmiMessage):
 
     @property
     def name(self) -> str:
-        return self.get("Event", "")
+        return self._first.get("event", "")  # get("Event", ""), read several times per event
 
     @property
     def ends_list(self) -> bool:
