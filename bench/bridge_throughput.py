@@ -11,7 +11,9 @@ the agent leg's Newchannel, DialBegin/End, two BridgeEnter, Hold, Unhold, Bridge
 Hangup twice → 7 timeline events) at ``--rate`` AMI events/s (0: as fast as it can), each
 stamped with its wall-clock send time in ``Timestamp``. Callers: ``--callers`` customers
 seeded beforehand (not timed), every ``--new-every``-th call from a number never seen (the
-bridge creates that customer).
+bridge creates that customer). ``--concurrent N`` interleaves the events of N calls at a
+time (default 1: each call's 15 events back to back), so a group commit touches N live calls
+and saves each one's state, as on a real switch where calls overlap.
 
 Topologies: ``one`` = reader and consumer in this process (one event loop); ``split`` = the
 reader as its own process (``python -m crm_bridge.calls --roles reader``), the consumer here.
@@ -54,7 +56,7 @@ from crm_bridge.calls import Bridge, BridgeSettings, CustomerResolver, Normalise
 from ivr_engine.ports import Identity
 from ivr_engine.timeline import open_timeline
 from ivr_engine.timeline.migrate import upgrade
-from tests.component.test_ami_fake_peer import FakeAmi, encode
+from tests.component.test_ami_fake_peer import FakeAmi, Pairs, encode
 from tests.component.test_bus_contract import delete_prefix
 from tests.component.test_call_bridge_fakes import FakeAsterisk
 
@@ -124,16 +126,29 @@ def known_caller(k: int) -> str:
     return f"+1555{4_000_000 + k:07d}"
 
 
-async def serve_peer(calls: int, callers: int, new_every: int, rate: int) -> None:
+def interleaved(per_call: list[list[Pairs]], concurrent: int) -> list[Pairs]:
+    """Calls in groups of ``concurrent``, their events taken in turn (each call's own order
+    kept), so ``concurrent`` calls are live at once as on a real switch."""
+    out: list[Pairs] = []
+    for start in range(0, len(per_call), concurrent):
+        group = per_call[start : start + concurrent]
+        for step in range(max(len(events) for events in group)):
+            out += [events[step] for events in group if step < len(events)]
+    return out
+
+
+async def serve_peer(calls: int, callers: int, new_every: int, rate: int, concurrent: int) -> None:
     peer = FakeAmi()
     await peer.start()
     fake = FakeAsterisk(peer)
     print(json.dumps({"port": peer.port}), flush=True)
     session = await peer.next_login()
     await session.next_action("CoreShowChannels")  # the bridge's first resync
+    per_call = []
     for n in range(calls):
         fake.switch.agent_call(caller_of(n, callers, new_every), talk_s=20, hold_s=2)
-    messages = fake.switch.take()
+        per_call.append(fake.switch.take())
+    messages = interleaved(per_call, concurrent)
     started = time.time()
     chunk = max(1, rate // 100) if rate else 500
     for index in range(0, len(messages), chunk):
@@ -159,7 +174,7 @@ async def peer_process(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--serve-peer", "--calls", str(args.calls),
         "--callers", str(args.callers), "--new-every", str(args.new_every),
-        "--rate", str(rate), stdout=asyncio.subprocess.PIPE,
+        "--rate", str(rate), "--concurrent", str(args.concurrent), stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -314,7 +329,7 @@ def table(rows: list[Row]) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     if args.serve_peer:
-        await serve_peer(args.calls, args.callers, args.new_every, args.rate)
+        await serve_peer(args.calls, args.callers, args.new_every, args.rate, args.concurrent)
         return
     runs = [
         Run(variant, db, sync, int(rate), split == "split")
@@ -339,6 +354,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--callers", type=int, default=300, help="known (seeded) callers")
     parser.add_argument("--new-every", type=int, default=10, help="every Nth call: new number")
+    parser.add_argument(
+        "--concurrent", type=int, default=1, help="calls live at once (their events interleaved)"
+    )
     parser.add_argument("--rates", default="0,1000", help="offered AMI events/s, 0 = max")
     parser.add_argument("--rate", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--syncs", default="full")
