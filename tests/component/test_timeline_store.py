@@ -552,6 +552,10 @@ async def test_lookup_given_up_by_its_caller_leaves_the_pool_usable(
     """The caller's deadline cancels the wait, not the query: the connection is reused."""
     phone = new_phone()
     await timeline.store.create_customer("Ada", [Identity("phone", phone)])
+    if timeline.lookup._inline is not None:
+        # SQLite answers on the loop within its 2 ms budget, before any deadline can fire;
+        # a deadline can only cut the worker path, which a slow or locked read takes.
+        timeline.lookup._inline._paused_until = float("inf")
     await timeline.lookup.lookup("phone", phone, max_events=50)  # one pooled connection
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0):
@@ -573,3 +577,36 @@ async def test_warm_up_opens_a_connection_before_the_first_call(database_url: st
         assert await down.lookup.warm_up() is False  # reported, not raised
     finally:
         await down.close()
+
+
+async def test_sqlite_lookup_inline_and_on_the_worker_agree(
+    sqlite_url: str, new_phone: NewPhone
+) -> None:
+    """The loop-thread path (tried first on SQLite) and the aiosqlite worker path return the
+    same history; when the inline path declines, the worker answers."""
+    timeline = await open_timeline(sqlite_url)
+    inline = FastCallerLookup(sqlite_url)
+    worker = FastCallerLookup(sqlite_url, inline=False)
+    try:
+        phone = new_phone()
+        customer = await timeline.store.create_customer(
+            "Ada", [Identity("phone", phone)], [field("account_number", "40012345", 90)]
+        )
+        await timeline.store.append_events(
+            [event(f"{phone}:{m}", customer.customer_id, m) for m in (5, 1, 30, 2)]
+        )
+        by_inline = await inline.lookup("phone", phone, max_events=3)
+        by_worker = await worker.lookup("phone", phone, max_events=3)
+        assert by_inline == by_worker and by_inline.history is not None
+        assert [e.occurred_at for e in by_inline.history.events] == [
+            NOW - timedelta(minutes=m) for m in (1, 2, 5)
+        ]
+        assert inline._inline is not None and inline._inline.declined == 0
+        inline._inline._paused_until = float("inf")  # as after a slow or locked read
+        assert await inline.lookup("phone", phone, max_events=3) == by_worker
+        assert inline._inline.declined == 1
+        assert (await inline.lookup("phone", "+15550000000", max_events=3)).history is None
+    finally:
+        await inline.close()
+        await worker.close()
+        await timeline.close()
