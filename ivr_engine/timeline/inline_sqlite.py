@@ -14,22 +14,26 @@ could wait:
   the caller then uses its worker-thread path, which has the full timeouts and error
   reporting.
 
-Callers treat ``InlineDeclined`` as "use the thread path", never as a failure.
+Writes (the per-call record) go the same way: ``BEGIN IMMEDIATE`` with no busy wait, the
+commit itself never interrupted, no WAL checkpoint on the loop. Callers treat
+``InlineDeclined`` as "use the thread path", never as a failure.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BUDGET_S = 0.002
 DEFAULT_PAUSE_S = 5.0
+T = TypeVar("T")
 _PROGRESS_EVERY = 500  # SQLite VM instructions between budget checks (~tens of µs)
 
 
@@ -38,17 +42,24 @@ class InlineDeclined(Exception):
 
 
 class InlineSqlite:
-    """One read-only connection used only from the event-loop thread."""
+    """One connection used only from the event-loop thread (read-only unless ``writes``).
+
+    A writing connection commits each ``run`` in one ``BEGIN IMMEDIATE`` transaction and
+    never checkpoints the WAL itself (``wal_autocheckpoint=0``: a checkpoint writes and
+    syncs the database file); its owner checkpoints on a worker thread (``commits``).
+    """
 
     def __init__(
         self,
         path: Path,
         *,
+        writes: bool = False,
         budget_s: float = DEFAULT_BUDGET_S,
         pause_s: float = DEFAULT_PAUSE_S,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self._uri = f"{path.as_uri()}?mode=rw"  # rw + query_only: WAL readers need the -shm
+        self._uri = f"{path.as_uri()}?mode=rw"  # rw even to read: WAL readers need the -shm
+        self._writes = writes
         self._budget_s = budget_s
         self._pause_s = pause_s
         self._clock = clock
@@ -56,34 +67,60 @@ class InlineSqlite:
         self._deadline = 0.0
         self._paused_until = 0.0
         self.declined = 0  # statements handed to the worker path (for tests and metrics)
+        self.commits = 0
 
     def fetch_one(self, sql: str, params: Sequence[Any]) -> Sequence[Any] | None:
         """The statement's first row; ``InlineDeclined`` when it should go to the worker."""
+        row: Sequence[Any] | None = self.run(lambda conn: conn.execute(sql, params).fetchone())
+        return row
+
+    def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work(connection)`` (in one transaction when writing); ``InlineDeclined`` when it
+        should go to the worker instead (nothing of it was committed then)."""
         started = self._clock()
         if started < self._paused_until:
             self.declined += 1
             raise InlineDeclined("inline path paused")
         self._deadline = started + self._budget_s
         try:
-            row: Sequence[Any] | None = self._connection().execute(sql, params).fetchone()
+            conn = self._connection()
+            result = self._transaction(conn, work) if self._writes else work(conn)
         except sqlite3.Error as exc:
             self._decline(f"{exc!r}", drop=not _interrupted(exc))
             raise InlineDeclined(repr(exc)) from exc
         elapsed = self._clock() - started
         if elapsed > self._budget_s:  # one blocking page read can overrun the handler
             self._decline(f"took {elapsed * 1000:.1f} ms", drop=False)
-        return row
+        return result
 
     def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             conn.close()
 
+    def _transaction(self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")  # timeout 0: another writer's lock → declined
+        try:
+            result = work(conn)
+            self._deadline = math.inf  # a commit is never cut off half way
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    self.close()
+            raise
+        self.commits += 1
+        return result
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             # timeout=0: a locked database is declined at once, never waited for here.
             conn = sqlite3.connect(self._uri, uri=True, timeout=0, isolation_level=None)
-            conn.execute("PRAGMA query_only=ON")
+            pragmas = _WRITE_PRAGMAS if self._writes else _READ_PRAGMAS
+            for pragma in pragmas:
+                conn.execute(f"PRAGMA {pragma}")
             conn.set_progress_handler(self._over_budget, _PROGRESS_EVERY)
             self._conn = conn
         return self._conn
@@ -96,7 +133,12 @@ class InlineSqlite:
         self._paused_until = self._clock() + self._pause_s
         if drop:
             self.close()
-        log.info("inline SQLite read declined (%s); worker thread for %.0f s", why, self._pause_s)
+        log.info("inline SQLite declined (%s); worker thread for %.0f s", why, self._pause_s)
+
+
+_READ_PRAGMAS = ("query_only=ON",)
+# synchronous is per connection; NORMAL in WAL mode as everywhere else in the engine.
+_WRITE_PRAGMAS = ("synchronous=NORMAL", "foreign_keys=ON", "wal_autocheckpoint=0")
 
 
 def _interrupted(exc: sqlite3.Error) -> bool:

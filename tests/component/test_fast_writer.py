@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +12,8 @@ import pytest
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.domain.models import KnownField
 from ivr_engine.ports import CustomerWrite, Identity, NewTimelineEvent
-from ivr_engine.timeline import FastCallWriter, Timeline
+from ivr_engine.timeline import FastCallWriter, Timeline, fast_writer, open_timeline
+from ivr_engine.timeline.urls import parse_database_url
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -108,3 +111,63 @@ async def test_unreachable_database_is_timeline_unavailable(url: str) -> None:
             await writer.write([CustomerWrite("c", [event("e", "c")], [])])
     finally:
         await writer.close()
+
+
+async def test_sqlite_write_waits_for_another_writer_on_the_worker_not_the_loop(
+    sqlite_url: str, new_phone: Callable[[], str]
+) -> None:
+    """The loop-thread write never waits for a lock: with another process-like connection
+    holding the write lock, it is declined at once and the worker thread waits (busy
+    timeout) until the lock is released; the loop keeps running meanwhile."""
+    timeline = await open_timeline(sqlite_url)
+    ada = await timeline.store.create_customer("Ada", [Identity("phone", new_phone())])
+    path = parse_database_url(sqlite_url).sqlite_path
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    writer = FastCallWriter(sqlite_url)
+    try:
+        write = asyncio.ensure_future(
+            writer.write(
+                [CustomerWrite(ada.customer_id, [event("fw:locked", ada.customer_id)], [])]
+            )
+        )
+        ticks = 0
+        while ticks < 20:  # the loop is free while the write waits on its worker thread
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not write.done()
+        holder.execute("COMMIT")
+        assert await asyncio.wait_for(write, 5) == set()
+        assert writer._inline is not None and writer._inline.declined == 1
+    finally:
+        holder.close()
+        await writer.close()
+    page = await timeline.store.timeline(ada.customer_id)
+    await timeline.close()
+    assert "fw:locked" in [e.event_id for e in page.events]
+
+
+async def test_sqlite_loop_thread_writes_are_checkpointed_on_the_worker(
+    sqlite_url: str, new_phone: Callable[[], str]
+) -> None:
+    """The loop-thread connection never checkpoints; the writer does it on its worker every
+    CHECKPOINT_EVERY commits, so the WAL does not grow without bound."""
+    timeline = await open_timeline(sqlite_url)
+    ada = await timeline.store.create_customer("Ada", [Identity("phone", new_phone())])
+    await timeline.close()  # no other connection checkpoints meanwhile
+    wal = parse_database_url(sqlite_url).sqlite_path.with_suffix(".db-wal")  # type: ignore[union-attr]
+    writer = FastCallWriter(sqlite_url)
+    sizes = []
+    try:
+        for n in range(3 * fast_writer.CHECKPOINT_EVERY):
+            batch = [CustomerWrite(ada.customer_id, [event(f"fw:ck:{n}", ada.customer_id)], [])]
+            assert await writer.write(batch) == set()
+            await asyncio.sleep(0)
+            sizes.append(wal.stat().st_size)
+        assert writer._inline is not None and writer._inline.commits == len(sizes)
+        assert writer._inline.declined == 0
+    finally:
+        await writer.close()
+    # after a checkpoint the WAL is reused from its start, so its size stops growing
+    grown = sizes[fast_writer.CHECKPOINT_EVERY // 2]
+    assert max(sizes) < 4 * grown, (grown, max(sizes))
