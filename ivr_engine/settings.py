@@ -53,6 +53,10 @@ class Settings(BaseModel):
     ami_url: str | None = Field(
         None, description="ami://USER:SECRET@HOST:5038: agent answers and hang-ups from Asterisk"
     )
+    agent_events_on_timeline: bool = Field(
+        True,
+        description="call.agent_* events from AMI; false where the call-event bridge records them",
+    )
     ring_timeout_s: float = Field(20.0, gt=0, le=300)
     auto_wrap_up_s: float | None = Field(None, ge=0, le=3600)
     # Continue by SMS (issue #4): off unless a signing secret is set.

@@ -43,6 +43,10 @@ from ivr_engine.routing import (
 log = logging.getLogger(__name__)
 
 AGENT_ANSWERED = "call.agent_answered"  # timeline event type written by the AMI tracker
+# The same fact as the call-event bridge records it (crm_bridge.calls), when the bridge runs
+# and the tracker's own timeline events are off (agent_events_on_timeline: false).
+BRIDGE_AGENT_ANSWERED = "call.answered_by_agent"
+AGENT_ANSWER_TYPES = frozenset({AGENT_ANSWERED, BRIDGE_AGENT_ANSWERED})
 
 
 def policy_states(live: Mapping[str, LiveSnapshot]) -> dict[str, AgentSnapshot]:
@@ -160,7 +164,7 @@ class AgentRouter:
             in_case = last_agent_from(e for e in page.events if e.case_id == case_id)
             if in_case is not None:
                 return in_case
-        return last_agent_from(e for e in page.events if e.event_type == AGENT_ANSWERED)
+        return last_agent_from(e for e in page.events if e.event_type in AGENT_ANSWER_TYPES)
 
     def _default_target(self, record: CallRecord) -> str:
         return record.target or self._config.fallback_target
@@ -191,7 +195,7 @@ class AgentRouter:
 
 
 def last_agent_from(events: Iterable[object]) -> LastAgent | None:
-    """The newest ``call.agent_answered`` event's agent (events newest first)."""
+    """The newest agent-answer event's agent (events newest first)."""
     for event in events:
         data = getattr(event, "data", {})
         agent_id = data.get("agent_id") if isinstance(data, Mapping) else None

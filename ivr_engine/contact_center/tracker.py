@@ -18,8 +18,12 @@ memory with the FastAGI process that routed the call: everything is keyed by the
   is made available again after that long (unless they changed state meanwhile).
 
 Timeline event ids derive from the call id, so a replay or a second tracker writes nothing
-twice. A failed state change or write (store down, reservation already gone) is logged
-with the call id; it is not retried.
+twice. Where the call-event bridge (crm_bridge.calls) runs on the same Asterisk, it records
+the answer and the end durably (``call.answered_by_agent``, ``call.ended``); with
+``record_on_timeline=False`` (setting ``agent_events_on_timeline: false``) the tracker then
+writes only ``call.agent_missed`` and drives agent state, so each fact is on the timeline
+once (the last-agent affinity reads either form). A failed state change or write (store
+down, reservation already gone) is logged with the call id; it is not retried.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ log = logging.getLogger(__name__)
 
 AGENT_MISSED = "call.agent_missed"
 AGENT_ENDED = "call.agent_ended"
+# What the call-event bridge also records (as call.answered_by_agent and call.ended); it has
+# no counterpart of call.agent_missed, which the tracker keeps writing.
+BRIDGE_RECORDS = frozenset({AGENT_ANSWERED, AGENT_ENDED})
 
 
 @dataclass(slots=True)
@@ -70,8 +77,10 @@ class AgentCallTracker:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         auto_wrap_up_s: float | None = None,
         load: LoadTracker | None = None,
+        record_on_timeline: bool = True,
     ) -> None:
         self._ami = ami
+        self._record_on_timeline = record_on_timeline
         self._agents = agents
         self._timeline = timeline
         self._clock = clock
@@ -196,6 +205,8 @@ class AgentCallTracker:
             log.warning("agent state change failed: %r", exc)
 
     async def _record(self, leg: AgentLeg, kind: str, data: dict[str, Any], suffix: str) -> None:
+        if not self._record_on_timeline and kind in BRIDGE_RECORDS:
+            return  # the call-event bridge records this fact
         try:
             customer_id = leg.customer_id or await self._customer_by_phone(leg.caller)
             if not customer_id:

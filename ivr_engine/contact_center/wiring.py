@@ -135,6 +135,7 @@ class ContactCenter:
                 clock=clock,
                 auto_wrap_up_s=settings.auto_wrap_up_s,
                 load=load,
+                record_on_timeline=settings.agent_events_on_timeline,
             )
             center.tracker.start()
             center.device_tracker = start_device_tracker(

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from ivr_engine.agents.memory import InMemoryAgentStateStore
 from ivr_engine.agents.model import AgentState
-from ivr_engine.contact_center.tracker import AGENT_ENDED, AgentCallTracker
+from ivr_engine.contact_center.router import AGENT_ANSWERED
+from ivr_engine.contact_center.tracker import AGENT_ENDED, AGENT_MISSED, AgentCallTracker
 from ivr_engine.ports import Identity
 from ivr_engine.telephony.ami import AmiEvent
 from ivr_engine.telephony.ami.protocol import build_message
@@ -78,3 +79,40 @@ async def test_the_caller_hanging_up_first_ends_it_once(
     assert (await agents.get("a1")).state is AgentState.AVAILABLE
     ended = await ended_events(timeline, customer_id)
     assert len(ended) == 1 and ended[0]["first_hangup"] == "caller"
+
+
+async def test_with_the_bridge_recording_answers_the_tracker_writes_only_misses(
+    timeline: Timeline, new_phone: Callable[[], str]
+) -> None:
+    """agent_events_on_timeline: false — the bridge records the answer and the end, so the
+    tracker only drives agent state (and still records a missed ring, which the bridge does
+    not); the agent's state changes exactly as with timeline events on."""
+    _, agents, _, _, customer_id = await answered_call(timeline, new_phone)
+    quiet = AgentCallTracker(None, agents, timeline.store, record_on_timeline=False)  # type: ignore[arg-type]
+    caller = new_phone()
+    other = await timeline.store.create_customer("Bo", [Identity("phone", caller)])
+    answered, missed = (f"{uuid.uuid4().int % 10**9}.1" for _ in range(2))
+    for agent, uid in (("a2", answered), ("a3", missed)):
+        await agents.register_agent(agent)
+        await agents.set_state(agent, AgentState.AVAILABLE)
+        assert await agents.reserve(agent, uid, 30)
+        await agents.confirm(agent, uid)
+    for agent, uid, status in (("a2", answered, "ANSWER"), ("a3", missed, "NOANSWER")):
+        await quiet.handle(
+            ami(("Event", "UserEvent"), ("UserEvent", "IvrAgentDial"), ("Uniqueid", uid),
+                ("Agent", agent), ("Customer", other.customer_id), ("CallerIDNum", caller))
+        )  # fmt: skip
+        await quiet.handle(
+            ami(("Event", "DialEnd"), ("Uniqueid", uid), ("DestUniqueid", f"{uid}9"),
+                ("DialStatus", status))
+        )  # fmt: skip
+    assert (await agents.get("a2")).state is AgentState.ON_CALL
+    assert (await agents.get("a3")).state is AgentState.AVAILABLE  # given back
+    await quiet.handle(ami(("Event", "Hangup"), ("Uniqueid", answered), ("Cause", "16")))
+    assert (await agents.get("a2")).state is AgentState.WRAP_UP
+    page = await timeline.store.timeline(other.customer_id)
+    assert [e.event_type for e in page.events] == [AGENT_MISSED]
+    # the default tracker records the answer (the affinity reads it, or the bridge's form)
+    assert AGENT_ANSWERED in {
+        e.event_type for e in (await timeline.store.timeline(customer_id)).events
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +19,7 @@ from ivr_engine.app import Engine
 from ivr_engine.contact_center.router import AgentRouter
 from ivr_engine.contact_center.wiring import ContactCenter
 from ivr_engine.flows.call_record import CallRecord, IncomingCall
+from ivr_engine.ports import Identity, NewTimelineEvent
 from ivr_engine.simulate import SimulatedCall, simulate_call
 from tests.component.test_ivr_flow import REPO, call, call_event, seed, settings_for, store
 
@@ -200,3 +201,27 @@ async def test_engine_serves_load_metrics_and_timeline_page(
     assert 'ivr_calls_total{outcome="routed"} 1' in metrics
     assert "ivr_desktop_pops_lost_total 0" in metrics  # one process: nothing to relay
     assert page[0] == 200 and "default-src 'self'" in page[1]
+
+
+async def test_last_agent_affinity_reads_the_bridge_form_of_an_answer(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """With the call-event bridge recording answers (and the tracker's own events off), the
+    newest ``call.answered_by_agent`` names the caller's last agent, as the tracker's
+    ``call.agent_answered`` does; an answer without a known agent is skipped."""
+    customer = await store(engine).create_customer("Ada", [Identity("phone", new_phone())])
+    now = datetime.now(UTC)
+    await store(engine).append_events(
+        [
+            NewTimelineEvent(f"bridge:{customer.customer_id}:{n}", customer.customer_id,
+                             now - timedelta(minutes=minutes), "voice", kind, data=data)
+            for n, (minutes, kind, data) in enumerate([
+                (30, "call.agent_answered", {"agent_id": "a1", "ring_ms": 900}),
+                (20, "call.answered_by_agent", {"agent_id": "a2", "via": "dial"}),
+                (10, "call.answered_by_agent", {"agent_id": None, "via": "bridge"}),
+            ])
+        ]
+    )  # fmt: skip
+    last = await center(engine).router._last_agent(customer.customer_id, None)
+    assert last is not None and last.agent_id == "a2"
+    assert last.helped_at == now - timedelta(minutes=20)
