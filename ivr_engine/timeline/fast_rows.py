@@ -11,7 +11,7 @@ from typing import Any
 
 from ivr_engine.domain.models import KnownField
 from ivr_engine.ports import CustomerWrite
-from ivr_engine.timeline.schema import sqlite_timestamp, to_utc
+from ivr_engine.timeline.timestamps import sqlite_timestamp, to_utc
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 

@@ -1,73 +1,195 @@
 """The timeline schema (SQLAlchemy owns it; ``migrations/`` must match it exactly).
 
-The table definitions live in ``tables.py`` and are loaded on first use of one of them, so
-that the raw-driver call path (``fast_*``), which takes only the datetime helpers from here,
-does not import SQLAlchemy: the classic per-call AGI script pays every import on every call
-(bench/results.md). New code on that path: import the helpers from ``timestamps.py``.
+Portable across SQLite and PostgreSQL. Datetimes are timezone-aware UTC everywhere: on
+PostgreSQL ``timestamptz``; on SQLite fixed-width UTC text ``YYYY-MM-DD HH:MM:SS.ffffff``
+(sorts chronologically), always read back as aware datetimes (``timestamps.py``, which
+the raw-driver call path imports instead of this module: no SQLAlchemy there).
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, cast
 
-from ivr_engine.timeline.timestamps import sqlite_timestamp, to_utc
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-if TYPE_CHECKING:
-    from ivr_engine.timeline.tables import (
-        NAMING_CONVENTION,
-        AgentRosterMetaRow,
-        AgentRosterRow,
-        Base,
-        BigId,
-        CustomerRow,
-        IdentityRow,
-        JsonDocument,
-        KnownFieldRow,
-        TimelineEventRow,
-        UtcDateTime,
-        WebhookRelayRow,
-        agent_roster,
-        agent_roster_meta,
-        customers,
-        identities,
-        known_fields,
-        metadata,
-        timeline_events,
-        webhook_relay,
+from ivr_engine.timeline.timestamps import to_utc
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT on PostgreSQL; INTEGER on SQLite so the column is the rowid (autoincrementing).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``timestamptz`` on PostgreSQL, UTC text on SQLite; always returns aware UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = to_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw text (e.g. from a seeder) on SQLite
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return to_utc(value)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class CustomerRow(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4 text
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    merged_into: Mapped[str | None] = mapped_column(String(36), ForeignKey("customers.id"))
+
+
+class IdentityRow(Base):
+    __tablename__ = "identities"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "kind", "value"),
+        # Not unique: two customers may share a phone until someone merges them.
+        # customer_id is included so the caller lookup is an index-only scan.
+        Index("ix_identities_kind_value", "kind", "value", "customer_id"),
     )
 
-__all__ = [
-    "NAMING_CONVENTION",
-    "AgentRosterMetaRow",
-    "AgentRosterRow",
-    "Base",
-    "BigId",
-    "CustomerRow",
-    "IdentityRow",
-    "JsonDocument",
-    "KnownFieldRow",
-    "TimelineEventRow",
-    "UtcDateTime",
-    "WebhookRelayRow",
-    "agent_roster",
-    "agent_roster_meta",
-    "customers",
-    "identities",
-    "known_fields",
-    "metadata",
-    "sqlite_timestamp",
-    "timeline_events",
-    "to_utc",
-    "webhook_relay",
-]
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(String(36), ForeignKey("customers.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(320))
 
-if not TYPE_CHECKING:  # type checkers see the real names above, not an ``Any`` catch-all
 
-    def __getattr__(name: str) -> Any:
-        """PEP 562: the SQLAlchemy definitions, imported when first asked for."""
-        if name not in __all__:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(import_module("ivr_engine.timeline.tables"), name)
-        globals()[name] = value
-        return value
+class TimelineEventRow(Base):
+    __tablename__ = "timeline_events"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(200), unique=True)  # idempotency key
+    customer_id: Mapped[str] = mapped_column(String(36), ForeignKey("customers.id"))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    channel: Mapped[str] = mapped_column(String(16))
+    event_type: Mapped[str] = mapped_column(String(64))
+    intent: Mapped[str | None] = mapped_column(String(64))
+    case_id: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+
+
+_events = cast(Table, TimelineEventRow.__table__)
+# "Newest N events of a customer" is one index range scan, and covers what the per-call
+# lookup reads (fast_lookup.py), so no heap page is read per event (migration 0004).
+Index(
+    "ix_timeline_events_customer_recent",
+    _events.c.customer_id,
+    _events.c.occurred_at.desc(),
+    _events.c.seq.desc(),
+    _events.c.channel,
+    _events.c.event_type,
+    _events.c.intent,
+    _events.c.case_id,
+)
+Index(
+    "ix_timeline_events_case_id",
+    _events.c.case_id,
+    postgresql_where=_events.c.case_id.is_not(None),
+    sqlite_where=_events.c.case_id.is_not(None),
+)
+
+
+class KnownFieldRow(Base):
+    __tablename__ = "known_fields"
+
+    customer_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("customers.id"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    source_channel: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    verified: Mapped[bool] = mapped_column(Boolean)
+
+
+class AgentRosterRow(Base):
+    """One agent of the shared roster: routing profile + desktop credentials (issue #3)."""
+
+    __tablename__ = "agent_roster"
+    __table_args__ = (UniqueConstraint("token_sha256"),)
+
+    agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    sip_endpoint: Mapped[str] = mapped_column(String(120))
+    skills: Mapped[dict[str, Any]] = mapped_column(JsonDocument)  # skill -> 1..5
+    languages: Mapped[list[str]] = mapped_column(JsonDocument)
+    team: Mapped[str] = mapped_column(String(64))
+    max_concurrent: Mapped[int] = mapped_column(Integer)
+    password_hash: Mapped[str | None] = mapped_column(String(300))  # scrypt$N$r$p$salt$key
+    token_sha256: Mapped[str | None] = mapped_column(String(64))  # hex digest
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AgentRosterMetaRow(Base):
+    """A single row (id 1): ``version`` grows with every roster write (engines poll it);
+    ``seeded`` is set once the agents file has seeded the roster."""
+
+    __tablename__ = "agent_roster_meta"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
+    seeded: Mapped[bool] = mapped_column(Boolean)
+
+
+class WebhookRelayRow(Base):
+    """One row per webhook relay (``crm_bridge.webhooks.relay``): who relays (a lease) and
+    how far: every event with ``seq <= high_seq`` not listed in ``gaps`` was handed over."""
+
+    __tablename__ = "webhook_relay"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(120))
+    lease_until_ms: Mapped[int] = mapped_column(BigInteger)  # unix milliseconds
+    high_seq: Mapped[int] = mapped_column(BigInteger)
+    gaps: Mapped[list[list[int]]] = mapped_column(JsonDocument)  # [[seq, first_seen_ms], ...]
+
+
+metadata = Base.metadata
+customers = cast(Table, CustomerRow.__table__)
+identities = cast(Table, IdentityRow.__table__)
+timeline_events = _events
+known_fields = cast(Table, KnownFieldRow.__table__)
+agent_roster = cast(Table, AgentRosterRow.__table__)
+agent_roster_meta = cast(Table, AgentRosterMetaRow.__table__)
+webhook_relay = cast(Table, WebhookRelayRow.__table__)

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from crm_bridge.bus import DEFAULT_PREFIX
 from crm_bridge.calls import BridgeSettings
 from ivr_engine.telephony.ami import AmiEvent
-from ivr_engine.timeline.schema import sqlite_timestamp
+from ivr_engine.timeline.timestamps import sqlite_timestamp
 from tests.component.test_ami_fake_peer import FakeAmi
 from tests.component.test_bus_contract import REDIS_URL, delete_prefix
 from tests.component.test_call_bridge_fakes import FakeAsterisk
