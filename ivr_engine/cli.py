@@ -37,9 +37,11 @@ def _parser() -> argparse.ArgumentParser:
         "--to-database", action="store_true", help="upsert into the roster table instead"
     )
     bridge = commands.add_parser(
-        "bridge", help="AMI call events -> durable outbox -> bus -> timeline (needs ami_url)"
+        "bridge",
+        help="AMI or ESL call events -> durable outbox -> bus -> timeline (ami_url or --esl-url)",
     )
     bridge.add_argument("--bus-url", default=None, help="redis://HOST:6379/0 (default: in-process)")
+    bridge.add_argument("--esl-url", default=None, help="esl://:PASSWORD@HOST:8021 (FreeSWITCH)")
     bridge.add_argument("--roles", default="reader,consumer", help="reader, consumer or both")
     prompts = commands.add_parser("prompts", help="prompt set tools")
     prompts.add_argument("action", choices=["build"])
@@ -76,7 +78,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         from crm_bridge.calls import BridgeSettings, run_bridge
 
         roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
-        await run_bridge(BridgeSettings.from_engine(settings, bus_url=args.bus_url, roles=roles))
+        switch = {} if args.esl_url is None else {"esl_url": args.esl_url}
+        bridge = BridgeSettings.from_engine(settings, bus_url=args.bus_url, roles=roles, **switch)
+        await run_bridge(bridge)
     elif args.command == "agents":
         from ivr_engine.contact_center.agents_csv import import_agents_csv
         from ivr_engine.routing import load_routing_config

@@ -4,6 +4,10 @@
         --database-url sqlite:///data/ivr-engine.db --bus-url redis://127.0.0.1:6379/0 \\
         --outbox data/spool/call-outbox.db
 
+FreeSWITCH instead of Asterisk: ``--esl-url esl://:ClueCon@127.0.0.1:8021`` (its inbound
+Event Socket) in place of ``--ami-url``; ``--esl-source`` names the switch in event ids,
+``--esl-inbound-context`` (repeatable, default ``public``) the caller legs' contexts.
+
 SIGTERM or SIGINT stops it gracefully (outbox drained within the grace period, whatever
 is left stays on disk for the next start). ``--ready-file`` is written once it is started.
 """
@@ -25,6 +29,8 @@ from ivr_engine.domain.errors import IvrEngineError
 
 _OPTIONS = {
     "--ami-url": "ami_url",
+    "--esl-url": "esl_url",
+    "--esl-source": "esl_source",
     "--database-url": "database_url",
     "--bus-url": "bus_url",
     "--outbox": "outbox_path",
@@ -49,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(flag, dest=dest)
     parser.add_argument("--roles", default="reader,consumer", help="reader, consumer or both")
     parser.add_argument("--inbound-context", dest="inbound_contexts", action="append")
+    parser.add_argument("--esl-inbound-context", dest="esl_inbound_contexts", action="append")
     for flag in ("--publish-window-ms", "--publish-batch", "--consume-batch"):
         parser.add_argument(flag, type=int)
     parser.add_argument("--ready-file", type=Path)
@@ -61,8 +68,9 @@ def _settings(args: argparse.Namespace) -> BridgeSettings:
         dest: getattr(args, dest) for dest in _OPTIONS.values() if getattr(args, dest) is not None
     }
     values["roles"] = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
-    if args.inbound_contexts:
-        values["inbound_contexts"] = tuple(args.inbound_contexts)
+    for key in ("inbound_contexts", "esl_inbound_contexts"):
+        if getattr(args, key):
+            values[key] = tuple(getattr(args, key))
     for key in ("publish_window_ms", "publish_batch", "consume_batch"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)

@@ -28,22 +28,31 @@ the same ids.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from crm_bridge.calls.model import MAX_INTENT, CallEventKind, NormalisedEvent
+from crm_bridge.calls.model import CallEventKind, NormalisedEvent
 from crm_bridge.calls.state import BridgeState, CallState
-from crm_bridge.calls.steps import agent_gone, ms
+from crm_bridge.calls.steps import (
+    agent_connected,
+    agent_gone,
+    emit,
+    end_call,
+    event_id,
+    intent,
+    ms,
+    raw,
+    text,
+)
 from ivr_engine.identity import normalize_caller_id
 from ivr_engine.telephony.esl import EslEvent
 
-__all__ = ["CUSTOM_SUBCLASSES", "SUBSCRIBED_EVENTS", "esl_event_key", "normalise_esl"]
+__all__ = ["CUSTOM_SUBCLASSES", "PREFIX", "SUBSCRIBED_EVENTS", "esl_event_key", "normalise_esl"]
 
 K = CallEventKind
 Handler = Callable[[EslEvent, BridgeState, datetime], list[NormalisedEvent]]
-MAX_EVENT_ID = 200
+PREFIX = "esl"
 CUSTOM_SUBCLASSES = (
     "ivr_engine::fallback",
     "ivr_engine::routed",
@@ -53,11 +62,7 @@ CUSTOM_SUBCLASSES = (
 
 
 def esl_event_key(source: str, call_id: str, kind: CallEventKind, ordinal: int) -> str:
-    key = f"esl:{source}:{call_id}:{kind.value}:{ordinal}"
-    if len(key) > MAX_EVENT_ID:
-        digest = hashlib.sha1(call_id.encode(), usedforsecurity=False).hexdigest()
-        key = f"esl:{source}:sha1-{digest}:{kind.value}:{ordinal}"
-    return key
+    return event_id(PREFIX, source, call_id, kind, ordinal)
 
 
 def normalise_esl(event: EslEvent, state: BridgeState, *, at: datetime) -> list[NormalisedEvent]:
@@ -67,24 +72,10 @@ def normalise_esl(event: EslEvent, state: BridgeState, *, at: datetime) -> list[
 
 def event_time(event: EslEvent, received_at: datetime) -> datetime:
     """``Event-Date-Timestamp`` (microseconds since the epoch) if valid, else ``received_at``."""
-    raw = event.get("Event-Date-Timestamp").strip()
-    if raw.isdigit() and 0 < len(raw) <= 17:
-        return datetime.fromtimestamp(int(raw) / 1_000_000, UTC)
+    stamp = event.get("Event-Date-Timestamp").strip()
+    if stamp.isdigit() and 0 < len(stamp) <= 17:
+        return datetime.fromtimestamp(int(stamp) / 1_000_000, UTC)
     return received_at
-
-
-def _raw(event: EslEvent, key: str) -> str:
-    """A header as stored: without NUL (PostgreSQL's jsonb refuses it), at most 256 chars."""
-    return event.get(key).replace("\x00", "")[:256]
-
-
-def _text(event: EslEvent, key: str) -> str | None:
-    return _raw(event, key).strip() or None
-
-
-def _intent(event: EslEvent) -> str | None:
-    value = _text(event, "Intent")
-    return None if value is None else value[:MAX_INTENT]
 
 
 def _call_of(event: EslEvent, state: BridgeState) -> CallState | None:
@@ -104,19 +95,7 @@ def _emit(
     data: Mapping[str, Any],
     intent: str | None = None,
 ) -> NormalisedEvent:
-    ordinal = call.next_ordinal(kind.value)
-    call.last_event_at = max(call.last_event_at, at)
-    state.touch(call)
-    return NormalisedEvent(
-        event_id=esl_event_key(state.config.source, call.call_id, kind, ordinal),
-        call_id=call.call_id,
-        kind=kind,
-        seq=call.seq,
-        occurred_at=at,
-        caller=call.caller,
-        intent=intent,
-        data=dict(data),
-    )
+    return emit(state, call, kind, at, data, intent, prefix=PREFIX)
 
 
 # --- handlers ----------------------------------------------------------------------------
@@ -133,10 +112,10 @@ def _create(event: EslEvent, state: BridgeState, at: datetime) -> list[Normalise
         return []
     if not state.config.is_inbound_context(event.get("Caller-Context")):
         return []
-    caller_raw = _raw(event, "Caller-Caller-ID-Number")
+    caller_raw = raw(event, "Caller-Caller-ID-Number")
     call = CallState(
         call_id=uid,
-        channel=_raw(event, "Channel-Name"),
+        channel=raw(event, "Channel-Name"),
         caller=normalize_caller_id(caller_raw, state.config.default_region),
         started_at=at,
         last_event_at=at,
@@ -145,9 +124,9 @@ def _create(event: EslEvent, state: BridgeState, at: datetime) -> list[Normalise
     data = {
         "channel": call.channel,
         "caller_id_raw": caller_raw,
-        "caller_name": _text(event, "Caller-Caller-ID-Name"),
-        "dialled": _text(event, "Caller-Destination-Number"),
-        "context": _raw(event, "Caller-Context"),
+        "caller_name": text(event, "Caller-Caller-ID-Name"),
+        "dialled": text(event, "Caller-Destination-Number"),
+        "context": raw(event, "Caller-Context"),
     }
     return [_emit(state, call, K.STARTED, at, data)]
 
@@ -164,8 +143,8 @@ def _leg_created(
     call.transfer_at = at
     data = {
         "via": "dial",
-        "destination": _text(event, "Channel-Name"),
-        "dial_string": _text(event, "Caller-Destination-Number"),
+        "destination": text(event, "Channel-Name"),
+        "dial_string": text(event, "Caller-Destination-Number"),
     }
     return [_emit(state, call, K.TRANSFERRED, at, data, call.intent)]
 
@@ -180,8 +159,8 @@ def _answer(event: EslEvent, state: BridgeState, at: datetime) -> list[Normalise
 
 def _other_leg(event: EslEvent, call: CallState) -> tuple[str, str | None]:
     if event.unique_id == call.call_id:
-        return event.get("Other-Leg-Unique-ID"), _text(event, "Other-Leg-Channel-Name")
-    return event.unique_id, _text(event, "Channel-Name")
+        return event.get("Other-Leg-Unique-ID"), text(event, "Other-Leg-Channel-Name")
+    return event.unique_id, text(event, "Channel-Name")
 
 
 def _bridge(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:
@@ -189,20 +168,12 @@ def _bridge(event: EslEvent, state: BridgeState, at: datetime) -> list[Normalise
     if call is None:
         return []
     leg, channel = _other_leg(event, call)
-    if not leg or leg in call.agents:
+    if not leg:
         return []
     if leg in call.ringing:
         call.ringing.remove(leg)
-    first = not call.agents
-    call.agents[leg] = at
-    call.first_agent_at = call.first_agent_at or at
-    state.touch(call)
-    if not first:
-        return []
-    agent = event.variable("IVR_AGENT_ID") or call.agent_id
-    data: dict[str, Any] = {"via": "bridge", "agent_id": agent, "agent_channel": channel}
-    data["ring_ms"] = ms(at, call.transfer_at)
-    return [_emit(state, call, K.ANSWERED_BY_AGENT, at, data, call.intent)]
+    agent = event.variable("IVR_AGENT_ID")
+    return agent_connected(state, call, leg, channel, at, "bridge", agent_id=agent, prefix=PREFIX)
 
 
 def _unbridge(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:
@@ -218,7 +189,7 @@ def _hold(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedE
         return []
     call.hold_since = at
     by = "caller" if event.unique_id == call.call_id else "agent"
-    data = {"channel": _text(event, "Channel-Name"), "by": by}
+    data = {"channel": text(event, "Channel-Name"), "by": by}
     return [_emit(state, call, K.HELD, at, data, call.intent)]
 
 
@@ -229,7 +200,7 @@ def _unhold(event: EslEvent, state: BridgeState, at: datetime) -> list[Normalise
     held = ms(at, call.hold_since) or 0
     call.hold_ms += held
     call.hold_since = None
-    data = {"channel": _text(event, "Channel-Name"), "held_ms": held}
+    data = {"channel": text(event, "Channel-Name"), "held_ms": held}
     return [_emit(state, call, K.RESUMED, at, data, call.intent)]
 
 
@@ -248,25 +219,10 @@ def _hangup(event: EslEvent, state: BridgeState, at: datetime) -> list[Normalise
 
 
 def _end(event: EslEvent, state: BridgeState, call: CallState, at: datetime) -> NormalisedEvent:
-    for leg in list(call.agents):
-        agent_gone(state, call, leg, at)
-    if call.hold_since is not None:
-        call.hold_ms += ms(at, call.hold_since) or 0
-        call.hold_since = None
     q850 = (event.variable("hangup_cause_q850") or "").strip()
-    data: dict[str, Any] = {
-        "cause": int(q850) if q850.isdigit() and len(q850) < 6 else None,
-        "cause_txt": _raw(event, "Hangup-Cause"),
-        "ring_ms": ms(call.answered_at, call.started_at) if call.answered_at else None,
-        "wait_ms": ms(call.first_agent_at, call.started_at) if call.first_agent_at else None,
-        "talk_ms": call.talk_ms if call.first_agent_at else None,
-        "hold_ms": call.hold_ms,
-        "total_ms": ms(at, call.started_at),
-        "answered_by_agent": call.first_agent_at is not None,
-    }
-    ended = _emit(state, call, K.ENDED, at, data, call.intent)
-    state.remove(call)
-    return ended
+    cause = int(q850) if q850.isdigit() and len(q850) < 6 else None
+    cause_txt = raw(event, "Hangup-Cause")
+    return end_call(state, call, at, cause, cause_txt, approximate=False, prefix=PREFIX)
 
 
 def _custom(event: EslEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:
@@ -275,23 +231,23 @@ def _custom(event: EslEvent, state: BridgeState, at: datetime) -> list[Normalise
     if call is None or not event.subclass.startswith("ivr_engine::"):
         return []
     if name == "fallback":
-        data = {"outcome": _text(event, "Outcome"), "caller": _text(event, "Caller")}
+        data = {"outcome": text(event, "Outcome"), "caller": text(event, "Caller")}
         return [_emit(state, call, K.IVR_FALLBACK, at, data)]
     if name == "routed":
-        call.intent = _intent(event) or call.intent
+        call.intent = intent(event) or call.intent
         keys = ("Target", "Decision", "Outcome", "Agent", "Customer")
-        data = {k.lower(): _text(event, k) for k in keys}
+        data = {k.lower(): text(event, k) for k in keys}
         data["agent_id"], data["engine_customer_id"] = data.pop("agent"), data.pop("customer")
         return [_emit(state, call, K.IVR_ROUTED, at, data, call.intent)]
     if name == "overflow":
         tried = [t for t in event.get("Tried").split(",") if t.strip()]
-        overflow = {"target": _text(event, "Target"), "tried": tried}
-        return [_emit(state, call, K.OVERFLOWED, at, overflow, _intent(event) or call.intent)]
+        overflow = {"target": text(event, "Target"), "tried": tried}
+        return [_emit(state, call, K.OVERFLOWED, at, overflow, intent(event) or call.intent)]
     if name == "agent_dial":
-        call.agent_id, call.ivr_dial_pending, call.transfer_at = _text(event, "Agent"), True, at
+        call.agent_id, call.ivr_dial_pending, call.transfer_at = text(event, "Agent"), True, at
         data = {"via": "ivr", "agent_id": call.agent_id}
-        data["engine_customer_id"] = _text(event, "Customer")
-        return [_emit(state, call, K.TRANSFERRED, at, data, _intent(event) or call.intent)]
+        data["engine_customer_id"] = text(event, "Customer")
+        return [_emit(state, call, K.TRANSFERRED, at, data, intent(event) or call.intent)]
     return []
 
 

@@ -2,13 +2,15 @@
 one until cancelled.
 
 reader role:   AmiClient → AmiReader (normalise) → SqliteOutbox → OutboxPublisher → bus
+               (``esl_url``: EslEventSource → EslReader (normalise_esl) → the same outbox)
 consumer role: bus → TimelineConsumer (CustomerResolver, FastCallWriter) → timeline
                (with ``webhooks_file``: WebhookRelay tails the timeline → webhook subscribers)
 
 Every task is kept, its failure logged and surfaced by ``wait()``; ``stop()`` ends them in
-order: the AMI client (the reader commits what it had read), the publisher (drains the
-outbox to the bus within ``shutdown_grace_s``), the consumer (with the in-process bus, it
-first gets the same grace to write what was published), then closes the resources.
+order: the AMI client or the ESL reader (the reader commits what it had read), the
+publisher (drains the outbox to the bus within ``shutdown_grace_s``), the consumer (with the
+in-process bus, it first gets the same grace to write what was published), then closes the
+resources. ``ami_backoff`` is the reconnect back-off of either switch connection.
 """
 
 from __future__ import annotations
@@ -23,15 +25,18 @@ from typing import Any, Self
 
 from crm_bridge.bus import BusSettings, EventBus, open_event_bus
 from crm_bridge.calls.consumer import CustomerResolver, TimelineConsumer
+from crm_bridge.calls.esl_normalise import SUBSCRIBED_EVENTS
+from crm_bridge.calls.esl_reader import EslReader
 from crm_bridge.calls.model import NormalisedEvent
 from crm_bridge.calls.outbox import SqliteOutbox
 from crm_bridge.calls.publisher import OutboxPublisher
 from crm_bridge.calls.reader import AmiReader
-from crm_bridge.calls.settings import BridgeSettings
+from crm_bridge.calls.settings import BridgeSettings, parse_esl_url
 from crm_bridge.calls.state import BridgeState
 from crm_bridge.webhooks.relay import WebhookRelay
 from ivr_engine.settings import parse_ami_url
 from ivr_engine.telephony.ami import AmiClient
+from ivr_engine.telephony.esl import EslEventSource
 from ivr_engine.timeline import Timeline, open_timeline
 
 __all__ = ["Bridge", "run_bridge"]
@@ -55,6 +60,7 @@ class Bridge:
         self.ami: AmiClient | None = None
         self.outbox: SqliteOutbox | None = None
         self.reader: AmiReader | None = None
+        self.esl_reader: EslReader | None = None
         self.publisher: OutboxPublisher | None = None
         self.consumer: TimelineConsumer | None = None
         self.timeline: Timeline | None = None
@@ -77,9 +83,28 @@ class Bridge:
 
     async def _start_reader(self) -> None:
         s, bus = self.settings, self.bus
-        assert s.ami_url is not None and bus is not None
+        assert bus is not None
         self.outbox = await SqliteOutbox.open(s.outbox_path, sync=s.outbox_sync)
         state = BridgeState.restore(s.normaliser(), await self.outbox.live_calls())
+        self.publisher = OutboxPublisher(
+            self.outbox,
+            bus,
+            s.stream,
+            window_s=s.publish_window_ms / 1000,
+            batch=s.publish_batch,
+            delete_when_committed=s.in_process_bus,
+        )
+        log.info("call bridge: %d live call(s) restored from %s", len(state.calls), s.outbox_path)
+        self._spawn("call-outbox-publisher", self.publisher.run())
+        self.publisher.notify()  # rows left by a previous run go out at once
+        if s.esl_url is not None:
+            self._start_esl_reader(s.esl_url, state)
+        else:
+            await self._start_ami_reader(state)
+
+    async def _start_ami_reader(self, state: BridgeState) -> None:
+        s = self.settings
+        assert s.ami_url is not None and self.outbox is not None and self.publisher is not None
         host, port, user, secret = parse_ami_url(s.ami_url)
         self.ami = AmiClient(
             host,
@@ -90,22 +115,21 @@ class Bridge:
             backoff=self._ami_backoff,
             events=s.ami_events,
         )
-        self.publisher = OutboxPublisher(
-            self.outbox,
-            bus,
-            s.stream,
-            window_s=s.publish_window_ms / 1000,
-            batch=s.publish_batch,
-            delete_when_committed=s.in_process_bus,
-        )
         self.reader = AmiReader(
             self.ami, self.outbox, state, on_committed=self.publisher.notify, clock=self._clock
         )
-        log.info("call bridge: %d live call(s) restored from %s", len(state.calls), s.outbox_path)
-        self._spawn("call-outbox-publisher", self.publisher.run())
-        self.publisher.notify()  # rows left by a previous run go out at once
         self._spawn("call-ami-reader", self.reader.run())
         await self.ami.start()
+
+    def _start_esl_reader(self, url: str, state: BridgeState) -> None:
+        """The ESL source runs inside the reader's task group (connects, reconnects)."""
+        assert self.outbox is not None and self.publisher is not None
+        host, port, password = parse_esl_url(url)
+        source = EslEventSource(host, port, password, SUBSCRIBED_EVENTS, backoff=self._ami_backoff)
+        self.esl_reader = EslReader(
+            source, self.outbox, state, on_committed=self.publisher.notify, clock=self._clock
+        )
+        self._spawn("call-esl-reader", self.esl_reader.run())
 
     async def _start_consumer(self) -> None:
         s, bus = self.settings, self.bus
@@ -162,6 +186,9 @@ class Bridge:
         if self.ami is not None:
             await self.ami.close()  # the reader commits what it read, then returns
             await self._end("call-ami-reader", grace)
+        if self.esl_reader is not None:
+            await self.esl_reader.close()  # commits what it read, closes the socket
+            await self._end("call-esl-reader", grace)
         if self.publisher is not None:
             await self._end("call-outbox-publisher", 0)
             await self.publisher.drain(grace)

@@ -1,10 +1,11 @@
 """Typed settings of the call-event bridge, validated once at start-up.
 
-``roles``: ``reader`` (AMI → outbox → bus: one per Asterisk, needs ``ami_url`` and
-``outbox_path``) and ``consumer`` (bus → timeline: as many as there are bus partitions,
-needs ``database_url``). Both in one process is the default; the in-process bus
-(``bus_url`` None) only works that way. ``from_engine`` derives them from the engine's
-settings (same AMI, database, spool directory and region).
+``roles``: ``reader`` (switch → outbox → bus: one per Asterisk or FreeSWITCH, needs
+``ami_url`` (Asterisk) or ``esl_url`` (FreeSWITCH), never both, and ``outbox_path``) and
+``consumer`` (bus → timeline: as many as there are bus partitions, needs ``database_url``).
+Both in one process is the default; the in-process bus (``bus_url`` None) only works that
+way. ``from_engine`` derives them from the engine's settings (same AMI, database, spool
+directory and region).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import socket
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -21,10 +23,36 @@ from crm_bridge.calls.state import NormaliserConfig
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings, parse_ami_url
 
-__all__ = ["BridgeSettings", "Role"]
+__all__ = ["BridgeSettings", "Role", "parse_esl_url"]
 
 Role = Literal["reader", "consumer"]
 _NAME = r"^[A-Za-z0-9_.\-]{1,100}$"
+_SOURCE = r"^[A-Za-z0-9_.\-]{1,40}$"
+ESL_URL_FORM = "esl://:PASSWORD@HOST:8021"
+
+
+def parse_esl_url(url: str) -> tuple[str, int, str]:
+    """``esl://:PASSWORD@HOST:PORT`` → (host, port, password): FreeSWITCH's inbound Event
+    Socket (``event_socket.conf.xml``: ``listen-ip``, ``listen-port``, ``password``)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port that is not a number or out of range
+        raise ValueError(f"{exc}: use {ESL_URL_FORM}") from exc
+    if parts.scheme != "esl":
+        raise ValueError(f"scheme must be esl, not {parts.scheme or 'none'!r}: use {ESL_URL_FORM}")
+    if not parts.hostname:
+        raise ValueError(f"no host: use {ESL_URL_FORM}")
+    if port is None:
+        raise ValueError(f"no port (FreeSWITCH's listen-port, usually 8021): use {ESL_URL_FORM}")
+    if parts.username:
+        raise ValueError(f"the inbound socket takes a password only, no user: use {ESL_URL_FORM}")
+    password = unquote(parts.password or "")
+    if not password or any(c in password for c in "\r\n"):
+        raise ValueError(f"no password (or one with a line break): use {ESL_URL_FORM}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"nothing after the port: use {ESL_URL_FORM}")
+    return parts.hostname, port, password
 
 
 def _default_consumer() -> str:
@@ -38,6 +66,9 @@ class BridgeSettings(BaseModel):
     ami_url: str | None = Field(None, description="ami://USER:SECRET@HOST:5038 (reader)")
     ami_ping_interval_s: float = Field(10.0, gt=0, le=300)
     ami_events: str = Field("system,call,user", description="Login Events: the classes read")
+    esl_url: str | None = Field(None, description=f"{ESL_URL_FORM} (reader, FreeSWITCH)")
+    esl_source: str = Field("freeswitch", pattern=_SOURCE)
+    esl_inbound_contexts: tuple[str, ...] = ("public",)
     database_url: str | None = Field(None, description="the timeline (consumer)")
     bus_url: str | None = Field(None, description="redis://HOST:6379/0; None: in-process")
     bus_partitions: int = Field(8, ge=1, le=1024)
@@ -46,7 +77,7 @@ class BridgeSettings(BaseModel):
     consumer_name: str = Field(default_factory=_default_consumer, pattern=_NAME)
     outbox_path: Path = Path("data/spool/call-outbox.db")
     outbox_sync: OutboxSync = "full"
-    source: str = Field("asterisk", pattern=r"^[A-Za-z0-9_.\-]{1,40}$")
+    source: str = Field("asterisk", pattern=_SOURCE)
     inbound_contexts: tuple[str, ...] = ("from-trunk",)
     adopt_contexts: tuple[str, ...] = ("from-trunk", "ivr-*")
     default_region: str = Field("US", pattern=r"^[A-Z]{2}$")
@@ -65,12 +96,24 @@ class BridgeSettings(BaseModel):
             parse_ami_url(value)
         return value
 
+    @field_validator("esl_url")
+    @classmethod
+    def _esl_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_esl_url(value)
+        return value
+
     @model_validator(mode="after")
     def _roles_have_what_they_need(self) -> BridgeSettings:
         if not self.roles:
             raise ValueError("roles: choose reader, consumer or both")
-        if "reader" in self.roles and self.ami_url is None:
-            raise ValueError("ami_url is required for the reader role")
+        if "reader" in self.roles and self.ami_url is None and self.esl_url is None:
+            raise ValueError("the reader role needs ami_url (Asterisk) or esl_url (FreeSWITCH)")
+        if self.ami_url is not None and self.esl_url is not None:
+            raise ValueError(
+                "ami_url and esl_url are both set: one reader reads one switch; "
+                "run one bridge (with its own outbox_path) per switch"
+            )
         if "consumer" in self.roles and self.database_url is None:
             raise ValueError("database_url is required for the consumer role")
         in_process = self.bus_url in (None, "memory://")
@@ -83,6 +126,13 @@ class BridgeSettings(BaseModel):
         return self.bus_url in (None, "memory://")
 
     def normaliser(self) -> NormaliserConfig:
+        """The normaliser of the switch read: FreeSWITCH's with ``esl_url``, else Asterisk's."""
+        if self.esl_url is not None:
+            return NormaliserConfig(
+                source=self.esl_source,
+                inbound_contexts=self.esl_inbound_contexts,
+                default_region=self.default_region,
+            )
         return NormaliserConfig(
             source=self.source,
             inbound_contexts=self.inbound_contexts,
@@ -104,7 +154,8 @@ class BridgeSettings(BaseModel):
 
     @classmethod
     def from_engine(cls, settings: Settings, **overrides: Any) -> BridgeSettings:
-        """The engine's AMI, database, spool directory and region; ``overrides`` win."""
+        """The engine's AMI, database, spool directory and region; ``overrides`` win. An
+        ``esl_url`` override reads FreeSWITCH instead of the engine's ``ami_url``."""
         values: dict[str, Any] = {
             "ami_url": settings.ami_url,
             "database_url": settings.database_url,
@@ -113,5 +164,7 @@ class BridgeSettings(BaseModel):
             "webhooks_file": settings.webhooks_file,
             "webhooks_store": settings.spool_dir / "bridge-webhooks.db",
         }
+        if overrides.get("esl_url") is not None and "ami_url" not in overrides:
+            values["ami_url"] = None
         values.update(overrides)
         return cls.build(**values)

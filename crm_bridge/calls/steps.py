@@ -1,36 +1,68 @@
-"""The steps shared by the AMI event handlers and the resync: header access made safe for
-the timeline, event emission (keys, ordinals, ``seq``), agent connections and the end of a
-call with its durations. Pure, like everything the normaliser does."""
+"""The steps shared by the AMI and ESL event handlers and the resync: header access made
+safe for the timeline, event emission (keys, ordinals, ``seq``), agent connections and the
+end of a call with its durations. Pure, like everything the normaliser does.
+
+``prefix`` names the wire the events came from, first part of every event id: ``ami``
+(the default: AMI ids stay what they always were) or ``esl`` (FreeSWITCH)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from crm_bridge.calls.model import MAX_INTENT, CallEventKind, NormalisedEvent, event_key
+from crm_bridge.calls.model import MAX_EVENT_ID, MAX_INTENT, CallEventKind, NormalisedEvent
 from crm_bridge.calls.state import BridgeState, CallState
-from ivr_engine.telephony.ami import AmiEvent
 
-__all__ = ["agent_connected", "agent_gone", "emit", "end_call", "intent", "ms", "raw", "text"]
+__all__ = [
+    "Headers",
+    "agent_connected",
+    "agent_gone",
+    "emit",
+    "end_call",
+    "event_id",
+    "intent",
+    "ms",
+    "raw",
+    "text",
+]
 
 K = CallEventKind
+AMI = "ami"
+
+
+class Headers(Protocol):
+    """An event's headers: ``AmiEvent`` or ``EslEvent``."""
+
+    def get(self, key: str, default: str, /) -> str: ...
+
+
+def event_id(prefix: str, source: str, call_id: str, kind: CallEventKind, ordinal: int) -> str:
+    """``<prefix>:<source>:<call id>:<kind>:<n>`` (n-th such event, from 1); a call id too
+    long for the column is replaced by its SHA-1, so the key stays deterministic and fits.
+    With ``prefix="ami"`` the same text as ``model.event_key``."""
+    key = f"{prefix}:{source}:{call_id}:{kind.value}:{ordinal}"
+    if len(key) > MAX_EVENT_ID:
+        digest = hashlib.sha1(call_id.encode(), usedforsecurity=False).hexdigest()
+        key = f"{prefix}:{source}:sha1-{digest}:{kind.value}:{ordinal}"
+    return key
 
 
 def ms(later: datetime, earlier: datetime | None) -> int | None:
     return None if earlier is None else max(0, round((later - earlier).total_seconds() * 1000))
 
 
-def raw(event: AmiEvent, key: str) -> str:
+def raw(event: Headers, key: str) -> str:
     """A header as stored: without NUL (PostgreSQL's jsonb refuses it), at most 256 chars."""
     return event.get(key, "").replace("\x00", "")[:256]
 
 
-def text(event: AmiEvent, key: str) -> str | None:
+def text(event: Headers, key: str) -> str | None:
     return raw(event, key).strip() or None
 
 
-def intent(event: AmiEvent) -> str | None:
+def intent(event: Headers) -> str | None:
     value = text(event, "Intent")
     return None if value is None else value[:MAX_INTENT]
 
@@ -42,12 +74,14 @@ def emit(
     at: datetime,
     data: Mapping[str, Any],
     intent: str | None = None,
+    *,
+    prefix: str = AMI,
 ) -> NormalisedEvent:
     ordinal = call.next_ordinal(kind.value)
     call.last_event_at = max(call.last_event_at, at)
     state.touch(call)
     return NormalisedEvent(
-        event_id=event_key(state.config.source, call.call_id, kind, ordinal),
+        event_id=event_id(prefix, state.config.source, call.call_id, kind, ordinal),
         call_id=call.call_id,
         kind=kind,
         seq=call.seq,
@@ -59,8 +93,18 @@ def emit(
 
 
 def agent_connected(
-    state: BridgeState, call: CallState, leg: str, channel: str | None, at: datetime, via: str
+    state: BridgeState,
+    call: CallState,
+    leg: str,
+    channel: str | None,
+    at: datetime,
+    via: str,
+    *,
+    agent_id: str | None = None,
+    prefix: str = AMI,
 ) -> list[NormalisedEvent]:
+    """``agent_id``: the agent the switch names on the connection, else the call's own
+    (from the IVR's agent dial)."""
     if leg in call.agents:
         return []
     first = not call.agents
@@ -71,11 +115,11 @@ def agent_connected(
         return []  # a second party joined a call already with an agent
     data = {
         "via": via,
-        "agent_id": call.agent_id,
+        "agent_id": agent_id or call.agent_id,
         "agent_channel": channel,
         "ring_ms": ms(at, call.transfer_at),
     }
-    return [emit(state, call, K.ANSWERED_BY_AGENT, at, data, call.intent)]
+    return [emit(state, call, K.ANSWERED_BY_AGENT, at, data, call.intent, prefix=prefix)]
 
 
 def agent_gone(state: BridgeState, call: CallState, leg: str, at: datetime) -> None:
@@ -93,6 +137,7 @@ def end_call(
     cause_txt: str,
     *,
     approximate: bool,
+    prefix: str = AMI,
 ) -> NormalisedEvent:
     for leg in list(call.agents):
         agent_gone(state, call, leg, at)
@@ -113,6 +158,6 @@ def end_call(
         data["approximate"] = True
     if approximate:
         data["ended_between"] = [call.last_event_at.isoformat(), at.isoformat()]
-    ended = emit(state, call, K.ENDED, at, data, call.intent)
+    ended = emit(state, call, K.ENDED, at, data, call.intent, prefix=prefix)
     state.remove(call)
     return ended
