@@ -108,6 +108,32 @@ async def test_an_event_committed_before_a_sigkill_is_delivered_once_after_resta
     assert receiver.forged == 0
 
 
+async def cursor_saved(database_url: str, name: str, timeout_s: float = 10.0) -> None:
+    """Until relay ``name`` has saved a cursor past every committed timeline event."""
+    from sqlalchemy import func, select
+
+    from ivr_engine.timeline.engine import create_engines
+    from ivr_engine.timeline.schema import timeline_events, webhook_relay
+    from ivr_engine.timeline.urls import parse_database_url
+
+    db = create_engines(parse_database_url(database_url), database_url, 1)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                async with db.writing() as conn:
+                    top = (await conn.execute(select(func.max(timeline_events.c.seq)))).scalar()
+                    high = (
+                        await conn.execute(
+                            select(webhook_relay.c.high_seq).where(webhook_relay.c.name == name)
+                        )
+                    ).scalar()
+                if top is not None and high is not None and high >= top:
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await db.dispose()
+
+
 async def rewind(database_url: str, name: str, timeline: Timeline) -> None:
     from sqlalchemy import update
 
@@ -211,6 +237,10 @@ async def test_two_relays_one_delivers_the_other_takes_over_when_it_dies(
             await timeline.store.append_events([e])
         await receiver.wait_for(5)
         assert not standby.leader and standby.relayed == 0
+        # Killed between parking and saving its cursor, the leader's batch would be sent
+        # again by the standby (at least once, same X-Seed-Delivery: docs/webhooks.md, case
+        # b); this test is about what happens after the cursor was saved.
+        await cursor_saved(database_url, name)
 
         first.send_signal(signal.SIGKILL)
         assert await first.wait() == -signal.SIGKILL
