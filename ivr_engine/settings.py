@@ -53,6 +53,9 @@ class Settings(BaseModel):
     ami_url: str | None = Field(
         None, description="ami://USER:SECRET@HOST:5038: agent answers and hang-ups from Asterisk"
     )
+    esl_url: str | None = Field(
+        None, description="esl://:PASSWORD@HOST:8021: FreeSWITCH call events for the bridge"
+    )
     agent_events_on_timeline: bool = Field(
         True,
         description="call.agent_* events from AMI; false where the call-event bridge records them",

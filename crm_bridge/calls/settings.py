@@ -154,17 +154,19 @@ class BridgeSettings(BaseModel):
 
     @classmethod
     def from_engine(cls, settings: Settings, **overrides: Any) -> BridgeSettings:
-        """The engine's AMI, database, spool directory and region; ``overrides`` win. An
-        ``esl_url`` override reads FreeSWITCH instead of the engine's ``ami_url``."""
+        """The engine's AMI or ESL URL, database, spool directory and region; ``overrides``
+        win. An ``esl_url`` (the engine's setting or an override) reads FreeSWITCH instead of
+        the engine's ``ami_url``, unless ``ami_url`` is overridden too (refused: both)."""
         values: dict[str, Any] = {
             "ami_url": settings.ami_url,
+            "esl_url": settings.esl_url,
             "database_url": settings.database_url,
             "outbox_path": settings.spool_dir / "call-outbox.db",
             "default_region": settings.default_region,
             "webhooks_file": settings.webhooks_file,
             "webhooks_store": settings.spool_dir / "bridge-webhooks.db",
         }
-        if overrides.get("esl_url") is not None and "ami_url" not in overrides:
-            values["ami_url"] = None
         values.update(overrides)
+        if values["esl_url"] is not None and "ami_url" not in overrides:
+            values["ami_url"] = None
         return cls.build(**values)

@@ -13,7 +13,7 @@ from crm_bridge.calls.model import CallEventKind, event_key
 from crm_bridge.calls.settings import BridgeSettings, parse_esl_url
 from crm_bridge.calls.steps import event_id
 from ivr_engine.domain.errors import ConfigError
-from ivr_engine.settings import Settings
+from ivr_engine.settings import Settings, load_settings
 
 DB = "sqlite:///x.db"
 ESL = "esl://:ClueCon@127.0.0.1:8021"
@@ -83,6 +83,15 @@ def test_from_engine_an_esl_url_replaces_the_engines_ami_url(tmp_path: Path) -> 
     assert (bridge.ami_url, bridge.esl_url) == (None, ESL)
     with pytest.raises(ConfigError, match="both set"):
         BridgeSettings.from_engine(engine, esl_url=ESL, ami_url=AMI)
+
+
+def test_from_engine_takes_esl_url_from_the_engines_settings(tmp_path: Path) -> None:
+    """``IVR_ENGINE_ESL_URL`` / ``esl_url:`` in the settings file reach ``ivr-engine bridge``
+    (the engine's ami_url, used by its own agent tracker, is then not the bridge's)."""
+    environ = {"IVR_ENGINE_ESL_URL": ESL, "IVR_ENGINE_AMI_URL": AMI}
+    engine = load_settings(None, environ, {"spool_dir": tmp_path})
+    bridge = BridgeSettings.from_engine(engine)
+    assert (bridge.ami_url, bridge.esl_url) == (None, ESL)
 
 
 def test_python_m_options() -> None:
