@@ -25,6 +25,7 @@ from ivr_engine.telephony.agi.protocol import (
     parse_header_line,
     parse_request,
 )
+from ivr_engine.telephony.call_tasks import CallTasks
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class FastAgiServer:
         self._backlog = backlog
         self._limits = AgiLimits(header_timeout, max_header_bytes, command_timeout, max_line_bytes)
         self._handlers: dict[str, Handler] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = CallTasks("AGI connection")
         self._server: asyncio.Server | None = None
 
     def register(self, name: str, handler: Handler) -> None:
@@ -201,15 +202,7 @@ class FastAgiServer:
         )
 
     def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        coro = handle_agi_streams(reader, writer, self.handlers, limits=self._limits)
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._on_done)
-
-    def _on_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("AGI connection task failed", exc_info=task.exception())
+        self._tasks.spawn(handle_agi_streams(reader, writer, self.handlers, limits=self._limits))
 
     async def serve_forever(self) -> None:
         if self._server is None:
@@ -223,12 +216,7 @@ class FastAgiServer:
         if server is None:
             return
         server.close()
-        pending = set(self._tasks)
-        if pending and grace > 0:
-            _, pending = await asyncio.wait(pending, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.drain(grace)
         await server.wait_closed()
 
     async def __aenter__(self) -> Self:

@@ -22,6 +22,7 @@ from typing import Self
 from ivr_engine.domain.errors import CallerHungUp, IvrEngineError
 from ivr_engine.domain.models import CallOutcome
 from ivr_engine.flows.variables import OUTCOME
+from ivr_engine.telephony.call_tasks import CallTasks
 from ivr_engine.telephony.esl.channel import DEFAULT_COMMAND_TIMEOUT, EslChannel
 from ivr_engine.telephony.esl.connection import DEFAULT_LIMITS, EslConnection, EslLimits
 from ivr_engine.telephony.esl.errors import EslCommandError, EslError
@@ -115,7 +116,7 @@ class EslOutboundServer:
         self._port = port
         self._backlog = backlog
         self._limits = limits
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = CallTasks("ESL connection")
         self._server: asyncio.Server | None = None
 
     @property
@@ -141,14 +142,7 @@ class EslOutboundServer:
         )
 
     def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.create_task(serve_esl_call(reader, writer, self._handler, self._limits))
-        self._tasks.add(task)
-        task.add_done_callback(self._on_done)
-
-    def _on_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("ESL connection task failed", exc_info=task.exception())
+        self._tasks.spawn(serve_esl_call(reader, writer, self._handler, self._limits))
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop accepting; give calls ``grace`` seconds to finish, then cancel the rest."""
@@ -156,12 +150,7 @@ class EslOutboundServer:
         if server is None:
             return
         server.close()
-        pending = set(self._tasks)
-        if pending and grace > 0:
-            _, pending = await asyncio.wait(pending, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._tasks.drain(grace)
         await server.wait_closed()
 
     async def __aenter__(self) -> Self:
