@@ -10,9 +10,12 @@ could wait:
   statement that runs long (cold pages, a huge history) is interrupted, not waited for;
 * the connection has no busy timeout: a lock held by another process is never waited
   for on the loop, the statement is declined at once;
-* any decline, error or slow run pauses the inline path for ``pause_s`` (default 5 s):
-  the caller then uses its worker-thread path, which has the full timeouts and error
-  reporting.
+* any decline, error or slow run pauses the inline path for ``pause_s`` (default 5 s),
+  doubled after each decline up to ``max_pause_s`` (5 min) and back to ``pause_s`` after
+  ``RESET_AFTER`` statements in a row ran inline within budget: on a database where the
+  statements are often slow (a big, cold SQLite file) the inline path is then tried only
+  now and then, so its interrupted work costs next to nothing. Meanwhile the caller uses
+  its worker-thread path, which has the full timeouts and error reporting.
 
 Writes (the per-call record) go the same way: ``BEGIN IMMEDIATE`` with no busy wait, the
 commit itself never interrupted, no WAL checkpoint on the loop. Callers treat
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BUDGET_S = 0.002
 DEFAULT_PAUSE_S = 5.0
+DEFAULT_MAX_PAUSE_S = 300.0
+RESET_AFTER = 100  # statements in a row within budget before the pause is short again
 T = TypeVar("T")
 _PROGRESS_EVERY = 500  # SQLite VM instructions between budget checks (~tens of µs)
 
@@ -56,12 +61,15 @@ class InlineSqlite:
         writes: bool = False,
         budget_s: float = DEFAULT_BUDGET_S,
         pause_s: float = DEFAULT_PAUSE_S,
+        max_pause_s: float = DEFAULT_MAX_PAUSE_S,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._uri = f"{path.as_uri()}?mode=rw"  # rw even to read: WAL readers need the -shm
         self._writes = writes
         self._budget_s = budget_s
-        self._pause_s = pause_s
+        self._base_pause_s = self._pause_s = pause_s
+        self._max_pause_s = max_pause_s
+        self._in_budget = 0  # statements in a row within budget since the last decline
         self._clock = clock
         self._conn: sqlite3.Connection | None = None
         self._deadline = 0.0
@@ -91,6 +99,10 @@ class InlineSqlite:
         elapsed = self._clock() - started
         if elapsed > self._budget_s:  # one blocking page read can overrun the handler
             self._decline(f"took {elapsed * 1000:.1f} ms", drop=False)
+        else:
+            self._in_budget += 1
+            if self._in_budget >= RESET_AFTER:
+                self._pause_s = self._base_pause_s
         return result
 
     def close(self) -> None:
@@ -131,9 +143,11 @@ class InlineSqlite:
     def _decline(self, why: str, *, drop: bool) -> None:
         self.declined += 1
         self._paused_until = self._clock() + self._pause_s
+        log.info("inline SQLite declined (%s); worker thread for %.0f s", why, self._pause_s)
+        self._pause_s = min(self._pause_s * 2, self._max_pause_s)  # the next one, if soon
+        self._in_budget = 0
         if drop:
             self.close()
-        log.info("inline SQLite declined (%s); worker thread for %.0f s", why, self._pause_s)
 
 
 _READ_PRAGMAS = ("query_only=ON",)

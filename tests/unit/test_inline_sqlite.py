@@ -110,3 +110,26 @@ def test_writes_are_refused(db: Path) -> None:
     with pytest.raises(InlineDeclined, match=r"readonly|read-only|query_only"):
         inline.fetch_one("INSERT INTO t VALUES ('c', 3) RETURNING v", ())
     inline.close()
+
+
+def test_repeated_declines_lengthen_the_pause_and_a_run_of_successes_resets_it(db: Path) -> None:
+    """On a database where statements are often slow the inline path is tried ever more
+    rarely (5, 10, 20 ... s, at most max_pause_s); RESET_AFTER quick ones in a row make the
+    pause short again."""
+    from ivr_engine.timeline.inline_sqlite import RESET_AFTER
+
+    clock = FakeClock()
+    inline = InlineSqlite(db, pause_s=5, max_pause_s=15, clock=clock)
+    pauses = []
+    for _ in range(4):
+        with pytest.raises(InlineDeclined, match="no such table"):
+            inline.fetch_one("SELECT * FROM absent", ())
+        pauses.append(round(inline._paused_until - clock.now, 3))
+        clock.now = inline._paused_until + 0.001
+    assert pauses == [5, 10, 15, 15]
+    for _ in range(RESET_AFTER):
+        assert inline.fetch_one("SELECT v FROM t WHERE k = ?", ("a",)) == (1,)
+    with pytest.raises(InlineDeclined):
+        inline.fetch_one("SELECT * FROM absent", ())
+    assert inline._paused_until - clock.now == 5
+    inline.close()
