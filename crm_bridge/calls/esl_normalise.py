@@ -32,14 +32,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from crm_bridge.calls.model import CallEventKind, NormalisedEvent
+from crm_bridge.calls.model import CallEventKind, NormalisedEvent, event_key
 from crm_bridge.calls.state import BridgeState, CallState
 from crm_bridge.calls.steps import (
     agent_connected,
     agent_gone,
     emit,
     end_call,
-    event_id,
     intent,
     ms,
     raw,
@@ -62,7 +61,7 @@ CUSTOM_SUBCLASSES = (
 
 
 def esl_event_key(source: str, call_id: str, kind: CallEventKind, ordinal: int) -> str:
-    return event_id(PREFIX, source, call_id, kind, ordinal)
+    return event_key(source, call_id, kind, ordinal, prefix=PREFIX)
 
 
 def normalise_esl(event: EslEvent, state: BridgeState, *, at: datetime) -> list[NormalisedEvent]:

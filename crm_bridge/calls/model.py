@@ -59,14 +59,16 @@ MAX_EVENT_ID = 200  # timeline_events.event_id
 MAX_INTENT = 64  # timeline_events.intent
 
 
-def event_key(source: str, call_id: str, kind: CallEventKind, ordinal: int) -> str:
-    """The idempotency key: ``ami:<source>:<call id>:<kind>:<n>`` (n-th such event, from 1).
-    A call id too long for the column (Asterisk allows 150 characters) is replaced by its
-    SHA-1, so the key stays deterministic and fits."""
-    key = f"ami:{source}:{call_id}:{kind.value}:{ordinal}"
+def event_key(
+    source: str, call_id: str, kind: CallEventKind, ordinal: int, *, prefix: str = "ami"
+) -> str:
+    """The idempotency key: ``<prefix>:<source>:<call id>:<kind>:<n>`` (n-th such event,
+    from 1; prefix ``ami`` or ``esl``). A call id too long for the column (Asterisk allows
+    150 characters) is replaced by its SHA-1, so the key stays deterministic and fits."""
+    key = f"{prefix}:{source}:{call_id}:{kind.value}:{ordinal}"
     if len(key) > MAX_EVENT_ID:
         digest = hashlib.sha1(call_id.encode(), usedforsecurity=False).hexdigest()
-        key = f"ami:{source}:sha1-{digest}:{kind.value}:{ordinal}"
+        key = f"{prefix}:{source}:sha1-{digest}:{kind.value}:{ordinal}"
     return key
 
 

@@ -7,12 +7,11 @@ end of a call with its durations. Pure, like everything the normaliser does.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from crm_bridge.calls.model import MAX_EVENT_ID, MAX_INTENT, CallEventKind, NormalisedEvent
+from crm_bridge.calls.model import MAX_INTENT, CallEventKind, NormalisedEvent, event_key
 from crm_bridge.calls.state import BridgeState, CallState
 
 __all__ = [
@@ -21,7 +20,6 @@ __all__ = [
     "agent_gone",
     "emit",
     "end_call",
-    "event_id",
     "intent",
     "ms",
     "raw",
@@ -36,17 +34,6 @@ class Headers(Protocol):
     """An event's headers: ``AmiEvent`` or ``EslEvent``."""
 
     def get(self, key: str, default: str, /) -> str: ...
-
-
-def event_id(prefix: str, source: str, call_id: str, kind: CallEventKind, ordinal: int) -> str:
-    """``<prefix>:<source>:<call id>:<kind>:<n>`` (n-th such event, from 1); a call id too
-    long for the column is replaced by its SHA-1, so the key stays deterministic and fits.
-    With ``prefix="ami"`` the same text as ``model.event_key``."""
-    key = f"{prefix}:{source}:{call_id}:{kind.value}:{ordinal}"
-    if len(key) > MAX_EVENT_ID:
-        digest = hashlib.sha1(call_id.encode(), usedforsecurity=False).hexdigest()
-        key = f"{prefix}:{source}:sha1-{digest}:{kind.value}:{ordinal}"
-    return key
 
 
 def ms(later: datetime, earlier: datetime | None) -> int | None:
@@ -81,7 +68,7 @@ def emit(
     call.last_event_at = max(call.last_event_at, at)
     state.touch(call)
     return NormalisedEvent(
-        event_id=event_id(prefix, state.config.source, call.call_id, kind, ordinal),
+        event_id=event_key(state.config.source, call.call_id, kind, ordinal, prefix=prefix),
         call_id=call.call_id,
         kind=kind,
         seq=call.seq,

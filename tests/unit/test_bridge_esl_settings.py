@@ -3,6 +3,7 @@ the fix, one switch per reader; ``steps.event_id`` keeps the AMI ids byte-identi
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,6 @@ from crm_bridge.calls.__main__ import _parser
 from crm_bridge.calls.__main__ import _settings as cli_settings
 from crm_bridge.calls.model import CallEventKind, event_key
 from crm_bridge.calls.settings import BridgeSettings, parse_esl_url
-from crm_bridge.calls.steps import event_id
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings, load_settings
 
@@ -109,11 +109,17 @@ def test_python_m_options() -> None:
 @pytest.mark.parametrize("call_id", ["1732440000.42", "x" * 190])
 @pytest.mark.parametrize("kind", list(CallEventKind))
 def test_ami_event_ids_are_unchanged(call_id: str, kind: CallEventKind) -> None:
-    assert event_id("ami", "asterisk", call_id, kind, 3) == event_key("asterisk", call_id, kind, 3)
+    """Replay-stable ids: the text of every stored AMI event id must never change."""
+    key = event_key("asterisk", call_id, kind, 3)
+    if len(call_id) < 100:
+        assert key == f"ami:asterisk:{call_id}:{kind.value}:3"
+    else:
+        digest = hashlib.sha1(call_id.encode(), usedforsecurity=False).hexdigest()
+        assert key == f"ami:asterisk:sha1-{digest}:{kind.value}:3"
 
 
 def test_esl_event_ids() -> None:
     kind = CallEventKind.ENDED
-    assert event_id("esl", "fs", "u-1", kind, 1) == "esl:fs:u-1:call.ended:1"
-    long = event_id("esl", "fs", "y" * 190, kind, 1)
+    assert event_key("fs", "u-1", kind, 1, prefix="esl") == "esl:fs:u-1:call.ended:1"
+    long = event_key("fs", "y" * 190, kind, 1, prefix="esl")
     assert long.startswith("esl:fs:sha1-") and len(long) <= 200
