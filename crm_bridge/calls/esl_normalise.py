@@ -35,6 +35,7 @@ from typing import Any
 from crm_bridge.calls.model import CallEventKind, NormalisedEvent, event_key
 from crm_bridge.calls.state import BridgeState, CallState
 from crm_bridge.calls.steps import (
+    StartHeaders,
     agent_connected,
     agent_gone,
     emit,
@@ -42,9 +43,9 @@ from crm_bridge.calls.steps import (
     intent,
     ms,
     raw,
+    start_call,
     text,
 )
-from ivr_engine.identity import normalize_caller_id
 from ivr_engine.telephony.esl import EslEvent
 
 __all__ = ["CUSTOM_SUBCLASSES", "PREFIX", "SUBSCRIBED_EVENTS", "esl_event_key", "normalise_esl"]
@@ -97,6 +98,15 @@ def _emit(
     return emit(state, call, kind, at, data, intent, prefix=PREFIX)
 
 
+ESL_START = StartHeaders(
+    "Channel-Name",
+    "Caller-Caller-ID-Number",
+    "Caller-Caller-ID-Name",
+    "Caller-Destination-Number",
+    "Caller-Context",
+)
+
+
 # --- handlers ----------------------------------------------------------------------------
 
 
@@ -111,23 +121,7 @@ def _create(event: EslEvent, state: BridgeState, at: datetime) -> list[Normalise
         return []
     if not state.config.is_inbound_context(event.get("Caller-Context")):
         return []
-    caller_raw = raw(event, "Caller-Caller-ID-Number")
-    call = CallState(
-        call_id=uid,
-        channel=raw(event, "Channel-Name"),
-        caller=normalize_caller_id(caller_raw, state.config.default_region),
-        started_at=at,
-        last_event_at=at,
-    )
-    state.add(call)
-    data = {
-        "channel": call.channel,
-        "caller_id_raw": caller_raw,
-        "caller_name": text(event, "Caller-Caller-ID-Name"),
-        "dialled": text(event, "Caller-Destination-Number"),
-        "context": raw(event, "Caller-Context"),
-    }
-    return [_emit(state, call, K.STARTED, at, data)]
+    return [start_call(event, state, uid, at, ESL_START, prefix=PREFIX)]
 
 
 def _leg_created(

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from crm_bridge.calls.model import CallEventKind, NormalisedEvent
 from crm_bridge.calls.state import BridgeState, CallState
 from crm_bridge.calls.steps import (
+    StartHeaders,
     agent_connected,
     agent_gone,
     emit,
@@ -41,9 +41,9 @@ from crm_bridge.calls.steps import (
     intent,
     ms,
     raw,
+    start_call,
     text,
 )
-from ivr_engine.identity import normalize_caller_id
 from ivr_engine.telephony.ami import AmiEvent, ChannelState, int_header
 
 __all__ = ["HANDLERS", "SUBSCRIBED_EVENTS", "event_time", "normalise"]
@@ -68,13 +68,6 @@ def event_time(event: AmiEvent, received_at: datetime) -> datetime:
     return received_at
 
 
-@lru_cache(maxsize=4096)
-def _caller_id(raw: str, default_region: str) -> str | None:
-    """``normalize_caller_id``, remembered for the numbers seen lately (it is pure, and
-    parsing a number with phonenumbers costs more than the rest of a ``Newchannel``)."""
-    return normalize_caller_id(raw, default_region)
-
-
 def _call_of(event: AmiEvent, state: BridgeState, prefix: str = "") -> CallState | None:
     uniqueid = event.get(f"{prefix}Uniqueid", "")
     linkedid = event.get(f"{prefix}Linkedid", "")
@@ -82,6 +75,9 @@ def _call_of(event: AmiEvent, state: BridgeState, prefix: str = "") -> CallState
     if call is not None and uniqueid == call.call_id and linkedid != call.call_id:
         state.alias(call, linkedid)  # the caller's Linkedid changed (bridged with an older call)
     return call
+
+
+AMI_START = StartHeaders("Channel", "CallerIDNum", "CallerIDName", "Exten", "Context")
 
 
 # --- handlers ----------------------------------------------------------------------------
@@ -96,23 +92,7 @@ def _newchannel(event: AmiEvent, state: BridgeState, at: datetime) -> list[Norma
         return []
     if state.find(uniqueid, uniqueid) is not None or state.has_ended(uniqueid):
         return []
-    caller_raw = raw(event, "CallerIDNum")
-    call = CallState(
-        call_id=uniqueid,
-        channel=raw(event, "Channel"),
-        caller=_caller_id(caller_raw, state.config.default_region),
-        started_at=at,
-        last_event_at=at,
-    )
-    state.add(call)
-    data = {
-        "channel": call.channel,
-        "caller_id_raw": caller_raw,
-        "caller_name": text(event, "CallerIDName"),
-        "dialled": text(event, "Exten"),
-        "context": raw(event, "Context"),
-    }
-    return [emit(state, call, K.STARTED, at, data)]
+    return [start_call(event, state, uniqueid, at, AMI_START)]
 
 
 def _newstate(event: AmiEvent, state: BridgeState, at: datetime) -> list[NormalisedEvent]:

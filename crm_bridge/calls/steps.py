@@ -8,11 +8,14 @@ end of a call with its durations. Pure, like everything the normaliser does.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 from crm_bridge.calls.model import MAX_INTENT, CallEventKind, NormalisedEvent, event_key
 from crm_bridge.calls.state import BridgeState, CallState
+from ivr_engine.identity import normalize_caller_id
 
 __all__ = [
     "Headers",
@@ -23,6 +26,7 @@ __all__ = [
     "intent",
     "ms",
     "raw",
+    "start_call",
     "text",
 ]
 
@@ -148,3 +152,50 @@ def end_call(
     ended = emit(state, call, K.ENDED, at, data, call.intent, prefix=prefix)
     state.remove(call)
     return ended
+
+
+@dataclass(frozen=True, slots=True)
+class StartHeaders:
+    """Which headers of a switch's "new channel" event carry what ``call.started`` needs."""
+
+    channel: str
+    caller_number: str
+    caller_name: str
+    dialled: str
+    context: str
+
+
+@lru_cache(maxsize=4096)
+def caller_id(raw: str, default_region: str) -> str | None:
+    """``normalize_caller_id``, remembered for the numbers seen lately (it is pure, and
+    parsing a number with phonenumbers costs more than the rest of a new channel event)."""
+    return normalize_caller_id(raw, default_region)
+
+
+def start_call(
+    event: Headers,
+    state: BridgeState,
+    call_id: str,
+    at: datetime,
+    names: StartHeaders,
+    *,
+    prefix: str = AMI,
+) -> NormalisedEvent:
+    """A new inbound call: its live state (caller ID in E.164) and its ``call.started``."""
+    caller_raw = raw(event, names.caller_number)
+    call = CallState(
+        call_id=call_id,
+        channel=raw(event, names.channel),
+        caller=caller_id(caller_raw, state.config.default_region),
+        started_at=at,
+        last_event_at=at,
+    )
+    state.add(call)
+    data = {
+        "channel": call.channel,
+        "caller_id_raw": caller_raw,
+        "caller_name": text(event, names.caller_name),
+        "dialled": text(event, names.dialled),
+        "context": raw(event, names.context),
+    }
+    return emit(state, call, CallEventKind.STARTED, at, data, prefix=prefix)
