@@ -30,7 +30,7 @@ from ivr_engine.prompt_builder import available_prompt_ids, check_prompt_files
 from ivr_engine.settings import Settings
 from ivr_engine.telephony.agi import FastAgiServer
 from ivr_engine.telephony.esl import EslOutboundServer, OutboundLimits
-from ivr_engine.telephony.esl.ivr_handler import esl_ivr_handler
+from ivr_engine.telephony.esl.ivr_handler import esl_ivr_handler, esl_reroute_handler
 from ivr_engine.telephony.ivr_handler import IVR_SCRIPT, ivr_handler
 from ivr_engine.timeline import Timeline, open_timeline
 from ivr_engine.timeline_ui import create_timeline_ui_app
@@ -138,6 +138,10 @@ class Engine:
             self.esl = EslOutboundServer(
                 handler, settings.esl_host, settings.esl_port, limits=limits
             )
+            if self.contact_center is not None:
+                center = self.contact_center
+                reroute = esl_reroute_handler(center.router, center.agents, utc_now)
+                self.esl.register(REROUTE_SCRIPT, reroute)
             await self.esl.start()
             log.info("FreeSWITCH outbound socket on %s:%s", settings.esl_host, self.esl.port)
         await self._start_http()

@@ -1,56 +1,135 @@
-"""The FastAGI script ``reroute``: the agent did not answer, pick the next one.
+"""Reroute: the agent did not answer, pick the next one.
 
-Dialplan (ivr-route in dialplans/ivr-engine.conf), after ``Dial`` without ``ANSWER``:
-``AGI(agi://HOST:4573/reroute)``. Reads the call's ``IVR_*`` variables, gives back the
-unanswered agent's reservation, routes again excluding every agent already rung, and sets
-``IVR_AGENT_ID`` / ``IVR_AGENT_ENDPOINT`` (empty: overflow to ``IVR_TARGET``).
+The decision is channel-agnostic (``Rerouter``): it gives back the unanswered agent's
+reservation, routes again excluding every agent already rung, and answers the ``IVR_*``
+variables to set: ``IVR_AGENT_ID`` / ``IVR_AGENT_ENDPOINT`` (empty: overflow to
+``IVR_TARGET``) and ``IVR_TRIED_AGENTS``. If the caller hangs up before they are set, the
+agent just reserved is given back at once (nobody will ring them).
+
+* Asterisk (ivr-route in dialplans/ivr-engine.conf), after ``Dial`` without ``ANSWER``:
+  ``AGI(agi://HOST:4573/reroute)`` (``reroute_handler`` here: reads the variables with
+  ``GET VARIABLE``, sets each with ``SET VARIABLE``).
+* FreeSWITCH (ivr-agent in dialplans/freeswitch/ivr-engine.xml), after a failed ``bridge``:
+  ``IVR_SCRIPT=reroute`` then the ``socket`` application
+  (``ivr_engine.telephony.esl.ivr_handler.esl_reroute_handler``: the variables come with the
+  ``connect`` reply, one ``multiset`` sets them).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from ivr_engine.agents import AgentStateStore
 from ivr_engine.agents.errors import AgentStateError
 from ivr_engine.contact_center.router import AgentRouter
+from ivr_engine.domain.errors import CallerHungUp
 from ivr_engine.flows import variables
-from ivr_engine.flows.call_record import CallRecord
+from ivr_engine.flows.call_record import CallRecord, IncomingCall
 from ivr_engine.telephony.agi import AgiChannel, AgiRequest
 from ivr_engine.telephony.ivr_handler import incoming_call
 
 log = logging.getLogger(__name__)
 REROUTE_SCRIPT = "reroute"
 MAX_TRIED = 20
+#: The channel variables a reroute reads.
+REROUTE_READS = (
+    variables.INTENT,
+    variables.TARGET,
+    variables.CUSTOMER_ID,
+    variables.AGENT_ID,
+    variables.TRIED_AGENTS,
+)
+VariableWriter = Callable[[Mapping[str, str]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RerouteRequest:
+    call: IncomingCall
+    intent: str
+    target: str
+    customer_id: str | None
+    missed: str  # the agent who did not answer; "" if none
+    tried: frozenset[str]  # every agent rung for this call, the missed one included
+
+
+def reroute_request(call: IncomingCall, values: Mapping[str, str | None]) -> RerouteRequest:
+    """The request from the channel's ``REROUTE_READS`` values (missing ones count as empty)."""
+    missed = values.get(variables.AGENT_ID) or ""
+    tried_text = values.get(variables.TRIED_AGENTS) or ""
+    tried = {a for a in tried_text.split(",") if a} | ({missed} if missed else set())
+    return RerouteRequest(
+        call=call,
+        intent=values.get(variables.INTENT) or "operator",
+        target=values.get(variables.TARGET) or "",
+        customer_id=values.get(variables.CUSTOMER_ID) or None,
+        missed=missed,
+        tried=frozenset(tried),
+    )
+
+
+class Rerouter:
+    def __init__(self, router: AgentRouter, agents: AgentStateStore) -> None:
+        self._router = router
+        self._agents = agents
+
+    async def reroute(self, request: RerouteRequest, write: VariableWriter) -> None:
+        """Decide, then ``write`` the variables; a hang-up meanwhile frees the new agent."""
+        values = await self.decide(request)
+        try:
+            await write(values)
+        except CallerHungUp:
+            chosen = values[variables.AGENT_ID]
+            if chosen:
+                await self._release(chosen, request.call.call_id)
+            raise
+
+    async def decide(self, request: RerouteRequest) -> dict[str, str]:
+        """Give back the missed agent, route again: the variables to set, in order."""
+        call_id = request.call.call_id
+        if request.missed:
+            await self._release(request.missed, call_id)
+        values: dict[str, str] = {}
+        agent_id, endpoint = "", ""
+        if len(request.tried) < MAX_TRIED:
+            record = CallRecord(
+                call=request.call,
+                customer_id=request.customer_id,
+                intent=request.intent,
+                target=request.target,
+            )
+            result = await self._router.route(record, {}, exclude=request.tried)
+            agent_id, endpoint = result.agent_id or "", result.endpoint or ""
+            if result.agent_id is None:
+                values[variables.TARGET] = result.target
+        values[variables.TRIED_AGENTS] = ",".join(sorted(request.tried))
+        values[variables.AGENT_ID] = agent_id
+        values[variables.AGENT_ENDPOINT] = endpoint
+        return values
+
+    async def _release(self, agent_id: str, call_id: str) -> None:
+        try:
+            await self._agents.release(agent_id, call_id, wrap_up=False)
+        except AgentStateError as exc:
+            log.warning("call %s: releasing %s failed: %r", call_id, agent_id, exc)
 
 
 def reroute_handler(
     router: AgentRouter, agents: AgentStateStore, clock: Callable[[], datetime]
 ) -> Callable[[AgiRequest, AgiChannel], Awaitable[None]]:
+    """The FastAGI script ``reroute``."""
+    rerouter = Rerouter(router, agents)
+
     async def handle(request: AgiRequest, channel: AgiChannel) -> None:
-        intent = await channel.get_variable(variables.INTENT) or "operator"
-        target = await channel.get_variable(variables.TARGET) or ""
-        customer_id = await channel.get_variable(variables.CUSTOMER_ID) or None
-        missed = await channel.get_variable(variables.AGENT_ID) or ""
-        tried_text = await channel.get_variable(variables.TRIED_AGENTS) or ""
-        tried = {a for a in tried_text.split(",") if a} | ({missed} if missed else set())
-        call = incoming_call(request, clock())
-        if missed:
-            try:
-                await agents.release(missed, call.call_id, wrap_up=False)
-            except AgentStateError as exc:
-                log.warning("call %s: releasing %s failed: %r", call.call_id, missed, exc)
-        record = CallRecord(call=call, customer_id=customer_id, intent=intent, target=target)
-        if len(tried) >= MAX_TRIED:
-            result_agent, endpoint = "", ""
-        else:
-            result = await router.route(record, {}, exclude=frozenset(tried))
-            result_agent, endpoint = result.agent_id or "", result.endpoint or ""
-            if result.agent_id is None:
-                await channel.set_variable(variables.TARGET, result.target)
-        await channel.set_variable(variables.TRIED_AGENTS, ",".join(sorted(tried)))
-        await channel.set_variable(variables.AGENT_ID, result_agent)
-        await channel.set_variable(variables.AGENT_ENDPOINT, endpoint)
+        values = {name: await channel.get_variable(name) for name in REROUTE_READS}
+        call = reroute_request(incoming_call(request, clock()), values)
+
+        async def set_each(settings: Mapping[str, str]) -> None:
+            for name, value in settings.items():
+                await channel.set_variable(name, value)
+
+        await rerouter.reroute(call, set_each)
 
     return handle

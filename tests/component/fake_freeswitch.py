@@ -15,6 +15,8 @@ engine's ESL code), so a misunderstanding in the engine is not mirrored here.
   sends then: ``CHANNEL_HANGUP``, the completion with ``Answer-State: hangup``,
   ``CHANNEL_HANGUP_COMPLETE`` and a ``text/disconnect-notice`` (``Content-Disposition:
   linger``). A scripted malformed frame replaces the answer to the n-th ``read``.
+  ``hangup_after_connect``: the caller hangs up as soon as the session is set up (events and
+  notice as above, no execute completion); later ``sendmsg`` get ``+OK`` but run nothing.
 * ``FakeInbound``: the inbound socket: ``auth/request``, ``auth`` → ``+OK accepted`` or
   ``-ERR invalid`` + disconnect notice + close; ``event plain NAMES`` → ``+OK event listener
   enabled plain``; ``emit(headers)`` sends an event to every session subscribed to its name.
@@ -92,6 +94,7 @@ class FsCall:
     caller_id: str
     keys: Sequence[str] = ()
     hangup_at_read: int | None = None
+    hangup_after_connect: bool = False
     malformed_at_read: int | None = None
     malformed: bytes = b"Content-Type: text/event-plain\nContent-Length: 12x\n\n"
     menu: str | None = None
@@ -101,6 +104,7 @@ class FsCall:
     commands: list[str] = field(default_factory=list)
     apps: list[tuple[str, str]] = field(default_factory=list)
     server_closed: bool = False  # the engine closed the socket (EOF seen by the fake)
+    hung_up: bool = False
 
     def channel_headers(self) -> dict[str, str]:
         name = f"sofia/external/{self.caller_id}@198.51.100.7"
@@ -166,6 +170,11 @@ class OutboundDial:
             await self._send(reply_frame("+OK Events Enabled"))
         elif line.startswith("linger"):
             await self._send(reply_frame("+OK will linger"))
+            if call.hangup_after_connect:
+                await self._hang_up(None)
+        elif line.startswith("sendmsg") and call.hung_up:  # queued to a channel that is gone
+            call.apps.append((headers.get("execute-app-name", ""), "(not run: hung up)"))
+            await self._send(reply_frame("+OK"))
         elif line.startswith("sendmsg") and headers.get("call-command") == "execute":
             return await self._execute(headers)
         else:
@@ -219,13 +228,17 @@ class OutboundDial:
         await self._send(done)
         return True
 
-    async def _hang_up(self, tag: dict[str, str]) -> None:
+    async def _hang_up(self, tag: dict[str, str] | None) -> None:
+        """The caller hangs up (during the application ``tag`` names, if any)."""
         call = self.call
-        call.variables.update({"read_result": "failure", "hangup_cause": "NORMAL_CLEARING"})
+        call.hung_up = True
+        call.variables["hangup_cause"] = "NORMAL_CLEARING"
         gone = {"Answer-State": "hangup", "Channel-Call-State": "HANGUP"}
         cause = {"Hangup-Cause": "NORMAL_CLEARING", **gone}
         await self._send(self._event("CHANNEL_HANGUP", **cause))
-        await self._send(self._event("CHANNEL_EXECUTE_COMPLETE", **tag, **gone))
+        if tag is not None:
+            call.variables["read_result"] = "failure"
+            await self._send(self._event("CHANNEL_EXECUTE_COMPLETE", **tag, **gone))
         await self._send(self._event("CHANNEL_HANGUP_COMPLETE", **cause))
         await self._send(disconnect_frame(call.uuid, "linger"))
 

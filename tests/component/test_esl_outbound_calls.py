@@ -8,6 +8,7 @@ from the test machines, so ``fake_freeswitch`` speaks the Event Socket as docume
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -36,14 +37,20 @@ def esl_settings(url: str, tmp_path: Path, **extra: object) -> Settings:
     )
 
 
-@pytest.fixture
-async def engine(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
-    running = Engine(esl_settings(sqlite_url, tmp_path))
+@contextlib.asynccontextmanager
+async def running_engine(settings: Settings) -> AsyncIterator[Engine]:
+    running = Engine(settings)
     await running.start()
     try:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture
+async def engine(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    async with running_engine(esl_settings(sqlite_url, tmp_path)) as running:
+        yield running
 
 
 async def fs_call(engine: Engine, call: FsCall) -> FsCall:

@@ -1,7 +1,9 @@
-"""The IVR over an outbound Event Socket: adapts FreeSWITCH's channel data to the call flow.
+"""The IVR and the reroute over an outbound Event Socket: adapt FreeSWITCH's channel data
+to the call flow and to the ``Rerouter``.
 
 Dialplan: ``<action application="set" data="IVR_MENU=main"/>`` (optional, default ``main``)
-then ``<action application="socket" data="HOST:8084 async full"/>``.
+then ``<action application="socket" data="HOST:8084 async full"/>``. After a ``bridge`` to
+the agent failed: ``IVR_SCRIPT=reroute`` then the same ``socket`` (see ``outbound``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from ivr_engine.agents import AgentStateStore
+from ivr_engine.contact_center.reroute import REROUTE_READS, Rerouter, reroute_request
+from ivr_engine.contact_center.router import AgentRouter
 from ivr_engine.flows.call_record import IncomingCall
 from ivr_engine.flows.ivr_flow import IvrFlow
 from ivr_engine.telephony.esl.channel import EslChannel
@@ -31,5 +36,20 @@ def incoming_call(data: ChannelData, started_at: datetime) -> IncomingCall:
 def esl_ivr_handler(flow: IvrFlow, clock: Callable[[], datetime]) -> EslHandler:
     async def handle(data: ChannelData, channel: EslChannel) -> None:
         await flow.run(incoming_call(data, clock()), channel)
+
+    return handle
+
+
+def esl_reroute_handler(
+    router: AgentRouter, agents: AgentStateStore, clock: Callable[[], datetime]
+) -> EslHandler:
+    """The ``reroute`` script: the variables come with the ``connect`` reply (no round
+    trip), the answer goes back in one ``multiset``."""
+    rerouter = Rerouter(router, agents)
+
+    async def handle(data: ChannelData, channel: EslChannel) -> None:
+        values = {name: data.variable(name) for name in REROUTE_READS}
+        request = reroute_request(incoming_call(data, clock()), values)
+        await rerouter.reroute(request, channel.set_variables)
 
     return handle

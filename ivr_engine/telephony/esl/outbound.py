@@ -9,6 +9,12 @@ and is dropped. A handler that fails leaves ``IVR_OUTCOME=failed`` on the channe
 effort) and the socket is closed; after a malformed frame nothing more is sent. Either way
 FreeSWITCH goes on with the dialplan after ``socket``, where an outcome that is not
 ``routed`` (or is empty) leads to the static fallback menu.
+
+Scripts: the channel variable ``IVR_SCRIPT``, set before ``socket``, picks the handler, like
+the script name of an ``agi://`` URL (the ``socket`` application takes only an address and
+flags). Unset or empty: the server's main handler (the IVR); otherwise the one
+``register``-ed under that name (``reroute``). A name nobody registered is logged and the
+socket closed untouched: the dialplan goes on with what it set before (its fallback).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 
 EslHandler = Callable[[ChannelData, EslChannel], Awaitable[None]]
 REPORT_TIMEOUT = 2.0
+SCRIPT_VARIABLE = "IVR_SCRIPT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +107,8 @@ async def report_failure(channel: EslChannel) -> None:
 
 
 class EslOutboundServer:
-    """Accepts FreeSWITCH's outbound-socket connections and runs ``handler`` for each."""
+    """Accepts FreeSWITCH's outbound-socket connections; runs ``handler``, or the handler
+    registered under the call's ``IVR_SCRIPT``, for each."""
 
     def __init__(
         self,
@@ -111,13 +119,29 @@ class EslOutboundServer:
         backlog: int = 1024,
         limits: OutboundLimits = DEFAULT_OUTBOUND,
     ) -> None:
-        self._handler = handler
+        self._handlers: dict[str, EslHandler] = {"": handler}
         self._host = host
         self._port = port
         self._backlog = backlog
         self._limits = limits
         self._tasks = CallTasks("ESL connection")
         self._server: asyncio.Server | None = None
+
+    def register(self, name: str, handler: EslHandler) -> None:
+        """Serve calls whose ``IVR_SCRIPT`` is ``name``; a name can be registered once."""
+        if not name or any(c.isspace() for c in name):
+            raise ValueError(f"invalid ESL script name {name!r}")
+        if name in self._handlers:
+            raise ValueError(f"an ESL handler for {name!r} is already registered")
+        self._handlers[name] = handler
+
+    async def _dispatch(self, data: ChannelData, channel: EslChannel) -> None:
+        name = data.variable(SCRIPT_VARIABLE) or ""
+        handler = self._handlers.get(name)
+        if handler is None:
+            log.error("call %s: no ESL script %r registered", data.unique_id, name)
+            return
+        await handler(data, channel)
 
     @property
     def port(self) -> int:
@@ -142,7 +166,7 @@ class EslOutboundServer:
         )
 
     def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._tasks.spawn(serve_esl_call(reader, writer, self._handler, self._limits))
+        self._tasks.spawn(serve_esl_call(reader, writer, self._dispatch, self._limits))
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop accepting; give calls ``grace`` seconds to finish, then cancel the rest."""
