@@ -8,8 +8,11 @@ transaction before telling the publisher. The source runs as a task of the reade
 ``TaskGroup``: ``close()`` stops it, the reader commits what it had read and returns.
 
 A reconnect is a gap (the Event Socket has no replay): it is logged and counted in
-``gaps``; calls that ended meanwhile stay live in the state until their next event (a
-resync from ``show calls as json`` is not done yet).
+``gaps``. After every login (the first one too: a restarted bridge restores live calls from
+the outbox) the source asks ``api show channels as json`` and queues the answer behind the
+events FreeSWITCH sent before it; the reader normalises those first, then ``esl_resync``
+closes the calls that ended unseen and adopts the inbound calls that started unseen, all in
+the same group commit as the events around it.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from crm_bridge.calls.esl_normalise import normalise_esl
+from crm_bridge.calls.esl_resync import CHANNEL_LIST, parse_channels, reconcile_channels
 from crm_bridge.calls.model import NormalisedEvent
 from crm_bridge.calls.outbox import OutboxError, SqliteOutbox
+from crm_bridge.calls.resync import begin_resync
 from crm_bridge.calls.state import BridgeState
 from ivr_engine.telephony.ami.backoff import Backoff
-from ivr_engine.telephony.esl import EslEvent, EslEventSource
+from ivr_engine.telephony.esl import EslApiOutput, EslEvent, EslEventSource
 
 __all__ = ["EslReader"]
 log = logging.getLogger(__name__)
@@ -47,6 +52,7 @@ class EslReader:
         clock: Clock | None = None,
     ) -> None:
         self._source, self._outbox, self._state = source, outbox, state
+        source.after_login(CHANNEL_LIST)
         self._on_committed = on_committed
         self._max_batch = max_batch
         self._clock = clock or _utc_now
@@ -55,6 +61,7 @@ class EslReader:
         self.events_read = 0
         self.events_appended = 0
         self.gaps = 0
+        self.resyncs = 0
 
     @property
     def state(self) -> BridgeState:
@@ -94,17 +101,32 @@ class EslReader:
             stop.cancel()
             await asyncio.gather(stop, return_exceptions=True)
 
-    def _queued(self) -> list[EslEvent]:
+    def _queued(self) -> list[EslEvent | EslApiOutput]:
         queue = self._source.queue
         return [queue.get_nowait() for _ in range(min(self._max_batch - 1, queue.qsize()))]
 
-    def _normalise_all(self, events: list[EslEvent]) -> list[NormalisedEvent]:
+    def _normalise_all(self, items: list[EslEvent | EslApiOutput]) -> list[NormalisedEvent]:
         now = self._clock()
-        self.events_read += len(events)
         out: list[NormalisedEvent] = []
-        for event in events:
-            out += normalise_esl(event, self._state, at=now)
+        for item in items:
+            if isinstance(item, EslApiOutput):
+                out += self._resync(item, now)
+            else:
+                self.events_read += 1
+                out += normalise_esl(item, self._state, at=now)
         return out
+
+    def _resync(self, listing: EslApiOutput, now: datetime) -> list[NormalisedEvent]:
+        try:
+            rows = parse_channels(listing.output)
+        except ValueError as exc:
+            log.warning("ESL resync skipped (%s); the next login asks again", exc)
+            return []
+        self.resyncs += 1
+        found = reconcile_channels(self._state, rows, begin_resync(self._state), at=now)
+        if found:
+            log.info("ESL resync: %d call event(s) from the channel list", len(found))
+        return found
 
     async def _commit(self, events: list[NormalisedEvent]) -> None:
         changes = self._state.take_changes()

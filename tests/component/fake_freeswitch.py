@@ -20,6 +20,14 @@ engine's ESL code), so a misunderstanding in the engine is not mirrored here.
 * ``FakeInbound``: the inbound socket: ``auth/request``, ``auth`` → ``+OK accepted`` or
   ``-ERR invalid`` + disconnect notice + close; ``event plain NAMES`` → ``+OK event listener
   enabled plain``; ``emit(headers)`` sends an event to every session subscribed to its name.
+  The fake keeps FreeSWITCH's channel table from what it emits (``CHANNEL_CREATE`` adds a
+  row, ``CHANNEL_HANGUP``/``_COMPLETE`` set its ``callstate`` to ``HANGUP``,
+  ``CHANNEL_DESTROY`` removes it), also while nobody listens, and answers ``api show channels
+  as json`` with it: an ``api/response`` whose body is ``{"row_count":N,"rows":[...]}``
+  (``{"row_count":0}`` when empty), every value a string; another ``api`` gets ``-ERR ...
+  Command not found!``. ``before_api``: events sent to a session just before an ``api``
+  reply (FreeSWITCH sends the events it queued first). ``down()`` drops every session and
+  refuses new ones until ``up()``.
 
 Every wait is bounded (``WAIT_S``): a broken engine fails the test, it never hangs it.
 """
@@ -29,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -261,6 +270,40 @@ async def dial_outbound(port: int, call: FsCall, host: str = "127.0.0.1") -> FsC
 # ---------------------------------------------------------------------------- inbound
 
 
+def api_frame(body: str) -> bytes:
+    raw = body.encode()
+    return f"Content-Type: api/response\nContent-Length: {len(raw)}\n\n".encode() + raw
+
+
+def channel_row(headers: Mapping[str, str]) -> dict[str, str]:
+    """A ``channels`` row as ``show channels`` lists it, from a ``CHANNEL_CREATE``."""
+    uid = headers.get("Unique-ID", "")
+    stamp = headers.get("Event-Date-Timestamp", "0")
+    outbound = headers.get("Call-Direction") == "outbound"
+    row = {
+        "uuid": uid,
+        "direction": headers.get("Call-Direction", ""),
+        "created": "2024-11-24 09:20:00",
+        "created_epoch": str(int(stamp) // 1_000_000),
+        "name": headers.get("Channel-Name", ""),
+        "state": "CS_EXECUTE",
+        "cid_name": headers.get("Caller-Caller-ID-Name", ""),
+        "cid_num": headers.get("Caller-Caller-ID-Number", ""),
+        "ip_addr": "198.51.100.7",
+        "dest": headers.get("Caller-Destination-Number", ""),
+        "application": "",
+        "application_data": "",
+        "dialplan": "XML",
+        "context": headers.get("Caller-Context", ""),
+        "hostname": "fs1",
+        "callstate": "RINGING",
+        "call_uuid": headers.get("Channel-Call-UUID", "") if outbound else "",
+    }
+    for key in ("cid_name", "cid_num", "dest", "context"):
+        row[f"initial_{key}"] = row[key]
+    return row
+
+
 @dataclass
 class InboundSession:
     writer: asyncio.StreamWriter
@@ -276,6 +319,10 @@ class FakeInbound:
         self.port = port
         self.sessions: list[InboundSession] = []
         self.subscribed = asyncio.Condition()
+        self.channels: dict[str, dict[str, str]] = {}
+        self.before_api: list[Mapping[str, str]] = []
+        self.listings = 0  # api show channels answered
+        self.refusing = False
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -301,6 +348,9 @@ class FakeInbound:
         task.add_done_callback(self._tasks.discard)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
         session = InboundSession(writer)
         async with self.subscribed:
             self.sessions.append(session)
@@ -328,16 +378,45 @@ class FakeInbound:
             writer.write(reply_frame("+OK event listener enabled plain"))
             async with self.subscribed:
                 self.subscribed.notify_all()
+        elif line.startswith("api "):
+            for headers in self.before_api:
+                writer.write(event_frame(headers))
+            writer.write(api_frame(self._api(line.removeprefix("api "))))
+            async with self.subscribed:
+                self.subscribed.notify_all()
         else:
             writer.write(reply_frame("-ERR command not found"))
         await writer.drain()
         return True
+
+    def _api(self, command: str) -> str:
+        if command != "show channels as json":
+            return f"-ERR {command.split(' ')[0]} Command not found!\n"
+        self.listings += 1
+        rows = list(self.channels.values())
+        doc: dict[str, object] = {"row_count": len(rows)}
+        if rows:
+            doc["rows"] = rows
+        return json.dumps(doc, separators=(",", ":")) + "\n"
+
+    def _track(self, headers: Mapping[str, str]) -> None:
+        name, uid = headers.get("Event-Name", ""), headers.get("Unique-ID", "")
+        if name == "CHANNEL_CREATE" and uid:
+            self.channels[uid] = channel_row(headers)
+        elif name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE") and uid in self.channels:
+            self.channels[uid]["callstate"] = "HANGUP"
+        elif name == "CHANNEL_DESTROY":
+            self.channels.pop(uid, None)
 
     async def wait_subscribed(self, count: int = 1) -> None:
         async with asyncio.timeout(WAIT_S), self.subscribed:
             await self.subscribed.wait_for(
                 lambda: sum(1 for s in self.sessions if s.subscribed) >= count
             )
+
+    async def wait_listed(self, count: int) -> None:
+        async with asyncio.timeout(WAIT_S), self.subscribed:
+            await self.subscribed.wait_for(lambda: self.listings >= count)
 
     async def wait_sessions(self, count: int) -> None:
         async with asyncio.timeout(WAIT_S), self.subscribed:
@@ -346,6 +425,7 @@ class FakeInbound:
     async def emit(self, headers: Mapping[str, str], raw: bytes | None = None) -> None:
         """Send an event (or ``raw`` bytes) to every session subscribed to its name."""
         name = headers.get("Event-Name", "")
+        self._track(headers)
         for session in self.sessions:
             wanted = name in session.subscribed or "all" in session.subscribed
             if wanted and not session.writer.is_closing():
@@ -357,3 +437,11 @@ class FakeInbound:
         for session in self.sessions:
             session.subscribed.clear()
             session.writer.transport.abort()
+
+    def down(self) -> None:
+        """The bridge loses the switch: sessions reset, new ones refused until ``up()``."""
+        self.refusing = True
+        self.drop_all()
+
+    def up(self) -> None:
+        self.refusing = False

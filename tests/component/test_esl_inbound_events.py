@@ -8,7 +8,9 @@ emits a documented event sequence (a caller through the IVR to an agent, a hold,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -177,30 +179,64 @@ def check_call(out: list[NormalisedEvent]) -> None:
     assert [n.seq for n in out] == list(range(1, 8))
 
 
-async def test_reader_commits_the_call_events_to_the_outbox(
-    fake: FakeInbound, tmp_path: Path
-) -> None:
+@dataclass
+class Running:
+    fake: FakeInbound
+    reader: EslReader
+    outbox: SqliteOutbox
+    committed: asyncio.Event
+
+    async def rows(self) -> list[NormalisedEvent]:
+        return [NormalisedEvent.from_bus(r.event) for r in await self.outbox.read_after(0, 1000)]
+
+    async def until(self, done: Callable[[list[NormalisedEvent]], bool]) -> list[NormalisedEvent]:
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                self.committed.clear()
+                rows = await self.rows()
+                if done(rows):
+                    return rows
+                await self.committed.wait()
+
+    async def until_kind(self, call_id: str, kind: str) -> list[NormalisedEvent]:
+        return await self.until(lambda rows: (call_id, kind) in pairs(rows))
+
+    async def gap(self, *meanwhile: dict[str, str]) -> None:
+        """The bridge loses FreeSWITCH; ``meanwhile`` happens; it reconnects."""
+        listed = self.fake.listings
+        self.fake.down()
+        for headers in meanwhile:
+            await self.fake.emit(headers)  # nobody listens: only the channel table changes
+        self.fake.up()
+        await self.fake.wait_listed(listed + 1)
+
+
+def pairs(rows: list[NormalisedEvent]) -> Counter[tuple[str, str]]:
+    return Counter((r.call_id, r.kind.value) for r in rows)
+
+
+@pytest.fixture
+async def running(fake: FakeInbound, tmp_path: Path) -> AsyncIterator[Running]:
     outbox = await SqliteOutbox.open(tmp_path / "outbox.db", sync="normal")
     committed = asyncio.Event()
     reader = EslReader(source_for(fake), outbox, BridgeState(config()), on_committed=committed.set)
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(reader.run())
-            await fake.wait_subscribed()
-            for headers in CALL:
-                await fake.emit(headers)
-            async with asyncio.timeout(WAIT_S):
-                while reader.events_appended < 7:
-                    await committed.wait()
-                    committed.clear()
+            await fake.wait_listed(1)
+            yield Running(fake, reader, outbox, committed)
             await reader.close()
-        rows = await outbox.read_after(0, 100)
-        assert await outbox.live_calls() == []  # the ended call left the state
     finally:
         await outbox.close()
-    out = [NormalisedEvent.from_bus(r.event) for r in rows]
-    assert [r.partition_key for r in rows] == [CALLER] * 7
-    check_call(out)
+
+
+async def test_reader_commits_the_call_events_to_the_outbox(running: Running) -> None:
+    for headers in CALL:
+        await running.fake.emit(headers)
+    rows = await running.until(lambda rows: len(rows) >= 7)
+    assert await running.outbox.live_calls() == []  # the ended call left the state
+    assert [r.call_id for r in rows] == [CALLER] * 7
+    check_call(rows)
 
 
 async def test_wrong_password_is_retried_and_never_subscribes(fake: FakeInbound) -> None:

@@ -13,7 +13,7 @@ from ivr_engine.telephony.esl.errors import (
     EslError,
     EslProtocolError,
 )
-from ivr_engine.telephony.esl.inbound import EslEventSource
+from ivr_engine.telephony.esl.inbound import EslApiOutput, EslEventSource
 from ivr_engine.telephony.esl.outbound import (
     EslHandler,
     EslOutboundServer,
@@ -39,6 +39,7 @@ from ivr_engine.telephony.esl.protocol import (
 __all__ = [
     "ChannelData",
     "ContentType",
+    "EslApiOutput",
     "EslAuthFailed",
     "EslChannel",
     "EslCommandError",

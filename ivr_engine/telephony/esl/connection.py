@@ -132,6 +132,12 @@ class EslConnection:
         else:
             log.debug("ESL frame %r ignored", frame.content_type)
 
+    def take_pending(self) -> list[EslEvent]:
+        """The events already read (while waiting for replies) and not taken yet, in order."""
+        events = list(self._events)
+        self._events.clear()
+        return events
+
     async def next_event(self) -> EslEvent:
         """The next event (kept ones first). Callers bound the wait with a timeout."""
         if self._events:

@@ -9,6 +9,12 @@ A lost connection is logged and retried with exponential back-off and jitter (th
 client's ``Backoff``), reset after each successful subscription. ``connections`` counts
 subscriptions: a consumer that sees it grow knows events may have been missed meanwhile
 (the Event Socket has no replay).
+
+``after_login(command)``: after each subscription the source runs ``api <command>`` (e.g.
+``show channels as json``) and queues its output as an ``EslApiOutput`` behind the events
+read before the reply (sent before it), so a consumer sees the answer in order with the
+events and can resync from it. A reply that does not come within ``timeout_s`` is a lost
+connection (reconnect, ask again).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from ivr_engine.telephony.ami.backoff import Backoff, make_backoff
 from ivr_engine.telephony.esl.connection import DEFAULT_LIMITS, EslConnection, EslLimits
@@ -25,6 +32,22 @@ from ivr_engine.telephony.esl.protocol import ContentType, EslEvent, check_line
 
 log = logging.getLogger(__name__)
 HEARTBEAT = "HEARTBEAT"
+API_OUTPUT_MAX_BYTES = 32 * 1024 * 1024  # ``show channels`` is ~1 KB per channel
+
+
+@dataclass(frozen=True, slots=True)
+class EslApiOutput:
+    """The output of the ``after_login`` command, run after the ``connection``-th login."""
+
+    connection: int
+    command: str
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class _AfterLogin:
+    command: str
+    timeout_s: float
 
 
 class EslEventSource:
@@ -51,11 +74,19 @@ class EslEventSource:
         self._connect_timeout = connect_timeout_s
         self._idle_timeout = idle_timeout_s
         self._limits = limits
-        self.queue: asyncio.Queue[EslEvent] = asyncio.Queue(queue_size)
+        self.queue: asyncio.Queue[EslEvent | EslApiOutput] = asyncio.Queue(queue_size)
         self.connections = 0
         self.connected = asyncio.Event()
         self._closed = False
         self._conn: EslConnection | None = None
+        self._after_login: _AfterLogin | None = None
+
+    def after_login(self, command: str, *, timeout_s: float = 30.0) -> None:
+        """Run ``api <command>`` after every login and queue its output (before ``run``)."""
+        check_line(command)
+        self._after_login = _AfterLogin(command, timeout_s)
+        body = max(self._limits.max_body_bytes, API_OUTPUT_MAX_BYTES)
+        self._limits = replace(self._limits, max_body_bytes=body)
 
     async def run(self) -> None:
         """Connect, subscribe and queue events until ``close()``; never raises ``EslError``."""
@@ -84,14 +115,26 @@ class EslEventSource:
             self._backoff.reset()
             self.connected.set()
             log.info("ESL events from %s:%s (connection %d)", *self._address, self.connections)
+            if self._after_login is not None:
+                await self._ask(conn, self._after_login)
             while not self._closed:
                 async with asyncio.timeout(self._idle_timeout):
                     event = await conn.next_event()
-                if event.name != HEARTBEAT:
-                    await self.queue.put(event)
+                await self._put(event)
         finally:
             self._conn = None
             await conn.close()
+
+    async def _put(self, event: EslEvent) -> None:
+        if event.name != HEARTBEAT:
+            await self.queue.put(event)
+
+    async def _ask(self, conn: EslConnection, ask: _AfterLogin) -> None:
+        async with asyncio.timeout(ask.timeout_s):
+            output = await conn.api(ask.command)
+        for event in conn.take_pending():
+            await self._put(event)
+        await self.queue.put(EslApiOutput(self.connections, ask.command, output))
 
     async def _open(self) -> EslConnection:
         host, port = self._address
