@@ -25,13 +25,21 @@ from typing import Any, Protocol, runtime_checkable
 from ivr_engine.domain.errors import CustomerNotFound, IvrEngineError
 from ivr_engine.domain.models import KnownField
 from ivr_engine.flows.call_record import CallRecord, CallWrite, to_write
+from ivr_engine.flows.spool_files import (
+    REJECTED_FILE,
+    REPLAY_FILE,
+    REPLAY_LOCK_FILE,
+    SPOOL_FILE,
+    FileLock,
+    append_text,
+    append_to_spool,
+    take_spool,
+)
 from ivr_engine.ports import CustomerWrite, Identity, NewTimelineEvent, TimelineStore
 
 log = logging.getLogger(__name__)
 
-SPOOL_FILE = "calls.jsonl"
-REPLAY_FILE = "calls.replaying.jsonl"  # taken from the spool; survives a crash mid-replay
-REJECTED_FILE = "calls.rejected.jsonl"  # spool lines that cannot be parsed: kept, not retried
+__all__ = ["REJECTED_FILE", "SPOOL_FILE", "CallRecorder"]
 
 
 def write_to_json(write: CallWrite) -> str:
@@ -177,8 +185,9 @@ class CallRecorder:
         self._retry_interval_s = retry_interval_s
         self._task: asyncio.Task[None] | None = None
         self._spool_lock = asyncio.Lock()
-        # Whether the spool may hold calls: only this recorder appends to it, so after a
-        # written batch no file check (a blocking stat on the loop) is needed to know.
+        # Whether the spool may hold calls this recorder appended: after a written batch no
+        # file check (a blocking stat on the loop) is needed to know. What other processes
+        # sharing the directory spool is taken by the replays at start and when idle.
         self._spool_may_hold = True
         self._overflow: list[CallWrite] = []
         self._in_flight: list[CallWrite] = []
@@ -278,14 +287,23 @@ class CallRecorder:
         lines = "".join(write_to_json(w) + "\n" for w in writes)
         async with self._spool_lock:
             self._spool_may_hold = True
-            await asyncio.to_thread(_append_text, self._spool, lines)
+            await asyncio.to_thread(append_to_spool, self._spool, lines)
         self.spooled += len(writes)
 
     async def replay_spool(self) -> int:
-        """Write spooled calls; on the first failure keep the rest for later. Returns written."""
+        """Write spooled calls; on the first failure keep the rest for later. Returns written
+        (0 also when another process is replaying this spool directory right now)."""
+        replaying = FileLock(self._spool.with_name(REPLAY_LOCK_FILE))
+        if not await asyncio.to_thread(replaying.acquire, wait=False):
+            return 0
+        try:
+            return await self._replay()
+        finally:
+            replaying.release()
+
+    async def _replay(self) -> int:
         async with self._spool_lock:
-            replay = self._spool.with_name(REPLAY_FILE)
-            text = await asyncio.to_thread(_take_spool, self._spool, replay)
+            text = await asyncio.to_thread(take_spool, self._spool)
             self._spool_may_hold = False  # all taken (appends wait for the lock, then set it)
         if not text:
             return 0
@@ -293,11 +311,11 @@ class CallRecorder:
         if rejected:
             log.error("%d unreadable spool line(s) moved to %s", len(rejected), REJECTED_FILE)
             path = self._spool.with_name(REJECTED_FILE)
-            await asyncio.to_thread(_append_text, path, "".join(f"{r}\n" for r in rejected))
+            await asyncio.to_thread(append_text, path, "".join(f"{r}\n" for r in rejected))
         failed = await self._try_write(pending)
         if failed:
             await self._append_spool(failed)
-        await asyncio.to_thread(replay.unlink, missing_ok=True)
+        await asyncio.to_thread(self._spool.with_name(REPLAY_FILE).unlink, missing_ok=True)
         return len(pending) - len(failed)
 
 
@@ -319,20 +337,3 @@ def _drain(queue: asyncio.Queue[CallWrite]) -> list[CallWrite]:
     while not queue.empty():
         items.append(queue.get_nowait())
     return items
-
-
-def _append_text(path: Path, text: str) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-
-
-def _take_spool(spool: Path, replay: Path) -> str:
-    """Move the spool's lines to the replay file (kept until written) and return them all."""
-    if spool.exists():
-        _append_text(replay, spool.read_text(encoding="utf-8"))
-        spool.unlink()
-    try:
-        return replay.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return ""

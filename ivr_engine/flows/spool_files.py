@@ -1,0 +1,87 @@
+"""The call spool's files, safe when several processes share the spool directory.
+
+Every classic AGI call is its own process, and engines on one host may share a spool
+directory, so the spool is guarded across processes with ``flock`` (blocking calls: run
+them on a worker thread):
+
+* ``calls.lock``: held for each append and for taking the spool (moving its lines to the
+  replay file). Without it an append landing between another process's read and unlink
+  of the spool would be lost.
+* ``calls.replaying.lock``: held for a whole replay (take, write, remove the replay file).
+  A process that finds it held does not replay: another one is at it, and two replays
+  of one replay file could remove lines the other has not written yet.
+
+The kernel releases both when their holder exits, also on a crash, so a crash never
+leaves the spool locked; the replay file it leaves is taken again by the next replay.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+SPOOL_FILE = "calls.jsonl"
+REPLAY_FILE = "calls.replaying.jsonl"  # taken from the spool; survives a crash mid-replay
+REJECTED_FILE = "calls.rejected.jsonl"  # spool lines that cannot be parsed: kept, not retried
+SPOOL_LOCK_FILE = "calls.lock"
+REPLAY_LOCK_FILE = "calls.replaying.lock"
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``path`` (created if missing), across processes."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def acquire(self, *, wait: bool = True) -> bool:
+        """Take the lock; with ``wait=False`` return False at once if another holds it."""
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def append_to_spool(spool: Path, text: str) -> None:
+    with FileLock(spool.with_name(SPOOL_LOCK_FILE)):
+        append_text(spool, text)
+
+
+def take_spool(spool: Path) -> str:
+    """Move the spool's lines to the replay file (kept until written) and return all the
+    replay file holds. The caller holds the replay lock."""
+    replay = spool.with_name(REPLAY_FILE)
+    with FileLock(spool.with_name(SPOOL_LOCK_FILE)):
+        if spool.exists():
+            append_text(replay, spool.read_text(encoding="utf-8"))
+            spool.unlink()
+    try:
+        return replay.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
+def append_text(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()

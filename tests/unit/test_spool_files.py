@@ -1,0 +1,104 @@
+"""The spool shared by several processes (classic AGI: one process per call): appends and
+takes exclude each other, one replay at a time, and no line is lost under concurrency."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from ivr_engine.flows.recorder import CallRecorder
+from ivr_engine.flows.spool_files import (
+    REPLAY_FILE,
+    REPLAY_LOCK_FILE,
+    SPOOL_FILE,
+    SPOOL_LOCK_FILE,
+    FileLock,
+    take_spool,
+)
+from ivr_engine.ports import CustomerWrite
+
+
+def test_taking_the_spool_waits_for_an_append_in_progress(tmp_path: Path) -> None:
+    spool = tmp_path / SPOOL_FILE
+    spool.write_text("a\n")
+    held = FileLock(tmp_path / SPOOL_LOCK_FILE)  # another process appending right now
+    assert held.acquire(wait=False)
+    taken: list[str] = []
+    taker = threading.Thread(target=lambda: taken.append(take_spool(spool)))
+    taker.start()
+    taker.join(0.3)
+    assert taker.is_alive() and spool.exists()  # waits: no read-then-unlink under an append
+    spool.write_text("a\nb\n")  # what the appender wrote before releasing
+    held.release()
+    taker.join(5)
+    assert taken == ["a\nb\n"]
+    assert not spool.exists() and (tmp_path / REPLAY_FILE).read_text() == "a\nb\n"
+
+
+def test_a_lock_is_free_again_once_released(tmp_path: Path) -> None:
+    first, second = FileLock(tmp_path / "x.lock"), FileLock(tmp_path / "x.lock")
+    assert first.acquire(wait=False)
+    assert not second.acquire(wait=False)
+    first.release()
+    assert second.acquire(wait=False)
+    second.release()
+
+
+class Recording:
+    """A fast writer that records what it was asked to write."""
+
+    def __init__(self) -> None:
+        self.written: list[CustomerWrite] = []
+
+    async def write(self, batch: Sequence[CustomerWrite]) -> set[str]:
+        self.written.extend(batch)
+        return set()
+
+    async def phone_owners(self, phones: Sequence[str]) -> dict[str, list[str]]:
+        return {}
+
+    async def create_customers(self, phones: Sequence[str | None]) -> list[str]:
+        return []
+
+
+async def test_no_replay_while_another_process_replays(tmp_path: Path) -> None:
+    line = '{"customer_id":"c1","phone":"+15550001","events":[],"fields":[]}\n'
+    (tmp_path / SPOOL_FILE).write_text(line)
+    other = FileLock(tmp_path / REPLAY_LOCK_FILE)
+    assert other.acquire(wait=False)
+    writer = Recording()
+    recorder = CallRecorder(None, tmp_path, fast=writer)
+    assert await recorder.replay_spool() == 0
+    assert (tmp_path / SPOOL_FILE).read_text() == line and writer.written == []
+    other.release()
+    assert await recorder.replay_spool() == 1
+    assert [w.customer_id for w in writer.written] == ["c1"]
+    assert not (tmp_path / SPOOL_FILE).exists() and not (tmp_path / REPLAY_FILE).exists()
+
+
+APPENDER = """
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from ivr_engine.flows.spool_files import append_to_spool
+spool, tag = Path(sys.argv[1]), sys.argv[2]
+for i in range(400):
+    append_to_spool(spool, f"{tag}-{i}\\n")
+"""
+
+
+def test_concurrent_appenders_and_a_taker_lose_no_line(tmp_path: Path) -> None:
+    spool = tmp_path / SPOOL_FILE
+    appenders = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, str(spool), tag]) for tag in "pq"
+    ]
+    seen: list[str] = []
+    while any(p.poll() is None for p in appenders):
+        seen += take_spool(spool).splitlines()
+        (tmp_path / REPLAY_FILE).unlink(missing_ok=True)  # as a replay does once written
+    assert all(p.wait() == 0 for p in appenders)
+    seen += take_spool(spool).splitlines()
+    assert sorted(seen) == sorted(f"{tag}-{i}" for tag in "pq" for i in range(400))
