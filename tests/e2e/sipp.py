@@ -397,6 +397,13 @@ async def run_sipp_call(
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             out, err = await proc.communicate()
+        except asyncio.CancelledError:
+            # A test that cancels a call still running (e.g. across an Asterisk restart)
+            # must not leave SIPp running, nor its pipes to be collected after the loop.
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await asyncio.shield(proc.communicate())
+            raise
         return SippResult(
             returncode=None if timed_out else proc.returncode,
             stdout=out.decode(errors="replace"),
