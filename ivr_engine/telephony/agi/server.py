@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Self
+from typing import Any
 
 from ivr_engine.domain.errors import CallerHungUp, IvrEngineError
 from ivr_engine.domain.models import CallOutcome
@@ -25,7 +25,7 @@ from ivr_engine.telephony.agi.protocol import (
     parse_header_line,
     parse_request,
 )
-from ivr_engine.telephony.call_tasks import CallTasks
+from ivr_engine.telephony.call_server import CallServer
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         pass
 
 
-class FastAgiServer:
+class FastAgiServer(CallServer):
     """Accepts FastAGI connections and runs the handler registered for each script name."""
 
     def __init__(
@@ -158,13 +158,11 @@ class FastAgiServer:
         max_header_bytes: int = 16 * 1024,
         max_line_bytes: int = MAX_LINE_CHARS,
     ) -> None:
-        self._host = host
-        self._port = port
-        self._backlog = backlog
+        super().__init__(
+            "FastAGI server", host, port, backlog=backlog, stream_limit=max_line_bytes + 2
+        )
         self._limits = AgiLimits(header_timeout, max_header_bytes, command_timeout, max_line_bytes)
         self._handlers: dict[str, Handler] = {}
-        self._tasks = CallTasks("AGI connection")
-        self._server: asyncio.Server | None = None
 
     def register(self, name: str, handler: Handler) -> None:
         """Serve ``agi://host/<name>``; a name can be registered once."""
@@ -178,50 +176,7 @@ class FastAgiServer:
     def handlers(self) -> Mapping[str, Handler]:
         return MappingProxyType(self._handlers)
 
-    @property
-    def port(self) -> int:
-        """The bound port once started (useful with port 0), else the configured one."""
-        if self._server is None or not self._server.sockets:
-            return self._port
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def active_calls(self) -> int:
-        """Connections being served (including ones still sending their header block)."""
-        return len(self._tasks)
-
-    async def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("FastAGI server already started")
-        self._server = await asyncio.start_server(
-            self._on_connect,
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            limit=self._limits.max_line_bytes + 2,
-        )
-
-    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._tasks.spawn(handle_agi_streams(reader, writer, self.handlers, limits=self._limits))
-
-    async def serve_forever(self) -> None:
-        if self._server is None:
-            await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
-
-    async def close(self, grace: float = 5.0) -> None:
-        """Stop accepting; give calls ``grace`` seconds to finish, then cancel the rest."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        await self._tasks.drain(grace)
-        await server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Coroutine[Any, Any, None]:
+        return handle_agi_streams(reader, writer, self.handlers, limits=self._limits)

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Self
+from typing import Any
 
 from ivr_engine.domain.errors import CallerHungUp, IvrEngineError
 from ivr_engine.domain.models import CallOutcome
 from ivr_engine.flows.variables import OUTCOME
-from ivr_engine.telephony.call_tasks import CallTasks
+from ivr_engine.telephony.call_server import CallServer
 from ivr_engine.telephony.esl.channel import DEFAULT_COMMAND_TIMEOUT, EslChannel
 from ivr_engine.telephony.esl.connection import DEFAULT_LIMITS, EslConnection, EslLimits
 from ivr_engine.telephony.esl.errors import EslCommandError, EslError
@@ -106,7 +106,7 @@ async def report_failure(channel: EslChannel) -> None:
         log.debug("could not report the failure to the channel: %r", exc)
 
 
-class EslOutboundServer:
+class EslOutboundServer(CallServer):
     """Accepts FreeSWITCH's outbound-socket connections; runs ``handler``, or the handler
     registered under the call's ``IVR_SCRIPT``, for each."""
 
@@ -119,13 +119,12 @@ class EslOutboundServer:
         backlog: int = 1024,
         limits: OutboundLimits = DEFAULT_OUTBOUND,
     ) -> None:
+        super().__init__(
+            "ESL outbound server", host, port, backlog=backlog,
+            stream_limit=limits.wire.stream_limit,
+        )  # fmt: skip
         self._handlers: dict[str, EslHandler] = {"": handler}
-        self._host = host
-        self._port = port
-        self._backlog = backlog
         self._limits = limits
-        self._tasks = CallTasks("ESL connection")
-        self._server: asyncio.Server | None = None
 
     def register(self, name: str, handler: EslHandler) -> None:
         """Serve calls whose ``IVR_SCRIPT`` is ``name``; a name can be registered once."""
@@ -143,43 +142,7 @@ class EslOutboundServer:
             return
         await handler(data, channel)
 
-    @property
-    def port(self) -> int:
-        """The bound port once started (useful with port 0), else the configured one."""
-        if self._server is None or not self._server.sockets:
-            return self._port
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def active_calls(self) -> int:
-        return len(self._tasks)
-
-    async def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("ESL outbound server already started")
-        self._server = await asyncio.start_server(
-            self._on_connect,
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            limit=self._limits.wire.stream_limit,
-        )
-
-    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._tasks.spawn(serve_esl_call(reader, writer, self._dispatch, self._limits))
-
-    async def close(self, grace: float = 5.0) -> None:
-        """Stop accepting; give calls ``grace`` seconds to finish, then cancel the rest."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        await self._tasks.drain(grace)
-        await server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Coroutine[Any, Any, None]:
+        return serve_esl_call(reader, writer, self._dispatch, self._limits)
