@@ -157,14 +157,26 @@ class Engine:
 
     async def _start_http(self) -> None:
         assert self.timeline is not None
+        settings = self.settings
+        api_tokens = [token.get_secret_value() for token in settings.api_tokens]
+        admin = settings.admin_token
         app = create_api_app(
             store=self.timeline.store,
             lookup=self.timeline.lookup,
             menus=self.menus,
             clock=utc_now,
-            default_region=self.settings.default_region,
+            default_region=settings.default_region,
+            api_tokens=api_tokens,
+            admin_token=None if admin is None else admin.get_secret_value(),
         )
-        app.add_subapp("/timeline", create_timeline_ui_app(self.timeline.store))
+        if not api_tokens:
+            log.warning(
+                "HTTP API on %s has no authentication (api_tokens not set): customer "
+                "timelines are readable by anyone who reaches the port",
+                settings.http_host,
+            )
+        ui = create_timeline_ui_app(self.timeline.store, token_required=bool(api_tokens))
+        app.add_subapp("/timeline", ui)
         if self.continuation is not None:
             app.add_routes(redeem_routes(self.continuation.tokens, self.timeline.store, utc_now))
         if self.contact_center is not None:

@@ -5,6 +5,7 @@ Validated once at start-up; an error names where the bad value came from and the
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,12 +13,23 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from ivr_engine.domain.errors import ConfigError
 
 ENV_PREFIX = "IVR_ENGINE_"
 MIN_ADMIN_TOKEN = 32
+MAX_TOKEN = 512
+MAX_API_TOKENS = 20
 
 
 class Settings(BaseModel):
@@ -81,19 +93,57 @@ class Settings(BaseModel):
         None, description="random, >= 32 characters (e.g. openssl rand -hex 32); None: off"
     )
 
+    # The HTTP API (every /v1 route, /metrics): "Authorization: Bearer <one of api_tokens>".
+    # Empty: no authentication, allowed only on a loopback http_host or with the opt-out.
+    api_tokens: list[SecretStr] = Field(
+        default_factory=list,
+        description="bearer tokens of the HTTP API, each like admin_token; env: comma-separated",
+    )
+    allow_unauthenticated_http: bool = Field(
+        False, description="true: serve the API without api_tokens on a non-loopback http_host"
+    )
+
     @field_validator("admin_token")
     @classmethod
     def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        text = value.get_secret_value()
-        if len(text) < MIN_ADMIN_TOKEN or len(text) > 512:
-            raise ValueError(
-                f"must be {MIN_ADMIN_TOKEN} to 512 characters (make one: openssl rand -hex 32)"
-            )
-        if not all(33 <= ord(char) <= 126 for char in text):
-            raise ValueError("printable ASCII only, no spaces (make one: openssl rand -hex 32)")
+        if value is not None:
+            check_token_strength(value.get_secret_value())
         return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_api_tokens(cls, value: object) -> object:
+        """The environment (and a file, if written so) gives one comma-separated string."""
+        if isinstance(value, str | SecretStr):
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            return [item.strip() for item in text.split(",")]
+        return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _strong_api_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if len(value) > MAX_API_TOKENS:
+            raise ValueError(f"at most {MAX_API_TOKENS} tokens")
+        for number, token in enumerate(value, start=1):
+            try:
+                check_token_strength(token.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"token {number} of {len(value)}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _http_not_open_to_the_network(self) -> Settings:
+        if self.api_tokens or self.allow_unauthenticated_http or is_loopback(self.http_host):
+            return self
+        raise PydanticCustomError(
+            "open_http",
+            "{host} is not a loopback address and api_tokens is empty: anyone who reaches the "
+            "port could read customer timelines. Set api_tokens (env IVR_ENGINE_API_TOKENS, "
+            "comma-separated, each made with `openssl rand -hex 32`), or bind http_host to "
+            "127.0.0.1, or set allow_unauthenticated_http: true if a proxy in front "
+            "authenticates every request",
+            {"key": "http_host", "host": repr(self.http_host)},
+        )
 
     @field_validator("ami_url")
     @classmethod
@@ -108,6 +158,27 @@ class Settings(BaseModel):
         if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
         return value
+
+
+def check_token_strength(text: str) -> None:
+    """The rule of every bearer token (admin_token, api_tokens): ``ValueError`` if weak."""
+    if len(text) < MIN_ADMIN_TOKEN or len(text) > MAX_TOKEN:
+        raise ValueError(
+            f"must be {MIN_ADMIN_TOKEN} to {MAX_TOKEN} characters (make one: openssl rand -hex 32)"
+        )
+    if not all(33 <= ord(char) <= 126 for char in text):
+        raise ValueError("printable ASCII only, no spaces (make one: openssl rand -hex 32)")
+
+
+def is_loopback(host: str) -> bool:
+    """``127.0.0.0/8``, ``::1`` or ``localhost``; anything else (``0.0.0.0``, ``""``, a
+    name) may be reachable from the network."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_ami_url(url: str) -> tuple[str, int, str, str]:
@@ -168,7 +239,7 @@ def load_settings(
     except ValidationError as exc:
         lines = []
         for item in exc.errors():
-            key = str(item["loc"][0]) if item["loc"] else "<top>"
+            key = str(item["loc"][0]) if item["loc"] else item.get("ctx", {}).get("key", "<top>")
             source = origin.get(key, "defaults")
             env_hint = f" (env {ENV_PREFIX}{key.upper()})" if source == "environment" else ""
             lines.append(f"{source}: {key}{env_hint}: {item['msg']}")

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from ivr_engine.api import preview, routes, routes_events, routes_messages
 from ivr_engine.api.appending import APPENDER, Appender
+from ivr_engine.api.auth import ApiTokens, auth_middleware
 from ivr_engine.api.errors import error_middleware
 from ivr_engine.api.keys import (
     CLOCK,
@@ -47,10 +48,16 @@ def create_api_app(
     clock: Callable[[], datetime] = _utc_now,
     default_region: str = "US",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    api_tokens: Sequence[str] = (),
+    admin_token: str | None = None,
 ) -> web.Application:
-    """Webhooks are not the API's business: the relay tails the committed timeline
+    """With ``api_tokens``, every route of this app and of what is added to it later needs
+    one of them or ``admin_token`` (``auth``: all but ``OPEN_PATHS``/``OPEN_PREFIXES``).
+
+    Webhooks are not the API's business: the relay tails the committed timeline
     (``crm_bridge.webhooks.relay``)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=max_body_bytes)
+    checked = auth_middleware(ApiTokens(api_tokens, admin_token))
+    app = web.Application(middlewares=[error_middleware, checked], client_max_size=max_body_bytes)
     app[STORE] = store
     app[APPENDER] = Appender(store)
     app[LOOKUP] = lookup

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from ivr_engine.api import openapi_agents, openapi_messages, preview, schemas, serialize
+from ivr_engine.api.auth import OPEN_PATHS
 
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
@@ -23,6 +24,15 @@ _ERRORS = {
     "415": "Body is not application/json",
     "503": "Timeline store unavailable",
 }
+_API_TOKEN = {
+    "apiToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "one of the api_tokens setting (IVR_ENGINE_API_TOKENS), or admin_token; "
+        "required on every operation but the open ones when api_tokens is set",
+    }
+}
+_UNAUTHORIZED = "No or wrong bearer token (WWW-Authenticate: Bearer)"
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -195,6 +205,7 @@ def openapi_document() -> dict[str, Any]:
     }
     paths.update(openapi_messages.message_paths(b))
     paths.update(openapi_agents.agent_paths(b))
+    _declare_security(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -205,6 +216,19 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": b.schemas,
-            "securitySchemes": openapi_agents.SECURITY_SCHEMES,
+            "securitySchemes": {**_API_TOKEN, **openapi_agents.SECURITY_SCHEMES},
         },
     }
+
+
+def _declare_security(paths: dict[str, Any]) -> None:
+    """Every operation needs the API token (agent writes: the admin token), except the
+    open paths of ``auth.OPEN_PATHS``, which say so with an empty requirement."""
+    error = _json(_UNAUTHORIZED, {"$ref": _REF.format(model="ErrorJson")})
+    for path, item in paths.items():
+        for op in item.values():
+            if path in OPEN_PATHS:
+                op["security"] = []
+                continue
+            op.setdefault("security", [{"apiToken": []}])
+            op["responses"].setdefault("401", error)

@@ -24,7 +24,7 @@ _AGENT_ID = {"name": "agent_id", "in": "path", "required": True, "schema": {"typ
 _ERROR = {"$ref": "#/components/schemas/ErrorJson"}
 _ADMIN_ERRORS = {
     "401": "No or wrong admin token (Authorization: Bearer <admin_token>)",
-    "403": "Agent management is off: admin_token is not set",
+    "403": "Agent management is off (admin_token not set), or an API token was sent",
     "422": "A roster rule: unknown skill, or no password nor token_sha256",
 }
 

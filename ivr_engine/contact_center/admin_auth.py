@@ -1,43 +1,43 @@
 """The admin credential of agent management: ``Authorization: Bearer <admin_token>``.
 
-The token is compared in constant time (SHA-256 of both sides, then ``hmac.compare_digest``,
-so neither its content nor its length leaks through timing). Without an ``admin_token``
-setting the write endpoints are off: 403 with the way to turn them on.
+Parsed and compared like the API tokens (``ivr_engine.api.auth``: SHA-256 of both sides,
+``hmac.compare_digest``, so neither content nor length leaks through timing). Without an
+``admin_token`` setting the write endpoints are off: 403 with the way to turn them on. With
+``api_tokens`` set, a valid API token that is not the admin token gets 403
+(``insufficient_scope``): it is known, but cannot manage agents.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from aiohttp import hdrs, web
 
+from ivr_engine.api.auth import CREDENTIAL, bearer_token, same_token, unauthorized
 from ivr_engine.api.errors import error_response
 
+REALM = "ivr-engine agents"
 DISABLED_MESSAGE = (
     "agent management is turned off: set admin_token (env IVR_ENGINE_ADMIN_TOKEN, at least "
     "32 random characters, e.g. `openssl rand -hex 32`) and restart the engine"
 )
 
 
-def _digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8")).digest()
-
-
 def admin_refusal(request: web.Request, admin_token: str | None) -> web.Response | None:
     """None when the request carries the admin token; otherwise the 401/403 to answer."""
     if admin_token is None:
         return error_response(403, "admin_disabled", DISABLED_MESSAGE)
-    scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
-    given = given.strip()
-    if scheme.lower() != "bearer" or not given:
-        return _unauthorized("send the admin token as `Authorization: Bearer <admin_token>`")
-    if not hmac.compare_digest(_digest(given), _digest(admin_token)):
-        return _unauthorized("the admin token is wrong")
-    return None
-
-
-def _unauthorized(message: str) -> web.Response:
-    response = error_response(401, "unauthorized", message)
-    response.headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="ivr-engine agents"'
-    return response
+    given = bearer_token(request)
+    if given is None:
+        return unauthorized(
+            "send the admin token as `Authorization: Bearer <admin_token>`", realm=REALM
+        )
+    if same_token(given, admin_token):
+        return None
+    if request.get(CREDENTIAL) == "api":
+        response = error_response(
+            403, "admin_token_required", "an API token cannot manage agents: use admin_token"
+        )
+        response.headers[hdrs.WWW_AUTHENTICATE] = (
+            f'Bearer realm="{REALM}", error="insufficient_scope"'
+        )
+        return response
+    return unauthorized("the admin token is wrong", realm=REALM, invalid=True)

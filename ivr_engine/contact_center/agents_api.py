@@ -1,12 +1,13 @@
 """``/v1/agents``: the live roster with each agent's live state, and agent management.
 
-Reads are open like the rest of ``/v1`` (keep the port private). Writes need the admin
-token (``admin_auth``): ``POST /v1/agents`` (409 if the id exists), ``PUT`` (the whole
-profile; credentials kept unless given), ``PATCH`` (the fields given), ``DELETE``. A write
-goes to the shared roster table and is applied to this process at once (other engine
-processes within ``ROSTER_POLL_S``). Passwords are stored as scrypt hashes only and no
-credential ever leaves the server. Errors: 400 shape, 401/403 auth, 404, 409, 413, 415,
-422 roster rules (unknown skill, no way to log in), 503 database down.
+Reads need an API token like the rest of ``/v1`` when ``api_tokens`` is set
+(``api.auth``). Writes need the admin token (``admin_auth``): ``POST /v1/agents`` (409 if
+the id exists), ``PUT`` (the whole profile; credentials kept unless given), ``PATCH`` (the
+fields given), ``DELETE``. A write goes to the shared roster table and is applied to this
+process at once (other engine processes within ``ROSTER_POLL_S``). Passwords are stored as
+scrypt hashes only and no credential ever leaves the server. Errors: 400 shape, 401/403
+auth, 404, 409, 413, 415, 422 roster rules (unknown skill, no way to log in), 503 database
+down.
 """
 
 from __future__ import annotations

@@ -30,10 +30,16 @@ routes = web.RouteTableDef()
 
 
 def create_timeline_ui_app(
-    store: TimelineStore, *, api_base: str = "/", page_size: int = DEFAULT_PAGE_SIZE
+    store: TimelineStore,
+    *,
+    api_base: str = "/",
+    page_size: int = DEFAULT_PAGE_SIZE,
+    token_required: bool = False,
 ) -> web.Application:
     """The page sub-app. ``api_base``: where the JSON API is mounted on this origin;
-    ``page_size``: events per request (the "load older" step), 1 to 200.
+    ``page_size``: events per request (the "load older" step), 1 to 200; ``token_required``:
+    the API has ``api_tokens``, so the page asks for one before searching (it also asks
+    whenever the API answers 401, and keeps the token in the tab's sessionStorage only).
 
     ``store`` is kept on the app (``STORE``) for server-side additions; the page itself only
     talks to the API, so what it shows is exactly what the API answers.
@@ -42,7 +48,9 @@ def create_timeline_ui_app(
         raise ConfigError(f"timeline_ui page_size: {page_size} is not between 1 and 200")
     app = web.Application(middlewares=[security_headers_middleware])
     app[STORE] = store
-    app[ASSETS] = load_assets(api_base=normalise_api_base(api_base), page_size=page_size)
+    app[ASSETS] = load_assets(
+        api_base=normalise_api_base(api_base), page_size=page_size, token_required=token_required
+    )
     app.add_routes(routes)
     return app
 

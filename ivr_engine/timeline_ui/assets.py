@@ -1,9 +1,9 @@
 """The page, its script and its style sheet, read from the package once, when the app is built.
 
-Plain files in ``ivr_engine/timeline_ui/static/`` (no build step). ``index.html`` carries two
-placeholders filled here: the API's base path and the page size, as ``data-`` attributes the
-script reads. A missing file or placeholder stops the app from being built rather than
-serving a broken page.
+Plain files in ``ivr_engine/timeline_ui/static/`` (no build step). ``index.html`` carries three
+placeholders filled here: the API's base path, the page size and whether the API needs a
+bearer token, as ``data-`` attributes the script reads. A missing file or placeholder stops
+the app from being built rather than serving a broken page.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ FILES: Final = MappingProxyType(
 )
 API_BASE_SLOT: Final = "{{api_base}}"
 PAGE_SIZE_SLOT: Final = "{{page_size}}"
+TOKEN_SLOT: Final = "{{token_required}}"
 # A path on this origin: "/" or "/segment/.../" ("//host" would leave the origin).
 _API_BASE_RE: Final = re.compile(r"^/(?:[A-Za-z0-9._~\-]+/)*$")
 
@@ -52,7 +53,7 @@ def normalise_api_base(api_base: str) -> str:
     return base
 
 
-def load_assets(*, api_base: str, page_size: int) -> Assets:
+def load_assets(*, api_base: str, page_size: int, token_required: bool = False) -> Assets:
     root = resources.files("ivr_engine.timeline_ui").joinpath("static")
     loaded: dict[str, Asset] = {}
     for name, content_type in FILES.items():
@@ -64,14 +65,19 @@ def load_assets(*, api_base: str, page_size: int) -> Assets:
                 f"({exc}); is package-data for ivr_engine.timeline_ui installed?"
             ) from None
         loaded[name] = Asset(body, content_type)
-    page = _fill_page(loaded[PAGE].body.decode("utf-8"), api_base, page_size)
+    slots = {
+        API_BASE_SLOT: html.escape(api_base, quote=True),
+        PAGE_SIZE_SLOT: str(page_size),
+        TOKEN_SLOT: "true" if token_required else "false",
+    }
+    page = _fill_page(loaded[PAGE].body.decode("utf-8"), slots)
     loaded[PAGE] = Asset(page.encode("utf-8"), FILES[PAGE])
     return MappingProxyType(loaded)
 
 
-def _fill_page(page: str, api_base: str, page_size: int) -> str:
-    for slot in (API_BASE_SLOT, PAGE_SIZE_SLOT):
+def _fill_page(page: str, slots: Mapping[str, str]) -> str:
+    for slot, value in slots.items():
         if page.count(slot) != 1:
             raise ConfigError(f"ivr_engine/timeline_ui/static/{PAGE}: expected one {slot}")
-    page = page.replace(API_BASE_SLOT, html.escape(api_base, quote=True))
-    return page.replace(PAGE_SIZE_SLOT, str(page_size))
+        page = page.replace(slot, value)
+    return page

@@ -9,7 +9,8 @@ conditions (Playwright's auto-waiting ``expect``), never on sleeps.
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,8 +54,11 @@ async def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@per_test_fixture
-async def served(tmp_path: Path, migrated_db: Path) -> AsyncIterator[Served]:
+@asynccontextmanager
+async def serving(
+    tmp_path: Path, migrated_db: Path, api_tokens: Sequence[str] = ()
+) -> AsyncIterator[Served]:
+    """The API app at the root and the page at /timeline, as the engine mounts them."""
     shutil.copyfile(migrated_db, tmp_path / "timeline.db")
     timeline = await open_timeline(f"sqlite:///{tmp_path / 'timeline.db'}", migrate=False)
     root = create_api_app(
@@ -63,8 +67,12 @@ async def served(tmp_path: Path, migrated_db: Path) -> AsyncIterator[Served]:
         menus=load_menus(REPO / "config" / "menus"),
         clock=lambda: datetime.now(UTC),
         default_region="US",
+        api_tokens=api_tokens,
     )
-    root.add_subapp("/timeline", create_timeline_ui_app(timeline.store, page_size=PAGE_SIZE))
+    ui = create_timeline_ui_app(
+        timeline.store, page_size=PAGE_SIZE, token_required=bool(api_tokens)
+    )
+    root.add_subapp("/timeline", ui)
     runner = web.AppRunner(root, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -75,6 +83,12 @@ async def served(tmp_path: Path, migrated_db: Path) -> AsyncIterator[Served]:
     finally:
         await runner.cleanup()
         await timeline.close()
+
+
+@per_test_fixture
+async def served(tmp_path: Path, migrated_db: Path) -> AsyncIterator[Served]:
+    async with serving(tmp_path, migrated_db) as running:
+        yield running
 
 
 @per_test_fixture

@@ -18,6 +18,8 @@
   const BUSY = ["reserved", "ringing", "on_call", "wrap_up"];
   const DEFAULT_EVERY_MS = 2000;
   const REQUEST_TIMEOUT_MS = 5000;
+  // With api_tokens set, the token the timeline page (/timeline/) keeps in this tab.
+  const TOKEN_KEY = "ivr-engine.api-token";
 
   const $ = (id) => document.getElementById(id);
 
@@ -118,16 +120,31 @@
     setText(status, text);
   }
 
+  function apiHeaders() {
+    const headers = { Accept: "application/json" };
+    let token = "";
+    try {
+      token = window.sessionStorage.getItem(TOKEN_KEY) || "";
+    } catch (_error) {
+      token = "";
+    }
+    if (token) headers.Authorization = `Bearer ${token}`;
+    return headers;
+  }
+
   async function fetchLoad() {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
     try {
       const response = await fetch("load", {
-        headers: { Accept: "application/json" },
+        headers: apiHeaders(),
         cache: "no-store",
         credentials: "same-origin",
         signal: controller.signal,
       });
+      if (response.status === 401) {
+        throw new Error("401: the API needs a token; enter it on /timeline/ in this tab, then come back");
+      }
       if (!response.ok) throw new Error(`the server answered ${response.status}`);
       return await response.json();
     } finally {

@@ -20,6 +20,9 @@
   const $ = (id) => document.getElementById(id);
   const API_BASE = document.body.dataset.apiBase || "/";
   const PAGE_SIZE = Math.min(Math.max(Number.parseInt(document.body.dataset.pageSize, 10) || 50, 1), 200);
+  const TOKEN_REQUIRED = document.body.dataset.tokenRequired === "true";
+  // The API token lives in this tab's sessionStorage only (never a cookie, never the URL).
+  const TOKEN_KEY = "ivr-engine.api-token";
 
   // One search at a time: a reply to an older search (or page) is dropped when it lands late.
   let generation = 0;
@@ -70,6 +73,40 @@
     box.hidden = !text;
   }
 
+  // ------------------------------------------------------------------ API token
+
+  function storedToken() {
+    try {
+      return window.sessionStorage.getItem(TOKEN_KEY) || "";
+    } catch (_error) {
+      return "";
+    }
+  }
+
+  function storeToken(token) {
+    try {
+      if (token) window.sessionStorage.setItem(TOKEN_KEY, token);
+      else window.sessionStorage.removeItem(TOKEN_KEY);
+    } catch (_error) {
+      // Storage refused (private mode): the token is then asked again on every page load.
+    }
+    $("token-forget").hidden = !token;
+  }
+
+  function askForToken(text) {
+    $("token-form").hidden = false;
+    $("token-input").value = "";
+    $("token-input").focus();
+    showMessage(text, "error");
+  }
+
+  function apiHeaders() {
+    const headers = { Accept: "application/json" };
+    const token = storedToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    return headers;
+  }
+
   async function getJson(path, params) {
     const url = new URL(API_BASE + path, window.location.origin);
     for (const [key, value] of Object.entries(params)) {
@@ -77,10 +114,11 @@
     }
     let response;
     try {
-      response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      response = await fetch(url, { credentials: "same-origin", headers: apiHeaders() });
     } catch (_error) {
       return { ok: false, error: { message: "The server cannot be reached." } };
     }
+    if (response.status === 401) return { ok: false, unauthorized: true, hadToken: Boolean(storedToken()) };
     let data = null;
     try {
       data = await response.json();
@@ -94,6 +132,17 @@
 
   // ------------------------------------------------------------------ search
 
+  function refused(result) {
+    if (!result.unauthorized) return false;
+    storeToken("");
+    askForToken(
+      result.hadToken
+        ? "The API token was refused (401): enter a valid token."
+        : "This API needs a token (401): enter your API token."
+    );
+    return true;
+  }
+
   async function search(query) {
     const mine = ++generation;
     current = null;
@@ -103,6 +152,7 @@
     const kind = query.includes("@") ? "email" : "phone";
     const result = await getJson("v1/customers", { [kind]: query });
     if (mine !== generation) return;
+    if (refused(result)) return;
     if (!result.ok) {
       showMessage(result.error.message, "error");
       return;
@@ -159,6 +209,7 @@
     const result = await getJson(path, { limit: PAGE_SIZE, before: shown.nextBefore });
     button.disabled = false;
     if (mine !== generation || shown !== current) return;
+    if (refused(result)) return;
     if (!result.ok) {
       showMessage(result.error.message, "error");
       return;
@@ -304,12 +355,40 @@
 
   function onSubmit(event) {
     event.preventDefault();
-    const query = $("search-input").value.trim();
+    const query = currentQuery();
     if (!query) return;
     const url = new URL(window.location.href);
     url.searchParams.set("q", query);
     window.history.replaceState(null, "", url);
     search(query);
+  }
+
+  function currentQuery() {
+    return $("search-input").value.trim();
+  }
+
+  function onToken(event) {
+    event.preventDefault();
+    const token = $("token-input").value.trim();
+    if (!token) return;
+    if (!/^[\x21-\x7e]+$/.test(token)) {
+      askForToken("An API token is printable ASCII without spaces: enter it again.");
+      return;
+    }
+    storeToken(token);
+    $("token-input").value = "";
+    $("token-form").hidden = true;
+    showMessage("");
+    if (currentQuery()) search(currentQuery());
+  }
+
+  function onForget() {
+    storeToken("");
+    ++generation;
+    current = null;
+    $("customer").hidden = true;
+    $("choices").hidden = true;
+    askForToken("Token forgotten: enter an API token to search.");
   }
 
   function onLoadOlder() {
@@ -319,11 +398,16 @@
   function start() {
     $("search-form").addEventListener("submit", onSubmit);
     $("load-older").addEventListener("click", onLoadOlder);
-    const query = (new URLSearchParams(window.location.search).get("q") || "").trim();
-    if (query) {
-      $("search-input").value = query;
-      search(query);
+    $("token-form").addEventListener("submit", onToken);
+    $("token-forget").addEventListener("click", onForget);
+    storeToken(storedToken());
+    if (TOKEN_REQUIRED && !storedToken()) {
+      $("token-form").hidden = false;
+      showMessage("This API needs a token: enter your API token.");
     }
+    const query = (new URLSearchParams(window.location.search).get("q") || "").trim();
+    if (query) $("search-input").value = query;
+    if (query && (!TOKEN_REQUIRED || storedToken())) search(query);
   }
 
   start();

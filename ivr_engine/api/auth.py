@@ -1,0 +1,135 @@
+"""Bearer tokens on the HTTP API: ``Authorization: Bearer <token>`` (RFC 6750).
+
+With ``api_tokens`` set, every route needs one of them (or the ``admin_token``, which is
+accepted wherever an API token is) except the few that are open on purpose (``OPEN_PATHS``,
+``OPEN_PREFIXES``): a route added later is protected unless it is listed there. Missing
+header, another scheme or an empty token: 401 ``WWW-Authenticate: Bearer realm=...``; a
+wrong token: 401 with ``error="invalid_token"``. Tokens are compared in constant time
+(SHA-256 of both sides, ``hmac.compare_digest`` against every configured token).
+
+Without ``api_tokens`` the middleware lets everything through (the settings allow that only
+on a loopback ``http_host`` or with ``allow_unauthenticated_http``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from typing import Final, Literal
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
+
+from ivr_engine.api.errors import error_response
+from ivr_engine.settings import check_token_strength
+
+REALM: Final = "ivr-engine"
+# Open without a token: liveness, the API's own description, and pages holding no data
+# (the timeline page's data comes from /v1; the desktop has its own login and session).
+OPEN_PATHS: Final = frozenset(
+    {"/healthz", "/openapi.json", "/docs", "/v1/load.html", "/v1/load.js"}
+)
+OPEN_PREFIXES: Final = ("/timeline", "/desktop")
+
+Credential = Literal["api", "admin"]
+# Which credential the middleware accepted (absent: the API is open, or the route is).
+CREDENTIAL: Final = web.RequestKey[Credential]("credential")
+
+
+def token_digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>``; None when absent, another scheme or
+    empty."""
+    scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    given = given.strip()
+    return given if scheme.lower() == "bearer" and given else None
+
+
+def _plausible(given: str) -> bool:
+    """What a configured token can be (``settings.check_token_strength``): anything else
+    is refused before hashing (a header may carry undecodable bytes)."""
+    try:
+        check_token_strength(given)
+    except ValueError:
+        return False
+    return True
+
+
+def same_token(given: str, expected: str) -> bool:
+    """One token against one setting, in constant time."""
+    return _plausible(given) and hmac.compare_digest(token_digest(given), token_digest(expected))
+
+
+def unauthorized(message: str, *, realm: str = REALM, invalid: bool = False) -> web.Response:
+    """401 with the ``WWW-Authenticate`` challenge; ``invalid``: a token was sent but refused."""
+    response = error_response(401, "unauthorized", message)
+    challenge = f'Bearer realm="{realm}"'
+    response.headers[hdrs.WWW_AUTHENTICATE] = (
+        challenge + ', error="invalid_token"' if invalid else challenge
+    )
+    return response
+
+
+class ApiTokens:
+    """The accepted bearer tokens, kept as digests only; empty: the API is open."""
+
+    def __init__(self, api_tokens: Iterable[str], admin_token: str | None = None) -> None:
+        api: list[tuple[bytes, Credential]] = [(token_digest(t), "api") for t in api_tokens]
+        admin: list[tuple[bytes, Credential]] = (
+            [(token_digest(admin_token), "admin")] if api and admin_token is not None else []
+        )
+        self._digests = tuple(api + admin)
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def match(self, given: str) -> Credential | None:
+        """Compared against every token (no early exit), each in constant time."""
+        if not _plausible(given):
+            return None
+        digest = token_digest(given)
+        found: Credential | None = None
+        for expected, kind in self._digests:
+            if hmac.compare_digest(digest, expected) and found is None:
+                found = kind
+        return found
+
+
+def is_open(request: web.Request) -> bool:
+    """Decided on the route that matched (what dispatches), not on the raw path."""
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else None
+    if path is None:
+        return False
+    return path in OPEN_PATHS or any(
+        path == prefix or path.startswith(prefix + "/") for prefix in OPEN_PREFIXES
+    )
+
+
+def refusal(request: web.Request, tokens: ApiTokens) -> web.Response | None:
+    """None when the request may go on (and ``request[CREDENTIAL]`` says with what)."""
+    if not tokens or is_open(request):
+        return None
+    given = bearer_token(request)
+    kind = None if given is None else tokens.match(given)
+    if kind is None:
+        if given is None:
+            return unauthorized("send one of api_tokens as `Authorization: Bearer <token>`")
+        return unauthorized("the bearer token is not one of api_tokens", invalid=True)
+    request[CREDENTIAL] = kind
+    return None
+
+
+def auth_middleware(tokens: ApiTokens) -> Middleware:
+    @web.middleware
+    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        refused = refusal(request, tokens)
+        if refused is not None:
+            return refused
+        return await handler(request)
+
+    return check_token
