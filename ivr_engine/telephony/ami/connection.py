@@ -33,6 +33,7 @@ from ivr_engine.telephony.ami.protocol import (
     AmiResponse,
     HeaderValue,
     build_message,
+    build_plain,
     decode_line,
     format_action,
     parse_banner,
@@ -149,10 +150,10 @@ class AmiConnection:
                 data = await self._reader.read(limits.read_chunk_bytes)
                 if not data:
                     raise framer.eof_error()
-                for headers in framer.feed(data):
-                    message = build_message(headers)
+                for raw in framer.feed_raw(data):
+                    message = build_plain(raw) if isinstance(raw, str) else build_message(raw)
                     if message is None:  # not rate-limited: debug only
-                        log.debug("AMI message neither response nor event, ignored: %r", headers[0])
+                        log.debug("AMI message neither response nor event, ignored: %.80r", raw)
                         continue
                     self._dispatch(message)
         except AmiError as exc:
