@@ -23,6 +23,7 @@ from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
 from ivr_engine.flows.ivr_flow import CallSink, IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
+from ivr_engine.live_menus import LiveMenus
 from ivr_engine.menu_config import check_prompts_exist, load_menus, referenced_prompts
 from ivr_engine.omni.redeem_api import redeem_routes
 from ivr_engine.omni.webhook_feed import open_webhook_relay
@@ -74,7 +75,7 @@ def _check_prompt_audio(sounds_dir: Path, menus: Mapping[str, Menu]) -> None:
 @dataclass
 class Engine:
     settings: Settings
-    menus: Mapping[str, Menu] = field(default_factory=dict)
+    menus: LiveMenus = field(default_factory=LiveMenus)
     timeline: Timeline | None = None
     recorder: CallRecorder | None = None
     agi: FastAgiServer | None = None
@@ -84,10 +85,11 @@ class Engine:
     contact_center: ContactCenter | None = None
     continuation: Continuation | None = None
     webhooks: WebhookRelay | None = None
+    _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self) -> None:
         settings = self.settings
-        self.menus = load_checked_menus(settings)
+        self.menus = LiveMenus(load_checked_menus(settings))
         self.timeline = await open_timeline(settings.database_url)
         if not await self.timeline.lookup.warm_up():
             log.warning(
@@ -200,6 +202,20 @@ class Engine:
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
 
+    async def reload_menus(self) -> Mapping[str, Menu]:
+        """Read the menus again and put them in force for the next calls (calls in progress
+        keep theirs). They must pass every start-up check (the YAML, the prompts and their
+        audio, every intent routed): else ``ConfigError`` and the menus in force stay."""
+        async with self._reloading:
+            menus = await asyncio.to_thread(load_checked_menus, self.settings)
+            if self.contact_center is not None:
+                self.contact_center.check_menus(menus)
+                self.contact_center.use_menus(menus)
+            if self.continuation is not None:
+                self.continuation.use_menus(menus)
+            self.menus.replace(menus)
+        return menus
+
     async def stop(self) -> None:
         """Stop taking calls, finish the ones in flight, flush the recorder, close the DB."""
         if self.agi is not None:
@@ -241,14 +257,37 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+async def reload_logged(engine: Engine) -> bool:
+    """``engine.reload_menus`` for a signal: the outcome is logged, never raised."""
+    try:
+        menus = await engine.reload_menus()
+    except (ConfigError, OSError, ValueError) as exc:
+        log.error("menus NOT reloaded, the ones in force stay: %s", exc)
+        return False
+    log.info(
+        "menus reloaded: %s",
+        ", ".join(f"{m.name} ({len(m.options)} options)" for m in menus.values()),
+    )
+    return True
+
+
 async def run_engine(settings: Settings, ready_file: Path | None = None) -> None:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT/SIGTERM; SIGHUP reloads the menus."""
     engine = Engine(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(reload_logged(engine), name="menu-reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await engine.start()
     settle_heap()
     try:

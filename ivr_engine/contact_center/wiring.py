@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from aiohttp import web
 
@@ -45,6 +46,7 @@ from ivr_engine.domain.models import Menu
 from ivr_engine.ports import TimelineStore
 from ivr_engine.routing import (
     Agent,
+    RoutingConfig,
     build_roster,
     check_intents_routed,
     load_routing_config,
@@ -61,6 +63,8 @@ class ContactCenter:
     router: AgentRouter
     roster: LiveRoster
     shared_desktop: SharedDesktop
+    routing: RoutingConfig
+    routing_file: Path | str
     ami: AmiClient | None = None
     tracker: AgentCallTracker | None = None
     device_tracker: DeviceStateTracker | None = None
@@ -82,8 +86,7 @@ class ContactCenter:
     ) -> ContactCenter:
         assert settings.agents_file is not None
         config = load_routing_config(settings.routing_file)
-        intents = {option.intent for menu in menus.values() for option in menu.options}
-        check_intents_routed(config, intents, settings.routing_file)
+        check_intents_routed(config, _intents(menus), settings.routing_file)
         profiles = load_agent_profiles(settings.agents_file, config)
         directory = load_agent_directory(settings.agents_file)
         agents = open_agent_state_store(settings.agent_state_url)
@@ -121,6 +124,8 @@ class ContactCenter:
             router=router,
             roster=roster,
             shared_desktop=shared_desktop,
+            routing=config,
+            routing_file=settings.routing_file,
             load=load,
         )
         center._tasks.append(asyncio.create_task(sweep_reservations(agents), name="sweeper"))
@@ -142,6 +147,16 @@ class ContactCenter:
                 center.ami, agents, settings.agent_state_url, lambda: center.profiles
             )
         return center
+
+    def check_menus(self, menus: Mapping[str, Menu]) -> None:
+        """The start-up check of menus against the contact centre: every intent routed."""
+        check_intents_routed(self.routing, _intents(menus), self.routing_file)
+
+    def use_menus(self, menus: Mapping[str, Menu]) -> None:
+        """Screen pops mask and label by the menus now in force."""
+        self.hub.use_menus(
+            masking_from_menus(menus.values()), intent_labels_from_menus(menus.values())
+        )
 
     def desktop_app(self, settings: Settings) -> web.Application:
         return create_desktop_app(
@@ -192,3 +207,7 @@ class ContactCenter:
                 await task
         await self.shared_desktop.aclose()
         await self.agents.aclose()
+
+
+def _intents(menus: Mapping[str, Menu]) -> set[str]:
+    return {option.intent for menu in menus.values() for option in menu.options}

@@ -74,6 +74,11 @@ class DesktopHub:
 
     # ------------------------------------------------------------------ sockets
 
+    def use_menus(self, masking: FieldMasking, intent_labels: Mapping[str, str]) -> None:
+        """Mask and label the next pops by the menus now in force (a menu reload)."""
+        self._masking = masking
+        self._labels = dict(intent_labels)
+
     def attach(self, agent_id: str, session_id: str, ws: web.WebSocketResponse) -> None:
         self._sockets.setdefault(agent_id, {})[ws] = session_id
 

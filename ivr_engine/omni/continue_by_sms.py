@@ -38,6 +38,10 @@ class SmsContinuer:
         self._clear = frozenset(clear_fields)
         self._clock = clock
 
+    def use_clear_fields(self, clear_fields: Collection[str]) -> None:
+        """The fields a continuation link may show in clear, by the menus now in force."""
+        self._clear = frozenset(clear_fields)
+
     def can_continue(self, record: CallRecord) -> bool:
         return record.phone is not None  # a number to text
 

@@ -27,6 +27,9 @@ class Continuation:
     continuer: SmsContinuer
     redis: RedisUsedTokenStore | None = None
 
+    def use_menus(self, menus: Mapping[str, Menu]) -> None:
+        self.continuer.use_clear_fields(clear_fields_of(menus))
+
     async def aclose(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
@@ -52,12 +55,16 @@ def open_continuation(
     )
     used = redis if redis is not None else InMemoryUsedTokenStore()
     tokens = ContinuationTokens(keyring, used)
-    clear = frozenset().union(*(fields_in_clear(m.fields) for m in menus.values()))
     continuer = SmsContinuer(
         tokens,
         store,
         public_url=settings.public_url,
-        clear_fields=clear,
+        clear_fields=clear_fields_of(menus),
         clock=clock,
     )
     return Continuation(tokens, continuer, redis)
+
+
+def clear_fields_of(menus: Mapping[str, Menu]) -> frozenset[str]:
+    """The fields of any menu that are not sensitive (shown in clear)."""
+    return frozenset().union(*(fields_in_clear(m.fields) for m in menus.values()))
