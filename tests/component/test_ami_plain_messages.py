@@ -4,7 +4,7 @@ repr, and the same answer to every lookup, for any bytes and any key."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ivr_engine.telephony.ami.errors import AmiProtocolError
@@ -117,6 +117,8 @@ _raw = st.sampled_from([b"\xff", b"\xc3\xa9", b"\r", b"\n", b"\r\n\r\n", b": ", 
     ),
     st.lists(st.integers(0, 400), max_size=4),
 )
+@example([b"Event:two \r\n\r\n"], [])  # a colon not followed by its blank: not plain
+@example([b"Event: a\r\nKey:b c\r\n\r\n"], [])
 def test_plain_messages_answer_like_the_reference(parts: list[bytes], cuts: list[int]) -> None:
     data = b"".join(parts)
     assert _outcome(data, cuts) == _expected(data)

@@ -141,7 +141,8 @@ def plain_text(block: bytes) -> str | None:
         skeleton[:1] != b":"  # a blank before the first colon: in the key
         or skeleton.count(b"\n:") != lines - 1  # the same on another line
         or skeleton.count(b":") != lines  # so: one colon a line, the first thing after a CRLF
-        or skeleton.count(b": ") != lines  # each followed by a space
+        or skeleton.count(b": ") != lines  # each followed by a space...
+        or block.count(b": ") != lines  # ...right after it ("Key:value " is not plain)
         or skeleton.count(b"\r") != lines - 1
         or skeleton.count(b"\r\n") != lines - 1  # no CR or LF but CRLF
     ):
