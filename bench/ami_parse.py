@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ivr_engine.telephony.ami.framing import AmiFramer
-from ivr_engine.telephony.ami.protocol import Header, build_message, parse_header_line
+from ivr_engine.telephony.ami.protocol import Header, build_message, build_plain, parse_header_line
 
 CHUNK = 64 * 1024
 LIMIT = 64 * 1024
@@ -72,12 +72,13 @@ async def line_at_a_time(data: bytes) -> int:
 
 
 async def chunked(data: bytes) -> int:
-    """The client's loop: one ``read`` per chunk, framed by ``AmiFramer``."""
+    """The client's loop: one ``read`` per chunk, framed by ``AmiFramer``, plain messages
+    kept as their text (``build_plain``), the others built from their headers."""
     reader, count = reader_of(data), 0
     framer = AmiFramer(max_line_bytes=LIMIT, max_message_bytes=4 * 1024 * 1024)
     while data := await reader.read(CHUNK):
-        for headers in framer.feed(data):
-            build_message(headers)
+        for raw in framer.feed_raw(data):
+            build_plain(raw) if isinstance(raw, str) else build_message(raw)
             count += 1
     return count
 

@@ -264,3 +264,35 @@ async def test_header_injection_is_refused_before_anything_is_sent(peer: FakeAmi
             await client.action("Ping", ActionID="mine")
         await client.action("Ping")
         assert [a.name for a in session.received] == ["Login", "Ping"]
+
+
+async def test_an_event_with_the_action_id_of_no_waiting_action_is_an_event(
+    peer: FakeAmi,
+) -> None:
+    """Before any action, after one answered, and after a list that timed out was closed,
+    an event carrying an ActionID goes to the subscribers like any other."""
+    lists: list[Action] = []
+
+    async def status(session: PeerSession, action: Action) -> None:
+        lists.append(action)
+        await session.respond(action, "Success", ("EventList", "start"))
+
+    peer.handlers["coreshowchannels"] = status
+    async with connected_client(peer) as client:
+        session = await peer.next_login()
+        everything = client.subscribe()
+        await session.send_pairs(channel_event(1, action_id="ivr-none"))
+        assert (await next_event(everything)).action_id == "ivr-none"
+        assert (await client.action("Ping")).ok
+        await session.send_pairs(channel_event(2, action_id="ivr-none"))
+        assert (await next_event(everything)).get("Channel") == "PJSIP/sipp-caller-00000002"
+        with pytest.raises(AmiActionTimeout):
+            await client.action_list("CoreShowChannels", timeout_s=0.1)
+        aid = lists[0].action_id
+        await session.send_pairs(channel_event(3, action_id=aid))  # dropped: the list's
+        await session.send_pairs(
+            [("Event", "CoreShowChannelsComplete"), ("ActionID", aid), ("EventList", "Complete")]
+        )
+        await session.send_pairs(channel_event(4, action_id=aid))  # the list is over
+        event = await next_event(everything)  # not the list's third event
+        assert event.action_id == aid and event.get("Channel") == "PJSIP/sipp-caller-00000004"

@@ -165,6 +165,9 @@ class AmiConnection:
             raise error from exc
 
     def _dispatch(self, message: AmiResponse | AmiEvent) -> None:
+        if not self._pending and not self._abandoned and isinstance(message, AmiEvent):
+            self._on_event(message)  # what the rules below decide then, without the ActionID
+            return
         action_id = message.action_id
         pending = self._pending.get(action_id) if action_id is not None else None
         if isinstance(message, AmiResponse):
