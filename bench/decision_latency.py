@@ -387,6 +387,7 @@ class LoadResult:
     load_avg: float
     tag: str
     decision_ms: list[float] = field(default_factory=list)
+    first_prompt_ms: list[float] = field(default_factory=list)  # engine: request in -> Read out
     drain_s: float | None = None  # until the engine had stored every call of the run
 
 
@@ -432,20 +433,33 @@ async def run_load(
     )  # fmt: skip
 
 
-async def stored_decisions(url: str, after_seq: int, tag: str) -> dict[str, float | None]:
-    """Call id -> engine-side ``decision_ms`` of the call events the engine has stored."""
-    sql = "SELECT event_id, {} FROM timeline_events WHERE seq > {} AND event_id LIKE {}"
+EngineTimes = tuple[float | None, float | None]  # (decision_ms, first_prompt_ms)
+
+
+async def stored_decisions(url: str, after_seq: int, tag: str) -> dict[str, EngineTimes]:
+    """Call id -> engine-side ``decision_ms`` and ``first_prompt_ms`` (request in -> first
+    prompt command out) of the call events the engine has stored."""
+    sql = "SELECT event_id, {}, {} FROM timeline_events WHERE seq > {} AND event_id LIKE {}"
     if url.startswith("sqlite"):
-        query = sql.format("json_extract(data, '$.decision_ms')", "?", "?")
+        values = [f"json_extract(data, '$.{name}')" for name in ENGINE_TIMES]
+        query = sql.format(*values, "?", "?")
         rows = await asyncio.to_thread(_sqlite_rows, sqlite_path(url), query, after_seq, tag)
     else:
         conn = await asyncpg.connect(url)
         try:
-            query = sql.format("(data->>'decision_ms')::float", "$1", "$2")
+            values = [f"(data->>'{name}')::float" for name in ENGINE_TIMES]
+            query = sql.format(*values, "$1", "$2")
             rows = await conn.fetch(query, after_seq, f"voice:{tag}.%")
         finally:
             await conn.close()
-    return {str(r[0]).split(":")[1]: None if r[1] is None else float(r[1]) for r in rows}
+    return {str(r[0]).split(":")[1]: (_float(r[1]), _float(r[2])) for r in rows}
+
+
+ENGINE_TIMES = ("decision_ms", "first_prompt_ms")
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _sqlite_rows(path: Path, query: str, after_seq: int, tag: str) -> list[Any]:
@@ -468,9 +482,11 @@ async def await_recorder(url: str, after_seq: int, result: LoadResult, placed: i
             break
         await asyncio.sleep(1.0)
     for trace in result.traces:
-        value = stored.get(f"{result.tag}.{trace.number}")
-        if value is not None:
-            result.decision_ms.append(float(value))
+        decision, first_prompt = stored.get(f"{result.tag}.{trace.number}", (None, None))
+        if decision is not None:
+            result.decision_ms.append(decision)
+        if first_prompt is not None:
+            result.first_prompt_ms.append(first_prompt)
 
 
 async def last_event_seq(url: str) -> int:
@@ -562,6 +578,7 @@ def summarize(result: LoadResult) -> dict[str, str]:
             [t.latency_ms for t in ok if not t.known and t.latency_ms is not None]
         ),
         "engine decision_ms p50 / p99": _p50_p99(result.decision_ms),
+        "engine request in -> Read out p50 / p99 ms": _p50_p99(result.first_prompt_ms),
         "engine CPU ms/call": f"{result.engine_cpu_s * 1000 / calls:.2f}",
         "machine CPU busy": f"{result.machine_busy:.0%}",
         "load avg": f"{result.load_avg:.1f}",
@@ -676,8 +693,11 @@ from a fixed N customers, whose rows stay cached after the warm-up. Warm-up call
 "Recorder caught up" is how long after the run the engine had stored every call (it writes
 calls in the background, in batches, through its raw-driver call writer); the next run waits
 for it. "Engine decision_ms" is the engine's own identify + history + decide time, read back
-from the stored call events; "engine CPU ms/call" is the engine process only (PostgreSQL's
-own CPU is not in it). Raw numbers: `bench/.work/decision-latency-*.json`.
+from the stored call events; "engine request in -> Read out" is the issue's measure taken
+inside the engine (from the header block being in to the first prompt command being sent,
+`first_prompt_ms` of the stored call event): the client-side p50/p99 add the client's own
+event-loop delay and both sockets' wake-ups on a shared 2-core VM. "Engine CPU ms/call" is
+the engine process only (PostgreSQL's own CPU is not in it). Raw numbers: `bench/.work/decision-latency-*.json`.
 
 Reproduce (from the repo root; PostgreSQL on 127.0.0.1:5432, user postgres, trust auth):
 

@@ -24,6 +24,7 @@ class IncomingCall:
     channel_name: str
     menu: str
     started_at: datetime
+    received: float = 0.0  # time.perf_counter() when the switch's request was in; 0: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class CallRecord:
     identified_by: IdentifiedBy = IdentifiedBy.UNKNOWN
     decision: MenuDecision | None = None
     decision_ms: float | None = None
+    first_prompt_ms: float | None = None  # request in -> first prompt command sent
     intent: str | None = None
     target: str | None = None
     outcome: CallOutcome = CallOutcome.FAILED
@@ -100,6 +102,7 @@ def to_write(record: CallRecord) -> CallWrite:
         "identified_by": record.identified_by.value,
         "decision": _decision_summary(record.decision),
         "decision_ms": record.decision_ms,
+        "first_prompt_ms": record.first_prompt_ms,
         "path": record.path,
         "prefilled": record.prefilled,
         "entered": sorted(record.entered),

@@ -102,6 +102,8 @@ class IvrFlow:
         record = CallRecord(call=call, phone=normalize_caller_id(call.caller_id, self._region))
         try:
             history, decision = await self._identify_and_decide(menu, record)
+            if call.received:  # the first prompt command goes out next
+                record.first_prompt_ms = round((time.perf_counter() - call.received) * 1000, 3)
             intent = await self._choose_intent(channel, menu, decision, record)
             if intent is None and await self._continue_by_sms(channel, menu, record):
                 return record

@@ -24,6 +24,7 @@ def incoming_call(
         channel_name=request.channel or "",
         menu=menu or request.query.get("menu", "main"),
         started_at=started_at,
+        received=request.received,
     )
 
 

@@ -90,6 +90,7 @@ async def test_returning_billing_caller_hears_billing_first_and_call_is_recorded
     assert event.customer_id == ada.customer_id
     assert event.intent == "billing" and event.data["outcome"] == "routed"
     assert event.event_id == f"voice:{call.uuid}:ivr"  # the FreeSWITCH UUID is the call id
+    assert 0 < event.data["decision_ms"] <= event.data["first_prompt_ms"] < 5000
 
 
 async def test_hangup_mid_menu_is_abandoned(engine: Engine, new_phone: Callable[[], str]) -> None:

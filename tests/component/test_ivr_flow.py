@@ -120,6 +120,8 @@ async def test_new_caller_default_order_customer_created(
     event = await call_event(store(engine), phone)
     assert event.intent == "new_service" and event.data["outcome"] == "routed"
     assert event.data["identified_by"] == "unknown"
+    # request in -> first prompt out, measured by the engine: it holds the decision
+    assert 0 < event.data["decision_ms"] <= event.data["first_prompt_ms"] < 5000
 
 
 async def test_returning_billing_caller_shortcut_accepted(

@@ -76,6 +76,7 @@ class AgiRequest:
     script: str  # e.g. "ivr" for agi://host/ivr?menu=main
     query: Mapping[str, str]
     args: tuple[str, ...]
+    received: float = 0.0  # time.perf_counter() when the header block was in; 0: unknown
 
     def _get(self, key: str) -> str | None:
         return self.env.get(key) or None
@@ -128,8 +129,9 @@ def _split_script(raw: str) -> tuple[str, str]:
     return path.lstrip("/"), query.partition("#")[0]
 
 
-def parse_request(env: Mapping[str, str]) -> AgiRequest:
-    """Build the request; the script comes from ``agi_network_script``, else ``agi_request``."""
+def parse_request(env: Mapping[str, str], received: float = 0.0) -> AgiRequest:
+    """Build the request; the script comes from ``agi_network_script``, else ``agi_request``.
+    ``received``: when the header block was in (``time.perf_counter()``)."""
     raw = env.get("agi_network_script") or env.get("agi_request")
     if raw is None:
         raise AgiHeaderError("no agi_request / agi_network_script in the AGI header block")
@@ -138,7 +140,13 @@ def parse_request(env: Mapping[str, str]) -> AgiRequest:
     args: list[str] = []
     while (arg := env.get(f"agi_arg_{len(args) + 1}")) is not None:
         args.append(arg)
-    return AgiRequest(env=_frozen(env), script=path, query=_frozen(dict(pairs)), args=tuple(args))
+    return AgiRequest(
+        env=_frozen(env),
+        script=path,
+        query=_frozen(dict(pairs)),
+        args=tuple(args),
+        received=received,
+    )
 
 
 def parse_reply(line: str) -> AgiReply:

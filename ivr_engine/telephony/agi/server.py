@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -59,7 +60,7 @@ async def read_request(reader: asyncio.StreamReader, limits: AgiLimits) -> AgiRe
         raise AgiHeaderError("header line longer than the line limit") from None
     except ConnectionError as exc:
         raise AgiHeaderError(f"connection lost inside the header block: {exc!r}") from None
-    return parse_request(env)
+    return parse_request(env, received=time.perf_counter())
 
 
 async def _read_header_block(reader: asyncio.StreamReader, max_bytes: int) -> dict[str, str]:

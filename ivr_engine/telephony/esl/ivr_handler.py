@@ -8,6 +8,7 @@ the agent failed: ``IVR_SCRIPT=reroute`` then the same ``socket`` (see ``outboun
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -24,12 +25,15 @@ MENU_VARIABLE = "IVR_MENU"
 
 
 def incoming_call(data: ChannelData, started_at: datetime) -> IncomingCall:
+    """The call as FreeSWITCH announced it; ``received`` is now (the handler runs as soon
+    as the ``connect`` reply is in)."""
     return IncomingCall(
         call_id=data.unique_id or f"esl-{id(data)}",
         caller_id=data.caller_id,
         channel_name=data.channel_name or "",
         menu=data.variable(MENU_VARIABLE) or "main",
         started_at=started_at,
+        received=time.perf_counter(),
     )
 
 
