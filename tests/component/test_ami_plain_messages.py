@@ -4,6 +4,9 @@ repr, and the same answer to every lookup, for any bytes and any key."""
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -166,3 +169,10 @@ def test_messages_are_immutable_and_compare_by_class_and_headers() -> None:
             pass
         else:
             raise AssertionError("a message took a new attribute")
+
+
+def test_messages_copy_and_pickle_like_messages_built_from_headers() -> None:
+    plain = build_plain("Event: Hangup\r\nUniqueid: 1.1")
+    assert plain is not None
+    for copied in (copy.copy(plain), copy.deepcopy(plain), pickle.loads(pickle.dumps(plain))):
+        assert type(copied) is AmiEvent and copied == plain and copied.name == "Hangup"

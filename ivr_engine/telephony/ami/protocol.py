@@ -138,6 +138,9 @@ class AmiMessage:
     def __repr__(self) -> str:
         return f"{type(self).__qualname__}(headers={self.headers!r})"
 
+    def __reduce__(self) -> tuple[type[AmiMessage], tuple[tuple[Header, ...]]]:
+        return type(self), (self.headers,)  # copy and pickle, as the dataclass did
+
     @overload
     def get(self, key: str) -> str | None: ...
     @overload
