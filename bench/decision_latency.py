@@ -697,7 +697,8 @@ from the stored call events; "engine request in -> Read out" is the issue's meas
 inside the engine (from the header block being in to the first prompt command being sent,
 `first_prompt_ms` of the stored call event): the client-side p50/p99 add the client's own
 event-loop delay and both sockets' wake-ups on a shared 2-core VM. "Engine CPU ms/call" is
-the engine process only (PostgreSQL's own CPU is not in it). Raw numbers: `bench/.work/decision-latency-*.json`.
+the engine process only (PostgreSQL's own CPU is not in it). Raw numbers:
+`bench/.work/decision-latency-*.json`.
 
 Reproduce (from the repo root; PostgreSQL on 127.0.0.1:5432, user postgres, trust auth):
 

@@ -296,7 +296,11 @@ def write_section(text: str) -> None:
     if start < 0:
         RESULTS.write_text(current.rstrip("\n") + "\n\n" + text, encoding="utf-8")
         return
-    end = current.find("\n## ", start + len(HEADING))
+    # up to the next section, or to the first sub-section ("### ", kept: written by hand)
+    ends = [
+        i for i in (current.find(h, start + len(HEADING)) for h in ("\n## ", "\n### ")) if i >= 0
+    ]
+    end = min(ends) if ends else -1
     tail = current[end + 1 :] if end >= 0 else ""
     RESULTS.write_text(current[:start] + text + ("\n" + tail if tail else ""), encoding="utf-8")
 

@@ -131,12 +131,18 @@ def classic_agi_visible(workdir: Path) -> Iterator[None]:
     """Bind-mount the repository and the Python installation read-only (and the work dir
     read-write) at the same paths inside the chroot, so Asterisk can exec the classic AGI
     script with the project's venv. Unmounted afterwards."""
-    python_home = Path(os.path.realpath(sys.executable)).parents[3]  # ~/.pyenv (or /usr)
+    binds = [(REPO, REPO, True), *_interpreter_binds(), (workdir, workdir, False)]
     mounts: list[Path] = []
+    created: list[Path] = []  # mount points made for files, removed afterwards
     try:
-        for source, read_only in ((REPO, True), (python_home, True), (workdir, False)):
-            target = CHROOT / str(source).lstrip("/")
-            target.mkdir(parents=True, exist_ok=True)
+        for source, at, read_only in binds:
+            target = CHROOT / str(at).lstrip("/")
+            if source.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.touch()
+                created.append(target)
             subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
             mounts.append(target)
             if read_only:
@@ -145,6 +151,34 @@ def classic_agi_visible(workdir: Path) -> Iterator[None]:
     finally:
         for target in reversed(mounts):
             subprocess.run(["umount", str(target)], check=False)
+        for target in created:
+            target.unlink(missing_ok=True)
+
+
+def _interpreter_binds() -> list[tuple[Path, Path, bool]]:
+    """(source, path in the chroot, read-only) for the venv's interpreter: a self-contained
+    prefix (pyenv: ``~/.pyenv``) as a whole; the distribution's Python (``/usr/bin/python3.11``,
+    which the venv reaches through ``/usr/bin/python3``) as its binary under both names and
+    its standard library (the chroot, Debian sid, has the C libraries it links)."""
+    real = Path(os.path.realpath(sys.executable))
+    if real.parent != Path("/usr/bin"):
+        return [(real.parents[3], real.parents[3], True)]  # <prefix>/versions/X/bin/python
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    stdlib = Path("/usr/lib") / version
+    names = {real, Path("/usr/bin/python3"), Path("/usr/bin") / version}
+    binds = [(real, name, True) for name in sorted(names)] + [(stdlib, stdlib, True)]
+    modules = sorted((stdlib / "lib-dynload").glob("*.so"))
+    return binds + [(lib, lib, True) for lib in _libraries_missing_in_chroot([real, *modules])]
+
+
+def _libraries_missing_in_chroot(binaries: list[Path]) -> list[Path]:
+    """The shared libraries ``binaries`` link (by ``ldd``) that the chroot has no file for."""
+    out = subprocess.run(
+        ["ldd", *map(str, binaries)], capture_output=True, text=True, check=False
+    ).stdout
+    needed = {Path(line.split("=>", 1)[1].split()[0]) for line in out.splitlines()
+              if "=> /" in line}  # fmt: skip
+    return sorted(lib for lib in needed if not (CHROOT / str(lib).lstrip("/")).exists())
 
 
 def write_classic_wrapper(workdir: Path) -> Path:
