@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
 from ivr_engine.flows.ivr_flow import CallSink, IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
+from ivr_engine.heap import settle_heap
 from ivr_engine.live_menus import LiveMenus
 from ivr_engine.menu_config import check_prompts_exist, load_menus, referenced_prompts
 from ivr_engine.omni.redeem_api import redeem_routes
@@ -241,20 +241,6 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
-
-
-def settle_heap() -> None:
-    """Once started: collect, then hide every object alive now from the cyclic collector.
-
-    Start-up leaves ~127 k long-lived objects (modules, menus, pools, the HTTP app). Left in
-    the collector's view, each full collection walks all of them: 55-72 ms of stalled event
-    loop on the 2-core test VM (gc callbacks, measured in the engine), during which every
-    call in progress waits. ``gc.freeze`` moves them to a generation that is never
-    collected; what the calls create is collected as before (~30 young collections per
-    1,000 calls, ~1 ms each in all).
-    """
-    gc.collect()
-    gc.freeze()
 
 
 async def reload_logged(engine: Engine) -> bool:

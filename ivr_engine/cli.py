@@ -80,7 +80,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
         roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
         switch = {} if args.esl_url is None else {"esl_url": args.esl_url}
         bridge = BridgeSettings.from_engine(settings, bus_url=args.bus_url, roles=roles, **switch)
-        await run_bridge(bridge)
+        await run_bridge(bridge, tune_gc=True)
     elif args.command == "agents":
         from ivr_engine.contact_center.agents_csv import import_agents_csv
         from ivr_engine.routing import load_routing_config

@@ -89,7 +89,7 @@ async def _main(settings: BridgeSettings, ready_file: Path | None) -> None:
             ready_file.write_text("ready\n")
 
     with contextlib.suppress(asyncio.CancelledError):
-        await run_bridge(settings, ready=ready)
+        await run_bridge(settings, ready=ready, tune_gc=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from crm_bridge.calls.reader import AmiReader
 from crm_bridge.calls.settings import BridgeSettings, parse_esl_url
 from crm_bridge.calls.state import BridgeState
 from crm_bridge.webhooks.relay import WebhookRelay
+from ivr_engine.heap import BRIDGE_YOUNG_THRESHOLD, settle_heap
 from ivr_engine.settings import parse_ami_url
 from ivr_engine.telephony.ami import AmiClient
 from ivr_engine.telephony.esl import EslEventSource
@@ -251,10 +252,17 @@ class Bridge:
 
 
 async def run_bridge(
-    settings: BridgeSettings, *, ready: Callable[[Bridge], None] | None = None
+    settings: BridgeSettings,
+    *,
+    ready: Callable[[Bridge], None] | None = None,
+    tune_gc: bool = False,
 ) -> None:
-    """Run the bridge until cancelled (graceful stop) or one of its tasks fails (raised)."""
+    """Run the bridge until cancelled (graceful stop) or one of its tasks fails (raised).
+    ``tune_gc``: this process is the bridge's own (its entry points): once started, freeze
+    the start-up heap and make young collections rarer (``ivr_engine.heap``)."""
     async with Bridge(settings) as bridge:
+        if tune_gc:
+            settle_heap(BRIDGE_YOUNG_THRESHOLD)
         if ready is not None:
             ready(bridge)
         await bridge.wait()

@@ -14,18 +14,59 @@ from typing import ClassVar
 import pytest
 
 from ivr_engine import app
+from ivr_engine.heap import BRIDGE_YOUNG_THRESHOLD
 
 
 def test_settle_heap_freezes_what_start_up_left() -> None:
     # in a child process: freezing the test runner's own heap would outlive the test
     code = (
-        "import gc, ivr_engine.app as a; before = gc.get_freeze_count(); a.settle_heap(); "
-        "print(before, gc.get_freeze_count())"
+        "import gc, ivr_engine.app; from ivr_engine.heap import settle_heap; "
+        "before = gc.get_freeze_count(); settle_heap(); "
+        "print(before, gc.get_freeze_count(), gc.get_threshold()[0])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    before, after = map(int, out.stdout.split())
+    before, after, young = map(int, out.stdout.split())
     assert before == 0
     assert after > 10_000  # the modules, classes and objects an imported engine holds
+    assert young == 700  # the engine keeps Python's default young threshold
+
+
+def test_the_bridge_process_settles_with_a_higher_young_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from crm_bridge.calls import service
+
+    settled: list[int | None] = []
+
+    class StartedBridge:
+        def __init__(self, settings: object) -> None:
+            pass
+
+        async def __aenter__(self) -> StartedBridge:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            pass
+
+        async def wait(self) -> None:
+            pass
+
+    monkeypatch.setattr(service, "Bridge", StartedBridge)
+    monkeypatch.setattr(service, "settle_heap", settled.append)
+    asyncio.run(service.run_bridge(None, tune_gc=True))  # type: ignore[arg-type]
+    asyncio.run(service.run_bridge(None))  # type: ignore[arg-type]  # a library caller
+    assert settled == [BRIDGE_YOUNG_THRESHOLD]
+
+
+def test_both_bridge_entry_points_tune_the_gc() -> None:
+    """``ivr-engine bridge`` and ``python -m crm_bridge.calls`` own their process."""
+    import inspect
+
+    import crm_bridge.calls.__main__ as bridge_main
+    import ivr_engine.cli as cli
+
+    for module in (bridge_main, cli):
+        assert "tune_gc=True" in inspect.getsource(module), module.__name__
 
 
 class ScriptedEngine:
