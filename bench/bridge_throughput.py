@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import statistics
@@ -53,6 +54,7 @@ import redis.asyncio
 
 from crm_bridge.bus import DEFAULT_PREFIX, RedisEventBus
 from crm_bridge.calls import Bridge, BridgeSettings, CustomerResolver, NormalisedEvent
+from ivr_engine.heap import BRIDGE_YOUNG_THRESHOLD, settle_heap
 from ivr_engine.ports import Identity
 from ivr_engine.timeline import open_timeline
 from ivr_engine.timeline.migrate import upgrade
@@ -81,8 +83,21 @@ def json_publish(bridge: Bridge) -> None:
         bridge.bus.append_script = False
 
 
+def gc_tuned(bridge: Bridge) -> None:
+    """What the bridge's own process does once started (``run_bridge(tune_gc=True)``)."""
+    settle_heap(BRIDGE_YOUNG_THRESHOLD)
+
+
+def default_gc() -> None:
+    """Undo ``gc_tuned`` before each run: the runs share this process."""
+    gc.unfreeze()
+    gc.set_threshold(*DEFAULT_GC_THRESHOLD)
+
+
+DEFAULT_GC_THRESHOLD = gc.get_threshold()
 VARIANTS: dict[str, Callable[[Bridge], None]] = {
     "new": lambda bridge: None,
+    "gc-tuned": gc_tuned,
     "per-call-resolve": per_call_resolve,
     "json-publish": json_publish,
 }
@@ -280,6 +295,7 @@ async def one_run(args: argparse.Namespace, run: Run, tmp: Path) -> Row:
                 roles=frozenset({"consumer"} if run.split else {"reader", "consumer"}),
             )  # fmt: skip
             reader = reader_process(settings) if run.split else contextlib.nullcontext([0.0])
+            default_gc()
             redis_before, cpu_before = await redis_cpu_s(args.redis_url), time.process_time()
             try:
                 async with Bridge(settings, on_committed=committed) as bridge, reader as reader_cpu:
