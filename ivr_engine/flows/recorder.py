@@ -294,7 +294,13 @@ class CallRecorder:
         """Write spooled calls; on the first failure keep the rest for later. Returns written
         (0 also when another process is replaying this spool directory right now)."""
         replaying = FileLock(self._spool.with_name(REPLAY_LOCK_FILE))
-        if not await asyncio.to_thread(replaying.acquire, wait=False):
+        acquiring = asyncio.ensure_future(asyncio.to_thread(replaying.acquire, wait=False))
+        try:
+            acquired = await asyncio.shield(acquiring)
+        except asyncio.CancelledError:  # the thread may still take it: give it back then
+            acquiring.add_done_callback(lambda _: replaying.release())
+            raise
+        if not acquired:
             return 0
         try:
             return await self._replay()

@@ -3,6 +3,7 @@ takes exclude each other, one replay at a time, and no line is lost under concur
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -102,3 +103,23 @@ def test_concurrent_appenders_and_a_taker_lose_no_line(tmp_path: Path) -> None:
     assert all(p.wait() == 0 for p in appenders)
     seen += take_spool(spool).splitlines()
     assert sorted(seen) == sorted(f"{tag}-{i}" for tag in "pq" for i in range(400))
+
+
+async def test_a_replay_cancelled_while_taking_its_lock_gives_the_lock_back(
+    tmp_path: Path,
+) -> None:
+    """The recorder is closed (its task cancelled) while the replay lock is being taken on a
+    worker thread: the lock must not stay held by this process (every later replay, here or
+    in another process, would skip)."""
+    import asyncio
+
+    recorder = CallRecorder(None, tmp_path, fast=Recording())
+    replay = asyncio.ensure_future(recorder.replay_spool())
+    await asyncio.sleep(0)  # inside replay_spool, waiting for the worker thread
+    replay.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await replay
+    await asyncio.sleep(0.2)  # the worker thread finishes taking the lock, then gives it back
+    other = FileLock(tmp_path / REPLAY_LOCK_FILE)
+    assert other.acquire(wait=False)
+    other.release()
