@@ -283,4 +283,7 @@ async def run_engine(settings: Settings, ready_file: Path | None = None) -> None
             await asyncio.to_thread(ready_file.write_text, ports, encoding="utf-8")
         await stop.wait()
     finally:
+        for task in list(reloads):  # a reload still running must not outlive the engine
+            task.cancel()
+        await asyncio.gather(*reloads, return_exceptions=True)
         await engine.stop()
