@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import asyncpg
 
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.domain.models import CallerHistory, HistoryEvent, KnownField
@@ -81,13 +80,6 @@ PG_SESSION_SETTINGS = {
     "enable_bitmapscan": "off",
 }
 
-_PG_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    TimeoutError,
-)
 _SQLITE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, OSError, ValueError)
 _DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 
@@ -95,13 +87,24 @@ Row = Sequence[Any]
 
 
 class _Postgres:
-    errors = _PG_ERRORS
-
     def __init__(self, dsn: str, connect_timeout_s: float) -> None:
+        # Imported here, not at the top: a process per call on SQLite (the classic AGI
+        # script) would pay ~70 ms of CPU for a driver it never uses.
+        import asyncpg
+
+        self.errors: tuple[type[BaseException], ...] = (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+            TimeoutError,
+        )
         self._dsn = dsn
         self._timeout = connect_timeout_s
 
     async def connect(self) -> Any:
+        import asyncpg  # already loaded by __init__: a dictionary look-up
+
         return await asyncpg.connect(
             self._dsn,
             timeout=self._timeout,

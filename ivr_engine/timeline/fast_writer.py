@@ -32,9 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
-
-import asyncpg
+from typing import TYPE_CHECKING, TypeVar
 
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.ports import CustomerWrite
@@ -60,6 +58,9 @@ from ivr_engine.timeline.fast_sql import (
 )
 from ivr_engine.timeline.inline_sqlite import InlineDeclined, InlineSqlite
 from ivr_engine.timeline.urls import parse_database_url, redact
+
+if TYPE_CHECKING:  # imported when a PostgreSQL URL is used (_pg_call), not on SQLite
+    import asyncpg
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -133,6 +134,8 @@ class FastCallWriter:
             if self._inline is not None:
                 self._inline.close()
             if self._pg is not None:
+                import asyncpg  # loaded by _pg_call, which made the connection
+
                 conn, self._pg = self._pg, None
                 try:
                     await asyncio.wait_for(conn.close(), 2)
@@ -152,6 +155,8 @@ class FastCallWriter:
 
     async def _pg_call(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """``work`` on the connection (made if needed); any failure drops the connection."""
+        import asyncpg  # here, not at the top: a process per call on SQLite never loads it
+
         try:
             if self._pg is None or self._pg.is_closed():
                 assert self._pg_dsn is not None

@@ -17,7 +17,7 @@ from tests.component.fake_asterisk import asterisk_env, header_block
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "agi_scripts/ivr_agi.py"
-HEAVY = ("sqlalchemy", "alembic", "aiohttp")
+HEAVY = ("sqlalchemy", "alembic", "aiohttp", "asyncpg")  # asyncpg: only for PostgreSQL URLs
 # The script as Asterisk runs it, reporting at exit (on stderr) which heavy packages it loaded.
 PROBE = f"""
 import atexit, runpy, sys
