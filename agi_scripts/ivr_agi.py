@@ -8,9 +8,12 @@ start-up per call (measured in bench/results.md); prefer FastAGI.
 Settings come from ``IVR_ENGINE_*`` environment variables and ``IVR_ENGINE_CONFIG`` (a YAML
 settings file). Logs go to stderr (stdout is the AGI channel). It imports only the call
 path: the raw-driver lookup and writer (``open_call_path``), not SQLAlchemy, Alembic, the
-HTTP API or the desktop (a test checks), and does not migrate the database: run
-``ivr-engine migrate`` once, as for the FastAGI engine. A call that cannot be written (the
-database is down) is spooled, and written by a later call's process.
+HTTP API or the desktop, nor asyncpg on SQLite (a test checks), and does not migrate the
+database: run ``ivr-engine migrate`` once, as for the FastAGI engine. The settings and
+menus are validated (pydantic, PyYAML) by the first process after they change, which caches
+the result in the spool directory; the next processes read that back without pydantic
+(``ivr_engine/classic_config.py``). A call that cannot be written (the database is down) is
+spooled, and written by a later call's process.
 """
 
 from __future__ import annotations
@@ -20,12 +23,10 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
+from ivr_engine.classic_config import load_call_config
 from ivr_engine.flows.ivr_flow import IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
-from ivr_engine.menu_config import load_menus
-from ivr_engine.settings import load_settings
 from ivr_engine.telephony.agi import AgiChannel, AgiRequest, run_stdio_agi
 from ivr_engine.telephony.ivr_handler import incoming_call
 from ivr_engine.timeline.call_path import open_call_path
@@ -36,9 +37,7 @@ def utc_now() -> datetime:
 
 
 async def main() -> None:
-    config = os.environ.get("IVR_ENGINE_CONFIG")
-    settings = load_settings(Path(config) if config else None)
-    menus = load_menus(settings.menus_dir)  # prompts are checked by `ivr-engine check-config`
+    settings, menus = load_call_config(os.environ)  # cached; prompts: `ivr-engine check-config`
     # No migration per call: run `ivr-engine migrate` once (the FastAGI engine's start does).
     timeline = open_call_path(settings.database_url)
     # No store: first-time callers are created through the raw writer too.

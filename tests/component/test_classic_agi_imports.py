@@ -1,7 +1,8 @@
 """The classic (process-per-call) AGI script imports only the call path: no SQLAlchemy,
-Alembic or aiohttp (their import cost ~0.9 s of CPU per call, bench/results.md), and still
-stores every call: first-time callers through the raw writer, and through the spool when
-the database is down."""
+Alembic or aiohttp (their import cost ~0.9 s of CPU per call, bench/results.md), no asyncpg
+on SQLite, and no pydantic or PyYAML once a process has cached the validated configuration;
+and it still stores every call: first-time callers through the raw writer, and through the
+spool when the database is down."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from tests.component.fake_asterisk import asterisk_env, header_block
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "agi_scripts/ivr_agi.py"
-HEAVY = ("sqlalchemy", "alembic", "aiohttp", "asyncpg")  # asyncpg: only for PostgreSQL URLs
+HEAVY = ("sqlalchemy", "alembic", "aiohttp", "asyncpg", "pydantic", "yaml")
+VALIDATION = "LOADED=pydantic,yaml\n"  # the first process validates and caches
 # The script as Asterisk runs it, reporting at exit (on stderr) which heavy packages it loaded.
 PROBE = f"""
 import atexit, runpy, sys
@@ -67,11 +69,17 @@ def calls_stored(db: Path) -> list[tuple[str, str, str | None]]:
 async def test_a_classic_call_loads_no_sqlalchemy_alembic_or_aiohttp(tmp_path: Path) -> None:
     db, spool = tmp_path / "classic.db", tmp_path / "spool"
     await upgrade(f"sqlite:///{db}")  # `ivr-engine migrate`, once
-    commands, err = await classic_call(db, spool, "+15557770011")
+    first, err = await classic_call(db, spool, "+15557770011")
+    assert VALIDATION in err, err
+    commands, err = await classic_call(db, spool, "+15557770014")
     assert "LOADED=\n" in err, err
     assert commands[-1].startswith('EXEC "MSet" "IVR_INTENT=new_service,')
-    # the first-time caller now owns a customer holding the call (raw writer, no store)
-    assert calls_stored(db) == [("+15557770011", "new_service", "+15557770011")]
+    assert commands == first  # the same call, configuration cached or not
+    # each first-time caller now owns a customer holding the call (raw writer, no store)
+    assert calls_stored(db) == [
+        ("+15557770011", "new_service", "+15557770011"),
+        ("+15557770014", "new_service", "+15557770014"),
+    ]
 
 
 async def test_database_down_the_call_is_spooled_and_the_next_call_writes_it(

@@ -1,0 +1,185 @@
+"""The classic AGI script's cached configuration (ivr_engine/classic_config.py): a cache
+hit gives exactly what the full validation gives; anything stale, broken or unreadable
+goes back to the full validation (and its errors), never to other behaviour."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from ivr_engine import classic_config
+from ivr_engine.classic_config import CACHE_FILE, CallSettings, load_call_config
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.domain.models import DigitPolicy, Menu
+from ivr_engine.menu_codec import decode_menus, encode_menus
+from ivr_engine.menu_config import load_menus, parse_menu
+from ivr_engine.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_MENUS = ROOT / "config" / "menus"
+STABLE = """\
+menu: other
+digit_policy: stable
+shortcut: {enabled: false, min_share: 0.75}
+ranking: {half_life_days: 7}
+options:
+  - {intent: billing, digit: "1", label: Billing, prompt: p/billing}
+  - {intent: operator, digit: "0", label: Operator, prompt: p/operator, pinned: true}
+"""
+
+Loaded = tuple[CallSettings, Mapping[str, Menu]]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    menus = tmp_path / "menus"
+    menus.mkdir()
+    (menus / "main.yaml").write_bytes((SAMPLE_MENUS / "main.yaml").read_bytes())
+    (menus / "other.yaml").write_text(STABLE)
+    return {
+        "IVR_ENGINE_MENUS_DIR": str(menus),
+        "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
+        "IVR_ENGINE_DATABASE_URL": f"sqlite:///{tmp_path}/t.db",
+        "PATH": "/usr/bin",  # not a setting: ignored, as by load_settings
+    }
+
+
+@pytest.fixture
+def validations(monkeypatch: pytest.MonkeyPatch) -> list[Loaded]:
+    """Every full validation load_call_config runs, with what it returned."""
+    seen: list[Loaded] = []
+    real = classic_config.validate
+
+    def counted(config_file: Path | None, environ: Mapping[str, str]) -> Loaded:
+        seen.append(real(config_file, environ))
+        return seen[-1]
+
+    monkeypatch.setattr(classic_config, "validate", counted)
+    return seen
+
+
+def cache_of(env: Mapping[str, str]) -> Path:
+    return Path(env["IVR_ENGINE_SPOOL_DIR"]) / CACHE_FILE
+
+
+def test_codec_round_trip_is_exact() -> None:
+    menus = dict(load_menus(SAMPLE_MENUS))
+    menus["other"] = parse_menu(Path("other.yaml"), STABLE)
+    assert menus["other"].digit_policy is DigitPolicy.STABLE
+    decoded = decode_menus(json.loads(json.dumps(encode_menus(menus))))
+    assert decoded == menus
+    assert isinstance(decoded["main"].options, tuple)
+    assert isinstance(decoded["main"].options[1].required_fields, tuple)
+
+
+def test_codec_refuses_missing_or_extra_keys() -> None:
+    encoded = encode_menus(load_menus(SAMPLE_MENUS))
+    del encoded[0]["options"][0]["label"]
+    with pytest.raises(ValueError, match="MenuOption"):
+        decode_menus(encoded)
+    encoded = encode_menus(load_menus(SAMPLE_MENUS))
+    encoded[0]["ranking"]["surprise"] = 1
+    with pytest.raises(ValueError, match="RankingPolicy"):
+        decode_menus(encoded)
+
+
+def test_default_spool_dir_is_the_settings_default() -> None:
+    assert Path(classic_config.DEFAULT_SPOOL_DIR) == Settings.model_fields["spool_dir"].default
+
+
+def test_second_load_is_a_cache_hit_equal_to_validation(
+    env: dict[str, str], validations: list[Loaded]
+) -> None:
+    first = load_call_config(env)
+    assert len(validations) == 1 and cache_of(env).is_file()
+    assert load_call_config(env) == first == validations[0]
+    assert len(validations) == 1  # no second validation
+    assert first[0].decision_deadline_ms == 150 and set(first[1]) == {"main", "other"}
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],  # truncated
+        lambda text: "",
+        lambda text: "[]",
+        lambda text: text.replace("Technical support", "Technical SUPPORT"),  # digest
+        lambda text: text.replace('"format": 1', '"format": 99'),
+        lambda text: text.replace('"decision_deadline_ms"', '"deadline"'),
+    ],
+)
+def test_a_broken_cache_is_validated_again_and_rewritten(
+    env: dict[str, str], validations: list[Loaded], damage: object
+) -> None:
+    expected = load_call_config(env)
+    cache = cache_of(env)
+    assert callable(damage)
+    cache.write_text(damage(cache.read_text()))
+    assert load_call_config(env) == expected
+    assert len(validations) == 2
+    assert load_call_config(env) == expected and len(validations) == 2  # rewritten
+
+
+def test_a_forged_cache_with_a_matching_digest_but_wrong_shape_is_refused(
+    env: dict[str, str], validations: list[Loaded]
+) -> None:
+    expected = load_call_config(env)
+    cache = cache_of(env)
+    document = json.loads(cache.read_text())
+    document["body"]["menus"][0]["options"][0].pop("label")
+    document["digest"] = classic_config._digest(document["body"])
+    cache.write_text(json.dumps(document))
+    assert load_call_config(env) == expected and len(validations) == 2
+
+
+def test_changed_menus_or_settings_are_validated_again(
+    env: dict[str, str], validations: list[Loaded]
+) -> None:
+    load_call_config(env)
+    other = Path(env["IVR_ENGINE_MENUS_DIR"]) / "other.yaml"
+    other.write_text(STABLE.replace("label: Billing", "label: Bills"))
+    _, menus = load_call_config(env)
+    assert menus["other"].options[0].label == "Bills" and len(validations) == 2
+    settings, _ = load_call_config({**env, "IVR_ENGINE_DECISION_DEADLINE_MS": "90"})
+    assert settings.decision_deadline_ms == 90 and len(validations) == 3
+
+
+def test_an_invalid_change_fails_as_before_even_with_a_cache(env: dict[str, str]) -> None:
+    load_call_config(env)
+    other = Path(env["IVR_ENGINE_MENUS_DIR"]) / "other.yaml"
+    other.write_text(STABLE.replace('digit: "0"', 'digit: "1"'))
+    with pytest.raises(ConfigError, match=r"other\.yaml: options\[1\]\.digit"):
+        load_call_config(env)
+    with pytest.raises(ConfigError, match="IVR_ENGINE_DECISION_DEADLINE_MS"):
+        load_call_config({**env, "IVR_ENGINE_DECISION_DEADLINE_MS": "1"})
+    with pytest.raises(ConfigError, match="IVR_ENGINE_NO_SUCH: unknown setting"):
+        load_call_config({**env, "IVR_ENGINE_NO_SUCH": "1"})
+
+
+def test_settings_file_named_by_ivr_engine_config(
+    env: dict[str, str], tmp_path: Path, validations: list[Loaded]
+) -> None:
+    spool = tmp_path / "spool-from-file"
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"spool_dir: {spool}\ndecision_deadline_ms: 200\n")
+    del env["IVR_ENGINE_SPOOL_DIR"]
+    env["IVR_ENGINE_CONFIG"] = str(config)  # the file, not a setting: no "unknown setting"
+    settings, _ = load_call_config(env)
+    assert (settings.spool_dir, settings.decision_deadline_ms) == (spool, 200)
+    assert (spool / CACHE_FILE).is_file()
+    assert load_call_config(env)[0] == settings and len(validations) == 1
+    config.write_text(f"spool_dir: {spool}\ndecision_deadline_ms: 300\n")
+    assert load_call_config(env)[0].decision_deadline_ms == 300 and len(validations) == 2
+
+
+def test_an_unwritable_spool_only_costs_the_cache(
+    env: dict[str, str], tmp_path: Path, validations: list[Loaded]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env["IVR_ENGINE_SPOOL_DIR"] = str(blocker / "spool")  # cannot be made: a file is there
+    first = load_call_config(env)
+    assert load_call_config(env) == first and len(validations) == 2
