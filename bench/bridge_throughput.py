@@ -26,8 +26,10 @@ are measured side by side on the same machine in one invocation (``new`` = the c
 is; the others put back one older path, see ``VARIANTS``).
 
 Per run: timeline events/s from the first AMI send to the last commit (whole run, including
-the tail), and each event's lag from its AMI send to its commit + ack, p50/p99/max.
-Prints a markdown table.
+the tail), and each event's lag from its AMI send to its commit + ack, p50/p99/max; CPU
+of the bridge process(es), of the Redis server (``INFO cpu``) and, for a PostgreSQL
+timeline, of every ``postgres`` process (/proc: other clients of that server count too),
+per AMI event and as cores busy over the run. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ class Row:
     max_ms: float
     cpu_s: float  # bridge processes (reader + consumer), all threads
     redis_cpu_s: float  # the Redis server, from INFO cpu
+    pg_cpu_s: float  # every PostgreSQL server process, from /proc (0 for a SQLite timeline)
 
 
 # --- the child: a fake Asterisk that sends the workload ------------------------------------
@@ -241,6 +244,21 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_s() -> float:
+    """User + system CPU seconds of every process named ``postgres`` (the server and its
+    backends), plus what its exited children left in their parent's ``cutime``/``cstime``:
+    deltas of this cover the backends that came and went during a run. Other clients of
+    the same server count too, so measure on a quiet machine."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            head, _, rest = stat.read_text().rpartition(")")
+            if head.endswith("(postgres"):
+                fields = rest.split()
+                total += sum(int(f) for f in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 async def redis_cpu_s(url: str) -> float:
     client = redis.asyncio.Redis.from_url(url)
     try:
@@ -297,6 +315,7 @@ async def one_run(args: argparse.Namespace, run: Run, tmp: Path) -> Row:
             reader = reader_process(settings) if run.split else contextlib.nullcontext([0.0])
             default_gc()
             redis_before, cpu_before = await redis_cpu_s(args.redis_url), time.process_time()
+            pg_before = postgres_cpu_s()
             try:
                 async with Bridge(settings, on_committed=committed) as bridge, reader as reader_cpu:
                     VARIANTS[run.variant](bridge)
@@ -306,6 +325,7 @@ async def one_run(args: argparse.Namespace, run: Run, tmp: Path) -> Row:
                         sent = json.loads(await proc.stdout.readline())
                     cpu_s = time.process_time() - cpu_before
                     redis_s = await redis_cpu_s(args.redis_url) - redis_before
+                    pg_s = postgres_cpu_s() - pg_before if run.database == "postgresql" else 0.0
                 cpu_s += reader_cpu[0]
             finally:
                 await delete_prefix(f"{DEFAULT_PREFIX}{{{stream}}}")
@@ -315,6 +335,7 @@ async def one_run(args: argparse.Namespace, run: Run, tmp: Path) -> Row:
         run=run, calls=args.calls, events=len(ms), per_s=len(ms) / elapsed,
         ami_per_s=sent["sent"] / elapsed, p50_ms=statistics.median(ms),
         p99_ms=ms[int(len(ms) * 0.99) - 1], max_ms=ms[-1], cpu_s=cpu_s, redis_cpu_s=redis_s,
+        pg_cpu_s=pg_s,
     )  # fmt: skip
 
 
@@ -324,21 +345,25 @@ def table(rows: list[Row]) -> str:
         "timeline events | "
         "timeline ev/s | AMI ev/s | lag p50 ms | lag p99 ms | lag max ms | "
         "bridge CPU µs / AMI ev | timeline ev / bridge CPU-s | AMI ev / bridge CPU-s | "
-        "Redis server CPU µs / AMI ev |",
+        "Redis server CPU µs / AMI ev | PostgreSQL server CPU µs / AMI ev | "
+        "cores busy: bridge / + Redis / + PostgreSQL |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         offered = "max" if r.run.rate == 0 else f"{r.run.rate:,}"
         procs = "reader + consumer" if r.run.split else "one"
         ami = r.calls * AMI_PER_CALL
+        elapsed_s = r.events / r.per_s
+        busy = [r.cpu_s, r.cpu_s + r.redis_cpu_s, r.cpu_s + r.redis_cpu_s + r.pg_cpu_s]
+        cores = " / ".join(f"{cpu / elapsed_s:.2f}" for cpu in busy)
         lines.append(
             f"| {r.run.variant} | {procs} | {r.run.database} | {r.run.sync} | {offered} | "
             f"{r.calls:,} | "
             f"{r.events:,} | {r.per_s:,.0f} | {r.ami_per_s:,.0f} | {r.p50_ms:.0f} | "
             f"{r.p99_ms:.0f} | {r.max_ms:.0f} | {r.cpu_s / ami * 1e6:.0f} | "
             f"{r.events / r.cpu_s:,.0f} | {ami / r.cpu_s:,.0f} | "
-            f"{r.redis_cpu_s / ami * 1e6:.0f} |"
+            f"{r.redis_cpu_s / ami * 1e6:.0f} | {r.pg_cpu_s / ami * 1e6:.0f} | {cores} |"
         )
     return "\n".join(lines)
 
