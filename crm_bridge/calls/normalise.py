@@ -46,7 +46,7 @@ from crm_bridge.calls.steps import (
 )
 from ivr_engine.telephony.ami import AmiEvent, ChannelState, int_header
 
-__all__ = ["HANDLERS", "SUBSCRIBED_EVENTS", "event_time", "normalise"]
+__all__ = ["ASTERISK_EVENT_NAMES", "HANDLERS", "SUBSCRIBED_EVENTS", "event_time", "normalise"]
 
 K = CallEventKind
 Handler = Callable[[AmiEvent, BridgeState, datetime], list[NormalisedEvent]]
@@ -253,7 +253,7 @@ def _register(name: str, handler: Handler) -> None:
     HANDLERS[name.lower()] = handler
 
 
-for _name, _handler in (
+_HANDLED = (
     ("Newchannel", _newchannel),
     ("Newstate", _newstate),
     ("UserEvent", _user_event),
@@ -264,8 +264,11 @@ for _name, _handler in (
     ("Hold", _hold),
     ("Unhold", _unhold),
     ("Hangup", _hangup),
-):
+)
+for _name, _handler in _HANDLED:
     _register(_name, _handler)
 
 #: The AMI events the reader subscribes to (``FullyBooted`` starts a resync).
 SUBSCRIBED_EVENTS = (*sorted(HANDLERS), "fullybooted")
+#: The same, spelled as Asterisk names them: the reader's server-side event filter.
+ASTERISK_EVENT_NAMES = (*(name for name, _ in _HANDLED), "FullyBooted")

@@ -28,6 +28,7 @@ from crm_bridge.calls.consumer import CustomerResolver, TimelineConsumer
 from crm_bridge.calls.esl_normalise import SUBSCRIBED_EVENTS
 from crm_bridge.calls.esl_reader import EslReader
 from crm_bridge.calls.model import NormalisedEvent
+from crm_bridge.calls.normalise import ASTERISK_EVENT_NAMES
 from crm_bridge.calls.outbox import SqliteOutbox
 from crm_bridge.calls.publisher import OutboxPublisher
 from crm_bridge.calls.reader import AmiReader
@@ -115,6 +116,7 @@ class Bridge:
             ping_interval_s=s.ami_ping_interval_s,
             backoff=self._ami_backoff,
             events=s.ami_events,
+            server_filter=ASTERISK_EVENT_NAMES if s.ami_server_filter else (),
         )
         self.reader = AmiReader(
             self.ami, self.outbox, state, on_committed=self.publisher.notify, clock=self._clock

@@ -66,6 +66,11 @@ class BridgeSettings(BaseModel):
     ami_url: str | None = Field(None, description="ami://USER:SECRET@HOST:5038 (reader)")
     ami_ping_interval_s: float = Field(10.0, gt=0, le=300)
     ami_events: str = Field("system,call,user", description="Login Events: the classes read")
+    ami_server_filter: bool = Field(
+        True,
+        description="ask Asterisk (Filter action, needs write=system) to send only the "
+        "events the bridge reads",
+    )
     esl_url: str | None = Field(None, description=f"{ESL_URL_FORM} (reader, FreeSWITCH)")
     esl_source: str = Field("freeswitch", pattern=_SOURCE)
     esl_inbound_contexts: tuple[str, ...] = ("public",)

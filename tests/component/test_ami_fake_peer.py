@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -105,6 +106,7 @@ class PeerSession:
         self.received: list[Action] = []
         self.logged_in = False
         self.silent = False  # read and record actions, answer nothing (a hung Asterisk)
+        self.event_names: set[str] | None = None  # the session's Filter whitelist, if any
         self.closed = asyncio.Event()  # the connection ended (either side)
 
     async def send(self, data: bytes) -> None:
@@ -112,7 +114,16 @@ class PeerSession:
         await self.writer.drain()
 
     async def send_pairs(self, pairs: Pairs) -> None:
+        if self.filtered_out(pairs):
+            return
         await self.send(encode(pairs))
+
+    def filtered_out(self, pairs: Pairs) -> bool:
+        """As Asterisk: an event (not a list item, which carries the ActionID) whose name is
+        not in the session's ``name(...)`` filters, once it has any."""
+        if self.event_names is None or not pairs or pairs[0][0] != "Event":
+            return False
+        return pairs[0][1] not in self.event_names and all(k != "ActionID" for k, _ in pairs)
 
     async def event(self, name: str, *pairs: tuple[str, str]) -> None:
         await self.send_pairs([("Event", name), ("Privilege", "call,all"), *pairs])
@@ -181,6 +192,8 @@ class FakeAmi:
     sessions: list[PeerSession] = field(default_factory=list)
     login_attempts: list[Action] = field(default_factory=list)
     refuse_logins_with: str | None = None  # e.g. "Asterisk is shutting down"
+    refuse_filters_with: str | None = None  # e.g. "Permission denied" (no write=system)
+    refuse_filter_names: set[str] = field(default_factory=set)  # refused one by one
     logins: asyncio.Queue[PeerSession] = field(default_factory=asyncio.Queue)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -249,6 +262,8 @@ class FakeAmi:
             await self._command(session, action)
         elif name == "coreshowchannels":
             await self._core_show_channels(session, action)
+        elif name == "filter":
+            await self._filter(session, action)
         else:
             await session.respond(action, "Error", ("Message", "Invalid/unknown command"))
 
@@ -269,6 +284,19 @@ class FakeAmi:
                 "FullyBooted", ("Uptime", "5"), ("LastReload", "5"), ("Status", "Fully Booted")
             )
         self.logins.put_nowait(session)
+
+    async def _filter(self, session: PeerSession, action: Action) -> None:
+        """Asterisk 22's ``Filter`` with ``MatchCriteria: name(X)`` (exact event names)."""
+        named = re.fullmatch(r"name\(([A-Za-z0-9_]+)\)", action.get("MatchCriteria"))
+        if self.refuse_filters_with is not None:
+            await session.respond(action, "Error", ("Message", self.refuse_filters_with))
+        elif action.get("Operation").lower() != "add":
+            await session.respond(action, "Error", ("Message", "Unknown operation"))
+        elif named is None or named[1] in self.refuse_filter_names:
+            await session.respond(action, "Error", ("Message", "Filter was formatted incorrectly"))
+        else:
+            session.event_names = (session.event_names or set()) | {named[1]}
+            await session.respond(action, "Success", ("Message", "Success"))
 
     async def _command(self, session: PeerSession, action: Action) -> None:
         lines = self.command_output.get(action.get("Command"))

@@ -37,6 +37,7 @@ from sipp import run_sipp_call
 
 from crm_bridge.bus import DEFAULT_PREFIX
 from crm_bridge.calls import Bridge, BridgeSettings
+from crm_bridge.calls.normalise import ASTERISK_EVENT_NAMES
 from ivr_engine.ports import Identity, StoredEvent, TimelineStore
 from tests.component.test_bus_contract import REDIS_URL, delete_prefix, require_redis
 
@@ -105,6 +106,11 @@ async def test_menu_calls_appear_exactly_once_with_durations(
     chooser, quitter = "+15557781001", "+15557781002"
     async with running_bridge(tmp_path) as bridge:
         store = store_of(bridge)
+        assert bridge.ami is not None
+        async with asyncio.timeout(WAIT_S):
+            while not bridge.ami.server_filtered:  # noqa: ASYNC110 (a flag of the client)
+                await asyncio.sleep(0.05)
+        received = bridge.ami.subscribe(maxsize=10_000)  # every event Asterisk sends now
         chosen, quit_ = await asyncio.gather(
             run_sipp_call([("wait", 2500), ("dtmf", "6"), ("wait", 15000)], caller_id=chooser),
             run_sipp_call(caller_id=quitter, hangup_after_ms=3000),
@@ -145,6 +151,10 @@ async def test_menu_calls_appear_exactly_once_with_durations(
         assert bridge.consumer is not None and bridge.reader is not None
         assert bridge.consumer.committed == 8 and bridge.reader.resyncs == 1
         assert not bridge.reader.state.calls
+        # Asterisk's filter sent only what the reader reads (unfiltered, these calls also
+        # bring DeviceStateChange, SoftHangupRequest and ContactStatus events).
+        names = [event.name for event in received.take(received.pending())]
+        assert names and set(names) <= set(ASTERISK_EVENT_NAMES), names
 
 
 def _kill_asterisk(testbed: Testbed) -> None:

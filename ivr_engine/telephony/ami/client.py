@@ -12,6 +12,15 @@ Lifecycle, run by one background task started by ``start()``::
 * Actions are never queued or re-sent across connections (``Originate`` is not idempotent):
   while not connected ``action`` raises ``AmiNotConnected``; actions waiting when the
   connection drops raise ``AmiConnectionLost``.
+* ``server_filter``: event names Asterisk should send at all. Right after each login (the
+  client counts as connected by then: a ``FullyBooted`` subscriber may act at once), one
+  ``Filter`` action per name (``MatchCriteria: name(X)``, the exact-name filter of recent
+  Asterisk 20 / 21 releases and 22) makes Asterisk drop every other event of the login's
+  classes before writing it (``DeviceStateChange``, ``SoftHangupRequest``, ``ContactStatus``
+  ... would cost the reader their parsing). It only saves work: subscriptions still filter
+  here. Refused whole (the manager user lacks ``write=system``, an older Asterisk), the
+  client warns once and reads unfiltered from then on; taken only in part (a whitelist
+  missing names would hide events), it logs in again without a filter.
 * ``close()`` sends ``Logoff`` when connected, stops the task wherever it is (connecting,
   backing off), fails waiting actions with ``AmiConnectionLost`` and ends every
   subscription (iteration stops after the events already queued).
@@ -68,6 +77,7 @@ class AmiClient:
         ping_timeout_s: float = 5.0,
         backoff: tuple[float, float] | Backoff = (0.5, 30.0),
         events: str = "on",
+        server_filter: tuple[str, ...] = (),
         limits: AmiLimits = DEFAULT_LIMITS,
     ) -> None:
         self.host = host
@@ -78,6 +88,8 @@ class AmiClient:
         self._ping_timeout_s = ping_timeout_s
         self._backoff = make_backoff(backoff)
         self._events = events
+        self._server_filter = server_filter
+        self.server_filtered = False  # this session's events are filtered by Asterisk
         self._limits = limits
         self._state = AmiState.IDLE
         self._state_changed = asyncio.Event()
@@ -271,9 +283,41 @@ class AmiClient:
                 f"AMI login as {self.username!r} to {self.host}:{self.port} refused: {why}"
             )
         self.logins += 1
+        self.server_filtered = False
         self._backoff.reset()
         self._conn = conn
         self._set_state(AmiState.CONNECTED)
+        if self._server_filter:
+            await self._install_server_filter(conn)
+
+    async def _install_server_filter(self, conn: AmiConnection) -> None:
+        names = self._server_filter
+        timeout_s = self._limits.login_timeout_s
+        lists = await asyncio.gather(
+            *(
+                conn.request(
+                    "Filter", {"Operation": "Add", "MatchCriteria": f"name({name})"}, timeout_s
+                )
+                for name in names
+            )
+        )  # a lost connection or a timeout raises: the next session tries again
+        refused = [answer.response for answer in lists if not answer.response.ok]
+        if not refused:
+            self.server_filtered = True
+            return
+        self._server_filter = ()  # from now on, every event of the login's classes
+        why = refused[0].message or refused[0].response
+        where = f"AMI {self.host}:{self.port}"
+        if len(refused) < len(names):
+            raise AmiConnectionLost(
+                f"{where} took only part of the event filter ({why}): logging in again without one"
+            )
+        log.warning(
+            "%s refused the event filter (%s): reading every event of the login's classes "
+            "(Filter needs write=system for the manager user)",
+            where,
+            why,
+        )
 
 
 def _log_task_failure(task: asyncio.Task[None]) -> None:
