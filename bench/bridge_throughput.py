@@ -13,7 +13,11 @@ stamped with its wall-clock send time in ``Timestamp``. Callers: ``--callers`` c
 seeded beforehand (not timed), every ``--new-every``-th call from a number never seen (the
 bridge creates that customer). ``--concurrent N`` interleaves the events of N calls at a
 time (default 1: each call's 15 events back to back), so a group commit touches N live calls
-and saves each one's state, as on a real switch where calls overlap.
+and saves each one's state, as on a real switch where calls overlap. ``--noise N`` adds N
+events per call that the bridge does not read (``DeviceStateChange``); the fake, like
+Asterisk, does not send them once the bridge's server-side filter is in place (variant
+``unfiltered``: the bridge asks for no filter and reads them all). The per-AMI-event
+columns divide by the 15 events of a call the bridge reads.
 
 Topologies: ``one`` = reader and consumer in this process (one event loop); ``split`` = the
 reader as its own process (``python -m crm_bridge.calls --roles reader``), the consumer here.
@@ -56,11 +60,12 @@ import redis.asyncio
 
 from crm_bridge.bus import DEFAULT_PREFIX, RedisEventBus
 from crm_bridge.calls import Bridge, BridgeSettings, CustomerResolver, NormalisedEvent
+from crm_bridge.calls.normalise import ASTERISK_EVENT_NAMES
 from ivr_engine.heap import BRIDGE_YOUNG_THRESHOLD, settle_heap
 from ivr_engine.ports import Identity
 from ivr_engine.timeline import open_timeline
 from ivr_engine.timeline.migrate import upgrade
-from tests.component.test_ami_fake_peer import FakeAmi, Pairs, encode
+from tests.component.test_ami_fake_peer import FakeAmi, Pairs, PeerSession, encode
 from tests.component.test_bus_contract import delete_prefix
 from tests.component.test_call_bridge_fakes import FakeAsterisk
 
@@ -102,6 +107,7 @@ VARIANTS: dict[str, Callable[[Bridge], None]] = {
     "gc-tuned": gc_tuned,
     "per-call-resolve": per_call_resolve,
     "json-publish": json_publish,
+    "unfiltered": gc_tuned,  # and no server-side AMI event filter (``one`` topology only)
 }
 
 
@@ -155,30 +161,59 @@ def interleaved(per_call: list[list[Pairs]], concurrent: int) -> list[Pairs]:
     return out
 
 
-async def serve_peer(calls: int, callers: int, new_every: int, rate: int, concurrent: int) -> None:
+def with_noise(events: list[Pairs], noise: int, n: int) -> list[Pairs]:
+    """A call's events with ``noise`` events the bridge does not read spread among them
+    (``DeviceStateChange`` of an agent's device, as a PBX sends for every state change)."""
+    out = list(events)
+    for k in range(noise):
+        state = ("RINGING", "INUSE", "NOT_INUSE")[k % 3]
+        pairs = [
+            ("Event", "DeviceStateChange"),
+            ("Privilege", "call,all"),
+            ("Timestamp", "0"),
+            ("Device", f"PJSIP/agent{n % 50}"),
+            ("State", state),
+        ]
+        out.insert((k + 1) * len(out) // (noise + 1), pairs)
+    return out
+
+
+async def filter_installed(session: PeerSession) -> None:
+    """Until the bridge's server-side filter is in place (one Filter per event it reads)."""
+    async with asyncio.timeout(30):
+        while len(session.event_names or ()) < len(ASTERISK_EVENT_NAMES):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def serve_peer(args: argparse.Namespace) -> None:
+    calls, rate = args.calls, args.rate
     peer = FakeAmi()
     await peer.start()
     fake = FakeAsterisk(peer)
     print(json.dumps({"port": peer.port}), flush=True)
     session = await peer.next_login()
     await session.next_action("CoreShowChannels")  # the bridge's first resync
+    if args.expect_filter:
+        await filter_installed(session)
     per_call = []
     for n in range(calls):
-        fake.switch.agent_call(caller_of(n, callers, new_every), talk_s=20, hold_s=2)
-        per_call.append(fake.switch.take())
-    messages = interleaved(per_call, concurrent)
+        fake.switch.agent_call(caller_of(n, args.callers, args.new_every), talk_s=20, hold_s=2)
+        per_call.append(with_noise(fake.switch.take(), args.noise, n))
+    messages = interleaved(per_call, args.concurrent)
     started = time.time()
+    sent = 0
     chunk = max(1, rate // 100) if rate else 500
     for index in range(0, len(messages), chunk):
         if rate:
             await asyncio.sleep(max(0.0, started + index / rate - time.time()))
         now = f"{time.time():.6f}"
+        kept = [p for p in messages[index : index + chunk] if not session.filtered_out(p)]
         data = b"".join(
-            encode([(k, now if k == "Timestamp" else v) for k, v in pairs])
-            for pairs in messages[index : index + chunk]
-        )
+            encode([(k, now if k == "Timestamp" else v) for k, v in pairs]) for pairs in kept
+        )  # only what Asterisk would send past the bridge's filter
+        sent += len(kept)
         await session.send(data)
-    print(json.dumps({"sent": len(messages), "first": started, "last": time.time()}), flush=True)
+    print(json.dumps({"sent": sent, "first": started, "last": time.time()}), flush=True)
     await asyncio.sleep(3600)  # the parent kills this process
 
 
@@ -187,12 +222,13 @@ async def serve_peer(calls: int, callers: int, new_every: int, rate: int, concur
 
 @contextlib.asynccontextmanager
 async def peer_process(
-    args: argparse.Namespace, rate: int
+    args: argparse.Namespace, rate: int, expect_filter: bool
 ) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--serve-peer", "--calls", str(args.calls),
         "--callers", str(args.callers), "--new-every", str(args.new_every),
-        "--rate", str(rate), "--concurrent", str(args.concurrent), stdout=asyncio.subprocess.PIPE,
+        "--rate", str(rate), "--concurrent", str(args.concurrent), "--noise", str(args.noise),
+        *(["--expect-filter"] if expect_filter else []), stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
@@ -305,11 +341,12 @@ async def one_run(args: argparse.Namespace, run: Run, tmp: Path) -> Row:
     stream = f"bench-calls-{uuid.uuid4().hex[:8]}"
     async with database(run.database, args.pg_admin_url, tmp) as url:
         await seed(url, args.callers)
-        async with peer_process(args, run.rate) as (port, proc):
+        filtered = run.variant != "unfiltered"
+        async with peer_process(args, run.rate, filtered) as (port, proc):
             settings = BridgeSettings.build(
                 ami_url=f"ami://ivr:s3cret@127.0.0.1:{port}", database_url=url,
                 bus_url=args.redis_url, stream=stream, outbox_path=tmp / f"{stream}.db",
-                outbox_sync=run.sync, consumer_name="bench",
+                outbox_sync=run.sync, consumer_name="bench", ami_server_filter=filtered,
                 roles=frozenset({"consumer"} if run.split else {"reader", "consumer"}),
             )  # fmt: skip
             reader = reader_process(settings) if run.split else contextlib.nullcontext([0.0])
@@ -370,7 +407,7 @@ def table(rows: list[Row]) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     if args.serve_peer:
-        await serve_peer(args.calls, args.callers, args.new_every, args.rate, args.concurrent)
+        await serve_peer(args)
         return
     runs = [
         Run(variant, db, sync, int(rate), split == "split")
@@ -398,6 +435,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrent", type=int, default=1, help="calls live at once (their events interleaved)"
     )
+    parser.add_argument(
+        "--noise", type=int, default=0, help="AMI events per call the bridge does not read"
+    )
+    parser.add_argument("--expect-filter", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rates", default="0,1000", help="offered AMI events/s, 0 = max")
     parser.add_argument("--rate", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--syncs", default="full")
