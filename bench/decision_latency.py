@@ -346,12 +346,16 @@ async def place_call(
 
 @dataclass(frozen=True)
 class Scenario:
-    """``C[,hold=MS][,gap=MS][,pool=N][,calls=N][,warmup=N]``: C calls in flight."""
+    """``C[,hold=MS][,jitter=PCT][,gap=MS][,pool=N][,calls=N][,warmup=N]``: C calls in
+    flight. ``jitter``: each hold is drawn uniformly from hold ± PCT % and each slot starts
+    after a random part of one hold, so calls arrive spread out rather than in step (with a
+    fixed hold the C slots stay in lockstep: C calls arrive within a few ms, once a hold)."""
 
     concurrency: int
     calls: int
     warmup: int
     hold_ms: int = 0  # the caller answers each EXEC Read after this long
+    jitter: int = 0  # hold drawn from hold_ms ± jitter %; slots start staggered
     gap_ms: int = 0  # each slot pauses this long before placing its next call
     pool: int = 0  # known callers drawn from this many customers (0: any)
 
@@ -361,14 +365,20 @@ class Scenario:
         values = {"calls": calls, "warmup": warmup}
         for option in options:
             key, _, value = option.partition("=")
-            if key not in {"calls", "warmup", "hold", "gap", "pool"} or not value.isdigit():
+            if (
+                key not in {"calls", "warmup", "hold", "jitter", "gap", "pool"}
+                or not value.isdigit()
+            ):
                 raise argparse.ArgumentTypeError(f"bad run {text!r}: {option!r}")
             values[f"{key}_ms" if key in {"hold", "gap"} else key] = int(value)
         return cls(int(head), **values)
 
     @property
     def pacing(self) -> str:
-        parts = [f"hold {self.hold_ms} ms" if self.hold_ms else "", f"gap {self.gap_ms} ms"]
+        hold = f"hold {self.hold_ms} ms" if self.hold_ms else ""
+        if hold and self.jitter:
+            hold += f" ± {self.jitter} %, staggered"
+        parts = [hold, f"gap {self.gap_ms} ms"]
         return ", ".join(p for p in parts if p and p != "gap 0 ms") or "instant"
 
     @property
@@ -409,12 +419,20 @@ async def run_load(
     measured: list[CallTrace] = []
     marks: dict[str, float] = {}
 
+    def hold_s() -> float:
+        if not scenario.jitter:  # no draw: a given --seed places the same callers as before
+            return scenario.hold_ms / 1000
+        spread = scenario.jitter / 100
+        return scenario.hold_ms / 1000 * mix.rng.uniform(1 - spread, 1 + spread)
+
     async def caller() -> None:
+        if scenario.jitter:
+            await asyncio.sleep(mix.rng.uniform(0, scenario.hold_ms / 1000))
         for n in numbers:
             if n == warmup:
                 marks["cpu"], marks["start"] = engine.cpu_s(), time.perf_counter()
                 marks["busy"], marks["total"] = _cpu_times()
-            trace = await place_call(engine.agi_port, tag, n, mix.next(), scenario.hold_ms / 1000)
+            trace = await place_call(engine.agi_port, tag, n, mix.next(), hold_s())
             if warmup <= n < warmup + calls:
                 measured.append(trace)
                 if len(measured) == calls:
@@ -793,7 +811,11 @@ async def main(argv: Sequence[str] | None = None) -> None:
         print(markdown_table(floors))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     raw = [
-        {**row, "latencies_ms": [t.latency_ms for t in r.traces]}
+        {
+            **row,
+            "latencies_ms": [t.latency_ms for t in r.traces],
+            "sent_ms": [t.sent_ns / 1e6 for t in r.traces],  # header block out, client clock
+        }
         for row, r in zip(rows, results, strict=True)
     ]
     (ROOT / f"bench/.work/decision-latency-{stamp}.json").write_text(json.dumps(raw))
