@@ -3,7 +3,8 @@
 Two Python processes, started together on a signal, each run many calls concurrently
 against one pool of agents and print what they got. A claim race (nobody releases) must end
 with every agent reserved exactly once; a churn run (reserve, confirm, release, again) must
-never show two holders of one agent, counted by an INCR/DECR witness outside the store.
+never show two holders of one agent, counted by an INCR/DECR witness outside the store
+(there a call that finds every agent held tries again, as a queued call would).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ async def main(url, prefix, tag, mode, calls, pool):
         call = f"{tag}-{i}"
         async with gate:
             agent = await store.reserve_first(rng.sample(pool, len(pool)), call, 30)
+            while agent is None and mode == "churn":  # a queued call: try again shortly
+                await asyncio.sleep(0.001)
+                agent = await store.reserve_first(rng.sample(pool, len(pool)), call, 30)
             if agent is None:
                 return
             got.append([agent, call])
@@ -142,9 +146,9 @@ async def test_two_processes_never_hold_one_agent_at_once(
     results = await run_workers(prefix, agents, "churn", calls=250)
     assert [r["overlaps"] for r in results] == [[], []]
     assert [r["lost"] for r in results] == [[], []]
-    assert all(r["got"] for r in results)  # both processes won some of the race
-    served = sum(len(r["got"]) for r in results)
-    assert served > len(agents)  # agents were reserved, released and reserved again
+    # Every call waited for an agent (a call that found none all held tried again: before,
+    # it gave up, and one process could lose every try of a burst to the other: a flake).
+    assert [len(r["got"]) for r in results] == [250, 250]
     final = await store.snapshot()
     assert {(a.state, a.reservation, a.interactions) for a in final.values()} == {
         (AgentState.AVAILABLE, None, ())
