@@ -65,20 +65,23 @@ def load_call_config(environ: Mapping[str, str]) -> tuple[CallSettings, Mapping[
         found = read_cache(cache, key)
         if found is not None:
             return found
-    settings, menus = validate(config_file, settings_env)
+    settings, menus, menus_read = validate(config_file, settings_env)
     if key is not None and cache is not None and cache.parent == settings.spool_dir:
-        write_cache(cache, key, settings, menus)
+        write_cache(cache, key, settings, menus, menus_read)
     return settings, menus
 
 
 def validate(
     config_file: Path | None, environ: Mapping[str, str]
-) -> tuple[CallSettings, Mapping[str, Menu]]:
-    """The full validation (imports pydantic and PyYAML)."""
+) -> tuple[CallSettings, Mapping[str, Menu], str | None]:
+    """The full validation (imports pydantic and PyYAML), with the ``menus_key`` of the menu
+    files taken before they are read: a file edited during the validation then makes the
+    next process miss the cache, instead of old menus being cached under the new key."""
     from ivr_engine.menu_config import load_menus
     from ivr_engine.settings import load_settings
 
     full = load_settings(config_file, environ)
+    menus_read = menus_key(full.menus_dir)
     menus = load_menus(full.menus_dir)  # prompts are checked by `ivr-engine check-config`
     settings = CallSettings(
         database_url=full.database_url,
@@ -87,7 +90,7 @@ def validate(
         decision_deadline_ms=full.decision_deadline_ms,
         default_region=full.default_region,
     )
-    return settings, menus
+    return settings, menus, menus_read
 
 
 def settings_key(config_file: Path | None, environ: Mapping[str, str]) -> str | None:
@@ -168,11 +171,18 @@ def read_cache(path: Path, key: str) -> tuple[CallSettings, Mapping[str, Menu]] 
         return None
 
 
-def write_cache(path: Path, key: str, settings: CallSettings, menus: Mapping[str, Menu]) -> None:
-    """Best effort: a temporary file renamed over ``path`` (readers see all or nothing)."""
+def write_cache(
+    path: Path,
+    key: str,
+    settings: CallSettings,
+    menus: Mapping[str, Menu],
+    menus_read: str | None,
+) -> None:
+    """Best effort: a temporary file renamed over ``path`` (readers see all or nothing).
+    ``menus_read``: the ``menus_key`` of the files ``menus`` were validated from."""
     body = {
         "settings": _encode_settings(settings),
-        "menus_key": menus_key(settings.menus_dir),
+        "menus_key": menus_read,
         "menus": encode_menus(menus),
     }
     document = {"format": FORMAT, "key": key, "digest": _digest(body), "body": body}

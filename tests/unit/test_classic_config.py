@@ -53,9 +53,12 @@ def validations(monkeypatch: pytest.MonkeyPatch) -> list[Loaded]:
     seen: list[Loaded] = []
     real = classic_config.validate
 
-    def counted(config_file: Path | None, environ: Mapping[str, str]) -> Loaded:
-        seen.append(real(config_file, environ))
-        return seen[-1]
+    def counted(
+        config_file: Path | None, environ: Mapping[str, str]
+    ) -> tuple[CallSettings, Mapping[str, Menu], str | None]:
+        result = real(config_file, environ)
+        seen.append(result[:2])
+        return result
 
     monkeypatch.setattr(classic_config, "validate", counted)
     return seen
@@ -145,6 +148,29 @@ def test_changed_menus_or_settings_are_validated_again(
     assert menus["other"].options[0].label == "Bills" and len(validations) == 2
     settings, _ = load_call_config({**env, "IVR_ENGINE_DECISION_DEADLINE_MS": "90"})
     assert settings.decision_deadline_ms == 90 and len(validations) == 3
+
+
+def test_a_menu_edited_while_it_is_validated_is_not_cached_under_the_new_key(
+    env: dict[str, str], validations: list[Loaded], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edit lands after the files were read and before the cache is written: the next
+    process must validate again (and hear the edit), not reuse the old menus."""
+    import ivr_engine.menu_config as menu_config
+
+    other = Path(env["IVR_ENGINE_MENUS_DIR"]) / "other.yaml"
+    real_load = menu_config.load_menus
+
+    def load_then_edit(directory: Path) -> dict[str, Menu]:
+        menus = real_load(directory)
+        other.write_text(STABLE.replace("label: Billing", "label: Bills"))
+        return menus
+
+    monkeypatch.setattr(menu_config, "load_menus", load_then_edit)
+    _, menus = load_call_config(env)
+    assert menus["other"].options[0].label == "Billing"  # what was read
+    monkeypatch.setattr(menu_config, "load_menus", real_load)
+    _, menus = load_call_config(env)
+    assert menus["other"].options[0].label == "Bills" and len(validations) == 2
 
 
 def test_an_invalid_change_fails_as_before_even_with_a_cache(env: dict[str, str]) -> None:
