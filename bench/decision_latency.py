@@ -153,11 +153,23 @@ async def ensure_seeded(url: str, customers: int, events: int) -> None:
 class EngineProcess:
     process: asyncio.subprocess.Process
     agi_port: int
+    workers: int
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds of the engine process so far."""
-        stat = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds so far of the engine process and its live children
+        (the workers under ``--workers N``)."""
+        root = self.process.pid
+        ticks = 0
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(proc.name) == root or int(stat[1]) == root:  # stat[1]: the parent pid
+                ticks += int(stat[11]) + int(stat[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def migrate(url: str) -> None:
@@ -168,20 +180,24 @@ async def migrate(url: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_engine(url: str, log_path: Path) -> AsyncIterator[EngineProcess]:
-    """``ivr-engine run`` on ``url`` (repo's menus and prompts); SIGTERM and wait on exit."""
+async def running_engine(
+    url: str, log_path: Path, workers: int = 1
+) -> AsyncIterator[EngineProcess]:
+    """``ivr-engine run`` on ``url`` (repo's menus and prompts), ``--workers``; SIGTERM and
+    wait on exit."""
     with tempfile.TemporaryDirectory(prefix="ivr-bench-") as tmp:
         ready = Path(tmp) / "ready"
         env = {**os.environ, "IVR_ENGINE_SPOOL_DIR": str(Path(tmp) / "spool")}
         command = [str(ROOT / ".venv/bin/ivr-engine"), "--database-url", url, "run"]
         command += ["--agi-port", "0", "--http-port", "0", "--ready-file", str(ready)]
+        command += ["--workers", str(workers)] if workers != 1 else []  # older trees: no option
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 *command, cwd=ROOT, env=env, stdout=log, stderr=log
             )
         try:
-            yield EngineProcess(process, await _wait_ready(process, ready, log_path))
+            yield EngineProcess(process, await _wait_ready(process, ready, log_path), workers)
         finally:
             if process.returncode is None:
                 process.terminate()
@@ -396,6 +412,7 @@ class LoadResult:
     machine_busy: float  # all cores, other work included
     load_avg: float
     tag: str
+    workers: int
     decision_ms: list[float] = field(default_factory=list)
     first_prompt_ms: list[float] = field(default_factory=list)  # engine: request in -> Read out
     drain_s: float | None = None  # until the engine had stored every call of the run
@@ -447,7 +464,7 @@ async def run_load(
     busy = (marks["busy_end"] - marks["busy"]) / (marks["total_end"] - marks["total"])
     return LoadResult(
         database, scenario, measured, marks["end"] - marks["start"],
-        marks["cpu_end"] - marks["cpu"], busy, os.getloadavg()[0], tag,
+        marks["cpu_end"] - marks["cpu"], busy, os.getloadavg()[0], tag, engine.workers,
     )  # fmt: skip
 
 
@@ -584,6 +601,7 @@ def summarize(result: LoadResult) -> dict[str, str]:
     target = target and percentile(latencies, 99) <= TARGET_P99_MS
     return {
         "database": result.database,
+        "engine workers": str(result.workers),
         "in flight": str(result.scenario.concurrency),
         "caller pacing": result.scenario.pacing,
         "known callers": result.scenario.callers,
@@ -714,8 +732,10 @@ for it. "Engine decision_ms" is the engine's own identify + history + decide tim
 from the stored call events; "engine request in -> Read out" is the issue's measure taken
 inside the engine (from the header block being in to the first prompt command being sent,
 `first_prompt_ms` of the stored call event): the client-side p50/p99 add the client's own
-event-loop delay and both sockets' wake-ups on a shared 2-core VM. "Engine CPU ms/call" is
-the engine process only (PostgreSQL's own CPU is not in it). Raw numbers:
+event-loop delay and both sockets' wake-ups on a shared 2-core VM. "Engine workers" is
+`ivr-engine run --workers N` (1: one process, no supervisor). "Engine CPU ms/call" is the
+engine's processes only (the supervisor and its workers; PostgreSQL's own CPU is not in
+it). Raw numbers:
 `bench/.work/decision-latency-*.json`.
 
 Reproduce (from the repo root; PostgreSQL on 127.0.0.1:5432, user postgres, trust auth):
@@ -757,7 +777,7 @@ async def bench_database(name: str, url: str, args: argparse.Namespace) -> Datab
     log_path = ROOT / f"bench/.work/decision-latency-engine-{name}.log"
     results = []
     code = await asyncio.to_thread(engine_code)
-    async with running_engine(url, log_path) as engine:
+    async with running_engine(url, log_path, args.workers) as engine:
         for scenario in args.runs:
             print(f"{name}: {scenario} ...", flush=True)
             mix = CallerMix(args.customers, args.unknown_share, rng, scenario.pool)
@@ -795,6 +815,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="caller choice (default: random)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench/results.md")
     parser.add_argument("--no-write", action="store_true", help="print, do not touch results")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="ivr-engine run --workers N (engine CPU: all)"
+    )
     return parser
 
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ from ivr_engine.telephony.esl.ivr_handler import esl_ivr_handler, esl_reroute_ha
 from ivr_engine.telephony.ivr_handler import IVR_SCRIPT, ivr_handler
 from ivr_engine.timeline import Timeline, open_timeline
 from ivr_engine.timeline_ui import create_timeline_ui_app
+from ivr_engine.workers.role import WorkerRole
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +86,17 @@ class Engine:
     contact_center: ContactCenter | None = None
     continuation: Continuation | None = None
     webhooks: WebhookRelay | None = None
+    # None: the only engine process (everything, as always); else one of several workers
+    # sharing the call ports (ivr_engine/workers/role.py: what runs in worker 0 only).
+    role: WorkerRole | None = None
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self) -> None:
         settings = self.settings
         self.menus = LiveMenus(load_checked_menus(settings))
-        self.timeline = await open_timeline(settings.database_url)
+        # workers: the supervisor migrated SQLite once, before starting them
+        migrate = False if self.role is not None else None
+        self.timeline = await open_timeline(settings.database_url, migrate=migrate)
         if not await self.timeline.lookup.warm_up():
             log.warning(
                 "timeline %s not reachable at start-up: static menus until it is",
@@ -102,9 +108,10 @@ class Engine:
         await self.recorder.start()
         if settings.agents_file is not None:
             self.contact_center = await ContactCenter.open(
-                settings, self.menus, self.timeline.store, utc_now
+                self._leader_only(settings, ami_url=None), self.menus, self.timeline.store, utc_now
             )
-        self.webhooks = await open_webhook_relay(settings)
+        if self._leads:
+            self.webhooks = await open_webhook_relay(settings)
         self.continuation = open_continuation(settings, self.menus, self.timeline.store, utc_now)
         center = self.contact_center
         router = center.router if center is not None else None
@@ -134,7 +141,7 @@ class Engine:
             self.agi.register(
                 REROUTE_SCRIPT, reroute_handler(center.router, center.agents, utc_now)
             )
-        await self.agi.start()
+        await self.agi.start(reuse_port=self.role is not None)
         if settings.esl_port is not None:
             limits = OutboundLimits(command_timeout=settings.agi_command_timeout_s)
             handler = esl_ivr_handler(flow, utc_now)
@@ -145,17 +152,26 @@ class Engine:
                 center = self.contact_center
                 reroute = esl_reroute_handler(center.router, center.agents, utc_now)
                 self.esl.register(REROUTE_SCRIPT, reroute)
-            await self.esl.start()
+            await self.esl.start(reuse_port=self.role is not None)
             log.info("FreeSWITCH outbound socket on %s:%s", settings.esl_host, self.esl.port)
-        await self._start_http()
+        if self._leads:
+            await self._start_http()
         log.info(
-            "engine ready: FastAGI %s:%s, HTTP %s:%s, database %s",
+            "engine ready: FastAGI %s:%s, HTTP %s, database %s",
             settings.agi_host,
             self.agi.port,
-            settings.http_host,
-            self.http_port,
+            f"{settings.http_host}:{self.http_port}" if self._leads else "in worker 0",
             _redact(settings.database_url),
         )
+
+    @property
+    def _leads(self) -> bool:
+        """Runs the once-per-engine parts: always, unless a worker other than worker 0."""
+        return self.role is None or self.role.leads
+
+    def _leader_only(self, settings: Settings, **off: object) -> Settings:
+        """``settings`` with ``off`` applied in workers other than worker 0."""
+        return settings if self._leads else settings.model_copy(update=off)
 
     async def _start_http(self) -> None:
         assert self.timeline is not None
@@ -196,7 +212,12 @@ class Engine:
                 )
         self.http = web.AppRunner(app, access_log=None)
         await self.http.setup()
-        site = web.TCPSite(self.http, self.settings.http_host, self.settings.http_port)
+        site = web.TCPSite(
+            self.http,
+            self.settings.http_host,
+            self.settings.http_port,
+            reuse_port=True if self.role is not None else None,  # the supervisor holds it
+        )
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
@@ -257,9 +278,17 @@ async def reload_logged(engine: Engine) -> bool:
     return True
 
 
-async def run_engine(settings: Settings, ready_file: Path | None = None) -> None:
-    """Run until SIGINT/SIGTERM; SIGHUP reloads the menus."""
+async def run_engine(
+    settings: Settings,
+    ready_file: Path | None = None,
+    *,
+    role: WorkerRole | None = None,
+    on_ready: Callable[[Engine], None] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM; SIGHUP reloads the menus. ``role``: one of several workers
+    (``ivr_engine.workers``); ``on_ready``: called once the engine takes calls."""
     engine = Engine(settings)
+    engine.role = role
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -274,13 +303,19 @@ async def run_engine(settings: Settings, ready_file: Path | None = None) -> None
 
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    await engine.start()
+    try:
+        await engine.start()
+    except BaseException:
+        await engine.stop()  # what started (threads, pools) must not keep the process alive
+        raise
     settle_heap()
     try:
         if ready_file is not None:
             assert engine.agi is not None
             ports = f"{engine.agi.port} {engine.http_port}\n"
             await asyncio.to_thread(ready_file.write_text, ports, encoding="utf-8")
+        if on_ready is not None:
+            on_ready(engine)
         await stop.wait()
     finally:
         for task in list(reloads):  # a reload still running must not outlive the engine

@@ -26,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--http-port", dest="http_port", type=int)
     run.add_argument("--esl-port", dest="esl_port", type=int, help="FreeSWITCH outbound socket")
     run.add_argument("--ready-file", type=Path, help="write 'AGI_PORT HTTP_PORT' when ready")
+    run.add_argument(
+        "--workers", dest="workers", type=int, help="engine processes sharing the ports (1)"
+    )
     commands.add_parser("migrate", help="create or upgrade the timeline schema")
     commands.add_parser("check-config", help="validate settings, menus and prompts, then exit")
     commands.add_parser("demo", help="a new and a returning caller through the engine")
@@ -54,12 +57,17 @@ def _settings(args: argparse.Namespace) -> Settings:
     config = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     overrides: dict[str, Any] = {
         key: getattr(args, key, None)
-        for key in ("database_url", "log_level", "agi_port", "http_port", "esl_port")
+        for key in ("database_url", "log_level", "agi_port", "http_port", "esl_port", "workers")
     }
     return load_settings(config, overrides=overrides)
 
 
-async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the command; the process's exit code."""
+    if args.command == "run" and settings.workers > 1:
+        from ivr_engine.workers.supervisor import run_supervisor
+
+        return await run_supervisor(settings, ready_file=args.ready_file)
     if args.command == "run":
         from ivr_engine.app import run_engine
 
@@ -103,6 +111,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> None:
 
         written = await build_prompts(args.texts, args.out)
         print(f"built {len(written)} prompt file(s) under {args.out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,13 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        asyncio.run(_dispatch(args, settings))
+        code = asyncio.run(_dispatch(args, settings))
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ class Settings(BaseModel):
     agi_host: str = "127.0.0.1"
     agi_port: int = Field(4573, ge=0, le=65535)
     agi_backlog: int = Field(1024, ge=16, le=65535)
+    # Engine worker processes sharing the call ports (SO_REUSEPORT) under a supervisor;
+    # 1: one process, no supervisor (ivr_engine/workers.py says what runs where).
+    workers: int = Field(1, ge=1, le=64, description="engine processes taking calls")
     agi_header_timeout_s: float = Field(5.0, gt=0, le=60)
     agi_command_timeout_s: float = Field(120.0, gt=0, le=3600)
     http_host: str = "127.0.0.1"
@@ -145,6 +148,20 @@ class Settings(BaseModel):
             {"key": "http_host", "host": repr(self.http_host)},
         )
 
+    @model_validator(mode="after")
+    def _workers_share_agent_state(self) -> Settings:
+        """Each worker routes calls: with agents, they must share one agent state."""
+        if self.workers == 1 or self.agents_file is None or is_shared_state(self.agent_state_url):
+            return self
+        raise PydanticCustomError(
+            "workers_memory_state",
+            "workers is {workers} and agents_file is set, but agent state is kept in each "
+            "process's memory (agent_state_url {url}): two workers could ring the same agent. "
+            "Set agent_state_url: redis://HOST:6379/0 (env IVR_ENGINE_AGENT_STATE_URL), or "
+            "workers: 1",
+            {"key": "agent_state_url", "workers": self.workers, "url": repr(self.agent_state_url)},
+        )
+
     @field_validator("ami_url")
     @classmethod
     def _ami_url(cls, value: str | None) -> str | None:
@@ -168,6 +185,11 @@ def check_token_strength(text: str) -> None:
         )
     if not all(33 <= ord(char) <= 126 for char in text):
         raise ValueError("printable ASCII only, no spaces (make one: openssl rand -hex 32)")
+
+
+def is_shared_state(url: str | None) -> bool:
+    """An ``agent_state_url`` every engine process sees alike (Redis), not process memory."""
+    return url is not None and url.startswith(("redis://", "rediss://", "unix://"))
 
 
 def is_loopback(host: str) -> bool:

@@ -74,7 +74,9 @@ class CallServer:
         """Connections being served (including ones still sending their first data)."""
         return len(self._tasks)
 
-    async def start(self) -> None:
+    async def start(self, *, reuse_port: bool = False) -> None:
+        """Listen; ``reuse_port``: with ``SO_REUSEPORT``, so that several engine worker
+        processes listen on one port and the kernel spreads the connections over them."""
         if self._server is not None:
             raise RuntimeError(f"{self._what} already started")
         self._server = await asyncio.start_server(
@@ -83,6 +85,7 @@ class CallServer:
             self._port,
             backlog=self._backlog,
             limit=self._stream_limit,
+            reuse_port=reuse_port or None,
         )
 
     def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -1,0 +1,84 @@
+"""One engine worker process, started by the supervisor (``supervisor.py``), never by hand:
+
+    python -m ivr_engine.workers.child INDEX COUNT SUPERVISOR_PID  < settings JSON
+
+The settings come on stdin, already validated by the supervisor (secrets included: they
+never appear in the command line, the environment or a file). Once the engine takes calls
+the worker writes one line ``ready AGI_PORT HTTP_PORT`` to stdout (``-`` for no HTTP), then
+points its stdout at stderr. It logs to stderr with its index. If the supervisor dies,
+the kernel sends the worker SIGTERM (Linux ``PR_SET_PDEATHSIG``): it drains its calls and
+exits instead of serving on unsupervised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from pydantic import SecretStr
+
+from ivr_engine.app import Engine, run_engine
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.settings import Settings
+from ivr_engine.workers.role import WorkerRole
+
+PR_SET_PDEATHSIG = 1
+EXIT_CONFIG = 2  # as ``ivr-engine``: a configuration error, nothing to restart for
+EXIT_ORPHANED = 3
+
+
+def settings_json(settings: Settings) -> str:
+    """The settings as the worker reads them back (``Settings.model_validate``), secrets in
+    clear: this text goes only down the worker's stdin pipe."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        return str(value)  # Path
+
+    return json.dumps(settings.model_dump(), default=plain)
+
+
+def announce(engine: Engine) -> None:
+    """Tell the supervisor this worker takes calls, then stop writing to the pipe."""
+    assert engine.agi is not None
+    http = str(engine.http_port) if engine.http is not None else "-"
+    sys.stdout.write(f"ready {engine.agi.port} {http}\n")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+
+
+def _die_with(parent: int) -> None:
+    """SIGTERM when the supervisor goes, however it goes (Linux); gone already: exit."""
+    name = ctypes.util.find_library("c")
+    if name is not None and sys.platform.startswith("linux"):
+        ctypes.CDLL(name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        sys.exit(EXIT_ORPHANED)
+
+
+def main(argv: list[str]) -> int:
+    index, count, parent = (int(arg) for arg in argv)
+    _die_with(parent)
+    role = WorkerRole(index, count)
+    settings = Settings.model_validate(json.loads(sys.stdin.read()))
+    fmt = f"%(asctime)s %(levelname)s [{role.name} pid {os.getpid()}] %(name)s: %(message)s"
+    logging.basicConfig(level=settings.log_level, format=fmt)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run_engine(settings, role=role, on_ready=announce))
+    except ConfigError as exc:
+        print(f"configuration error ({role.name}):\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

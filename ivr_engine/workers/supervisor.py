@@ -1,0 +1,288 @@
+"""The supervisor of ``ivr-engine run --workers N``: N engine worker processes, one port.
+
+Start-up, in order (any failure: the workers started are stopped, exit non-zero):
+
+1. the settings were validated by the CLI; here the menus and prompts are checked once and
+   a SQLite timeline is migrated once (the workers open it without migrating: N Alembic
+   runs on one new file would race);
+2. the call ports (FastAGI, ESL when set) and the HTTP port are *reserved*: the supervisor
+   binds one ``SO_REUSEPORT`` socket per port and never listens on it. It fixes port 0 to
+   one real port for every worker, and no other program can take the port while a worker
+   restarts. The kernel spreads new connections only over the workers' listening sockets;
+3. the workers start (``child.py``) and each says ``ready`` once it listens; then, and only
+   then, the ``--ready-file`` is written (``AGI_PORT HTTP_PORT``, as one engine writes it).
+
+Running: SIGHUP is passed to every ready worker (each reloads its menus and logs the
+outcome); SIGTERM or SIGINT is passed to every worker, which stops accepting and lets its
+calls finish (the engine's own drain), and the supervisor exits 0 once they have all
+exited (any left after ``STOP_TIMEOUT_S`` are killed). A worker that exits on its own is
+restarted, in the same role, after a back-off (1 s, doubling while it keeps dying within
+``HEALTHY_AFTER_S`` of starting, at most 30 s), and logged. Its calls in progress were cut
+off (Asterisk: ``AGISTATUS=FAILURE``, the dialplan's ``ivr-fail`` static menu); the other
+workers' calls are separate processes and go on, and new calls go to the workers still
+listening while it restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from asyncio.subprocess import PIPE
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ivr_engine
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.settings import Settings
+from ivr_engine.workers.child import EXIT_CONFIG, settings_json
+from ivr_engine.workers.role import WorkerRole
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 120.0  # a worker's start: menus, prompts, database warm-up, agents
+STOP_TIMEOUT_S = 60.0  # the engine's drain (5 s of calls) plus the recorder's flush
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+HEALTHY_AFTER_S = 60.0  # up this long: the next death starts the back-off again
+
+
+class WorkerFailed(Exception):
+    def __init__(self, role: WorkerRole, returncode: int | None, why: str) -> None:
+        super().__init__(f"{role.name} {why}")
+        self.returncode = returncode
+
+
+@dataclass
+class Worker:
+    role: WorkerRole
+    process: asyncio.subprocess.Process | None = None
+    ready: bool = False
+    started: float = 0.0
+    deaths: int = 0  # in a row, each within HEALTHY_AFTER_S of its start
+
+    def backoff_after_death(self, now: float) -> float:
+        self.ready = False
+        self.deaths = 1 if now - self.started >= HEALTHY_AFTER_S else self.deaths + 1
+        return float(min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (self.deaths - 1)))
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A bound, never listening ``SO_REUSEPORT`` socket holding ``(host, port)``."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit code {returncode}"
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    ready_file: Path | None = None
+    workers: list[Worker] = field(default_factory=list)
+    _held: list[socket.socket] = field(default_factory=list)
+    _ports: dict[str, int] = field(default_factory=dict)  # setting -> the port held
+    _worker_settings: str = ""
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _watchers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def run(self) -> int:
+        """Until SIGTERM/SIGINT (0), or the workers could not start (non-zero)."""
+        count = self.settings.workers
+        self.workers = [Worker(WorkerRole(i, count)) for i in range(count)]
+        try:
+            await self._prepare()
+            self._handle_signals()
+            return await self._serve()
+        finally:
+            for sock in self._held:
+                sock.close()
+
+    async def _prepare(self) -> None:
+        from ivr_engine.app import load_checked_menus
+        from ivr_engine.timeline.migrate import upgrade
+        from ivr_engine.timeline.urls import parse_database_url
+
+        settings = self.settings
+        await asyncio.to_thread(load_checked_menus, settings)
+        if settings.agents_file is not None:
+            log.warning(
+                "with %d workers, GET /v1/load and /metrics (served by worker 0) count the "
+                "calls worker 0 took and routed, not the other workers' (agent states are "
+                "complete: they are shared)",
+                settings.workers,
+            )
+        if parse_database_url(settings.database_url).dialect == "sqlite":
+            await upgrade(settings.database_url)
+        ports = {"agi_port": (settings.agi_host, settings.agi_port)}
+        ports["http_port"] = (settings.http_host, settings.http_port)
+        if settings.esl_port is not None:
+            ports["esl_port"] = (settings.esl_host, settings.esl_port)
+        self._ports = {key: self._hold(key, *where) for key, where in ports.items()}
+        self._worker_settings = settings_json(settings.model_copy(update=self._ports))
+
+    def _hold(self, key: str, host: str, port: int) -> int:
+        try:
+            sock = reserve_port(host, port)
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot listen on {host}:{port}: {exc}") from exc
+        self._held.append(sock)
+        return int(sock.getsockname()[1])
+
+    def _handle_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+
+    def _reload(self) -> None:
+        ready = [w for w in self.workers if w.ready and w.process is not None]
+        log.info("SIGHUP: asking %d worker(s) to reload their menus", len(ready))
+        for worker in ready:
+            assert worker.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.send_signal(signal.SIGHUP)
+
+    async def _serve(self) -> int:
+        started = await asyncio.gather(
+            *(self._start(w) for w in self.workers), return_exceptions=True
+        )
+        failed = [exc for exc in started if isinstance(exc, BaseException)]
+        if self._stopping.is_set():  # SIGTERM during the start: not a failure
+            await self._stop()
+            return 0
+        if failed:
+            await self._stop()
+            return _exit_code(failed)
+        self._watchers = [
+            asyncio.create_task(self._watch(w), name=w.role.name) for w in self.workers
+        ]
+        await self._write_ready()
+        await self._stopping.wait()
+        await self._stop()
+        return 0
+
+    async def _write_ready(self) -> None:
+        s, agi, http = self.settings, self._ports["agi_port"], self._ports["http_port"]
+        if self.ready_file is not None:
+            text = f"{agi} {http}\n"
+            await asyncio.to_thread(self.ready_file.write_text, text, encoding="utf-8")
+        log.info(
+            "engine ready: %d workers, FastAGI %s:%s, HTTP %s:%s (worker 0)",
+            len(self.workers), s.agi_host, agi, s.http_host, http,
+        )  # fmt: skip
+
+    async def _start(self, worker: Worker) -> None:
+        """Start the worker's process; return once it says it takes calls."""
+        role = worker.role
+        command = [sys.executable, "-P", "-m", "ivr_engine.workers.child"]  # -P: not the cwd
+        command += [str(role.index), str(role.count), str(os.getpid())]
+        process = await asyncio.create_subprocess_exec(
+            *command, stdin=PIPE, stdout=PIPE, env=_same_code_environment()
+        )
+        worker.process, worker.started = process, time.monotonic()
+        if self._stopping.is_set():
+            process.terminate()
+        assert process.stdin is not None and process.stdout is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            process.stdin.write(self._worker_settings.encode())
+            await process.stdin.drain()
+            process.stdin.close()
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                line = (await process.stdout.readline()).decode().split()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise WorkerFailed(role, None, f"not ready after {READY_TIMEOUT_S:.0f} s") from None
+        if line[:1] != ["ready"]:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()  # it has exited, or (a bug) wrote something else first
+            code = await process.wait()
+            raise WorkerFailed(role, code, f"exited before it was ready ({describe_exit(code)})")
+        worker.ready = True
+        log.info("%s ready (pid %d)", role.name, process.pid)
+
+    async def _watch(self, worker: Worker) -> None:
+        """Restart the worker whenever it exits, until the engine stops."""
+        while True:
+            assert worker.process is not None
+            pid, code = worker.process.pid, await worker.process.wait()
+            if self._stopping.is_set():
+                return
+            delay = worker.backoff_after_death(time.monotonic())
+            log.error(
+                "%s (pid %d) exited unexpectedly (%s): its calls in progress were cut off "
+                "(the dialplan's AGISTATUS=FAILURE fallback); restarting it in %.0f s",
+                worker.role.name, pid, describe_exit(code), delay,
+            )  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return
+            try:
+                await self._start(worker)
+            except WorkerFailed as exc:
+                log.error("restart failed: %s", exc)
+
+    async def _stop(self) -> None:
+        """SIGTERM to every worker (each drains its calls); kill what is left after
+        ``STOP_TIMEOUT_S``."""
+        self._stopping.set()
+        running = [w.process for w in self.workers if w.process and w.process.returncode is None]
+        log.info(
+            "stopping: SIGTERM to %d worker(s), their calls in progress may finish", len(running)
+        )
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        waiting = [*self._watchers, *(p.wait() for p in running)]
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await asyncio.gather(*waiting)
+        except TimeoutError:
+            log.error("workers still running after %.0f s: killed", STOP_TIMEOUT_S)
+            for process in running:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+            await asyncio.gather(*(p.wait() for p in running))
+        log.info("all workers stopped")
+
+
+def _same_code_environment() -> dict[str, str]:
+    """The environment for a worker: it imports the very ``ivr_engine`` this process runs."""
+    root = str(Path(ivr_engine.__file__).resolve().parents[1])
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def _exit_code(failed: list[BaseException]) -> int:
+    for exc in failed:
+        log.error("engine not started: %s", exc)
+    codes = [exc.returncode for exc in failed if isinstance(exc, WorkerFailed)]
+    if EXIT_CONFIG in codes:
+        return EXIT_CONFIG
+    return 1 if failed else 0
+
+
+async def run_supervisor(settings: Settings, ready_file: Path | None = None) -> int:
+    """``ivr-engine run`` with ``workers`` > 1; the process's exit code."""
+    return await Supervisor(settings, ready_file).run()
