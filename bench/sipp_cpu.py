@@ -4,7 +4,7 @@
     .venv/bin/python bench/sipp_cpu.py --seconds 20 --cpu-repeats 1 --no-write
 
 SIPp callers -> the real Asterisk 22 (scripts/asterisk-testbed.sh, configs bench/asterisk/)
-in one session, four variants of the same menu (config/menus/main.yaml) interleaved:
+in one session, up to five variants of the same menu (config/menus/main.yaml) interleaved:
 
 * ``fastagi``: the full personalised flow (``ivr-engine run``, SQLite timeline seeded with
   ``--customers`` callers with mostly-billing history and a known account number): the
@@ -13,9 +13,12 @@ in one session, four variants of the same menu (config/menus/main.yaml) interlea
 * ``classic``: agi_scripts/ivr_agi.py, one process per call, its own copy of the timeline.
 * ``trivial``: bench/trivial_fastagi.py, a FastAGI server with no database and the fewest
   AGI commands a menu can take (Read, GET, MSet): the floor of any FastAGI flow here.
+* ``bare``: a FastAGI session that only hands variables to the dialplan (the trivial
+  server's ``/bare``: one MSet), then the pure-dialplan menu: what a FastAGI session alone
+  costs, i.e. the floor of a design that decides over AGI and plays the menu in dialplan.
 
 Per run: CPU = delta of utime+stime of Asterisk (+ cutime+cstime: its reaped AGI children)
-and of the variant's FastAGI server (engine or trivial), from /proc/<pid>/stat, divided by
+and of the variant's FastAGI server (engine or trivial/bare), from /proc/<pid>/stat, divided by
 the calls. A run is clean with 0 failed calls, INVITE retransmissions < 0.1 %, call set-up
 (INVITE -> 200 OK) p99 < 100 ms, and every call routed to billing (AMI UserEvent IvrRouted;
 personalised for the engine variants), i.e. no missed digit. Phase 1 measures CPU per call
@@ -61,6 +64,9 @@ VARIANTS = {
     "fastagi": Variant("fastagi", "1000", "1", "personalised", 2500),
     "classic": Variant("classic", "3000", "1", "personalised", 6000),
     "trivial": Variant("trivial", "4000", "6", "trivial", 2500),
+    # The pure-dialplan menu after a FastAGI session that only hands over variables (one
+    # MSet, as a decide-only engine would): what a FastAGI session alone costs.
+    "bare": Variant("bare", "5000", "6", "dialplan-fallback", 2500),
 }
 TRIVIAL_PORT = 4575
 
@@ -130,7 +136,8 @@ class Bench:
         if left:
             print(f"warning: {left} calls still up before this run", flush=True)
         before_counts = self.ami.counts.copy()
-        server = {"fastagi": self.engine, "trivial": self.trivial}.get(variant.name)
+        servers = {"fastagi": self.engine, "trivial": self.trivial, "bare": self.trivial}
+        server = servers.get(variant.name)
         ast0, t0 = tb.cpu_ticks(self.asterisk), time.monotonic()
         eng0 = tb.cpu_ticks(server) if server else None
         stats = await run_sipp(scenario, self.callers, rate=rate, calls=calls, run_dir=run_dir)
@@ -202,6 +209,7 @@ class Bench:
             "fastagi": self.args.ladder,
             "classic": self.args.classic_ladder,
             "trivial": self.args.ladder,
+            "bare": self.args.ladder,
         }
         active = set(self.args.variants)
         for step in range(max(len(v) for v in ladders.values())):
@@ -252,7 +260,8 @@ def markdown(meta: dict[str, object], results: list[RunResult], summary: Summary
     names = {"dialplan": "pure dialplan (ivr-fail menu, key 6)",
              "fastagi": "full personalised flow, FastAGI engine (shortcut, key 1)",
              "classic": "classic process-per-call AGI (agi_scripts/ivr_agi.py, key 1)",
-             "trivial": "trivial FastAGI, no DB (bench/trivial_fastagi.py, key 6)"}  # fmt: skip
+             "trivial": "trivial FastAGI, no DB (bench/trivial_fastagi.py, key 6)",
+             "bare": "bare FastAGI session (one MSet) + pure-dialplan menu (key 6)"}  # fmt: skip
     lines = [
         HEADING,
         "",
@@ -308,14 +317,16 @@ def write_section(text: str) -> None:
 METHOD = """Method: `bench/sipp_cpu.py` starts the testbed Asterisk with `bench/asterisk/` (the e2e
 configs with verbose logging off, func_env, RTP 10000-29999; numbers 1000 -> ivr-entry,
 2000 -> ivr-fail, 3000 -> ivr-entry with the classic AGI script, 4000 -> the trivial
-FastAGI server), the engine (`ivr-engine run`, SQLite), and an AMI listener (`Events:
+FastAGI server, 5000 -> a bare FastAGI session (the trivial server's `/bare`: one MSet)
+then ivr-fail's menu), the engine (`ivr-engine run`, SQLite), and an AMI listener (`Events:
 user`). Each call: SIPp INVITE with the caller id from `-inf` (seeded customers: history
 billing x4 + tech_support, account number known), ACK, one RFC 4733 key 2.5 s later
 (classic: {classic_key_s:g} s, as its process takes seconds to start and a key sent before
 its Read is lost; stock sip-tester capture), the `transfer` prompt, BYE from Asterisk. CPU
 per call = delta utime+stime (+ cutime+cstime, i.e. the reaped classic AGI processes) of
 Asterisk, plus the engine's for the FastAGI variant and the trivial server's for the
-trivial one (4000 -> bench/trivial_fastagi.py: one Read, one GET, one MSet, no database),
+trivial and bare ones (4000 -> bench/trivial_fastagi.py: one Read, one GET, one MSet, no
+database; 5000: one MSet),
 over the run (first INVITE until every call ended and 0.5 s more), divided by the calls.
 Clean = 0 failed calls, retransmissions < 0.1 %, set-up (INVITE -> 200 OK, SIPp
 `-trace_rtt`) p99 < 100 ms, every call's IvrRouted = billing with the expected Decision (a

@@ -6,6 +6,8 @@ Plain asyncio streams, no database, no personalisation, no logging: per call it 
 ``agi_*`` header block, plays the static menu with ONE ``EXEC Read`` (the same prompts as
 the pure-dialplan menu), reads the key with ``GET FULL VARIABLE``, hands the result to the
 dialplan with ONE ``EXEC MSet`` and closes: the fewest AGI round trips a menu can take.
+On ``agi://.../bare`` it only sends that MSet (no menu): the bench's "bare" variant, a
+FastAGI session alone, after which the dialplan plays the menu itself.
 Its CPU per call, next to the full engine's and the pure dialplan's in one run, shows how
 much of the FastAGI cost is the protocol itself on this machine.
 """
@@ -42,8 +44,14 @@ async def command(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, li
 
 async def call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(ConnectionError, OSError, asyncio.IncompleteReadError):
-        while (await reader.readline()).strip():  # the agi_* header block
-            pass
+        bare = False
+        while line := (await reader.readline()).strip():  # the agi_* header block
+            if line.startswith(b"agi_network_script:"):
+                bare = line.endswith(b"bare")
+        if bare:
+            await command(reader, writer, 'EXEC MSet "IVR_DECISION=bare,IVR_CUSTOMER_ID="')
+            writer.close()
+            return
         await command(reader, writer, f'EXEC Read "IVR_READ,{MENU},1,,1,5"')
         reply = await command(reader, writer, 'GET FULL VARIABLE "${IVR_READ}"')
         digit = reply.partition("(")[2].rstrip(")\r\n")
