@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from ivr_engine.agents.model import AgentState
+from ivr_engine.contact_center.agent_bodies import MIN_PASSWORD
 from ivr_engine.contact_center.agents_csv import agents_yaml_from_csv, import_agents_csv
 from ivr_engine.contact_center.agents_file import load_agent_profiles
 from ivr_engine.desktop import load_agent_directory
@@ -43,26 +44,54 @@ def test_csv_import_writes_a_file_the_engine_loads(tmp_path: Path) -> None:
     assert directory.check_password("b1", "wrong") is None
 
 
+PW = "long-enough"  # the API's password rule: at least 8 characters
+
+
 @pytest.mark.parametrize(
     ("csv_text", "message"),
     [
         ("name,sip_endpoint\nX,PJSIP/x\n", "header must name agent_id"),
         ("agent_id,name,sip_endpoint,colour\nx,X,PJSIP/x,red\n", "unknown column"),
-        ("agent_id,name,sip_endpoint,password\nx,,PJSIP/x,p\n", "row 2: missing name"),
-        ("agent_id,name,sip_endpoint,skills,password\nx,X,PJSIP/x,billing,p\n", "skill:level"),
-        ("agent_id,name,sip_endpoint,skills,password\nx,X,PJSIP/x,billing:9,p\n", "skills"),
-        ("agent_id,name,sip_endpoint,skills,password\nx,X,PJSIP/x,juggling:3,p\n", "juggling"),
+        (f"agent_id,name,sip_endpoint,password\nx,,PJSIP/x,{PW}\n", "line 2: missing name"),
+        (f"agent_id,name,sip_endpoint,skills,password\nx,X,PJSIP/x,billing,{PW}\n", "skill:level"),
+        (
+            f"agent_id,name,sip_endpoint,skills,password\nx,X,PJSIP/x,billing:9,{PW}\n",
+            r"^agents\.csv line 2: skills\.billing: Input should be less than or equal to 5$",
+        ),
+        (
+            f"agent_id,name,sip_endpoint,skills,password\nx,X,PJSIP/x,juggling:3,{PW}\n",
+            r"^agents\.csv line 2: skills: \['juggling'\] not required",
+        ),
         ("agent_id,name,sip_endpoint\nx,X,PJSIP/x\n", "password or password_hash"),
+        (
+            "agent_id,name,sip_endpoint,password\nok,O,PJSIP/o,long-enough\nx,X,PJSIP/x,abc\n",
+            r"^agents\.csv line 3: password: String should have at least 8 characters$",
+        ),
+        (
+            "agent_id,name,sip_endpoint,password_hash\nx,X,PJSIP/x,plain-text-pass\n",
+            r"^agents\.csv line 2: password_hash: expected scrypt",
+        ),
+        (f"agent_id,name,sip_endpoint,password\nx y,X,PJSIP/x,{PW}\n", "line 2: agent_id: "),
         ("agent_id,name,sip_endpoint,password\n", "no agent rows"),
         (
-            "agent_id,name,sip_endpoint,password\nx,X,PJSIP/x,p\nx,Y,PJSIP/y,q\n",
-            "listed twice",
+            f"agent_id,name,sip_endpoint,password\nx,X,PJSIP/x,{PW}\nx,Y,PJSIP/y,{PW}\n",
+            r"^agents\.csv line 3: agent_id: 'x' is listed twice \(first on line 2\)$",
         ),
     ],
 )
-def test_bad_csv_is_refused_with_row_and_column(csv_text: str, message: str) -> None:
+def test_bad_csv_is_refused_with_line_and_key(csv_text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         agents_yaml_from_csv(csv_text, "agents.csv", ROUTING)
+
+
+def test_csv_password_rule_is_the_api_rule() -> None:
+    """One rule: a password one character shorter than the API's minimum is refused."""
+    short = "x" * (MIN_PASSWORD - 1)
+    with pytest.raises(ConfigError, match="password: String should have at least"):
+        agents_yaml_from_csv(f"agent_id,name,sip_endpoint,password\nx,X,PJSIP/x,{short}\n")
+    assert "agent_id: x" in agents_yaml_from_csv(
+        f"agent_id,name,sip_endpoint,password\nx,X,PJSIP/x,{short}y\n"
+    )
 
 
 def test_cli_import_reports_and_refuses(tmp_path: Path) -> None:
@@ -86,6 +115,10 @@ def test_cli_import_reports_and_refuses(tmp_path: Path) -> None:
     source.write_text("agent_id,name\nx,X\n", encoding="utf-8")
     code, output = asyncio.run(run(source))
     assert code == 2 and "header must name" in output
+    source.write_text(CSV.replace("billing:5;", "billing:7;"), encoding="utf-8")
+    code, output = asyncio.run(run(source))
+    assert code == 2 and f"{source} line 2: skills.billing: " in output
+    assert ".yaml" not in output  # no made-up file name
 
 
 async def test_get_agents_shows_profiles_and_live_state(engine) -> None:  # noqa: F811
