@@ -11,6 +11,7 @@ from ivr_engine.api.schemas import (
     EventIn,
     IdentityIn,
     TimelineQuery,
+    check_not_ahead,
     customer_id_param,
     parse_body,
     parse_query,
@@ -30,13 +31,15 @@ async def post_event(request: web.Request) -> web.Response:
     the two writes still gets them stored (re-saving the same value is harmless).
     """
     body = await parse_body(request, EventIn)
+    now = request.app[CLOCK]()
+    check_not_ahead(body.occurred_at, now)
     store = request.app[STORE]
     if body.customer_id is not None:
         customer_id, created = body.customer_id, False
     else:
         assert body.identity is not None  # the model requires one of the two
         customer_id, created = await _resolve(store, body.identity)
-    occurred_at = body.occurred_at or request.app[CLOCK]()
+    occurred_at = body.occurred_at or now
     fields = [KnownField(n, v, body.channel, occurred_at) for n, v in body.fields.items()]
     await store.save_known_fields(customer_id, fields)
     event = NewTimelineEvent(

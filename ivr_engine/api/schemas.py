@@ -30,6 +30,7 @@ from ivr_engine.api.errors import ApiError, bad_request, from_validation_error
 from ivr_engine.api.keys import DEFAULT_REGION, MAX_BODY_BYTES
 from ivr_engine.domain.models import Channel, IdentityKind
 from ivr_engine.identity import InvalidIdentity, normalize_identity
+from ivr_engine.personalize.ranking import FUTURE_SKEW
 
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 _CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,36}$")
@@ -207,6 +208,14 @@ class PreviewQuery(_Query):
         if (self.phone is None) == (self.customer_id is None):
             raise ValueError("give exactly one of phone= or customer_id=")
         return self
+
+
+def check_not_ahead(occurred_at: datetime | None, now: datetime) -> None:
+    """400 for an ``occurred_at`` further ahead of ``now`` than ``FUTURE_SKEW``: the menu
+    ranking ignores such an event, yet it would head the customer's timeline until then."""
+    if occurred_at is not None and occurred_at > now + FUTURE_SKEW:
+        minutes = int(FUTURE_SKEW.total_seconds() // 60)
+        raise bad_request("occurred_at", f"more than {minutes} minutes in the future")
 
 
 # --------------------------------------------------------------------------- parsing

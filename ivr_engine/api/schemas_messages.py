@@ -9,7 +9,7 @@ on e-mail) are checked by ``check_message`` so the 400 names the field, not ``bo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -30,6 +30,7 @@ from ivr_engine.api.schemas import (
     _Body,
     _normalise,
     _Query,
+    check_not_ahead,
 )
 from ivr_engine.api.serialize import EventJson
 
@@ -45,7 +46,6 @@ CHANNEL_IDENTITY: Final[dict[str, str]] = {
 }
 MAX_TEXT_CHARS: Final = 16_000  # stays well inside the body cap and PostgreSQL JSONB
 MAX_SUBJECT_CHARS: Final = 998  # RFC 5322 line limit
-FUTURE_SKEW: Final = timedelta(minutes=5)  # the ranking ignores events further ahead
 
 # Text may hold line breaks and tabs; no other control character (and never NUL).
 _TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
@@ -125,8 +125,7 @@ def check_message(body: MessageIn, now: datetime) -> None:
         raise bad_request(
             "conversation_id", "an outbound message names a conversation_id or a customer_id"
         )
-    if body.occurred_at is not None and body.occurred_at > now + FUTURE_SKEW:
-        raise bad_request("occurred_at", "more than 5 minutes in the future")
+    check_not_ahead(body.occurred_at, now)
 
 
 class CloseIn(_Body):

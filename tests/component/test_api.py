@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ivr_engine.api.app import create_api_app
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.domain.models import FieldSpec, Menu, MenuOption
+from ivr_engine.personalize import FUTURE_SKEW
 from ivr_engine.ports import CallerLookup, LookupResult, TimelineStore
 from ivr_engine.timeline import Timeline, open_timeline
 
@@ -326,6 +327,21 @@ async def test_event_validation(client: Client) -> None:
         assert error["message"].startswith(f"{field}:"), (body, error)
     missing = {**base, "customer_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7"}
     await _error(await client.post("/v1/events", json=missing), 404, "customer_not_found")
+
+
+async def test_event_in_the_future_is_refused_as_a_message_is(client: Client) -> None:
+    """The future-skew rule of POST /v1/messages: a year-9999 event would head the timeline."""
+    cid = (await _customer(client, "5551230017"))["customer_id"]
+    too_late = (NOW + FUTURE_SKEW + timedelta(seconds=1)).isoformat()
+    for ahead in ("9999-12-31T23:59:59Z", too_late):
+        body = {"event_id": "f-1", "customer_id": cid, "occurred_at": ahead}
+        resp = await client.post("/v1/events", json=body | {"channel": "web", "event_type": "x"})
+        error = await _error(resp, 400, "validation_error")
+        assert error["message"] == "occurred_at: more than 5 minutes in the future"
+    just_in = (NOW + FUTURE_SKEW).isoformat()
+    await _event(client, 201, event_id="f-2", customer_id=cid, occurred_at=just_in)
+    page = await _json(await client.get(f"/v1/customers/{cid}/timeline"), 200)
+    assert [e["event_id"] for e in page["events"]] == ["f-2"]  # nothing of the refused one
 
 
 async def test_timeline_paging(client: Client) -> None:
