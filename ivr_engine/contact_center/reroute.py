@@ -92,7 +92,7 @@ class Rerouter:
         if request.missed:
             await self._release(request.missed, call_id)
         values: dict[str, str] = {}
-        agent_id, endpoint = "", ""
+        agent_id, endpoint, ring_timeout = "", "", ""
         if len(request.tried) < MAX_TRIED:
             record = CallRecord(
                 call=request.call,
@@ -102,9 +102,13 @@ class Rerouter:
             )
             result = await self._router.route(record, {}, exclude=request.tried)
             agent_id, endpoint = result.agent_id or "", result.endpoint or ""
+            if result.agent_id is not None:
+                ring_timeout = variables.ring_timeout_value(result.ring_timeout_s)
             if result.agent_id is None:
                 values[variables.TARGET] = result.target
         values[variables.TRIED_AGENTS] = ",".join(sorted(request.tried))
+        if ring_timeout:
+            values[variables.RING_TIMEOUT] = ring_timeout
         values[variables.AGENT_ID] = agent_id
         values[variables.AGENT_ENDPOINT] = endpoint
         return values

@@ -85,6 +85,7 @@ class AgentRouter:
         self._timeline = timeline
         self._hub = hub
         self._clock = clock
+        self._ring_timeout_s = ring_timeout_s
         self._reserve_ttl_s = ring_timeout_s + 10.0
         self._store_timeout_s = store_timeout_s
         self._pops: set[asyncio.Task[int]] = set()
@@ -134,7 +135,7 @@ class AgentRouter:
             return _overflow(self._default_target(record), (*decision.reasons, reason))
         agent_id, endpoint, reasons = chosen
         self._pop(agent_id, record, known_fields, reasons)
-        return RouteResult(f"agent:{agent_id}", agent_id, endpoint, reasons)
+        return RouteResult(f"agent:{agent_id}", agent_id, endpoint, reasons, self._ring_timeout_s)
 
     async def _reserve(
         self, decision: AgentChosen, call_id: str, now: datetime

@@ -35,6 +35,7 @@ class RouteResult:
     agent_id: str | None = None
     endpoint: str | None = None  # the agent's dial string
     reasons: tuple[str, ...] = ()
+    ring_timeout_s: float | None = None  # how long the dialplan rings the agent
 
 
 @dataclass(slots=True)

@@ -24,16 +24,19 @@ from ivr_engine.simulate import SimulatedCall, simulate_call
 from tests.component.test_ivr_flow import REPO, call, call_event, seed, settings_for, store
 
 
-@pytest.fixture
-async def engine(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
-    running = Engine(
+def with_agents(sqlite_url: str, tmp_path: Path, **extra: object) -> Engine:
+    """An engine with the sample agents and routing (not started)."""
+    agents = {"agents_file": REPO / "config/agents.yaml"}
+    return Engine(
         settings_for(
-            sqlite_url,
-            tmp_path,
-            agents_file=REPO / "config/agents.yaml",
-            routing_file=REPO / "config/routing.yaml",
+            sqlite_url, tmp_path, routing_file=REPO / "config/routing.yaml", **agents, **extra
         )
     )
+
+
+@pytest.fixture
+async def engine(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    running = with_agents(sqlite_url, tmp_path)
     await running.start()
     try:
         yield running
@@ -225,3 +228,36 @@ async def test_last_agent_affinity_reads_the_bridge_form_of_an_answer(
     last = await center(engine).router._last_agent(customer.customer_id, None)
     assert last is not None and last.agent_id == "a2"
     assert last.helped_at == now - timedelta(minutes=20)
+
+
+async def test_the_dialplan_rings_each_agent_for_ring_timeout_s(
+    sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    """IVR_RING_TIMEOUT comes from the engine's ring_timeout_s (whole seconds, rounded up)
+    with every agent it hands over, first route and reroute; an overflow sets none."""
+    running = with_agents(sqlite_url, tmp_path, ring_timeout_s=7.5)
+    await running.start()
+    try:
+        phone, other = new_phone(), new_phone()
+        await billing_caller(running, phone)
+        await billing_caller(running, other)
+        await available(running, "a1")
+        first = await call(running, phone, ["1"])
+        assert first.variables["IVR_AGENT_ID"] == "a1"
+        assert first.variables["IVR_RING_TIMEOUT"] == "8"
+        overflow = await call(running, other, ["1"])  # a1 is ringing for the first call
+        assert overflow.variables["IVR_AGENT_ID"] == ""
+        assert "IVR_RING_TIMEOUT" not in overflow.variables
+        await available(running, "a2")
+        assert running.agi is not None
+        rerouted = await simulate_call(
+            SimulatedCall(phone, [], variables={"IVR_INTENT": "billing", "IVR_AGENT_ID": "a1"},
+                          uniqueid=first.uniqueid),
+            "127.0.0.1",
+            running.agi.port,
+            script="reroute",
+        )  # fmt: skip
+        assert rerouted.variables["IVR_AGENT_ID"] == "a2"
+        assert rerouted.variables["IVR_RING_TIMEOUT"] == "8"
+    finally:
+        await running.stop()
