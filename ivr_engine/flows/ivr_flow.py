@@ -70,6 +70,7 @@ class SmsContinuation(Protocol):
 
 
 CONTINUE_KEY = "*"
+MAX_WARNED_MENU_NAMES = 64  # distinct unknown menu names logged (the name comes off the wire)
 
 
 class IvrFlow:
@@ -93,9 +94,24 @@ class IvrFlow:
         self._region = default_region
         self._router = router
         self._continuation = continuation
+        self._unknown_menus: set[str] = set()
 
     def menu_for(self, name: str) -> Menu:
-        return self._menus.get(name) or self._menus.get("main") or next(iter(self._menus.values()))
+        """The menu the dialplan asked for; an unknown name (a typo in the dialplan, a menu
+        file removed) plays ``main``, or the first menu, and says so once per name."""
+        menu = self._menus.get(name)
+        if menu is not None:
+            return menu
+        fallback = self._menus.get("main") or next(iter(self._menus.values()))
+        if name not in self._unknown_menus and len(self._unknown_menus) < MAX_WARNED_MENU_NAMES:
+            self._unknown_menus.add(name)
+            log.warning(
+                "menu %r is not loaded (loaded: %s): playing %r instead",
+                name,
+                ", ".join(sorted(self._menus)),
+                fallback.name,
+            )
+        return fallback
 
     async def run(self, call: IncomingCall, channel: CallChannel) -> CallRecord:
         menu = self.menu_for(call.menu)
@@ -288,6 +304,9 @@ class IvrFlow:
             target = routing.target if routing.agent_id is None else option.target
             values[variables.AGENT_ID] = routing.agent_id or ""
             values[variables.AGENT_ENDPOINT] = routing.endpoint or ""
+            if routing.agent_id is not None:
+                ring_s = routing.ring_timeout_s
+                values[variables.RING_TIMEOUT] = variables.ring_timeout_value(ring_s)
             values[variables.WAIT_START] = f"{self._clock().timestamp():.0f}"
         values[variables.INTENT] = option.intent
         values[variables.TARGET] = target
