@@ -1,13 +1,21 @@
 """`ivr-engine demo`: a new caller and a returning billing caller, side by side.
 
-Seeds (idempotently) a returning customer whose history is mostly billing and who once
-entered an account number in chat, starts the engine in-process on free ports, and places
-two simulated calls over a real FastAGI socket. Prints what each caller hears.
+Runs on a throw-away SQLite timeline in a temporary directory, whatever ``database_url``
+says: the demo's made-up customers never reach a real timeline, and every run starts from
+the same state (a second run's "new" caller is new again). It seeds a returning customer
+whose history is mostly billing and who once entered an account number in chat, starts the
+engine in-process on free ports with the configured menus and prompts (nothing else: no
+agents, webhooks or AMI), and places two simulated calls over a real FastAGI socket. Prints
+what each caller hears.
 """
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 from ivr_engine.app import Engine, utc_now
 from ivr_engine.domain.models import KnownField
@@ -62,8 +70,32 @@ def _describe(title: str, call: SimulatedCall) -> str:
     return "\n".join(lines)
 
 
+def demo_settings(settings: Settings, workdir: Path) -> Settings:
+    """The configured menus, prompts and call handling on a timeline and spool in
+    ``workdir``; every other setting (agents, webhooks, AMI, tokens, ports) at its default."""
+    keep = ("menus_dir", "sounds_dir", "check_prompts", "default_region", "log_level")
+    return Settings.model_validate(
+        {
+            **{key: getattr(settings, key) for key in keep},
+            "decision_deadline_ms": settings.decision_deadline_ms,
+            "database_url": f"sqlite:///{workdir / 'demo-timeline.db'}",
+            "spool_dir": workdir / "spool",
+            "agi_port": 0,
+            "http_port": 0,
+        }
+    )
+
+
 async def run_demo(settings: Settings) -> str:
-    engine = Engine(settings.model_copy(update={"agi_port": 0, "http_port": 0}))
+    workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="ivr-engine-demo-"))
+    try:
+        return await _run_demo(demo_settings(settings, workdir))
+    finally:
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+
+async def _run_demo(settings: Settings) -> str:
+    engine = Engine(settings)
     await engine.start()
     try:
         assert engine.timeline is not None and engine.agi is not None
@@ -75,6 +107,7 @@ async def run_demo(settings: Settings) -> str:
         await engine.stop()
     return "\n".join(
         [
+            "(a throw-away timeline: nothing is written to the configured database)",
             _describe("new caller: default order, billing is on 6, asked for the account", new),
             _describe(
                 "returning caller: shortcut offered, then billing first on key 1, "

@@ -7,18 +7,23 @@ runs in a worker thread with its own event loop; the caller's loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.exc import SQLAlchemyError
 
-from ivr_engine.domain.errors import TimelineUnavailable
+from ivr_engine.domain.errors import ConfigError, TimelineUnavailable
 from ivr_engine.timeline.urls import DatabaseUrl, parse_database_url, redact
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SCHEMA_CHECK_TIMEOUT_S = 3.0
 _lock = threading.Lock()  # Alembic's ``context`` proxy is process-global
 
 
@@ -61,3 +66,61 @@ def _enable_wal(path: Path) -> None:
         connection.execute("PRAGMA journal_mode=WAL").fetchone()
     finally:
         connection.close()
+
+
+async def check_schema_current(database_url: str) -> None:
+    """Refuse to start on a reachable database whose schema is behind this code.
+
+    Un-migrated PostgreSQL (``ivr-engine migrate`` forgotten) would otherwise start "ready"
+    and serve every caller the static menu, the cause hidden in per-call tracebacks. Raises
+    ``ConfigError`` naming the revisions and the command; a revision this code does not know
+    (a newer engine migrated the database) is logged and allowed. An unreachable database
+    is not an error here: the engine starts and serves static menus until it comes back.
+    """
+    url = parse_database_url(database_url)
+    if url.postgres_dsn is None:
+        return  # SQLite is migrated at start by whoever opens it (open_timeline)
+    try:
+        current = await _postgres_revision(url.postgres_dsn)
+    except (OSError, TimeoutError) as exc:
+        log.info("schema not checked (%s unreachable: %r)", redact(database_url), exc)
+        return
+    known = await asyncio.to_thread(_known_revisions)
+    head = known[0]
+    if current == head:
+        return
+    if current is None or current in known:
+        raise ConfigError(
+            f"database_url: the timeline schema of {redact(database_url)} is at revision "
+            f"{current or '(none: never migrated)'}, this engine needs {head}: run "
+            "`ivr-engine migrate` (with the same database_url), then start again"
+        )
+    log.warning(
+        "timeline schema of %s is at revision %s, unknown to this engine (head %s): "
+        "a newer engine migrated it; starting anyway",
+        redact(database_url),
+        current,
+        head,
+    )
+
+
+async def _postgres_revision(dsn: str) -> str | None:
+    import asyncpg  # PostgreSQL only: SQLite users never import it
+
+    try:
+        conn = await asyncpg.connect(dsn, timeout=SCHEMA_CHECK_TIMEOUT_S)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise OSError(f"cannot connect: {exc}") from exc
+    try:
+        if await conn.fetchval("SELECT to_regclass('alembic_version')") is None:
+            return None
+        revision: str | None = await conn.fetchval("SELECT version_num FROM alembic_version")
+        return revision
+    finally:
+        await conn.close(timeout=SCHEMA_CHECK_TIMEOUT_S)
+
+
+def _known_revisions() -> list[str]:
+    """Every revision of the packaged migrations, newest (head) first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [revision.revision for revision in script.walk_revisions()]

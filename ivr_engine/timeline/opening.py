@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ivr_engine.timeline.fast_lookup import FastCallerLookup
 from ivr_engine.timeline.fast_writer import FastCallWriter
-from ivr_engine.timeline.migrate import upgrade
+from ivr_engine.timeline.migrate import check_schema_current, upgrade
 from ivr_engine.timeline.store import SqlTimelineStore
 from ivr_engine.timeline.urls import parse_database_url
 
@@ -35,13 +35,16 @@ async def open_timeline(
     """Open the timeline; nothing connects until first use (except migrations).
 
     ``migrate``: ``None`` (default) migrates SQLite (zero set-up: creates the file and its
-    directory) but not PostgreSQL, where production runs ``ivr-engine migrate`` explicitly.
+    directory) but not PostgreSQL, where production runs ``ivr-engine migrate`` explicitly;
+    a reachable PostgreSQL whose schema is behind this code is refused (``ConfigError``).
     Raises ``UnsupportedDatabaseUrl`` for a bad URL, ``TimelineUnavailable`` when the
     migration cannot reach or write the database.
     """
     url = parse_database_url(database_url)
     if migrate if migrate is not None else url.dialect == "sqlite":
         await upgrade(database_url)
+    else:
+        await check_schema_current(database_url)
     return Timeline(
         lookup=FastCallerLookup(database_url, pool_size=pool_size),
         store=SqlTimelineStore(database_url, pool_size=pool_size),

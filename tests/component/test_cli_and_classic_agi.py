@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -71,6 +72,14 @@ async def test_demo_shows_a_reordered_menu_for_the_returning_caller(tmp_path: Pa
     }
     code, out, err = await run([*CLI, "demo"], env=env)
     assert code == 0, err
+    # A throw-away timeline: the configured one is not touched, and a second run tells the
+    # same story (its "new" caller is new again, so key 6 is still billing).
+    assert not (tmp_path / "demo.db").exists() and not (tmp_path / "spool").exists()
+    code, again, err = await run([*CLI, "demo"], env=env)
+    assert code == 0, err
+    ids = re.compile(r"'IVR_CUSTOMER_ID': '[^']*'")  # fresh customers each run
+    assert ids.sub("", again) == ids.sub("", out)
+    assert "'IVR_INTENT': 'billing'" in out.split("== returning caller")[0]
     new, returning = out.split("== returning caller")
     assert "digits/6" in new.split("ivr-engine/label-billing")[1].split("\n")[0][:40]
     assert "ivr-engine/shortcut-topic-billing" in returning
