@@ -71,6 +71,22 @@ def agents_routes(
         except (TimeoutError, AgentStateError):
             return {}, False
 
+    async def live_state(agent_id: str) -> AgentSnapshot | None:
+        try:
+            async with asyncio.timeout(store_timeout_s):
+                return await agents.get(agent_id, now=clock())
+        except (TimeoutError, AgentStateError):  # UnknownAgent included
+            return None
+
+    async def shown(
+        record: AgentRecord, status: int = 200, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        """One agent as ``GET /v1/agents/{id}`` shows it; after a write, the state the
+        roster's refresh registered (a new agent: ``logged_out``)."""
+        note = (await why_paused()).get(record.agent_id)
+        body = agent_json(record, await live_state(record.agent_id), note)
+        return _json(body, status=status, headers=headers)
+
     async def why_paused() -> dict[str, PauseNote]:
         notes = pause_notes()
         if notes is None:
@@ -104,9 +120,7 @@ def agents_routes(
         record = roster.get(agent_id_param(request))
         if record is None:
             raise ApiError(404, "agent_not_found", "agent not found")
-        live, _ = await live_states()
-        notes = await why_paused()
-        return _json(agent_json(record, live.get(record.agent_id), notes.get(record.agent_id)))
+        return await shown(record)
 
     @routes.post("/v1/agents")
     @admin
@@ -118,8 +132,7 @@ def agents_routes(
             lambda: record_from_fields(body.agent_id, fields, password, None, roster.known_skills)
         )
         await _write(roster, roster.store.create(record))
-        location = f"/v1/agents/{record.agent_id}"
-        return _json(agent_json(record, None), status=201, headers={"Location": location})
+        return await shown(record, 201, {"Location": f"/v1/agents/{record.agent_id}"})
 
     @routes.put("/v1/agents/{agent_id}")
     @admin
@@ -129,7 +142,7 @@ def agents_routes(
         if body.agent_id is not None and body.agent_id != agent_id:
             raise ApiError(400, "validation_error", "agent_id: differs from the path's agent id")
         fields = _fields(body)
-        return await _update(roster, agent_id, fields, await _hash(body.password))
+        return await shown(await _update(roster, agent_id, fields, await _hash(body.password)))
 
     @routes.patch("/v1/agents/{agent_id}")
     @admin
@@ -140,7 +153,7 @@ def agents_routes(
             fields = patched_fields(body)
         except AgentRuleError as exc:
             raise bad_request(exc.field, exc.message) from None
-        return await _update(roster, agent_id, fields, await _hash(body.password))
+        return await shown(await _update(roster, agent_id, fields, await _hash(body.password)))
 
     @routes.delete("/v1/agents/{agent_id}")
     @admin
@@ -218,15 +231,14 @@ def _rule_error(exc: AgentRuleError) -> ApiError:
 
 async def _update(
     roster: LiveRoster, agent_id: str, fields: dict[str, object], password: str | None
-) -> web.Response:
+) -> AgentRecord:
     def change(base: AgentRecord) -> AgentRecord:
         return record_from_fields(agent_id, fields, password, base, roster.known_skills)
 
     try:
-        record = await _write(roster, roster.store.update(agent_id, change))
+        return await _write(roster, roster.store.update(agent_id, change))
     except AgentRuleError as exc:
         raise _rule_error(exc) from None
-    return _json(agent_json(record, None))
 
 
 async def _write(roster: LiveRoster, step: Awaitable[T]) -> T:

@@ -95,6 +95,7 @@ async def test_create_read_update_delete(http: aiohttp.ClientSession) -> None:
     await send(http, "POST", "/v1/agents", 409, json=NEW_AGENT)
     got = await send(http, "GET", "/v1/agents/c3", 200, headers={})
     assert got["skills"] == {"billing": 5, "general": 3} and got["state"] == "logged_out"
+    assert (created["state"], created["since"]) == ("logged_out", got["since"])  # registered
     listed = await send(http, "GET", "/v1/agents", 200, headers={})
     assert [a["agent_id"] for a in listed["agents"]] == ["a1", "a2", "c3"]
     replaced = {k: v for k, v in NEW_AGENT.items() if k not in ("agent_id", "password")}
@@ -103,6 +104,8 @@ async def test_create_read_update_delete(http: aiohttp.ClientSession) -> None:
     assert put["skills"] == {"retention": 2} and put["has_password"] is True  # kept
     patched = await send(http, "PATCH", "/v1/agents/c3", 200, json={"name": "Cleo C."})
     assert patched["name"] == "Cleo C." and patched["skills"] == {"retention": 2}
+    for written in (put, patched):  # the live state, as GET shows it (not null)
+        assert (written["state"], written["since"]) == ("logged_out", got["since"])
     for response in (created, got, put, patched, listed):
         assert "cleo-demo-password" not in str(response) and "scrypt" not in str(response)
     await send(http, "DELETE", "/v1/agents/c3", 204)
