@@ -25,6 +25,7 @@ import sys
 from datetime import UTC, datetime
 
 from ivr_engine.classic_config import load_call_config
+from ivr_engine.domain.errors import ConfigError
 from ivr_engine.flows.ivr_flow import IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
 from ivr_engine.telephony.agi import AgiChannel, AgiRequest, run_stdio_agi
@@ -63,6 +64,17 @@ async def main() -> None:
         await timeline.close()
 
 
-if __name__ == "__main__":
+def run() -> int:
+    """The process's exit code. A configuration error is one line on stderr (Asterisk's
+    console), not a traceback; the dialplan sees no IVR_OUTCOME and plays its static menu."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        logging.getLogger("ivr_agi").error("configuration error, static menu: %s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -120,3 +120,26 @@ async def test_classic_agi_script_runs_the_flow_and_stores_the_call(tmp_path: Pa
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT channel, intent FROM timeline_events").fetchall()
     assert rows == [("voice", "new_service")]
+
+
+async def test_classic_agi_script_reports_a_configuration_error_in_one_line(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "IVR_ENGINE_DATABASE_URL": f"sqlite:///{tmp_path / 'classic.db'}",
+        "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
+        "IVR_ENGINE_MENUS_DIR": str(tmp_path / "no-such-menus"),
+        "PYTHONPATH": str(REPO),
+    }
+    headers = asterisk_env("unused", 0, caller_id="+15557770001", args=["menu=main"])
+    code, out, err = await run(
+        [sys.executable, str(REPO / "agi_scripts/ivr_agi.py")],
+        env=env,
+        stdin=header_block(headers),
+    )
+    assert code == 2
+    assert out == ""  # no AGI command: the dialplan sees no IVR_OUTCOME -> static menu
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "configuration error, static menu" in lines[0]
+    assert "no-such-menus" in lines[0]
