@@ -3,7 +3,8 @@
 # end-to-end tests through a real Asterisk 22 (provisioned into a cached chroot) with SIPp.
 # Needs root (apt-get, debootstrap, chroot), PostgreSQL on 127.0.0.1:5432 and Redis on :6379.
 #   scripts/run-tests.sh            everything
-#   scripts/run-tests.sh --fast     unit + component only (no Asterisk)
+#   scripts/run-tests.sh --fast     all but the end-to-end tests (unit, component and
+#                                   browser: Debian's chromium; no Asterisk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --system

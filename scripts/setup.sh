@@ -5,8 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The interpreter: $PYTHON if set, else python3 on PATH. PYTHON=/usr/bin/python3.11 picks
+# Debian's PGO/LTO build (~10 % less engine CPU per call, bench/results.md), but its 3.11.2
+# asyncio predates later 3.11.x fixes and full test runs timed out intermittently under it.
+PYTHON=${PYTHON:-python3}
+
 if [ "${1:-}" = "--system" ]; then
   need=()
+  # Debian's own python3 creates venvs only with python3-venv (ensurepip) installed.
+  "$PYTHON" -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
   command -v sipp >/dev/null || need+=(sip-tester)
   command -v debootstrap >/dev/null || need+=(debootstrap)
   command -v flite >/dev/null || need+=(flite)
@@ -20,15 +27,18 @@ if [ "${1:-}" = "--system" ]; then
   fi
 fi
 
-# The interpreter: $PYTHON if set, else python3 on PATH. PYTHON=/usr/bin/python3.11 picks
-# Debian's PGO/LTO build (~10 % less engine CPU per call, bench/results.md), but its 3.11.2
-# asyncio predates later 3.11.x fixes and full test runs timed out intermittently under it.
-PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[dev]"
+# Installed once per pyproject.toml: a restart (scripts/run-engine.sh) neither waits for pip
+# nor needs the package index; an edited pyproject.toml installs again.
+stamp=.venv/.ivr-engine-installed
+wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  echo "$wanted" > "$stamp"
+fi
 
 
 # Byte-compile the project once (PYTHONDONTWRITEBYTECODE=1 on this machine, and the Asterisk
