@@ -146,7 +146,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/customers/{id}/fields/{name}": {
             "put": b.operation(
-                "Save a known field",
+                "Save a known field (one a menu declares: min_digits..max_digits of 0-9)",
                 b.shape(serialize.NamedFieldJson),
                 body=schemas.PutField,
                 params=[_ID, name],

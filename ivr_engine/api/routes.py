@@ -10,7 +10,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ivr_engine.api.errors import ApiError
-from ivr_engine.api.keys import CLOCK, STORE
+from ivr_engine.api.field_rules import check_field_value, check_field_values
+from ivr_engine.api.keys import CLOCK, MENUS, STORE
 from ivr_engine.api.schemas import (
     CreateCustomer,
     IdentityIn,
@@ -33,6 +34,7 @@ routes = web.RouteTableDef()
 @routes.post("/v1/customers")
 async def create_customer(request: web.Request) -> web.Response:
     body = await parse_body(request, CreateCustomer)
+    check_field_values(request.app[MENUS], body.fields, "fields")
     now = request.app[CLOCK]()
     identities = tuple(dict.fromkeys(Identity(i.kind, i.value) for i in body.identities))
     fields = [KnownField(n, v, body.source_channel, now) for n, v in body.fields.items()]
@@ -88,6 +90,7 @@ async def put_field(request: web.Request) -> web.Response:
     customer_id = customer_id_param(request)
     name = field_name_param(request)
     body = await parse_body(request, PutField)
+    check_field_value(request.app[MENUS], name, body.value)
     known = KnownField(name, body.value, body.source_channel, request.app[CLOCK](), body.verified)
     await request.app[STORE].save_known_fields(customer_id, [known])
     return web.json_response(named_field_json(known))

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from ivr_engine.api.appending import APPENDER
 from ivr_engine.api.errors import ApiError
-from ivr_engine.api.keys import CLOCK, STORE
+from ivr_engine.api.field_rules import check_field_values
+from ivr_engine.api.keys import CLOCK, MENUS, STORE
 from ivr_engine.api.schemas import (
     EventIn,
     IdentityIn,
@@ -33,6 +34,7 @@ async def post_event(request: web.Request) -> web.Response:
     body = await parse_body(request, EventIn)
     now = request.app[CLOCK]()
     check_not_ahead(body.occurred_at, now)
+    check_field_values(request.app[MENUS], body.fields, "fields")
     store = request.app[STORE]
     if body.customer_id is not None:
         customer_id, created = body.customer_id, False

@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ivr_engine.api.app import create_api_app
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.domain.models import FieldSpec, Menu, MenuOption
+from ivr_engine.live_menus import LiveMenus
 from ivr_engine.personalize import FUTURE_SKEW
 from ivr_engine.ports import CallerLookup, LookupResult, TimelineStore
 from ivr_engine.timeline import Timeline, open_timeline
@@ -86,7 +87,8 @@ async def api_timeline(tmp_path: Path) -> AsyncIterator[Timeline]:
 
 
 async def _client(store: TimelineStore, lookup: CallerLookup, **kw: Any) -> AsyncIterator[Client]:
-    app = create_api_app(store=store, lookup=lookup, menus=MENUS, clock=lambda: NOW, **kw)
+    kw.setdefault("menus", MENUS)
+    app = create_api_app(store=store, lookup=lookup, clock=lambda: NOW, **kw)
     async with TestClient(TestServer(app)) as client:
         yield client
 
@@ -241,6 +243,43 @@ async def test_put_known_field(client: Client) -> None:
     assert error["message"].startswith("source_channel:")
     missing = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
     await _error(await client.put(f"/v1/customers/{missing}/fields/x", json=body), 404)
+
+
+async def test_known_field_values_follow_the_live_menus_field_specs(
+    api_timeline: Timeline,
+) -> None:
+    """account_number is 6..12 digits in MENU: the IVR would prefill a value it could never
+    collect. Undeclared fields stay free text; a menu reload changes the rule at once."""
+    menus = LiveMenus(MENUS)
+    async for client in _client(api_timeline.store, api_timeline.lookup, menus=menus):
+        cid = (await _customer(client, "5551230018"))["customer_id"]
+        url = f"/v1/customers/{cid}/fields/account_number"
+        rule = "account_number must be 6 to 12 digits (0-9), as menu 'main' collects it"
+        for bad in ("SW1A1AA", "12345", "1" * 13, "123 456", "١٢٣٤٥٦"):
+            body = {"value": bad, "source_channel": "web"}
+            error = await _error(await client.put(url, json=body), 400, "validation_error")
+            assert error["message"] == f"value: {rule} (fields.account_number)", bad
+            assert bad not in error["message"]  # never echoed (the spec may be sensitive)
+        free = {"value": "SW1A 1AA", "source_channel": "web"}
+        await _json(await client.put(f"/v1/customers/{cid}/fields/postcode", json=free), 200)
+
+        fields = {"postcode": "SW1A 1AA", "account_number": "ABC123"}
+        body = {"identities": [{"kind": "phone", "value": "5551230019"}], "fields": fields}
+        error = await _error(await client.post("/v1/customers", json=body), 400)
+        assert error["message"].startswith(f"fields.account_number: {rule}")
+        ident = {"kind": "phone", "value": "5551230020"}
+        event = {"event_id": "fs-1", "identity": ident, "channel": "web", "event_type": "x"}
+        error = await _error(await client.post("/v1/events", json=event | {"fields": fields}), 400)
+        assert error["message"].startswith(f"fields.account_number: {rule}")
+        nobody = await _json(await client.get("/v1/customers", params={"phone": "5551230020"}), 200)
+        assert nobody == {"customers": []}  # refused before the identity was resolved
+
+        spec = replace(MENU.fields["account_number"], min_digits=4, max_digits=4)
+        menus.replace({"main": replace(MENU, fields={"account_number": spec})})
+        four = {"value": "1234", "source_channel": "web"}
+        await _json(await client.put(url, json=four), 200)
+        error = await _error(await client.put(url, json=four | {"value": "123456"}), 400)
+        assert "account_number must be exactly 4 digits (0-9)" in error["message"]
 
 
 # --------------------------------------------------------------------------- events
