@@ -15,6 +15,7 @@ from aiohttp import web
 from ivr_engine.api import preview, routes, routes_events, routes_messages
 from ivr_engine.api.appending import APPENDER, Appender
 from ivr_engine.api.auth import ApiTokens, auth_middleware
+from ivr_engine.api.bad_requests import quiet_bad_requests
 from ivr_engine.api.errors import error_middleware
 from ivr_engine.api.keys import (
     CLOCK,
@@ -58,6 +59,7 @@ def create_api_app(
     (``crm_bridge.webhooks.relay``)."""
     checked = auth_middleware(ApiTokens(api_tokens, admin_token))
     app = web.Application(middlewares=[error_middleware, checked], client_max_size=max_body_bytes)
+    app.cleanup_ctx.append(quiet_bad_requests)  # an over-long header: one line, no traceback
     app[STORE] = store
     app[APPENDER] = Appender(store)
     app[LOOKUP] = lookup
