@@ -71,6 +71,16 @@ async def test_two_workers_serve_calls_on_one_port(
         assert (await call.finish("1"))["IVR_OUTCOME"] == "routed"
 
 
+async def test_the_esl_port_is_shared_by_the_workers_too(sqlite_url: str, tmp_path: Path) -> None:
+    args = run_args(sqlite_url, "--workers", "2", "--esl-port", "0")
+    async with engine_process(tmp_path, args) as engine:
+        await engine.wait_log(r"engine ready: 2 workers")
+        said = await engine.wait_log(r"FreeSWITCH outbound socket on 127\.0\.0\.1:(\d+)", 2)
+        assert len({m[1] for m in said}) == 1  # port 0: one real port, the same for both
+        everyone = [engine.process.pid, *pids(engine)]
+        assert listening_pids(int(said[0][1]), everyone) == pids(engine)
+
+
 async def test_a_killed_worker_is_restarted_and_the_other_workers_calls_go_on(
     two_workers: EngineProcess, new_phone: Callable[[], str]
 ) -> None:
