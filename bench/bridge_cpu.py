@@ -44,10 +44,9 @@ from crm_bridge.calls.consumer import CustomerResolver, TimelineConsumer
 from crm_bridge.calls.outbox import SqliteOutbox
 from crm_bridge.calls.reader import AmiReader
 from crm_bridge.calls.state import BridgeState, NormaliserConfig
-from ivr_engine.ports import CustomerWrite
 from ivr_engine.telephony.ami import AmiConnectionLost, Subscription
 from ivr_engine.telephony.ami.connection import DEFAULT_LIMITS, AmiConnection
-from ivr_engine.timeline.fast_rows import json_text, row_tuples, sqlite_time_text
+from ivr_engine.timeline.fast_rows import EventRow, sqlite_event_rows
 from tests.component.test_ami_fake_peer import Pairs, encode
 from tests.component.test_call_bridge_fakes import Switch
 
@@ -84,14 +83,22 @@ class _Rows:
         else:
             self.states += [(sql[:6], *row) for row in rows]
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """``SELECT last_insert_rowid()`` (the ids of an append), ``DELETE``: nothing."""
+        return self
+
+    def fetchone(self) -> tuple[int]:
+        return (len(self.events),)
+
 
 class MemoryOutbox(SqliteOutbox):
     """``SqliteOutbox.append`` as it is, its transaction run on ``_Rows``."""
 
     def __init__(self) -> None:
-        self.path, self._closed, self.rows = Path("memory"), False, _Rows()
+        self.rows = _Rows()
+        super().__init__(self.rows, Path("memory"), -1, None)  # type: ignore[arg-type]
 
-    async def _run(self, work: Callable[[Any], Any]) -> Any:
+    async def _run(self, work: Callable[[Any], Any], *, write: bool = True) -> Any:
         return work(self.rows)
 
 
@@ -143,10 +150,9 @@ class RowWriter:
     def __init__(self) -> None:
         self.rows: list[tuple[Any, ...]] = []
 
-    async def write(self, batch: Sequence[CustomerWrite]) -> set[str]:
-        owners = {w.customer_id: w.customer_id for w in batch}
-        events, _ = row_tuples(batch, owners, NOW, sqlite_time_text, json_text)
-        self.rows += events
+    async def write_rows(self, rows: Sequence[EventRow]) -> set[str]:
+        owners = {r.customer_id: r.customer_id for r in rows}
+        self.rows += sqlite_event_rows(rows, owners, NOW)
         return set()
 
 

@@ -101,6 +101,14 @@ def default_gc() -> None:
     gc.set_threshold(*DEFAULT_GC_THRESHOLD)
 
 
+def no_linger(bridge: Bridge) -> None:
+    """``gc-tuned`` with the consumer reading again at once after each batch (before
+    ``consume_linger_ms``)."""
+    gc_tuned(bridge)
+    if bridge.consumer is not None:
+        bridge.consumer.linger_s = 0.0
+
+
 DEFAULT_GC_THRESHOLD = gc.get_threshold()
 VARIANTS: dict[str, Callable[[Bridge], None]] = {
     "new": lambda bridge: None,
@@ -108,6 +116,7 @@ VARIANTS: dict[str, Callable[[Bridge], None]] = {
     "per-call-resolve": per_call_resolve,
     "json-publish": json_publish,
     "unfiltered": gc_tuned,  # and no server-side AMI event filter (``one`` topology only)
+    "no-linger": no_linger,
 }
 
 

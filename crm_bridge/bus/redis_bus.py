@@ -12,8 +12,9 @@ one stream's keys in one slot)::
     P{S}:members:<group>      ZSET    consumer → last heartbeat (server ms)
 
 ``publish`` sends one script call (``append``: ``XADD ... MAXLEN ~ maxlen`` for each
-event, no MULTI) per 1,000 events; ``append_script = False`` sends a pipeline of XADDs
-instead (the older path, kept for the side-by-side bench). The consume loop
+event, no MULTI) per 1,000 events, packed in one argument (``pack_entries``);
+``append_script = False`` sends a pipeline of XADDs instead (the older path, kept for the
+side-by-side bench). The consume loop
 (``consumer.py``) uses ``XREADGROUP`` (``>``) over the owned partitions that have nothing
 pending, and the Lua in ``redis_lua.py`` for ownership and for ``XAUTOCLAIM`` +
 dead-lettering. Commands are not retried; every failure is
@@ -111,10 +112,10 @@ class RedisEventBus:
             if not self.append_script:
                 await self._append_pipelined(stream, chunk)
                 continue
-            args: list[object] = [self.settings.maxlen]
-            for key, text in chunk:
-                args += (partition_for(key, n) + 1, text)
-            await self._log.script("append", self._log.partition_keys(stream), *args)
+            packed = pack_entries(chunk, n)
+            await self._log.script(
+                "append", self._log.partition_keys(stream), self.settings.maxlen, packed
+            )
 
     async def _append_pipelined(self, stream: str, chunk: Sequence[EncodedEvent]) -> None:
         n, maxlen = self.settings.partitions, self.settings.maxlen
@@ -284,6 +285,16 @@ class _RedisLog:
         except TimeoutError:
             return
         self.check_open()
+
+
+def pack_entries(entries: Sequence[EncodedEvent], partitions: int) -> bytes:
+    """The ``append`` script's batch argument: ``<partition + 1>:<bytes>:<text>`` for each
+    entry, back to back (one bulk string: redis-py packs it at once, not two per event)."""
+    parts: list[bytes] = []
+    for key, text in entries:
+        body = text.encode()
+        parts += (b"%d:%d:" % (partition_for(key, partitions) + 1, len(body)), body)
+    return b"".join(parts)
 
 
 def _stream_replies(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:

@@ -116,15 +116,24 @@ end
 return {out, dead, lost}
 """
 
-# KEYS: partition streams p0..  ARGV: maxlen, then (partition index from 1, text) pairs
-# → entries appended. One command for a whole batch: the client packs one request and
-# parses one reply, instead of one XADD and one reply per event.
+# KEYS: partition streams p0..  ARGV: maxlen, then the batch packed in ONE argument: for
+# each event "<partition index from 1>:<length of the text in bytes>:<text>", back to back.
+# → entries appended. One command and one argument for a whole batch: the client packs one
+# request of one bulk string (not two per event) and parses one reply.
 APPEND = """
-local maxlen = ARGV[1]
-for i = 2, #ARGV, 2 do
-  redis.call('XADD', KEYS[tonumber(ARGV[i])], 'MAXLEN', '~', maxlen, '*', 'e', ARGV[i + 1])
+local maxlen, packed = ARGV[1], ARGV[2]
+local pos, last, n = 1, #packed, 0
+while pos <= last do
+  local colon = string.find(packed, ':', pos, true)
+  local colon2 = string.find(packed, ':', colon + 1, true)
+  local stop = colon2 + tonumber(string.sub(packed, colon + 1, colon2 - 1))
+  local partition = tonumber(string.sub(packed, pos, colon - 1))
+  redis.call('XADD', KEYS[partition], 'MAXLEN', '~', maxlen, '*', 'e',
+             string.sub(packed, colon2 + 1, stop))
+  pos = stop + 1
+  n = n + 1
 end
-return (#ARGV - 1) / 2
+return n
 """
 
 SCRIPTS = {

@@ -56,7 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--roles", default="reader,consumer", help="reader, consumer or both")
     parser.add_argument("--inbound-context", dest="inbound_contexts", action="append")
     parser.add_argument("--esl-inbound-context", dest="esl_inbound_contexts", action="append")
-    for flag in ("--publish-window-ms", "--publish-batch", "--consume-batch"):
+    for flag in (
+        "--publish-window-ms",
+        "--publish-batch",
+        "--consume-batch",
+        "--consume-linger-ms",
+    ):
         parser.add_argument(flag, type=int)
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--log-level", default="INFO")
@@ -71,7 +76,7 @@ def _settings(args: argparse.Namespace) -> BridgeSettings:
     for key in ("inbound_contexts", "esl_inbound_contexts"):
         if getattr(args, key):
             values[key] = tuple(getattr(args, key))
-    for key in ("publish_window_ms", "publish_batch", "consume_batch"):
+    for key in ("publish_window_ms", "publish_batch", "consume_batch", "consume_linger_ms"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     return BridgeSettings.build(**values)

@@ -1,7 +1,8 @@
 """``TimelineConsumer``: call events from the bus → customers → the timeline, ack after commit.
 
 For each bus batch: decode the events, resolve each call's customer (``CustomerResolver``),
-write the whole batch with the ``FastCallWriter`` (one transaction), and only after that
+write the whole batch, in bus order, as rows (``NormalisedEvent.timeline_row``) with the
+``FastCallWriter`` (``write_rows``: one transaction), and only after that
 commit acknowledge the batch. Exactly-once *effect*: the bus delivers at least once, and the
 timeline skips an ``event_id`` it already holds, so a redelivery writes nothing twice.
 
@@ -12,6 +13,12 @@ until it commits. It is not handed back to the bus: each bus redelivery counts t
 consumer does not renew its partition leases; with several consumers another one may take
 the partitions and, after ``min_idle_ms``, the same entries: both then write them, and the
 second write is skipped by ``event_id``.
+
+Micro-batches: after a batch smaller than half ``batch`` the consumer reads again only
+``linger_s`` (the bridge's ``consume_linger_ms``) after its last read, so at a steady rate
+each batch carries what came in that window and the per-batch work (heartbeat, read,
+customer look-up, one transaction, ack) is paid less often per event; a call event waits at
+most that much longer. Larger batches mean a backlog: read again at once.
 
 Webhooks are not this consumer's business: the webhook relay tails the committed timeline
 (crm_bridge/webhooks/relay.py), so what this consumer commits is delivered from there.
@@ -32,20 +39,16 @@ from typing import Protocol
 from crm_bridge.bus import BusClosed, BusUnavailable, Delivery, DeliveryId, EventBus
 from crm_bridge.calls.model import InvalidBusEvent, NormalisedEvent
 from ivr_engine.domain.errors import TimelineUnavailable
-from ivr_engine.ports import (
-    CallerLookup,
-    CustomerWrite,
-    Identity,
-    TimelineStore,
-)
+from ivr_engine.ports import CallerLookup, Identity, TimelineStore
 from ivr_engine.telephony.ami import Backoff
+from ivr_engine.timeline.fast_rows import EventRow
 
 __all__ = ["CustomerDirectory", "CustomerResolver", "FastWriter", "TimelineConsumer"]
 log = logging.getLogger(__name__)
 
 
 class FastWriter(Protocol):
-    async def write(self, batch: Sequence[CustomerWrite]) -> set[str]:
+    async def write_rows(self, rows: Sequence[EventRow]) -> set[str]:
         """Write known customers' events in one transaction; returns unknown customer ids."""
         ...
 
@@ -189,12 +192,14 @@ class TimelineConsumer:
         *,
         batch: int = 500,
         block_ms: int = 200,
+        linger_s: float = 0.0,
         retry_cap_s: float = 5.0,
         on_committed: Callable[[Sequence[NormalisedEvent]], None] | None = None,
     ) -> None:
         self._bus, self._stream, self._group, self._name = bus, stream, group, consumer
         self.resolver, self._writer = resolver, writer
         self._batch, self._block_ms = batch, block_ms
+        self.linger_s = linger_s
         self._backoff = Backoff(0.05, retry_cap_s)
         self._bus_backoff = Backoff(0.1, retry_cap_s)
         self._on_committed = on_committed
@@ -222,14 +227,25 @@ class TimelineConsumer:
                 )
                 async with contextlib.aclosing(batches):
                     async for deliveries in batches:
+                        read_at = asyncio.get_running_loop().time()
                         await self._process(deliveries)
                         self._bus_backoff.reset()
+                        await self._linger(len(deliveries), read_at)
             except BusClosed:
                 return
             except BusUnavailable as exc:
                 delay = self._bus_backoff.next_delay()
                 log.warning("bus unavailable (%s); consuming again in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
+
+    async def _linger(self, got: int, read_at: float) -> None:
+        """After a small batch, let the next one fill: read again ``linger_s`` after this
+        read (at once if writing took longer). A batch of half ``batch`` or more means a
+        backlog (a read takes ``batch // partitions`` from each): no wait then."""
+        if self.linger_s and got < self._batch // 2:
+            left = read_at + self.linger_s - asyncio.get_running_loop().time()
+            if left > 0:
+                await asyncio.sleep(left)
 
     async def _process(self, deliveries: Sequence[Delivery]) -> None:
         events: list[NormalisedEvent] = []
@@ -276,17 +292,11 @@ class TimelineConsumer:
         pending = events
         for _ in range(3):
             customers = await self.resolver.customers_for({e.call_id: e.caller for e in pending})
-            by_customer: dict[str, list[NormalisedEvent]] = {}
-            for event in pending:
-                by_customer.setdefault(customers[event.call_id], []).append(event)
-            writes = [
-                CustomerWrite(customer_id, [e.to_timeline(customer_id) for e in group], ())
-                for customer_id, group in by_customer.items()
-            ]
-            missing = await self._writer.write(writes)
+            rows = [e.timeline_row(customers[e.call_id]) for e in pending]
+            missing = await self._writer.write_rows(rows)
             if not missing:
                 return set()
             self.resolver.forget_customers(missing)
-            pending = [e for c in missing for e in by_customer[c]]
+            pending = [e for e in pending if customers[e.call_id] in missing]
         log.error("customers keep vanishing; %d events left to the bus to redeliver", len(pending))
         return {e.event_id for e in pending}

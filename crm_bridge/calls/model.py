@@ -8,7 +8,8 @@ a republished outbox row or a redelivered bus entry is skipped by the timeline
 (``event_id`` is its idempotency key). ``seq`` numbers a call's events in emission order.
 
 On the bus an event is a flat JSON object (``to_bus`` / ``from_bus``); on the timeline it is
-a ``NewTimelineEvent`` on channel ``voice`` (``to_timeline``).
+a ``NewTimelineEvent`` on channel ``voice`` (``to_timeline``), which the consumer hands to
+the raw writer as a row (``timeline_row``: the same event, its data already JSON text).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import orjson
 
 from ivr_engine.ports import NewTimelineEvent
+from ivr_engine.timeline.fast_rows import EventRow
 
 __all__ = [
     "MAX_INTENT",
@@ -98,19 +100,24 @@ class NormalisedEvent:
     def to_bus_json(self) -> str:
         """``to_bus`` as the bus carries it: compact UTF-8 JSON, the same text as
         ``encode_event`` gives (orjson: the values are strings, ints, booleans, None and
-        lists or dicts of them, which it writes exactly like ``json.dumps``)."""
+        lists or dicts of them, which it writes exactly like ``json.dumps``, and the time,
+        which it writes as ``isoformat()`` does, at a seventh of its CPU)."""
         data = self.data if type(self.data) is dict else dict(self.data)
         doc = {
             "event_id": self.event_id,
             "partition_key": self.call_id,
             "kind": self.kind.value,
             "seq": self.seq,
-            "occurred_at": self.occurred_at.isoformat(),
+            "occurred_at": self.occurred_at,
             "caller": self.caller,
             "intent": self.intent,
             "data": data,
         }
-        return orjson.dumps(doc).decode()
+        try:
+            return orjson.dumps(doc).decode()
+        except orjson.JSONEncodeError:  # a tzinfo orjson does not know: the text by hand
+            doc["occurred_at"] = self.occurred_at.isoformat()
+            return orjson.dumps(doc).decode()
 
     @classmethod
     def from_bus(cls, doc: Mapping[str, Any]) -> NormalisedEvent:
@@ -141,6 +148,16 @@ class NormalisedEvent:
             intent=self.intent,
             data={"call_id": self.call_id, "seq": self.seq, "caller": self.caller, **self.data},
         )
+
+    def timeline_row(self, customer_id: str) -> EventRow:
+        """``to_timeline`` as the raw writer's row: the data object as compact JSON text
+        (orjson: the same text as the timeline's ``json_text`` for what the bus carries,
+        strings, ints, booleans, None and lists or dicts of them)."""
+        data = {"call_id": self.call_id, "seq": self.seq, "caller": self.caller, **self.data}
+        return EventRow(
+            self.event_id, customer_id, self.occurred_at, TIMELINE_CHANNEL, self.kind.value,
+            self.intent, None, orjson.dumps(data).decode(),
+        )  # fmt: skip
 
 
 def _text(doc: Mapping[str, Any], key: str) -> str:

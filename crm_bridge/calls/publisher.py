@@ -3,17 +3,22 @@
 Loop: wait until the reader says rows were appended (or ``poll_s`` passes), wait
 ``window_s`` more (10-50 ms) so a burst goes out as one batch, read up to ``batch`` rows
 after the last published id, publish them (one pipelined round trip per 1,000 on Redis),
-and go on at once while batches are full. The DELETE of published rows runs while the next
-batch is read and published (one delete in flight at a time). Rows go out in id order,
-which is each call's event order, and the bus keeps that order per call (partition key).
+and go on at once while batches are full. The rows come from the outbox's memory (what the
+reader just committed) unless they are older than this process. Published rows are
+forgotten (``forget_through``): the reader's next append deletes them in its own
+transaction, and when no new rows came for ``poll_s`` they are deleted on their own; while
+a backlog goes out (full batches) each batch's rows are deleted at once, as before. Rows
+go out in id order, which is each call's event order, and the bus keeps that order per
+call (partition key).
 
 Rows are sent as stored (``publish_encoded``: the outbox keeps each event as the bus's JSON
 text and partition key), not decoded and encoded again; ``pass_through = False`` decodes
 them and uses ``publish`` (the older path, kept for the side-by-side bench).
 
-At least once: a crash after the publish but before the delete publishes those rows again
-after the restart, and a ``BusUnavailable`` publish is retried whole (with back-off) even if
-Redis took part of it; the consumer skips what it has already written (by ``event_id``).
+At least once: a crash after the publish but before the delete (so also before the next
+append) publishes those rows again after the restart, and a ``BusUnavailable`` publish is
+retried whole (with back-off) even if Redis took part of it; the consumer skips what it has
+already written (by ``event_id``).
 
 ``delete_when_committed`` (for the in-process bus, which forgets everything when the process
 dies): rows are deleted only once the consumer reports them written (``committed``), so a
@@ -23,7 +28,6 @@ crash republishes whatever had not reached the timeline yet.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
@@ -60,8 +64,6 @@ class OutboxPublisher:
         self._upto = 0  # highest row id published by this process
         self._outstanding: dict[str, int] = {}  # event id -> row id (hold mode)
         self._deletable = 0  # rows through this id may be deleted
-        self._deleted = 0
-        self._deleting: asyncio.Task[int] | None = None
         self.published = 0
         self.pass_through = True
 
@@ -77,18 +79,17 @@ class OutboxPublisher:
         self._wakeup.set()
 
     async def run(self) -> None:
-        try:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._poll_s):
-                        await self._wakeup.wait()
-                self._wakeup.clear()
-                await asyncio.sleep(self._window_s)
-                while await self._publish_once():
-                    pass
-                await self._start_delete()
-        finally:
-            await self._finish_delete()
+        while True:
+            try:
+                async with asyncio.timeout(self._poll_s):
+                    await self._wakeup.wait()
+            except TimeoutError:  # nothing new for a while: delete what went out
+                await self._flush_deletes()
+            self._wakeup.clear()
+            await asyncio.sleep(self._window_s)
+            while await self._publish_once():
+                pass
+            self._forget()
 
     async def drain(self, timeout_s: float) -> bool:
         """Publish what is in the outbox now (shutdown); True if all of it went out."""
@@ -96,8 +97,8 @@ class OutboxPublisher:
             async with asyncio.timeout(timeout_s):
                 while await self._publish_once():
                     pass
-                await self._start_delete()
-                await self._finish_delete()
+                self._forget()
+                await self._flush_deletes()
                 return not await self._outbox.read_after(self._upto, 1)
         except (TimeoutError, BusError, OutboxError) as exc:
             log.warning("call outbox not drained at shutdown (%r); it stays on disk", exc)
@@ -130,8 +131,11 @@ class OutboxPublisher:
             self._deletable = self._upto
         if self._on_published is not None:
             self._on_published(len(rows))
-        await self._start_delete()
-        return len(rows) == self._batch
+        self._forget()
+        if len(rows) < self._batch:
+            return False
+        await self._flush_deletes()  # a backlog (an outage, a restart): delete as it goes
+        return True
 
     async def _send(self, rows: list[OutboxRow]) -> None:
         if self.pass_through:
@@ -139,17 +143,12 @@ class OutboxPublisher:
         else:
             await self._bus.publish(self._stream, [row.event for row in rows])
 
-    async def _start_delete(self) -> None:
-        if self._deletable <= self._deleted:
-            return
-        await self._finish_delete()
-        self._deleted = self._deletable
-        self._deleting = asyncio.create_task(self._outbox.delete_through(self._deleted))
+    def _forget(self) -> None:
+        if self._deletable > 0:
+            self._outbox.forget_through(self._deletable)
 
-    async def _finish_delete(self) -> None:
-        task, self._deleting = self._deleting, None
-        if task is not None:
-            try:
-                await task
-            except OutboxError as exc:  # those rows are published again later: harmless
-                log.warning("could not delete published outbox rows: %r", exc)
+    async def _flush_deletes(self) -> None:
+        try:
+            await self._outbox.flush_forgotten()
+        except OutboxError as exc:  # those rows are published again later: harmless
+            log.warning("could not delete published outbox rows: %r", exc)

@@ -152,6 +152,7 @@ class Bridge:
             ),
             self.timeline.writer,
             batch=s.consume_batch,
+            linger_s=s.consume_linger_ms / 1000,
             retry_cap_s=s.db_retry_cap_s,
             on_committed=self._committed,
         )

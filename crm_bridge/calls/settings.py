@@ -89,6 +89,12 @@ class BridgeSettings(BaseModel):
     publish_window_ms: int = Field(10, ge=0, le=1000)
     publish_batch: int = Field(1000, ge=1, le=10_000)
     consume_batch: int = Field(500, ge=1, le=10_000)
+    consume_linger_ms: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="after a small batch, read again this long after the last read",
+    )
     db_retry_cap_s: float = Field(5.0, gt=0, le=300)
     shutdown_grace_s: float = Field(5.0, ge=0, le=300)
     webhooks_file: Path | None = Field(None, description="subscriptions; None: no webhooks")

@@ -32,16 +32,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.ports import CustomerWrite
 from ivr_engine.timeline.fast_rows import (
+    EventRow,
     group_owners,
     json_text,
     pg_columns,
+    pg_row_columns,
     plan_creation,
     row_tuples,
+    sqlite_event_rows,
     sqlite_time_text,
 )
 from ivr_engine.timeline.fast_sql import (
@@ -92,18 +95,21 @@ class FastCallWriter:
         now = datetime.now(UTC)
         async with self._lock:
             if self._pg_dsn is not None:
-                return await self._write_pg(batch, now)
-            if self._inline is not None:
-                try:
-                    missing = self._inline.run(lambda conn: _sqlite_write(conn, batch, now))
-                except InlineDeclined:
-                    pass  # locked, slow or failing: the worker thread, with its busy timeout
-                else:
-                    if self._inline.commits % CHECKPOINT_EVERY == 0:
-                        await self._checkpoint()
-                    return missing
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._write_sqlite, batch, now)
+                ids = sorted({w.customer_id for w in batch})
+                return await self._write_pg(ids, now, pg_columns(batch))
+            return await self._write_sqlite(lambda conn: _sqlite_write(conn, batch, now))
+
+    async def write_rows(self, rows: Sequence[EventRow]) -> set[str]:
+        """Events already in row form (the call bridge's), in one transaction with the same
+        rules as ``write``, in their order; returns the customer ids that do not exist."""
+        if not rows:
+            return set()
+        now = datetime.now(UTC)
+        async with self._lock:
+            if self._pg_dsn is not None:
+                ids = sorted({r.customer_id for r in rows})
+                return await self._write_pg(ids, now, pg_row_columns(rows))
+            return await self._write_sqlite(lambda conn: _sqlite_write_rows(conn, rows, now))
 
     async def phone_owners(self, phones: Sequence[str]) -> dict[str, list[str]]:
         """Each phone number owned by someone → its owners' ids (sorted; all of them)."""
@@ -147,9 +153,7 @@ class FastCallWriter:
 
     # ------------------------------------------------------------------ PostgreSQL
 
-    async def _write_pg(self, batch: Sequence[CustomerWrite], now: datetime) -> set[str]:
-        ids = sorted({w.customer_id for w in batch})
-        columns = pg_columns(batch)
+    async def _write_pg(self, ids: list[str], now: datetime, columns: list[list[Any]]) -> set[str]:
         found = await self._pg_call(lambda c: c.fetch(PG_BATCH, ids, now, *columns))
         return set(ids) - {row[0] for row in found}
 
@@ -174,8 +178,20 @@ class FastCallWriter:
 
     # ------------------------------------------------------------------ SQLite (own thread)
 
-    def _write_sqlite(self, batch: Sequence[CustomerWrite], now: datetime) -> set[str]:
-        return self._sqlite_call(lambda conn: _sqlite_write(conn, batch, now), write=True)
+    async def _write_sqlite(self, work: Callable[[sqlite3.Connection], set[str]]) -> set[str]:
+        """``work`` in one write transaction: on the loop thread if it runs there within its
+        budget, else on the worker thread (the caller holds the lock)."""
+        if self._inline is not None:
+            try:
+                missing = self._inline.run(work)
+            except InlineDeclined:
+                pass  # locked, slow or failing: the worker thread, with its busy timeout
+            else:
+                if self._inline.commits % CHECKPOINT_EVERY == 0:
+                    await self._checkpoint()
+                return missing
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: self._sqlite_call(work, write=True))
 
     async def _checkpoint(self) -> None:
         """The loop-thread connection never checkpoints (that writes and syncs the database
@@ -253,15 +269,30 @@ def _sqlite_write(
 ) -> set[str]:
     """The batch's events and fields (in the caller's transaction); the missing customers."""
     ids = sorted({w.customer_id for w in batch})
-    marks = ", ".join("?" * len(ids))
-    found = conn.execute(
-        f"SELECT id, COALESCE(merged_into, id) FROM customers WHERE id IN ({marks})", ids
-    ).fetchall()
-    owners = {row[0]: row[1] for row in found}
+    owners = _sqlite_survivors(conn, ids)
     events, fields = row_tuples(batch, owners, now, sqlite_time_text, json_text)
     conn.executemany(SQLITE_EVENT, events)
     conn.executemany(SQLITE_FIELD, fields)
     return set(ids) - set(owners)
+
+
+def _sqlite_write_rows(
+    conn: sqlite3.Connection, rows: Sequence[EventRow], now: datetime
+) -> set[str]:
+    """``_sqlite_write`` for rows already in row form."""
+    ids = sorted({r.customer_id for r in rows})
+    owners = _sqlite_survivors(conn, ids)
+    conn.executemany(SQLITE_EVENT, sqlite_event_rows(rows, owners, now))
+    return set(ids) - set(owners)
+
+
+def _sqlite_survivors(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
+    """Each existing customer id → the customer its writes go to (itself, or its survivor)."""
+    marks = ", ".join("?" * len(ids))
+    found = conn.execute(
+        f"SELECT id, COALESCE(merged_into, id) FROM customers WHERE id IN ({marks})", ids
+    ).fetchall()
+    return {row[0]: row[1] for row in found}
 
 
 async def _create_pg(

@@ -21,6 +21,8 @@ from crm_bridge.bus import (
     RedisEventBus,
     open_event_bus,
 )
+from crm_bridge.bus.model import partition_for
+from crm_bridge.bus.redis_bus import pack_entries
 from ivr_engine.domain.errors import IvrEngineError
 from tests.component.test_bus_contract import (
     BLOCK_MS,
@@ -209,5 +211,28 @@ async def test_redis_lost_mid_stream_is_bus_unavailable_at_once(prefix: str) -> 
         with pytest.raises(BusUnavailable):
             await bus.publish(STREAM, events(1))
         assert loop.time() - started < 1.5
+    finally:
+        await bus.aclose()
+
+
+async def test_a_packed_batch_arrives_entry_by_entry_as_sent(prefix: str) -> None:
+    """``publish_encoded`` packs a batch in one script argument (``<partition>:<bytes>:``
+    before each text): texts with colons, digits, line ends and multi-byte characters (byte
+    lengths, not characters) come out of each partition whole and in order."""
+    bus = RedisEventBus.from_url(REDIS_URL, FAST, prefix=prefix)
+    texts = ['{"x":"1:2:3"}', '{"é":"ü€𝄞"}', '{"a":"\\n\\r\\n"}', "12:34", "", '{"":":"}']
+    sent = [(f"call-{n % 3}", text) for n, text in enumerate(texts * 3)]
+    try:
+        assert pack_entries(sent[:2], 4).startswith(b"%d:13:" % (partition_for("call-0", 4) + 1))
+        await bus.publish_encoded(STREAM, sent)
+        client = Redis.from_url(REDIS_URL, decode_responses=True)
+        try:
+            base = f"{prefix}{{{STREAM}}}:"
+            for p in range(4):
+                entries = await client.xrange(f"{base}p{p}")
+                expected = [text for key, text in sent if partition_for(key, 4) == p]
+                assert [fields["e"] for _, fields in entries] == expected
+        finally:
+            await client.aclose()
     finally:
         await bus.aclose()

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from typing import Any
 
-from crm_bridge.bus import BusSettings, InMemoryEventBus
+import pytest
+
+from crm_bridge.bus import BusSettings, Delivery, DeliveryId, InMemoryEventBus
 from crm_bridge.calls import CustomerResolver, TimelineConsumer
-from ivr_engine.ports import CustomerWrite, Identity
+from ivr_engine.ports import Identity
 from ivr_engine.timeline import Timeline, open_timeline
+from ivr_engine.timeline.fast_rows import EventRow
 from tests.component.test_call_bridge_fakes import Switch
 from tests.component.test_call_bridge_normalise import run
 
@@ -25,11 +29,12 @@ class ForgetfulWriter:
         self.inner = timeline.writer
         self.hidden: set[str] = set()
 
-    async def write(self, batch: Sequence[CustomerWrite]) -> set[str]:
-        if not self.hidden and batch:
-            self.hidden.add(batch[0].customer_id)
-            return {batch[0].customer_id} | await self.inner.write(batch[1:])
-        return await self.inner.write(batch)
+    async def write_rows(self, rows: Sequence[EventRow]) -> set[str]:
+        if not self.hidden and rows:
+            gone = rows[0].customer_id
+            self.hidden.add(gone)
+            return {gone} | await self.inner.write_rows([r for r in rows if r.customer_id != gone])
+        return await self.inner.write_rows(rows)
 
 
 @contextlib.asynccontextmanager
@@ -40,9 +45,16 @@ async def consuming(
         bus, "calls", "timeline", "c1", CustomerResolver(timeline.store), writer,  # type: ignore[arg-type]
         block_ms=50,
     )  # fmt: skip
-    task = asyncio.create_task(consumer.run())
-    try:
+    async with task_of(consumer.run()):
         yield consumer
+
+
+@contextlib.asynccontextmanager
+async def task_of(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """``work`` as a task while the block runs; cancelled and awaited after it."""
+    task = asyncio.create_task(work)
+    try:
+        yield
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -76,3 +88,80 @@ async def test_foreign_entries_are_dead_lettered_and_vanished_customers_resolved
     finally:
         await bus.aclose()
         await timeline.close()
+
+
+class ScriptedBus:
+    """Hands out the given batches, then nothing; records what was acknowledged."""
+
+    def __init__(self, batches: list[list[Delivery]]) -> None:
+        self.batches = batches
+        self.acked: list[DeliveryId] = []
+
+    async def consume(self, *args: object, **kwargs: object) -> AsyncIterator[list[Delivery]]:
+        for batch in self.batches:
+            yield batch
+        await asyncio.Event().wait()
+
+    async def ack(self, ids: Iterable[DeliveryId]) -> int:
+        self.acked += ids
+        return 0
+
+
+class RowsKept:
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    async def write_rows(self, rows: Sequence[EventRow]) -> set[str]:
+        self.batches.append(len(rows))
+        return set()
+
+
+async def test_after_a_small_batch_the_consumer_lingers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Micro-batches: after a batch under half ``batch`` the consumer reads again only
+    ``linger_s`` after its last read (so the next one fills); after a larger one (a backlog)
+    at once."""
+    events = [e.to_bus() for e in run(_calls(4).take_events())]
+    deliveries = [
+        Delivery(DeliveryId("calls", "timeline", 0, f"{n}-0"), e) for n, e in enumerate(events)
+    ]
+    small, large = deliveries[:4], deliveries[4:9]
+    bus = ScriptedBus([large, small, large, small])
+    resolver = CustomerResolver(None, directory=_Directory())  # type: ignore[arg-type]
+    writer = RowsKept()
+    consumer = TimelineConsumer(
+        bus,
+        "calls",
+        "timeline",
+        "c1",
+        resolver,
+        writer,
+        batch=10,
+        linger_s=30,  # type: ignore[arg-type]
+    )
+    pauses: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        pauses.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    async with task_of(consumer.run()):
+        await consumer.wait_committed(18, 10)
+    assert writer.batches == [5, 4, 5, 4] and len(bus.acked) == 18
+    assert len(pauses) == 2 and all(0 < p <= 30 for p in pauses)  # after the small ones only
+
+
+def _calls(n: int) -> Switch:
+    switch = Switch()
+    for k in range(n):
+        switch.agent_call(f"+1555777{k:04d}")
+    return switch
+
+
+class _Directory:
+    async def phone_owners(self, phones: Sequence[str]) -> dict[str, list[str]]:
+        return {}
+
+    async def create_customers(self, phones: Sequence[str | None]) -> list[str]:
+        return [f"c-{phone}" for phone in phones]

@@ -4,11 +4,12 @@ written by the fake switch (the same events the fake AMI peer sends in the other
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crm_bridge.bus.model import encode_event
 from crm_bridge.calls import (
     BridgeState,
     CallEventKind,
@@ -148,6 +149,19 @@ def test_bus_form_round_trips_and_rejects_foreign_entries() -> None:
         except InvalidBusEvent:
             continue
         raise AssertionError(f"accepted {bad}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    when=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5, minutes=-30))])),
+    data=st.dictionaries(
+        st.text(), st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text())
+    ),
+)
+def test_the_bus_text_is_what_encode_event_writes(when: datetime, data: dict[str, object]) -> None:
+    """``to_bus_json`` (orjson, the time included) gives ``encode_event``'s text exactly."""
+    event = NormalisedEvent("e:1", "c.1", CallEventKind.HELD, 3, when, "+1555", "billing", data)
+    assert event.to_bus_json() == encode_event(event.to_bus())[1]
 
 
 def _interleave(calls: list[list[AmiEvent]], order: list[int]) -> list[AmiEvent]:

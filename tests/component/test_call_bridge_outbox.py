@@ -6,15 +6,18 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from crm_bridge.calls import BridgeState, OutboxBusy, SqliteOutbox
-from crm_bridge.calls.outbox import OutboxSync
+from crm_bridge.calls import BridgeState, NormalisedEvent, OutboxBusy, SqliteOutbox
+from crm_bridge.calls.outbox import OutboxRow, OutboxSync
 from tests.component.test_call_bridge_fakes import Switch
 from tests.component.test_call_bridge_normalise import run
+
+T = TypeVar("T")
 
 
 @contextlib.asynccontextmanager
@@ -89,3 +92,100 @@ async def test_rows_of_an_older_file_keep_their_partition_key(tmp_path: Path) ->
         old, *new = await outbox.read_after(0, 10)
     assert (old.event_id, old.partition_key, old.body) == ("e1", "call-1", body)
     assert [(r.partition_key, r.event) for r in new] == [(e.call_id, e.to_bus()) for e in events]
+
+
+class Counted(SqliteOutbox):
+    """Counts the statements run on the outbox's thread (each is a thread hop)."""
+
+    runs = 0
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        self.runs += 1
+        return await super()._run(work, write=write)
+
+
+PER_CALL = 5  # call events of an agent call
+
+
+def calls(n: int, first: int = 0) -> list[NormalisedEvent]:
+    switch = Switch()
+    for k in range(n):
+        switch.agent_call(f"+1555123{first + k:04d}")
+    return run(switch.take_events())
+
+
+async def file_rows(path: Path) -> list[OutboxRow]:
+    db = sqlite3.connect(path)
+    try:
+        found = db.execute("SELECT id, event_id, partition_key, body FROM outbox ORDER BY id")
+        return [OutboxRow(*row) for row in found.fetchall()]
+    finally:
+        db.close()
+
+
+async def test_appended_rows_are_handed_over_from_memory_as_the_file_has_them(
+    tmp_path: Path,
+) -> None:
+    """The publisher's reads of what this process appended cost no read of the file; rows
+    from before this process (a previous run's) come from the file, then the memory."""
+    path = tmp_path / "outbox.db"
+    async with opened(path) as outbox:
+        await outbox.append(calls(2), BridgeState().take_changes())
+    outbox = await Counted.open(path)
+    try:
+        old = await outbox.read_after(0, 100)
+        assert outbox.runs == 1 and len(old) == 2 * PER_CALL  # read from the file
+        for n in range(3):
+            await outbox.append(calls(2, first=10 * n), BridgeState().take_changes())
+        runs = outbox.runs
+        new = await outbox.read_after(old[-1].id, 100)
+        limited = await outbox.read_after(new[2].id, 5)
+        assert outbox.runs == runs  # from memory
+        assert old + new == await file_rows(path) and len(new) == 6 * PER_CALL
+        assert limited == new[3:8]
+        assert await outbox.read_after(new[-1].id, 100) == []
+    finally:
+        await outbox.close()
+
+
+async def test_forgotten_rows_go_with_the_next_append_or_a_flush(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    outbox = await Counted.open(path)
+    try:
+        await outbox.append(calls(2), BridgeState().take_changes())
+        rows = await outbox.read_after(0, 100)
+        outbox.forget_through(rows[6].id)
+        assert await outbox.pending() == len(rows)  # still there: published again after a crash
+        runs = outbox.runs
+        await outbox.append(calls(1, first=5), BridgeState().take_changes())
+        assert outbox.runs == runs + 1  # the delete rode along in the append's transaction
+        left = await file_rows(path)
+        assert left[: len(rows) - 7] == rows[7:] and len(left) == len(rows) - 7 + PER_CALL
+        assert await outbox.read_after(0, 100) == left  # the memory agrees
+        outbox.forget_through(left[-1].id)
+        assert await outbox.flush_forgotten() == len(left)
+        assert await outbox.flush_forgotten() == 0 and await outbox.pending() == 0
+    finally:
+        await outbox.close()
+
+
+async def test_a_full_memory_starts_again_and_older_rows_come_from_the_file(
+    tmp_path: Path,
+) -> None:
+    """While the bus is down the rows pile up: the memory keeps only the newest batches
+    (``tail_rows``), the publisher reads the older ones from the file."""
+    path = tmp_path / "outbox.db"
+    outbox = await Counted.open(path, tail_rows=3 * PER_CALL)
+    try:
+        for n in range(4):
+            await outbox.append(calls(2, first=10 * n), BridgeState().take_changes())
+        stored = await file_rows(path)
+        runs = outbox.runs
+        assert await outbox.read_after(0, 100) == stored  # from the file
+        assert await outbox.read_after(stored[10].id, 100) == stored[11:]  # ditto
+        assert outbox.runs == runs + 2
+        newest = stored[-2 * PER_CALL - 1]  # the memory holds the last append only
+        assert await outbox.read_after(newest.id, 100) == stored[-2 * PER_CALL :]
+        assert outbox.runs == runs + 2
+    finally:
+        await outbox.close()

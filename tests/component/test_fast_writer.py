@@ -13,6 +13,7 @@ from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.domain.models import KnownField
 from ivr_engine.ports import CustomerWrite, Identity, NewTimelineEvent
 from ivr_engine.timeline import FastCallWriter, Timeline, fast_writer, open_timeline
+from ivr_engine.timeline.fast_rows import EventRow
 from ivr_engine.timeline.urls import parse_database_url
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -174,3 +175,38 @@ async def test_sqlite_loop_thread_writes_are_checkpointed_on_the_worker(
     # after a checkpoint the WAL is reused from its start, so its size stops growing
     grown = sizes[fast_writer.CHECKPOINT_EVERY // 2]
     assert max(sizes) < 4 * grown, (grown, max(sizes))
+
+
+async def test_rows_in_row_form_follow_the_same_rules(
+    timeline: Timeline, database_url: str, new_phone: Callable[[], str]
+) -> None:
+    """``write_rows`` (the call bridge's: data already JSON text): idempotent, merged
+    customers to the survivor, unknown customers returned and not written, batch order."""
+    source = await timeline.store.create_customer("Old", [Identity("phone", new_phone())])
+    target = await timeline.store.create_customer("New", [Identity("phone", new_phone())])
+    await timeline.store.merge_customers(source.customer_id, target.customer_id, "same person")
+    ada = await timeline.store.create_customer("Ada", [Identity("phone", new_phone())])
+    ids = [f"fr:{ada.customer_id}:{n}" for n in range(3)]
+    rows = [
+        EventRow(ids[0], ada.customer_id, NOW, "voice", "call.started", None, None, '{"n":0}'),
+        EventRow(f"fr:{source.customer_id}", source.customer_id, NOW, "voice", "call.x",
+                 "billing", None, '{"é":"ü"}'),
+        EventRow("fr:nobody", "no-such-customer", NOW, "voice", "call.x", None, None, "{}"),
+        EventRow(ids[1], ada.customer_id, NOW, "voice", "call.held", None, "case-1", '{"n":1}'),
+    ]  # fmt: skip
+    writer = FastCallWriter(database_url)
+    try:
+        assert await writer.write_rows(rows) == {"no-such-customer"}
+        later = [EventRow(ids[2], ada.customer_id, NOW + timedelta(seconds=1), "voice",
+                          "call.ended", None, None, '{"n":2}')]  # fmt: skip
+        assert await writer.write_rows(rows[:1] + later) == set()  # a replay is skipped
+    finally:
+        await writer.close()
+    page = await timeline.store.timeline(ada.customer_id)
+    assert [e.event_id for e in reversed(page.events)] == ids  # in the batch's order
+    assert [e.data for e in reversed(page.events)] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert page.events[1].case_id == "case-1" and page.events[0].occurred_at > NOW
+    moved = await timeline.store.timeline(target.customer_id)
+    assert (f"fr:{source.customer_id}", "billing", {"é": "ü"}) in [
+        (e.event_id, e.intent, e.data) for e in moved.events
+    ]
