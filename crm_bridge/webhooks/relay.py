@@ -111,6 +111,10 @@ class WebhookRelay:
         owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         lease = RelayLease(database_url, settings.name, owner)
         relay = cls(SqlTimelineStore(database_url, pool_size=1), lease, dispatcher, store, settings)
+        try:  # the starting point, now: what the caller writes from here on is delivered
+            await lease.ensure_row()
+        except TimelineUnavailable as exc:  # the first claim creates it once the DB is back
+            log.warning("webhooks: relay %s starting point not stored yet: %s", settings.name, exc)
         relay.run()
         return relay
 

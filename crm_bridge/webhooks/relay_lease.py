@@ -9,13 +9,16 @@ once. A process that dies keeps it until ``lease_until_ms``, then a standby take
 Lease times are the relays' own clocks: hosts must be NTP-synchronised (skew much less
 than the lease, 10 s by default).
 
-The row is created at the first claim with ``high_seq`` = the newest event then: a new
-relay delivers what is committed from then on, not the whole history.
+The row is created once, with ``high_seq`` = the newest event then: a new relay delivers
+what is committed from then on, not the whole history. ``WebhookRelay.start`` creates it
+before it returns (``ensure_row``), so "from then on" is a point its caller can rely on:
+everything it writes afterwards is delivered, even if the first claim comes later.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_bridge.webhooks.relay_cursor import RelayCursor
 from ivr_engine.timeline.engine import Engines, create_engines
@@ -32,11 +35,25 @@ class RelayLease:
         self._db: Engines = create_engines(url, database_url, 1)
         self.name, self.owner = name, owner
 
+    async def ensure_row(self) -> None:
+        """Create the relay's row (the starting point: the newest event now) if missing."""
+        async with self._db.writing() as conn:
+            await self._ensure_row(conn)
+
+    async def _ensure_row(self, conn: AsyncConnection) -> None:
+        row = webhook_relay.c
+        if (await conn.execute(select(row.name).where(row.name == self.name))).first() is None:
+            newest = select(func.coalesce(func.max(timeline_events.c.seq), 0))
+            high = (await conn.execute(newest)).scalar_one()
+            first = dialect_insert(self._db.dialect, webhook_relay).values(
+                name=self.name, owner=None, lease_until_ms=0, high_seq=high, gaps=[]
+            )
+            await conn.execute(first.on_conflict_do_nothing(index_elements=["name"]))
+
     async def claim(self, now_ms: int, lease_ms: int) -> RelayCursor | None:
         """The lease (until ``now_ms + lease_ms``) and the stored cursor; ``None``: another
         relay holds it."""
         row = webhook_relay.c
-        newest = select(func.coalesce(func.max(timeline_events.c.seq), 0))
         take = (
             update(webhook_relay)
             .where(row.name == self.name)
@@ -45,12 +62,7 @@ class RelayLease:
             .returning(row.high_seq, row.gaps)
         )
         async with self._db.writing() as conn:
-            if (await conn.execute(select(row.name).where(row.name == self.name))).first() is None:
-                high = (await conn.execute(newest)).scalar_one()
-                first = dialect_insert(self._db.dialect, webhook_relay).values(
-                    name=self.name, owner=None, lease_until_ms=0, high_seq=high, gaps=[]
-                )
-                await conn.execute(first.on_conflict_do_nothing(index_elements=["name"]))
+            await self._ensure_row(conn)
             got = (await conn.execute(take)).first()
         return None if got is None else RelayCursor.from_row(got[0], got[1])
 

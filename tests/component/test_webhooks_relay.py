@@ -19,6 +19,8 @@ import asyncpg
 import pytest
 
 from crm_bridge.webhooks.relay import RelaySettings, WebhookRelay
+from crm_bridge.webhooks.relay_cursor import RelayCursor
+from crm_bridge.webhooks.relay_lease import RelayLease
 from ivr_engine.ports import NewTimelineEvent
 from ivr_engine.timeline import Timeline
 from tests.component.test_webhooks_timeline import (
@@ -214,6 +216,39 @@ async def test_concurrent_writers_are_all_delivered_once(
         events = [event(customer, f"e{n}") for n in range(40)]
         await asyncio.gather(*(timeline.store.append_events([e]) for e in events))
         await receiver.wait_for(40)
+        await relay.settle()
+    finally:
+        await relay.aclose()
+    assert sorted(ids(receiver)) == sorted(e.event_id for e in events)
+
+
+async def test_what_is_written_once_start_returns_is_delivered_and_nothing_older(
+    database_url: str,
+    timeline: Timeline,
+    tmp_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The starting point of a new relay is stored before ``start`` returns. The first
+    claim runs later, in the relay's task (here: late, as on a slow database), and used to
+    take "the newest event" then: events written meanwhile were never delivered."""
+    claim = RelayLease.claim
+
+    async def late_claim(self: RelayLease, now_ms: int, lease_ms: int) -> RelayCursor | None:
+        await asyncio.sleep(0.5)
+        return await claim(self, now_ms, lease_ms)
+
+    monkeypatch.setattr(RelayLease, "claim", late_claim)
+    hooks, name = subscriptions(tmp_path, await receiver.start()), uuid.uuid4().hex
+    customer = (await timeline.store.create_customer(None, [])).customer_id
+    await timeline.store.append_events([event(customer, "history")])
+    relay = await WebhookRelay.start(
+        database_url, hooks, tmp_path / "hooks.db", policy=FAST_RETRIES, settings=fast(name)
+    )
+    try:
+        events = [event(customer, f"new{n}") for n in range(5)]
+        await timeline.store.append_events(events)
+        await receiver.wait_for(5)
         await relay.settle()
     finally:
         await relay.aclose()
