@@ -5,19 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from ivr_engine.domain.errors import ConfigError
-from ivr_engine.settings import Settings, load_settings
+from ivr_engine.domain.errors import ConfigError, IvrEngineError
+from ivr_engine.settings import CONFIG_ENV, Settings, config_file_from, load_settings
 
 DEFAULT_CONFIG = Path("config/engine.yaml")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivr-engine", description=__doc__)
-    parser.add_argument("--config", type=Path, help="settings file (default config/engine.yaml)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=f"settings file (default: ${CONFIG_ENV}, else config/engine.yaml if present)",
+    )
     parser.add_argument("--database-url", dest="database_url")
     parser.add_argument("--log-level", dest="log_level")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    config = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    default = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+    config = args.config or config_file_from(os.environ, default)
     overrides: dict[str, Any] = {
         key: getattr(args, key, None)
         for key in ("database_url", "log_level", "agi_port", "http_port", "esl_port", "workers")
@@ -116,6 +122,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = _settings(args)
         logging.basicConfig(
@@ -128,7 +135,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except (IvrEngineError, OSError) as exc:
+        # A database, Redis or port that is not there: one line, not a traceback.
+        print(f"error: {describe_failure(exc, settings)}", file=sys.stderr)
+        return 1
     return code
+
+
+def describe_failure(exc: BaseException, settings: Settings | None) -> str:
+    """What went wrong, in one line, with the setting that points at it where known."""
+    from ivr_engine.agents.errors import AgentStateError
+    from ivr_engine.timeline.urls import redact
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, AgentStateError) and settings is not None and settings.agent_state_url:
+        return f"agent_state_url {redact(settings.agent_state_url)}: {text}"
+    if isinstance(exc, OSError) and "address" in text:
+        return f"cannot listen: {text} (another engine on this port? see agi_port, http_port)"
+    return text
 
 
 if __name__ == "__main__":

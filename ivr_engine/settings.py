@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -27,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from ivr_engine.domain.errors import ConfigError
 
 ENV_PREFIX = "IVR_ENGINE_"
+CONFIG_ENV = "IVR_ENGINE_CONFIG"  # the settings file's path (the CLI's --config), not a setting
 MIN_ADMIN_TOKEN = 32
 MAX_TOKEN = 512
 MAX_API_TOKENS = 20
@@ -106,6 +108,11 @@ class Settings(BaseModel):
         False, description="true: serve the API without api_tokens on a non-loopback http_host"
     )
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("admin_token")
     @classmethod
     def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -113,12 +120,16 @@ class Settings(BaseModel):
             check_token_strength(value.get_secret_value())
         return value
 
-    @field_validator("api_tokens", mode="before")
+    @field_validator("api_tokens", "desktop_allowed_origins", mode="before")
     @classmethod
-    def _split_api_tokens(cls, value: object) -> object:
-        """The environment (and a file, if written so) gives one comma-separated string."""
+    def _split_list(cls, value: object, info: ValidationInfo) -> object:
+        """The environment (and a file, if written so) gives one comma-separated string.
+        Empty: no origins; but an empty token list is refused (``IVR_ENGINE_API_TOKENS=$X``
+        with X unset must not quietly mean "no authentication")."""
         if isinstance(value, str | SecretStr):
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if not text.strip() and info.field_name == "desktop_allowed_origins":
+                return []
             return [item.strip() for item in text.split(",")]
         return value
 
@@ -216,16 +227,28 @@ def parse_ami_url(url: str) -> tuple[str, int, str, str]:
     )
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    names = Settings.model_fields.keys()
-    found = {}
+def _from_environment(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """``IVR_ENGINE_<NAME>`` values; an empty value switches an optional setting (one whose
+    default is None, e.g. ``IVR_ENGINE_ESL_PORT=``) off."""
+    fields = Settings.model_fields
+    found: dict[str, str | None] = {}
     for key, value in environ.items():
-        if key.startswith(ENV_PREFIX):
+        if key.startswith(ENV_PREFIX) and key != CONFIG_ENV:
             name = key[len(ENV_PREFIX) :].lower()
-            if name not in names:
-                raise ConfigError(f"environment: {key}: unknown setting (known: {sorted(names)})")
-            found[name] = value
+            if name not in fields:
+                raise ConfigError(
+                    f"environment: {key}: unknown setting (known: {sorted(fields)}; "
+                    f"{CONFIG_ENV} names the settings file)"
+                )
+            optional = fields[name].default is None and not fields[name].is_required()
+            found[name] = None if optional and not value.strip() else value
     return found
+
+
+def config_file_from(environ: Mapping[str, str], default: Path | None = None) -> Path | None:
+    """The settings file ``IVR_ENGINE_CONFIG`` names, else ``default``."""
+    named = environ.get(CONFIG_ENV, "").strip()
+    return Path(named) if named else default
 
 
 def _from_file(path: Path) -> dict[str, Any]:

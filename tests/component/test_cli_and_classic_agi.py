@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -143,3 +144,34 @@ async def test_classic_agi_script_reports_a_configuration_error_in_one_line(
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "configuration error, static menu" in lines[0]
     assert "no-such-menus" in lines[0]
+
+
+async def test_failures_outside_the_configuration_are_one_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        down = closed.getsockname()[1]
+    code, _, err = await run(
+        [*CLI, "--database-url", f"postgresql://u@127.0.0.1:{down}/x", "migrate"]
+    )
+    assert code == 1
+    assert (
+        err.startswith("error: cannot migrate postgresql://u@127.0.0.1:") and "Traceback" not in err
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool")}
+        argv = [*CLI, "--database-url", f"sqlite:///{tmp_path / 't.db'}", "run"]
+        code, _, err = await run([*argv, "--agi-port", str(port), "--http-port", "0"], env=env)
+    assert code == 1 and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("error: cannot listen: ") and str(port) in err
+
+
+async def test_the_settings_file_can_come_from_ivr_engine_config(tmp_path: Path) -> None:
+    config = tmp_path / "engine.yaml"
+    config.write_text("agi_port: 99999\n")
+    code, _, err = await run([*CLI, "check-config"], env={"IVR_ENGINE_CONFIG": str(config)})
+    assert code == 2 and f"{config}: agi_port" in err

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from ivr_engine.domain.errors import ConfigError
-from ivr_engine.settings import load_settings
+from ivr_engine.settings import CONFIG_ENV, config_file_from, load_settings
 
 
 def test_defaults_are_the_embedded_setup() -> None:
@@ -43,3 +43,40 @@ def test_errors_name_the_source_and_key(tmp_path: Path) -> None:
     config.write_text("key: [unclosed")
     with pytest.raises(ConfigError, match="cannot read settings"):
         load_settings(config, environ={})
+
+
+def test_an_empty_environment_value_switches_an_optional_setting_off(tmp_path: Path) -> None:
+    config = tmp_path / "engine.yaml"
+    config.write_text("esl_port: 8084\nauto_wrap_up_s: 30\n")
+    assert load_settings(config, environ={}).esl_port == 8084
+    settings = load_settings(
+        config, environ={"IVR_ENGINE_ESL_PORT": "", "IVR_ENGINE_AUTO_WRAP_UP_S": " "}
+    )
+    assert settings.esl_port is None and settings.auto_wrap_up_s is None
+    with pytest.raises(ConfigError, match="agi_port"):  # not optional: still an error
+        load_settings(environ={"IVR_ENGINE_AGI_PORT": ""})
+
+
+def test_list_settings_come_comma_separated_from_the_environment() -> None:
+    settings = load_settings(
+        environ={"IVR_ENGINE_DESKTOP_ALLOWED_ORIGINS": "https://a.example, https://b.example"}
+    )
+    assert settings.desktop_allowed_origins == ["https://a.example", "https://b.example"]
+    empty = {"IVR_ENGINE_DESKTOP_ALLOWED_ORIGINS": ""}
+    assert load_settings(environ=empty).desktop_allowed_origins == []
+
+
+def test_ivr_engine_config_names_the_file_and_is_not_an_unknown_setting(tmp_path: Path) -> None:
+    config = tmp_path / "engine.yaml"
+    environ = {CONFIG_ENV: str(config)}
+    assert load_settings(environ=environ) == load_settings(environ={})
+    assert config_file_from(environ) == config
+    assert config_file_from({}, tmp_path) == tmp_path
+    with pytest.raises(ConfigError, match="IVR_ENGINE_CONFIG names the settings file"):
+        load_settings(environ={"IVR_ENGINE_CONFG": "x"})
+
+
+def test_log_level_in_any_case() -> None:
+    assert load_settings(environ={"IVR_ENGINE_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    with pytest.raises(ConfigError, match="log_level"):
+        load_settings(environ={"IVR_ENGINE_LOG_LEVEL": "chatty"})
