@@ -10,22 +10,19 @@ reload changes the rule at once. The value is never echoed (a spec may be ``sens
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from ivr_engine.api.errors import bad_request
-from ivr_engine.domain.models import FieldSpec, Menu
-
-_DIGITS = re.compile(r"[0-9]+")
+from ivr_engine.domain.models import Menu
 
 
 def field_spec_problem(menus: Mapping[str, Menu], name: str, value: str) -> str | None:
     """Why ``value`` breaks the spec of field ``name`` in some menu (None: it fits all)."""
     for menu_name in sorted(menus):
         spec = menus[menu_name].fields.get(name)
-        if spec is not None and not _fits(spec, value):
+        if spec is not None and not spec.accepts(value):
             return (
-                f"{name} must be {_length(spec)} digits (0-9), as menu {menu_name!r} "
+                f"{name} must be {spec.length_rule} digits (0-9), as menu {menu_name!r} "
                 f"collects it (fields.{name})"
             )
     return None
@@ -44,13 +41,3 @@ def check_field_value(menus: Mapping[str, Menu], name: str, value: str) -> None:
     problem = field_spec_problem(menus, name, value)
     if problem is not None:
         raise bad_request("value", problem)
-
-
-def _fits(spec: FieldSpec, value: str) -> bool:
-    return bool(_DIGITS.fullmatch(value)) and spec.min_digits <= len(value) <= spec.max_digits
-
-
-def _length(spec: FieldSpec) -> str:
-    if spec.min_digits == spec.max_digits:
-        return f"exactly {spec.min_digits}"
-    return f"{spec.min_digits} to {spec.max_digits}"

@@ -88,6 +88,21 @@ class FieldSpec:
     timeout_ms: int = 6000
     attempts: int = 2
 
+    def accepts(self, value: str) -> bool:
+        """A value the IVR itself could have collected: digits 0-9, min..max long."""
+        return (
+            value.isascii()
+            and value.isdecimal()
+            and (self.min_digits <= len(value) <= self.max_digits)
+        )
+
+    @property
+    def length_rule(self) -> str:
+        """``"4 to 8"`` / ``"exactly 8"`` (digits), for messages."""
+        if self.min_digits == self.max_digits:
+            return f"exactly {self.min_digits}"
+        return f"{self.min_digits} to {self.max_digits}"
+
 
 @dataclass(frozen=True, slots=True)
 class MenuOption:

@@ -1,8 +1,10 @@
 """Which of an option's required fields are already known, and which must be asked. Pure.
 
-A field known from any channel (a non-blank value) is prefilled and not asked again. Caller
-ID can be spoofed: prefilled data steers routing, but a sensitive value may be read back or
-shown (``FieldPlan.readable``) only when the caller is verified.
+A field known from any channel is prefilled and not asked again, if the value is one the
+IVR could have collected for it (``FieldSpec.accepts``: the digits, the length); a value
+that does not fit (stored before the API checked it, or before the menu's rule changed) is
+asked again. Caller ID can be spoofed: prefilled data steers routing, but a sensitive value
+may be read back or shown (``FieldPlan.readable``) only when the caller is verified.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ def plan_fields(
         if field is None or not field.value.strip():
             to_ask.append(spec)
             reasons.append(f"{name}: unknown, will ask")
+            continue
+        if not spec.accepts(field.value):
+            to_ask.append(spec)
+            reasons.append(
+                f"{name}: the known value is not {spec.length_rule} digits, will ask again"
+            )
             continue
         prefilled[name] = field
         may_read = caller_verified or not spec.sensitive

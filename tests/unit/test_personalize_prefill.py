@@ -8,7 +8,7 @@ import pytest
 from test_personalize_helpers import FIELDS, NOW, sample_menu
 
 from ivr_engine.domain.errors import ConfigError
-from ivr_engine.domain.models import KnownField, MenuOption
+from ivr_engine.domain.models import FieldSpec, KnownField, MenuOption
 from ivr_engine.personalize import plan_fields
 
 ACCOUNT = KnownField("account_number", "40012345", "chat", NOW - timedelta(days=3))
@@ -108,3 +108,29 @@ def test_required_field_without_spec_is_config_error() -> None:
     option = MenuOption("x", "X", "p/x", "1", required_fields=("pin",))
     with pytest.raises(ConfigError, match=r"'x' requires field 'pin'"):
         plan_fields(option, FIELDS, {}, caller_verified=False)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["4001-2345", "4001 2345", "ABC12345", "1234", "4" * 40, "٤٠٠١٢٣٤٥"],
+)
+def test_a_known_value_the_ivr_could_not_have_collected_is_asked_again(value: str) -> None:
+    """Stored before the API checked values, or before the menu's rule changed: the
+    caller is asked (and what they key in replaces it), never "prefilled" with it."""
+    spec = FIELDS["account_number"]
+    stale = KnownField("account_number", value, "chat", NOW - timedelta(days=1))
+    plan = plan_fields(billing(), FIELDS, {"account_number": stale}, caller_verified=True, now=NOW)
+    assert plan.prefilled == {}
+    assert plan.to_ask == (spec,)
+    assert plan.reasons == (
+        f"account_number: the known value is not {spec.length_rule} digits, will ask again",
+    )
+
+
+def test_field_spec_accepts_exactly_the_digits_and_lengths_it_collects() -> None:
+    spec = FieldSpec("pin", "p", min_digits=4, max_digits=6)
+    assert [spec.accepts(v) for v in ("1234", "123456", "123", "1234567", "12a4", "")] == [
+        True, True, False, False, False, False,
+    ]  # fmt: skip
+    assert spec.length_rule == "4 to 6"
+    assert FieldSpec("pin", "p", min_digits=4, max_digits=4).length_rule == "exactly 4"
