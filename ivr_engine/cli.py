@@ -35,7 +35,11 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", dest="workers", type=int, help="engine processes sharing the ports (1)"
     )
     commands.add_parser("migrate", help="create or upgrade the timeline schema")
-    commands.add_parser("check-config", help="validate settings, menus and prompts, then exit")
+    commands.add_parser(
+        "check-config",
+        help="validate everything run would, short of connecting (settings, menus, prompts, "
+        "agents, routing, webhooks, URLs), then exit",
+    )
     commands.add_parser("demo", help="a new and a returning caller through the engine")
     agents = commands.add_parser("agents", help="agent directory tools")
     agents.add_argument("action", choices=["import"])
@@ -84,10 +88,9 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         await upgrade(settings.database_url)
         print("timeline schema is up to date")
     elif args.command == "check-config":
-        from ivr_engine.app import load_checked_menus
+        from ivr_engine.config_check import check_offline
 
-        menus = load_checked_menus(settings)
-        print(f"ok: {len(menus)} menu(s): {', '.join(sorted(menus))}")
+        print("\n".join(await asyncio.to_thread(check_offline, settings)))
     elif args.command == "bridge":
         from crm_bridge.calls import BridgeSettings, run_bridge
 

@@ -48,6 +48,7 @@ __all__ = [
     "Reservation",
     "ReservationLost",
     "UnknownAgent",
+    "check_agent_state_url",
     "open_agent_state_store",
     "sweep_reservations",
 ]
@@ -62,10 +63,16 @@ def open_agent_state_store(
     clock: Callable[[], datetime] = utc_now,
 ) -> AgentStateStore:
     """``None`` or ``memory://`` → in-process; ``redis://HOST:PORT/DB`` → Redis."""
+    check_agent_state_url(url)
     if url is None or url == "memory://":
         return InMemoryAgentStateStore(clock=clock)
-    if url.startswith(_REDIS_SCHEMES):
-        return RedisAgentStateStore.from_url(url, prefix=prefix, clock=clock)
+    return RedisAgentStateStore.from_url(url, prefix=prefix, clock=clock)
+
+
+def check_agent_state_url(url: str | None) -> None:
+    """``ConfigError`` unless ``url`` is None, ``memory://`` or a Redis URL."""
+    if url is None or url == "memory://" or url.startswith(_REDIS_SCHEMES):
+        return
     raise ConfigError(
-        f"agent state url {url!r}: use memory:// (in-process) or redis://HOST:PORT/DB"
+        f"agent_state_url {url!r}: use memory:// (in-process) or redis://HOST:PORT/DB"
     )

@@ -86,7 +86,7 @@ class ContactCenter:
     ) -> ContactCenter:
         assert settings.agents_file is not None
         config = load_routing_config(settings.routing_file)
-        check_intents_routed(config, _intents(menus), settings.routing_file)
+        check_intents_routed(config, intents_of(menus), settings.routing_file)
         profiles = load_agent_profiles(settings.agents_file, config)
         directory = load_agent_directory(settings.agents_file)
         agents = open_agent_state_store(settings.agent_state_url)
@@ -150,7 +150,7 @@ class ContactCenter:
 
     def check_menus(self, menus: Mapping[str, Menu]) -> None:
         """The start-up check of menus against the contact centre: every intent routed."""
-        check_intents_routed(self.routing, _intents(menus), self.routing_file)
+        check_intents_routed(self.routing, intents_of(menus), self.routing_file)
 
     def use_menus(self, menus: Mapping[str, Menu]) -> None:
         """Screen pops mask and label by the menus now in force."""
@@ -209,5 +209,6 @@ class ContactCenter:
         await self.agents.aclose()
 
 
-def _intents(menus: Mapping[str, Menu]) -> set[str]:
+def intents_of(menus: Mapping[str, Menu]) -> set[str]:
+    """Every intent the menus offer (each must be routed when agents are on)."""
     return {option.intent for menu in menus.values() for option in menu.options}

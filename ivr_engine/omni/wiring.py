@@ -43,11 +43,7 @@ def open_continuation(
 ) -> Continuation | None:
     if settings.continuation_secret is None:
         return None
-    try:
-        secret = bytes.fromhex(settings.continuation_secret)
-    except ValueError:
-        raise ConfigError("continuation_secret: use hex (e.g. `openssl rand -hex 32`)") from None
-    keyring = Keyring(SigningKey("k1", secret))
+    keyring = Keyring(continuation_key(settings.continuation_secret))
     redis = (
         RedisUsedTokenStore.from_url(settings.continuation_redis_url)
         if settings.continuation_redis_url
@@ -63,6 +59,18 @@ def open_continuation(
         clock=clock,
     )
     return Continuation(tokens, continuer, redis)
+
+
+def continuation_key(secret_hex: str) -> SigningKey:
+    """The signing key of ``continuation_secret``; ``ConfigError`` saying what is wrong."""
+    try:
+        secret = bytes.fromhex(secret_hex)
+    except ValueError:
+        raise ConfigError("continuation_secret: use hex (e.g. `openssl rand -hex 32`)") from None
+    try:
+        return SigningKey("k1", secret)
+    except ValueError as exc:
+        raise ConfigError(f"continuation_secret: {exc}") from None
 
 
 def clear_fields_of(menus: Mapping[str, Menu]) -> frozenset[str]:

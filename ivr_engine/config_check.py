@@ -1,0 +1,53 @@
+"""``ivr-engine check-config``: every start-up check that needs no server, in one place.
+
+What ``ivr-engine run`` (and ``bridge``) would refuse at start, short of connecting to the
+database, Redis, Asterisk or FreeSWITCH: the settings (already validated when loaded), the
+menus and their prompts, the agents file and the routing file (every intent routed), the
+webhook subscriptions, the continuation secret, and the agent state and ESL URLs (the
+AMI URL is checked with the settings).
+Each problem is a ``ConfigError`` naming the file or setting, as at start-up.
+"""
+
+from __future__ import annotations
+
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.settings import Settings
+
+
+def check_offline(settings: Settings) -> list[str]:
+    """Run the checks; one summary line per part checked (``ConfigError`` on a problem)."""
+    from ivr_engine.app import load_checked_menus
+
+    menus = load_checked_menus(settings)
+    done = [f"ok: {len(menus)} menu(s): {', '.join(sorted(menus))}"]
+    if settings.agents_file is not None:
+        from ivr_engine.agents import check_agent_state_url
+        from ivr_engine.contact_center.agents_file import load_agent_profiles
+        from ivr_engine.contact_center.wiring import intents_of
+        from ivr_engine.desktop.directory import load_agent_directory
+        from ivr_engine.routing.config import check_intents_routed, load_routing_config
+
+        routing = load_routing_config(settings.routing_file)
+        check_intents_routed(routing, intents_of(menus), settings.routing_file)
+        profiles = load_agent_profiles(settings.agents_file, routing)
+        load_agent_directory(settings.agents_file)
+        check_agent_state_url(settings.agent_state_url)
+        done.append(f"ok: {len(profiles)} agent(s), routing {settings.routing_file}")
+    if settings.webhooks_file is not None:
+        from crm_bridge.webhooks.subscriptions import load_subscriptions
+
+        load_subscriptions(settings.webhooks_file)
+        done.append(f"ok: webhook subscriptions {settings.webhooks_file}")
+    if settings.continuation_secret is not None:
+        from ivr_engine.omni.wiring import continuation_key
+
+        continuation_key(settings.continuation_secret)
+        done.append("ok: continuation_secret")
+    if settings.esl_url is not None:
+        from crm_bridge.calls.settings import parse_esl_url
+
+        try:
+            parse_esl_url(settings.esl_url)
+        except ValueError as exc:
+            raise ConfigError(f"esl_url: {exc}") from None
+    return done
