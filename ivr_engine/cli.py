@@ -16,17 +16,36 @@ from ivr_engine.settings import CONFIG_ENV, Settings, config_file_from, load_set
 DEFAULT_CONFIG = Path("config/engine.yaml")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ivr-engine", description=__doc__)
-    parser.add_argument(
+def _common(*, top: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name (``ivr-engine migrate
+    --database-url URL`` and ``ivr-engine --database-url URL migrate`` alike). After it they
+    default to "not given", so they never reset what was given before."""
+    common = argparse.ArgumentParser(add_help=False)
+    unset: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    common.add_argument(
         "--config",
         type=Path,
         help=f"settings file (default: ${CONFIG_ENV}, else config/engine.yaml if present)",
+        **unset,
     )
-    parser.add_argument("--database-url", dest="database_url")
-    parser.add_argument("--log-level", dest="log_level")
+    common.add_argument("--database-url", dest="database_url", **unset)
+    common.add_argument("--log-level", dest="log_level", **unset)
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ivr-engine",
+        description="A personalised IVR engine for Asterisk and FreeSWITCH.",
+        parents=[_common(top=True)],
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="serve FastAGI and the HTTP API")
+    common = _common(top=False)
+
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], **kwargs)
+
+    run = command("run", help="serve FastAGI and the HTTP API")
     run.add_argument("--agi-port", dest="agi_port", type=int)
     run.add_argument("--http-port", dest="http_port", type=int)
     run.add_argument("--esl-port", dest="esl_port", type=int, help="FreeSWITCH outbound socket")
@@ -34,28 +53,28 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers", dest="workers", type=int, help="engine processes sharing the ports (1)"
     )
-    commands.add_parser("migrate", help="create or upgrade the timeline schema")
-    commands.add_parser(
+    command("migrate", help="create or upgrade the timeline schema")
+    command(
         "check-config",
         help="validate everything run would, short of connecting (settings, menus, prompts, "
         "agents, routing, webhooks, URLs), then exit",
     )
-    commands.add_parser("demo", help="a new and a returning caller through the engine")
-    agents = commands.add_parser("agents", help="agent directory tools")
+    command("demo", help="a new and a returning caller through the engine")
+    agents = command("agents", help="agent directory tools")
     agents.add_argument("action", choices=["import"])
     agents.add_argument("csv", type=Path, help="CSV: agent_id,name,sip_endpoint,skills,...")
     agents.add_argument("--out", type=Path, default=Path("config/agents.yaml"))
     agents.add_argument(
         "--to-database", action="store_true", help="upsert into the roster table instead"
     )
-    bridge = commands.add_parser(
+    bridge = command(
         "bridge",
         help="AMI or ESL call events -> durable outbox -> bus -> timeline (ami_url or --esl-url)",
     )
     bridge.add_argument("--bus-url", default=None, help="redis://HOST:6379/0 (default: in-process)")
     bridge.add_argument("--esl-url", default=None, help="esl://:PASSWORD@HOST:8021 (FreeSWITCH)")
     bridge.add_argument("--roles", default="reader,consumer", help="reader, consumer or both")
-    prompts = commands.add_parser("prompts", help="prompt set tools")
+    prompts = command("prompts", help="prompt set tools")
     prompts.add_argument("action", choices=["build"])
     prompts.add_argument("--texts", type=Path, default=Path("prompts/prompts.yaml"))
     prompts.add_argument("--out", type=Path, default=Path("prompts"))

@@ -175,3 +175,13 @@ async def test_the_settings_file_can_come_from_ivr_engine_config(tmp_path: Path)
     config.write_text("agi_port: 99999\n")
     code, _, err = await run([*CLI, "check-config"], env={"IVR_ENGINE_CONFIG": str(config)})
     assert code == 2 and f"{config}: agi_port" in err
+
+
+async def test_common_options_work_before_and_after_the_command(tmp_path: Path) -> None:
+    after, before = tmp_path / "after.db", tmp_path / "before.db"
+    code, _, err = await run([*CLI, "migrate", "--database-url", f"sqlite:///{after}"])
+    assert code == 0, err
+    argv = [*CLI, "--database-url", f"sqlite:///{before}", "migrate", "--log-level", "warning"]
+    code, _, err = await run(argv)  # an option after the command keeps the one before
+    assert code == 0, err
+    assert after.exists() and before.exists()
