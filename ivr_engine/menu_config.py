@@ -136,27 +136,31 @@ def _check_consistency(model: _MenuModel) -> list[tuple[str, str]]:
 
 def referenced_prompts(menu: Menu) -> set[str]:
     """Every prompt id a menu can play (digits included), for start-up checks."""
+    return set(prompt_keys(menu))
+
+
+def prompt_keys(menu: Menu) -> dict[str, list[str]]:
+    """Every prompt id a menu can play → the YAML keys that name it (for error messages)."""
     prompts = menu.prompts
-    ids = {
-        prompts.welcome,
-        prompts.for_word,
-        prompts.press_word,
-        prompts.invalid,
-        prompts.no_input,
-        prompts.thank_you,
-        prompts.transfer,
-    }
+    named = ["welcome", "for_word", "press_word", "invalid", "no_input", "thank_you", "transfer"]
     if menu.shortcut.enabled:
-        ids |= {prompts.shortcut_intro, prompts.shortcut_again}
-        ids |= {prompts.continue_intro, prompts.continue_question}
-    ids |= {prompts.continue_sms_offer, prompts.continue_sms_sent}
+        named += ["shortcut_intro", "shortcut_again", "continue_intro", "continue_question"]
+    named += ["continue_sms_offer", "continue_sms_sent"]
+    keys: dict[str, list[str]] = {}
+    for name in named:
+        keys.setdefault(getattr(prompts, name), []).append(f"prompts.{name}")
     for option in menu.options:
-        ids.add(option.prompt)
+        keys.setdefault(option.prompt, []).append(f"options[{option.intent}].prompt")
         if option.shortcut_prompt and menu.shortcut.enabled:
-            ids.add(option.shortcut_prompt)
-    ids |= {spec.prompt for spec in menu.fields.values()}
-    ids |= {_digit_prompt(prompts.digit_prefix, d) for d in _MENU_DIGITS}
-    return ids
+            where = f"options[{option.intent}].shortcut_prompt"
+            keys.setdefault(option.shortcut_prompt, []).append(where)
+    for name, spec in menu.fields.items():
+        keys.setdefault(spec.prompt, []).append(f"fields.{name}.prompt")
+    for digit in _MENU_DIGITS:
+        keys.setdefault(_digit_prompt(prompts.digit_prefix, digit), []).append(
+            "prompts.digit_prefix"
+        )
+    return keys
 
 
 def _digit_prompt(prefix: str, digit: str) -> str:
@@ -211,12 +215,12 @@ def parse_menu(path: Path, text: str) -> Menu:
 def check_prompts_exist(menu: Menu, source: Path, available: Collection[str]) -> None:
     """Fail start-up when a menu names a prompt that is not installed."""
     core = re.compile(r"^digits/")
-    missing = sorted(
-        p for p in referenced_prompts(menu) if p not in available and not core.match(p)
-    )
+    keys = prompt_keys(menu)
+    missing = sorted(p for p in keys if p not in available and not core.match(p))
     if missing:
+        named = ", ".join(f"{p} ({', '.join(keys[p])})" for p in missing)
         raise ConfigError(
-            f"{source}: prompts not found: {', '.join(missing)} "
+            f"{source}: prompts not found: {named} "
             "(build them with `ivr-engine prompts build` or fix the prompt ids)"
         )
 

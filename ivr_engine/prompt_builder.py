@@ -419,7 +419,8 @@ def check_prompt_file(path: Path) -> list[str]:
     except FileNotFoundError:
         return ["missing file"]
     except (OSError, EOFError, wave.Error, ValueError, OverflowError) as exc:
-        return [f"unreadable WAV: {exc or type(exc).__name__}"]
+        why = str(exc) or ("truncated" if isinstance(exc, EOFError) else type(exc).__name__)
+        return [f"unreadable WAV: {why}"]
     problems: list[str] = []
     if comptype != "NONE":
         problems.append(f"compressed ({comptype}); need plain PCM")

@@ -89,3 +89,13 @@ def test_directory_errors(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ConfigError, match=r"b\.yaml: cannot read"):
         load_menus(tmp_path)
+
+
+def test_a_missing_prompt_names_the_keys_that_use_it() -> None:
+    menu = parse_menu(Path("x.yaml"), MINIMAL)
+    available = referenced_prompts(menu) - {"ivr-engine/label-billing", "ivr-engine/for"}
+    with pytest.raises(ConfigError) as caught:
+        check_prompts_exist(menu, Path("x.yaml"), available)
+    message = str(caught.value)
+    assert "ivr-engine/label-billing (options[billing].prompt)" in message
+    assert "ivr-engine/for (prompts.for_word)" in message

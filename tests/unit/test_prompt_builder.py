@@ -413,3 +413,9 @@ def test_sample_menus_only_reference_prompts_that_exist() -> None:
     for menu in load_menus(ROOT / "config" / "menus").values():
         own = {p for p in referenced_prompts(menu) if not p.startswith("digits/")}
         assert own <= available, sorted(own - available)
+
+
+def test_an_unreadable_prompt_says_why(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "cut.wav").write_bytes(b"RIFF")  # the wave module: EOFError, no text
+    assert check_prompt_files(tmp_path, {"x/cut"}) == {"x/cut": ["unreadable WAV: truncated"]}
