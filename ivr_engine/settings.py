@@ -285,7 +285,8 @@ def load_settings(
         lines = []
         for item in exc.errors():
             key = str(item["loc"][0]) if item["loc"] else item.get("ctx", {}).get("key", "<top>")
-            source = origin.get(key, "defaults")
+            # a rule across settings (no loc) names a key nobody may have set: "settings"
+            source = origin.get(key, "defaults" if item["loc"] else "settings")
             env_hint = f" (env {ENV_PREFIX}{key.upper()})" if source == "environment" else ""
             lines.append(f"{source}: {key}{env_hint}: {item['msg']}")
         raise ConfigError("\n".join(lines)) from exc

@@ -36,7 +36,7 @@ def test_agents_with_agent_state_in_process_memory_are_refused_with_workers() ->
         with pytest.raises(ConfigError) as refused:
             load_settings(environ={}, overrides={"workers": 2, "agents_file": AGENTS, **state})
         text = str(refused.value)
-        assert text.startswith(("defaults: agent_state_url", "command line: agent_state_url"))
+        assert text.startswith(("settings: agent_state_url", "command line: agent_state_url"))
         assert "workers is 2" in text and "IVR_ENGINE_AGENT_STATE_URL" in text
 
 
