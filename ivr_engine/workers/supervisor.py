@@ -73,10 +73,19 @@ class Worker:
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
-    """A bound, never listening ``SO_REUSEPORT`` socket holding ``(host, port)``."""
+    """A bound, never listening ``SO_REUSEPORT`` socket holding ``(host, port)``.
+
+    ``SO_REUSEPORT`` lets any process of the same user join a port: a second engine started
+    on the same ports would quietly take half of the calls and API requests. So a fixed port
+    is first bound *without* it (``SO_REUSEADDR`` only, as any server: sockets in TIME_WAIT
+    do not count), which fails while anything listens there; ``OSError`` then."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
+    if port != 0:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -143,7 +152,10 @@ class Supervisor:
         try:
             sock = reserve_port(host, port)
         except OSError as exc:
-            raise ConfigError(f"{key}: cannot listen on {host}:{port}: {exc}") from exc
+            raise ConfigError(
+                f"{key}: cannot listen on {host}:{port}: {exc} (another ivr-engine, or another "
+                "program, is there)"
+            ) from exc
         self._held.append(sock)
         return int(sock.getsockname()[1])
 
@@ -231,7 +243,7 @@ class Supervisor:
             delay = worker.backoff_after_death(time.monotonic())
             log.error(
                 "%s (pid %d) exited unexpectedly (%s): its calls in progress were cut off "
-                "(the dialplan's AGISTATUS=FAILURE fallback); restarting it in %.0f s",
+                "(no IVR_OUTCOME: the dialplan's ivr-fail static menu); restarting it in %.0f s",
                 worker.role.name, pid, describe_exit(code), delay,
             )  # fmt: skip
             with contextlib.suppress(TimeoutError):

@@ -171,3 +171,18 @@ async def test_workers_that_cannot_start_stop_the_engine_non_zero(
     assert "engine not started: worker" in engine.log()
     assert not engine.ready_file.exists()
     await asyncio.gather(*(process_gone(pid) for pid in engine.worker_pids().values()))
+
+
+async def test_a_second_engine_on_the_same_ports_is_refused(
+    two_workers: EngineProcess, sqlite_url: str, tmp_path: Path
+) -> None:
+    """SO_REUSEPORT would let it join the port group and take half of the calls."""
+    ports = ["--agi-port", str(two_workers.agi_port), "--http-port", str(two_workers.http_port)]
+    second = tmp_path / "second"
+    second.mkdir()
+    args = [*run_args(sqlite_url, "--workers", "2"), *ports]
+    async with engine_process(second, args) as engine:
+        assert await engine.exit_code() == 2
+    assert f"agi_port: cannot listen on 127.0.0.1:{two_workers.agi_port}" in engine.log()
+    assert "another ivr-engine" in engine.log()
+    assert not engine.ready_file.exists()

@@ -92,9 +92,13 @@ def test_a_held_port_is_shared_by_listeners_but_accepts_nothing_itself() -> None
         port = held.getsockname()[1]
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5)
-        with reserve_port("127.0.0.1", port) as listener:  # as a worker's SO_REUSEPORT socket
+        with socket.socket() as listener:  # as a worker's server socket
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            listener.bind(("127.0.0.1", port))
             listener.listen()
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        with pytest.raises(OSError):  # another supervisor (engine) cannot reserve it too
+            reserve_port("127.0.0.1", port)
 
 
 def test_an_engine_that_fails_to_start_is_stopped_so_the_process_can_exit(
