@@ -317,8 +317,11 @@ async def run_engine(
         if on_ready is not None:
             on_ready(engine)
         await stop.wait()
+        calls = engine.agi.active_calls if engine.agi is not None else 0
+        log.info("stopping: no new calls; %d call(s) in progress may finish", calls)
     finally:
         for task in list(reloads):  # a reload still running must not outlive the engine
             task.cancel()
         await asyncio.gather(*reloads, return_exceptions=True)
         await engine.stop()
+    log.info("engine stopped")

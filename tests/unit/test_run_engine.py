@@ -5,6 +5,7 @@ progress); SIGHUP reloads the menus; SIGTERM stops it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -119,3 +120,15 @@ async def test_sighup_reloads_the_menus_and_the_engine_keeps_running(
     hup = (0.05, signal.SIGHUP)
     steps = await run_scripted(monkeypatch, hup, hup, (0.3, signal.SIGTERM))
     assert steps == ["start", "settle", "reload", "reload", "stop"]
+
+
+async def test_a_stopping_engine_says_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="ivr_engine.app"):
+        await run_scripted(monkeypatch, (0.05, signal.SIGTERM))
+    said = [r.getMessage() for r in caplog.records if r.name == "ivr_engine.app"]
+    assert said[-2:] == [
+        "stopping: no new calls; 0 call(s) in progress may finish",
+        "engine stopped",
+    ]
