@@ -29,11 +29,12 @@ from ivr_engine.omni.redeem_api import redeem_routes
 from ivr_engine.omni.webhook_feed import open_webhook_relay
 from ivr_engine.omni.wiring import Continuation, open_continuation
 from ivr_engine.prompt_builder import available_prompt_ids, check_prompt_files
-from ivr_engine.settings import Settings
+from ivr_engine.settings import Settings, is_loopback
 from ivr_engine.telephony.agi import FastAgiServer
 from ivr_engine.telephony.esl import EslOutboundServer, OutboundLimits
 from ivr_engine.telephony.esl.ivr_handler import esl_ivr_handler, esl_reroute_handler
 from ivr_engine.telephony.ivr_handler import IVR_SCRIPT, ivr_handler
+from ivr_engine.telephony.peers import PeerAllowlist
 from ivr_engine.timeline import Timeline, open_timeline
 from ivr_engine.timeline_ui import create_timeline_ui_app
 from ivr_engine.workers.role import WorkerRole
@@ -128,6 +129,13 @@ class Engine:
             router=router,
             continuation=self.continuation.continuer if self.continuation else None,
         )
+        allowlist = PeerAllowlist(settings.pbx_allowlist)
+        if allowlist.open_to_all and not is_loopback(settings.agi_host):
+            log.warning(
+                "FastAGI on %s takes calls from any host (pbx_allowlist not set): whoever "
+                "reaches the port can play any caller; set pbx_allowlist to your PBXs",
+                settings.agi_host,
+            )
         self.agi = FastAgiServer(
             host=settings.agi_host,
             port=settings.agi_port,
@@ -135,6 +143,7 @@ class Engine:
             header_timeout=settings.agi_header_timeout_s,
             command_timeout=settings.agi_command_timeout_s,
         )
+        self.agi.only_from(allowlist)
         self.agi.register(IVR_SCRIPT, ivr_handler(flow, utc_now))
         if self.contact_center is not None:
             center = self.contact_center
@@ -148,6 +157,7 @@ class Engine:
             self.esl = EslOutboundServer(
                 handler, settings.esl_host, settings.esl_port, limits=limits
             )
+            self.esl.only_from(allowlist)
             if self.contact_center is not None:
                 center = self.contact_center
                 reroute = esl_reroute_handler(center.router, center.agents, utc_now)

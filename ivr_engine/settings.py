@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.telephony.peers import parse_networks
 
 ENV_PREFIX = "IVR_ENGINE_"
 CONFIG_ENV = "IVR_ENGINE_CONFIG"  # the settings file's path (the CLI's --config), not a setting
@@ -47,6 +48,12 @@ class Settings(BaseModel):
     # Engine worker processes sharing the call ports (SO_REUSEPORT) under a supervisor;
     # 1: one process, no supervisor (ivr_engine/workers.py says what runs where).
     workers: int = Field(1, ge=1, le=64, description="engine processes taking calls")
+    # FastAGI and ESL authenticate nobody: the PBXs allowed to connect (IPs or networks).
+    pbx_allowlist: list[str] = Field(
+        default_factory=list,
+        description="addresses/networks allowed on agi_port and esl_port; empty: any; "
+        "env: comma-separated",
+    )
     agi_header_timeout_s: float = Field(5.0, gt=0, le=60)
     agi_command_timeout_s: float = Field(120.0, gt=0, le=3600)
     http_host: str = "127.0.0.1"
@@ -108,6 +115,12 @@ class Settings(BaseModel):
         False, description="true: serve the API without api_tokens on a non-loopback http_host"
     )
 
+    @field_validator("pbx_allowlist")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _log_level_any_case(cls, value: object) -> object:
@@ -120,7 +133,7 @@ class Settings(BaseModel):
             check_token_strength(value.get_secret_value())
         return value
 
-    @field_validator("api_tokens", "desktop_allowed_origins", mode="before")
+    @field_validator("api_tokens", "desktop_allowed_origins", "pbx_allowlist", mode="before")
     @classmethod
     def _split_list(cls, value: object, info: ValidationInfo) -> object:
         """The environment (and a file, if written so) gives one comma-separated string.
@@ -128,7 +141,7 @@ class Settings(BaseModel):
         with X unset must not quietly mean "no authentication")."""
         if isinstance(value, str | SecretStr):
             text = value.get_secret_value() if isinstance(value, SecretStr) else value
-            if not text.strip() and info.field_name == "desktop_allowed_origins":
+            if not text.strip() and info.field_name != "api_tokens":
                 return []
             return [item.strip() for item in text.split(",")]
         return value

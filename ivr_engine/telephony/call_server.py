@@ -13,7 +13,11 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Self
 
+from ivr_engine.telephony.peers import PeerAllowlist
+
 log = logging.getLogger(__name__)
+
+MAX_REFUSED_LOGGED = 256  # distinct refused peers warned about (then: debug)
 
 
 class CallTasks:
@@ -56,6 +60,12 @@ class CallServer:
         self._stream_limit = stream_limit
         self._tasks = CallTasks(what.replace("server", "connection"))
         self._server: asyncio.Server | None = None
+        self._allowlist = PeerAllowlist()
+        self._refused: set[str] = set()
+
+    def only_from(self, allowlist: PeerAllowlist) -> None:
+        """Close connections from peers the allowlist does not name (``pbx_allowlist``)."""
+        self._allowlist = allowlist
 
     def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -89,7 +99,24 @@ class CallServer:
         )
 
     def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+        if not self._allowlist.allows(host):
+            writer.transport.abort()  # nothing read, nothing written
+            self._log_refused(host)
+            return
         self._tasks.spawn(self._serve(reader, writer))
+
+    def _log_refused(self, host: str) -> None:
+        if host in self._refused or len(self._refused) >= MAX_REFUSED_LOGGED:
+            log.debug("%s: connection from %s refused (pbx_allowlist)", self._what, host)
+            return
+        self._refused.add(host)
+        log.warning(
+            "%s: connection from %s refused: not in pbx_allowlist (said once per address)",
+            self._what,
+            host,
+        )
 
     async def serve_forever(self) -> None:
         if self._server is None:
