@@ -112,6 +112,10 @@ class _Tail:
         start = bisect.bisect_right(self.ids, after_id)
         return self.rows[start : start + limit]
 
+    def unknown(self) -> None:
+        """An append ended without telling whether it committed: the file answers again."""
+        self.rows, self.ids, self.complete_after = [], [], None
+
     def drop_through(self, last_id: int) -> None:
         end = bisect.bisect_right(self.ids, last_id)
         del self.rows[:end], self.ids[:end]
@@ -194,7 +198,13 @@ class SqliteOutbox:
 
         if not (rows or saved or removed or forget):
             return
-        last = await self._run(write)
+        try:
+            last = await self._run(write)
+        except OutboxError:
+            raise  # rolled back: the memory still matches the file
+        except BaseException:  # cancelled (the thread may still commit it), or a bug
+            self._tail.unknown()
+            raise
         if forget:
             self._deleted(forget)
         if rows:

@@ -3,9 +3,11 @@ ids never reused, one process per file."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -188,4 +190,46 @@ async def test_a_full_memory_starts_again_and_older_rows_come_from_the_file(
         assert await outbox.read_after(newest.id, 100) == stored[-2 * PER_CALL :]
         assert outbox.runs == runs + 2
     finally:
+        await outbox.close()
+
+
+class Stalled(SqliteOutbox):
+    """The next transaction waits on its thread until ``go`` is set (``inside`` once there)."""
+
+    inside = threading.Event()
+    go = threading.Event()
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        def stalled(db: sqlite3.Connection) -> T:
+            self.inside.set()
+            self.go.wait(10)
+            return work(db)
+
+        return await super()._run(stalled if write else work, write=write)
+
+
+async def test_an_append_cancelled_on_its_way_leaves_no_gap_in_what_is_handed_over(
+    tmp_path: Path,
+) -> None:
+    """Cancelled while its transaction runs (shutdown), an append may still commit: the
+    memory cannot know, so the file answers until the next append. Otherwise its rows would
+    be skipped by the publisher and deleted unpublished with the next ones."""
+    path = tmp_path / "outbox.db"
+    outbox = await Stalled.open(path)
+    try:
+        outbox.go.set()
+        await outbox.append(calls(1), BridgeState().take_changes())
+        first = await outbox.read_after(0, 100)
+        outbox.go.clear()
+        outbox.inside.clear()
+        cancelled = asyncio.create_task(outbox.append(calls(1, 1), BridgeState().take_changes()))
+        await asyncio.get_running_loop().run_in_executor(None, outbox.inside.wait, 10)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        outbox.go.set()  # the cancelled transaction commits now
+        await outbox.append(calls(1, 2), BridgeState().take_changes())
+        rest = await outbox.read_after(first[-1].id, 100)
+        assert rest == (await file_rows(path))[PER_CALL:] and len(rest) == 2 * PER_CALL
+    finally:
+        outbox.go.set()
         await outbox.close()
