@@ -52,20 +52,42 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for flag, dest in _OPTIONS.items():
-        parser.add_argument(flag, dest=dest)
+        parser.add_argument(flag, dest=dest, help=_help(dest))
     parser.add_argument("--roles", default="reader,consumer", help="reader, consumer or both")
-    parser.add_argument("--inbound-context", dest="inbound_contexts", action="append")
-    parser.add_argument("--esl-inbound-context", dest="esl_inbound_contexts", action="append")
+    parser.add_argument(
+        "--inbound-context",
+        dest="inbound_contexts",
+        action="append",
+        help=_help("inbound_contexts", "Asterisk contexts of the callers' legs (repeatable)"),
+    )
+    parser.add_argument(
+        "--esl-inbound-context",
+        dest="esl_inbound_contexts",
+        action="append",
+        help=_help("esl_inbound_contexts", "FreeSWITCH contexts of the callers' legs"),
+    )
     for flag in (
         "--publish-window-ms",
         "--publish-batch",
         "--consume-batch",
         "--consume-linger-ms",
     ):
-        parser.add_argument(flag, type=int)
-    parser.add_argument("--ready-file", type=Path)
-    parser.add_argument("--log-level", default="INFO")
+        parser.add_argument(flag, type=int, help=_help(flag[2:].replace("-", "_")))
+    parser.add_argument("--ready-file", type=Path, help="written ('ready') once started")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser
+
+
+def _help(name: str, what: str | None = None) -> str:
+    """A flag's help: what the setting is (its description) and its default."""
+    field = BridgeSettings.model_fields[name]
+    text = what or field.description or name.replace("_", " ")
+    if field.default_factory is not None:
+        return text
+    default = field.default
+    if isinstance(default, tuple):
+        default = ",".join(default) if default else None
+    return text if default is None else f"{text} (default {default})"
 
 
 def _settings(args: argparse.Namespace) -> BridgeSettings:
@@ -100,8 +122,9 @@ async def _main(settings: BridgeSettings, ready_file: Path | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # as `ivr-engine bridge`
     try:
         asyncio.run(_main(_settings(args), args.ready_file))
     except IvrEngineError as exc:

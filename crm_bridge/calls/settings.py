@@ -72,23 +72,39 @@ class BridgeSettings(BaseModel):
         "events the bridge reads",
     )
     esl_url: str | None = Field(None, description=f"{ESL_URL_FORM} (reader, FreeSWITCH)")
-    esl_source: str = Field("freeswitch", pattern=_SOURCE)
+    esl_source: str = Field(
+        "freeswitch", pattern=_SOURCE, description="names the switch in event ids"
+    )
     esl_inbound_contexts: tuple[str, ...] = ("public",)
     database_url: str | None = Field(None, description="the timeline (consumer)")
     bus_url: str | None = Field(None, description="redis://HOST:6379/0; None: in-process")
     bus_partitions: int = Field(8, ge=1, le=1024)
-    stream: str = Field("call-events", pattern=_NAME)
-    group: str = Field("timeline", pattern=_NAME)
-    consumer_name: str = Field(default_factory=_default_consumer, pattern=_NAME)
-    outbox_path: Path = Path("data/spool/call-outbox.db")
-    outbox_sync: OutboxSync = "full"
-    source: str = Field("asterisk", pattern=_SOURCE)
+    stream: str = Field("call-events", pattern=_NAME, description="the bus stream's name")
+    group: str = Field("timeline", pattern=_NAME, description="the consumer group")
+    consumer_name: str = Field(
+        default_factory=_default_consumer,
+        pattern=_NAME,
+        description="this consumer in the group (default: host-pid)",
+    )
+    outbox_path: Path = Field(
+        Path("data/spool/call-outbox.db"), description="the reader's durable outbox (SQLite)"
+    )
+    outbox_sync: OutboxSync = Field(
+        "full",
+        description="full: fsync every commit (survives a power cut); normal: survives the "
+        "bridge being killed, not a power cut",
+    )
+    source: str = Field("asterisk", pattern=_SOURCE, description="names the switch in event ids")
     inbound_contexts: tuple[str, ...] = ("from-trunk",)
     adopt_contexts: tuple[str, ...] = ("from-trunk", "ivr-*")
-    default_region: str = Field("US", pattern=r"^[A-Z]{2}$")
-    publish_window_ms: int = Field(10, ge=0, le=1000)
-    publish_batch: int = Field(1000, ge=1, le=10_000)
-    consume_batch: int = Field(500, ge=1, le=10_000)
+    default_region: str = Field(
+        "US", pattern=r"^[A-Z]{2}$", description="region of caller IDs without a country code"
+    )
+    publish_window_ms: int = Field(
+        10, ge=0, le=1000, description="the publisher gathers outbox rows this long"
+    )
+    publish_batch: int = Field(1000, ge=1, le=10_000, description="rows per publish, at most")
+    consume_batch: int = Field(500, ge=1, le=10_000, description="events per bus read, at most")
     consume_linger_ms: int = Field(
         20,
         ge=0,
@@ -98,7 +114,10 @@ class BridgeSettings(BaseModel):
     db_retry_cap_s: float = Field(5.0, gt=0, le=300)
     shutdown_grace_s: float = Field(5.0, ge=0, le=300)
     webhooks_file: Path | None = Field(None, description="subscriptions; None: no webhooks")
-    webhooks_store: Path = Path("data/spool/bridge-webhooks.db")  # not the engine's file
+    webhooks_store: Path = Field(
+        Path("data/spool/bridge-webhooks.db"),
+        description="this bridge's webhook delivery store (not the engine's file)",
+    )
 
     @field_validator("ami_url")
     @classmethod

@@ -123,3 +123,12 @@ def test_esl_event_ids() -> None:
     assert event_key("fs", "u-1", kind, 1, prefix="esl") == "esl:fs:u-1:call.ended:1"
     long = event_key("fs", "y" * 190, kind, 1, prefix="esl")
     assert long.startswith("esl:fs:sha1-") and len(long) <= 200
+
+
+def test_every_flag_of_the_bridge_says_what_it_is() -> None:
+    from crm_bridge.calls.__main__ import _parser
+
+    for action in _parser()._actions:
+        if action.dest != "help":
+            assert action.help, f"{action.option_strings} has no help"
+            assert action.help.split(" (default")[0] != action.dest.replace("_", " ")
