@@ -301,5 +301,8 @@ def load_settings(
             # a rule across settings (no loc) names a key nobody may have set: "settings"
             source = origin.get(key, "defaults" if item["loc"] else "settings")
             env_hint = f" (env {ENV_PREFIX}{key.upper()})" if source == "environment" else ""
-            lines.append(f"{source}: {key}{env_hint}: {item['msg']}")
+            message = item["msg"]
+            if item["type"] == "extra_forbidden":  # a typo in the file: say what exists
+                message = f"unknown setting (known: {sorted(Settings.model_fields)})"
+            lines.append(f"{source}: {key}{env_hint}: {message}")
         raise ConfigError("\n".join(lines)) from exc

@@ -80,3 +80,10 @@ def test_log_level_in_any_case() -> None:
     assert load_settings(environ={"IVR_ENGINE_LOG_LEVEL": "debug"}).log_level == "DEBUG"
     with pytest.raises(ConfigError, match="log_level"):
         load_settings(environ={"IVR_ENGINE_LOG_LEVEL": "chatty"})
+
+
+def test_a_misspelt_setting_in_the_file_lists_the_known_ones(tmp_path: Path) -> None:
+    config = tmp_path / "engine.yaml"
+    config.write_text("agi_prot: 4573\n")
+    with pytest.raises(ConfigError, match=r"engine\.yaml: agi_prot: unknown setting \(known: \["):
+        load_settings(config, environ={})
