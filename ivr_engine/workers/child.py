@@ -31,6 +31,7 @@ from ivr_engine.workers.role import WorkerRole
 
 PR_SET_PDEATHSIG = 1
 EXIT_CONFIG = 2  # as ``ivr-engine``: a configuration error, nothing to restart for
+REFUSED = "refused"  # the line a worker sends instead of "ready" for a configuration error
 EXIT_ORPHANED = 3
 
 
@@ -76,6 +77,10 @@ def main(argv: list[str]) -> int:
         asyncio.run(run_engine(settings, role=role, on_ready=announce))
     except ConfigError as exc:
         print(f"configuration error ({role.name}):\n{exc}", file=sys.stderr)
+        # Said on the pipe too: the supervisor must not depend on the exit status, which
+        # Python 3.11's child watchers can misreport (255) when two workers exit at once.
+        sys.stdout.write(f"{REFUSED}\n")
+        sys.stdout.flush()
         return EXIT_CONFIG
     return 0
 

@@ -11,8 +11,9 @@ import os
 import shutil
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,3 +187,16 @@ async def test_a_second_engine_on_the_same_ports_is_refused(
     assert f"agi_port: cannot listen on 127.0.0.1:{two_workers.agi_port}" in engine.log()
     assert "another ivr-engine" in engine.log()
     assert not engine.ready_file.exists()
+
+
+@pytest.mark.postgres
+async def test_workers_refusing_a_configuration_together_make_exit_code_2(
+    new_pg_database: Callable[[], Coroutine[Any, Any, str]], tmp_path: Path
+) -> None:
+    """Both workers refuse an un-migrated PostgreSQL at once. The exit code came from their
+    exit statuses, which Python 3.11's child watcher often misreported as 255."""
+    url = await new_pg_database()
+    async with engine_process(tmp_path, run_args(url, "--workers", "2")) as engine:
+        assert await engine.exit_code() == 2
+    assert "run `ivr-engine migrate`" in engine.log()
+    assert engine.log().count("refused the configuration") == 2
