@@ -3,14 +3,13 @@
 What ``ivr-engine run`` (and ``bridge``) would refuse at start, short of connecting to the
 database, Redis, Asterisk or FreeSWITCH: the settings (already validated when loaded), the
 menus and their prompts, the agents file and the routing file (every intent routed), the
-webhook subscriptions, the continuation secret, and the agent state and ESL URLs (the
-AMI URL is checked with the settings).
+webhook subscriptions, the continuation secret and the agent state URL (the AMI and ESL
+URLs are checked with the settings).
 Each problem is a ``ConfigError`` naming the file or setting, as at start-up.
 """
 
 from __future__ import annotations
 
-from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings
 
 
@@ -43,11 +42,4 @@ def check_offline(settings: Settings) -> list[str]:
 
         continuation_key(settings.continuation_secret)
         done.append("ok: continuation_secret")
-    if settings.esl_url is not None:
-        from crm_bridge.calls.settings import parse_esl_url
-
-        try:
-            parse_esl_url(settings.esl_url)
-        except ValueError as exc:
-            raise ConfigError(f"esl_url: {exc}") from None
     return done

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,6 +34,15 @@ CONFIG_ENV = "IVR_ENGINE_CONFIG"  # the settings file's path (the CLI's --config
 MIN_ADMIN_TOKEN = 32
 MAX_TOKEN = 512
 MAX_API_TOKENS = 20
+
+# Switch URLs, checked where any settings model (the engine's, the bridge's) takes them.
+AmiUrl = Annotated[str, AfterValidator(lambda url: _parsed(url, parse_ami_url))]
+EslUrl = Annotated[str, AfterValidator(lambda url: _parsed(url, parse_esl_url))]
+
+
+def _parsed(url: str, parse: Callable[[str], object]) -> str:
+    parse(url)  # ValueError saying what is wrong
+    return url
 
 
 class Settings(BaseModel):
@@ -74,10 +84,10 @@ class Settings(BaseModel):
     )
     routing_file: Path = Path("config/routing.yaml")
     agent_state_url: str | None = Field(None, description="None/memory:// or redis://HOST:6379/0")
-    ami_url: str | None = Field(
+    ami_url: AmiUrl | None = Field(
         None, description="ami://USER:SECRET@HOST:5038: agent answers and hang-ups from Asterisk"
     )
-    esl_url: str | None = Field(
+    esl_url: EslUrl | None = Field(
         None, description="esl://:PASSWORD@HOST:8021: FreeSWITCH call events for the bridge"
     )
     agent_events_on_timeline: bool = Field(
@@ -186,13 +196,6 @@ class Settings(BaseModel):
             {"key": "agent_state_url", "workers": self.workers, "url": repr(self.agent_state_url)},
         )
 
-    @field_validator("ami_url")
-    @classmethod
-    def _ami_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_ami_url(value)
-        return value
-
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
@@ -238,6 +241,33 @@ def parse_ami_url(url: str) -> tuple[str, int, str, str]:
         unquote(parts.username),
         unquote(parts.password or ""),
     )
+
+
+ESL_URL_FORM = "esl://:PASSWORD@HOST:8021"
+
+
+def parse_esl_url(url: str) -> tuple[str, int, str]:
+    """``esl://:PASSWORD@HOST:PORT`` → (host, port, password): FreeSWITCH's inbound Event
+    Socket (``event_socket.conf.xml``: ``listen-ip``, ``listen-port``, ``password``)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a port that is not a number or out of range
+        raise ValueError(f"{exc}: use {ESL_URL_FORM}") from exc
+    if parts.scheme != "esl":
+        raise ValueError(f"scheme must be esl, not {parts.scheme or 'none'!r}: use {ESL_URL_FORM}")
+    if not parts.hostname:
+        raise ValueError(f"no host: use {ESL_URL_FORM}")
+    if port is None:
+        raise ValueError(f"no port (FreeSWITCH's listen-port, usually 8021): use {ESL_URL_FORM}")
+    if parts.username:
+        raise ValueError(f"the inbound socket takes a password only, no user: use {ESL_URL_FORM}")
+    password = unquote(parts.password or "")
+    if not password or any(c in password for c in "\r\n"):
+        raise ValueError(f"no password (or one with a line break): use {ESL_URL_FORM}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"nothing after the port: use {ESL_URL_FORM}")
+    return parts.hostname, port, password
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, str | None]:

@@ -14,45 +14,19 @@ import os
 import socket
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from crm_bridge.calls.outbox import OutboxSync
 from crm_bridge.calls.state import NormaliserConfig
 from ivr_engine.domain.errors import ConfigError
-from ivr_engine.settings import Settings, parse_ami_url
+from ivr_engine.settings import ESL_URL_FORM, AmiUrl, EslUrl, Settings, parse_esl_url
 
-__all__ = ["BridgeSettings", "Role", "parse_esl_url"]
+__all__ = ["ESL_URL_FORM", "BridgeSettings", "Role", "parse_esl_url"]
 
 Role = Literal["reader", "consumer"]
 _NAME = r"^[A-Za-z0-9_.\-]{1,100}$"
 _SOURCE = r"^[A-Za-z0-9_.\-]{1,40}$"
-ESL_URL_FORM = "esl://:PASSWORD@HOST:8021"
-
-
-def parse_esl_url(url: str) -> tuple[str, int, str]:
-    """``esl://:PASSWORD@HOST:PORT`` → (host, port, password): FreeSWITCH's inbound Event
-    Socket (``event_socket.conf.xml``: ``listen-ip``, ``listen-port``, ``password``)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:  # a port that is not a number or out of range
-        raise ValueError(f"{exc}: use {ESL_URL_FORM}") from exc
-    if parts.scheme != "esl":
-        raise ValueError(f"scheme must be esl, not {parts.scheme or 'none'!r}: use {ESL_URL_FORM}")
-    if not parts.hostname:
-        raise ValueError(f"no host: use {ESL_URL_FORM}")
-    if port is None:
-        raise ValueError(f"no port (FreeSWITCH's listen-port, usually 8021): use {ESL_URL_FORM}")
-    if parts.username:
-        raise ValueError(f"the inbound socket takes a password only, no user: use {ESL_URL_FORM}")
-    password = unquote(parts.password or "")
-    if not password or any(c in password for c in "\r\n"):
-        raise ValueError(f"no password (or one with a line break): use {ESL_URL_FORM}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"nothing after the port: use {ESL_URL_FORM}")
-    return parts.hostname, port, password
 
 
 def _default_consumer() -> str:
@@ -63,7 +37,7 @@ class BridgeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     roles: frozenset[Role] = frozenset({"reader", "consumer"})
-    ami_url: str | None = Field(None, description="ami://USER:SECRET@HOST:5038 (reader)")
+    ami_url: AmiUrl | None = Field(None, description="ami://USER:SECRET@HOST:5038 (reader)")
     ami_ping_interval_s: float = Field(10.0, gt=0, le=300)
     ami_events: str = Field("system,call,user", description="Login Events: the classes read")
     ami_server_filter: bool = Field(
@@ -71,7 +45,7 @@ class BridgeSettings(BaseModel):
         description="ask Asterisk (Filter action, needs write=system) to send only the "
         "events the bridge reads",
     )
-    esl_url: str | None = Field(None, description=f"{ESL_URL_FORM} (reader, FreeSWITCH)")
+    esl_url: EslUrl | None = Field(None, description=f"{ESL_URL_FORM} (reader, FreeSWITCH)")
     esl_source: str = Field(
         "freeswitch", pattern=_SOURCE, description="names the switch in event ids"
     )
@@ -118,20 +92,6 @@ class BridgeSettings(BaseModel):
         Path("data/spool/bridge-webhooks.db"),
         description="this bridge's webhook delivery store (not the engine's file)",
     )
-
-    @field_validator("ami_url")
-    @classmethod
-    def _ami_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_ami_url(value)
-        return value
-
-    @field_validator("esl_url")
-    @classmethod
-    def _esl_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_esl_url(value)
-        return value
 
     @model_validator(mode="after")
     def _roles_have_what_they_need(self) -> BridgeSettings:

@@ -87,3 +87,11 @@ def test_a_misspelt_setting_in_the_file_lists_the_known_ones(tmp_path: Path) -> 
     config.write_text("agi_prot: 4573\n")
     with pytest.raises(ConfigError, match=r"engine\.yaml: agi_prot: unknown setting \(known: \["):
         load_settings(config, environ={})
+
+
+def test_a_bad_esl_url_is_refused_with_the_settings() -> None:
+    """Every command that reads the settings (run, check-config, bridge) refuses it."""
+    with pytest.raises(
+        ConfigError, match=r"esl_url \(env IVR_ENGINE_ESL_URL\): .*scheme must be esl"
+    ):
+        load_settings(environ={"IVR_ENGINE_ESL_URL": "http://nope"})
