@@ -47,7 +47,8 @@ async def start_engine(tree: Path, db: Path, tmp: Path, *, trivial: bool) -> Eng
     env["PYTHONPATH"] = os.pathsep.join(filter(None, path))
     if trivial:
         port = 4590
-        command = [sys.executable, str(ROOT / "bench/trivial_fastagi.py"), "--port", str(port)]
+        script = os.environ.get("IVR_BENCH_TRIVIAL_SCRIPT", str(ROOT / "bench/trivial_fastagi.py"))
+        command = [sys.executable, script, "--port", str(port)]
     else:
         command = [sys.executable, "-m", "ivr_engine", "--database-url", f"sqlite:///{db}"]
         command += ["run", "--agi-port", "0", "--http-port", "0", "--ready-file", str(ready)]
@@ -60,8 +61,8 @@ async def start_engine(tree: Path, db: Path, tmp: Path, *, trivial: bool) -> Eng
         )
     if trivial:
         await asyncio.sleep(1.0)
-        return EngineProcess(process, port)
-    return EngineProcess(process, await _wait_ready(process, ready, log))
+        return EngineProcess(process, port, workers=1)
+    return EngineProcess(process, await _wait_ready(process, ready, log), workers=1)
 
 
 async def measure(

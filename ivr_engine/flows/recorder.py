@@ -183,6 +183,8 @@ class CallRecorder:
         self._spool_may_hold = True
         self._overflow: list[CallWrite] = []
         self._in_flight: list[CallWrite] = []
+        self._unspooled: list[CallWrite] = []  # failed writes the spool refused
+        self._spool_broken = False
         self.written = 0
         self.spooled = 0
 
@@ -206,18 +208,29 @@ class CallRecorder:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        leftover = self._in_flight + self._overflow + _drain(self._queue)
+        leftover = self._unspooled + self._in_flight + self._overflow + _drain(self._queue)
         if leftover:
-            await self._append_spool(leftover)
+            try:
+                await self._append_spool(leftover)
+            except OSError as exc:
+                log.error(
+                    "%d call(s) LOST: neither written nor spooled to %s (%r)",
+                    len(leftover),
+                    self._spool,
+                    exc,
+                )
 
     async def _run(self) -> None:
-        await self.replay_spool()
+        await self._replay_logged()
         while True:
             try:
                 async with asyncio.timeout(self._retry_interval_s):
                     write = await self._queue.get()
             except TimeoutError:
-                await self.replay_spool()
+                if self._unspooled:  # idle: try them on the timeline again
+                    await self._write_batch(())
+                else:
+                    await self._replay_logged()
                 continue
             batch = [write, *_drain(self._queue)]
             self._in_flight = batch
@@ -227,14 +240,42 @@ class CallRecorder:
                 self._queue.task_done()
 
     async def _write_batch(self, batch: Sequence[CallWrite]) -> None:
-        failed = await self._try_write(batch)
+        pending = [*self._unspooled, *batch] if self._unspooled else batch
+        failed = await self._try_write(pending)
+        self._unspooled = []  # in ``pending``: written, or in ``failed``
         if self._overflow:
             failed.extend(self._overflow)
             self._overflow.clear()
         if failed:
-            await self._append_spool(failed)
+            await self._spool_or_keep(failed)
         elif self._spool_may_hold:
+            await self._replay_logged()
+
+    async def _spool_or_keep(self, writes: list[CallWrite]) -> None:
+        """Spool ``writes``; when the spool cannot be written (disk full, read-only), keep
+        them in memory: the next batch tries them on the timeline again."""
+        try:
+            await self._append_spool(writes)
+        except OSError as exc:
+            self._unspooled.extend(writes)
+            self._note_spool_error(f"cannot spool {len(writes)} call(s) to {self._spool}", exc)
+        else:
+            self._spool_broken = False
+
+    async def _replay_logged(self) -> None:
+        """``replay_spool`` for the writer task: a spool it cannot read or lock is logged
+        and tried again later, never the end of the task (every later call would be lost)."""
+        try:
             await self.replay_spool()
+        except OSError as exc:
+            self._note_spool_error(f"cannot replay the spool {self._spool}", exc)
+        else:
+            self._spool_broken = False
+
+    def _note_spool_error(self, what: str, exc: OSError) -> None:
+        if not self._spool_broken:  # once per outage, not every retry interval
+            log.error("%s (%r): calls are kept in memory and retried", what, exc)
+        self._spool_broken = True
 
     async def _try_write(self, batch: Sequence[CallWrite]) -> list[CallWrite]:
         """Write ``batch``; returns the writes that failed (to be spooled), in order.
@@ -302,14 +343,14 @@ class CallRecorder:
         lines = "".join(write_to_json(w) + "\n" for w in writes)
         async with self._spool_lock:
             self._spool_may_hold = True
-            await asyncio.to_thread(append_to_spool, self._spool, lines)
+            await asyncio.to_thread(_append_to_spool_dir, self._spool, lines)
         self.spooled += len(writes)
 
     async def replay_spool(self) -> int:
         """Write spooled calls; on the first failure keep the rest for later. Returns written
         (0 also when another process is replaying this spool directory right now)."""
         replaying = FileLock(self._spool.with_name(REPLAY_LOCK_FILE))
-        acquiring = asyncio.ensure_future(asyncio.to_thread(replaying.acquire, wait=False))
+        acquiring = asyncio.ensure_future(asyncio.to_thread(_acquire_in_dir, replaying))
         try:
             acquired = await asyncio.shield(acquiring)
         except asyncio.CancelledError:  # the thread may still take it: give it back then
@@ -335,7 +376,7 @@ class CallRecorder:
             await asyncio.to_thread(append_text, path, "".join(f"{r}\n" for r in rejected))
         failed = await self._try_write(pending)
         if failed:
-            await self._append_spool(failed)
+            await self._spool_or_keep(failed)
         await asyncio.to_thread(self._spool.with_name(REPLAY_FILE).unlink, missing_ok=True)
         return len(pending) - len(failed)
 
@@ -351,6 +392,17 @@ def _parse_spool(text: str) -> tuple[list[CallWrite], list[str]]:
         except (ValueError, KeyError, TypeError):
             rejected.append(line)
     return parsed, rejected
+
+
+def _append_to_spool_dir(spool: Path, text: str) -> None:
+    """``append_to_spool``, re-creating the spool directory if it was removed meanwhile."""
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    append_to_spool(spool, text)
+
+
+def _acquire_in_dir(lock: FileLock) -> bool:
+    lock.path.parent.mkdir(parents=True, exist_ok=True)
+    return lock.acquire(wait=False)
 
 
 def _drain(queue: asyncio.Queue[CallWrite]) -> list[CallWrite]:

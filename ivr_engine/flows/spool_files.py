@@ -32,12 +32,12 @@ class FileLock:
     """An exclusive ``flock`` on ``path`` (created if missing), across processes."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
+        self.path = path
         self._fd: int | None = None
 
     def acquire(self, *, wait: bool = True) -> bool:
         """Take the lock; with ``wait=False`` return False at once if another holds it."""
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
