@@ -29,13 +29,17 @@ def started(directory: FakeDirectory, spool_dir: Path) -> CallRecorder:
     return CallRecorder(None, spool_dir, fast=directory, write_timeout_s=1, retry_interval_s=0.05)
 
 
+def block_spool(spool_dir: Path) -> None:
+    shutil.rmtree(spool_dir)
+    spool_dir.write_text("not a directory")
+
+
 async def one_call_nowhere_to_go(directory: FakeDirectory, spool_dir: Path) -> CallRecorder:
     """A running recorder whose spool directory became a file, with the timeline down, and
     one call submitted."""
     recorder = started(directory, spool_dir)
     await recorder.start()
-    shutil.rmtree(spool_dir)
-    spool_dir.write_text("")
+    block_spool(spool_dir)
     directory.down = True
     recorder.submit(record("+15550001", "c1"))
     await asyncio.sleep(0.2)
@@ -66,8 +70,7 @@ async def test_calls_the_spool_refuses_are_kept_and_written_later(
     spool_dir = tmp_path / "spool"
     recorder = started(directory, spool_dir)
     await recorder.start()
-    shutil.rmtree(spool_dir)
-    spool_dir.write_text("not a directory")  # neither the spool nor its directory can be made
+    block_spool(spool_dir)  # neither the spool nor its directory can be made
     directory.down = True
     with caplog.at_level(logging.ERROR, logger="ivr_engine.flows.recorder"):
         recorder.submit(record("+15550001", "c1"))
