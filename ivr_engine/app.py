@@ -15,6 +15,7 @@ from aiohttp import web
 
 from crm_bridge.webhooks.relay import WebhookRelay
 from ivr_engine.api.app import create_api_app
+from ivr_engine.contact_center.load_link import LoadLink
 from ivr_engine.contact_center.metrics import CountingSink, load_routes
 from ivr_engine.contact_center.reroute import REROUTE_SCRIPT, reroute_handler
 from ivr_engine.contact_center.wiring import ContactCenter
@@ -90,6 +91,9 @@ class Engine:
     # None: the only engine process (everything, as always); else one of several workers
     # sharing the call ports (ivr_engine/workers/role.py: what runs in worker 0 only).
     role: WorkerRole | None = None
+    # workers with agents: the socket to the supervisor's load ledger (workers/load_ledger.py)
+    load_link_fd: int | None = None
+    load_link: LoadLink | None = None
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self) -> None:
@@ -108,8 +112,14 @@ class Engine:
         )
         await self.recorder.start()
         if settings.agents_file is not None:
+            if self.load_link_fd is not None:
+                self.load_link = await LoadLink.open(self.load_link_fd)
             self.contact_center = await ContactCenter.open(
-                self._leader_only(settings, ami_url=None), self.menus, self.timeline.store, utc_now
+                self._leader_only(settings, ami_url=None),
+                self.menus,
+                self.timeline.store,
+                utc_now,
+                load_link=self.load_link,
             )
         if self._leads:
             self.webhooks = await open_webhook_relay(settings)
@@ -257,6 +267,8 @@ class Engine:
             await self.http.cleanup()
         if self.contact_center is not None:
             await self.contact_center.aclose()
+        if self.load_link is not None:  # after the last call's updates
+            await self.load_link.aclose()
         if self.continuation is not None:
             await self.continuation.aclose()
         if self.webhooks is not None:
@@ -294,11 +306,14 @@ async def run_engine(
     *,
     role: WorkerRole | None = None,
     on_ready: Callable[[Engine], None] | None = None,
+    load_link_fd: int | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM; SIGHUP reloads the menus. ``role``: one of several workers
-    (``ivr_engine.workers``); ``on_ready``: called once the engine takes calls."""
+    (``ivr_engine.workers``); ``on_ready``: called once the engine takes calls;
+    ``load_link_fd``: the worker's socket to the supervisor's load ledger."""
     engine = Engine(settings)
     engine.role = role
+    engine.load_link_fd = load_link_fd
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,19 +13,32 @@ Two pieces, neither doing I/O:
 A call needing several skills counts under each of them; totals count each call once. A
 call whose intent has no routing rule counts under ``NO_SKILL``. Calls the tracker never
 hears end (an AMI outage) are forgotten after ``stale_after_s`` and counted as forgotten.
+
+With several engine workers the tracker each worker holds is a ``LinkedLoadTracker``
+(``linked_load.py``): its updates go to the one ``LoadTracker`` the supervisor keeps
+(``ivr_engine/workers/load_ledger.py``), and ``read_snapshot`` asks that one. Updates from
+two workers can then arrive out of order: an answer or an end given a time (``at``) is
+remembered, and a later-arriving "waiting" that started before it is ignored.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TypedDict
 
 from ivr_engine.agents.model import AgentSnapshot, AgentState
+from ivr_engine.contact_center.load_json import (
+    CountersJson,
+    LoadSnapshot,
+    SkillLoadJson,
+    TeamLoadJson,
+    TotalsJson,
+)
+from ivr_engine.domain.errors import IvrEngineError
 from ivr_engine.domain.models import CallOutcome
 from ivr_engine.routing import Roster, RoutingConfig
 from ivr_engine.routing.models import require_aware
@@ -34,6 +47,7 @@ NO_SKILL = "(none)"  # skill row of calls whose intent has no routing rule
 NO_TEAM = "(none)"  # team row of agents without a team (or not on the roster)
 DEFAULT_STALE_AFTER_S = 4 * 3600.0
 DEFAULT_MAX_CALLS = 50_000
+MAX_FINISHED = 10_000  # ends remembered to ignore late "waiting" updates (several workers)
 
 
 class RouteKind(StrEnum):
@@ -41,43 +55,9 @@ class RouteKind(StrEnum):
     OVERFLOW = "overflow"
 
 
-# --------------------------------------------------------------------------- JSON shapes
-
-
-class SkillLoadJson(TypedDict):
-    skill: str
-    waiting: int  # calls waiting for this skill, ringing ones included
-    ringing: int
-    longest_wait_s: float  # 0 when nobody waits
-    agents: dict[str, int]  # state -> agents with this skill (any proficiency)
-
-
-class TeamLoadJson(TypedDict):
-    team: str
-    agents: dict[str, int]  # state -> agents of this team
-
-
-class TotalsJson(TypedDict):
-    waiting: int  # distinct calls
-    ringing: int
-    longest_wait_s: float
-    agents: int  # agents in the live state
-
-
-class CountersJson(TypedDict):
-    calls: dict[str, int]  # IVR outcome -> calls (routed, abandoned, failed)
-    route_decisions: dict[str, int]  # agent / overflow -> decisions (reroutes included)
-    forgotten_calls: int  # calls dropped as stale or over the cap (their end was never seen)
-
-
-class LoadSnapshot(TypedDict):
-    at: str  # ISO 8601
-    agent_state_available: bool  # False: the live agent state could not be read
-    skills: list[SkillLoadJson]  # sorted by skill
-    agents: dict[str, int]  # state -> agents, every state present
-    teams: list[TeamLoadJson]  # sorted by team
-    totals: TotalsJson
-    counters: CountersJson
+class LoadUnavailable(IvrEngineError):
+    """The engine's load state could not be read (several workers: the supervisor's ledger
+    did not answer in time). The HTTP routes answer 503."""
 
 
 # --------------------------------------------------------------------------- pure view
@@ -119,6 +99,11 @@ class LoadView:
             agent_skills=MappingProxyType({a.agent_id: frozenset(a.skills) for a in roster.agents}),
             agent_team=MappingProxyType({a.agent_id: a.team or NO_TEAM for a in roster.agents}),
         )
+
+    @classmethod
+    def empty(cls) -> LoadView:
+        """No skills, no agents: for a tracker that only keeps state (the supervisor's)."""
+        return cls((), MappingProxyType({}), MappingProxyType({}), MappingProxyType({}))
 
     def skills_of(self, intent: str) -> tuple[str, ...]:
         return self.skills_by_intent.get(intent) or (NO_SKILL,)
@@ -206,6 +191,7 @@ class LoadTracker:
         self._outcomes: Counter[CallOutcome] = Counter()
         self._decisions: Counter[RouteKind] = Counter()
         self._forgotten = 0
+        self._finished: OrderedDict[str, datetime] = OrderedDict()  # call id -> ``at``
 
     @classmethod
     def from_config(
@@ -230,6 +216,9 @@ class LoadTracker:
 
         A call already waiting keeps its start and takes the new intent."""
         require_aware(since, f"call {call_id!r} since")
+        finished = self._finished.get(call_id)
+        if finished is not None and since < finished:
+            return  # a late update (another worker's): the call was answered or ended since
         known = self._calls.get(call_id)
         if known is not None:
             self._calls[call_id] = replace(known, intent=intent, agent_id=None)
@@ -254,10 +243,21 @@ class LoadTracker:
         self._calls[call_id] = replace(known, agent_id=None)
         return True
 
-    def call_answered(self, call_id: str) -> bool:
-        return self._calls.pop(call_id, None) is not None
+    def call_answered(self, call_id: str, *, at: datetime | None = None) -> bool:
+        """Waited on no more. With ``at``, a "waiting" that started earlier and arrives
+        later (from another worker) is ignored."""
+        return self._finish(call_id, at)
 
-    def call_ended(self, call_id: str) -> bool:
+    def call_ended(self, call_id: str, *, at: datetime | None = None) -> bool:
+        return self._finish(call_id, at)
+
+    def _finish(self, call_id: str, at: datetime | None) -> bool:
+        if at is not None:
+            require_aware(at, f"call {call_id!r} at")
+            self._finished[call_id] = at
+            self._finished.move_to_end(call_id)
+            if len(self._finished) > MAX_FINISHED:
+                self._finished.popitem(last=False)  # O(1), unlike a dict's oldest key
         return self._calls.pop(call_id, None) is not None
 
     def call_routed(self, call_id: str, intent: str, since: datetime, agent_id: str | None) -> None:
@@ -308,6 +308,17 @@ class LoadTracker:
             agent_state_available=agent_state_available,
         )
 
+    async def read_snapshot(
+        self,
+        agent_snapshots: Mapping[str, AgentSnapshot],
+        now: datetime,
+        *,
+        agent_state_available: bool = True,
+    ) -> LoadSnapshot:
+        """``snapshot`` for the HTTP routes: a ``LinkedLoadTracker`` (several workers) asks
+        the engine's ledger instead, and may raise ``LoadUnavailable``."""
+        return self.snapshot(agent_snapshots, now, agent_state_available=agent_state_available)
+
 
 __all__ = [
     "NO_SKILL",
@@ -315,6 +326,7 @@ __all__ = [
     "CountersJson",
     "LoadSnapshot",
     "LoadTracker",
+    "LoadUnavailable",
     "LoadView",
     "RouteKind",
     "SkillLoadJson",

@@ -7,6 +7,11 @@ is read once per request, bounded by ``store_timeout_s``; when it cannot be read
 answer still comes (fail open): call counts as usual, agent counts zero and
 ``agent_state_available`` false (``ivr_agent_state_up 0`` in the scrape).
 
+With several engine workers the load comes from the supervisor's ledger (every worker's
+calls, ``linked_load.py``); if it does not answer, both routes answer 503. Every family is
+then engine-wide, as one process would report it, except ``ivr_load_updates_dropped_total``
+(per process by nature: labelled ``worker``, and only there with workers).
+
 The Prometheus text exposition format (version 0.0.4) is written here by hand: one
 ``# HELP`` and one ``# TYPE`` line per family, then its samples; label values escape ``\\``,
 ``"`` and newline, HELP text escapes ``\\`` and newline.
@@ -28,7 +33,8 @@ from aiohttp import web
 
 from ivr_engine.agents.errors import AgentStateError
 from ivr_engine.agents.model import AgentSnapshot
-from ivr_engine.contact_center.load_view import LoadSnapshot, LoadTracker
+from ivr_engine.api.errors import error_response
+from ivr_engine.contact_center.load_view import LoadSnapshot, LoadTracker, LoadUnavailable
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import CallOutcome
 from ivr_engine.flows.call_record import CallRecord
@@ -190,6 +196,25 @@ def load_families(load: LoadSnapshot) -> list[MetricFamily]:
     ]
 
 
+def pops_lost_family(count: int) -> MetricFamily:
+    return MetricFamily(
+        "ivr_desktop_pops_lost_total",
+        "counter",
+        "Screen pops that could not be relayed to the other engine processes",
+        [({}, count)],
+    )
+
+
+def updates_dropped_family(dropped: Mapping[int, int]) -> MetricFamily:
+    """Per worker (``--workers``): load updates it dropped, the supervisor not reading."""
+    return MetricFamily(
+        "ivr_load_updates_dropped_total",
+        "counter",
+        "Load updates a worker dropped because the supervisor's load ledger was not reading.",
+        [({"worker": str(index)}, n) for index, n in sorted(dropped.items())],
+    )
+
+
 def render_metrics(load: LoadSnapshot, extra: Sequence[MetricFamily] = ()) -> str:
     """The whole scrape: one family after the other, ending in a newline."""
     return "".join(format_family(family) for family in [*load_families(load), *extra])
@@ -221,14 +246,15 @@ def _read_page_files() -> dict[str, _Page]:
 async def read_load(
     tracker: LoadTracker, agents: LiveAgents, now: datetime, timeout_s: float
 ) -> LoadSnapshot:
-    """The tracker's calls with one read of the live agent state (fails open)."""
+    """The tracker's calls with one read of the live agent state (fails open);
+    ``LoadUnavailable`` if the calls cannot be read (workers: the ledger did not answer)."""
     try:
         async with asyncio.timeout(timeout_s):
             live = await agents.snapshot(now=now)
     except (TimeoutError, AgentStateError) as exc:
         log.warning("load view: agent state unavailable (%r); agent counts left out", exc)
-        return tracker.snapshot({}, now, agent_state_available=False)
-    return tracker.snapshot(live, now)
+        return await tracker.read_snapshot({}, now, agent_state_available=False)
+    return await tracker.read_snapshot(live, now)
 
 
 def load_routes(
@@ -247,12 +273,18 @@ def load_routes(
 
     @routes.get(f"{prefix}/load")
     async def load_json(_request: web.Request) -> web.Response:
-        load = await read_load(tracker, agents, clock(), store_timeout_s)
+        try:
+            load = await read_load(tracker, agents, clock(), store_timeout_s)
+        except LoadUnavailable as exc:
+            return _unavailable(exc)
         return web.json_response(load, headers={"Cache-Control": "no-store"})
 
     @routes.get(metrics_path)
     async def metrics(_request: web.Request) -> web.Response:
-        load = await read_load(tracker, agents, clock(), store_timeout_s)
+        try:
+            load = await read_load(tracker, agents, clock(), store_timeout_s)
+        except LoadUnavailable as exc:
+            return _unavailable(exc)
         body = render_metrics(load, extra_metrics()).encode("utf-8")
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
@@ -276,3 +308,8 @@ def load_routes(
     for name in _PAGE_FILES:
         routes.get(f"{prefix}/{name}")(serve(name))
     return routes
+
+
+def _unavailable(exc: LoadUnavailable) -> web.Response:
+    log.warning("load view unavailable: %s", exc)
+    return error_response(503, "load_unavailable", str(exc))

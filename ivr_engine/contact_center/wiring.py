@@ -7,6 +7,10 @@ menu intent, every agent's profile must parse, the agent state store must be rea
 The agents come from the shared roster table (``LiveRoster``): the agents file seeds it
 once, then agents are managed over ``/v1/agents`` without a restart; the router, the
 desktop login directory and the load view all read the live roster.
+
+With several engine workers (``load_link``: the channel the supervisor passed down) the
+load tracker is a ``LinkedLoadTracker``: the calls and counters of every worker are kept
+once, by the supervisor, and ``/metrics`` reports engine-wide figures.
 """
 
 from __future__ import annotations
@@ -25,9 +29,15 @@ from ivr_engine.contact_center.agent_record import records_from_file
 from ivr_engine.contact_center.agents_api import agents_routes
 from ivr_engine.contact_center.agents_file import load_agent_profiles
 from ivr_engine.contact_center.device_tracker import DeviceStateTracker, start_device_tracker
+from ivr_engine.contact_center.linked_load import LinkedLoadTracker, load_tracker_for
 from ivr_engine.contact_center.live_roster import LiveRoster
+from ivr_engine.contact_center.load_link import DROPPED, LoadLink
 from ivr_engine.contact_center.load_view import LoadTracker
-from ivr_engine.contact_center.metrics import MetricFamily
+from ivr_engine.contact_center.metrics import (
+    MetricFamily,
+    pops_lost_family,
+    updates_dropped_family,
+)
 from ivr_engine.contact_center.roster_store import SqlRosterStore
 from ivr_engine.contact_center.router import AgentRouter
 from ivr_engine.contact_center.tracker import AgentCallTracker
@@ -83,6 +93,7 @@ class ContactCenter:
         menus: Mapping[str, Menu],
         timeline: TimelineStore,
         clock: Callable[[], datetime],
+        load_link: LoadLink | None = None,
     ) -> ContactCenter:
         assert settings.agents_file is not None
         config = load_routing_config(settings.routing_file)
@@ -90,7 +101,7 @@ class ContactCenter:
         profiles = load_agent_profiles(settings.agents_file, config)
         directory = load_agent_directory(settings.agents_file)
         agents = open_agent_state_store(settings.agent_state_url)
-        load = LoadTracker.from_config(config, build_roster(profiles))
+        load = load_tracker_for(config, build_roster(profiles), load_link, clock)
         roster = LiveRoster(
             SqlRosterStore(settings.database_url),
             config=config,
@@ -107,6 +118,8 @@ class ContactCenter:
             masking=masking_from_menus(menus.values()),
             intent_labels=intent_labels_from_menus(menus.values()),
         )
+        if load_link is not None:
+            load_link.watch("pops_lost", lambda: hub.pops_lost)
         router = AgentRouter(
             roster=roster.routing,
             load=load,
@@ -182,15 +195,13 @@ class ContactCenter:
         )
 
     def metric_families(self) -> list[MetricFamily]:
-        """Counters of this process beyond the load view, for ``/metrics``."""
-        return [
-            MetricFamily(
-                "ivr_desktop_pops_lost_total",
-                "counter",
-                "Screen pops that could not be relayed to the other engine processes",
-                [({}, self.hub.pops_lost)],
-            )
-        ]
+        """Counters beyond the load view, for ``/metrics``: this process's, or with workers
+        every worker's as of the load just read (``LinkedLoadTracker.read_snapshot``)."""
+        load = self.load
+        if not isinstance(load, LinkedLoadTracker):
+            return [pops_lost_family(self.hub.pops_lost)]
+        dropped = {index: named.get(DROPPED, 0) for index, named in load.workers.items()}
+        return [pops_lost_family(load.engine_total("pops_lost")), updates_dropped_family(dropped)]
 
     async def aclose(self) -> None:
         if self.tracker is not None:

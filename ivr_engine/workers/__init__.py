@@ -2,7 +2,9 @@
 
 A supervisor (``supervisor.py``) starts N worker processes (``child.py``) that all accept
 on the same FastAGI port (and ESL port) with ``SO_REUSEPORT``, so calls spread over the
-cores; ``role.py`` says what runs in every worker and what in worker 0 only.
+cores; ``role.py`` says what runs in every worker and what in worker 0 only;
+``load_ledger.py`` is the supervisor's one copy of the load (``/v1/load``, ``/metrics``) that
+every worker feeds.
 """
 
 from ivr_engine.workers.role import WorkerRole

@@ -1,13 +1,14 @@
 """One engine worker process, started by the supervisor (``supervisor.py``), never by hand:
 
-    python -m ivr_engine.workers.child INDEX COUNT SUPERVISOR_PID  < settings JSON
+    python -m ivr_engine.workers.child INDEX COUNT SUPERVISOR_PID LOAD_LINK_FD  < settings JSON
 
 The settings come on stdin, already validated by the supervisor (secrets included: they
 never appear in the command line, the environment or a file). Once the engine takes calls
 the worker writes one line ``ready AGI_PORT HTTP_PORT`` to stdout (``-`` for no HTTP), then
 points its stdout at stderr. It logs to stderr with its index. If the supervisor dies,
 the kernel sends the worker SIGTERM (Linux ``PR_SET_PDEATHSIG``): it drains its calls and
-exits instead of serving on unsupervised.
+exits instead of serving on unsupervised. ``LOAD_LINK_FD`` is the worker's end of its
+socket to the supervisor's load ledger (``load_ledger.py``), ``-`` for none (no agents).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ PR_SET_PDEATHSIG = 1
 EXIT_CONFIG = 2  # as ``ivr-engine``: a configuration error, nothing to restart for
 REFUSED = "refused"  # the line a worker sends instead of "ready" for a configuration error
 EXIT_ORPHANED = 3
+NO_LINK = "-"  # LOAD_LINK_FD when the engine has no load view (no agents_file)
 
 
 def settings_json(settings: Settings) -> str:
@@ -66,7 +68,8 @@ def _die_with(parent: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    index, count, parent = (int(arg) for arg in argv)
+    index, count, parent = (int(arg) for arg in argv[:3])
+    link = argv[3] if len(argv) > 3 else NO_LINK
     _die_with(parent)
     role = WorkerRole(index, count)
     settings = Settings.model_validate(json.loads(sys.stdin.read()))
@@ -74,7 +77,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=settings.log_level, format=fmt)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        asyncio.run(run_engine(settings, role=role, on_ready=announce))
+        link_fd = None if link == NO_LINK else int(link)
+        asyncio.run(run_engine(settings, role=role, on_ready=announce, load_link_fd=link_fd))
     except ConfigError as exc:
         print(f"configuration error ({role.name}):\n{exc}", file=sys.stderr)
         # Said on the pipe too: the supervisor must not depend on the exit status, which

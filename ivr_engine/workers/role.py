@@ -10,7 +10,11 @@ same ports, with ``SO_REUSEPORT``. What must exist once per engine runs in worke
 * the AMI trackers (``ami_url``): agent answers, hang-ups, device and queue state, applied
   once to the shared agent state instead of once per worker.
 
-The supervisor restarts worker 0 like any other, in the same role.
+Every worker routes calls, so the load view's state (calls waited on, outcome and decision
+counts) is kept once, by the supervisor (``load_ledger.py``): each worker sends its updates
+there, worker 0's AMI tracker included, and worker 0 reads it for ``/v1/load`` and
+``/metrics``. The supervisor restarts worker 0 like any other, in the same role; the load
+survives the restart.
 """
 
 from __future__ import annotations

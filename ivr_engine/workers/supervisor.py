@@ -12,6 +12,11 @@ Start-up, in order (any failure: the workers started are stopped, exit non-zero)
 3. the workers start (``child.py``) and each says ``ready`` once it listens; then, and only
    then, the ``--ready-file`` is written (``AGI_PORT HTTP_PORT``, as one engine writes it).
 
+With ``agents_file`` the supervisor also keeps the engine's one load state
+(``load_ledger.py``): each worker it starts gets a Unix socket to it, sends its load updates
+there, and worker 0 serves ``/v1/load`` and ``/metrics`` from it, so they count every
+worker's calls; the ledger outlives the workers' restarts.
+
 Running: SIGHUP is passed to every ready worker (each reloads its menus and logs the
 outcome); SIGTERM or SIGINT is passed to every worker, which stops accepting and lets its
 calls finish (the engine's own drain), and the supervisor exits 0 once they have all
@@ -40,7 +45,8 @@ from pathlib import Path
 import ivr_engine
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings
-from ivr_engine.workers.child import EXIT_CONFIG, REFUSED, settings_json
+from ivr_engine.workers.child import EXIT_CONFIG, NO_LINK, REFUSED, settings_json
+from ivr_engine.workers.load_ledger import LoadLedger
 from ivr_engine.workers.role import WorkerRole
 
 log = logging.getLogger(__name__)
@@ -112,6 +118,7 @@ class Supervisor:
     _worker_settings: str = ""
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
+    _ledger: LoadLedger | None = None  # with agents_file: the load view's state
 
     async def run(self) -> int:
         """Until SIGTERM/SIGINT (0), or the workers could not start (non-zero)."""
@@ -133,12 +140,7 @@ class Supervisor:
         settings = self.settings
         await asyncio.to_thread(load_checked_menus, settings)
         if settings.agents_file is not None:
-            log.warning(
-                "with %d workers, GET /v1/load and /metrics (served by worker 0) count the "
-                "calls worker 0 took and routed, not the other workers' (agent states are "
-                "complete: they are shared)",
-                settings.workers,
-            )
+            self._ledger = LoadLedger()
         if parse_database_url(settings.database_url).dialect == "sqlite":
             await upgrade(settings.database_url)
         ports = {"agi_port": (settings.agi_host, settings.agi_port)}
@@ -205,11 +207,7 @@ class Supervisor:
     async def _start(self, worker: Worker) -> None:
         """Start the worker's process; return once it says it takes calls."""
         role = worker.role
-        command = [sys.executable, "-P", "-m", "ivr_engine.workers.child"]  # -P: not the cwd
-        command += [str(role.index), str(role.count), str(os.getpid())]
-        process = await asyncio.create_subprocess_exec(
-            *command, stdin=PIPE, stdout=PIPE, env=_same_code_environment()
-        )
+        process = await self._spawn(role)
         worker.process, worker.started = process, time.monotonic()
         if self._stopping.is_set():
             process.terminate()
@@ -235,6 +233,28 @@ class Supervisor:
             raise WorkerFailed(role, code, f"exited before it was ready ({describe_exit(code)})")
         worker.ready = True
         log.info("%s ready (pid %d)", role.name, process.pid)
+
+    async def _spawn(self, role: WorkerRole) -> asyncio.subprocess.Process:
+        """The worker's process; with a load ledger, its channel to it passed down."""
+        command = [sys.executable, "-P", "-m", "ivr_engine.workers.child"]  # -P: not the cwd
+        command += [str(role.index), str(role.count), str(os.getpid())]
+        env = _same_code_environment()
+        if self._ledger is None:
+            return await asyncio.create_subprocess_exec(
+                *command, NO_LINK, stdin=PIPE, stdout=PIPE, env=env
+            )
+        ours, theirs = LoadLedger.channel()
+        with theirs:  # the worker's once it runs: its exit ends the channel
+            fd = theirs.fileno()
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *command, str(fd), stdin=PIPE, stdout=PIPE, env=env, pass_fds=(fd,)
+                )
+            except BaseException:
+                ours.close()
+                raise
+        self._ledger.attach(role, ours)
+        return process
 
     async def _watch(self, worker: Worker) -> None:
         """Restart the worker whenever it exits, until the engine stops."""
@@ -279,6 +299,8 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
             await asyncio.gather(*(p.wait() for p in running))
+        if self._ledger is not None:
+            await self._ledger.aclose()
         log.info("all workers stopped")
 
 

@@ -138,16 +138,18 @@ class HeldCall:
     writer: asyncio.StreamWriter
     first_read: str  # the EXEC "Read" line
     variables: dict[str, str] = field(default_factory=dict)
+    uniqueid: str = ""  # the channel's agi_uniqueid: the call id the engine routes with
 
     @classmethod
     async def open(cls, port: int, caller: str) -> HeldCall:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(header_block(asterisk_env("127.0.0.1", port, caller_id=caller)))
+        env = asterisk_env("127.0.0.1", port, caller_id=caller)
+        writer.write(header_block(env))
         async with asyncio.timeout(DEADLINE_S):
             while not (line := (await reader.readline()).decode()).startswith('EXEC "Read"'):
                 assert line, "the engine closed the call before its menu"
                 writer.write(b"200 result=0\n")
-        return cls(reader, writer, line)
+        return cls(reader, writer, line, uniqueid=env["agi_uniqueid"])
 
     @property
     def prompts(self) -> list[str]:
