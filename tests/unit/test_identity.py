@@ -58,3 +58,22 @@ def test_identity_kinds() -> None:
 def test_caller_id_never_raises(raw: str) -> None:
     result = normalize_caller_id(raw)
     assert result is None or (result.startswith("+") and result[1:].isdigit())
+
+
+@given(st.text(max_size=80), st.sampled_from(["US", "GB", "DE"]))
+def test_caller_id_cache_gives_what_the_parser_gives(raw: str, region: str) -> None:
+    from ivr_engine.identity import _caller_id
+
+    first, again = normalize_caller_id(raw, region), normalize_caller_id(raw, region)
+    assert first == again == _caller_id(raw, region)
+
+
+def test_a_returning_caller_id_is_parsed_once() -> None:
+    from ivr_engine.identity import _cached_caller_id
+
+    _cached_caller_id.cache_clear()
+    for region in ("US", "US", "GB"):
+        normalize_caller_id("+1 (555) 123-0001", region)
+    info = _cached_caller_id.cache_info()
+    assert (info.hits, info.misses) == (1, 2)
+    assert normalize_caller_id("5551230001", "US") == "+15551230001"

@@ -23,7 +23,10 @@ _RESULT = re.compile(
     re.DOTALL,
 )
 _MULTILINE = re.compile(r"([1-5][0-9]{2})-")
-_FORBIDDEN_IN_COMMAND = ("\n", "\r", "\0")
+_FORBIDDEN_IN_COMMAND = re.compile("[\n\r\0]")  # a search: one C call per string
+# ``agi_key: value`` with an optional CR LF; the value without its surrounding blanks.
+_HEADER_LINE = re.compile(r"(agi_[A-Za-z0-9_]{1,64}):[ \t]*(.*?)[ \t]*\r?\n?", re.DOTALL)
+_SIMPLE_200 = re.compile(r"200 result=(-?[0-9]+)(?: \(([^()]*)\))?")  # no extras: most replies
 
 
 class AgiProtocolError(ChannelError):
@@ -48,6 +51,9 @@ class UsageError(ChannelError):
 
 def _frozen(mapping: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(mapping))
+
+
+_NO_EXTRAS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +117,13 @@ def parse_header_line(line: str) -> tuple[str, str]:
     """``agi_key: value`` (trailing CR/LF allowed, space after the colon optional)."""
     if len(line) > MAX_LINE_CHARS:
         raise AgiHeaderError(f"header line longer than {MAX_LINE_CHARS} characters")
-    key, sep, value = line.rstrip("\r\n").partition(":")
-    if not sep or not _HEADER_KEY.fullmatch(key):
+    match = _HEADER_LINE.fullmatch(line)
+    if match is None:
         raise AgiHeaderError(f"not an AGI header line: {line[:80]!r}")
-    if any(c in value for c in _FORBIDDEN_IN_COMMAND):
+    key, value = match.groups()
+    if _FORBIDDEN_IN_COMMAND.search(value):
         raise AgiHeaderError(f"control character in header {key}")
-    return key, value.strip(" \t")
+    return key, value
 
 
 def _split_script(raw: str) -> tuple[str, str]:
@@ -154,6 +161,9 @@ def parse_reply(line: str) -> AgiReply:
     text = line.rstrip("\r\n")
     if len(text) > MAX_LINE_CHARS:
         raise AgiProtocolError(f"reply line longer than {MAX_LINE_CHARS} characters")
+    simple = _SIMPLE_200.fullmatch(text)
+    if simple is not None:
+        return AgiReply(200, simple[1], simple[2], _NO_EXTRAS, text)
     status = _STATUS.fullmatch(text)
     if status is None:
         raise AgiProtocolError(f"not an AGI reply: {text[:80]!r}")
@@ -183,7 +193,7 @@ def reply_error(reply: AgiReply) -> IvrEngineError | None:
 
 def quote_arg(value: str) -> str:
     """One command argument in double quotes, ``"`` and ``\\`` escaped; never a newline."""
-    if any(c in value for c in _FORBIDDEN_IN_COMMAND):
+    if _FORBIDDEN_IN_COMMAND.search(value):
         raise ValueError(f"AGI argument contains a line break or NUL: {value[:40]!r}")
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
@@ -204,7 +214,7 @@ def multiline_code(line: str) -> int | None:
 
 def check_command(command: str) -> None:
     """A raw command line must be one line: no CR, LF or NUL."""
-    if not command or any(c in command for c in _FORBIDDEN_IN_COMMAND):
+    if not command or _FORBIDDEN_IN_COMMAND.search(command):
         raise ValueError(f"AGI command must be one non-empty line: {command[:40]!r}")
 
 

@@ -136,6 +136,8 @@ async def _report_failure(channel: AgiChannel, verbose: str | None = None) -> No
 
 async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
+    if writer.transport.get_write_buffer_size() == 0:
+        return  # nothing left to send: the transport closes on the next loop pass
     try:
         async with asyncio.timeout(CLOSE_TIMEOUT):
             await writer.wait_closed()
