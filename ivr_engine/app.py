@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -258,25 +258,29 @@ class Engine:
         return menus
 
     async def stop(self) -> None:
-        """Stop taking calls, finish the ones in flight, flush the recorder, close the DB."""
-        if self.agi is not None:
-            await self.agi.close()
-        if self.esl is not None:
-            await self.esl.close()
-        if self.http is not None:
-            await self.http.cleanup()
-        if self.contact_center is not None:
-            await self.contact_center.aclose()
-        if self.load_link is not None:  # after the last call's updates
-            await self.load_link.aclose()
-        if self.continuation is not None:
-            await self.continuation.aclose()
-        if self.webhooks is not None:
-            await self.webhooks.aclose()
-        if self.recorder is not None:
-            await self.recorder.close()
-        if self.timeline is not None:
-            await self.timeline.close()
+        """Stop taking calls, finish the ones in flight, flush the recorder, close the DB.
+
+        Every part is closed even when an earlier one fails (logged): a part left open (the
+        database's threads) would keep the process alive after SIGTERM."""
+        parts: list[tuple[str, Callable[[], Awaitable[object]] | None]] = [
+            ("FastAGI server", self.agi.close if self.agi else None),
+            ("ESL server", self.esl.close if self.esl else None),
+            ("HTTP API", self.http.cleanup if self.http else None),
+            ("contact centre", self.contact_center.aclose if self.contact_center else None),
+            # after the last call's updates
+            ("load link", self.load_link.aclose if self.load_link else None),
+            ("continuation", self.continuation.aclose if self.continuation else None),
+            ("webhooks", self.webhooks.aclose if self.webhooks else None),
+            ("call recorder", self.recorder.close if self.recorder else None),
+            ("timeline", self.timeline.close if self.timeline else None),
+        ]
+        for name, close in parts:
+            if close is None:
+                continue
+            try:
+                await close()
+            except Exception:
+                log.exception("stopping the %s failed; stopping the rest", name)
 
 
 def _redact(url: str) -> str:
