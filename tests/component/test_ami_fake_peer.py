@@ -5,11 +5,12 @@
 Authentication accepted`` then a ``FullyBooted`` event, or ``Response: Error`` / ``Message:
 Authentication failed`` and the connection closed; ``Authentication Required`` for actions
 before login; ``Ping`` → ``Ping: Pong`` + ``Timestamp``; ``Command`` → ``Output:`` lines;
-``CoreShowChannels`` / ``QueueStatus`` as ``EventList: start`` … ``EventList: Complete``
-lists; ``Logoff`` → ``Response: Goodbye`` and close; anything else → ``Invalid/unknown
-command``. It parses actions with its own code (not the client's), records them, and can
-misbehave on demand: raw bytes, silence, close mid-message, refuse logins, stop and restart
-on the same port. Tests synchronise on ``next_login()`` / ``PeerSession.next_action()``.
+``CoreShowChannels`` (``channels`` numbered ones, then ``live_channels``) / ``QueueStatus``
+as ``EventList: start`` … ``EventList: Complete`` lists; ``Logoff`` → ``Response: Goodbye``
+and close; anything else → ``Invalid/unknown command``. It parses actions with its own code
+(not the client's), records them, and can misbehave on demand: raw bytes, silence, close
+mid-message, refuse logins, stop and restart on the same port. Tests synchronise on
+``next_login()`` / ``PeerSession.next_action()``.
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ def channel_event(n: int, event: str = "CoreShowChannel", action_id: str | None 
             ("BridgeId", ""),
         ]
     return pairs
+
+
+def listed_channel(uniqueid: str, caller: str, action_id: str) -> Pairs:
+    """A ``CoreShowChannel`` item for the channel ``uniqueid`` (its own Linkedid)."""
+    named = {"Uniqueid": uniqueid, "Linkedid": uniqueid, "CallerIDNum": caller}
+    return [(k, named.get(k, v)) for k, v in channel_event(0, action_id=action_id)]
 
 
 class PeerSession:
@@ -187,6 +194,7 @@ class FakeAmi:
     secret: str = "s3cret"
     command_output: dict[str, list[str]] = field(default_factory=dict)
     channels: int = 0  # channels listed by CoreShowChannels
+    live_channels: dict[str, str] = field(default_factory=dict)  # also listed: Uniqueid -> caller
     handlers: dict[str, Handler] = field(default_factory=dict)  # by lower-case action name
     port: int = 0
     sessions: list[PeerSession] = field(default_factory=list)
@@ -318,12 +326,14 @@ class FakeAmi:
         )
         for n in range(1, self.channels + 1):
             await session.send_pairs(channel_event(n, action_id=aid))
+        for uniqueid, caller in list(self.live_channels.items()):
+            await session.send_pairs(listed_channel(uniqueid, caller, aid))
         await session.send_pairs(
             [
                 ("Event", "CoreShowChannelsComplete"),
                 ("ActionID", aid),
                 ("EventList", "Complete"),
-                ("ListItems", str(self.channels)),
+                ("ListItems", str(self.channels + len(self.live_channels))),
             ]
         )
 

@@ -195,6 +195,7 @@ async def test_worker_0s_restart_keeps_the_load_and_its_successor_ends_the_calls
         assert (await call.finish("1"))["IVR_TARGET"] == "queue:sales"
     before = await load_when(engine, counted(routed=2, abandoned=hung_up))
     assert before["totals"]["waiting"] == 2
+    ami.live_channels.update({on_0.uniqueid: "", on_1.uniqueid: ""})  # the new login's list
     worker_0 = pids(engine)[0]
     os.kill(worker_0, signal.SIGKILL)
     await engine.wait_log(rf"worker 0 \(pid {worker_0}\) exited unexpectedly")
@@ -209,3 +210,30 @@ async def test_worker_0s_restart_keeps_the_load_and_its_successor_ends_the_calls
     await session.event("Hangup", ("Uniqueid", on_1.uniqueid), ("Cause", "16"))
     await session.event("AgentConnect", ("Uniqueid", on_0.uniqueid))  # a queue member
     await load_when(engine, lambda x: x["totals"]["waiting"] == 0)
+
+
+async def test_a_call_that_ends_while_worker_0_restarts_leaves_the_load_and_its_agent(
+    engine: EngineProcess, ami: FakeAmi, redis_db: str, new_phone: Callable[[], str]
+) -> None:
+    """Worker 0 holds the AMI connection, so a ``Hangup`` sent while it restarts is lost.
+    Its successor's tracker lists Asterisk's channels at login and ends the call that is
+    gone, in the supervisor's ledger and for its agent; the call still up stays. Before,
+    the call waited in ``/v1/load`` until ``stale_after_s`` (4 h), its agent ringing."""
+    await ami.next_login()
+    async with agents(redis_db) as store:
+        await store.set_state("a2", AgentState.AVAILABLE)  # the one sales agent
+        on_0, on_1, hung_up = await one_call_on_each_worker(engine, new_phone)
+        assert (await on_1.finish("1"))["IVR_AGENT_ID"] == "a2"  # worker 1 rings a2
+        assert (await on_0.finish("1"))["IVR_TARGET"] == "queue:sales"
+        await load_when(engine, counted(routed=2, abandoned=hung_up))
+        ami.live_channels.update({on_0.uniqueid: "", on_1.uniqueid: ""})
+        worker_0 = pids(engine)[0]
+        os.kill(worker_0, signal.SIGKILL)
+        await engine.wait_log(rf"worker 0 \(pid {worker_0}\) exited unexpectedly")
+        del ami.live_channels[on_1.uniqueid]  # the ringing caller hangs up meanwhile
+        await engine.wait_log(r"worker 0 ready \(pid \d+\)", count=2)  # serving HTTP again
+        await ami.next_login()  # the new worker 0's tracker
+        load = await load_when(engine, lambda x: x["totals"]["waiting"] == 1)
+        assert load["totals"]["ringing"] == 0 and sales(load)["waiting"] == 1
+        assert (await store.get("a2")).state is AgentState.AVAILABLE
+        assert load["counters"]["calls"]["routed"] == 2  # ends are not new calls
