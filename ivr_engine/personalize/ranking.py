@@ -84,9 +84,12 @@ def _tally(
 ) -> dict[str, _Tally]:
     tallies: dict[str, _Tally] = {}
     for event in window:  # newest first: the first contact seen per intent is the latest
-        if event.intent is None or event.intent not in known:
+        intent = event.intent
+        if intent is None or intent not in known:
             continue
-        tally = tallies.setdefault(event.intent, _Tally(latest_at=as_utc(event.occurred_at)))
+        tally = tallies.get(intent)
+        if tally is None:  # not setdefault: that would build a _Tally for every event
+            tally = tallies[intent] = _Tally(latest_at=as_utc(event.occurred_at))
         tally.contacts += 1
         tally.score += 0.5 ** (age_days(event.occurred_at, now) / half_life)
     return tallies
