@@ -28,12 +28,14 @@ import os
 import platform
 import random
 import shlex
+import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,6 +174,29 @@ class EngineProcess:
         return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_s() -> float:
+    """User + system CPU seconds so far of the PostgreSQL server's live processes (its
+    backends, the engine's connections among them; other clients' work too)."""
+    ticks = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != "postgres":
+                continue
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        ticks += int(stat[11]) + int(stat[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu_s() -> float:
+    """User + system CPU seconds of this process (the FastAGI client)."""
+    times = os.times()
+    return times.user + times.system
+
+
 async def migrate(url: str) -> None:
     """``ivr-engine migrate`` (idempotent): the engine migrates SQLite at start but not
     PostgreSQL, so a database seeded by an older schema is brought up to date first."""
@@ -258,6 +283,9 @@ class CallTrace:
     sent_ns: int = 0
     first_read_ns: int | None = None
     ended_ns: int = 0
+    sent_real_ns: int = 0  # the same instant as sent_ns, on the kernel's clock (CLOCK_REALTIME)
+    first_read_kernel_ns: int | None = None  # when the first Read's bytes reached our socket
+    engine_first_prompt_ms: float | None = None  # the engine's own measure of this call
     variables: dict[str, str] = field(default_factory=dict)
     unexpected: list[str] = field(default_factory=list)
     error: str | None = None
@@ -268,53 +296,106 @@ class CallTrace:
             return None
         return (self.first_read_ns - self.sent_ns) / 1e6
 
+    @property
+    def kernel_latency_ms(self) -> float | None:
+        """Header sent -> the first Read's bytes in our socket's receive queue (the kernel's
+        receive timestamp): this client's own event-loop delay is not in it."""
+        if self.first_read_kernel_ns is None:
+            return None
+        return (self.first_read_kernel_ns - self.sent_real_ns) / 1e6
 
-class AgiCall(asyncio.Protocol):
-    """Asterisk's side of one FastAGI call; timestamps taken as bytes arrive.
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not name it
+TIMESTAMP_SPACE = socket.CMSG_SPACE(16)  # struct timespec
+
+
+def kernel_receive_ns(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return int(seconds * 1_000_000_000 + nanoseconds)
+    return None
+
+
+class AgiCall:
+    """Asterisk's side of one FastAGI call, on a non-blocking socket read with ``recvmsg``,
+    so each read carries the kernel's receive timestamp (``SO_TIMESTAMPNS``) besides the
+    time this process got to it.
 
     ``hold_s``: the caller answers each ``EXEC "Read"`` that long after it arrives (listening
     to the menu, then pressing a key), as Asterisk would; 0 answers at once.
     """
 
     def __init__(
-        self, header: bytes, trace: CallTrace, done: asyncio.Future[None], hold_s: float
+        self,
+        sock: socket.socket,
+        trace: CallTrace,
+        done: asyncio.Future[None],
+        hold_s: float,
     ) -> None:
-        self._header, self.trace, self._done, self._hold_s = header, trace, done, hold_s
+        self._sock, self.trace, self._done, self._hold_s = sock, trace, done, hold_s
+        self._loop = asyncio.get_running_loop()
         self._buffer = b""
         self._max_digits = 1
-        self._transport: asyncio.WriteTransport | None = None
+        self._closed = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        self._transport = transport
+    def start(self, header: bytes) -> None:
+        self._loop.add_reader(self._sock.fileno(), self._readable)
+        self.trace.sent_real_ns = time.time_ns()
         self.trace.sent_ns = time.perf_counter_ns()
-        transport.write(self._header)
+        self._write(header)
 
-    def data_received(self, data: bytes) -> None:
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+
+    def _readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self._sock.recvmsg(65536, TIMESTAMP_SPACE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, ancillary = b"", []
         now = time.perf_counter_ns()
+        if not data:  # the engine hung up
+            self.trace.ended_ns = now
+            self.close()
+            if not self._done.done():
+                self._done.set_result(None)
+            return
         self._buffer += data
+        arrived = kernel_receive_ns(ancillary)
         while (end := self._buffer.find(b"\n")) >= 0:
             line = self._buffer[:end].decode()
             self._buffer = self._buffer[end + 1 :]
-            reply = self._answer(line, now)
+            if line.startswith(READ_PREFIX) and self.trace.first_read_ns is None:
+                self.trace.first_read_ns = now
+                self.trace.first_read_kernel_ns = arrived
+            reply = self._answer(line)
             if line.startswith(READ_PREFIX) and self._hold_s > 0:
-                asyncio.get_running_loop().call_later(self._hold_s, self._write, reply)
+                self._loop.call_later(self._hold_s, self._write, reply)
             else:
                 self._write(reply)
 
-    def _write(self, reply: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(reply)
+    def _write(self, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            sent = self._sock.send(data)
+        except OSError:
+            return  # the engine is gone; the read side sees it
+        if sent < len(data):  # never seen with these short lines; be correct anyway
+            self._loop.create_task(self._loop.sock_sendall(self._sock, data[sent:]))
 
-    def _answer(self, line: str, now: int) -> bytes:
+    def _answer(self, line: str) -> bytes:
         if line.startswith(READ_PREFIX):
-            if self.trace.first_read_ns is None:
-                self.trace.first_read_ns = now
             self._max_digits = int(line.split(",")[2])  # IVR_READ,prompts,MAXDIGITS,...
             return b"200 result=0\n"
         if line.startswith(MSET_PREFIX):  # EXEC "MSet" "A=1,B=2": the routing variables
-            pairs = shlex.split(line)[2] if len(shlex.split(line)) > 2 else ""
-            for pair in filter(None, pairs.split(",")):
+            words = shlex.split(line)
+            for pair in filter(None, (words[2] if len(words) > 2 else "").split(",")):
                 name, _, value = pair.partition("=")
                 self.trace.variables[name] = value
             return b"200 result=0\n"
@@ -330,11 +411,6 @@ class AgiCall(asyncio.Protocol):
         self.trace.unexpected.append(line)
         return b"510 Invalid or unknown command\n"
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.trace.ended_ns = time.perf_counter_ns()
-        if not self._done.done():
-            self._done.set_result(None)
-
 
 async def place_call(
     port: int, tag: str, number: int, caller: tuple[str, bool], hold_s: float
@@ -343,18 +419,34 @@ async def place_call(
     env = asterisk_env(HOST, port, "ivr?menu=main", caller_id=caller[0])
     env["agi_uniqueid"] = f"{tag}.{number}"
     trace, done = CallTrace(number, caller[1]), loop.create_future()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio's transports
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    call = AgiCall(sock, trace, done, hold_s)
     try:
         async with asyncio.timeout(CALL_TIMEOUT_S):
-            transport, _ = await loop.create_connection(
-                lambda: AgiCall(header_block(env), trace, done, hold_s), HOST, port
-            )
-            try:
-                await done
-            finally:
-                transport.close()
+            await loop.sock_connect(sock, (HOST, port))
+            call.start(header_block(env))
+            await done
     except (OSError, TimeoutError) as exc:
         trace.error = repr(exc)
+    finally:
+        call.close()
     return trace
+
+
+@contextlib.contextmanager
+def kernel_timestamps() -> Iterator[None]:
+    """Keep receive timestamping switched on for the whole run: the kernel turns it on
+    lazily (a deferred static key), so a call's first socket could miss its stamps."""
+    keeper = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    keeper.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    try:
+        time.sleep(0.1)
+        yield
+    finally:
+        keeper.close()
 
 
 # --------------------------------------------------------------------------- load
@@ -416,6 +508,8 @@ class LoadResult:
     decision_ms: list[float] = field(default_factory=list)
     first_prompt_ms: list[float] = field(default_factory=list)  # engine: request in -> Read out
     drain_s: float | None = None  # until the engine had stored every call of the run
+    postgres_cpu_s: float | None = None  # the server's processes (PostgreSQL runs only)
+    client_cpu_s: float = 0.0  # this process: the FastAGI client
 
 
 def _cpu_times() -> tuple[int, int]:
@@ -449,12 +543,14 @@ async def run_load(
             if n == warmup:
                 marks["cpu"], marks["start"] = engine.cpu_s(), time.perf_counter()
                 marks["busy"], marks["total"] = _cpu_times()
+                marks["pg"], marks["client"] = postgres_cpu_s(), client_cpu_s()
             trace = await place_call(engine.agi_port, tag, n, mix.next(), hold_s())
             if warmup <= n < warmup + calls:
                 measured.append(trace)
                 if len(measured) == calls:
                     marks["end"], marks["cpu_end"] = time.perf_counter(), engine.cpu_s()
                     marks["busy_end"], marks["total_end"] = _cpu_times()
+                    marks["pg_end"], marks["client_end"] = postgres_cpu_s(), client_cpu_s()
             if scenario.gap_ms:
                 await asyncio.sleep(scenario.gap_ms / 1000)
 
@@ -462,10 +558,14 @@ async def run_load(
         for _ in range(concurrency):
             group.create_task(caller())
     busy = (marks["busy_end"] - marks["busy"]) / (marks["total_end"] - marks["total"])
-    return LoadResult(
+    result = LoadResult(
         database, scenario, measured, marks["end"] - marks["start"],
         marks["cpu_end"] - marks["cpu"], busy, os.getloadavg()[0], tag, engine.workers,
     )  # fmt: skip
+    if database == "postgresql":
+        result.postgres_cpu_s = marks["pg_end"] - marks["pg"]
+    result.client_cpu_s = marks["client_end"] - marks["client"]
+    return result
 
 
 EngineTimes = tuple[float | None, float | None]  # (decision_ms, first_prompt_ms)
@@ -518,6 +618,7 @@ async def await_recorder(url: str, after_seq: int, result: LoadResult, placed: i
         await asyncio.sleep(1.0)
     for trace in result.traces:
         decision, first_prompt = stored.get(f"{result.tag}.{trace.number}", (None, None))
+        trace.engine_first_prompt_ms = first_prompt
         if decision is not None:
             result.decision_ms.append(decision)
         if first_prompt is not None:
@@ -608,6 +709,9 @@ def summarize(result: LoadResult) -> dict[str, str]:
         "calls": f"{calls:,}",
         **{f"p{p} ms": f"{percentile(latencies, p):.2f}" for p in (50, 90, 99)},
         "max ms": f"{latencies[-1]:.2f}" if latencies else "n/a",
+        "socket arrival p50 / p99 ms": _p50_p99(
+            [t.kernel_latency_ms for t in ok if t.kernel_latency_ms is not None]
+        ),
         "calls/s": f"{calls / result.window_s:,.0f}",
         "known p50 / p99": _p50_p99([t.latency_ms for t in known if t.latency_ms is not None]),
         "unknown p50 / p99": _p50_p99(
@@ -616,6 +720,8 @@ def summarize(result: LoadResult) -> dict[str, str]:
         "engine decision_ms p50 / p99": _p50_p99(result.decision_ms),
         "engine request in -> Read out p50 / p99 ms": _p50_p99(result.first_prompt_ms),
         "engine CPU ms/call": f"{result.engine_cpu_s * 1000 / calls:.2f}",
+        "PostgreSQL CPU ms/call": _per_call(result.postgres_cpu_s, calls),
+        "client CPU ms/call": _per_call(result.client_cpu_s, calls),
         "machine CPU busy": f"{result.machine_busy:.0%}",
         "load avg": f"{result.load_avg:.1f}",
         "personalised (known)": f"{personalised / len(known):.0%}" if known else "n/a",
@@ -623,6 +729,10 @@ def summarize(result: LoadResult) -> dict[str, str]:
         "recorder caught up (s)": f"{result.drain_s:.0f}" if result.drain_s is not None else "no",
         "target met": "yes" if target else "no",
     }
+
+
+def _per_call(cpu_s: float | None, calls: int) -> str:
+    return "n/a" if cpu_s is None or not calls else f"{cpu_s * 1000 / calls:.2f}"
 
 
 def markdown_table(rows: Sequence[dict[str, str]]) -> str:
@@ -709,7 +819,9 @@ already seeded), starts the real engine as a separate process (`ivr-engine run`,
 from a second process with an asyncio FastAGI client that speaks like Asterisk 22 (the header
 block of `tests/component/fake_asterisk.py`). Per call: connect, then the clock starts when the
 header block is written and stops when the first line starting with `EXEC "Read"` arrives (TCP
-connect not included; client-side timestamps, so client event-loop delay is included). The
+connect not included; client-side timestamps, so client event-loop delay is included; "socket
+arrival" stops the clock instead at the kernel's receive timestamp of those bytes on the
+client's socket, `SO_TIMESTAMPNS`, which leaves this client's own event-loop delay out). The
 client then plays the rest of the call (`200 result=0` to EXEC, presses 1, types 8 digits when
 asked for a number, `200 result=1` to SET VARIABLE; the routing variables are read from the
 engine's `EXEC "MSet"` or SET VARIABLE) until the engine hangs up; "failed" counts
@@ -735,7 +847,8 @@ inside the engine (from the header block being in to the first prompt command be
 event-loop delay and both sockets' wake-ups on a shared 2-core VM. "Engine workers" is
 `ivr-engine run --workers N` (1: one process, no supervisor). "Engine CPU ms/call" is the
 engine's processes only (the supervisor and its workers; PostgreSQL's own CPU is not in
-it). Raw numbers:
+it); "PostgreSQL CPU ms/call" is the server's live processes over the same window (any other
+client of that server included), "client CPU ms/call" the benchmark's own process. Raw numbers:
 `bench/.work/decision-latency-*.json`.
 
 Reproduce (from the repo root; PostgreSQL on 127.0.0.1:5432, user postgres, trust auth):
@@ -777,14 +890,15 @@ async def bench_database(name: str, url: str, args: argparse.Namespace) -> Datab
     log_path = ROOT / f"bench/.work/decision-latency-engine-{name}.log"
     results = []
     code = await asyncio.to_thread(engine_code)
-    async with running_engine(url, log_path, args.workers) as engine:
-        for scenario in args.runs:
-            print(f"{name}: {scenario} ...", flush=True)
-            mix = CallerMix(args.customers, args.unknown_share, rng, scenario.pool)
-            result = await run_load(engine, name, mix, scenario)
-            placed = scenario.warmup + scenario.calls + scenario.concurrency - 1
-            await await_recorder(url, after_seq, result, placed)
-            results.append(result)
+    with kernel_timestamps():
+        async with running_engine(url, log_path, args.workers) as engine:
+            for scenario in args.runs:
+                print(f"{name}: {scenario} ...", flush=True)
+                mix = CallerMix(args.customers, args.unknown_share, rng, scenario.pool)
+                result = await run_load(engine, name, mix, scenario)
+                placed = scenario.warmup + scenario.calls + scenario.concurrency - 1
+                await await_recorder(url, after_seq, result, placed)
+                results.append(result)
     if (code_after := await asyncio.to_thread(engine_code)) != code:
         code += f", changed on disk during the run to {code_after}"
     floors = []
@@ -837,6 +951,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
         {
             **row,
             "latencies_ms": [t.latency_ms for t in r.traces],
+            "socket_arrival_ms": [t.kernel_latency_ms for t in r.traces],
+            "engine_first_prompt_ms": [t.engine_first_prompt_ms for t in r.traces],
             "sent_ms": [t.sent_ns / 1e6 for t in r.traces],  # header block out, client clock
         }
         for row, r in zip(rows, results, strict=True)

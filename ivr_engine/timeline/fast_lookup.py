@@ -2,14 +2,17 @@
 
 Raw drivers under SQLAlchemy (asyncpg / aiosqlite): one prepared statement returns one
 row with the events and fields aggregated as JSON. No explicit transaction (no BEGIN /
-ROLLBACK round trips), no pool reset query. A FIFO gate (``asyncio.Semaphore``) sized to
-the connection count keeps waiting callers in arrival order. Connections are made lazily,
-thrown away on any error, and re-made on the next lookup; a failure on a reused (possibly
-stale) connection is retried once on a fresh one, so a database restart costs no call.
-Any driver error becomes ``TimelineUnavailable`` (the caller falls back to the static menu).
-On SQLite the lookup first runs on the event-loop thread within a 2 ms budget
-(``inline_sqlite``): a thread hop costs more CPU than the query; anything slow, locked or
-failing goes the aiosqlite way.
+ROLLBACK round trips), no pool reset query. Lookups wait in one FIFO queue for at most
+``pool_size`` connections (``lookup_queue``); on PostgreSQL a free connection answers all
+the lookups waiting (up to ``batch_cap``) with one statement over arrays of phones, the
+same per-phone work, one row each: a burst of calls costs a few round trips, not one per
+call, and a lookup that finds a connection free goes out at once. Connections are made
+lazily, thrown away on any error, and re-made on the next lookup; a failure on a reused
+(possibly stale) connection is retried once on a fresh one, so a database restart costs
+no call. Any driver error becomes ``TimelineUnavailable`` (the caller falls back to the
+static menu). On SQLite the lookup first runs on the event-loop thread within a 2 ms
+budget (``inline_sqlite``): a thread hop costs more CPU than the query; anything slow,
+locked or failing goes the aiosqlite way, one lookup at a time.
 """
 
 from __future__ import annotations
@@ -29,26 +32,49 @@ from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.domain.models import CallerHistory, HistoryEvent, KnownField
 from ivr_engine.ports import LookupResult
 from ivr_engine.timeline.inline_sqlite import InlineDeclined, InlineSqlite
+from ivr_engine.timeline.lookup_queue import LookupQueue, Pending, Row
 from ivr_engine.timeline.urls import parse_database_url, redact
 
 APPLICATION_NAME = "ivr-engine-lookup"
 
-PG_LOOKUP_SQL = """\
-WITH ids AS MATERIALIZED (
-    SELECT DISTINCT customer_id FROM identities WHERE kind = $1 AND value = $2 LIMIT 2
+# The per-customer parts of the PostgreSQL lookup, shared by the one-phone statement and
+# the batch: the newest events (up to a limit) and the known fields of customer ``c``.
+_PG_EVENTS = """(SELECT json_agg(json_build_array(e.occurred_at, e.channel, e.event_type,
+                                  e.intent, e.case_id) ORDER BY e.occurred_at DESC, e.seq DESC)
+   FROM (SELECT t.seq, t.occurred_at, t.channel, t.event_type, t.intent, t.case_id
+           FROM timeline_events t WHERE t.customer_id = c.id
+          ORDER BY t.occurred_at DESC, t.seq DESC LIMIT {limit}) e)"""
+_PG_FIELDS = """(SELECT json_agg(json_build_array(f.name, f.value, f.source_channel,
+                                  f.updated_at, f.verified))
+   FROM known_fields f WHERE f.customer_id = c.id)"""
+_PG_IDS = """SELECT DISTINCT customer_id FROM identities
+    WHERE kind = {kind} AND value = {value} LIMIT 2"""
+
+PG_LOOKUP_SQL = f"""\
+WITH ids AS MATERIALIZED ({_PG_IDS.format(kind="$1", value="$2")}
 ), hit AS (
     SELECT count(*) AS n, min(customer_id) AS customer_id FROM ids
 )
-SELECT hit.n, c.id, c.display_name,
-    (SELECT json_agg(json_build_array(e.occurred_at, e.channel, e.event_type, e.intent,
-                                      e.case_id) ORDER BY e.occurred_at DESC, e.seq DESC)
-       FROM (SELECT t.seq, t.occurred_at, t.channel, t.event_type, t.intent, t.case_id
-               FROM timeline_events t WHERE t.customer_id = c.id
-              ORDER BY t.occurred_at DESC, t.seq DESC LIMIT $3) e) AS events,
-    (SELECT json_agg(json_build_array(f.name, f.value, f.source_channel, f.updated_at,
-                                      f.verified))
-       FROM known_fields f WHERE f.customer_id = c.id) AS fields
+SELECT hit.n, c.id, c.display_name, {_PG_EVENTS.format(limit="$3")} AS events,
+    {_PG_FIELDS} AS fields
 FROM hit LEFT JOIN customers c ON hit.n = 1 AND c.id = hit.customer_id"""
+
+# Many lookups in one statement: one row per (kind, value, max_events), numbered from 1 in
+# the arrays' order, each the same as PG_LOOKUP_SQL's row for it.
+PG_BATCH_LOOKUP_SQL = f"""\
+SELECT q.i, hit.n, c.id, c.display_name, c.events, c.fields
+FROM unnest($1::text[], $2::text[], $3::int8[]) WITH ORDINALITY AS q(kind, value, max_events, i)
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, min(ids.customer_id) AS customer_id
+    FROM ({_PG_IDS.format(kind="q.kind", value="q.value")}) ids
+) hit
+LEFT JOIN LATERAL (
+    SELECT c.id, c.display_name, {_PG_EVENTS.format(limit="q.max_events")} AS events,
+        {_PG_FIELDS} AS fields
+    FROM customers c WHERE hit.n = 1 AND c.id = hit.customer_id
+) c ON true
+ORDER BY q.i"""
+PG_BATCH_CAP = 32  # lookups in one statement, at most
 
 # json_group_array keeps the subquery's order in practice, but SQLite does not promise
 # it before 3.44: seq is returned too and the rows are sorted again in Python.
@@ -69,7 +95,7 @@ SELECT hit.n, c.id, c.display_name,
        FROM known_fields f WHERE f.customer_id = c.id) AS fields
 FROM hit LEFT JOIN customers c ON hit.n = 1 AND c.id = hit.customer_id"""
 
-# For this connection's one statement only. Bitmap scans off: the planner estimates an
+# For this connection's lookup statements only. Bitmap scans off: the planner estimates an
 # average customer (~10 events) and would bitmap-scan + sort *all* of a busy customer's
 # events (700 events: 770 buffers, 4.8 ms); the ordered index scan stops after max_events
 # (54 buffers, 0.9 ms). jit off: it only adds latency to a sub-millisecond query.
@@ -83,11 +109,9 @@ PG_SESSION_SETTINGS = {
 _SQLITE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, OSError, ValueError)
 _DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 
-Row = Sequence[Any]
-
 
 class _Postgres:
-    def __init__(self, dsn: str, connect_timeout_s: float) -> None:
+    def __init__(self, dsn: str, connect_timeout_s: float, batch_cap: int) -> None:
         # Imported here, not at the top: a process per call on SQLite (the classic AGI
         # script) would pay ~70 ms of CPU for a driver it never uses.
         import asyncpg
@@ -101,6 +125,7 @@ class _Postgres:
         )
         self._dsn = dsn
         self._timeout = connect_timeout_s
+        self.batch_cap = batch_cap
 
     async def connect(self) -> Any:
         import asyncpg  # already loaded by __init__: a dictionary look-up
@@ -112,9 +137,19 @@ class _Postgres:
             server_settings=PG_SESSION_SETTINGS,
         )
 
-    async def fetch(self, conn: Any, kind: str, value: str, max_events: int) -> Row:
-        row: Row = await conn.fetchrow(PG_LOOKUP_SQL, kind, value, max_events)
-        return row
+    async def fetch(self, conn: Any, batch: Sequence[Pending]) -> list[Row]:
+        if len(batch) == 1:
+            one = batch[0]
+            return [await conn.fetchrow(PG_LOOKUP_SQL, one.kind, one.value, one.max_events)]
+        rows = await conn.fetch(
+            PG_BATCH_LOOKUP_SQL,
+            [p.kind for p in batch],
+            [p.value for p in batch],
+            [p.max_events for p in batch],
+        )
+        if [row[0] for row in rows] != list(range(1, len(batch) + 1)):
+            return []  # not one row per lookup in order: the queue fails them all
+        return [tuple(row)[1:] for row in rows]
 
     def discard(self, conn: Any) -> None:
         conn.terminate()  # no round trip; the server notices the closed socket
@@ -125,12 +160,13 @@ class _Postgres:
 
 class _Sqlite:
     errors = _SQLITE_ERRORS
+    batch_cap = 1
 
     def __init__(self, path: Path, busy_timeout_s: float) -> None:
         # mode=rw: a missing file is an error, not a new empty database.
         self._uri = f"{path.as_uri()}?mode=rw"
         self._timeout = busy_timeout_s
-        self._closing: set[asyncio.Task[None]] = set()
+        self.closing: set[asyncio.Task[None]] = set()
 
     async def connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(
@@ -145,14 +181,15 @@ class _Sqlite:
             raise
         return conn
 
-    async def fetch(self, conn: aiosqlite.Connection, kind: str, value: str, n: int) -> Row:
-        rows = await conn.execute_fetchall(SQLITE_LOOKUP_SQL, (kind, value, n))
-        return next(iter(rows))
+    async def fetch(self, conn: aiosqlite.Connection, batch: Sequence[Pending]) -> list[Row]:
+        (one,) = batch  # batch_cap 1
+        rows = await conn.execute_fetchall(SQLITE_LOOKUP_SQL, (one.kind, one.value, one.max_events))
+        return [next(iter(rows))]
 
     def discard(self, conn: aiosqlite.Connection) -> None:
         task = asyncio.get_running_loop().create_task(self.close(conn))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self.closing.add(task)
+        task.add_done_callback(self.closing.discard)
 
     async def close(self, conn: aiosqlite.Connection) -> None:
         try:
@@ -162,7 +199,10 @@ class _Sqlite:
 
 
 class FastCallerLookup:
-    """``CallerLookup`` on raw asyncpg / aiosqlite; at most ``pool_size`` connections."""
+    """``CallerLookup`` on raw asyncpg / aiosqlite; at most ``pool_size`` connections.
+
+    ``batch_cap``: on PostgreSQL, lookups answered by one statement at most (1: one
+    statement per lookup, as on SQLite)."""
 
     def __init__(
         self,
@@ -171,53 +211,41 @@ class FastCallerLookup:
         pool_size: int = 4,
         connect_timeout_s: float = 5.0,
         inline: bool = True,
+        batch_cap: int = PG_BATCH_CAP,
     ) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
+        if batch_cap < 1:
+            raise ValueError("batch_cap must be at least 1")
         url = parse_database_url(database_url)
-        self._where = redact(database_url)
         self._driver: _Postgres | _Sqlite
         self._inline: InlineSqlite | None = None
         if url.postgres_dsn is not None:
-            self._driver = _Postgres(url.postgres_dsn, connect_timeout_s)
+            self._driver = _Postgres(url.postgres_dsn, connect_timeout_s, batch_cap)
         else:
             assert url.sqlite_path is not None
             self._driver = _Sqlite(url.sqlite_path, min(connect_timeout_s, 1.0))
             if inline:
                 self._inline = InlineSqlite(url.sqlite_path)
         self._decode = _decode_postgres if url.dialect == "postgresql" else _decode_sqlite
-        self._gate = asyncio.Semaphore(pool_size)  # FIFO: first caller waiting, first served
-        self._idle: list[Any] = []
-        self._closed = False
-        self._running: set[asyncio.Task[Row]] = set()
+        self._queue = LookupQueue(self._driver, pool_size, redact(database_url))
 
     async def lookup(self, kind: str, value: str, *, max_events: int) -> LookupResult:
         """One lookup. A caller that gives up (its decision deadline cancels it) does not
         cut the query off: the query finishes in the background and its connection goes
-        back to the pool (terminating a connection mid-query costs a reconnect and leaves
-        the driver's futures unretrieved). A query that has not started when its caller
-        gave up is skipped."""
+        back to the pool (terminating a connection mid-query costs a reconnect, and
+        cancelling a statement costs the server a cancel request). A query that has not
+        started when its caller gave up is skipped."""
         if max_events < 0:
             raise ValueError("max_events must not be negative")
-        if self._inline is not None and not self._closed:
+        if self._inline is not None and not self._queue.closed:
             try:
                 row = self._inline.fetch_one(SQLITE_LOOKUP_SQL, (kind, value, max_events))
             except InlineDeclined:
                 pass  # the worker-thread path below, with its timeouts and errors
             else:
                 return self._decoded(row)
-        wanted = asyncio.Event()
-        wanted.set()
-        task = asyncio.get_running_loop().create_task(self._lookup(kind, value, max_events, wanted))
-        task.add_done_callback(_retrieve)
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-        try:
-            row = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            wanted.clear()
-            raise
-        return self._decoded(row)
+        return self._decoded(await self._queue.submit(kind, value, max_events))
 
     def _decoded(self, row: Row | None) -> LookupResult:
         try:
@@ -227,22 +255,6 @@ class FastCallerLookup:
         except _DECODE_ERRORS as exc:
             raise TimelineUnavailable(f"undecodable lookup result: {exc!r}") from exc
 
-    async def _lookup(self, kind: str, value: str, max_events: int, wanted: asyncio.Event) -> Row:
-        async with self._gate:
-            if not wanted.is_set():
-                raise TimelineUnavailable("the caller gave up before the lookup started")
-            if self._closed:
-                raise TimelineUnavailable("the timeline lookup is closed")
-            if self._idle:
-                try:
-                    row = await self._fetch(self._idle.pop(), kind, value, max_events)
-                except TimelineUnavailable:
-                    self._drop_idle()  # all of them are likely stale (database restarted)
-                    row = await self._fetch(await self._connect(), kind, value, max_events)
-            else:
-                row = await self._fetch(await self._connect(), kind, value, max_events)
-        return row
-
     async def warm_up(self) -> bool:
         """Open one connection ahead of the first call (connecting can take longer than the
         decision deadline on a cold start). False, not an error, when the database is down:
@@ -250,61 +262,15 @@ class FastCallerLookup:
         if self._inline is not None:
             with contextlib.suppress(InlineDeclined):  # the worker path is opened below
                 self._inline.fetch_one("SELECT 1", ())
-        async with self._gate:
-            if self._idle or self._closed:
-                return bool(self._idle)
-            try:
-                self._idle.append(await self._connect())
-            except TimelineUnavailable:
-                return False
-        return True
+        return await self._queue.warm_up()
 
     async def close(self) -> None:
-        self._closed = True
+        self._queue.closed = True  # no new lookups, inline ones included
         if self._inline is not None:
             self._inline.close()
-        if self._running:  # lookups whose callers gave up: let them end (bounded)
-            await asyncio.wait(set(self._running), timeout=2)
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            try:
-                await self._driver.close(conn)
-            except self._driver.errors:
-                self._driver.discard(conn)
-        if isinstance(self._driver, _Sqlite) and self._driver._closing:
-            await asyncio.gather(*self._driver._closing, return_exceptions=True)
-
-    async def _connect(self) -> Any:
-        try:
-            return await self._driver.connect()
-        except self._driver.errors as exc:
-            raise TimelineUnavailable(f"cannot connect to {self._where}: {exc!r}") from exc
-
-    async def _fetch(self, conn: Any, kind: str, value: str, max_events: int) -> Row:
-        try:
-            row = await self._driver.fetch(conn, kind, value, max_events)
-        except self._driver.errors as exc:
-            self._driver.discard(conn)
-            raise TimelineUnavailable(f"lookup failed on {self._where}: {exc!r}") from exc
-        except BaseException:  # cancelled (deadline) mid-query: state unknown, drop it
-            self._driver.discard(conn)
-            raise
-        if self._closed:
-            self._driver.discard(conn)
-        else:
-            self._idle.append(conn)
-        return row
-
-    def _drop_idle(self) -> None:
-        idle, self._idle = self._idle, []
-        for conn in idle:
-            self._driver.discard(conn)
-
-
-def _retrieve(task: asyncio.Task[Row]) -> None:
-    """Mark a background lookup's outcome as seen (its caller may be gone)."""
-    if not task.cancelled():
-        task.exception()
+        await self._queue.close()
+        if isinstance(self._driver, _Sqlite) and self._driver.closing:
+            await asyncio.gather(*self._driver.closing, return_exceptions=True)
 
 
 def _decode_postgres(row: Row) -> LookupResult:

@@ -562,14 +562,14 @@ async def test_lookup_given_up_by_its_caller_leaves_the_pool_usable(
             await timeline.lookup.lookup("phone", phone, max_events=50)
     result = await timeline.lookup.lookup("phone", phone, max_events=50)
     assert result.history is not None and result.history.display_name == "Ada"
-    assert not timeline.lookup._running  # nothing left behind
+    assert not timeline.lookup._queue.servers  # nothing left behind
 
 
 async def test_warm_up_opens_a_connection_before_the_first_call(database_url: str) -> None:
     opened = await open_timeline(database_url, migrate=False)
     try:
         assert await opened.lookup.warm_up() is True
-        assert len(opened.lookup._idle) == 1  # the first call will not have to connect
+        assert len(opened.lookup._queue.idle) == 1  # the first call will not have to connect
     finally:
         await opened.close()
     down = await open_timeline("postgresql://postgres@127.0.0.1:1/none", migrate=False)
