@@ -31,6 +31,7 @@ from ivr_engine.omni.webhook_feed import open_webhook_relay
 from ivr_engine.omni.wiring import Continuation, open_continuation
 from ivr_engine.prompt_builder import available_prompt_ids, check_prompt_files
 from ivr_engine.settings import Settings, is_loopback
+from ivr_engine.task_dump import dump_tasks_on_sigusr1
 from ivr_engine.telephony.agi import FastAgiServer
 from ivr_engine.telephony.esl import EslOutboundServer, OutboundLimits
 from ivr_engine.telephony.esl.ivr_handler import esl_ivr_handler, esl_reroute_handler
@@ -332,6 +333,7 @@ async def run_engine(
 
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    dump_tasks_on_sigusr1()
     try:
         await engine.start()
     except BaseException:

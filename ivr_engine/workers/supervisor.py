@@ -45,6 +45,7 @@ from pathlib import Path
 import ivr_engine
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings
+from ivr_engine.task_dump import dump_tasks_on_sigusr1
 from ivr_engine.workers.child import EXIT_CONFIG, NO_LINK, REFUSED, settings_json
 from ivr_engine.workers.load_ledger import LoadLedger
 from ivr_engine.workers.role import WorkerRole
@@ -166,6 +167,7 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
+        dump_tasks_on_sigusr1()
 
     def _reload(self) -> None:
         ready = [w for w in self.workers if w.ready and w.process is not None]

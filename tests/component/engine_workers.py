@@ -19,10 +19,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tests.component.fake_asterisk import asterisk_env, header_block
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE_S = 60.0
+STOP_DEADLINE_S = 30.0  # SIGTERM to exit: the drain (5 s) and the flush take far less
 READY = re.compile(r"(worker \d+) ready \(pid (\d+)\)")
 
 
@@ -107,10 +110,29 @@ async def engine_process(
         workers = engine.worker_pids().values()
         if process.returncode is None:
             process.terminate()
-        await engine.exit_code()
-        for pid in workers:  # a supervisor that failed its test must not leave workers
+        try:
+            async with asyncio.timeout(STOP_DEADLINE_S):
+                await process.wait()
+        except TimeoutError:
+            stuck = await _dump_tasks(engine, [process.pid, *workers])
+        else:
+            stuck = ""
+        for pid in [process.pid, *workers]:  # a failed test must not leave processes behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        await engine.exit_code()
+        if stuck:
+            pytest.fail(stuck, pytrace=False)
+
+
+async def _dump_tasks(engine: EngineProcess, pids: Sequence[int]) -> str:
+    """SIGUSR1 (``ivr_engine/task_dump.py``) to each process: their log then says what
+    every asyncio task awaits; the failure's text."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+    await asyncio.sleep(1.0)
+    return f"not stopped {STOP_DEADLINE_S:.0f} s after SIGTERM; its log:\n{engine.log()[-20_000:]}"
 
 
 async def process_gone(pid: int) -> None:

@@ -114,6 +114,17 @@ async def test_sighup_reloads_the_menus_in_every_worker(
         calls[0].hang_up()
 
 
+async def test_sigusr1_logs_what_each_processs_tasks_await(two_workers: EngineProcess) -> None:
+    """The diagnosis for an engine that does not stop (``ivr_engine/task_dump.py``)."""
+    for pid in [two_workers.process.pid, *pids(two_workers)]:
+        os.kill(pid, signal.SIGUSR1)
+    dumps = await two_workers.wait_log(r"SIGUSR1: \d+ asyncio task\(s\)", 3)
+    assert len(dumps) == 3
+    log = two_workers.log()
+    assert "fastagi" in log.lower() and "supervisor.py" in log  # the tasks, by name and file
+    assert "engine ready" in log  # nobody died of the signal: SIGTERM still stops them all
+
+
 async def test_sigterm_lets_every_workers_calls_finish_then_exits_0(
     two_workers: EngineProcess, new_phone: Callable[[], str]
 ) -> None:
