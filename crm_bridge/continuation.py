@@ -41,12 +41,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ivr_engine.domain.errors import IvrEngineError
 from ivr_engine.domain.models import CHANNELS, Channel, FieldSpec
+from ivr_engine.redis_client import open_redis
 
 __all__ = [
     "DEFAULT_TTL_S",
@@ -370,12 +369,7 @@ class RedisUsedTokenStore:
     def from_url(
         cls, url: str, *, prefix: str = "ivr:continuation:used:", timeout_s: float = 1.0
     ) -> RedisUsedTokenStore:
-        client = Redis.from_url(
-            url,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = open_redis(url, connect_timeout_s=timeout_s, decode_responses=False)
         return cls(client, prefix=prefix, timeout_s=timeout_s, owns_client=True)
 
     async def mark_used(self, token_id: str, ttl_s: float) -> bool:

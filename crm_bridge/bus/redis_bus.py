@@ -30,8 +30,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Seque
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from crm_bridge.bus.consumer import GroupView, consume_batches
@@ -49,6 +47,7 @@ from crm_bridge.bus.model import (
     partition_for,
 )
 from crm_bridge.bus.redis_lua import SCRIPTS
+from ivr_engine.redis_client import open_redis
 
 __all__ = ["DEFAULT_PREFIX", "RedisEventBus"]
 log = logging.getLogger(__name__)
@@ -83,13 +82,7 @@ class RedisEventBus:
         connect_timeout_s: float = 1.0,
         timeout_s: float = 2.0,
     ) -> RedisEventBus:
-        client = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=connect_timeout_s,
-            socket_timeout=None,  # every call has its own deadline (blocking reads are longer)
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = open_redis(url, connect_timeout_s=connect_timeout_s)
         return cls(client, settings, prefix=prefix, timeout_s=timeout_s, owns_client=True)
 
     @property

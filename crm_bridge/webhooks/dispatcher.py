@@ -37,6 +37,7 @@ from crm_bridge.webhooks.retry import AttemptResult, DeliveryPolicy, Outcome, ba
 from crm_bridge.webhooks.sender import new_session, post_delivery
 from crm_bridge.webhooks.store import DeadLetter, Delivery, DeliveryStore
 from crm_bridge.webhooks.subscriptions import SubscriptionRegistry
+from ivr_engine.stopping import cancel_and_wait
 
 __all__ = ["LaneStatus", "OutboundEvent", "WebhookDispatcher"]
 
@@ -120,9 +121,7 @@ class WebhookDispatcher:
             except TimeoutError:
                 log.info("webhooks: stopping with deliveries still pending (parked)")
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         try:
             await self._park_leftovers()
         finally:

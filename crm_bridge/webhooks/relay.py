@@ -46,6 +46,7 @@ from crm_bridge.webhooks.subscriptions import load_subscriptions
 from crm_bridge.webhooks.timeline_payload import outbound_event
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.ports import StoredEvent
+from ivr_engine.stopping import cancel_and_wait
 from ivr_engine.timeline.store import SqlTimelineStore
 
 __all__ = ["RelaySettings", "TimelineTail", "WebhookRelay"]
@@ -218,8 +219,7 @@ class WebhookRelay:
         """Stop relaying, free the lease (a standby takes over at once), stop the
         dispatcher (it parks what is undelivered), close everything."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
         try:
             if self._cursor is not None:
                 await self._lease.release()

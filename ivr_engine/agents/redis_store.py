@@ -31,8 +31,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ivr_engine.agents.errors import (
@@ -53,6 +51,7 @@ from ivr_engine.agents.model import (
 )
 from ivr_engine.agents.redis_codec import as_list, decode_agent, decode_change
 from ivr_engine.agents.redis_lua import SCRIPTS
+from ivr_engine.redis_client import open_redis
 
 DEFAULT_PREFIX = "ivr:{agents}:"
 _FAILURES = (RedisError, OSError, TimeoutError)
@@ -87,13 +86,7 @@ class RedisAgentStateStore:
         connect_timeout_s: float = 1.0,
         timeout_s: float = 2.0,
     ) -> RedisAgentStateStore:
-        client = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=connect_timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = open_redis(url, connect_timeout_s=connect_timeout_s)
         return cls(client, prefix=prefix, clock=clock, timeout_s=timeout_s, owns_client=True)
 
     def _unavailable(self, exc: BaseException) -> AgentStateUnavailable:

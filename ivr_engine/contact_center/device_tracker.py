@@ -17,7 +17,6 @@ The rules are in ``device_state.py`` (pure); this module reads the AMI events, k
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -40,6 +39,7 @@ from ivr_engine.contact_center.device_state import (
 )
 from ivr_engine.contact_center.pause_notes import PauseNotes, open_pause_notes
 from ivr_engine.routing import Agent
+from ivr_engine.stopping import cancel_and_wait
 from ivr_engine.telephony.ami import AmiClient, AmiError, AmiEvent, Subscription
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,7 @@ class DeviceStateTracker:
         ]
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)  # they call Redis: a cancel can be lost
         await self._notes.aclose()
 
     @property

@@ -14,7 +14,6 @@ with the shared roster table.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -28,6 +27,7 @@ from ivr_engine.contact_center.roster_store import RosterSnapshot, SqlRosterStor
 from ivr_engine.desktop.directory import AgentDirectory, DesktopAgent
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.routing import Agent, Roster, RoutingConfig, build_roster
+from ivr_engine.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,7 @@ class LiveRoster:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
         await self.store.aclose()
 
     async def _poll(self) -> None:

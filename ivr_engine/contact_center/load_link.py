@@ -34,6 +34,7 @@ from ivr_engine.contact_center.load_wire import (
     parse_state,
     to_us,
 )
+from ivr_engine.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +180,7 @@ class LoadLink:
     async def aclose(self) -> None:
         """Write what is pending, then close (cut after ``CLOSE_TIMEOUT_S``)."""
         self.flush()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._closed = True
         self._writer.close()
         try:

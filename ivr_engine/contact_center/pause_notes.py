@@ -9,9 +9,10 @@ restarted engine still knows which pauses it made. Redis failures → ``AgentSta
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Mapping
+from typing import Protocol, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -19,8 +20,10 @@ from redis.exceptions import RedisError
 from ivr_engine.agents.errors import AgentStateUnavailable
 from ivr_engine.agents.redis_store import DEFAULT_PREFIX
 from ivr_engine.contact_center.device_state import PauseNote
+from ivr_engine.redis_client import open_redis
 
 _FAILURES = (RedisError, OSError, TimeoutError)
+T = TypeVar("T")
 
 
 class PauseNotes(Protocol):
@@ -74,44 +77,36 @@ def decode_note(raw: str) -> PauseNote:
 
 
 class RedisPauseNotes:
-    def __init__(self, client: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: Redis, *, prefix: str = DEFAULT_PREFIX, timeout_s: float = 2.0
+    ) -> None:
         self._client = client
         self._key = prefix + "pause_notes"
+        self._timeout_s = timeout_s
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX) -> RedisPauseNotes:
-        client = Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=2.0
-        )
-        return cls(client, prefix=prefix)
+        return cls(open_redis(url, connect_timeout_s=1.0), prefix=prefix)
 
-    def _unavailable(self, exc: BaseException) -> AgentStateUnavailable:
-        return AgentStateUnavailable(f"pause notes (Redis) failed: {exc!r}")
+    async def _call(self, command: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await command
+        except _FAILURES as exc:
+            raise AgentStateUnavailable(f"pause notes (Redis) failed: {exc!r}") from exc
 
     async def get(self, agent_id: str) -> PauseNote | None:
-        try:
-            raw = await self._client.hget(self._key, agent_id)
-        except _FAILURES as exc:
-            raise self._unavailable(exc) from exc
+        raw = await self._call(self._client.hget(self._key, agent_id))
         return None if raw is None else decode_note(_text(raw))
 
     async def put(self, agent_id: str, note: PauseNote) -> None:
-        try:
-            await self._client.hset(self._key, agent_id, encode_note(note))
-        except _FAILURES as exc:
-            raise self._unavailable(exc) from exc
+        await self._call(self._client.hset(self._key, agent_id, encode_note(note)))
 
     async def drop(self, agent_id: str) -> None:
-        try:
-            await self._client.hdel(self._key, agent_id)
-        except _FAILURES as exc:
-            raise self._unavailable(exc) from exc
+        await self._call(self._client.hdel(self._key, agent_id))
 
     async def all(self) -> Mapping[str, PauseNote]:
-        try:
-            raw = await self._client.hgetall(self._key)
-        except _FAILURES as exc:
-            raise self._unavailable(exc) from exc
+        raw = await self._call(self._client.hgetall(self._key))
         return {_text(agent_id): decode_note(_text(value)) for agent_id, value in raw.items()}
 
     async def aclose(self) -> None:

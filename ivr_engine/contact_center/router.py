@@ -39,6 +39,7 @@ from ivr_engine.routing import (
     RoutingRequest,
     route_call,
 )
+from ivr_engine.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +191,7 @@ class AgentRouter:
             log.warning("screen pop failed: %r", task.exception())
 
     async def aclose(self) -> None:
-        for task in list(self._pops):
-            task.cancel()
-        await asyncio.gather(*self._pops, return_exceptions=True)
+        await cancel_and_wait(list(self._pops))
 
 
 def last_agent_from(events: Iterable[object]) -> LastAgent | None:

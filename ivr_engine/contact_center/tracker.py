@@ -60,6 +60,7 @@ from ivr_engine.contact_center.load_view import LoadTracker
 from ivr_engine.contact_center.router import AGENT_ANSWERED
 from ivr_engine.domain.errors import IvrEngineError
 from ivr_engine.ports import Identity, NewTimelineEvent, TimelineStore
+from ivr_engine.stopping import cancel_and_wait
 from ivr_engine.telephony.ami import AmiClient, AmiError, AmiEvent, AmiState, Subscription
 
 log = logging.getLogger(__name__)
@@ -120,13 +121,7 @@ class AgentCallTracker:
         self._task = asyncio.create_task(self._run(), name="agent-call-tracker")
 
     async def aclose(self) -> None:
-        for task in [self._task, *self._timers]:
-            if task is not None:
-                task.cancel()
-        for task in [self._task, *self._timers]:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(t for t in [self._task, *self._timers] if t is not None)
 
     async def _run(self) -> None:
         while True:

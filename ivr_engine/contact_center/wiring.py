@@ -16,7 +16,6 @@ once, by the supervisor, and ``/metrics`` reports engine-wide figures.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,6 +61,7 @@ from ivr_engine.routing import (
     load_routing_config,
 )
 from ivr_engine.settings import Settings, parse_ami_url
+from ivr_engine.stopping import cancel_and_wait
 from ivr_engine.telephony.ami import AmiClient
 
 
@@ -212,10 +212,7 @@ class ContactCenter:
             await self.ami.close()
         await self.router.aclose()
         await self.roster.aclose()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self.shared_desktop.aclose()
         await self.agents.aclose()
 

@@ -31,6 +31,7 @@ from ivr_engine.desktop.errors import agent_error_middleware, security_headers_m
 from ivr_engine.desktop.hub import DesktopHub
 from ivr_engine.desktop.keys import AGENTS, ASSETS, CONFIG, DIRECTORY, HUB, SESSIONS, THROTTLE
 from ivr_engine.desktop.sessions import LoginThrottle, MemorySessionStore, SessionStore
+from ivr_engine.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,7 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

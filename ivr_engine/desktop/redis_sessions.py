@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ivr_engine.desktop.sessions import (
@@ -35,6 +33,7 @@ from ivr_engine.desktop.sessions import (
     SessionStoreUnavailable,
     new_session_id,
 )
+from ivr_engine.redis_client import open_redis
 
 DEFAULT_PREFIX = "ivr:{desktop}:"
 _FAILURES = (RedisError, OSError, TimeoutError)
@@ -141,13 +140,7 @@ class RedisSessionStore:
         timeout_s: float = 2.0,
     ) -> RedisSessionStore:
         """``secret`` None: the one shared in Redis (made by the first process to start)."""
-        client = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=1.0,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = open_redis(url, connect_timeout_s=1.0)
         try:
             if secret is None:
                 async with asyncio.timeout(timeout_s):

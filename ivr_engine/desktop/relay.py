@@ -24,11 +24,10 @@ from typing import Literal, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ivr_engine.desktop.pop import ScreenPopJson
+from ivr_engine.redis_client import open_redis
 
 DEFAULT_CHANNEL = "ivr:{desktop}:notes"
 _FAILURES = (RedisError, OSError, TimeoutError)
@@ -88,13 +87,7 @@ class RedisDesktopRelay:
     def from_url(
         cls, url: str, *, channel: str = DEFAULT_CHANNEL, timeout_s: float = 1.0
     ) -> RedisDesktopRelay:
-        client = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        client = open_redis(url, connect_timeout_s=timeout_s)
         return cls(client, channel=channel, timeout_s=timeout_s)
 
     async def publish(self, note: DesktopNote) -> None:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Self
 
+from ivr_engine.stopping import cancel_and_wait
 from ivr_engine.telephony.peers import PeerAllowlist
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,7 @@ class CallTasks:
         pending = set(self._tasks)
         if pending and grace > 0:
             _, pending = await asyncio.wait(pending, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_and_wait(pending)  # a call waiting on Redis can lose one cancel
 
 
 class CallServer:

@@ -23,7 +23,6 @@ worker's later updates are lost until it restarts). Nothing here does I/O but th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import socket
@@ -49,6 +48,7 @@ from ivr_engine.contact_center.load_wire import (
     from_us,
     state_message,
 )
+from ivr_engine.stopping import cancel_and_wait
 from ivr_engine.workers.role import WorkerRole
 
 log = logging.getLogger(__name__)
@@ -161,10 +161,7 @@ class LoadLedger:
         return {index: dict(counts) for index, counts in sorted(totals.items())}
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
 
 
 def _counters(raw: Mapping[object, object]) -> dict[str, int]:

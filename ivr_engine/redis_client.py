@@ -1,0 +1,26 @@
+"""Every Redis client of the engine and the bridge comes from ``open_redis``.
+
+No ``socket_timeout``: with one, redis-py sends each command through ``asyncio.wait_for``,
+which on Python 3.11 loses a cancellation that arrives as the command's result lands
+(``ivr_engine/stopping.py``): a task cancelled on its way through a command carried on, and
+an engine worker never exited after SIGTERM. Every caller bounds its commands with
+``asyncio.timeout`` instead (blocking reads with their own, longer deadline). No retries:
+a failed command is the caller's to report, as its own "unavailable" error.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+
+def open_redis(url: str, *, connect_timeout_s: float, decode_responses: bool = True) -> Redis:
+    client: Redis = Redis.from_url(
+        url,
+        decode_responses=decode_responses,
+        socket_connect_timeout=connect_timeout_s,
+        socket_timeout=None,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return client
