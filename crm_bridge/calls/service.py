@@ -37,6 +37,7 @@ from crm_bridge.calls.state import BridgeState
 from crm_bridge.webhooks.relay import WebhookRelay
 from ivr_engine.heap import BRIDGE_YOUNG_THRESHOLD, settle_heap
 from ivr_engine.settings import parse_ami_url
+from ivr_engine.stopping import cancel_and_wait
 from ivr_engine.telephony.ami import AmiClient
 from ivr_engine.telephony.esl import EslEventSource
 from ivr_engine.timeline import Timeline, open_timeline
@@ -220,10 +221,8 @@ class Bridge:
         if task is None:
             return
         if grace:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), grace)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+            await asyncio.wait({task}, timeout=grace)
+        await cancel_and_wait([task])
 
     async def _close_webhooks(self) -> None:
         if self.webhooks is not None:  # undelivered deliveries stay parked in its store

@@ -144,7 +144,8 @@ class FastCallWriter:
 
                 conn, self._pg = self._pg, None
                 try:
-                    await asyncio.wait_for(conn.close(), 2)
+                    async with asyncio.timeout(2):  # not wait_for: 3.11's can lose a cancel
+                        await conn.close()
                 except (OSError, asyncpg.PostgresError, TimeoutError):
                     conn.terminate()
             loop = asyncio.get_running_loop()

@@ -272,7 +272,8 @@ class Supervisor:
                 worker.role.name, pid, describe_exit(code), delay,
             )  # fmt: skip
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
             if self._stopping.is_set():
                 return
             try:
