@@ -4,7 +4,8 @@
 # Needs root (apt-get, debootstrap, chroot), PostgreSQL on 127.0.0.1:5432 and Redis on :6379.
 #   scripts/run-tests.sh            everything
 #   scripts/run-tests.sh --fast     all but the end-to-end tests (unit, component and
-#                                   browser: Debian's chromium; no Asterisk)
+#                                   browser: Debian's chromium; then the real-process tests;
+#                                   no Asterisk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --system
@@ -15,11 +16,13 @@ echo "== lint"
 .venv/bin/mypy ivr_engine crm_bridge
 
 status=0
-if [ "${1:-}" = "--fast" ]; then
-  .venv/bin/pytest -m "not e2e" -q || status=$?
-else
-  echo "== fast suite (unit + component)"
-  .venv/bin/pytest -m "not e2e" -q || status=$?
+echo "== fast suite (unit, component, browser)"
+.venv/bin/pytest -m "not e2e and not processes" -q || status=$?
+echo "== real-process tests (engine workers, bridge and desktop processes)"
+procs=0
+.venv/bin/pytest -m "processes" -q -p no:cacheprovider || procs=$?
+if [ "$status" -eq 0 ]; then status=$procs; fi
+if [ "${1:-}" != "--fast" ]; then
   echo "== end-to-end through a real Asterisk 22"
   bash scripts/asterisk-testbed.sh provision
   e2e=0

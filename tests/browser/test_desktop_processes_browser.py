@@ -19,7 +19,11 @@ from ivr_engine.desktop import MASK
 from tests.component.desktop_node import PASSWORDS, Cluster, two_nodes
 from tests.component.test_agent_state_contract import REDIS_URL
 
-pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.processes,
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 
 @pytest_asyncio.fixture(loop_scope="module")

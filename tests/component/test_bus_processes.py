@@ -32,6 +32,8 @@ from tests.component.test_bus_contract import (
     require_redis,
 )
 
+pytestmark = pytest.mark.processes
+
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = BusSettings(partitions=8, lease_ms=1000, min_idle_ms=500, max_deliveries=5)
 TOTAL = 5_000

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
 from crm_bridge.bus import DEFAULT_PREFIX
 from crm_bridge.calls import BridgeSettings
 from ivr_engine.telephony.ami import AmiEvent
@@ -39,6 +41,8 @@ from tests.component.test_bus_contract import REDIS_URL, delete_prefix
 from tests.component.test_call_bridge_fakes import FakeAsterisk
 from tests.component.test_call_bridge_flow import running
 from tests.component.test_call_bridge_normalise import run
+
+pytestmark = pytest.mark.processes
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 20.0

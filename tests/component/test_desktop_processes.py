@@ -31,6 +31,8 @@ from ivr_engine.timeline import Timeline
 from tests.component.desktop_node import PASSWORDS, REPO, Cluster, Node, billing_call, two_nodes
 from tests.component.test_agent_state_contract import REDIS_URL
 
+pytestmark = pytest.mark.processes
+
 WAIT_S = 10.0
 
 

@@ -28,7 +28,10 @@ from tests.component.engine_workers import (
 from tests.component.test_ivr_flow import labels
 from tests.component.test_menu_reload import DEFAULT_ORDER, without_moving
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="Linux only")
+pytestmark = [
+    pytest.mark.processes,
+    pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="Linux only"),
+]
 
 
 @pytest.fixture

@@ -34,7 +34,10 @@ from tests.component.engine_workers import (
 from tests.component.test_ami_fake_peer import FakeAmi, PeerSession
 from tests.component.test_engine_workers import pids, run_args
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="Linux only")
+pytestmark = [
+    pytest.mark.processes,
+    pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="Linux only"),
+]
 
 Load = dict[str, Any]
 

@@ -22,14 +22,14 @@ def test_settle_heap_freezes_what_start_up_left() -> None:
     # in a child process: freezing the test runner's own heap would outlive the test
     code = (
         "import gc, ivr_engine.app; from ivr_engine.heap import settle_heap; "
-        "before = gc.get_freeze_count(); settle_heap(); "
-        "print(before, gc.get_freeze_count(), gc.get_threshold()[0])"
+        "before, default = gc.get_freeze_count(), gc.get_threshold()[0]; settle_heap(); "
+        "print(before, gc.get_freeze_count(), default, gc.get_threshold()[0])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    before, after, young = map(int, out.stdout.split())
-    assert before == 0
-    assert after > 10_000  # the modules, classes and objects an imported engine holds
-    assert young == 700  # the engine keeps Python's default young threshold
+    before, after, default, young = map(int, out.stdout.split())
+    # 3.12.1 starts with a few hundred objects frozen already; 3.13's default threshold is 2000
+    assert after > before + 10_000  # the modules, classes and objects an imported engine holds
+    assert young == default  # the engine keeps Python's default young threshold
 
 
 def test_the_bridge_process_settles_with_a_higher_young_threshold(
