@@ -45,7 +45,7 @@ from pathlib import Path
 import ivr_engine
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings
-from ivr_engine.task_dump import dump_tasks_on_sigusr1
+from ivr_engine.task_dump import log_tasks
 from ivr_engine.workers.child import EXIT_CONFIG, NO_LINK, REFUSED, settings_json
 from ivr_engine.workers.load_ledger import LoadLedger
 from ivr_engine.workers.role import WorkerRole
@@ -167,15 +167,25 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
-        dump_tasks_on_sigusr1()
+        loop.add_signal_handler(signal.SIGUSR1, self._dump_tasks)
 
     def _reload(self) -> None:
-        ready = [w for w in self.workers if w.ready and w.process is not None]
-        log.info("SIGHUP: asking %d worker(s) to reload their menus", len(ready))
-        for worker in ready:
-            assert worker.process is not None
+        log.info(
+            "SIGHUP: asking %d worker(s) to reload their menus", self._signal_workers(signal.SIGHUP)
+        )
+
+    def _dump_tasks(self) -> None:
+        """This process's tasks, then each worker's (the same signal: ``task_dump.py``)."""
+        log_tasks()
+        self._signal_workers(signal.SIGUSR1)
+
+    def _signal_workers(self, sig: signal.Signals) -> int:
+        """Send ``sig`` to every worker that is up; how many."""
+        ready = [w.process for w in self.workers if w.ready and w.process is not None]
+        for process in (p for p in ready if p.returncode is None):
             with contextlib.suppress(ProcessLookupError):
-                worker.process.send_signal(signal.SIGHUP)
+                process.send_signal(sig)
+        return len(ready)
 
     async def _serve(self) -> int:
         started = await asyncio.gather(

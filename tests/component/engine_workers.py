@@ -117,7 +117,10 @@ async def engine_process(
             stuck = await _dump_tasks(engine, [process.pid, *workers])
         else:
             stuck = ""
-        for pid in [process.pid, *workers]:  # a failed test must not leave processes behind
+        if process.returncode is None:  # still running (a reaped pid may be reused)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        for pid in workers:  # a failed test must not leave workers behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         await engine.exit_code()

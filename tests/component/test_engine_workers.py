@@ -118,9 +118,9 @@ async def test_sighup_reloads_the_menus_in_every_worker(
 
 
 async def test_sigusr1_logs_what_each_processs_tasks_await(two_workers: EngineProcess) -> None:
-    """The diagnosis for an engine that does not stop (``ivr_engine/task_dump.py``)."""
-    for pid in [two_workers.process.pid, *pids(two_workers)]:
-        os.kill(pid, signal.SIGUSR1)
+    """The diagnosis for an engine that does not stop (``ivr_engine/task_dump.py``): sent to
+    the supervisor, it goes on to every worker."""
+    two_workers.process.send_signal(signal.SIGUSR1)
     dumps = await two_workers.wait_log(r"SIGUSR1: \d+ asyncio task\(s\)", 3)
     assert len(dumps) == 3
     log = two_workers.log()
