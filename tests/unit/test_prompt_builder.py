@@ -19,18 +19,17 @@ import pytest
 
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.menu_config import load_menus, referenced_prompts
-from ivr_engine.prompt_builder import (
-    PromptBuildError,
+from ivr_engine.prompt_builder import build_prompts
+from ivr_engine.prompt_checks import (
     available_prompt_ids,
-    build_prompts,
     check_prompt_file,
     check_prompt_files,
-    load_prompt_texts,
     prompt_duration,
-    synthesize,
-    to_asterisk_wav,
-    wav_bytes,
 )
+from ivr_engine.prompt_conversion import to_asterisk_wav
+from ivr_engine.prompt_format import PromptBuildError, wav_bytes
+from ivr_engine.prompt_synthesis import synthesize
+from ivr_engine.prompt_texts import load_prompt_texts
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS_YAML = ROOT / "prompts" / "prompts.yaml"
