@@ -48,7 +48,7 @@ import asyncpg
 from seed_timeline import SKEW, phone_for
 from sqlalchemy.engine import make_url
 
-from ivr_engine.app import load_checked_menus
+from ivr_engine.checked_menus import load_checked_menus
 from ivr_engine.identity import normalize_caller_id
 from ivr_engine.personalize import decide_menu
 from ivr_engine.settings import Settings

@@ -3,35 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from aiohttp import web
 
 from crm_bridge.webhooks.relay import WebhookRelay
 from ivr_engine.api.app import create_api_app
+from ivr_engine.checked_menus import load_checked_menus
 from ivr_engine.contact_center.load_link import LoadLink
 from ivr_engine.contact_center.metrics import CountingSink, load_routes
 from ivr_engine.contact_center.reroute import REROUTE_SCRIPT, reroute_handler
 from ivr_engine.contact_center.wiring import ContactCenter
-from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
 from ivr_engine.flows.ivr_flow import CallSink, IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
-from ivr_engine.heap import settle_heap
 from ivr_engine.live_menus import LiveMenus
-from ivr_engine.menu_config import check_prompts_exist, load_menus, referenced_prompts
 from ivr_engine.omni.redeem_api import redeem_routes
 from ivr_engine.omni.webhook_feed import open_webhook_relay
 from ivr_engine.omni.wiring import Continuation, open_continuation
-from ivr_engine.prompt_builder import available_prompt_ids, check_prompt_files
 from ivr_engine.settings import Settings, is_loopback
-from ivr_engine.task_dump import dump_tasks_on_sigusr1
 from ivr_engine.telephony.agi import FastAgiServer
 from ivr_engine.telephony.esl import EslOutboundServer, OutboundLimits
 from ivr_engine.telephony.esl.ivr_handler import esl_ivr_handler, esl_reroute_handler
@@ -46,34 +39,6 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def load_checked_menus(settings: Settings) -> Mapping[str, Menu]:
-    """Menus validated, and every prompt they reference present (when checking is on)."""
-    menus = load_menus(settings.menus_dir)
-    if settings.check_prompts:
-        if not settings.sounds_dir.is_dir():
-            raise ConfigError(f"sounds_dir: {settings.sounds_dir} is not a directory")
-        available = available_prompt_ids(settings.sounds_dir)
-        for menu in menus.values():
-            check_prompts_exist(menu, settings.menus_dir / f"{menu.name}.yaml", available)
-        _check_prompt_audio(settings.sounds_dir, menus)
-    return menus
-
-
-def _check_prompt_audio(sounds_dir: Path, menus: Mapping[str, Menu]) -> None:
-    """A WAV prompt Asterisk cannot play as-is (not 8 kHz mono 16-bit, truncated, empty)
-    would be dead air for the caller: refuse to start, naming the file and the problem."""
-    own = {
-        prompt
-        for menu in menus.values()
-        for prompt in referenced_prompts(menu)
-        if (sounds_dir / f"{prompt}.wav").is_file()
-    }
-    problems = check_prompt_files(sounds_dir, own)
-    if problems:
-        lines = [f"{sounds_dir / prompt}.wav: {'; '.join(why)}" for prompt, why in problems.items()]
-        raise ConfigError("unplayable prompt files:\n" + "\n".join(lines))
 
 
 @dataclass
@@ -289,70 +254,3 @@ def _redact(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
-
-
-async def reload_logged(engine: Engine) -> bool:
-    """``engine.reload_menus`` for a signal: the outcome is logged, never raised."""
-    try:
-        menus = await engine.reload_menus()
-    except (ConfigError, OSError, ValueError) as exc:
-        log.error("menus NOT reloaded, the ones in force stay: %s", exc)
-        return False
-    log.info(
-        "menus reloaded: %s",
-        ", ".join(f"{m.name} ({len(m.options)} options)" for m in menus.values()),
-    )
-    return True
-
-
-async def run_engine(
-    settings: Settings,
-    ready_file: Path | None = None,
-    *,
-    role: WorkerRole | None = None,
-    on_ready: Callable[[Engine], None] | None = None,
-    load_link_fd: int | None = None,
-) -> None:
-    """Run until SIGINT/SIGTERM; SIGHUP reloads the menus. ``role``: one of several workers
-    (``ivr_engine.workers``); ``on_ready``: called once the engine takes calls;
-    ``load_link_fd``: the worker's socket to the supervisor's load ledger."""
-    engine = Engine(settings)
-    engine.role = role
-    engine.load_link_fd = load_link_fd
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[bool]] = set()
-
-    def on_sighup() -> None:
-        task = loop.create_task(reload_logged(engine), name="menu-reload")
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    dump_tasks_on_sigusr1()
-    try:
-        await engine.start()
-    except BaseException:
-        await engine.stop()  # what started (threads, pools) must not keep the process alive
-        raise
-    settle_heap()
-    try:
-        if ready_file is not None:
-            assert engine.agi is not None
-            ports = f"{engine.agi.port} {engine.http_port}\n"
-            await asyncio.to_thread(ready_file.write_text, ports, encoding="utf-8")
-        if on_ready is not None:
-            on_ready(engine)
-        await stop.wait()
-        calls = engine.agi.active_calls if engine.agi is not None else 0
-        log.info("stopping: no new calls; %d call(s) in progress may finish", calls)
-    finally:
-        for task in list(reloads):  # a reload still running must not outlive the engine
-            task.cancel()
-        await asyncio.gather(*reloads, return_exceptions=True)
-        await engine.stop()
-    log.info("engine stopped")

@@ -98,7 +98,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return await run_supervisor(settings, ready_file=args.ready_file)
     if args.command == "run":
-        from ivr_engine.app import run_engine
+        from ivr_engine.engine_process import run_engine
 
         await run_engine(settings, ready_file=args.ready_file)
     elif args.command == "migrate":

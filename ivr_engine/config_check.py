@@ -15,7 +15,7 @@ from ivr_engine.settings import Settings
 
 def check_offline(settings: Settings) -> list[str]:
     """Run the checks; one summary line per part checked (``ConfigError`` on a problem)."""
-    from ivr_engine.app import load_checked_menus
+    from ivr_engine.checked_menus import load_checked_menus
 
     menus = load_checked_menus(settings)
     done = [f"ok: {len(menus)} menu(s): {', '.join(sorted(menus))}"]

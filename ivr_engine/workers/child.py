@@ -25,8 +25,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from ivr_engine.app import Engine, run_engine
+from ivr_engine.app import Engine
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.engine_process import run_engine
 from ivr_engine.settings import Settings
 from ivr_engine.workers.role import WorkerRole
 

@@ -5,12 +5,12 @@ Start-up, in order (any failure: the workers started are stopped, exit non-zero)
 1. the settings were validated by the CLI; here the menus and prompts are checked once and
    a SQLite timeline is migrated once (the workers open it without migrating: N Alembic
    runs on one new file would race);
-2. the call ports (FastAGI, ESL when set) and the HTTP port are *reserved*: the supervisor
-   binds one ``SO_REUSEPORT`` socket per port and never listens on it. It fixes port 0 to
-   one real port for every worker, and no other program can take the port while a worker
-   restarts. The kernel spreads new connections only over the workers' listening sockets;
-3. the workers start (``child.py``) and each says ``ready`` once it listens; then, and only
-   then, the ``--ready-file`` is written (``AGI_PORT HTTP_PORT``, as one engine writes it).
+2. the call ports (FastAGI, ESL when set) and the HTTP port are *reserved*
+   (``port_reservation.py``): one real port each for every worker, held while workers
+   restart;
+3. the workers start (``worker_process.py``, ``child.py``) and each says ``ready`` once it
+   listens; then, and only then, the ``--ready-file`` is written (``AGI_PORT HTTP_PORT``, as
+   one engine writes it).
 
 With ``agents_file`` the supervisor also keeps the engine's one load state
 (``load_ledger.py``): each worker it starts gets a Unix socket to it, sends its load updates
@@ -22,7 +22,8 @@ outcome); SIGTERM or SIGINT is passed to every worker, which stops accepting and
 calls finish (the engine's own drain), and the supervisor exits 0 once they have all
 exited (any left after ``STOP_TIMEOUT_S`` are killed). A worker that exits on its own is
 restarted, in the same role, after a back-off (1 s, doubling while it keeps dying within
-``HEALTHY_AFTER_S`` of starting, at most 30 s), and logged. Its calls in progress were cut
+``HEALTHY_AFTER_S`` of starting, at most 30 s: ``Worker`` in ``worker_process.py``), and
+logged. Its calls in progress were cut
 off (Asterisk: ``AGISTATUS=FAILURE``, the dialplan's ``ivr-fail`` static menu); the other
 workers' calls are separate processes and go on, and new calls go to the workers still
 listening while it restarts.
@@ -33,80 +34,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
-import sys
 import time
-from asyncio.subprocess import PIPE
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ivr_engine
-from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings
 from ivr_engine.task_dump import log_tasks
-from ivr_engine.workers.child import EXIT_CONFIG, NO_LINK, REFUSED, settings_json
+from ivr_engine.workers.child import EXIT_CONFIG, settings_json
+from ivr_engine.workers.child_watcher import watch_children_by_pidfd
 from ivr_engine.workers.load_ledger import LoadLedger
+from ivr_engine.workers.port_reservation import hold_port
 from ivr_engine.workers.role import WorkerRole
+from ivr_engine.workers.worker_process import (
+    Worker,
+    WorkerFailed,
+    describe_exit,
+    start_worker,
+)
 
 log = logging.getLogger(__name__)
 
-READY_TIMEOUT_S = 120.0  # a worker's start: menus, prompts, database warm-up, agents
 STOP_TIMEOUT_S = 60.0  # the engine's drain (5 s of calls) plus the recorder's flush
-FIRST_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 30.0
-HEALTHY_AFTER_S = 60.0  # up this long: the next death starts the back-off again
-
-
-class WorkerFailed(Exception):
-    def __init__(self, role: WorkerRole, returncode: int | None, why: str) -> None:
-        super().__init__(f"{role.name} {why}")
-        self.returncode = returncode
-
-
-@dataclass
-class Worker:
-    role: WorkerRole
-    process: asyncio.subprocess.Process | None = None
-    ready: bool = False
-    started: float = 0.0
-    deaths: int = 0  # in a row, each within HEALTHY_AFTER_S of its start
-
-    def backoff_after_death(self, now: float) -> float:
-        self.ready = False
-        self.deaths = 1 if now - self.started >= HEALTHY_AFTER_S else self.deaths + 1
-        return float(min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (self.deaths - 1)))
-
-
-def reserve_port(host: str, port: int) -> socket.socket:
-    """A bound, never listening ``SO_REUSEPORT`` socket holding ``(host, port)``.
-
-    ``SO_REUSEPORT`` lets any process of the same user join a port: a second engine started
-    on the same ports would quietly take half of the calls and API requests. So a fixed port
-    is first bound *without* it (``SO_REUSEADDR`` only, as any server: sockets in TIME_WAIT
-    do not count), which fails while anything listens there; ``OSError`` then."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    if port != 0:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def describe_exit(returncode: int | None) -> str:
-    if returncode is not None and returncode < 0:
-        return f"killed by {signal.Signals(-returncode).name}"
-    return f"exit code {returncode}"
 
 
 @dataclass
@@ -134,7 +84,7 @@ class Supervisor:
                 sock.close()
 
     async def _prepare(self) -> None:
-        from ivr_engine.app import load_checked_menus
+        from ivr_engine.checked_menus import load_checked_menus
         from ivr_engine.timeline.migrate import upgrade
         from ivr_engine.timeline.urls import parse_database_url
 
@@ -152,13 +102,7 @@ class Supervisor:
         self._worker_settings = settings_json(settings.model_copy(update=self._ports))
 
     def _hold(self, key: str, host: str, port: int) -> int:
-        try:
-            sock = reserve_port(host, port)
-        except OSError as exc:
-            raise ConfigError(
-                f"{key}: cannot listen on {host}:{port}: {exc} (another ivr-engine, or another "
-                "program, is there)"
-            ) from exc
+        sock = hold_port(key, host, port)
         self._held.append(sock)
         return int(sock.getsockname()[1])
 
@@ -218,55 +162,7 @@ class Supervisor:
 
     async def _start(self, worker: Worker) -> None:
         """Start the worker's process; return once it says it takes calls."""
-        role = worker.role
-        process = await self._spawn(role)
-        worker.process, worker.started = process, time.monotonic()
-        if self._stopping.is_set():
-            process.terminate()
-        assert process.stdin is not None and process.stdout is not None
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            process.stdin.write(self._worker_settings.encode())
-            await process.stdin.drain()
-            process.stdin.close()
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                line = (await process.stdout.readline()).decode().split()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise WorkerFailed(role, None, f"not ready after {READY_TIMEOUT_S:.0f} s") from None
-        if line[:1] == [REFUSED]:
-            await process.wait()
-            raise WorkerFailed(role, EXIT_CONFIG, "refused the configuration (see above)")
-        if line[:1] != ["ready"]:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()  # it has exited, or (a bug) wrote something else first
-            code = await process.wait()
-            raise WorkerFailed(role, code, f"exited before it was ready ({describe_exit(code)})")
-        worker.ready = True
-        log.info("%s ready (pid %d)", role.name, process.pid)
-
-    async def _spawn(self, role: WorkerRole) -> asyncio.subprocess.Process:
-        """The worker's process; with a load ledger, its channel to it passed down."""
-        command = [sys.executable, "-P", "-m", "ivr_engine.workers.child"]  # -P: not the cwd
-        command += [str(role.index), str(role.count), str(os.getpid())]
-        env = _same_code_environment()
-        if self._ledger is None:
-            return await asyncio.create_subprocess_exec(
-                *command, NO_LINK, stdin=PIPE, stdout=PIPE, env=env
-            )
-        ours, theirs = LoadLedger.channel()
-        with theirs:  # the worker's once it runs: its exit ends the channel
-            fd = theirs.fileno()
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *command, str(fd), stdin=PIPE, stdout=PIPE, env=env, pass_fds=(fd,)
-                )
-            except BaseException:
-                ours.close()
-                raise
-        self._ledger.attach(role, ours)
-        return process
+        await start_worker(worker, self._worker_settings, self._ledger, self._stopping)
 
     async def _watch(self, worker: Worker) -> None:
         """Restart the worker whenever it exits, until the engine stops."""
@@ -317,13 +213,6 @@ class Supervisor:
         log.info("all workers stopped")
 
 
-def _same_code_environment() -> dict[str, str]:
-    """The environment for a worker: it imports the very ``ivr_engine`` this process runs."""
-    root = str(Path(ivr_engine.__file__).resolve().parents[1])
-    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-
-
 def _exit_code(failed: list[BaseException]) -> int:
     for exc in failed:
         log.error("engine not started: %s", exc)
@@ -335,18 +224,5 @@ def _exit_code(failed: list[BaseException]) -> int:
 
 async def run_supervisor(settings: Settings, ready_file: Path | None = None) -> int:
     """``ivr-engine run`` with ``workers`` > 1; the process's exit code."""
-    _watch_children_by_pidfd()
+    watch_children_by_pidfd()
     return await Supervisor(settings, ready_file).run()
-
-
-def _watch_children_by_pidfd() -> None:
-    """Python 3.11's default child watcher (a thread per child, ``waitpid``) reported a
-    worker's exit status as 255 ("Unknown child process") in 7 of 10 runs where two workers
-    exited at once; with a pidfd per child (Linux 5.3+, 3.12's default) in none of 10 by
-    hand, but still now and then under the test runner, so what a worker refuses it also
-    says on its pipe (``REFUSED``) and exit statuses only go into the log."""
-    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
-        return
-    watcher = asyncio.PidfdChildWatcher()
-    watcher.attach_loop(asyncio.get_running_loop())
-    asyncio.set_child_watcher(watcher)

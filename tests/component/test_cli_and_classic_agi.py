@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr_engine.app import load_checked_menus
+from ivr_engine.checked_menus import load_checked_menus
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings
 from ivr_engine.timeline.migrate import upgrade

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ivr_engine.app import Engine, reload_logged
+from ivr_engine.app import Engine
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.engine_process import reload_logged
 from tests.component.test_agents_management_api import start_engine as start_contact_centre
 from tests.component.test_ivr_flow import REPO, call, labels, settings_for
 

@@ -14,7 +14,8 @@ from typing import ClassVar
 
 import pytest
 
-from ivr_engine import app
+from ivr_engine import engine_process
+from ivr_engine.domain.errors import ConfigError
 from ivr_engine.heap import BRIDGE_YOUNG_THRESHOLD
 
 
@@ -89,7 +90,7 @@ class ScriptedEngine:
     async def reload_menus(self) -> dict[str, object]:
         self.steps.append("reload")
         if self.steps.count("reload") == 2:
-            raise app.ConfigError("main.yaml: broken")  # logged; the engine goes on
+            raise ConfigError("main.yaml: broken")  # logged; the engine goes on
         return {}
 
     async def stop(self) -> None:
@@ -101,9 +102,9 @@ async def run_scripted(
 ) -> list[str]:
     steps: ClassVar[list[str]] = []
     engine = type("Scripted", (ScriptedEngine,), {"SIGNALS": signals, "steps": steps})
-    monkeypatch.setattr(app, "Engine", engine)
-    monkeypatch.setattr(app, "settle_heap", lambda: steps.append("settle"))
-    await app.run_engine(None)  # type: ignore[arg-type]
+    monkeypatch.setattr(engine_process, "Engine", engine)
+    monkeypatch.setattr(engine_process, "settle_heap", lambda: steps.append("settle"))
+    await engine_process.run_engine(None)  # type: ignore[arg-type]
     return steps
 
 
@@ -125,9 +126,9 @@ async def test_sighup_reloads_the_menus_and_the_engine_keeps_running(
 async def test_a_stopping_engine_says_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="ivr_engine.app"):
+    with caplog.at_level(logging.INFO, logger="ivr_engine.engine_process"):
         await run_scripted(monkeypatch, (0.05, signal.SIGTERM))
-    said = [r.getMessage() for r in caplog.records if r.name == "ivr_engine.app"]
+    said = [r.getMessage() for r in caplog.records if r.name == "ivr_engine.engine_process"]
     assert said[-2:] == [
         "stopping: no new calls; 0 call(s) in progress may finish",
         "engine stopped",

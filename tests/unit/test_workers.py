@@ -15,7 +15,8 @@ from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings, load_settings
 from ivr_engine.workers import WorkerRole
 from ivr_engine.workers.child import settings_json
-from ivr_engine.workers.supervisor import Worker, describe_exit, reserve_port
+from ivr_engine.workers.port_reservation import reserve_port
+from ivr_engine.workers.worker_process import Worker, describe_exit
 
 AGENTS = Path("config/agents.yaml")
 TOKEN = "a" * 40
@@ -108,7 +109,7 @@ def test_an_engine_that_fails_to_start_is_stopped_so_the_process_can_exit(
     kept its threads and never exited: the supervisor waited for it forever."""
     import asyncio
 
-    from ivr_engine import app
+    from ivr_engine import engine_process
 
     steps: list[str] = []
 
@@ -123,7 +124,7 @@ def test_an_engine_that_fails_to_start_is_stopped_so_the_process_can_exit(
         async def stop(self) -> None:
             steps.append("stop")
 
-    monkeypatch.setattr(app, "Engine", FailingEngine)
+    monkeypatch.setattr(engine_process, "Engine", FailingEngine)
     with pytest.raises(ConfigError):
-        asyncio.run(app.run_engine(Settings()))
+        asyncio.run(engine_process.run_engine(Settings()))
     assert steps == ["start", "stop"]

@@ -1,0 +1,88 @@
+"""The engine as a running process (``ivr-engine run``, or one worker of several): start it,
+settle the heap, write the ready file, then run until SIGINT/SIGTERM; SIGHUP reloads the
+menus and SIGUSR1 dumps the tasks (``task_dump.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from ivr_engine.app import Engine
+from ivr_engine.domain.errors import ConfigError
+from ivr_engine.heap import settle_heap
+from ivr_engine.settings import Settings
+from ivr_engine.task_dump import dump_tasks_on_sigusr1
+from ivr_engine.workers.role import WorkerRole
+
+log = logging.getLogger(__name__)
+
+
+async def reload_logged(engine: Engine) -> bool:
+    """``engine.reload_menus`` for a signal: the outcome is logged, never raised."""
+    try:
+        menus = await engine.reload_menus()
+    except (ConfigError, OSError, ValueError) as exc:
+        log.error("menus NOT reloaded, the ones in force stay: %s", exc)
+        return False
+    log.info(
+        "menus reloaded: %s",
+        ", ".join(f"{m.name} ({len(m.options)} options)" for m in menus.values()),
+    )
+    return True
+
+
+async def run_engine(
+    settings: Settings,
+    ready_file: Path | None = None,
+    *,
+    role: WorkerRole | None = None,
+    on_ready: Callable[[Engine], None] | None = None,
+    load_link_fd: int | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM; SIGHUP reloads the menus. ``role``: one of several workers
+    (``ivr_engine.workers``); ``on_ready``: called once the engine takes calls;
+    ``load_link_fd``: the worker's socket to the supervisor's load ledger."""
+    engine = Engine(settings)
+    engine.role = role
+    engine.load_link_fd = load_link_fd
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(reload_logged(engine), name="menu-reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    dump_tasks_on_sigusr1()
+    try:
+        await engine.start()
+    except BaseException:
+        await engine.stop()  # what started (threads, pools) must not keep the process alive
+        raise
+    settle_heap()
+    try:
+        if ready_file is not None:
+            assert engine.agi is not None
+            ports = f"{engine.agi.port} {engine.http_port}\n"
+            await asyncio.to_thread(ready_file.write_text, ports, encoding="utf-8")
+        if on_ready is not None:
+            on_ready(engine)
+        await stop.wait()
+        calls = engine.agi.active_calls if engine.agi is not None else 0
+        log.info("stopping: no new calls; %d call(s) in progress may finish", calls)
+    finally:
+        for task in list(reloads):  # a reload still running must not outlive the engine
+            task.cancel()
+        await asyncio.gather(*reloads, return_exceptions=True)
+        await engine.stop()
+    log.info("engine stopped")

@@ -1,0 +1,122 @@
+"""One worker process as the supervisor runs it: its state and restart back-off (``Worker``),
+its start, and how it failed or exited.
+
+A worker is started running the very ``ivr_engine`` the supervisor runs (``child.py``), with
+the settings written to its stdin; with a load ledger (``load_ledger.py``) it also gets its
+end of a Unix socket to it. It is up once it says ``ready`` on its stdout; a configuration it
+refuses (``REFUSED``), an exit, or no answer within ``READY_TIMEOUT_S`` is a ``WorkerFailed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from asyncio.subprocess import PIPE
+from dataclasses import dataclass
+from pathlib import Path
+
+import ivr_engine
+from ivr_engine.workers.child import EXIT_CONFIG, NO_LINK, REFUSED
+from ivr_engine.workers.load_ledger import LoadLedger
+from ivr_engine.workers.role import WorkerRole
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 120.0  # a worker's start: menus, prompts, database warm-up, agents
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+HEALTHY_AFTER_S = 60.0  # up this long: the next death starts the back-off again
+
+
+class WorkerFailed(Exception):
+    def __init__(self, role: WorkerRole, returncode: int | None, why: str) -> None:
+        super().__init__(f"{role.name} {why}")
+        self.returncode = returncode
+
+
+@dataclass
+class Worker:
+    role: WorkerRole
+    process: asyncio.subprocess.Process | None = None
+    ready: bool = False
+    started: float = 0.0
+    deaths: int = 0  # in a row, each within HEALTHY_AFTER_S of its start
+
+    def backoff_after_death(self, now: float) -> float:
+        self.ready = False
+        self.deaths = 1 if now - self.started >= HEALTHY_AFTER_S else self.deaths + 1
+        return float(min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (self.deaths - 1)))
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit code {returncode}"
+
+
+async def start_worker(
+    worker: Worker, worker_settings: str, ledger: LoadLedger | None, stopping: asyncio.Event
+) -> None:
+    """Start the worker's process; return once it says it takes calls."""
+    role = worker.role
+    process = await spawn_worker(role, ledger)
+    worker.process, worker.started = process, time.monotonic()
+    if stopping.is_set():
+        process.terminate()
+    assert process.stdin is not None and process.stdout is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        process.stdin.write(worker_settings.encode())
+        await process.stdin.drain()
+        process.stdin.close()
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            line = (await process.stdout.readline()).decode().split()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise WorkerFailed(role, None, f"not ready after {READY_TIMEOUT_S:.0f} s") from None
+    if line[:1] == [REFUSED]:
+        await process.wait()
+        raise WorkerFailed(role, EXIT_CONFIG, "refused the configuration (see above)")
+    if line[:1] != ["ready"]:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()  # it has exited, or (a bug) wrote something else first
+        code = await process.wait()
+        raise WorkerFailed(role, code, f"exited before it was ready ({describe_exit(code)})")
+    worker.ready = True
+    log.info("%s ready (pid %d)", role.name, process.pid)
+
+
+async def spawn_worker(role: WorkerRole, ledger: LoadLedger | None) -> asyncio.subprocess.Process:
+    """The worker's process; with a load ledger, its channel to it passed down."""
+    command = [sys.executable, "-P", "-m", "ivr_engine.workers.child"]  # -P: not the cwd
+    command += [str(role.index), str(role.count), str(os.getpid())]
+    env = same_code_environment()
+    if ledger is None:
+        return await asyncio.create_subprocess_exec(
+            *command, NO_LINK, stdin=PIPE, stdout=PIPE, env=env
+        )
+    ours, theirs = LoadLedger.channel()
+    with theirs:  # the worker's once it runs: its exit ends the channel
+        fd = theirs.fileno()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command, str(fd), stdin=PIPE, stdout=PIPE, env=env, pass_fds=(fd,)
+            )
+        except BaseException:
+            ours.close()
+            raise
+    ledger.attach(role, ours)
+    return process
+
+
+def same_code_environment() -> dict[str, str]:
+    """The environment for a worker: it imports the very ``ivr_engine`` this process runs."""
+    root = str(Path(ivr_engine.__file__).resolve().parents[1])
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
