@@ -42,7 +42,8 @@ from ivr_engine.agents import AgentStateStore
 from ivr_engine.agents.errors import AgentStateError
 from ivr_engine.agents.model import AgentSnapshot
 from ivr_engine.contact_center.linked_load import READ_TIMEOUT_S, LinkedLoadTracker
-from ivr_engine.contact_center.load_view import LoadTracker, LoadUnavailable, WaitingCall
+from ivr_engine.contact_center.load_tracker import LoadTracker, LoadUnavailable
+from ivr_engine.contact_center.load_view import WaitingCall
 from ivr_engine.telephony.ami import AmiEvent
 
 log = logging.getLogger(__name__)

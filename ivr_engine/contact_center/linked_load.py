@@ -19,13 +19,8 @@ from typing import Final
 from ivr_engine.agents.model import AgentSnapshot
 from ivr_engine.contact_center import load_wire as wire
 from ivr_engine.contact_center.load_link import LoadLink
-from ivr_engine.contact_center.load_view import (
-    LoadSnapshot,
-    LoadTracker,
-    LoadUnavailable,
-    LoadView,
-    RouteKind,
-)
+from ivr_engine.contact_center.load_tracker import LoadTracker, LoadUnavailable, RouteKind
+from ivr_engine.contact_center.load_view import LoadSnapshot, LoadView
 from ivr_engine.domain.models import CallOutcome
 from ivr_engine.routing import Roster, RoutingConfig
 from ivr_engine.routing.models import require_aware

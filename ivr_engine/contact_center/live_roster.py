@@ -22,7 +22,8 @@ from ivr_engine.agents.errors import AgentStateError
 from ivr_engine.agents.model import AgentState
 from ivr_engine.contact_center.agent_record import AgentRecord
 from ivr_engine.contact_center.agents_file import known_skills
-from ivr_engine.contact_center.load_view import LoadTracker, LoadView
+from ivr_engine.contact_center.load_tracker import LoadTracker
+from ivr_engine.contact_center.load_view import LoadView
 from ivr_engine.contact_center.roster_store import RosterSnapshot, SqlRosterStore
 from ivr_engine.desktop.directory import AgentDirectory, DesktopAgent
 from ivr_engine.domain.errors import TimelineUnavailable

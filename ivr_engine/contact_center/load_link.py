@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
-from ivr_engine.contact_center.load_view import LoadUnavailable
+from ivr_engine.contact_center.load_tracker import LoadUnavailable
 from ivr_engine.contact_center.load_wire import (
     MAX_LINE_BYTES,
     BadMessage,

@@ -29,7 +29,8 @@ from typing import Any, Final
 import orjson
 
 from ivr_engine.contact_center.load_json import CountersJson
-from ivr_engine.contact_center.load_view import LoadTracker, RouteKind, WaitingCall
+from ivr_engine.contact_center.load_tracker import LoadTracker, RouteKind
+from ivr_engine.contact_center.load_view import WaitingCall
 from ivr_engine.domain.models import CallOutcome
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

@@ -34,7 +34,8 @@ from aiohttp import web
 from ivr_engine.agents.errors import AgentStateError
 from ivr_engine.agents.model import AgentSnapshot
 from ivr_engine.api.errors import error_response
-from ivr_engine.contact_center.load_view import LoadSnapshot, LoadTracker, LoadUnavailable
+from ivr_engine.contact_center.load_tracker import LoadTracker, LoadUnavailable
+from ivr_engine.contact_center.load_view import LoadSnapshot
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import CallOutcome
 from ivr_engine.flows.call_record import CallRecord

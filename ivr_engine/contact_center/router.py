@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from ivr_engine.agents import AgentStateStore
 from ivr_engine.agents.errors import AgentStateError
 from ivr_engine.agents.model import AgentSnapshot as LiveSnapshot
-from ivr_engine.contact_center.load_view import LoadTracker
+from ivr_engine.contact_center.load_tracker import LoadTracker
 from ivr_engine.desktop import DesktopHub
 from ivr_engine.desktop.pop import ring_from_call
 from ivr_engine.domain.errors import IvrEngineError

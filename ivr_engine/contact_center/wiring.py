@@ -31,7 +31,7 @@ from ivr_engine.contact_center.device_tracker import DeviceStateTracker, start_d
 from ivr_engine.contact_center.linked_load import LinkedLoadTracker, load_tracker_for
 from ivr_engine.contact_center.live_roster import LiveRoster
 from ivr_engine.contact_center.load_link import DROPPED, LoadLink
-from ivr_engine.contact_center.load_view import LoadTracker
+from ivr_engine.contact_center.load_tracker import LoadTracker
 from ivr_engine.contact_center.metrics import (
     MetricFamily,
     pops_lost_family,

@@ -31,12 +31,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ivr_engine.contact_center.load_view import (
+from ivr_engine.contact_center.load_tracker import (
     DEFAULT_MAX_CALLS,
     DEFAULT_STALE_AFTER_S,
     LoadTracker,
-    LoadView,
 )
+from ivr_engine.contact_center.load_view import LoadView
 from ivr_engine.contact_center.load_wire import (
     MAX_LINE_BYTES,
     BadMessage,

@@ -15,7 +15,7 @@ from playwright.async_api import Page, expect
 from ivr_engine.agents import InMemoryAgentStateStore
 from ivr_engine.api.auth import ApiTokens, auth_middleware
 from ivr_engine.api.errors import error_middleware
-from ivr_engine.contact_center.load_view import LoadTracker
+from ivr_engine.contact_center.load_tracker import LoadTracker
 from ivr_engine.contact_center.metrics import load_routes
 from ivr_engine.routing import Agent, build_roster, parse_routing_config
 from tests.browser.test_load_view_browser import ROUTING, per_test_fixture

@@ -26,7 +26,7 @@ from ivr_engine.agents import (
     InMemoryAgentStateStore,
 )
 from ivr_engine.api.errors import error_middleware
-from ivr_engine.contact_center.load_view import LoadTracker
+from ivr_engine.contact_center.load_tracker import LoadTracker
 from ivr_engine.contact_center.metrics import load_routes
 from ivr_engine.routing import Agent, build_roster, parse_routing_config
 

@@ -21,9 +21,11 @@ import pytest
 
 from ivr_engine.agents.memory import InMemoryAgentStateStore
 from ivr_engine.agents.model import AgentState
-from ivr_engine.contact_center.load_view import LoadTracker, LoadView
+from ivr_engine.contact_center.agent_call_timeline import AGENT_ENDED
+from ivr_engine.contact_center.load_tracker import LoadTracker
+from ivr_engine.contact_center.load_view import LoadView
 from ivr_engine.contact_center.router import AGENT_ANSWERED
-from ivr_engine.contact_center.tracker import AGENT_ENDED, AgentCallTracker
+from ivr_engine.contact_center.tracker import AgentCallTracker
 from ivr_engine.ports import Identity
 from ivr_engine.telephony.ami import AmiClient
 from ivr_engine.timeline import Timeline, open_timeline
@@ -302,7 +304,7 @@ async def test_a_failed_or_unanswered_list_is_logged_and_retried_at_the_next_log
     rig.peer.handlers["coreshowchannels"] = flaky_list
 
     del rig.peer.live_channels[call]  # it hangs up during the first outage
-    caplog.set_level(logging.WARNING, "ivr_engine.contact_center.tracker")
+    caplog.set_level(logging.WARNING, "ivr_engine.contact_center.agent_call_resync")
     for _ in range(2):
         resyncs = rig.tracker.resyncs
         await rig.peer.stop()

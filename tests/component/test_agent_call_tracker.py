@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 from ivr_engine.agents.memory import InMemoryAgentStateStore
 from ivr_engine.agents.model import AgentState
+from ivr_engine.contact_center.agent_call_timeline import AGENT_ENDED, AGENT_MISSED
 from ivr_engine.contact_center.router import AGENT_ANSWERED
-from ivr_engine.contact_center.tracker import AGENT_ENDED, AGENT_MISSED, AgentCallTracker
+from ivr_engine.contact_center.tracker import AgentCallTracker
 from ivr_engine.ports import Identity
 from ivr_engine.telephony.ami import AmiEvent
 from ivr_engine.telephony.ami.protocol import build_message

@@ -21,9 +21,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ivr_engine.api import routes_messages, serialize
 from ivr_engine.api.app import create_api_app
+from ivr_engine.api.conversation_rules import close_events, is_open
 from ivr_engine.api.openapi import _Builder
 from ivr_engine.api.openapi_messages import message_paths
-from ivr_engine.api.routes_messages import CaseEventHead, close_events, is_open
+from ivr_engine.api.routes_messages import CaseEventHead
 from ivr_engine.api.schemas_messages import CloseIn
 from ivr_engine.domain.models import RankingPolicy
 from ivr_engine.personalize.ranking import rank_intents

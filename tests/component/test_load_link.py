@@ -27,7 +27,8 @@ from ivr_engine.agents import AgentState, InMemoryAgentStateStore
 from ivr_engine.contact_center import load_wire as wire
 from ivr_engine.contact_center.linked_load import LinkedLoadTracker
 from ivr_engine.contact_center.load_link import LoadLink
-from ivr_engine.contact_center.load_view import LoadTracker, LoadUnavailable, LoadView
+from ivr_engine.contact_center.load_tracker import LoadTracker, LoadUnavailable
+from ivr_engine.contact_center.load_view import LoadView
 from ivr_engine.contact_center.metrics import load_routes
 from ivr_engine.domain.models import CallOutcome
 from ivr_engine.workers import load_ledger

@@ -25,13 +25,12 @@ from ivr_engine.agents import (
     InMemoryAgentStateStore,
 )
 from ivr_engine.api.errors import error_middleware
+from ivr_engine.contact_center.load_tracker import LoadTracker, RouteKind
 from ivr_engine.contact_center.load_view import (
     NO_SKILL,
     NO_TEAM,
     LoadSnapshot,
-    LoadTracker,
     LoadView,
-    RouteKind,
     WaitingCall,
 )
 from ivr_engine.contact_center.metrics import (

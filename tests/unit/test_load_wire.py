@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ivr_engine.contact_center import load_wire as wire
-from ivr_engine.contact_center.load_view import MAX_FINISHED, LoadTracker, LoadView, WaitingCall
+from ivr_engine.contact_center.load_tracker import MAX_FINISHED, LoadTracker
+from ivr_engine.contact_center.load_view import LoadView, WaitingCall
 from ivr_engine.routing import Agent, build_roster, parse_routing_config
 
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
