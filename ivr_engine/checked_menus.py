@@ -9,7 +9,7 @@ from pathlib import Path
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
 from ivr_engine.menu_config import check_prompts_exist, load_menus, referenced_prompts
-from ivr_engine.prompt_builder import available_prompt_ids, check_prompt_files
+from ivr_engine.prompt_checks import available_prompt_ids, check_prompt_files
 from ivr_engine.settings import Settings
 
 

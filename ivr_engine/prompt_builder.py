@@ -33,13 +33,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from ivr_engine.domain.errors import ConfigError
-
-# The two ``as`` imports re-export the start-up checks for app.py, which imports them from here
-# (it is being split on another branch); once it imports them from ivr_engine.prompt_checks,
-# drop them.
-from ivr_engine.prompt_checks import available_prompt_ids as available_prompt_ids
 from ivr_engine.prompt_checks import check_prompt_file, prompt_duration
-from ivr_engine.prompt_checks import check_prompt_files as check_prompt_files
 from ivr_engine.prompt_conversion import to_asterisk_wav
 from ivr_engine.prompt_format import PromptBuildError
 from ivr_engine.prompt_synthesis import synthesize
