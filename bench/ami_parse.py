@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ivr_engine.telephony.ami.framing import AmiFramer
-from ivr_engine.telephony.ami.protocol import Header, build_message, build_plain, parse_header_line
+from ivr_engine.telephony.ami.messages import Header
+from ivr_engine.telephony.ami.parsing import build_message, build_plain, parse_header_line
 
 CHUNK = 64 * 1024
 LIMIT = 64 * 1024

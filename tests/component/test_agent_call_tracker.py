@@ -13,7 +13,7 @@ from ivr_engine.contact_center.router import AGENT_ANSWERED
 from ivr_engine.contact_center.tracker import AgentCallTracker
 from ivr_engine.ports import Identity
 from ivr_engine.telephony.ami import AmiEvent
-from ivr_engine.telephony.ami.protocol import build_message
+from ivr_engine.telephony.ami.parsing import build_message
 from ivr_engine.timeline import Timeline
 
 

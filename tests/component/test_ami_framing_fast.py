@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ivr_engine.telephony.ami.errors import AmiProtocolError
 from ivr_engine.telephony.ami.framing import AmiFramer
-from ivr_engine.telephony.ami.protocol import decode_line, parse_header_line
+from ivr_engine.telephony.ami.parsing import decode_line, parse_header_line
 
 Framed = list[list[tuple[str, str]]]
 

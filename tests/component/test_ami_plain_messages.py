@@ -12,13 +12,8 @@ from hypothesis import strategies as st
 
 from ivr_engine.telephony.ami.errors import AmiProtocolError
 from ivr_engine.telephony.ami.framing import AmiFramer, plain_text
-from ivr_engine.telephony.ami.protocol import (
-    AmiEvent,
-    AmiMessage,
-    AmiResponse,
-    build_message,
-    build_plain,
-)
+from ivr_engine.telephony.ami.messages import AmiEvent, AmiMessage, AmiResponse
+from ivr_engine.telephony.ami.parsing import build_message, build_plain
 from tests.component.test_ami_fake_peer import encode
 from tests.component.test_ami_framing_fast import _reference as reference_headers
 from tests.component.test_call_bridge_fakes import Switch

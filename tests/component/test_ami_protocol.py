@@ -19,10 +19,10 @@ from ivr_engine.telephony.ami import (
     format_action,
     parse_message,
 )
+from ivr_engine.telephony.ami.actions import MAX_ACTION_HEADERS
 from ivr_engine.telephony.ami.backoff import make_backoff
 from ivr_engine.telephony.ami.framing import AmiFramer
-from ivr_engine.telephony.ami.protocol import (
-    MAX_ACTION_HEADERS,
+from ivr_engine.telephony.ami.parsing import (
     build_message,
     decode_line,
     parse_banner,

@@ -18,7 +18,7 @@ from ivr_engine.contact_center.call_resync import (
 )
 from ivr_engine.contact_center.load_view import WaitingCall
 from ivr_engine.telephony.ami import AmiEvent
-from ivr_engine.telephony.ami.protocol import build_message
+from ivr_engine.telephony.ami.parsing import build_message
 
 ASKED = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 BEFORE, AFTER = ASKED - timedelta(seconds=1), ASKED + timedelta(milliseconds=1)

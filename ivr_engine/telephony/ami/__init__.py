@@ -2,6 +2,7 @@
 detects dead connections by ping, correlates actions and event lists by ActionID, and hands
 events to bounded, ordered subscriptions. See README.md in this package."""
 
+from ivr_engine.telephony.ami.actions import HeaderValue, format_action
 from ivr_engine.telephony.ami.backoff import Backoff
 from ivr_engine.telephony.ami.client import AmiClient, AmiState
 from ivr_engine.telephony.ami.connection import AmiLimits, AmiList
@@ -31,14 +32,8 @@ from ivr_engine.telephony.ami.events import (
     int_header,
     user_event_name,
 )
-from ivr_engine.telephony.ami.protocol import (
-    AmiEvent,
-    AmiMessage,
-    AmiResponse,
-    HeaderValue,
-    format_action,
-    parse_message,
-)
+from ivr_engine.telephony.ami.messages import AmiEvent, AmiMessage, AmiResponse
+from ivr_engine.telephony.ami.parsing import parse_message
 
 __all__ = [
     "AmiActionFailed",

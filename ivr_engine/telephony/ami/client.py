@@ -12,15 +12,11 @@ Lifecycle, run by one background task started by ``start()``::
 * Actions are never queued or re-sent across connections (``Originate`` is not idempotent):
   while not connected ``action`` raises ``AmiNotConnected``; actions waiting when the
   connection drops raise ``AmiConnectionLost``.
-* ``server_filter``: event names Asterisk should send at all. Right after each login (the
-  client counts as connected by then: a ``FullyBooted`` subscriber may act at once), one
-  ``Filter`` action per name (``MatchCriteria: name(X)``, the exact-name filter of recent
-  Asterisk 20 / 21 releases and 22) makes Asterisk drop every other event of the login's
-  classes before writing it (``DeviceStateChange``, ``SoftHangupRequest``, ``ContactStatus``
-  ... would cost the reader their parsing). It only saves work: subscriptions still filter
-  here. Refused whole (the manager user lacks ``write=system``, an older Asterisk), the
-  client warns once and reads unfiltered from then on; taken only in part (a whitelist
-  missing names would hide events), it logs in again without a filter.
+* ``server_filter``: event names Asterisk should send at all, asked for right after each
+  login (the client counts as connected by then: a ``FullyBooted`` subscriber may act at
+  once) with one ``Filter`` action per name (``login.ServerFilter``). It only saves work:
+  subscriptions still filter here. Refused whole, the client warns once and reads
+  unfiltered from then on; taken only in part, it logs in again without a filter.
 * ``close()`` sends ``Logoff`` when connected, stops the task wherever it is (connecting,
   backing off), fails waiting actions with ``AmiConnectionLost`` and ends every
   subscription (iteration stops after the events already queued).
@@ -35,6 +31,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import NoReturn, Self
 
+from ivr_engine.telephony.ami.actions import HeaderValue
 from ivr_engine.telephony.ami.backoff import Backoff, make_backoff
 from ivr_engine.telephony.ami.connection import DEFAULT_LIMITS, AmiConnection, AmiLimits, AmiList
 from ivr_engine.telephony.ami.errors import (
@@ -46,12 +43,10 @@ from ivr_engine.telephony.ami.errors import (
     LoginFailed,
 )
 from ivr_engine.telephony.ami.events import DEFAULT_MAXSIZE, EventFilter, Subscription
-from ivr_engine.telephony.ami.protocol import AmiEvent, AmiResponse, HeaderValue
+from ivr_engine.telephony.ami.login import ServerFilter, log_in
+from ivr_engine.telephony.ami.messages import AmiEvent, AmiResponse
 
 log = logging.getLogger(__name__)
-# Asterisk answers a Login with "Asterisk is shutting down" while it stops or restarts: not
-# a credentials problem, so the client reconnects with its normal back-off.
-_TRANSIENT_REFUSAL = "shutting down"
 
 
 class AmiState(StrEnum):
@@ -88,7 +83,7 @@ class AmiClient:
         self._ping_timeout_s = ping_timeout_s
         self._backoff = make_backoff(backoff)
         self._events = events
-        self._server_filter = server_filter
+        self._server_filter = ServerFilter(server_filter)
         self.server_filtered = False  # this session's events are filtered by Asterisk
         self._limits = limits
         self._state = AmiState.IDLE
@@ -273,51 +268,24 @@ class AmiClient:
             await conn.close()
 
     async def _login(self, conn: AmiConnection) -> None:
-        headers = {"Username": self.username, "Secret": self._secret, "Events": self._events}
-        result = await conn.request("Login", headers, self._limits.login_timeout_s)
-        if not result.response.ok:
-            why = result.response.message or result.response.response
-            if _TRANSIENT_REFUSAL in why.lower():  # ``core stop``/``restart`` under way
-                raise AmiConnectionLost(f"AMI at {self.host}:{self.port} refused login: {why}")
-            raise LoginFailed(
-                f"AMI login as {self.username!r} to {self.host}:{self.port} refused: {why}"
-            )
+        await log_in(
+            conn,
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            secret=self._secret,
+            events=self._events,
+            timeout_s=self._limits.login_timeout_s,
+        )
         self.logins += 1
         self.server_filtered = False
         self._backoff.reset()
         self._conn = conn
         self._set_state(AmiState.CONNECTED)
-        if self._server_filter:
-            await self._install_server_filter(conn)
-
-    async def _install_server_filter(self, conn: AmiConnection) -> None:
-        names = self._server_filter
-        timeout_s = self._limits.login_timeout_s
-        lists = await asyncio.gather(
-            *(
-                conn.request(
-                    "Filter", {"Operation": "Add", "MatchCriteria": f"name({name})"}, timeout_s
-                )
-                for name in names
-            )
-        )  # a lost connection or a timeout raises: the next session tries again
-        refused = [answer.response for answer in lists if not answer.response.ok]
-        if not refused:
-            self.server_filtered = True
-            return
-        self._server_filter = ()  # from now on, every event of the login's classes
-        why = refused[0].message or refused[0].response
-        where = f"AMI {self.host}:{self.port}"
-        if len(refused) < len(names):
-            raise AmiConnectionLost(
-                f"{where} took only part of the event filter ({why}): logging in again without one"
-            )
-        log.warning(
-            "%s refused the event filter (%s): reading every event of the login's classes "
-            "(Filter needs write=system for the manager user)",
-            where,
-            why,
-        )
+        if self._server_filter.names:
+            where = f"AMI {self.host}:{self.port}"
+            timeout_s = self._limits.login_timeout_s
+            self.server_filtered = await self._server_filter.install(conn, timeout_s, where)
 
 
 def _log_task_failure(task: asyncio.Task[None]) -> None:

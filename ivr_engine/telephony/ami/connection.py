@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, NoReturn
 
+from ivr_engine.telephony.ami.actions import HeaderValue, format_action
 from ivr_engine.telephony.ami.errors import (
     AmiActionTimeout,
     AmiConnectionLost,
@@ -28,16 +29,8 @@ from ivr_engine.telephony.ami.errors import (
     AmiProtocolError,
 )
 from ivr_engine.telephony.ami.framing import AmiFramer
-from ivr_engine.telephony.ami.protocol import (
-    AmiEvent,
-    AmiResponse,
-    HeaderValue,
-    build_message,
-    build_plain,
-    decode_line,
-    format_action,
-    parse_banner,
-)
+from ivr_engine.telephony.ami.messages import AmiEvent, AmiResponse
+from ivr_engine.telephony.ami.parsing import build_message, build_plain, decode_line, parse_banner
 
 log = logging.getLogger(__name__)
 

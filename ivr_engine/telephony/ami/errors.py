@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ivr_engine.domain.errors import IvrEngineError
 
 if TYPE_CHECKING:
-    from ivr_engine.telephony.ami.protocol import AmiResponse
+    from ivr_engine.telephony.ami.messages import AmiResponse
 
 
 class AmiError(IvrEngineError):

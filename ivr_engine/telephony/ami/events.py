@@ -28,7 +28,7 @@ from ivr_engine.telephony.ami.errors import (
     SubscriptionFilterError,
     SubscriptionOverflow,
 )
-from ivr_engine.telephony.ami.protocol import AmiEvent, AmiMessage
+from ivr_engine.telephony.ami.messages import AmiEvent, AmiMessage
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from __future__ import annotations
 from itertools import repeat
 
 from ivr_engine.telephony.ami.errors import AmiConnectionLost, AmiProtocolError
-from ivr_engine.telephony.ami.protocol import Header, parse_header_line, plain_headers
+from ivr_engine.telephony.ami.messages import Header, plain_headers
+from ivr_engine.telephony.ami.parsing import parse_header_line
 
 _END = b"\r\n\r\n"  # the end of a message as Asterisk writes it
 _SEP = ": "
@@ -130,7 +131,7 @@ def plain_text(block: bytes) -> str | None:
     """The text of a whole message (without its final CRLF CRLF) if it is plain: ASCII,
     lines ended by CRLF (no other CR or LF), each ``Key: Value`` with exactly one colon,
     the key not empty and without blanks. Such a text gives what the exact path gives
-    (``protocol.plain_headers``); else None. C-speed byte operations only: what is left of
+    (``messages.plain_headers``); else None. C-speed byte operations only: what is left of
     the block without its key and value characters (``skeleton``, a few bytes a line) must
     be ``": "`` + the value's blanks on each line, the lines joined by CRLF."""
     if not block.isascii() or block[:1] == b":" or b"\n:" in block:

@@ -1,67 +1,24 @@
-"""The AMI wire format as pure functions: banner, header lines, messages, actions.
+"""AMI messages as received: ``AmiMessage`` and its two kinds, ``AmiResponse`` and ``AmiEvent``.
 
-Asterisk opens with one banner line ``Asterisk Call Manager/<version>\\r\\n``; after that
-every message is ``Key: Value\\r\\n`` lines ended by a blank line. A message whose first
-header is ``Response`` answers an action (matched by ``ActionID``); one whose first header is
-``Event`` is an event. Keys may repeat (``Output`` lines of a ``Command`` response,
-``ChanVariable`` lines of channel events): every value is kept, in order.
+A message is ``Key: Value`` header lines; one whose first header is ``Response`` answers an
+action (matched by ``ActionID``), one whose first header is ``Event`` is an event. Keys may
+repeat (``Output`` lines of a ``Command`` response, ``ChanVariable`` lines of channel
+events): every value is kept, in order. Reading them from the wire is ``parsing.py``.
 
-AMI has no escaping: a CR or LF inside a value would start a new header (header injection),
-so ``format_action`` refuses it instead, and also refuses what Asterisk would silently drop
-(lines over its 1024-byte input buffer, more than 128 headers).
-
-Nothing here does I/O. Parsers raise only ``AmiProtocolError``; ``format_action`` raises only
-``InvalidAction``.
+Nothing here does I/O.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Self, overload
 
-from ivr_engine.telephony.ami.errors import AmiActionFailed, AmiProtocolError, InvalidAction
+from ivr_engine.telephony.ami.errors import AmiActionFailed
 
-BANNER_PREFIX = "Asterisk Call Manager/"
-#: Asterisk reads action lines into a 1024-byte buffer (CRLF included) and drops longer ones.
-MAX_ACTION_LINE_BYTES = 1024
-#: AST_MAX_MANHEADERS: Asterisk ignores headers of an action past the 128th.
-MAX_ACTION_HEADERS = 128
-
-HeaderValue = str | int | Sequence[str]
-"""A header value for ``format_action``: a string, an int (bools become ``true``/``false``)
-or a sequence of strings, sent as the same header repeated (``Variable`` of ``Originate``)."""
-
-_ACTION_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-_RESERVED_KEYS = frozenset({"action", "actionid"})
-_FORBIDDEN_IN_VALUE = ("\r", "\n", "\0")
 _OK_RESPONSES = frozenset({"success", "goodbye", "follows"})
 _LIST_ENDS = frozenset({"complete", "cancelled"})
 
 Header = tuple[str, str]
-
-
-def decode_line(raw: bytes) -> str:
-    """One received line without its line ending. Bytes that are not UTF-8 (a caller name
-    from a Latin-1 phone, a hostile peer) become U+FFFD: they are data, not a reason to drop."""
-    return raw.decode("utf-8", "replace").rstrip("\r\n")
-
-
-def parse_banner(line: str) -> str:
-    """``Asterisk Call Manager/11.0.0`` → ``"11.0.0"``; anything else is not AMI."""
-    if not line.startswith(BANNER_PREFIX) or len(line) > 200:
-        raise AmiProtocolError(f"not an Asterisk Manager Interface banner: {line[:80]!r}")
-    return line[len(BANNER_PREFIX) :].strip()
-
-
-def parse_header_line(line: str) -> Header:
-    """``Key: Value`` → ``("Key", "Value")``. Only the one space Asterisk writes after the
-    colon is removed, so indented ``Output:`` lines keep their indentation."""
-    key, sep, value = line.partition(":")
-    key = key.strip()
-    if not sep or not key:
-        raise AmiProtocolError(f"AMI line is not 'Key: Value': {line[:80]!r}")
-    return key, value[1:] if value.startswith(" ") else value
 
 
 class AmiMessage:
@@ -277,86 +234,3 @@ class AmiEvent(AmiMessage):
     def ends_list(self) -> bool:
         """``EventList: Complete`` (or ``Cancelled``): the last event of an action's list."""
         return self.get("EventList", "").lower() in _LIST_ENDS
-
-
-def build_message(headers: Sequence[Header]) -> AmiResponse | AmiEvent | None:
-    """Classify a received message by its first header; None if it is neither a response nor
-    an event (the AMI rules say the first header is one of them)."""
-    if not headers:
-        return None
-    first = headers[0][0].lower()
-    if first == "response":
-        return AmiResponse(headers)
-    if first == "event":
-        return AmiEvent(headers)
-    return None
-
-
-def build_plain(text: str) -> AmiResponse | AmiEvent | None:
-    """``build_message`` for a plain message's text (see ``AmiMessage.plain``)."""
-    first = text[: text.find(":")].lower()
-    if first == "event":
-        return AmiEvent.plain(text)
-    if first == "response":
-        return AmiResponse.plain(text)
-    return None
-
-
-def parse_message(lines: Iterable[str]) -> AmiResponse | AmiEvent | None:
-    """A whole message from its lines (without the ending blank line)."""
-    return build_message([parse_header_line(line) for line in lines])
-
-
-def _value_strings(key: str, value: HeaderValue) -> list[str]:
-    if isinstance(value, bool):
-        return ["true" if value else "false"]
-    if isinstance(value, int):
-        return [str(value)]
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise InvalidAction(
-        f"header {key!r}: a value is a str, an int or a list of str, not {type(value).__name__}"
-    )
-
-
-def _check_value(key: str, value: str) -> None:
-    if any(c in value for c in _FORBIDDEN_IN_VALUE):
-        raise InvalidAction(
-            f"header {key!r}: CR, LF and NUL cannot be sent in an AMI value (no escaping exists)"
-        )
-
-
-def action_headers(name: str, action_id: str, headers: Mapping[str, HeaderValue]) -> list[Header]:
-    """The validated header lines of an action, ``Action`` and ``ActionID`` first."""
-    if not _ACTION_KEY.fullmatch(name):
-        raise InvalidAction(f"invalid AMI action name {name!r}")
-    _check_value("ActionID", action_id)
-    lines: list[Header] = [("Action", name), ("ActionID", action_id)]
-    for key, value in headers.items():
-        if not _ACTION_KEY.fullmatch(key):
-            raise InvalidAction(f"invalid AMI header name {key!r}")
-        if key.lower() in _RESERVED_KEYS:
-            raise InvalidAction(f"header {key!r} is set by the client")
-        for text in _value_strings(key, value):
-            _check_value(key, text)
-            lines.append((key, text))
-    return lines
-
-
-def format_action(name: str, action_id: str, headers: Mapping[str, HeaderValue]) -> bytes:
-    """The bytes of one action message, or ``InvalidAction`` if it cannot be sent safely."""
-    lines = action_headers(name, action_id, headers)
-    if len(lines) > MAX_ACTION_HEADERS:
-        raise InvalidAction(
-            f"{name}: {len(lines)} headers, Asterisk reads at most {MAX_ACTION_HEADERS}"
-        )
-    encoded = [f"{key}: {value}\r\n".encode() for key, value in lines]
-    for (key, _), line in zip(lines, encoded, strict=True):
-        if len(line) > MAX_ACTION_LINE_BYTES:
-            raise InvalidAction(
-                f"{name}: header {key!r} is {len(line)} bytes, Asterisk drops lines over "
-                f"{MAX_ACTION_LINE_BYTES}"
-            )
-    return b"".join(encoded) + b"\r\n"
