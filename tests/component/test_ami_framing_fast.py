@@ -88,3 +88,12 @@ def test_a_long_line_in_a_whole_message_is_still_refused() -> None:
     data = b"Event: A\r\nX: " + b"y" * 300 + b"\r\n\r\n"
     assert _outcome(lambda: _framed(data, [], max_line=200)) is AmiProtocolError
     assert _framed(data, [], max_line=400) == [[("Event", "A"), ("X", "y" * 300)]]
+
+
+def test_a_cr_and_an_lf_apart_inside_a_value_are_not_a_crlf() -> None:
+    # Found by the property test above: without the key and value characters the CR of
+    # "x\ry" and the LF after "y" stand side by side and looked like one CRLF, so the fast
+    # path took the block as plain and failed with a ValueError instead of framing it.
+    data = b"Event: x\ry\nEvent: \r\n\r\n"
+    assert _framed(data, []) == _reference(data) == [[("Event", "x\ry"), ("Event", "")]]
+    assert _framed(data, [9, 14]) == _reference(data)

@@ -145,7 +145,8 @@ def plain_text(block: bytes) -> str | None:
         or skeleton.count(b": ") != lines  # each followed by a space...
         or block.count(b": ") != lines  # ...right after it ("Key:value " is not plain)
         or skeleton.count(b"\r") != lines - 1
-        or skeleton.count(b"\r\n") != lines - 1  # no CR or LF but CRLF
+        or block.count(b"\r\n") != lines - 1  # no CR or LF but CRLF (in the block: a CR
+        # and an LF side by side in the skeleton may have had a value's text between them)
     ):
         return None
     return block.decode("ascii")
