@@ -12,9 +12,11 @@ subscription. Each delivery is an HTTP POST of the JSON body with ``X-Seed-Event
 * ``sender``: one signed HTTP attempt (aiohttp)
 * ``store`` / ``sqlite_store``: parked deliveries and dead letters, in memory or durable
 * ``dispatcher``: per-subscription lanes, ordering, overflow, shutdown, re-drive
+* ``lane`` / ``lane_worker``: a lane's state, and the worker that delivers it in order
+* ``fan_out``: an event's deliveries, one per matching subscription, and their order keys
 """
 
-from crm_bridge.webhooks.dispatcher import LaneStatus, WebhookDispatcher
+from crm_bridge.webhooks.dispatcher import WebhookDispatcher
 from crm_bridge.webhooks.errors import (
     DeliveryStoreError,
     DispatcherNotRunning,
@@ -26,6 +28,7 @@ from crm_bridge.webhooks.errors import (
     WebhookSignatureError,
 )
 from crm_bridge.webhooks.events import EventLimits
+from crm_bridge.webhooks.lane import LaneStatus
 from crm_bridge.webhooks.retry import DeliveryPolicy
 from crm_bridge.webhooks.signing import (
     HEADER_DELIVERY,

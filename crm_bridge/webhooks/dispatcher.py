@@ -1,8 +1,8 @@
 """Deliver published events to every matching subscription: in order, retried, never lost.
 
-Each subscription has its own *lane*: a bounded in-memory queue and one worker task, so one
-delivery is in flight per subscription (event order is kept, retries included) while a slow
-or failing subscriber never holds up the others.
+Each subscription has its own *lane* (``lane``): a bounded in-memory queue and one worker
+task (``lane_worker``), so one delivery is in flight per subscription (event order is kept,
+retries included) while a slow or failing subscriber never holds up the others.
 
 Overflow policy: when a lane's queue is full, the delivery is *parked* in the durable store,
 and so is every later one for that lane until the worker has drained the store again; the
@@ -17,58 +17,34 @@ it is sent again, with the same ``X-Seed-Delivery`` id. Receivers dedupe on that
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
-import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import TypeVar
 
 import aiohttp
 
 from crm_bridge.webhooks.errors import DeliveryStoreError, DispatcherNotRunning, InvalidEvent
 from crm_bridge.webhooks.events import EventLimits, encode_event
-from crm_bridge.webhooks.retry import AttemptResult, DeliveryPolicy, Outcome, backoff_delay
-from crm_bridge.webhooks.sender import new_session, post_delivery
+from crm_bridge.webhooks.fan_out import (
+    OrderKeys,
+    OutboundEvent,
+    published_delivery,
+    replayable_deliveries,
+)
+from crm_bridge.webhooks.lane import Lane, LaneStatus, lane_status
+from crm_bridge.webhooks.lane_worker import LaneWorker
+from crm_bridge.webhooks.retry import DeliveryPolicy
+from crm_bridge.webhooks.sender import new_session
 from crm_bridge.webhooks.store import DeadLetter, Delivery, DeliveryStore
 from crm_bridge.webhooks.subscriptions import SubscriptionRegistry
 from ivr_engine.stopping import cancel_and_wait
 
-__all__ = ["LaneStatus", "OutboundEvent", "WebhookDispatcher"]
+__all__ = ["WebhookDispatcher"]
 
 log = logging.getLogger(__name__)
-A = TypeVar("A")
-R = TypeVar("R")
-_STORE_RETRY_S = (0.1, 0.5, 2.0, 10.0)
-# (event_type, data, event_id, occurred_at), as ``publish`` takes them
-OutboundEvent = tuple[str, Mapping[str, object], str, datetime | None]
-
-
-@dataclass(frozen=True, slots=True)
-class LaneStatus:
-    queued: int  # in memory
-    parked: bool  # the store holds deliveries for this subscription
-    in_flight: str | None  # delivery id being attempted (or waiting to be retried)
-
-
-@dataclass(eq=False)
-class _Lane:
-    subscription_id: str
-    queue: deque[Delivery] = field(default_factory=deque)
-    parked: bool = False
-    current: Delivery | None = None
-    current_is_stored: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    task: asyncio.Task[None] | None = None
-
-    def idle(self) -> bool:
-        return not self.queue and not self.parked and self.current is None
 
 
 class WebhookDispatcher:
@@ -87,11 +63,21 @@ class WebhookDispatcher:
         self._registry, self._store = registry, store
         self._policy, self._limits = policy or DeliveryPolicy(), limits or EventLimits()
         self._given_session, self._session = session, session
-        self._clock, self._sleep, self._rng = clock, sleep, rng or random.Random()
-        self._lanes: dict[str, _Lane] = {}
+        self._clock = clock
+        self._lanes: dict[str, Lane] = {}
         self._changed = asyncio.Condition()
+        self._worker = LaneWorker(
+            registry,
+            store,
+            self._policy,
+            session=lambda: self._session,
+            changed=self._changed,
+            clock=clock,
+            sleep=sleep,
+            rng=rng or random.Random(),
+        )
         self._running = False
-        self._last_order_key = 0
+        self._order_keys = OrderKeys()
         self.rejected = 0  # events park_events could not send (InvalidEvent, logged)
 
     # ------------------------------------------------------------------ lifecycle
@@ -170,15 +156,8 @@ class WebhookDispatcher:
         )
         delivery_ids = []
         for subscription in self._registry.matching(event.event_type):
-            self._last_order_key = max(self._last_order_key + 1, time.time_ns())
-            delivery = Delivery(
-                delivery_id=f"dlv_{uuid.uuid4().hex}",
-                subscription_id=subscription.subscription_id,
-                event_type=event.event_type,
-                event_id=event.event_id,
-                body=event.body,
-                order_key=self._last_order_key,
-            )
+            sid, order_key = subscription.subscription_id, self._order_keys.next()
+            delivery = published_delivery(sid, event, order_key)
             await self._enqueue(delivery)
             delivery_ids.append(delivery.delivery_id)
         return delivery_ids
@@ -190,7 +169,7 @@ class WebhookDispatcher:
         Delivery ids are derived from (subscription, event id), so a replayed event is
         parked at most once per store, and carries the same ``X-Seed-Delivery`` anywhere.
         Returns the deliveries parked; ``DeliveryStoreError`` if the store failed."""
-        deliveries = []
+        deliveries: list[Delivery] = []
         for event_type, data, event_id, occurred_at in events:
             try:
                 body = encode_event(
@@ -204,20 +183,8 @@ class WebhookDispatcher:
                 self.rejected += 1
                 log.error("webhooks: %s (%s) cannot be sent: %s", event_id, event_type, exc)
                 continue
-            for subscription in self._registry.matching(body.event_type):
-                self._last_order_key = max(self._last_order_key + 1, time.time_ns())
-                sid = subscription.subscription_id
-                key = hashlib.sha256(f"{sid}\n{body.event_id}".encode()).hexdigest()[:32]
-                deliveries.append(
-                    Delivery(
-                        f"dlv_{key}",
-                        sid,
-                        body.event_type,
-                        body.event_id,
-                        body.body,
-                        self._last_order_key,
-                    )
-                )
+            subscriptions = self._registry.matching(body.event_type)
+            deliveries += replayable_deliveries(body, subscriptions, self._order_keys)
         parked = await self._store.park_new(deliveries, self._clock())
         if self._running:
             await self._resume({d.subscription_id for d in deliveries})
@@ -279,124 +246,18 @@ class WebhookDispatcher:
     # ------------------------------------------------------------------ observing
 
     def lanes(self) -> dict[str, LaneStatus]:
-        return {
-            sid: LaneStatus(
-                len(lane.queue), lane.parked, lane.current.delivery_id if lane.current else None
-            )
-            for sid, lane in self._lanes.items()
-        }
+        return {sid: lane_status(lane) for sid, lane in self._lanes.items()}
 
     async def wait_idle(self) -> None:
         """Return once every lane is empty: nothing queued, parked or in flight."""
         async with self._changed:
             await self._changed.wait_for(lambda: all(ln.idle() for ln in self._lanes.values()))
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     # ------------------------------------------------------------------ lanes
 
-    def _lane(self, subscription_id: str) -> _Lane:
+    def _lane(self, subscription_id: str) -> Lane:
         lane = self._lanes.get(subscription_id)
         if lane is None:
-            lane = self._lanes[subscription_id] = _Lane(subscription_id)
-            lane.task = asyncio.get_running_loop().create_task(
-                self._run_lane(lane), name=f"webhook-lane:{subscription_id}"
-            )
-            lane.task.add_done_callback(_log_crash)
+            lane = self._lanes[subscription_id] = Lane(subscription_id)
+            lane.task = self._worker.spawn(lane)
         return lane
-
-    async def _run_lane(self, lane: _Lane) -> None:
-        while True:
-            delivery, stored = await self._next_delivery(lane)
-            lane.current, lane.current_is_stored = delivery, stored
-            await self._deliver(delivery, stored)
-            lane.current = None
-            await self._notify()
-
-    async def _next_delivery(self, lane: _Lane) -> tuple[Delivery, bool]:
-        """The queue first (older), then the store (parked after the queue filled up)."""
-        failures = 0
-        while True:
-            if lane.queue:
-                return lane.queue.popleft(), False
-            if lane.parked:
-                try:
-                    async with lane.lock:  # a publisher must not park while we conclude "empty"
-                        parked = await self._store.next_parked(lane.subscription_id)
-                        if parked is None:
-                            lane.parked = False
-                            log.info(
-                                "webhooks: %s: parked deliveries drained", lane.subscription_id
-                            )
-                except DeliveryStoreError:  # retried outside the lock: publishers don't hang
-                    failures += 1
-                    await self._store_failed(failures)
-                    continue
-                if parked is not None:
-                    return parked, True
-                continue
-            lane.wake.clear()
-            await self._notify()
-            await lane.wake.wait()
-
-    async def _deliver(self, delivery: Delivery, stored: bool) -> None:
-        attempt = 0
-        while True:
-            attempt += 1
-            result = await self._attempt(delivery)
-            if result.outcome is Outcome.DELIVERED:
-                if stored:
-                    await self._retry_store(self._store.unpark, delivery.delivery_id)
-                return
-            if result.outcome is Outcome.REJECTED or attempt >= self._policy.max_attempts:
-                break
-            delay = backoff_delay(self._policy, attempt, result.retry_after_s, self._rng)
-            log.info(
-                "webhooks: %s to %s: attempt %d failed (%s); retrying in %.1f s",
-                delivery.delivery_id,
-                delivery.subscription_id,
-                attempt,
-                result.detail,
-                delay,
-            )
-            await self._sleep(delay)
-        letter = DeadLetter(delivery, attempt, result.detail, self._clock())
-        await self._retry_store(self._store.add_dead_letter, letter)
-        log.warning(
-            "webhooks: %s (%s) to %s dead-lettered after %d attempt(s): %s",
-            delivery.delivery_id,
-            delivery.event_type,
-            delivery.subscription_id,
-            attempt,
-            result.detail,
-        )
-
-    async def _attempt(self, delivery: Delivery) -> AttemptResult:
-        subscription = self._registry.get(delivery.subscription_id)
-        if subscription is None:
-            return AttemptResult(Outcome.REJECTED, "subscription no longer exists")
-        assert self._session is not None  # set by start(), which created this lane's task
-        return await post_delivery(self._session, subscription, delivery, self._clock())
-
-    async def _retry_store(self, operation: Callable[[A], Awaitable[R]], arg: A) -> R:
-        """A store failure stalls the lane (logged, retried until it works or the dispatcher
-        stops) instead of losing a delivery or breaking the order."""
-        failures = 0
-        while True:
-            try:
-                return await operation(arg)
-            except DeliveryStoreError:
-                failures += 1
-                await self._store_failed(failures)
-
-    async def _store_failed(self, failures: int) -> None:
-        pause = _STORE_RETRY_S[min(failures, len(_STORE_RETRY_S)) - 1]
-        log.exception("webhooks: delivery store failed; retrying in %.1f s", pause)
-        await asyncio.sleep(pause)
-
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("webhooks: %s crashed", task.get_name(), exc_info=task.exception())

@@ -13,8 +13,8 @@ import hashlib
 import re
 from typing import Any, Final
 
-from crm_bridge.webhooks.dispatcher import OutboundEvent
 from crm_bridge.webhooks.events import EVENT_TYPE
+from crm_bridge.webhooks.fan_out import OutboundEvent
 from ivr_engine.ports import StoredEvent
 
 __all__ = [

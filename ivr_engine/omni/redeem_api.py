@@ -14,9 +14,9 @@ from datetime import datetime
 
 from aiohttp import web
 
-from crm_bridge.continuation import (
+from crm_bridge.continuation import ContinuationTokens
+from crm_bridge.continuation_errors import (
     ContinuationError,
-    ContinuationTokens,
     ExpiredToken,
     TokenAlreadyUsed,
     UsedTokenStoreUnavailable,

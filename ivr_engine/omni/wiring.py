@@ -6,14 +6,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from crm_bridge.continuation import (
-    ContinuationTokens,
-    InMemoryUsedTokenStore,
-    Keyring,
-    RedisUsedTokenStore,
-    SigningKey,
-    fields_in_clear,
-)
+from crm_bridge.continuation import ContinuationTokens
+from crm_bridge.continuation_claims import fields_in_clear
+from crm_bridge.continuation_used_tokens import InMemoryUsedTokenStore, RedisUsedTokenStore
+from crm_bridge.continuation_wire import Keyring, SigningKey
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
 from ivr_engine.omni.continue_by_sms import SmsContinuer

@@ -12,23 +12,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crm_bridge.continuation import (
-    MAX_TOKEN_CHARS,
-    Continuation,
+from crm_bridge.continuation import ContinuationTokens
+from crm_bridge.continuation_claims import Continuation, fields_in_clear
+from crm_bridge.continuation_errors import (
     ContinuationError,
-    ContinuationTokens,
     ExpiredToken,
-    InMemoryUsedTokenStore,
     InvalidContinuation,
-    Keyring,
     MalformedToken,
-    SigningKey,
     TamperedToken,
     TokenAlreadyUsed,
     UnknownSigningKey,
+)
+from crm_bridge.continuation_used_tokens import InMemoryUsedTokenStore
+from crm_bridge.continuation_wire import (
+    MAX_TOKEN_CHARS,
+    Keyring,
+    SigningKey,
     decode_token,
     encode_token,
-    fields_in_clear,
 )
 from ivr_engine.domain.errors import IvrEngineError
 from ivr_engine.domain.models import FieldSpec

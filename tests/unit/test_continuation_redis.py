@@ -15,14 +15,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from crm_bridge.continuation import (
-    ContinuationTokens,
-    Keyring,
-    RedisUsedTokenStore,
-    SigningKey,
-    TokenAlreadyUsed,
-    UsedTokenStoreUnavailable,
-)
+from crm_bridge.continuation import ContinuationTokens
+from crm_bridge.continuation_errors import TokenAlreadyUsed, UsedTokenStoreUnavailable
+from crm_bridge.continuation_used_tokens import RedisUsedTokenStore
+from crm_bridge.continuation_wire import Keyring, SigningKey
 
 REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KEYRING = Keyring(SigningKey("k1", secrets.token_bytes(32)))
