@@ -24,6 +24,7 @@ from ivr_engine.live_menus import LiveMenus
 from ivr_engine.omni.redeem_api import redeem_routes
 from ivr_engine.omni.webhook_feed import open_webhook_relay
 from ivr_engine.omni.wiring import Continuation, open_continuation
+from ivr_engine.ports import CallerLookup, TimelineStore
 from ivr_engine.settings import Settings, is_loopback
 from ivr_engine.telephony.agi import FastAgiServer
 from ivr_engine.telephony.esl import EslOutboundServer, OutboundLimits
@@ -63,48 +64,15 @@ class Engine:
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self) -> None:
+        """Open what calls need, in the order a call uses it; then listen."""
         settings = self.settings
         self.menus = LiveMenus(load_checked_menus(settings))
-        # workers: the supervisor migrated SQLite once, before starting them
-        migrate = False if self.role is not None else None
-        self.timeline = await open_timeline(settings.database_url, migrate=migrate)
-        if not await self.timeline.lookup.warm_up():
-            log.warning(
-                "timeline %s not reachable at start-up: static menus until it is",
-                _redact(settings.database_url),
-            )
-        self.recorder = CallRecorder(
-            self.timeline.store, settings.spool_dir, fast=self.timeline.writer
-        )
-        await self.recorder.start()
-        if settings.agents_file is not None:
-            if self.load_link_fd is not None:
-                self.load_link = await LoadLink.open(self.load_link_fd)
-            self.contact_center = await ContactCenter.open(
-                self._leader_only(settings, ami_url=None),
-                self.menus,
-                self.timeline.store,
-                utc_now,
-                load_link=self.load_link,
-            )
+        timeline, recorder = await self._open_timeline(settings)
+        await self._open_contact_center(settings, timeline.store)
         if self._leads:
             self.webhooks = await open_webhook_relay(settings)
-        self.continuation = open_continuation(settings, self.menus, self.timeline.store, utc_now)
-        center = self.contact_center
-        router = center.router if center is not None else None
-        sink: CallSink = self.recorder
-        if center is not None and center.load is not None:
-            sink = CountingSink(self.recorder, center.load)
-        flow = IvrFlow(
-            menus=self.menus,
-            lookup=self.timeline.lookup,
-            sink=sink,
-            clock=utc_now,
-            decision_deadline_s=settings.decision_deadline_ms / 1000,
-            default_region=settings.default_region,
-            router=router,
-            continuation=self.continuation.continuer if self.continuation else None,
-        )
+        self.continuation = open_continuation(settings, self.menus, timeline.store, utc_now)
+        flow = self._call_flow(settings, timeline.lookup, recorder)
         allowlist = PeerAllowlist(settings.pbx_allowlist)
         if allowlist.open_to_all and not is_loopback(settings.agi_host):
             log.warning(
@@ -112,43 +80,97 @@ class Engine:
                 "reaches the port can play any caller; set pbx_allowlist to your PBXs",
                 settings.agi_host,
             )
-        self.agi = FastAgiServer(
+        agi = await self._start_agi(settings, flow, allowlist)
+        if settings.esl_port is not None:
+            await self._start_esl(settings, flow, allowlist)
+        if self._leads:
+            await self._start_http()
+        log.info(
+            "engine ready: FastAGI %s:%s, HTTP %s, database %s",
+            settings.agi_host,
+            agi.port,
+            f"{settings.http_host}:{self.http_port}" if self._leads else "in worker 0",
+            _redact(settings.database_url),
+        )
+
+    async def _open_timeline(self, settings: Settings) -> tuple[Timeline, CallRecorder]:
+        """The timeline (lookup, writer, store) and the recorder that writes calls to it."""
+        # workers: the supervisor migrated SQLite once, before starting them
+        migrate = False if self.role is not None else None
+        self.timeline = timeline = await open_timeline(settings.database_url, migrate=migrate)
+        if not await timeline.lookup.warm_up():
+            log.warning(
+                "timeline %s not reachable at start-up: static menus until it is",
+                _redact(settings.database_url),
+            )
+        self.recorder = recorder = CallRecorder(
+            timeline.store, settings.spool_dir, fast=timeline.writer
+        )
+        await recorder.start()
+        return timeline, recorder
+
+    async def _open_contact_center(self, settings: Settings, store: TimelineStore) -> None:
+        """Agents, routing and the load view: only with an agents file."""
+        if settings.agents_file is None:
+            return
+        if self.load_link_fd is not None:
+            self.load_link = await LoadLink.open(self.load_link_fd)
+        self.contact_center = await ContactCenter.open(
+            self._leader_only(settings, ami_url=None),
+            self.menus,
+            store,
+            utc_now,
+            load_link=self.load_link,
+        )
+
+    def _call_flow(
+        self, settings: Settings, lookup: CallerLookup, recorder: CallRecorder
+    ) -> IvrFlow:
+        center = self.contact_center
+        sink: CallSink = recorder
+        if center is not None and center.load is not None:
+            sink = CountingSink(recorder, center.load)
+        return IvrFlow(
+            menus=self.menus,
+            lookup=lookup,
+            sink=sink,
+            clock=utc_now,
+            decision_deadline_s=settings.decision_deadline_ms / 1000,
+            default_region=settings.default_region,
+            router=center.router if center is not None else None,
+            continuation=self.continuation.continuer if self.continuation else None,
+        )
+
+    async def _start_agi(
+        self, settings: Settings, flow: IvrFlow, allowlist: PeerAllowlist
+    ) -> FastAgiServer:
+        self.agi = agi = FastAgiServer(
             host=settings.agi_host,
             port=settings.agi_port,
             backlog=settings.agi_backlog,
             header_timeout=settings.agi_header_timeout_s,
             command_timeout=settings.agi_command_timeout_s,
         )
-        self.agi.only_from(allowlist)
-        self.agi.register(IVR_SCRIPT, ivr_handler(flow, utc_now))
-        if self.contact_center is not None:
-            center = self.contact_center
-            self.agi.register(
-                REROUTE_SCRIPT, reroute_handler(center.router, center.agents, utc_now)
-            )
-        await self.agi.start(reuse_port=self.role is not None)
-        if settings.esl_port is not None:
-            limits = OutboundLimits(command_timeout=settings.agi_command_timeout_s)
-            handler = esl_ivr_handler(flow, utc_now)
-            self.esl = EslOutboundServer(
-                handler, settings.esl_host, settings.esl_port, limits=limits
-            )
-            self.esl.only_from(allowlist)
-            if self.contact_center is not None:
-                center = self.contact_center
-                reroute = esl_reroute_handler(center.router, center.agents, utc_now)
-                self.esl.register(REROUTE_SCRIPT, reroute)
-            await self.esl.start(reuse_port=self.role is not None)
-            log.info("FreeSWITCH outbound socket on %s:%s", settings.esl_host, self.esl.port)
-        if self._leads:
-            await self._start_http()
-        log.info(
-            "engine ready: FastAGI %s:%s, HTTP %s, database %s",
-            settings.agi_host,
-            self.agi.port,
-            f"{settings.http_host}:{self.http_port}" if self._leads else "in worker 0",
-            _redact(settings.database_url),
+        agi.only_from(allowlist)
+        agi.register(IVR_SCRIPT, ivr_handler(flow, utc_now))
+        if (center := self.contact_center) is not None:
+            agi.register(REROUTE_SCRIPT, reroute_handler(center.router, center.agents, utc_now))
+        await agi.start(reuse_port=self.role is not None)
+        return agi
+
+    async def _start_esl(self, settings: Settings, flow: IvrFlow, allowlist: PeerAllowlist) -> None:
+        """The FreeSWITCH outbound socket server (``esl_port`` set)."""
+        assert settings.esl_port is not None
+        limits = OutboundLimits(command_timeout=settings.agi_command_timeout_s)
+        self.esl = EslOutboundServer(
+            esl_ivr_handler(flow, utc_now), settings.esl_host, settings.esl_port, limits=limits
         )
+        self.esl.only_from(allowlist)
+        if (center := self.contact_center) is not None:
+            reroute = esl_reroute_handler(center.router, center.agents, utc_now)
+            self.esl.register(REROUTE_SCRIPT, reroute)
+        await self.esl.start(reuse_port=self.role is not None)
+        log.info("FreeSWITCH outbound socket on %s:%s", settings.esl_host, self.esl.port)
 
     @property
     def _leads(self) -> bool:
