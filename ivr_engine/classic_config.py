@@ -138,8 +138,10 @@ def _spool_dir_in_file(config_file: Path) -> object:
     """The file's ``spool_dir`` (its default when absent); ``None`` if the file is unreadable."""
     import yaml  # only with a settings file, and still no pydantic
 
+    from ivr_engine.yaml_load import load_yaml
+
     try:
-        raw = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        raw = load_yaml(config_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     if raw is None:

@@ -2,11 +2,13 @@
 
 Phone numbers become E.164 (``+15551230001``) with the ``phonenumbers`` library; a caller ID
 without a country code is read in the configured default region. E-mail addresses are
-lower-cased; chat and messenger handles are trimmed. Pure functions, no I/O.
+lower-cased; chat and messenger handles are trimmed; account numbers are decimal digits
+(other scripts' digits become ASCII). Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from functools import lru_cache
 
 import phonenumbers
@@ -14,6 +16,7 @@ import phonenumbers
 from ivr_engine.domain.models import IDENTITY_KINDS
 
 _MAX_IDENTITY_LENGTH = 320
+_MAX_E164_LENGTH = 16  # "+" and at most 15 digits (ITU-T E.164)
 # Caller IDs normalised lately (a returning caller's number is parsed once, not per call:
 # phonenumbers costs ~0.1 ms of CPU per number); ~1 MB at most.
 CALLER_ID_CACHE_SIZE = 8192
@@ -43,7 +46,10 @@ def normalize_phone(raw: str, default_region: str = "US") -> str:
         raise InvalidIdentity(f"not a phone number: {raw!r} ({exc})") from exc
     if not phonenumbers.is_possible_number(number):
         raise InvalidIdentity(f"not a possible phone number: {raw!r}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if len(e164) > _MAX_E164_LENGTH:  # "possible" national-only ranges (JP, DE) can be longer
+        raise InvalidIdentity(f"longer than E.164 allows (15 digits): {raw!r}")
+    return e164
 
 
 def normalize_caller_id(raw: str | None, default_region: str = "US") -> str | None:
@@ -83,6 +89,14 @@ def normalize_identity(kind: str, value: str, default_region: str = "US") -> str
         if not sep or not local or "." not in domain:
             raise InvalidIdentity(f"not an e-mail address: {value!r}")
         return text.lower()
-    if kind == "account" and not text.isdigit():
-        raise InvalidIdentity(f"account numbers are digits only: {value!r}")
+    if kind == "account":
+        return _account_number(text, value)
     return text
+
+
+def _account_number(text: str, raw: str) -> str:
+    """Decimal digits of any script, stored as ASCII (what a caller keys in finds them);
+    superscripts and circled digits (``"²".isdigit()`` is True) are not digits here."""
+    if not text.isdecimal():
+        raise InvalidIdentity(f"account numbers are digits only: {raw!r}")
+    return text if text.isascii() else "".join(str(unicodedata.decimal(c)) for c in text)

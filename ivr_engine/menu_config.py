@@ -24,6 +24,7 @@ from ivr_engine.domain.models import (
     RankingPolicy,
     ShortcutPolicy,
 )
+from ivr_engine.yaml_load import load_yaml
 
 _KEY = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 _PROMPT = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$", max_length=120)]
@@ -197,7 +198,7 @@ def _format_pydantic(path: Path, error: ValidationError) -> str:
 def parse_menu(path: Path, text: str) -> Menu:
     """Parse and validate one menu document; raise ``ConfigError`` naming file and key."""
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.yaml_load import load_yaml
 
 PROMPT_NAMESPACE = "ivr-engine"
 """Sub-directory of a language's sounds directory; prompt ``X`` is played as ``ivr-engine/X``."""
@@ -79,7 +80,7 @@ def load_prompt_texts(path: Path) -> PromptSet:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read prompt texts: {exc}") from exc
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        data = load_yaml(text, _UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.telephony.peers import parse_networks
+from ivr_engine.yaml_load import load_yaml
 
 ENV_PREFIX = "IVR_ENGINE_"
 CONFIG_ENV = "IVR_ENGINE_CONFIG"  # the settings file's path (the CLI's --config), not a setting
@@ -296,7 +297,7 @@ def config_file_from(environ: Mapping[str, str], default: Path | None = None) ->
 
 def _from_file(path: Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read settings: {exc}") from exc
     if raw is None:

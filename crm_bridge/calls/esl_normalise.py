@@ -73,7 +73,7 @@ def normalise_esl(event: EslEvent, state: BridgeState, *, at: datetime) -> list[
 def event_time(event: EslEvent, received_at: datetime) -> datetime:
     """``Event-Date-Timestamp`` (microseconds since the epoch) if valid, else ``received_at``."""
     stamp = event.get("Event-Date-Timestamp").strip()
-    if stamp.isdigit() and 0 < len(stamp) <= 17:
+    if stamp.isascii() and stamp.isdigit() and 0 < len(stamp) <= 17:
         return datetime.fromtimestamp(int(stamp) / 1_000_000, UTC)
     return received_at
 
@@ -213,7 +213,7 @@ def _hangup(event: EslEvent, state: BridgeState, at: datetime) -> list[Normalise
 
 def _end(event: EslEvent, state: BridgeState, call: CallState, at: datetime) -> NormalisedEvent:
     q850 = (event.variable("hangup_cause_q850") or "").strip()
-    cause = int(q850) if q850.isdigit() and len(q850) < 6 else None
+    cause = int(q850) if q850.isascii() and q850.isdigit() and len(q850) < 6 else None
     cause_txt = raw(event, "Hangup-Cause")
     return end_call(state, call, at, cause, cause_txt, approximate=False, prefix=PREFIX)
 

@@ -67,7 +67,7 @@ def parse_channels(output: str) -> list[ChannelRow]:
     not JSON, a ``row_count`` that is not the number of rows)."""
     try:
         doc = json.loads(output)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting: recursion
         raise ValueError(f"not a channel list: {output[:80]!r}") from None
     count = doc.get("row_count") if isinstance(doc, dict) else None
     rows = doc.get("rows", []) if isinstance(doc, dict) else None
@@ -133,7 +133,7 @@ def _is_new_caller(state: BridgeState, row: ChannelRow) -> bool:
 
 def _created(row: ChannelRow, at: datetime) -> datetime:
     epoch = row.get("created_epoch").strip()
-    if not epoch.isdigit() or len(epoch) > _MAX_EPOCH_DIGITS:
+    if not (epoch.isascii() and epoch.isdigit()) or len(epoch) > _MAX_EPOCH_DIGITS:
         return at
     return min(at, datetime.fromtimestamp(int(epoch), UTC))
 

@@ -135,7 +135,15 @@ class LaneWorker:
             return AttemptResult(Outcome.REJECTED, "subscription no longer exists")
         session = self._session()
         assert session is not None  # set by start(), which created this lane's task
-        return await post_delivery(session, subscription, delivery, self._clock())
+        try:
+            return await post_delivery(session, subscription, delivery, self._clock())
+        except Exception as exc:  # a bug, not the peer: the lane must not die with it
+            log.exception(
+                "webhooks: %s to %s: attempt failed unexpectedly; retried as usual",
+                delivery.delivery_id,
+                delivery.subscription_id,
+            )
+            return AttemptResult(Outcome.RETRY, f"unexpected error: {exc!r:.200}")
 
 
 async def _retry_store(operation: Callable[[A], Awaitable[R]], arg: A) -> R:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.yaml_load import load_yaml
 
 __all__ = [
     "LOCAL_HOSTS",
@@ -188,7 +189,7 @@ def parse_subscriptions(
 ) -> SubscriptionRegistry:
     """Parse one YAML document; raise ``ConfigError`` naming ``source``, the key and the fix."""
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     if raw is None:

@@ -45,11 +45,16 @@ REQUIRED = ("agent_id", "name", "sip_endpoint")
 KNOWN = {*REQUIRED, "skills", "languages", "team", "max_concurrent", "password", "password_hash"}
 
 
+def _whole_number(text: str) -> bool:
+    """ASCII digits only: ``"²".isdigit()`` is True but ``int("²")`` fails."""
+    return text.isascii() and text.isdigit()
+
+
 def _skills(text: str, where: str) -> dict[str, int]:
     skills: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in text.split(";"))):
         name, sep, level = item.partition(":")
-        if not sep or not name.strip() or not level.strip().isdigit():
+        if not sep or not name.strip() or not _whole_number(level.strip()):
             raise ConfigError(f"{where}: skills: {item!r} is not skill:level (e.g. billing:5)")
         skills[name.strip()] = int(level)
     return skills
@@ -67,7 +72,7 @@ def _row_fields(row: dict[str, str], where: str) -> dict[str, Any]:
         fields["team"] = row["team"].strip()
     if (row.get("max_concurrent") or "").strip():
         value = row["max_concurrent"].strip()
-        if not value.isdigit():
+        if not _whole_number(value):
             raise ConfigError(f"{where}: max_concurrent: {value!r} is not a whole number")
         fields["max_concurrent"] = int(value)
     return fields

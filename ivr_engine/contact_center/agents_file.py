@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.routing import Agent, RoutingConfig
 from ivr_engine.routing.models import language_key
+from ivr_engine.yaml_load import load_yaml
 
 
 class _Profile(BaseModel):
@@ -38,7 +39,7 @@ class _File(BaseModel):
 
 def parse_agent_profiles(path: Path, text: str, config: RoutingConfig | None = None) -> list[Agent]:
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
         model = _File.model_validate(raw)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None

@@ -121,7 +121,7 @@ def device_key(device: str) -> str:
 
 def device_state_name(status: str) -> str | None:
     """A queue member's numeric ``Status`` → the device state name; None if not a number."""
-    if status.isdigit() and int(status) < len(QUEUE_MEMBER_STATUS):
+    if status.isascii() and status.isdigit() and int(status) < len(QUEUE_MEMBER_STATUS):
         return QUEUE_MEMBER_STATUS[int(status)]
     return None
 

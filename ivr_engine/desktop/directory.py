@@ -37,6 +37,7 @@ from ivr_engine.desktop.passwords import (
     verify_password,
 )
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.yaml_load import load_yaml
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
@@ -182,7 +183,7 @@ def _to_agent(model: _AgentModel) -> DesktopAgent:
 def parse_agent_directory(path: Path, text: str) -> AgentDirectory:
     """YAML text → directory; ``ConfigError`` names ``path``, the key and the problem."""
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     try:

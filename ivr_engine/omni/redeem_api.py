@@ -38,7 +38,7 @@ def redeem_routes(
             return _error(413, "body_too_large", f"at most {MAX_BODY} bytes")
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: recursion
             return _error(400, "invalid_json", "the body is not JSON")
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:

@@ -27,6 +27,7 @@ from ivr_engine.routing.models import (
     RoutingConfig,
     SkillRequirement,
 )
+from ivr_engine.yaml_load import load_yaml
 
 _KEY = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 _TARGET = Annotated[str, Field(pattern=r"^(queue:[A-Za-z0-9_\-]{1,80}|callback)$")]
@@ -181,7 +182,7 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
 def parse_routing_config(path: Path, text: str) -> RoutingConfig:
     """Parse and validate one routing document; raise ``ConfigError`` naming file and key."""
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: {_yaml_problem(exc)}") from exc
     if not isinstance(raw, dict):

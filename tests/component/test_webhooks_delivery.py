@@ -200,6 +200,50 @@ async def test_retries_after_500_and_429_honouring_retry_after_then_succeeds(
     assert sleeps.delays[1] == 7.0  # Retry-After honoured
 
 
+async def test_a_retry_after_of_non_ascii_digits_is_ignored_and_the_lane_goes_on(
+    receiver: Receiver,
+) -> None:
+    # "²".isdigit() is True and float("²") fails: that ValueError used to end the lane's
+    # task, and the subscription got nothing more until a restart
+    receiver.script("crm", Step(503, {"Retry-After": "\u00b2"}), Step(200), Step(200))
+    sleeps = Sleeps()
+    async with dispatcher(registry(receiver, "crm"), sleeps=sleeps) as hooks:
+        await hooks.publish("call.ivr", {"seq": 0})
+        await idle(hooks)
+        await hooks.publish("call.ivr", {"seq": 1})
+        await idle(hooks)
+        assert await hooks.dead_letters() == []
+    assert [(h.status, h.seq) for h in receiver.hits] == [(503, 0), (200, 0), (200, 1)]
+    assert sleeps.delays[0] < 1.0  # the header ignored: the policy's own back-off
+
+
+async def test_an_unexpected_error_in_an_attempt_is_retried_not_the_end_of_the_lane(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import crm_bridge.webhooks.lane_worker as lane_worker
+
+    real = lane_worker.post_delivery
+    calls = 0
+
+    async def buggy_once(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in the sender")
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lane_worker, "post_delivery", buggy_once)
+    with caplog.at_level(logging.ERROR, logger="crm_bridge.webhooks"):
+        async with dispatcher(registry(receiver, "crm")) as hooks:
+            await hooks.publish("call.ivr", {"seq": 0})
+            await idle(hooks)
+            await hooks.publish("call.ivr", {"seq": 1})
+            await idle(hooks)
+            assert await hooks.dead_letters() == []
+    assert [h.seq for h in receiver.hits] == [0, 1]  # retried, then the lane went on
+    assert "attempt failed unexpectedly" in caplog.text
+
+
 async def test_400_is_not_retried_and_goes_to_the_dead_letters(receiver: Receiver) -> None:
     receiver.script("crm", Step(400, text="unknown customer"))
     sleeps = Sleeps()

@@ -173,7 +173,9 @@ def parse_reply(line: str) -> AgiReply:
     body = _RESULT.fullmatch(status["text"] or "") if status["sep"] == " " else None
     if body is None:
         raise AgiProtocolError(f"malformed 200 reply: {text[:80]!r}")
-    extras = dict(item.split("=", 1) for item in body["extras"].split())
+    # " k=v k=v": split at the single spaces of the grammar (a value may hold a TAB or an
+    # NBSP, which str.split() would cut at)
+    extras = dict(item.split("=", 1) for item in body["extras"].split(" ")[1:])
     return AgiReply(code, body["result"], body["data"], _frozen(extras), text)
 
 

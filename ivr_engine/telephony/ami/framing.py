@@ -44,8 +44,9 @@ class AmiFramer:
     def __init__(self, *, max_line_bytes: int, max_message_bytes: int) -> None:
         self._max_line = max_line_bytes
         self._max_message = max_message_bytes
-        # a message of fewer bytes (its last CRLF excluded) breaks neither limit
-        self._fast_limit = min(max_line_bytes, max_message_bytes) - 2
+        # a block of fewer bytes breaks neither limit: its lines are shorter than the block +
+        # CRLF, and the exact path counts the message as the block + CRLF CRLF
+        self._fast_limit = min(max_line_bytes, max_message_bytes - 1) - 2
         self._partial = b""  # the last, unfinished line
         self._headers: list[Header] = []  # the unfinished message
         self._size = 0  # its bytes so far

@@ -218,12 +218,15 @@ def decode_event_plain(body: bytes) -> EslEvent:
 def decode_event_json(body: bytes) -> EslEvent:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EslProtocolError(f"event-json body is not JSON: {exc}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: recursion
+        raise EslProtocolError(f"event-json body is not JSON: {exc!r:.200}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("Event-Name"), str):
         raise EslProtocolError("event-json body is not an object with Event-Name")
     event_body = doc.pop("_body", "")
-    headers = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in doc.items()}
+    try:
+        headers = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in doc.items()}
+    except RecursionError:  # loads took it, dumps from deeper in the stack may not
+        raise EslProtocolError("event-json body nested too deeply") from None
     return EslEvent(_frozen(headers), event_body if isinstance(event_body, str) else "")
 
 
