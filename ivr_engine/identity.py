@@ -82,16 +82,25 @@ def normalize_identity(kind: str, value: str, default_region: str = "US") -> str
     if kind == "phone":
         return normalize_phone(value, default_region)
     text = value.strip()
-    if not text or len(text) > _MAX_IDENTITY_LENGTH or any(ord(c) < 32 for c in text):
+    if not text or len(text) > _MAX_IDENTITY_LENGTH or any(map(_is_control, text)):
         raise InvalidIdentity(f"invalid {kind} identity: {value!r}")
     if kind == "email":
         local, sep, domain = text.rpartition("@")
         if not sep or not local or "." not in domain:
             raise InvalidIdentity(f"not an e-mail address: {value!r}")
-        return text.lower()
+        lowered = text.lower()  # can grow ("İ" is two characters lower-cased)
+        if len(lowered) > _MAX_IDENTITY_LENGTH:
+            raise InvalidIdentity(f"invalid {kind} identity: {value!r}")
+        return lowered
     if kind == "account":
         return _account_number(text, value)
     return text
+
+
+def _is_control(char: str) -> bool:
+    """C0 and C1 controls, DEL, and the Unicode line and paragraph separators."""
+    code = ord(char)
+    return code < 32 or 0x7F <= code <= 0x9F or char in "\u2028\u2029"
 
 
 def _account_number(text: str, raw: str) -> str:

@@ -234,7 +234,7 @@ def is_loopback(host: str) -> bool:
 def parse_ami_url(url: str) -> tuple[str, int, str, str]:
     """``ami://USER:SECRET@HOST:PORT`` → (host, port, user, secret)."""
     parts = urlsplit(url)
-    if parts.scheme != "ami" or not parts.hostname or not parts.username:
+    if parts.scheme != "ami" or not parts.hostname or not parts.username or parts.port == 0:
         raise ValueError("use ami://USER:SECRET@HOST:5038")
     return (
         parts.hostname,

@@ -20,12 +20,21 @@ def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
     networks = []
     for entry in entries:
         try:
-            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            networks.append(_unmapped(ipaddress.ip_network(entry.strip(), strict=False)))
         except ValueError:
             raise ValueError(
                 f"{entry!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/24)"
             ) from None
     return tuple(networks)
+
+
+def _unmapped(network: Network) -> Network:
+    """``::ffff:10.0.0.5`` as ``10.0.0.5``: peers are compared unmapped (IPv4) as well."""
+    address = network.network_address
+    ipv4 = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    if ipv4 is not None and network.prefixlen >= 96:
+        return ipaddress.ip_network(f"{ipv4}/{network.prefixlen - 96}")
+    return network
 
 
 class PeerAllowlist:

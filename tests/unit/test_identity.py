@@ -77,3 +77,17 @@ def test_a_returning_caller_id_is_parsed_once() -> None:
     info = _cached_caller_id.cache_info()
     assert (info.hits, info.misses) == (1, 2)
     assert normalize_caller_id("5551230001", "US") == "+15551230001"
+
+
+@pytest.mark.parametrize("kind", ["email", "chat", "messenger"])
+@pytest.mark.parametrize("char", ["\x7f", "\x85", "\u2028", "\u2029"])
+def test_identities_with_del_c1_or_line_separators_are_refused(kind: str, char: str) -> None:
+    with pytest.raises(InvalidIdentity):
+        normalize_identity(kind, f"ada{char}x@example.com")
+
+
+def test_an_email_that_lower_casing_makes_too_long_is_refused() -> None:
+    # "İ".lower() is two characters: 305 in, 605 out, past the 320 every lookup allows
+    with pytest.raises(InvalidIdentity):
+        normalize_identity("email", "\u0130" * 300 + "@x.yz")
+    assert normalize_identity("email", "\u0130" * 10 + "@x.yz") == "i\u0307" * 10 + "@x.yz"

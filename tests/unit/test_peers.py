@@ -36,3 +36,11 @@ def test_a_bad_entry_is_refused_at_start_naming_it() -> None:
         load_settings(environ={"IVR_ENGINE_PBX_ALLOWLIST": "10.0.0.5, 10.0.0.300"})
     settings = load_settings(environ={"IVR_ENGINE_PBX_ALLOWLIST": "10.0.0.5, 10.0.1.0/24"})
     assert settings.pbx_allowlist == ["10.0.0.5", "10.0.1.0/24"]
+
+
+@pytest.mark.parametrize("entry", ["::ffff:10.0.0.5", "::ffff:10.0.0.0/120"])
+def test_an_ipv4_mapped_entry_matches_its_ipv4_peer(entry: str) -> None:
+    # peers are compared unmapped (IPv4); the entry used to stay IPv6 and never matched
+    allowlist = PeerAllowlist([entry])
+    assert allowlist.allows("10.0.0.5") and allowlist.allows("::ffff:10.0.0.5")
+    assert not allowlist.allows("10.0.1.5")

@@ -32,8 +32,8 @@ from ivr_engine.personalize import (
 from ivr_engine.personalize.ranking import windowed_events
 from ivr_engine.personalize.reorder import KEY_ORDER, key_rank
 
-settings.register_profile("personalize", max_examples=150, deadline=None)
-settings.load_profile("personalize")
+# for this module's tests only (a profile loaded here would change every later module's)
+PROPERTY = settings(max_examples=150, deadline=None)
 
 events_st = st.builds(
     HistoryEvent,
@@ -94,12 +94,14 @@ def assert_is_valid_reordering(menu: Menu, entries: tuple[PresentedOption, ...])
         assert unpinned == sorted(unpinned, key=key_rank) or entries == default_entries(menu)
 
 
+@PROPERTY
 @given(menus_st(), st.data())
 def test_reorder_is_a_permutation_for_any_menu(menu: Menu, data: st.DataObject) -> None:
     ranking = data.draw(scores_st([o.intent for o in menu.options]))
     assert_is_valid_reordering(menu, reorder_menu(menu, ranking))
 
 
+@PROPERTY
 @given(histories_st, digit_policies_st, ranking_policies_st)
 def test_sample_menu_invariants_for_any_history(
     events: list[HistoryEvent], policy: DigitPolicy, ranking: RankingPolicy
@@ -116,6 +118,7 @@ def test_sample_menu_invariants_for_any_history(
     assert decision.reasons and decision.personalised
 
 
+@PROPERTY
 @given(histories_st, ranking_policies_st)
 def test_ranking_invariants(events: list[HistoryEvent], policy: RankingPolicy) -> None:
     scores = rank_intents(events, NOW, policy, INTENTS)
@@ -132,6 +135,7 @@ def test_ranking_invariants(events: list[HistoryEvent], policy: RankingPolicy) -
         assert flags == sorted(flags, reverse=True)  # open cases first
 
 
+@PROPERTY
 @given(histories_st, ranking_policies_st, st.randoms(use_true_random=False))
 def test_ranking_ignores_input_order(
     events: list[HistoryEvent], policy: RankingPolicy, rnd: random.Random
@@ -143,6 +147,7 @@ def test_ranking_ignores_input_order(
     )
 
 
+@PROPERTY
 @given(histories_st, ranking_policies_st)
 def test_pre_windowed_input_ranks_the_same(
     events: list[HistoryEvent], policy: RankingPolicy
@@ -151,6 +156,7 @@ def test_pre_windowed_input_ranks_the_same(
     assert rank_intents(window, NOW, policy, INTENTS) == rank_intents(events, NOW, policy, INTENTS)
 
 
+@PROPERTY
 @given(histories_st, ranking_policies_st, st.integers(301, 10**6))
 def test_far_future_events_change_nothing(
     events: list[HistoryEvent], policy: RankingPolicy, ahead_s: int
@@ -160,6 +166,7 @@ def test_far_future_events_change_nothing(
     assert rank_intents([*events, future], NOW, policy, INTENTS) == expected
 
 
+@PROPERTY
 @given(
     st.lists(st.sampled_from(sorted(FIELDS)), max_size=4),
     st.dictionaries(st.sampled_from(sorted(FIELDS)), st.text("0123456789 ", max_size=8)),

@@ -95,3 +95,11 @@ def test_a_bad_esl_url_is_refused_with_the_settings() -> None:
         ConfigError, match=r"esl_url \(env IVR_ENGINE_ESL_URL\): .*scheme must be esl"
     ):
         load_settings(environ={"IVR_ENGINE_ESL_URL": "http://nope"})
+
+
+def test_an_ami_url_with_port_0_is_refused_not_read_as_5038() -> None:
+    from ivr_engine.settings import parse_ami_url
+
+    assert parse_ami_url("ami://u:s@pbx")[:2] == ("pbx", 5038)  # no port: the default
+    with pytest.raises(ValueError, match="ami://USER:SECRET@HOST:5038"):
+        parse_ami_url("ami://u:s@pbx:0")
