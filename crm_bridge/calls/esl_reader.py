@@ -26,6 +26,7 @@ from crm_bridge.calls.esl_normalise import normalise_esl
 from crm_bridge.calls.esl_resync import CHANNEL_LIST, parse_channels, reconcile_channels
 from crm_bridge.calls.model import NormalisedEvent
 from crm_bridge.calls.outbox import OutboxError, SqliteOutbox
+from crm_bridge.calls.reader import worth_logging
 from crm_bridge.calls.resync import begin_resync
 from crm_bridge.calls.state import BridgeState
 from ivr_engine.telephony.ami.backoff import Backoff
@@ -59,6 +60,7 @@ class EslReader:
         self._backoff = Backoff(0.1, 5.0)
         self._stop = asyncio.Event()
         self.events_read = 0
+        self.events_skipped = 0  # normalising raised (a bug): logged with its traceback
         self.events_appended = 0
         self.gaps = 0
         self.resyncs = 0
@@ -113,7 +115,17 @@ class EslReader:
                 out += self._resync(item, now)
             else:
                 self.events_read += 1
-                out += normalise_esl(item, self._state, at=now)
+                try:
+                    out += normalise_esl(item, self._state, at=now)
+                except Exception:  # a bug for one event must not stop the bridge
+                    self.events_skipped += 1
+                    if worth_logging(self.events_skipped):
+                        log.exception(
+                            "ESL %s (Unique-ID %r) skipped (%d so far)",
+                            item.name,
+                            item.get("Unique-ID"),
+                            self.events_skipped,
+                        )
         return out
 
     def _resync(self, listing: EslApiOutput, now: datetime) -> list[NormalisedEvent]:

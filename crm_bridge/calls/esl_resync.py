@@ -79,10 +79,16 @@ def parse_channels(output: str) -> list[ChannelRow]:
 
 
 def _row(raw: Mapping[str, object]) -> ChannelRow:
-    values = {str(k): v if isinstance(v, str) else "" for k, v in raw.items()}
+    values = {_clean(str(k)): _clean(v) if isinstance(v, str) else "" for k, v in raw.items()}
     for key in _INITIAL:
         values[f"initial_{key}"] = values.get(f"initial_{key}") or values.get(key, "")
     return ChannelRow(values)
+
+
+def _clean(text: str) -> str:
+    """Text every encoder takes: a lone surrogate (``"\\ud800"`` in the JSON, which orjson
+    refuses to write back) becomes ``?``."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def reconcile_channels(

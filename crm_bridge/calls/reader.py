@@ -57,6 +57,7 @@ class AmiReader:
         # Subscribed now, before the client connects: the first FullyBooted is not missed.
         self._subscription: Subscription | None = self._subscribe()
         self.events_read = 0
+        self.events_skipped = 0  # normalising raised (a bug): logged with its traceback
         self.events_appended = 0
         self.resyncs = 0
 
@@ -101,7 +102,17 @@ class AmiReader:
         self.events_read += len(events)
         out: list[NormalisedEvent] = []
         for event in events:
-            out += normalise(event, self._state, at=now)
+            try:
+                out += normalise(event, self._state, at=now)
+            except Exception:  # a bug for one event must not stop the bridge for every call
+                self.events_skipped += 1
+                if worth_logging(self.events_skipped):
+                    log.exception(
+                        "AMI %s (Uniqueid %r) skipped (%d so far)",
+                        event.name,
+                        event.get("Uniqueid"),
+                        self.events_skipped,
+                    )
         return out
 
     async def _commit(self, events: list[NormalisedEvent]) -> None:
@@ -156,3 +167,9 @@ def _boot_index(events: list[AmiEvent]) -> int | None:
         if event.name.lower() == "fullybooted":
             return i
     return None
+
+
+def worth_logging(skipped: int) -> bool:
+    """The first 10 skipped events, then the 16th, 32nd, 64th...: a bug that hits every
+    event logs a trace now and then instead of one per event."""
+    return skipped <= 10 or skipped & (skipped - 1) == 0

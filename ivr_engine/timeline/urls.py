@@ -154,11 +154,12 @@ def redact(database_url: str) -> str:
     """The URL with any password replaced by ``***`` (for messages and logs)."""
     try:
         return split_url(database_url).render(hide_password=True)
-    except ValueError:
-        if "@" in database_url and "://" in database_url:
-            scheme, rest = database_url.split("://", 1)
-            return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-        return database_url
+    except ValueError:  # not a URL: hide everything before the last "@" but the scheme
+        head, at, host = database_url.rpartition("@")
+        if not at:
+            return database_url
+        scheme, sep, _ = head.partition("://")
+        return f"{scheme}://***@{host}" if sep else f"***@{host}"
 
 
 def parse_database_url(database_url: str) -> DatabaseUrl:

@@ -304,3 +304,37 @@ async def test_in_process_bus_deletes_outbox_rows_only_once_written(
 async def _empty(bridge: Bridge) -> bool:
     assert bridge.outbox is not None
     return await bridge.outbox.pending() == 0
+
+
+async def test_an_ami_event_the_normaliser_fails_on_is_skipped_not_the_end_of_the_bridge(
+    sqlite_url: str,
+    tmp_path: Path,
+    new_phone: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import crm_bridge.calls.reader as reader_module
+
+    real, failed = reader_module.normalise, []
+
+    def buggy_once(event: AmiEvent, *args: Any, **kwargs: Any) -> Any:
+        if event.name == "Newchannel" and not failed:
+            failed.append(event)
+            raise KeyError("a bug in the normaliser")
+        return real(event, *args, **kwargs)
+
+    monkeypatch.setattr(reader_module, "normalise", buggy_once)
+    first, second = new_phone(), new_phone()
+    async with FakeAmi() as peer:
+        settings = bridge_settings(peer, sqlite_url, tmp_path, bus_url=None)
+        async with running(settings) as bridge:
+            fake = FakeAsterisk(peer)
+            await peer.next_login()
+            fake.switch.agent_call(first)  # its start is lost: the rest of it are strays
+            fake.switch.agent_call(second)
+            await fake.flush()
+            await committed(bridge, 5)
+            store = store_of(bridge)
+            assert len(await events_of(store, await customer_of(store, second))) == 5
+            assert bridge.reader is not None and bridge.reader.events_skipped == 1
+    assert "AMI Newchannel" in caplog.text and "skipped (1 so far)" in caplog.text

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -237,6 +238,28 @@ async def test_reader_commits_the_call_events_to_the_outbox(running: Running) ->
     assert await running.outbox.live_calls() == []  # the ended call left the state
     assert [r.call_id for r in rows] == [CALLER] * 7
     check_call(rows)
+
+
+async def test_an_event_the_normaliser_fails_on_is_skipped_not_the_end_of_the_bridge(
+    running: Running, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import crm_bridge.calls.esl_reader as esl_reader
+
+    real = esl_reader.normalise_esl
+
+    def buggy(event: Any, *args: Any, **kwargs: Any) -> Any:
+        if event.get("X-Boom"):
+            raise KeyError("a bug in the normaliser")
+        return real(event, *args, **kwargs)
+
+    monkeypatch.setattr(esl_reader, "normalise_esl", buggy)
+    await running.fake.emit({**CALL[0], "X-Boom": "1"})  # a CHANNEL_CREATE it fails on
+    for headers in CALL:
+        await running.fake.emit(headers)
+    rows = await running.until(lambda rows: len(rows) >= 7)
+    check_call(rows)  # every event after it still became its call event
+    assert running.reader.events_skipped == 1
+    assert "CHANNEL_CREATE" in caplog.text and "skipped (1 so far)" in caplog.text
 
 
 async def test_wrong_password_is_retried_and_never_subscribes(fake: FakeInbound) -> None:
