@@ -128,7 +128,10 @@ def encode_event(event: Event) -> tuple[str, str]:
         value = event.get(key)
         if not isinstance(value, str) or not value:
             raise ValueError(f"event needs a non-empty string {key!r}, got {value!r}")
-    text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        raise ValueError("event nested too deeply for the bus") from None
     return str(event["partition_key"]), text
 
 
@@ -139,7 +142,10 @@ def decode_event(text: str) -> dict[str, Any]:
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:
-        doc = json.loads(text)
+        try:
+            doc = json.loads(text)
+        except RecursionError:  # orjson stops at 1,024 levels, json's recursion a little later
+            raise ValueError(f"bus entry nested too deeply: {text[:80]!r}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"bus entry is not a JSON object: {text[:80]!r}")
     return doc

@@ -39,6 +39,17 @@ def test_encode_checks_the_two_keys_and_json() -> None:
         decode_event("[1, 2]")
 
 
+def test_deep_nesting_is_a_value_error_both_ways() -> None:
+    # orjson refuses past 1,024 levels and json then recursed: RecursionError escaped
+    with pytest.raises(ValueError, match="nested too deeply"):
+        decode_event('{"a":' + "[" * 100_000 + "]" * 100_000 + "}")
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested too deeply"):
+        encode_event({"event_id": "e1", "partition_key": "k", "data": deep})
+
+
 @pytest.mark.parametrize("name", ["calls", "crm.events-v2", "a_b", "x" * 100])
 def test_good_names(name: str) -> None:
     assert check_name("stream", name) == name
