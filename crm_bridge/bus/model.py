@@ -120,7 +120,8 @@ def partition_for(partition_key: str, partitions: int) -> int:
 def encode_event(event: Event) -> tuple[str, str]:
     """Check an event and serialise it: ``(partition_key, json_text)``.
 
-    ``ValueError`` names the missing or empty key; ``TypeError`` means a value is not JSON.
+    ``ValueError`` names the missing or empty key, or says the text cannot be UTF-8 (a lone
+    surrogate: Redis could not carry it); ``TypeError`` means a value is not JSON.
     """
     if not isinstance(event, Mapping):
         raise TypeError(f"an event is a JSON object (a mapping), got {type(event).__name__}")
@@ -132,6 +133,11 @@ def encode_event(event: Event) -> tuple[str, str]:
         text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except RecursionError:
         raise ValueError("event nested too deeply for the bus") from None
+    if not text.isascii():  # cheap: the check below only runs on non-ASCII text
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"event text is not valid UTF-8 (a lone surrogate?): {exc}") from None
     return str(event["partition_key"]), text
 
 
