@@ -57,7 +57,11 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """An event that was delivered ``deliveries`` times without an ack, then set aside."""
+    """An event that was delivered ``deliveries`` times without an ack, then set aside.
+
+    An entry that was never an event (not a JSON object: written to the stream by something
+    else, or corrupted) is skipped by consumers, so it ends here as ``{"undecodable": text}``.
+    """
 
     id: str  # position in the dead-letter log
     event: dict[str, Any]
@@ -143,8 +147,10 @@ def encode_event(event: Event) -> tuple[str, str]:
 
 def decode_event(text: str) -> dict[str, Any]:
     """The event a bus entry holds. orjson reads it (3-4x less CPU than ``json.loads``);
-    what orjson refuses but ``json`` reads (``NaN``, integers over 64 bits, lone
-    surrogates) is read by ``json``, so both accept exactly the same entries."""
+    what orjson refuses but ``json`` reads (``NaN``, lone surrogates) is read by ``json``,
+    so both accept exactly the same entries. orjson reads an integer outside the 64-bit
+    range (below -2**63 or above 2**64 - 1) as a float, without an error: such a value
+    arrives rounded, with either bus (put very long numbers in events as strings)."""
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -179,6 +179,8 @@ class _RedisLog:
         except _FAILURES as exc:
             self.check_open()  # closed while waiting: BusClosed, not an outage
             raise BusUnavailable(f"event bus (Redis) failed: {exc!r}") from exc
+        except UnicodeDecodeError as exc:  # an entry no bus wrote (not UTF-8)
+            raise BusUnavailable(f"event bus (Redis) returned non-UTF-8 text: {exc}") from exc
 
     async def script(self, name: str, keys: Sequence[str], *args: object) -> Any:
         return await self.run(lambda: self.scripts[name](keys=list(keys), args=list(args)))
@@ -244,10 +246,11 @@ class _RedisLog:
             log.warning("bus %s/%s: %d entries dead-lettered (p%d)", stream, group, dead, partition)
         if lost:
             log.warning("bus %s/%s: %d pending entries were trimmed (lost)", stream, group, lost)
-        return [
-            Delivery(DeliveryId(stream, group, partition, entry), decode_event(text), int(n))
+        found = [
+            (DeliveryId(stream, group, partition, entry), _event(text), int(n))
             for entry, text, n in claimed
         ]
+        return [Delivery(where, event, n) for where, event, n in found if event is not None]
 
     async def read_new(
         self,
@@ -265,11 +268,12 @@ class _RedisLog:
             ),
             extra_s=block_ms / 1000,
         )
-        return [
-            Delivery(DeliveryId(stream, group, index[key], entry), decode_event(fields["e"]))
+        found = [
+            (DeliveryId(stream, group, index[key], entry), _event(fields.get("e")))
             for key, entries in _stream_replies(reply)
             for entry, fields in entries
         ]
+        return [Delivery(where, event) for where, event in found if event is not None]
 
     async def pause(self, seconds: float) -> None:
         try:
@@ -303,6 +307,21 @@ def _stream_replies(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, str
     return out
 
 
+def _event(text: str | None) -> dict[str, Any] | None:
+    """The event an entry holds; None for one that is not an event (written by something
+    else, or corrupted): it stays pending, so it is dead-lettered after ``max_deliveries``
+    claims instead of stopping every consumer of its partition."""
+    try:
+        return decode_event("" if text is None else text)
+    except ValueError as exc:
+        log.warning("bus: skipped an entry that is not an event (to be dead-lettered): %s", exc)
+        return None
+
+
 def _dead_letter(dead_id: str, fields: dict[str, str]) -> DeadLetter:
-    event = decode_event(fields["e"])
+    text = fields.get("e", "")
+    try:
+        event = decode_event(text)
+    except ValueError:  # an entry that never was an event: shown as it is
+        event = {"undecodable": text}
     return DeadLetter(dead_id, event, fields["g"], int(fields["p"]), fields["id"], int(fields["n"]))
