@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
@@ -53,6 +54,7 @@ from ivr_engine.agents.redis_codec import as_list, decode_agent, decode_change
 from ivr_engine.agents.redis_lua import SCRIPTS
 from ivr_engine.redis_client import open_redis
 
+log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "ivr:{agents}:"
 _FAILURES = (RedisError, OSError, TimeoutError)
 Script = Callable[..., Awaitable[Any]]
@@ -215,9 +217,15 @@ class RedisAgentStateStore:
     async def _listen(self, pubsub: PubSub) -> AsyncIterator[AgentChange]:
         try:
             async for message in pubsub.listen():
-                if message["type"] == "message":
-                    yield decode_change(message["data"])
-        except _FAILURES as exc:
+                if message["type"] != "message":
+                    continue
+                try:
+                    change = decode_change(message["data"])
+                except AgentStateUnavailable as exc:  # published by something else
+                    log.warning("agent change feed: skipped a message: %s", exc)
+                    continue
+                yield change
+        except (*_FAILURES, UnicodeDecodeError) as exc:  # not UTF-8: redis-py's own decoding
             if not self._closing:
                 raise self._unavailable(exc) from exc
 
