@@ -19,6 +19,7 @@ sessions adds no power: whoever can write these keys can already create a sessio
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -103,8 +104,17 @@ _SCRIPTS = {"create": _CREATE, "drop": _DROP, "drop_agent": _DROP_AGENT, "expire
 Script = Callable[..., Awaitable[Any]]
 
 
+def _seconds(value: Any) -> float:
+    """Epoch seconds as stored; 0.0 (long past: ended) for a value that does not read."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return seconds if math.isfinite(seconds) else 0.0
+
+
 def _session(row: list[Any]) -> Session:
-    return Session(str(row[0]), str(row[1]), float(row[2]), float(row[3]))
+    return Session(str(row[0]), str(row[1]), _seconds(row[2]), _seconds(row[3]))
 
 
 class RedisSessionStore:
@@ -155,7 +165,7 @@ class RedisSessionStore:
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await work
-        except _FAILURES as exc:
+        except (*_FAILURES, UnicodeDecodeError) as exc:  # not UTF-8: not written by us
             raise SessionStoreUnavailable(f"desktop sessions (Redis) failed: {exc!r}") from exc
 
     async def _script(self, name: str, *args: str | float | int) -> Any:
@@ -179,7 +189,7 @@ class RedisSessionStore:
     async def get(self, session_id: str) -> Session | None:
         key = self._prefix + "s:" + session_id
         row = await self._call(self._client.hmget(key, ["agent", "created", "expires"]))
-        if row[0] is None or float(row[2]) <= self._clock():
+        if row[0] is None or _seconds(row[2]) <= self._clock():  # unreadable: ended
             return None
         return _session([session_id, *row])
 
