@@ -109,8 +109,10 @@ _atom = st.one_of(
 )  # fmt: skip
 _json = st.recursive(
     _atom,
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.sampled_from(["agent_id", "password", "token", "action", "x"]), inner),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["agent_id", "password", "token", "action", "x"]), inner)
+    ),
     max_leaves=8,
 )
 
@@ -139,8 +141,19 @@ _request = st.tuples(
 
 
 @_FEW
-@example(requests=[("/desktop/login", "POST", b'{"agent_id":"a100","password":"\\udfff"}',
-                    "application/json", None, None)], logged_in=False)
+@example(
+    requests=[
+        (
+            "/desktop/login",
+            "POST",
+            b'{"agent_id":"a100","password":"\\udfff"}',
+            "application/json",
+            None,
+            None,
+        )
+    ],
+    logged_in=False,
+)
 @given(st.lists(_request, min_size=1, max_size=10), st.booleans())
 def test_no_desktop_request_is_a_500(
     requests: list[tuple[str, str, bytes, str, str | None, str | None]], logged_in: bool
