@@ -110,6 +110,11 @@ def _as_list(value: str | list[str]) -> list[str]:
 
 def split_url(database_url: str) -> UrlParts:
     """``make_url``'s parse; ``ValueError`` for text that is not a URL."""
+    if not database_url.isascii():
+        try:
+            database_url.encode()
+        except UnicodeEncodeError:  # a lone surrogate: no driver could be given it
+            raise ValueError("not a database URL (text that is not valid UTF-8)") from None
     match = _URL.match(database_url)
     if match is None:
         raise ValueError("not a database URL")
@@ -192,7 +197,10 @@ def _sqlite(url: UrlParts, raw: str) -> DatabaseUrl:
             f"database_url: {raw!r}: SQLite needs a file path (in-memory databases and "
             f"URI options are not supported): {_HINT}"
         )
-    path = Path(database).expanduser().absolute()
+    try:
+        path = Path(database).expanduser().absolute()
+    except RuntimeError as exc:  # "~name/..." for a user this machine does not have
+        raise UnsupportedDatabaseUrl(f"database_url: {raw!r}: {exc}") from None
     return DatabaseUrl("sqlite", UrlParts("sqlite+aiosqlite", database=str(path)), sqlite_path=path)
 
 

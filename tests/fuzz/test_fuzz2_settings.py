@@ -54,6 +54,8 @@ def test_switch_urls_raise_only_value_error(url: str) -> None:
 @example("postgresql://u:p@h:²/db")
 @example("postgresql://u:p@h:[::1/db")
 @example("sqlite:///%ff")
+@example("postgresql://ami://\ud800")  # UnicodeEncodeError while rendering the DSN
+@example("sqlite:///~ami://")  # RuntimeError from expanduser: no user "ami:"
 def test_database_urls_raise_only_the_documented_error(url: str) -> None:
     redact(url)  # for messages: never raises
     try:
