@@ -26,7 +26,7 @@ from crm_bridge.calls.esl_normalise import normalise_esl
 from crm_bridge.calls.esl_resync import CHANNEL_LIST, parse_channels, reconcile_channels
 from crm_bridge.calls.model import NormalisedEvent
 from crm_bridge.calls.outbox import OutboxError, SqliteOutbox
-from crm_bridge.calls.reader import worth_logging
+from crm_bridge.calls.reader import log_skipped
 from crm_bridge.calls.resync import begin_resync
 from crm_bridge.calls.state import BridgeState
 from ivr_engine.telephony.ami.backoff import Backoff
@@ -119,13 +119,7 @@ class EslReader:
                     out += normalise_esl(item, self._state, at=now)
                 except Exception:  # a bug for one event must not stop the bridge
                     self.events_skipped += 1
-                    if worth_logging(self.events_skipped):
-                        log.exception(
-                            "ESL %s (Unique-ID %r) skipped (%d so far)",
-                            item.name,
-                            item.get("Unique-ID"),
-                            self.events_skipped,
-                        )
+                    log_skipped(log, self.events_skipped, f"ESL {item.name}", item, "Unique-ID")
         return out
 
     def _resync(self, listing: EslApiOutput, now: datetime) -> list[NormalisedEvent]:

@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from crm_bridge.calls.model import NormalisedEvent
 from crm_bridge.calls.normalise import SUBSCRIBED_EVENTS, normalise
@@ -106,13 +107,7 @@ class AmiReader:
                 out += normalise(event, self._state, at=now)
             except Exception:  # a bug for one event must not stop the bridge for every call
                 self.events_skipped += 1
-                if worth_logging(self.events_skipped):
-                    log.exception(
-                        "AMI %s (Uniqueid %r) skipped (%d so far)",
-                        event.name,
-                        event.get("Uniqueid"),
-                        self.events_skipped,
-                    )
+                log_skipped(log, self.events_skipped, f"AMI {event.name}", event, "Uniqueid")
         return out
 
     async def _commit(self, events: list[NormalisedEvent]) -> None:
@@ -173,3 +168,16 @@ def worth_logging(skipped: int) -> bool:
     """The first 10 skipped events, then the 16th, 32nd, 64th...: a bug that hits every
     event logs a trace now and then instead of one per event."""
     return skipped <= 10 or skipped & (skipped - 1) == 0
+
+
+class _Headers(Protocol):
+    def get(self, key: str, /) -> object: ...
+
+
+def log_skipped(
+    logger: logging.Logger, skipped: int, what: str, event: _Headers, id_key: str
+) -> None:
+    """Log (with the traceback: call it in the ``except`` block) that the normaliser raised
+    on ``event`` and it was skipped, when ``worth_logging(skipped)``."""
+    if worth_logging(skipped):
+        logger.exception("%s (%s %r) skipped (%d so far)", what, id_key, event.get(id_key), skipped)
