@@ -76,14 +76,21 @@ async def check_schema_current(database_url: str) -> None:
     ``ConfigError`` naming the revisions and the command; a revision this code does not know
     (a newer engine migrated the database) is logged and allowed. An unreachable database
     is not an error here: the engine starts and serves static menus until it comes back.
+    A server that answers but refuses the configured role, password or database is: that
+    is a typo in ``database_url``, not an outage (``ConfigError`` with the server's words).
     """
     url = parse_database_url(database_url)
     if url.postgres_dsn is None:
         return  # SQLite is migrated at start by whoever opens it (open_timeline)
     try:
         current = await _postgres_revision(url.postgres_dsn)
+    except _Refused as exc:
+        raise ConfigError(
+            f"database_url: {redact(database_url)} refused the connection: {exc.reason} "
+            "(check the user, password and database name)"
+        ) from None
     except (OSError, TimeoutError) as exc:
-        log.info("schema not checked (%s unreachable: %r)", redact(database_url), exc)
+        log.warning("schema not checked: %s unreachable (%r)", redact(database_url), exc)
         return
     known = await asyncio.to_thread(_known_revisions)
     head = known[0]
@@ -104,11 +111,25 @@ async def check_schema_current(database_url: str) -> None:
     )
 
 
+class _Refused(Exception):
+    """The server answered and refused the role, password or database: not an outage."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 async def _postgres_revision(dsn: str) -> str | None:
     import asyncpg  # PostgreSQL only: SQLite users never import it
 
     try:
         conn = await asyncpg.connect(dsn, timeout=SCHEMA_CHECK_TIMEOUT_S)
+    except (
+        asyncpg.InvalidAuthorizationSpecificationError,  # no such role, no pg_hba entry
+        asyncpg.InvalidPasswordError,
+        asyncpg.InvalidCatalogNameError,  # no such database
+    ) as exc:
+        raise _Refused(str(exc)) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise OSError(f"cannot connect: {exc}") from exc
     try:

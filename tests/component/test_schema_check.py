@@ -67,3 +67,27 @@ async def test_the_engine_does_not_start_on_an_unmigrated_database(
             await engine.start()
     finally:
         await engine.stop()
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("nobody_ivr_test@127.0.0.1:5432/test", 'role "nobody_ivr_test" does not exist'),
+        ("postgres@127.0.0.1:5432/no_such_ivr_db", 'database "no_such_ivr_db" does not exist'),
+    ],
+)
+async def test_a_refused_role_or_database_is_a_config_error_not_an_outage(
+    path: str, reason: str
+) -> None:
+    """A typo in database_url used to start "ready" and serve static menus for ever."""
+    with pytest.raises(ConfigError, match=f"refused the connection: {reason}"):
+        await open_timeline("postgresql://" + path)
+
+
+async def test_an_unreachable_server_still_starts_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        timeline = await open_timeline("postgresql://postgres@127.0.0.1:1/test")
+    await timeline.close()
+    assert any("schema not checked" in r.getMessage() for r in caplog.records)
