@@ -131,6 +131,7 @@ class RankingPolicy:
     max_events: int = 50
     max_age_days: float = 365.0
     open_case_boost: bool = True  # intents with an open case rank first
+    min_contacts: int = 2  # contacts with an intent before it moves up (an open case: always)
 
 
 @dataclass(frozen=True, slots=True)

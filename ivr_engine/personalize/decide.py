@@ -7,12 +7,13 @@ from datetime import datetime
 from ivr_engine.domain.models import (
     CallerHistory,
     DigitPolicy,
+    IntentScore,
     Menu,
     MenuDecision,
     PresentedOption,
 )
 from ivr_engine.personalize.ranking import rank_intents
-from ivr_engine.personalize.reorder import default_entries, reorder_menu
+from ivr_engine.personalize.reorder import default_entries, moves_up, reorder_menu
 from ivr_engine.personalize.shortcut import evaluate_shortcut
 
 NEW_CALLER = "new caller: default order"
@@ -40,12 +41,26 @@ def decide_menu(menu: Menu, history: CallerHistory | None, now: datetime) -> Men
     entries = reorder_menu(menu, ranking)
     offer, shortcut_reason = evaluate_shortcut(menu, ranking)
     reasons = [score.reason for score in ranking] or [NO_RECENT_CONTACTS]
+    held_back = _held_back_reason(menu, ranking)
+    if held_back is not None:
+        reasons.append(held_back)
     order_reason = _order_reason(menu, entries)
     if order_reason is not None:
         reasons.append(order_reason)
     if shortcut_reason is not None:
         reasons.append(shortcut_reason)
     return MenuDecision(menu.name, True, entries, ranking, offer, tuple(reasons))
+
+
+def _held_back_reason(menu: Menu, ranking: tuple[IntentScore, ...]) -> str | None:
+    """Which intents stayed in place for having too few contacts, e.g. 'billing: fewer
+    than 2 contacts, not moved up'."""
+    least = menu.ranking.min_contacts
+    held = [s.intent for s in ranking if not s.open_case and not moves_up(s, least) and s.score > 0]
+    if not held:
+        return None
+    noun = "contact" if least == 1 else "contacts"
+    return f"{', '.join(held)}: fewer than {least} {noun}, not moved up"
 
 
 def _order_reason(menu: Menu, entries: tuple[PresentedOption, ...]) -> str | None:

@@ -4,7 +4,9 @@ Pinned options (operator on 0) keep their digit and are announced last, in defau
 POSITIONAL: the unpinned options, ranked ones first, take the unpinned default digits in
 ascending key order ("1" < ... < "9" < "0" < "*" < "#"): the best option becomes key 1.
 STABLE: every option keeps its default digit; only the announcement order changes.
-A ranking that moves nothing (empty, or only pinned intents) gives the default menu exactly.
+An intent moves up only with an open case or ``ranking.min_contacts`` contacts in the window.
+A ranking that moves nothing (empty, only pinned intents, or too few contacts) gives the
+default menu exactly.
 """
 
 from __future__ import annotations
@@ -21,16 +23,23 @@ def default_entries(menu: Menu) -> tuple[PresentedOption, ...]:
     return tuple(PresentedOption(option.digit, option) for option in menu.options)
 
 
-def ranked_intents(ranking: Sequence[IntentScore]) -> tuple[str, ...]:
-    """Intents that move up: a positive score or an open case, in ranking order, once each."""
-    moving = (s.intent for s in ranking if s.score > 0 or s.open_case)
+def ranked_intents(ranking: Sequence[IntentScore], min_contacts: int = 1) -> tuple[str, ...]:
+    """Intents that move up, in ranking order, once each: an open case, or a positive score
+    from at least ``min_contacts`` contacts (one call about billing does not move billing's
+    key for a caller who knows the menu by heart)."""
+    moving = (s.intent for s in ranking if s.open_case or moves_up(s, min_contacts))
     return tuple(dict.fromkeys(moving))
+
+
+def moves_up(score: IntentScore, min_contacts: int) -> bool:
+    """Enough contacts for this intent to move up by its score alone."""
+    return score.score > 0 and score.contacts >= min_contacts
 
 
 def reorder_menu(menu: Menu, ranking: Sequence[IntentScore]) -> tuple[PresentedOption, ...]:
     """Entries in announcement order, with the digit each option answers to."""
     unpinned = [option for option in menu.options if not option.pinned]
-    order = _unpinned_order(unpinned, ranked_intents(ranking))
+    order = _unpinned_order(unpinned, ranked_intents(ranking, menu.ranking.min_contacts))
     if order == unpinned:
         return default_entries(menu)
     if menu.digit_policy is DigitPolicy.POSITIONAL:

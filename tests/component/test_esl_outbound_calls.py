@@ -75,7 +75,7 @@ async def test_returning_billing_caller_hears_billing_first_and_call_is_recorded
     ada = await seed(store(engine), phone, history, {"account_number": "40012345"})
     call = await fs_call(engine, FsCall(phone, ["2", "1"]))
     assert call.heard[0][0] == WELCOME and "ivr-engine/shortcut-topic-billing" in call.heard[0]
-    assert labels(call.heard[1])[:2] == ["billing", "tech-support"]
+    assert labels(call.heard[1])[:2] == ["billing", "new-service"]  # 1 tech_support: stays
     assert call.heard[1][:4] == [
         "ivr-engine/for", "ivr-engine/label-billing", "ivr-engine/press", "digits/1"
     ]  # fmt: skip

@@ -101,7 +101,7 @@ async def test_billing_caller_hears_billing_first_and_1_selects_it(
         "ivr-engine/shortcut-topic-billing",
         "ivr-engine/shortcut-again",
     ]
-    assert menu_order(menu)[:2] == [("billing", "1"), ("tech-support", "2")]
+    assert menu_order(menu)[:2] == [("billing", "1"), ("new-service", "2")]  # 1 tech_support: stays
     assert menu_order(menu)[-1] == ("operator", "0")  # pinned
     assert rest == []  # the account number is known: not asked
     assert (routed["Intent"], routed["Customer"]) == ("billing", seeded.customer_id)

@@ -63,6 +63,7 @@ def test_returning_billing_caller_positional() -> None:
     assert decision.reasons == (
         "billing: 5 of last 6 contacts, latest 2 days ago",
         "tech_support: 1 of last 6 contacts, latest 15 days ago",
+        "tech_support: fewer than 2 contacts, not moved up",
         "billing on key 1 (default key 6)",
         f"shortcut offered for billing: 5 contacts (min 3), {share:.0%} of the weighted score "
         "(min 60%)",
@@ -84,15 +85,27 @@ def test_top_already_first_has_no_order_reason_when_unchanged() -> None:
     assert decision.entries == default_entries(sample_menu())
     assert decision.reasons == (
         "new_service: 1 of last 1 contact, latest 1 day ago",
+        "new_service: fewer than 2 contacts, not moved up",
         "no shortcut for new_service: 1 contact (min 3), 100% of the weighted score (min 60%)",
     )
 
 
 def test_positional_top_on_its_own_key_is_announced_first() -> None:
-    events = (ev(1, "new_service"), ev(2, "outage"))
+    events = (ev(1, "new_service"), ev(2, "outage"), ev(3, "new_service"), ev(4, "outage"))
     decision = decide_menu(sample_menu(), history(*events), NOW)
     assert decision.entries[1].option.intent == "outage"
     assert "new_service announced first, key 1 kept" in decision.reasons
+
+
+def test_one_contact_keeps_the_default_menu_and_says_why() -> None:
+    """One call about billing: billing stays on 6 for a caller who knows the menu."""
+    decision = decide_menu(sample_menu(), history(ev(1, "billing")), NOW)
+    assert decision.entries == default_entries(sample_menu())
+    assert decision.intent_for_digit("6") == "billing"
+    assert "billing: fewer than 2 contacts, not moved up" in decision.reasons
+    two = decide_menu(sample_menu(), history(ev(1, "billing"), ev(5, "billing")), NOW)
+    assert two.intent_for_digit("1") == "billing"
+    assert not any("not moved up" in r for r in two.reasons)
 
 
 def test_shortcut_refusal_is_explained() -> None:

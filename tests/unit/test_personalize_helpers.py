@@ -84,7 +84,7 @@ def history(*events: HistoryEvent, **known: KnownField) -> CallerHistory:
 
 
 def score(
-    intent: str, value: float, contacts: int = 1, *, total: int = 10, open_case: bool = False
+    intent: str, value: float, contacts: int = 3, *, total: int = 10, open_case: bool = False
 ) -> IntentScore:
     return IntentScore(intent, value, contacts, total, NOW, open_case, f"{intent}: test")
 

@@ -35,8 +35,23 @@ def test_empty_ranking_is_default_menu(policy: DigitPolicy) -> None:
 
 
 def test_billing_caller_positional_billing_on_key_1() -> None:
+    # tech_support's one contact is below ranking.min_contacts (2): it keeps its place
     menu = sample_menu(DigitPolicy.POSITIONAL)
     ranking = rank_intents(five_of_six_billing(), NOW, RankingPolicy(), INTENTS)
+    assert layout(reorder_menu(menu, ranking)) == [
+        ("1", "billing"),
+        ("2", "new_service"),
+        ("3", "tech_support"),
+        ("4", "moving"),
+        ("5", "outage"),
+        ("6", "cancel"),
+        ("0", "operator"),
+    ]
+
+
+def test_with_min_contacts_1_one_contact_moves_up_too() -> None:
+    menu = sample_menu(DigitPolicy.POSITIONAL, ranking=RankingPolicy(min_contacts=1))
+    ranking = rank_intents(five_of_six_billing(), NOW, menu.ranking, INTENTS)
     assert layout(reorder_menu(menu, ranking)) == [
         ("1", "billing"),
         ("2", "tech_support"),
@@ -53,13 +68,26 @@ def test_billing_caller_stable_billing_announced_first_keeps_6() -> None:
     ranking = rank_intents(five_of_six_billing(), NOW, RankingPolicy(), INTENTS)
     assert layout(reorder_menu(menu, ranking)) == [
         ("6", "billing"),
-        ("2", "tech_support"),
         ("1", "new_service"),
+        ("2", "tech_support"),
         ("3", "moving"),
         ("4", "outage"),
         ("5", "cancel"),
         ("0", "operator"),
     ]
+
+
+@pytest.mark.parametrize("policy", list(DigitPolicy))
+def test_one_contact_does_not_move_an_option(policy: DigitPolicy) -> None:
+    """A caller who pressed 6 for billing once presses 6 again next time (positional)."""
+    menu = sample_menu(policy)
+    assert reorder_menu(menu, (score("billing", 0.9, contacts=1),)) == default_entries(menu)
+    assert layout(reorder_menu(menu, (score("billing", 1.8, contacts=2),)))[0][1] == "billing"
+
+
+def test_one_contact_with_an_open_case_moves() -> None:
+    ranking = (score("outage", 0.9, contacts=1, open_case=True),)
+    assert layout(reorder_menu(sample_menu(), ranking))[0] == ("1", "outage")
 
 
 @pytest.mark.parametrize("policy", list(DigitPolicy))
