@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
@@ -31,6 +31,9 @@ _HTTP_CODES: Mapping[int, str] = {
     415: "unsupported_media_type",
     503: "unavailable",
 }
+
+
+_BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH})
 
 
 class ApiError(Exception):
@@ -109,10 +112,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
-        return error_response(exc.status, code, exc.reason)
+        response = error_response(exc.status, code, exc.reason)
+        _keep_headers(exc, response)
+        return response
     except Exception:
         log.exception("%s %s: unhandled error", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")
+
+
+def _keep_headers(exc: web.HTTPException, response: web.Response) -> None:
+    """The headers aiohttp put on ``exc`` (``Allow`` on a 405, as RFC 9110 requires), but
+    not its body's: the JSON error replaces the text one."""
+    for name, value in exc.headers.items():
+        if name not in _BODY_HEADERS:
+            response.headers.add(name, value)
 
 
 def _loc(loc: Sequence[int | str]) -> str:
