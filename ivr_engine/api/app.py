@@ -9,6 +9,7 @@ import html
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -25,7 +26,7 @@ from ivr_engine.api.keys import (
     MENUS,
     STORE,
 )
-from ivr_engine.api.openapi import openapi_document
+from ivr_engine.api.openapi import served_document
 from ivr_engine.api.serialize import HealthJson
 from ivr_engine.domain.models import Menu
 from ivr_engine.ports import CallerLookup, TimelineStore
@@ -81,21 +82,27 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+def _document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI document of what ``app`` serves (routes added after the factory too)."""
+    return served_document({resource.canonical for resource in app.router.resources()})
+
+
 @meta.get("/openapi.json")
-async def openapi(_request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(_document(request.app))
 
 
 @meta.get("/docs")
-async def docs(_request: web.Request) -> web.Response:
+async def docs(request: web.Request) -> web.Response:
     """A dependency-free page listing every operation (the full schema is /openapi.json)."""
+    document = _document(request.app)
     rows = [
         f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
         f"<td>{html.escape(op.get('summary', ''))}</td></tr>"
-        for path, item in openapi_document()["paths"].items()
+        for path, item in document["paths"].items()
         for method, op in item.items()
     ]
-    schema = html.escape(json.dumps(openapi_document(), indent=2))
+    schema = html.escape(json.dumps(document, indent=2))
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>ivr-engine API</title></head>"
         "<body><h1>ivr-engine timeline API</h1><p>OpenAPI 3.1: "

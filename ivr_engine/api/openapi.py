@@ -7,12 +7,20 @@ those), so the document cannot drift from the code silently.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from ivr_engine.api import openapi_agents, openapi_messages, preview, schemas, serialize
+from ivr_engine.api import (
+    openapi_agents,
+    openapi_messages,
+    openapi_optional,
+    preview,
+    schemas,
+    serialize,
+)
 from ivr_engine.api.auth import OPEN_PATHS
 
 _REF = "#/components/schemas/{model}"
@@ -205,6 +213,7 @@ def openapi_document() -> dict[str, Any]:
     }
     paths.update(openapi_messages.message_paths(b))
     paths.update(openapi_agents.agent_paths(b))
+    paths.update(openapi_optional.optional_paths(b))
     _declare_security(paths)
     return {
         "openapi": "3.1.0",
@@ -219,6 +228,14 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {**_API_TOKEN, **openapi_agents.SECURITY_SCHEMES},
         },
     }
+
+
+def served_document(served_paths: Collection[str]) -> dict[str, Any]:
+    """The document with only the paths in ``served_paths`` (canonical, ``{id}`` style):
+    agent, load and continuation routes exist only with their settings."""
+    document = openapi_document()
+    paths = {path: item for path, item in document["paths"].items() if path in served_paths}
+    return {**document, "paths": paths}
 
 
 def _declare_security(paths: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ Kept apart from ``load_view.py`` (which re-exports them) so the shapes read in o
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing_extensions import TypedDict
 
 
 class SkillLoadJson(TypedDict):

@@ -10,13 +10,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ivr_engine.api.app import create_api_app
+from ivr_engine.api.auth import OPEN_PREFIXES
+from ivr_engine.api.openapi import openapi_document
+from ivr_engine.app import Engine
 from ivr_engine.timeline import Timeline, open_timeline
+from tests.component.test_agents_management_api import start_engine
 
 Client = TestClient[Any, Any]
+ADMIN_TOKEN = "admin-" + "c" * 40
+Operation = tuple[str, str]  # (method in lower case, canonical path)
 
 
 @pytest.fixture
@@ -55,3 +63,64 @@ async def test_405_names_the_allowed_methods(
     assert resp.status == 405
     assert (await resp.json())["error"]["code"] == "method_not_allowed"
     assert set(resp.headers.get("Allow", "").split(",")) == allowed
+
+
+# --------------------------------------------------------------------------- routes = document
+
+
+def served_operations(app: web.Application) -> set[Operation]:
+    """What ``app`` dispatches, sub-apps left out (``/timeline``, ``/desktop``: pages with
+    their own private calls, not the API) and the HEAD aiohttp adds to each GET."""
+    found = {
+        (route.method.lower(), route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and route.method != "*"
+    }
+    return {
+        (method, path)
+        for method, path in found
+        if not path.startswith(OPEN_PREFIXES) and not (method == "head" and ("get", path) in found)
+    }
+
+
+def documented_operations(document: dict[str, Any]) -> set[Operation]:
+    return {(method, path) for path, item in document["paths"].items() for method in item}
+
+
+@pytest.fixture
+async def full_engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    """Every optional part of the API on: agents (load view, agent management) and
+    continuation links."""
+    url = f"sqlite:///{tmp_path / 'engine.db'}"
+    running = await start_engine(
+        url, tmp_path, admin_token=ADMIN_TOKEN, continuation_secret="ab" * 32
+    )
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def test_every_route_of_the_engine_is_documented_and_back(full_engine: Engine) -> None:
+    """The engine's whole API app against the whole document, both ways. ``/v1/load``,
+    ``/metrics``, ``/v1/load.html``, ``/v1/load.js`` and ``/v1/continuations/redeem``
+    were served but not documented."""
+    assert full_engine.http is not None
+    served = served_operations(full_engine.http.app)
+    assert {("get", "/v1/agents"), ("post", "/v1/continuations/redeem")} <= served
+    assert served == documented_operations(openapi_document())
+    base = f"http://127.0.0.1:{full_engine.http_port}"
+    async with aiohttp.ClientSession(base_url=base) as http, http.get("/openapi.json") as resp:
+        assert resp.status == 200
+        assert documented_operations(await resp.json()) == served
+
+
+async def test_the_document_lists_only_what_the_app_serves(client: Client) -> None:
+    """Without agents nor continuation links (the embedded default), ``/openapi.json``
+    listed ``/v1/agents`` and ``/v1/agents/{agent_id}``, which answer 404 there."""
+    served = served_operations(client.app)
+    document = await (await client.get("/openapi.json")).json()
+    assert documented_operations(document) == served
+    assert ("post", "/v1/customers") in served and ("get", "/v1/agents") not in served
+    page = await (await client.get("/docs")).text()
+    assert "<code>/v1/events</code>" in page and "<code>/v1/agents</code>" not in page

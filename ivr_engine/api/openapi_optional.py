@@ -1,0 +1,98 @@
+"""OpenAPI paths of the routes the engine adds to the API app only with some settings.
+
+The load view (``contact_center.metrics.load_routes``: with ``agents_file``) and the
+continuation links (``omni.redeem_api``: with ``continuation_secret``). ``openapi`` adds
+them like every other path; ``/openapi.json`` then lists only the paths the app serves
+(``openapi.served_document``), so a document never names a route that would answer 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from typing_extensions import TypedDict
+
+from ivr_engine.api.openapi_messages import OperationBuilder
+from ivr_engine.contact_center.load_json import LoadSnapshot
+from ivr_engine.contact_center.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ivr_engine.domain.models import Channel
+from ivr_engine.omni.redeem_api import MAX_BODY as REDEEM_MAX_BODY
+
+_ERROR = {"$ref": "#/components/schemas/ErrorJson"}
+_LOAD_UNAVAILABLE = "Load unavailable (workers: the supervisor's load ledger did not answer)"
+
+
+class RedeemJson(TypedDict):
+    """``POST /v1/continuations/redeem``: what the caller left on the phone."""
+
+    case_id: str
+    customer_id: str
+    channel: Channel
+    intent: str | None
+    fields: dict[str, str]  # values that may travel in clear
+    sensitive_fields: list[str]  # names only: look the values up
+
+
+def optional_paths(b: OperationBuilder) -> dict[str, Any]:
+    return {**_load_paths(b), **_redeem_paths(b)}
+
+
+def _load_paths(b: OperationBuilder) -> dict[str, Any]:
+    unavailable = ("503",)
+    paths = {
+        "/v1/load": {
+            "get": b.operation(
+                "Calls waiting and agents by state, per skill and team (with agents_file)",
+                b.shape(LoadSnapshot),
+                errors=unavailable,
+            )
+        },
+        "/metrics": {
+            "get": _text(
+                b.operation("Prometheus metrics of the load", {}, errors=unavailable),
+                METRICS_CONTENT_TYPE.partition(";")[0],
+                "Prometheus text exposition format 0.0.4",
+            )
+        },
+        "/v1/load.html": {
+            "get": _text(b.operation("The supervisor's load page", {}, errors=()), "text/html")
+        },
+        "/v1/load.js": {
+            "get": _text(b.operation("The load page's script", {}, errors=()), "text/javascript")
+        },
+    }
+    for path in ("/v1/load", "/metrics"):
+        paths[path]["get"]["responses"]["503"]["description"] = _LOAD_UNAVAILABLE
+    return paths
+
+
+def _redeem_paths(b: OperationBuilder) -> dict[str, Any]:
+    summary = "Open a continuation link (single use; with continuation_secret)"
+    op = b.operation(summary, b.shape(RedeemJson), errors=("400", "409", "413", "503"))
+    op["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"token": {"type": "string", "minLength": 1}},
+                    "required": ["token"],
+                    "description": f"at most {REDEEM_MAX_BODY} bytes",
+                }
+            }
+        },
+    }
+    op["responses"]["409"]["description"] = "This link was already used"
+    op["responses"]["410"] = {
+        "description": "This link has expired",
+        "content": {"application/json": {"schema": _ERROR}},
+    }
+    return {"/v1/continuations/redeem": {"post": op}}
+
+
+def _text(op: dict[str, Any], media_type: str, description: str = "OK") -> dict[str, Any]:
+    op["responses"]["200"] = {
+        "description": description,
+        "content": {media_type: {"schema": {"type": "string"}}},
+    }
+    return op
