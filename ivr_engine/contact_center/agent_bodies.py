@@ -8,9 +8,10 @@ by some intent, and an agent must keep a way to log in (a password or an API tok
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from ivr_engine.contact_center.agent_record import AgentRecord
 from ivr_engine.desktop.directory import AGENT_ID_PATTERN
@@ -52,18 +53,31 @@ class NewAgentBody(AgentProfileBody):
     agent_id: Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
 
 
+# Absent, never null (``patched_fields`` refuses it): ``None`` stays out of the JSON schema.
+Unset = SkipJsonSchema[None]
+NOT_NULL = ("name", "sip_endpoint", "skills", "languages", "team", "max_concurrent")
+
+
+def _no_null_defaults(schema: dict[str, Any]) -> None:
+    """A ``null`` default beside a type that takes no ``null`` would contradict it."""
+    for name in NOT_NULL:
+        schema["properties"][name].pop("default", None)
+
+
 class AgentPatchBody(BaseModel):
     """``PATCH /v1/agents/{agent_id}``: only the fields given change; ``null`` clears
     ``password`` or ``token_sha256`` (one of them must remain)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, json_schema_extra=_no_null_defaults
+    )
 
-    name: Name | None = None
-    sip_endpoint: Endpoint | None = None
-    skills: Skills | None = None
-    languages: Languages | None = None
-    team: Team | None = None
-    max_concurrent: MaxConcurrent | None = None
+    name: Name | Unset = None
+    sip_endpoint: Endpoint | Unset = None
+    skills: Skills | Unset = None
+    languages: Languages | Unset = None
+    team: Team | Unset = None
+    max_concurrent: MaxConcurrent | Unset = None
     password: Password | None = None
     token_sha256: TokenDigest | None = None
 
@@ -75,9 +89,6 @@ class AgentRuleError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
-
-
-NOT_NULL = ("name", "sip_endpoint", "skills", "languages", "team", "max_concurrent")
 
 
 def patched_fields(body: AgentPatchBody) -> dict[str, object]:
