@@ -106,7 +106,8 @@ def openapi_document() -> dict[str, Any]:
     b.shape(serialize.ErrorJson)
     customer = b.shape(serialize.CustomerJson)
     body_errors = ("400", "404", "413", "415", "503")
-    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    field_name = TypeAdapter(schemas.FieldName).json_schema()
+    name = {"name": "name", "in": "path", "required": True, "schema": field_name}
     event_ok = b.shape(serialize.EventResultJson)
     paths: dict[str, Any] = {
         "/v1/customers": {
