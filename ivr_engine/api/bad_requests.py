@@ -2,11 +2,13 @@
 
 aiohttp answers a request its parser refuses (a header line over 8 KiB, a garbled request
 line, ...) with a 400, then logs ``ERROR aiohttp.server: Error handling request`` with a
-full traceback (``web_protocol.RequestHandler.handle_error``). Any client that reaches the
-port can send those without a token, so while the API app runs a filter on that logger
+full traceback (``web_protocol.RequestHandler.handle_error``). A body that does not
+decode (``Content-Encoding: gzip`` on plain bytes; the API answers 400 ``unreadable_body``)
+is logged by aiohttp as ``Unhandled exception`` when it drains the rest of it. Any client
+that reaches the port can send those, so while the API app runs a filter on that logger
 turns each such record into one WARNING line without traceback, at most one per
 ``WINDOW_S`` (the rest go to DEBUG and are counted in the next WARNING). The reply (400)
-is aiohttp's, unchanged. Records of any other exception, such as a handler's own failure
+is unchanged. Records of any other exception, such as a handler's own failure
 (500), keep their level and traceback.
 
 A filter on the logger, not a ``logger=`` given to the ``AppRunner``: it covers every
@@ -21,6 +23,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from aiohttp.http import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 SERVER_LOGGER = "aiohttp.server"
 WINDOW_S = 60.0
@@ -41,6 +44,8 @@ class BadRequestLogFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, RequestPayloadError) and isinstance(exc.__cause__, HttpProcessingError):
+            exc = exc.__cause__  # a body that does not decode, met again while draining it
         if not isinstance(exc, HttpProcessingError) or not 400 <= exc.code < 500:
             return True
         detail = " ".join(exc.message.split())[:_MAX_DETAIL]

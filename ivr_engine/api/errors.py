@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import hdrs, web
+from aiohttp.http import HttpProcessingError
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from ivr_engine.domain.errors import TimelineUnavailable
@@ -108,6 +110,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except TimelineUnavailable:
         log.warning("%s %s: timeline unavailable", request.method, request.path, exc_info=True)
         return error_response(503, "timeline_unavailable", "the timeline store is unavailable")
+    except RequestPayloadError as exc:
+        # The body broke off or does not decode (Content-Encoding: gzip on plain bytes):
+        # the client's fault, told in one line.
+        cause = exc.__cause__
+        why = cause.message if isinstance(cause, HttpProcessingError) else str(exc)
+        log.info("%s %s: unreadable body: %s", request.method, request.path, why)
+        return error_response(400, "unreadable_body", _clip(f"the body cannot be read: {why}"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
