@@ -27,6 +27,7 @@ from ivr_engine.api.keys import (
     STORE,
 )
 from ivr_engine.api.openapi import served_document
+from ivr_engine.api.outage_log import OUTAGE_LOG, OutageLog
 from ivr_engine.api.serialize import HealthJson
 from ivr_engine.domain.models import Menu
 from ivr_engine.ports import CallerLookup, TimelineStore
@@ -62,6 +63,7 @@ def create_api_app(
     app = web.Application(middlewares=[error_middleware, checked], client_max_size=max_body_bytes)
     app.cleanup_ctx.append(quiet_bad_requests)  # an over-long header: one line, no traceback
     app[STORE] = store
+    app[OUTAGE_LOG] = OutageLog()
     app[APPENDER] = Appender(store)
     app[LOOKUP] = lookup
     app[MENUS] = menus

@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
+from ivr_engine.api.outage_log import record_outage
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.timeline.errors import CustomerNotFound, MergeRejected
 
@@ -107,8 +108,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(404, "customer_not_found", str(exc))
     except MergeRejected as exc:
         return error_response(409, "merge_rejected", _clip(str(exc)))
-    except TimelineUnavailable:
-        log.warning("%s %s: timeline unavailable", request.method, request.path, exc_info=True)
+    except TimelineUnavailable as exc:
+        record_outage(request, f"{request.method} {request.path}", exc)
         return error_response(503, "timeline_unavailable", "the timeline store is unavailable")
     except RequestPayloadError as exc:
         # The body broke off or does not decode (Content-Encoding: gzip on plain bytes):

@@ -8,7 +8,6 @@ menu too. Sensitive prefilled values are masked.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -17,6 +16,7 @@ from typing_extensions import TypedDict
 
 from ivr_engine.api.errors import ApiError
 from ivr_engine.api.keys import CLOCK, LOOKUP, MENUS, STORE
+from ivr_engine.api.outage_log import record_outage
 from ivr_engine.api.schemas import PreviewQuery, parse_query
 from ivr_engine.api.serialize import timestamp
 from ivr_engine.domain.errors import TimelineUnavailable
@@ -33,7 +33,6 @@ from ivr_engine.domain.models import (
 from ivr_engine.personalize import decide_menu, plan_fields, static_menu
 from ivr_engine.ports import CallerLookup, LookupResult, TimelineStore
 
-log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 MASK = "****"
@@ -102,8 +101,8 @@ async def menu_preview(request: web.Request) -> web.Response:
         else:
             assert query.customer_id is not None
             result = await _by_customer(request.app[STORE], menu, query.customer_id)
-    except TimelineUnavailable:
-        log.warning("menu preview: timeline unavailable; static menu", exc_info=True)
+    except TimelineUnavailable as exc:
+        record_outage(request, "menu preview (static menu)", exc)
         decision = static_menu(menu, "timeline unavailable")
         return web.json_response(preview_json(menu, decision, None, ambiguous=False))
     decision = decide_menu(menu, result.history, request.app[CLOCK]())
