@@ -28,6 +28,15 @@ if [ "${1:-}" = "--system" ]; then
 fi
 
 if [ ! -x .venv/bin/python ]; then
+  if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "error: $PYTHON is not Python 3.11 or newer (set PYTHON=/path/to/python3.11)" >&2
+    exit 2
+  fi
+  if ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then
+    echo "error: $PYTHON cannot create a venv (no ensurepip): on Debian/Ubuntu run" >&2
+    echo "  sudo apt-get install python3-venv   (or: scripts/setup.sh --system, as root)" >&2
+    exit 2
+  fi
   "$PYTHON" -m venv .venv
 fi
 # Installed once per pyproject.toml: a restart (scripts/run-engine.sh) neither waits for pip
