@@ -8,7 +8,7 @@ from datetime import datetime
 from aiohttp import web
 
 from ivr_engine.domain.models import Menu
-from ivr_engine.ports import CallerLookup, TimelineStore
+from ivr_engine.ports import CallerLookup, ConversationReader, TimelineStore
 
 STORE = web.AppKey[TimelineStore]("store")
 LOOKUP = web.AppKey[CallerLookup]("lookup")
@@ -16,3 +16,4 @@ MENUS = web.AppKey[Mapping[str, Menu]]("menus")
 CLOCK = web.AppKey[Callable[[], datetime]]("clock")
 DEFAULT_REGION = web.AppKey[str]("default_region")
 MAX_BODY_BYTES = web.AppKey[int]("max_body_bytes")
+CONVERSATIONS = web.AppKey[ConversationReader]("conversations")  # event lookups by id too

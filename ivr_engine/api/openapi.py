@@ -171,7 +171,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/events": {
             "post": b.operation(
-                "Append an event (idempotent on event_id)",
+                "Append an event (idempotent on event_id; 409 when the id holds another event)",
                 event_ok,
                 status="201",
                 body=schemas.EventIn,

@@ -31,7 +31,7 @@ from ivr_engine.api.conversation_rules import (
     replay_conflict,
 )
 from ivr_engine.api.errors import ApiError
-from ivr_engine.api.keys import CLOCK, STORE
+from ivr_engine.api.keys import CLOCK, CONVERSATIONS, STORE
 from ivr_engine.api.message_customers import message_customer
 from ivr_engine.api.schemas import parse_body, parse_query
 from ivr_engine.api.schemas_messages import (
@@ -69,7 +69,6 @@ __all__ = [  # the case types live in ``ivr_engine.ports``, re-exported here for
 _CASE_ID_RE: Final = re.compile(r"^[\x21-\x7e]{1,64}$")  # schemas.CaseId
 
 
-CONVERSATIONS = web.AppKey[ConversationReader]("conversations")
 routes = web.RouteTableDef()
 
 

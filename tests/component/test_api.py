@@ -692,3 +692,34 @@ async def test_store_down_is_503_and_bugs_are_500_without_details(
         text = await resp.text()
         assert resp.status == 500 and "hunter2" not in text
         assert json.loads(text)["error"]["code"] == "internal_error"
+
+
+CHAT = {"channel": "chat", "event_type": "chat.message"}
+
+
+async def test_a_reused_event_id_with_another_event_is_a_409(client: Client) -> None:
+    """A client that reuses an id for a different event learns it (it was a silent 200)."""
+    cid = (await _customer(client, "5551230015"))["customer_id"]
+    at = (NOW - timedelta(minutes=3)).isoformat()
+    first = {"event_id": "crm-9", "customer_id": cid, "intent": "billing", "occurred_at": at}
+    await _event(client, 201, **first, data={"n": 1.5, "tags": ["a"]})
+    again = await _event(client, 200, **first, data={"n": 1.5, "tags": ["a"]})  # a true retry
+    assert again["inserted"] is False
+    for change, differs in [
+        ({"intent": "moving"}, ["intent"]),
+        ({"data": {"n": 2}}, ["data"]),
+        ({"channel": "email", "event_type": "email.received"}, ["channel", "event_type"]),
+        ({"occurred_at": (NOW - timedelta(minutes=4)).isoformat()}, ["occurred_at"]),
+    ]:
+        body = first | {"data": {"n": 1.5, "tags": ["a"]}} | change
+        error = await _error(
+            await client.post("/v1/events", json=CHAT | body), 409, "event_id_conflict"
+        )
+        assert error["differs"] == differs, error
+    # nothing of the refused bodies was saved, not even their known fields
+    body = first | {"intent": "moving", "fields": {"postcode": "12345"}}
+    await _error(await client.post("/v1/events", json=CHAT | body), 409, "event_id_conflict")
+    customer = await _json(await client.get(f"/v1/customers/{cid}"), 200)
+    assert "postcode" not in customer["fields"]
+    page = await _json(await client.get(f"/v1/customers/{cid}/timeline"), 200)
+    assert [(e["event_id"], e["intent"]) for e in page["events"]] == [("crm-9", "billing")]
