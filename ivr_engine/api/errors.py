@@ -68,17 +68,18 @@ def bad_request(field: str, message: str, code: str = "validation_error") -> Api
     return ApiError(400, code, f"{field}: {_clip(message)}", details=[detail])
 
 
-def from_validation_error(exc: ValidationError) -> ApiError:
-    """A 400 naming the first offending field path (``identities.0.value``)."""
+def from_validation_error(exc: ValidationError, where: str = "body") -> ApiError:
+    """A 400 naming the first offending field path (``identities.0.value``); a rule about
+    the whole body (or query string: ``where``) is named by ``where``."""
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     if any(e["type"] == "json_invalid" for e in errors):
         first = next(e for e in errors if e["type"] == "json_invalid")
         return ApiError(400, "invalid_json", _clip(first["msg"]))
     details = [
-        {"loc": _loc(e["loc"]), "msg": _clip(e["msg"]), "type": e["type"]}
+        {"loc": _loc(e["loc"], where), "msg": _clip(_plain(e["msg"])), "type": e["type"]}
         for e in errors[:_MAX_DETAILS]
     ]
-    first_detail = details[0] if details else {"loc": "body", "msg": "invalid"}
+    first_detail = details[0] if details else {"loc": where, "msg": "invalid"}
     message = f"{first_detail['loc']}: {first_detail['msg']}"
     return ApiError(400, "validation_error", message, details=details)
 
@@ -138,8 +139,13 @@ def _keep_headers(exc: web.HTTPException, response: web.Response) -> None:
             response.headers.add(name, value)
 
 
-def _loc(loc: Sequence[int | str]) -> str:
-    return ".".join(str(part) for part in loc) or "body"
+def _loc(loc: Sequence[int | str], where: str) -> str:
+    return ".".join(str(part) for part in loc) or where
+
+
+def _plain(msg: str) -> str:
+    """pydantic's message without the "Value error, " it puts before a validator's own."""
+    return msg.removeprefix("Value error, ")
 
 
 def _clip(text: str) -> str:

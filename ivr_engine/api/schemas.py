@@ -247,7 +247,7 @@ def parse_query(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(dict(query), context=_context(request))
     except ValidationError as exc:
-        raise from_validation_error(exc) from None
+        raise from_validation_error(exc, "query") from None
 
 
 def customer_id_param(request: web.Request, name: str = "id") -> str:

@@ -723,3 +723,13 @@ async def test_a_reused_event_id_with_another_event_is_a_409(client: Client) -> 
     assert "postcode" not in customer["fields"]
     page = await _json(await client.get(f"/v1/customers/{cid}/timeline"), 200)
     assert [(e["event_id"], e["intent"]) for e in page["events"]] == [("crm-9", "billing")]
+
+
+async def test_a_query_rule_is_named_query_in_plain_words(client: Client) -> None:
+    """It said 'body: Value error, give exactly one of ...' for a GET without parameters."""
+    error = await _error(await client.get("/v1/customers"), 400, "validation_error")
+    assert error["message"].startswith("query: give exactly one of "), error
+    assert error["details"][0]["loc"] == "query"
+    error = await _error(await client.get("/v1/menu-preview"), 400, "validation_error")
+    assert error["message"].startswith("query: "), error
+    assert "Value error" not in error["message"]
