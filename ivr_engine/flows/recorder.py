@@ -204,7 +204,14 @@ class CallRecorder:
         if failed:
             await self._spool_or_keep(failed)
         await asyncio.to_thread(self._spool.with_name(REPLAY_FILE).unlink, missing_ok=True)
-        return len(pending) - len(failed)
+        written = len(pending) - len(failed)
+        if written:  # the other half of "timeline write failed ...; spooling N call(s)"
+            log.info(
+                "%d spooled call(s) written to the timeline (%d still spooled)",
+                written,
+                len(failed),
+            )
+        return written
 
 
 def _append_to_spool_dir(spool: Path, text: str) -> None:

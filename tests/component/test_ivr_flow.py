@@ -8,6 +8,7 @@ in tests/e2e/test_engine_calls.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -275,7 +276,10 @@ async def test_database_down_static_menu_and_call_spooled(
 
 
 async def test_spool_is_replayed_and_unreadable_lines_are_set_aside(
-    sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
+    sqlite_url: str,
+    tmp_path: Path,
+    new_phone: Callable[[], str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     phone = new_phone()
     down = Engine(settings_for("postgresql://postgres@127.0.0.1:1/nothing", tmp_path))
@@ -287,12 +291,15 @@ async def test_spool_is_replayed_and_unreadable_lines_are_set_aside(
     spool = tmp_path / "spool" / SPOOL_FILE
     spool.write_text(spool.read_text() + "{not json\n")
     up = Engine(settings_for(sqlite_url, tmp_path))
-    await up.start()  # replays the spool on start
-    try:
-        event = await call_event(store(up), phone)
-    finally:
-        await up.stop()
+    with caplog.at_level(logging.INFO, logger="ivr_engine.flows.recorder"):
+        await up.start()  # replays the spool on start
+        try:
+            event = await call_event(store(up), phone)
+        finally:
+            await up.stop()
     assert event.intent == "new_service"
+    replayed = "1 spooled call(s) written to the timeline (0 still spooled)"
+    assert replayed in [r.getMessage() for r in caplog.records]  # it was silent
     assert not spool.exists()
     assert (tmp_path / "spool" / REJECTED_FILE).read_text() == "{not json\n"
 
