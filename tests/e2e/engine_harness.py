@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -173,8 +175,22 @@ class PrivatePostgres:
         self._ctl("-m", "immediate", "-w", "stop")
 
 
+def free_port_outside_ephemeral_range() -> int:
+    """A TCP port on 127.0.0.1 that is free now and that the kernel never hands out as a
+    client's source port (55432, the old fixed choice, sits in Linux's ephemeral range
+    32768-60999: a client connection had taken it once and the cluster could not start)."""
+    for port in random.sample(range(15000, 20000), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port in 15000-19999 on 127.0.0.1")
+
+
 @contextlib.contextmanager
-def private_postgres(port: int = 55432) -> Iterator[PrivatePostgres]:
+def private_postgres(port: int | None = None) -> Iterator[PrivatePostgres]:
     base = Path(tempfile.mkdtemp(prefix="ivr-pg-"))
     directory = base / "data"
     shutil.chown(base, "postgres")
@@ -187,7 +203,7 @@ def private_postgres(port: int = 55432) -> Iterator[PrivatePostgres]:
         capture_output=True,
         timeout=120,
     )
-    cluster = PrivatePostgres(directory, port)
+    cluster = PrivatePostgres(directory, port or free_port_outside_ephemeral_range())
     cluster.start()
     try:
         yield cluster
