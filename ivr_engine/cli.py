@@ -8,10 +8,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ivr_engine.domain.errors import ConfigError, IvrEngineError
 from ivr_engine.settings import CONFIG_ENV, Settings, config_file_from, load_settings
+
+if TYPE_CHECKING:
+    from ivr_engine.timeline.migrate import Migrated
 
 DEFAULT_CONFIG = Path("config/engine.yaml")
 
@@ -104,8 +107,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "migrate":
         from ivr_engine.timeline.migrate import upgrade
 
-        await upgrade(settings.database_url)
-        print("timeline schema is up to date")
+        print(describe_migration(await upgrade(settings.database_url), settings.database_url))
     elif args.command == "check-config":
         from ivr_engine.config_check import check_offline
 
@@ -162,6 +164,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {describe_failure(exc, settings)}", file=sys.stderr)
         return 1
     return code
+
+
+def describe_migration(migrated: Migrated, database_url: str) -> str:
+    """What ``migrate`` did: created, upgraded or left the schema (and where)."""
+    from ivr_engine.timeline.urls import redact
+
+    where = redact(database_url)
+    if migrated.before == migrated.after:
+        return f"timeline schema already at {migrated.after} ({where})"
+    before = migrated.before or "(none)"
+    return f"timeline schema migrated from {before} to {migrated.after} ({where})"
 
 
 def describe_failure(exc: BaseException, settings: Settings | None) -> str:

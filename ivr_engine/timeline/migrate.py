@@ -11,6 +11,7 @@ import logging
 import sqlite3
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from alembic import command
 from alembic.config import Config
@@ -36,27 +37,37 @@ def alembic_config(database_url: str | None = None) -> Config:
     return config
 
 
-async def upgrade(database_url: str, revision: str = "head") -> None:
+class Migrated(NamedTuple):
+    """The schema revision before and after ``upgrade`` (``None``: no schema)."""
+
+    before: str | None
+    after: str | None
+
+
+async def upgrade(database_url: str, revision: str = "head") -> Migrated:
     """Bring the schema to ``revision``; SQLite: creates the file and its directory.
 
-    Raises ``UnsupportedDatabaseUrl`` for a bad URL and ``TimelineUnavailable`` when the
-    database cannot be reached or written.
+    Returns the revisions before and after. Raises ``UnsupportedDatabaseUrl`` for a bad URL
+    and ``TimelineUnavailable`` when the database cannot be reached or written.
     """
     url = parse_database_url(database_url)
     try:
-        await asyncio.to_thread(_upgrade_blocking, url, database_url, revision)
+        return await asyncio.to_thread(_upgrade_blocking, url, database_url, revision)
     except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
         raise TimelineUnavailable(
             f"cannot migrate {redact(database_url)}: {type(exc).__name__}: {exc}"
         ) from exc
 
 
-def _upgrade_blocking(url: DatabaseUrl, database_url: str, revision: str) -> None:
+def _upgrade_blocking(url: DatabaseUrl, database_url: str, revision: str) -> Migrated:
     if url.sqlite_path is not None:
         url.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         _enable_wal(url.sqlite_path)
+    config = alembic_config(database_url)
     with _lock:
-        command.upgrade(alembic_config(database_url), revision)
+        command.upgrade(config, revision)
+    attributes = config.attributes  # set by migrations/env.py, under the migration lock
+    return Migrated(attributes.get("revision_before"), attributes.get("revision_after"))
 
 
 def _enable_wal(path: Path) -> None:

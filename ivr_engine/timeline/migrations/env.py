@@ -59,7 +59,11 @@ def do_run_migrations(connection: Connection) -> None:
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+        migration = context.get_context()
+        # read under the lock, for ``upgrade`` to say what it did
+        config.attributes["revision_before"] = migration.get_current_revision()
         context.run_migrations()
+        config.attributes["revision_after"] = migration.get_current_revision()
 
 
 async def run_async_migrations() -> None:

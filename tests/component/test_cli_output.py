@@ -1,0 +1,43 @@
+"""What the ``ivr-engine`` commands print: each says what it did, in words a user can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr_engine.timeline.migrate import _known_revisions, upgrade
+from tests.component.test_cli_and_classic_agi import CLI, run
+
+NewDatabase = Callable[[], Coroutine[Any, Any, str]]
+HEAD = _known_revisions()[0]
+
+
+async def _migrate_says(url: str) -> str:
+    code, out, err = await run([*CLI, "--database-url", url, "migrate"])
+    assert code == 0, err
+    return out.strip()
+
+
+async def _migrate_reports_what_it_did(fresh: str, older: str) -> None:
+    said = await _migrate_says(fresh)
+    assert said.startswith(f"timeline schema migrated from (none) to {HEAD} ("), said
+    said = await _migrate_says(fresh)
+    assert said.startswith(f"timeline schema already at {HEAD} ("), said
+    await upgrade(older, "0002")
+    said = await _migrate_says(older)
+    assert said.startswith(f"timeline schema migrated from 0002 to {HEAD} ("), said
+
+
+async def test_migrate_says_what_it_did_on_sqlite(tmp_path: Path) -> None:
+    await _migrate_reports_what_it_did(
+        f"sqlite:///{tmp_path / 'fresh.db'}", f"sqlite:///{tmp_path / 'older.db'}"
+    )
+
+
+@pytest.mark.postgres
+async def test_migrate_says_what_it_did_on_postgresql(new_pg_database: NewDatabase) -> None:
+    fresh, older = await new_pg_database(), await new_pg_database()
+    await _migrate_reports_what_it_did(fresh, older)
