@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     prompts.add_argument("action", choices=["build"])
     prompts.add_argument("--texts", type=Path, default=Path("prompts/prompts.yaml"))
     prompts.add_argument("--out", type=Path, default=Path("prompts"))
+    prompts.add_argument("--only", nargs="+", metavar="ID", help="build just these prompt ids")
     return parser
 
 
@@ -137,10 +138,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         print(await run_demo(settings))
     elif args.command == "prompts":
-        from ivr_engine.prompt_builder import build_prompts
+        from ivr_engine.prompt_builder import build_prompts, report_build
 
-        written = await build_prompts(args.texts, args.out)
-        print(f"built {len(written)} prompt file(s) under {args.out}")
+        only = set(args.only) if args.only else None
+        written = await build_prompts(args.texts, args.out, only)
+        return await asyncio.to_thread(report_build, written, args.out)
     return 0
 
 

@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return report_build(paths, args.out_dir)
+
+
+def report_build(paths: Collection[Path], out_dir: Path) -> int:
+    """Print the table (id, seconds, bytes), check every file the way the engine does at
+    start-up; the exit code (1 if a file fails a check). Shared by both commands."""
     print(_summary(paths))
     bad = {p: check_prompt_file(p) for p in paths}
     for p, problems in bad.items():
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {p}: {problem}", file=sys.stderr)
     if any(bad.values()):
         return 1
-    print(f"built {len(paths)} prompt file(s) under {args.out_dir}")
+    print(f"built {len(paths)} prompt file(s) under {out_dir}")
     return 0
 
 

@@ -41,3 +41,19 @@ async def test_migrate_says_what_it_did_on_sqlite(tmp_path: Path) -> None:
 async def test_migrate_says_what_it_did_on_postgresql(new_pg_database: NewDatabase) -> None:
     fresh, older = await new_pg_database(), await new_pg_database()
     await _migrate_reports_what_it_did(fresh, older)
+
+
+async def test_prompts_build_prints_the_table_and_checks_the_files(tmp_path: Path) -> None:
+    """As prompts/README.md says of both commands (and ``python -m ivr_engine.prompt_builder``
+    does): a table of id, seconds and bytes, then the count."""
+    argv = [*CLI, "prompts", "build", "--out", str(tmp_path), "--only", "welcome", "goodbye"]
+    code, out, err = await run(argv)
+    assert code == 0, err
+    header, *rows, last = out.splitlines()
+    assert header.split() == ["id", "seconds", "bytes"]
+    assert [row.split()[0] for row in rows] == ["welcome", "goodbye"]
+    for row in rows:
+        _, seconds, size = row.split()
+        assert float(seconds) > 0.3
+        assert int(size) == (tmp_path / f"en/ivr-engine/{row.split()[0]}.wav").stat().st_size
+    assert last == f"built 2 prompt file(s) under {tmp_path}"
