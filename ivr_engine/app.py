@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,6 +19,7 @@ from ivr_engine.contact_center.load_link import LoadLink
 from ivr_engine.contact_center.metrics import CountingSink, load_routes
 from ivr_engine.contact_center.reroute import REROUTE_SCRIPT, reroute_handler
 from ivr_engine.contact_center.wiring import ContactCenter
+from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
 from ivr_engine.flows.ivr_flow import CallSink, IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
@@ -40,6 +43,18 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def listening(key: str, host: str, port: int) -> Iterator[None]:
+    """A port that cannot be bound is a ``ConfigError`` naming its setting (exit code 2, as
+    ``ivr-engine run --workers N`` says of the ports it holds)."""
+    try:
+        yield
+    except OSError as exc:
+        taken = exc.errno == errno.EADDRINUSE
+        hint = " (another ivr-engine, or another program, is there)" if taken else ""
+        raise ConfigError(f"{key}: cannot listen on {host}:{port}: {exc}{hint}") from exc
 
 
 @dataclass
@@ -155,7 +170,8 @@ class Engine:
         agi.register(IVR_SCRIPT, ivr_handler(flow, utc_now))
         if (center := self.contact_center) is not None:
             agi.register(REROUTE_SCRIPT, reroute_handler(center.router, center.agents, utc_now))
-        await agi.start(reuse_port=self.role is not None)
+        with listening("agi_port", settings.agi_host, settings.agi_port):
+            await agi.start(reuse_port=self.role is not None)
         return agi
 
     async def _start_esl(self, settings: Settings, flow: IvrFlow, allowlist: PeerAllowlist) -> None:
@@ -169,7 +185,8 @@ class Engine:
         if (center := self.contact_center) is not None:
             reroute = esl_reroute_handler(center.router, center.agents, utc_now)
             self.esl.register(REROUTE_SCRIPT, reroute)
-        await self.esl.start(reuse_port=self.role is not None)
+        with listening("esl_port", settings.esl_host, settings.esl_port):
+            await self.esl.start(reuse_port=self.role is not None)
         log.info("FreeSWITCH outbound socket on %s:%s", settings.esl_host, self.esl.port)
 
     @property
@@ -195,12 +212,6 @@ class Engine:
             api_tokens=api_tokens,
             admin_token=None if admin is None else admin.get_secret_value(),
         )
-        if not api_tokens:
-            log.warning(
-                "HTTP API on %s has no authentication (api_tokens not set): customer "
-                "timelines are readable by anyone who reaches the port",
-                settings.http_host,
-            )
         ui = create_timeline_ui_app(self.timeline.store, token_required=bool(api_tokens))
         app.add_subapp("/timeline", ui)
         if self.continuation is not None:
@@ -226,10 +237,17 @@ class Engine:
             self.settings.http_port,
             reuse_port=True if self.role is not None else None,  # the supervisor holds it
         )
-        await site.start()
+        with listening("http_port", settings.http_host, settings.http_port):
+            await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
+        if not api_tokens:  # said once the port is ours, not before a refusal to listen
+            log.warning(
+                "HTTP API on %s has no authentication (api_tokens not set): customer "
+                "timelines are readable by anyone who reaches the port",
+                settings.http_host,
+            )
 
     async def reload_menus(self) -> Mapping[str, Menu]:
         """Read the menus again and put them in force for the next calls (calls in progress

@@ -187,8 +187,6 @@ def describe_failure(exc: BaseException, settings: Settings | None) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, AgentStateError) and settings is not None and settings.agent_state_url:
         return f"agent_state_url {redact(settings.agent_state_url)}: {text}"
-    if isinstance(exc, OSError) and "address" in text:
-        return f"cannot listen: {text} (another engine on this port? see agi_port, http_port)"
     return text
 
 

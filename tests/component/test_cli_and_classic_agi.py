@@ -159,15 +159,7 @@ async def test_failures_outside_the_configuration_are_one_line_not_a_traceback(
     assert (
         err.startswith("error: cannot migrate postgresql://u@127.0.0.1:") and "Traceback" not in err
     )
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        env = {"IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool")}
-        argv = [*CLI, "--database-url", f"sqlite:///{tmp_path / 't.db'}", "run"]
-        code, _, err = await run([*argv, "--agi-port", str(port), "--http-port", "0"], env=env)
-    assert code == 1 and "Traceback" not in err
-    assert err.splitlines()[-1].startswith("error: cannot listen: ") and str(port) in err
+    # a port in use is a configuration error naming its setting: tests/component/test_cli_output.py
 
 
 async def test_the_settings_file_can_come_from_ivr_engine_config(tmp_path: Path) -> None:

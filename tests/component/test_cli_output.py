@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,22 @@ async def test_prompts_build_prints_the_table_and_checks_the_files(tmp_path: Pat
         assert float(seconds) > 0.3
         assert int(size) == (tmp_path / f"en/ivr-engine/{row.split()[0]}.wav").stat().st_size
     assert last == f"built 2 prompt file(s) under {tmp_path}"
+
+
+@pytest.mark.parametrize("key", ["agi_port", "http_port", "esl_port"])
+async def test_a_port_in_use_names_its_setting(key: str, tmp_path: Path) -> None:
+    """Exit code 2, as any setting that cannot work (and as ``run --workers N`` says it);
+    the HTTP API's no-authentication warning only once its port is bound, not before."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        ports = {"agi_port": 0, "http_port": 0, "esl_port": 0, key: port}
+        argv = [*CLI, "--database-url", f"sqlite:///{tmp_path / 't.db'}", "run"]
+        for name, value in ports.items():
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+        env = {"IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool")}
+        code, _, err = await run(argv, env=env)
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert f"{key}: cannot listen on 127.0.0.1:{port}: " in err
+    assert "another ivr-engine, or another program, is there" in err
+    assert "no authentication" not in err
