@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     from ivr_engine.timeline.migrate import Migrated
 
 DEFAULT_CONFIG = Path("config/engine.yaml")
+DEFAULT_AGENTS = Path("config/agents.yaml")
+
+
+def _overrides(name: str, what: str) -> str:
+    """Help for an option over a setting: what it is, the setting, its built-in default."""
+    default = Settings.model_fields[name].default
+    return f"{what} (overrides {name}; default {'off' if default is None else default})"
 
 
 def _common(*, top: bool) -> argparse.ArgumentParser:
@@ -31,8 +38,16 @@ def _common(*, top: bool) -> argparse.ArgumentParser:
         help=f"settings file (default: ${CONFIG_ENV}, else config/engine.yaml if present)",
         **unset,
     )
-    common.add_argument("--database-url", dest="database_url", **unset)
-    common.add_argument("--log-level", dest="log_level", **unset)
+    common.add_argument(
+        "--database-url",
+        dest="database_url",
+        metavar="URL",
+        help=_overrides("database_url", "the timeline: sqlite:///FILE or postgresql://..."),
+        **unset,
+    )
+    common.add_argument(
+        "--log-level", dest="log_level", help=_overrides("log_level", "log level"), **unset
+    )
     return common
 
 
@@ -45,44 +60,76 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     common = _common(top=False)
 
-    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return commands.add_parser(name, parents=[common], **kwargs)
+    def command(name: str, what: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], help=what, description=what)
 
-    run = command("run", help="serve FastAGI and the HTTP API")
-    run.add_argument("--agi-port", dest="agi_port", type=int)
-    run.add_argument("--http-port", dest="http_port", type=int)
-    run.add_argument("--esl-port", dest="esl_port", type=int, help="FreeSWITCH outbound socket")
+    run = command("run", "serve FastAGI and the HTTP API")
+    for name, what in (
+        ("agi_port", "FastAGI port, 0: any free one"),
+        ("http_port", "HTTP API port, 0: any free one"),
+        ("esl_port", "FreeSWITCH outbound socket port"),
+        ("workers", "engine processes sharing the ports"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        metavar = "N" if name == "workers" else "PORT"
+        run.add_argument(flag, dest=name, type=int, metavar=metavar, help=_overrides(name, what))
     run.add_argument("--ready-file", type=Path, help="write 'AGI_PORT HTTP_PORT' when ready")
-    run.add_argument(
-        "--workers", dest="workers", type=int, help="engine processes sharing the ports (1)"
-    )
-    command("migrate", help="create or upgrade the timeline schema")
+    command("migrate", "create or upgrade the timeline schema")
     command(
         "check-config",
-        help="validate everything run would, short of connecting (settings, menus, prompts, "
+        "validate everything run would, short of connecting (settings, menus, prompts, "
         "agents, routing, webhooks, URLs), then exit",
     )
-    command("demo", help="a new and a returning caller through the engine")
-    agents = command("agents", help="agent directory tools")
+    command("demo", "a new and a returning caller through the engine")
+    _agents_command(command("agents", "agent directory tools"))
+    bridge = command(
+        "bridge",
+        "AMI or ESL call events -> durable outbox -> bus -> timeline (ami_url or --esl-url)",
+    )
+    bridge.add_argument(
+        "--bus-url", metavar="URL", help="redis://HOST:6379/0 (default: in-process)"
+    )
+    bridge.add_argument(
+        "--esl-url", metavar="URL", help=_overrides("esl_url", "esl://:PASSWORD@HOST:8021")
+    )
+    bridge.add_argument(
+        "--roles",
+        default="reader,consumer",
+        help="reader, consumer, or both as reader,consumer (the default; the in-process bus "
+        "needs both in one process)",
+    )
+    prompts = command("prompts", "prompt set tools")
+    prompts.add_argument("action", choices=["build"])
+    prompts.add_argument(
+        "--texts",
+        type=Path,
+        default=Path("prompts/prompts.yaml"),
+        help="the prompt texts (default prompts/prompts.yaml)",
+    )
+    prompts.add_argument(
+        "--out",
+        type=Path,
+        default=Path("prompts"),
+        help="writes OUT/<language>/ivr-engine/<id>.wav (default prompts)",
+    )
+    prompts.add_argument("--only", nargs="+", metavar="ID", help="build just these prompt ids")
+    return parser
+
+
+def _agents_command(agents: argparse.ArgumentParser) -> None:
     agents.add_argument("action", choices=["import"])
     agents.add_argument("csv", type=Path, help="CSV: agent_id,name,sip_endpoint,skills,...")
-    agents.add_argument("--out", type=Path, default=Path("config/agents.yaml"))
+    agents.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_AGENTS,
+        help=f"the agents YAML to write (default {DEFAULT_AGENTS}); an existing file is "
+        "replaced only with --force",
+    )
+    agents.add_argument("--force", action="store_true", help="replace an existing --out file")
     agents.add_argument(
         "--to-database", action="store_true", help="upsert into the roster table instead"
     )
-    bridge = command(
-        "bridge",
-        help="AMI or ESL call events -> durable outbox -> bus -> timeline (ami_url or --esl-url)",
-    )
-    bridge.add_argument("--bus-url", default=None, help="redis://HOST:6379/0 (default: in-process)")
-    bridge.add_argument("--esl-url", default=None, help="esl://:PASSWORD@HOST:8021 (FreeSWITCH)")
-    bridge.add_argument("--roles", default="reader,consumer", help="reader, consumer or both")
-    prompts = command("prompts", help="prompt set tools")
-    prompts.add_argument("action", choices=["build"])
-    prompts.add_argument("--texts", type=Path, default=Path("prompts/prompts.yaml"))
-    prompts.add_argument("--out", type=Path, default=Path("prompts"))
-    prompts.add_argument("--only", nargs="+", metavar="ID", help="build just these prompt ids")
-    return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -131,6 +178,11 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             count = await import_agents_csv_to_roster(args.csv, settings.database_url, routing)
             print(f"upserted {count} agent(s) into the agent roster")
         else:
+            if args.out.exists() and not args.force:
+                raise ConfigError(
+                    f"agents import: {args.out} exists: give --force to replace it, or "
+                    "--out another file"
+                )
             count = import_agents_csv(args.csv, args.out, routing)
             print(f"wrote {count} agent(s) to {args.out}")
     elif args.command == "demo":

@@ -53,7 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     for flag, dest in _OPTIONS.items():
         parser.add_argument(flag, dest=dest, help=_help(dest))
-    parser.add_argument("--roles", default="reader,consumer", help="reader, consumer or both")
+    parser.add_argument(
+        "--roles",
+        default="reader,consumer",
+        help="reader, consumer, or both as reader,consumer (the default; the in-process bus "
+        "needs both in one process)",
+    )
     parser.add_argument(
         "--inbound-context",
         dest="inbound_contexts",

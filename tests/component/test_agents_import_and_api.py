@@ -102,7 +102,7 @@ def test_cli_import_reports_and_refuses(tmp_path: Path) -> None:
     async def run(csv_path: Path) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "ivr_engine", "agents", "import", str(csv_path)),
-            *("--out", str(out)),
+            *("--out", str(out), "--force"),
             cwd=REPO,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

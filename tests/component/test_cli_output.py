@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from ivr_engine.timeline.migrate import _known_revisions, upgrade
 from tests.component.test_cli_and_classic_agi import CLI, run
 
+BRIDGE = [sys.executable, "-m", "crm_bridge.calls"]
 NewDatabase = Callable[[], Coroutine[Any, Any, str]]
 HEAD = _known_revisions()[0]
 
@@ -77,3 +79,37 @@ async def test_a_port_in_use_names_its_setting(key: str, tmp_path: Path) -> None
     assert f"{key}: cannot listen on 127.0.0.1:{port}: " in err
     assert "another ivr-engine, or another program, is there" in err
     assert "no authentication" not in err
+
+
+async def test_agents_import_replaces_an_existing_file_only_with_force(tmp_path: Path) -> None:
+    """The default --out is the shipped sample roster, config/agents.yaml: importing without
+    --out must not quietly replace it (or any roster edited by hand)."""
+    source, out = tmp_path / "agents.csv", tmp_path / "agents.yaml"
+    source.write_text("agent_id,name,sip_endpoint,password\na1,Ann,PJSIP/a1,correct-horse\n")
+    out.write_text("# edited by hand\n")
+    argv = [*CLI, "agents", "import", str(source), "--out", str(out)]
+    code, _, err = await run(argv)
+    assert code == 2 and f"{out} exists: give --force to replace it" in err
+    assert out.read_text() == "# edited by hand\n"
+    code, said, err = await run([*argv, "--force"])
+    assert code == 0 and f"wrote 1 agent(s) to {out}" in said, err
+    assert "agent_id: a1" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["agents", "import"], ["default config/agents.yaml", "only with --force"]),
+        (["prompts", "build"], ["default prompts/prompts.yaml", "(default prompts)"]),
+        (["bridge"], ["or both as reader,consumer (the default"]),
+        (["run"], ["default 4573", "default 8080", "default 1"]),
+        ([], ["default sqlite:///data/ivr-engine.db", "default INFO"]),
+        (["bridge-alone"], ["or both as reader,consumer (the default"]),
+    ],
+)
+async def test_help_shows_the_defaults(argv: list[str], shown: list[str]) -> None:
+    command = BRIDGE if argv == ["bridge-alone"] else [*CLI, *argv]
+    code, out, err = await run([*command, "--help"], env={"COLUMNS": "400"})
+    assert code == 0, err
+    for text in shown:
+        assert text in out, out
