@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ivr_engine.domain.errors import ConfigError, IvrEngineError
-from ivr_engine.settings import CONFIG_ENV, Settings, config_file_from, load_settings
+from ivr_engine.settings import (
+    CONFIG_ENV,
+    LOG_LEVELS,
+    Settings,
+    config_file_from,
+    load_settings,
+)
 
 if TYPE_CHECKING:
     from ivr_engine.timeline.migrate import Migrated
@@ -46,7 +52,13 @@ def _common(*, top: bool) -> argparse.ArgumentParser:
         **unset,
     )
     common.add_argument(
-        "--log-level", dest="log_level", help=_overrides("log_level", "log level"), **unset
+        "--log-level",
+        dest="log_level",
+        type=str.upper,  # any case, as in the settings file and the environment
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help=_overrides("log_level", f"{', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}, any case"),
+        **unset,
     )
     return common
 

@@ -9,7 +9,7 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import unquote, urlsplit
 
 import yaml
@@ -35,6 +35,8 @@ CONFIG_ENV = "IVR_ENGINE_CONFIG"  # the settings file's path (the CLI's --config
 MIN_ADMIN_TOKEN = 32
 MAX_TOKEN = 512
 MAX_API_TOKENS = 20
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
 # Switch URLs, checked where any settings model (the engine's, the bridge's) takes them.
 AmiUrl = Annotated[str, AfterValidator(lambda url: _parsed(url, parse_ami_url))]
@@ -78,7 +80,7 @@ class Settings(BaseModel):
     default_region: str = Field("US", pattern=r"^[A-Z]{2}$")
     decision_deadline_ms: int = Field(150, ge=10, le=5000)
     spool_dir: Path = Field(Path("data/spool"), description="events kept here while DB is down")
-    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING or ERROR, any case")
     # The contact centre (issue #3): all off unless agents_file is set.
     agents_file: Path | None = Field(
         None, description="agents.yaml: routing profiles + desktop logins; None: no agents"

@@ -26,6 +26,7 @@ from typing import Any
 from crm_bridge.calls.service import Bridge, run_bridge
 from crm_bridge.calls.settings import BridgeSettings
 from ivr_engine.domain.errors import IvrEngineError
+from ivr_engine.settings import LOG_LEVELS
 
 _OPTIONS = {
     "--ami-url": "ami_url",
@@ -79,7 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     ):
         parser.add_argument(flag, type=int, help=_help(flag[2:].replace("-", "_")))
     parser.add_argument("--ready-file", type=Path, help="written ('ready') once started")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR, any case (default INFO)",
+    )
     return parser
 
 
@@ -127,7 +135,7 @@ async def _main(settings: BridgeSettings, ready_file: Path | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # as `ivr-engine bridge`
     try:

@@ -103,8 +103,11 @@ async def test_agents_import_replaces_an_existing_file_only_with_force(tmp_path:
         (["prompts", "build"], ["default prompts/prompts.yaml", "(default prompts)"]),
         (["bridge"], ["or both as reader,consumer (the default"]),
         (["run"], ["default 4573", "default 8080", "default 1"]),
-        ([], ["default sqlite:///data/ivr-engine.db", "default INFO"]),
-        (["bridge-alone"], ["or both as reader,consumer (the default"]),
+        (
+            [],
+            ["default sqlite:///data/ivr-engine.db", "WARNING or ERROR, any case", "default INFO"],
+        ),
+        (["bridge-alone"], ["or both as reader,consumer (the default", "WARNING or ERROR, any"]),
     ],
 )
 async def test_help_shows_the_defaults(argv: list[str], shown: list[str]) -> None:
@@ -113,3 +116,19 @@ async def test_help_shows_the_defaults(argv: list[str], shown: list[str]) -> Non
     assert code == 0, err
     for text in shown:
         assert text in out, out
+
+
+@pytest.mark.parametrize("command", [[*CLI, "check-config"], BRIDGE])
+async def test_an_unknown_log_level_lists_the_choices(command: list[str]) -> None:
+    code, _, err = await run([*command, "--log-level", "verbose"])
+    assert code == 2 and "Traceback" not in err
+    assert "--log-level: invalid choice: 'VERBOSE'" in err
+    assert "(choose from 'DEBUG', 'INFO', 'WARNING', 'ERROR')" in err
+
+
+async def test_log_level_in_the_environment_lists_the_choices_too() -> None:
+    code, _, err = await run([*CLI, "check-config"], env={"IVR_ENGINE_LOG_LEVEL": "verbose"})
+    assert code == 2
+    assert "Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'" in err
+    code, _, err = await run([*CLI, "check-config", "--log-level", "warning"])
+    assert code == 0, err
