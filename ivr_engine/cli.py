@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _settings(args)
         logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            level=_log_level(args, settings),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         logging.getLogger("alembic").setLevel(logging.WARNING)
         code = asyncio.run(_dispatch(args, settings))
@@ -230,6 +231,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {describe_failure(exc, settings)}", file=sys.stderr)
         return 1
     return code
+
+
+def _log_level(args: argparse.Namespace, settings: Settings) -> int:
+    """``log_level``; the demo's throw-away engine logs only warnings and errors (its
+    "engine ready" is noise there) unless ``--log-level`` is given on the command line."""
+    level = logging.getLevelNamesMapping()[settings.log_level]
+    if args.command == "demo" and getattr(args, "log_level", None) is None:
+        return max(level, logging.WARNING)
+    return level
 
 
 def describe_migration(migrated: Migrated, database_url: str) -> str:

@@ -12,6 +12,7 @@ what each caller hears.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import tempfile
 from datetime import timedelta
@@ -72,7 +73,8 @@ def _describe(title: str, call: SimulatedCall) -> str:
 
 def demo_settings(settings: Settings, workdir: Path) -> Settings:
     """The configured menus, prompts and call handling on a timeline and spool in
-    ``workdir``; every other setting (agents, webhooks, AMI, tokens, ports) at its default."""
+    ``workdir``; every other setting (agents, webhooks, AMI, ports) at its default, and an
+    API token nobody knows (the demo never calls its HTTP API: nobody else should)."""
     keep = ("menus_dir", "sounds_dir", "check_prompts", "default_region", "log_level")
     return Settings.model_validate(
         {
@@ -82,6 +84,7 @@ def demo_settings(settings: Settings, workdir: Path) -> Settings:
             "spool_dir": workdir / "spool",
             "agi_port": 0,
             "http_port": 0,
+            "api_tokens": [secrets.token_hex(32)],
         }
     )
 

@@ -132,3 +132,15 @@ async def test_log_level_in_the_environment_lists_the_choices_too() -> None:
     assert "Input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'" in err
     code, _, err = await run([*CLI, "check-config", "--log-level", "warning"])
     assert code == 0, err
+
+
+async def test_the_demo_logs_only_real_problems(tmp_path: Path) -> None:
+    """Its throw-away engine's "engine ready" and no-authentication warning were noise on
+    stderr; --log-level on the command line still shows the engine's INFO lines."""
+    env = {"IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool")}
+    code, out, err = await run([*CLI, "demo"], env=env)
+    assert code == 0 and "== returning caller" in out, err
+    assert err == ""
+    code, out, err = await run([*CLI, "demo", "--log-level", "info"], env=env)
+    assert code == 0 and "== returning caller" in out, err
+    assert "engine ready" in err and "no authentication" not in err
