@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.telephony.peers import parse_networks
@@ -207,6 +207,12 @@ class Settings(BaseModel):
         return value
 
 
+def problem(error: ErrorDetails) -> str:
+    """A settings error's message without pydantic's ``"Value error, "`` prefix: our own
+    validators' words as written (every settings model, the engine's and the bridge's)."""
+    return error["msg"].removeprefix("Value error, ")
+
+
 def check_token_strength(text: str) -> None:
     """The rule of every bearer token (admin_token, api_tokens): ``ValueError`` if weak."""
     if len(text) < MIN_ADMIN_TOKEN or len(text) > MAX_TOKEN:
@@ -334,7 +340,7 @@ def load_settings(
             # a rule across settings (no loc) names a key nobody may have set: "settings"
             source = origin.get(key, "defaults" if item["loc"] else "settings")
             env_hint = f" (env {ENV_PREFIX}{key.upper()})" if source == "environment" else ""
-            message = item["msg"]
+            message = problem(item)
             if item["type"] == "extra_forbidden":  # a typo in the file: say what exists
                 message = f"unknown setting (known: {sorted(Settings.model_fields)})"
             lines.append(f"{source}: {key}{env_hint}: {message}")

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from crm_bridge.calls.outbox import OutboxSync
 from crm_bridge.calls.state import NormaliserConfig
 from ivr_engine.domain.errors import ConfigError
-from ivr_engine.settings import ESL_URL_FORM, AmiUrl, EslUrl, Settings, parse_esl_url
+from ivr_engine.settings import ESL_URL_FORM, AmiUrl, EslUrl, Settings, parse_esl_url, problem
 
 __all__ = ["ESL_URL_FORM", "BridgeSettings", "Role", "parse_esl_url"]
 
@@ -98,7 +98,12 @@ class BridgeSettings(BaseModel):
         if not self.roles:
             raise ValueError("roles: choose reader, consumer or both")
         if "reader" in self.roles and self.ami_url is None and self.esl_url is None:
-            raise ValueError("the reader role needs ami_url (Asterisk) or esl_url (FreeSWITCH)")
+            raise ValueError(
+                "the reader role needs ami_url (Asterisk) or esl_url (FreeSWITCH): "
+                "`ivr-engine bridge` takes them from IVR_ENGINE_AMI_URL or IVR_ENGINE_ESL_URL "
+                "(ami_url or esl_url in its settings file) or --esl-url; "
+                "`python -m crm_bridge.calls` from --ami-url or --esl-url"
+            )
         if self.ami_url is not None and self.esl_url is not None:
             raise ValueError(
                 "ami_url and esl_url are both set: one reader reads one switch; "
@@ -137,8 +142,8 @@ class BridgeSettings(BaseModel):
             return cls(**values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<settings>'}: {e['msg']}"
-                for e in exc.errors()
+                f"{'.'.join(str(p) for p in e['loc'])}: {problem(e)}" if e["loc"] else problem(e)
+                for e in exc.errors()  # no loc: a rule across settings, whose words name them
             )
             raise ConfigError(f"call bridge settings: {problems}") from exc
 

@@ -144,3 +144,24 @@ async def test_the_demo_logs_only_real_problems(tmp_path: Path) -> None:
     code, out, err = await run([*CLI, "demo", "--log-level", "info"], env=env)
     assert code == 0 and "== returning caller" in out, err
     assert "engine ready" in err and "no authentication" not in err
+
+
+async def test_bridge_without_a_switch_says_how_to_name_one(tmp_path: Path) -> None:
+    env = {"IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"), "IVR_ENGINE_AMI_URL": ""}
+    code, _, err = await run([*CLI, "bridge"], env=env)
+    assert code == 2
+    said = err.splitlines()[-1]
+    assert said.startswith("call bridge settings: the reader role needs ami_url (Asterisk) or ")
+    for how in ("IVR_ENGINE_AMI_URL", "IVR_ENGINE_ESL_URL", "--esl-url", "--ami-url"):
+        assert how in said
+    assert "Value error" not in err and "<settings>" not in err
+
+
+async def test_settings_errors_are_in_our_words_without_pydantics_prefix() -> None:
+    env = {"IVR_ENGINE_DATABASE_URL": "mysql://db/ivr"}
+    code, _, err = await run([*CLI, "check-config"], env=env)
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        "environment: database_url (env IVR_ENGINE_DATABASE_URL): "
+        "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    )
