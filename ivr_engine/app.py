@@ -25,6 +25,7 @@ from ivr_engine.flows.ivr_flow import CallSink, IvrFlow
 from ivr_engine.flows.recorder import CallRecorder
 from ivr_engine.live_menus import LiveMenus
 from ivr_engine.omni.redeem_api import redeem_routes
+from ivr_engine.omni.webhook_admin import webhook_admin_routes
 from ivr_engine.omni.webhook_feed import open_webhook_relay
 from ivr_engine.omni.wiring import Continuation, open_continuation
 from ivr_engine.ports import CallerLookup, TimelineStore
@@ -216,6 +217,9 @@ class Engine:
         app.add_subapp("/timeline", ui)
         if self.continuation is not None:
             app.add_routes(redeem_routes(self.continuation.tokens, self.timeline.store, utc_now))
+        if self.webhooks is not None:
+            admin_token = None if admin is None else admin.get_secret_value()
+            app.add_routes(webhook_admin_routes(self.webhooks.dispatcher, admin_token))
         if self.contact_center is not None:
             app.add_subapp("/desktop", self.contact_center.desktop_app(self.settings))
             center = self.contact_center

@@ -245,6 +245,10 @@ class WebhookDispatcher:
 
     # ------------------------------------------------------------------ observing
 
+    def subscription_ids(self) -> list[str]:
+        """The ids of the subscriptions this dispatcher delivers to, in registration order."""
+        return [subscription.subscription_id for subscription in self._registry]
+
     def lanes(self) -> dict[str, LaneStatus]:
         return {sid: lane_status(lane) for sid, lane in self._lanes.items()}
 

@@ -1,7 +1,8 @@
 """OpenAPI paths of the routes the engine adds to the API app only with some settings.
 
-The load view (``contact_center.metrics.load_routes``: with ``agents_file``) and the
-continuation links (``omni.redeem_api``: with ``continuation_secret``). ``openapi`` adds
+The load view (``contact_center.metrics.load_routes``: with ``agents_file``), the
+continuation links (``omni.redeem_api``: with ``continuation_secret``) and the webhook dead
+letters (``omni.webhook_admin``: with ``webhooks_file``, admin token). ``openapi`` adds
 them like every other path; ``/openapi.json`` then lists only the paths the app serves
 (``openapi.served_document``), so a document never names a route that would answer 404.
 """
@@ -16,10 +17,18 @@ from ivr_engine.api.openapi_messages import OperationBuilder
 from ivr_engine.contact_center.load_json import LoadSnapshot
 from ivr_engine.contact_center.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ivr_engine.domain.models import Channel
+from ivr_engine.omni import webhook_admin_json as hooks
 from ivr_engine.omni.redeem_api import MAX_BODY as REDEEM_MAX_BODY
+from ivr_engine.omni.webhook_admin import LIST_PATH, REDRIVE_PATH
 
 _ERROR = {"$ref": "#/components/schemas/ErrorJson"}
 _LOAD_UNAVAILABLE = "Load unavailable (workers: the supervisor's load ledger did not answer)"
+_HOOKS_ERRORS = {
+    "401": "No or wrong admin token (Authorization: Bearer <admin_token>)",
+    "403": "Admin routes off (admin_token not set), or an API token was sent",
+    "404": "Unknown subscription_id (the message names the known ones)",
+    "503": "Webhook delivery stopped (engine shutting down) or its store failed",
+}
 
 
 class RedeemJson(TypedDict):
@@ -34,7 +43,7 @@ class RedeemJson(TypedDict):
 
 
 def optional_paths(b: OperationBuilder) -> dict[str, Any]:
-    return {**_load_paths(b), **_redeem_paths(b)}
+    return {**_load_paths(b), **_redeem_paths(b), **_webhook_paths(b)}
 
 
 def _load_paths(b: OperationBuilder) -> dict[str, Any]:
@@ -88,6 +97,29 @@ def _redeem_paths(b: OperationBuilder) -> dict[str, Any]:
         "content": {"application/json": {"schema": _ERROR}},
     }
     return {"/v1/continuations/redeem": {"post": op}}
+
+
+def _webhook_paths(b: OperationBuilder) -> dict[str, Any]:
+    listing = b.operation(
+        "Webhook dead letters, oldest first (with webhooks_file; admin token)",
+        b.shape(hooks.DeadLetterListJson),
+        params=b.query(hooks.DeadLettersQuery),
+        errors=("400", "404", "503"),
+    )
+    redrive = b.operation(
+        "Send dead letters again: same delivery id and body (with webhooks_file; admin token)",
+        b.shape(hooks.RedriveJson),
+        body=hooks.RedriveBody,
+        errors=("400", "404", "413", "415", "503"),
+    )
+    for op in (listing, redrive):
+        op["security"] = [{"adminToken": []}]
+        for code, description in _HOOKS_ERRORS.items():
+            op["responses"][code] = {
+                "description": description,
+                "content": {"application/json": {"schema": _ERROR}},
+            }
+    return {LIST_PATH: {"get": listing}, REDRIVE_PATH: {"post": redrive}}
 
 
 def _text(op: dict[str, Any], media_type: str, description: str = "OK") -> dict[str, Any]:

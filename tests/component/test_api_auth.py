@@ -1,6 +1,6 @@
 """API tokens on the whole HTTP API of a real engine (SQLite timeline, agents, load view,
-continuations, timeline page, desktop): every route the engine serves is walked, so a route
-added later without the check fails ``test_every_route_needs_a_token``.
+continuations, webhook dead letters, timeline page, desktop): every route the engine serves
+is walked, so a route added later without the check fails ``test_every_route_needs_a_token``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ivr_engine.api.openapi import openapi_document
 from ivr_engine.app import Engine
 from ivr_engine.cli import main
 from tests.component.test_agents_management_api import NEW_AGENT, start_engine
+from tests.component.test_webhook_admin_routes import quiet_webhooks_file
 
 API_TOKEN = "api-" + "a" * 40
 OTHER_API_TOKEN = "api-" + "b" * 40
@@ -43,6 +44,7 @@ async def engine(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
         api_tokens=[API_TOKEN, OTHER_API_TOKEN],
         admin_token=ADMIN_TOKEN,
         continuation_secret=SECRET,
+        webhooks_file=quiet_webhooks_file(tmp_path),
     )
     try:
         yield running
@@ -68,6 +70,12 @@ def served_routes(engine: Engine) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+def admin_only(method: str, path: str) -> bool:
+    """Agent writes and every webhook dead-letter route: for the admin token only."""
+    agent_write = path.startswith("/v1/agents") and method.upper() in ADMIN_WRITES
+    return agent_write or path.startswith("/v1/webhooks")
+
+
 def is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(("/timeline", "/desktop"))
 
@@ -87,6 +95,7 @@ async def test_every_route_needs_a_token(engine: Engine, http: aiohttp.ClientSes
     # The route walk saw the engine's whole API, not a part of it.
     assert {"/v1/customers", "/v1/agents", "/v1/load", "/metrics"} <= paths
     assert {"/v1/messages", "/v1/continuations/redeem", "/v1/menu-preview"} <= paths
+    assert {"/v1/webhooks/dead-letters", "/v1/webhooks/dead-letters/redrive"} <= paths
     wrong = []
     for method, path in protected:
         status, challenge, _ = await status_of(http, method, path, {})
@@ -95,14 +104,14 @@ async def test_every_route_needs_a_token(engine: Engine, http: aiohttp.ClientSes
         status, challenge, _ = await status_of(http, method, path, bearer("x" * 44))
         if status != 401 or 'error="invalid_token"' not in challenge:
             wrong.append(("wrong token", method, path, status, challenge))
-        admin_write = path.startswith("/v1/agents") and method in ADMIN_WRITES
+        admin_write = admin_only(method, path)
         status, _, data = await status_of(http, method, path, bearer(OTHER_API_TOKEN))
         code = data["error"]["code"] if data and "error" in data else None
         refused = status in (401, 403)
         if (
             status >= 500
             or refused != admin_write
-            or (admin_write and code != "admin_token_required")
+            or (admin_write and method != "HEAD" and code != "admin_token_required")  # no body
         ):
             wrong.append(("api token", method, path, status, code))
         status, _, _ = await status_of(http, method, path, bearer(ADMIN_TOKEN))
@@ -285,7 +294,7 @@ def test_openapi_declares_the_bearer_scheme_on_protected_operations() -> None:
                 continue
             assert op["security"] in ([{"apiToken": []}], [{"adminToken": []}]), (method, path)
             assert "401" in op["responses"], (method, path)
-            admin_write = path.startswith("/v1/agents") and method.upper() in ADMIN_WRITES
+            admin_write = admin_only(method, path)
             assert (op["security"] == [{"adminToken": []}]) == admin_write, (method, path)
 
 

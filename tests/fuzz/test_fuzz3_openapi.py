@@ -24,6 +24,7 @@ from ivr_engine.api.openapi import openapi_document
 from ivr_engine.app import Engine
 from ivr_engine.timeline import Timeline, open_timeline
 from tests.component.test_agents_management_api import start_engine
+from tests.component.test_webhook_admin_routes import quiet_webhooks_file
 
 Client = TestClient[Any, Any]
 ADMIN_TOKEN = "admin-" + "c" * 40
@@ -92,11 +93,15 @@ def documented_operations(document: dict[str, Any]) -> set[Operation]:
 
 @pytest.fixture
 async def full_engine(tmp_path: Path) -> AsyncIterator[Engine]:
-    """Every optional part of the API on: agents (load view, agent management) and
-    continuation links."""
+    """Every optional part of the API on: agents (load view, agent management),
+    continuation links and webhooks (dead letters)."""
     url = f"sqlite:///{tmp_path / 'engine.db'}"
     running = await start_engine(
-        url, tmp_path, admin_token=ADMIN_TOKEN, continuation_secret="ab" * 32
+        url,
+        tmp_path,
+        admin_token=ADMIN_TOKEN,
+        continuation_secret="ab" * 32,
+        webhooks_file=quiet_webhooks_file(tmp_path),
     )
     try:
         yield running
@@ -111,6 +116,8 @@ async def test_every_route_of_the_engine_is_documented_and_back(full_engine: Eng
     assert full_engine.http is not None
     served = served_operations(full_engine.http.app)
     assert {("get", "/v1/agents"), ("post", "/v1/continuations/redeem")} <= served
+    assert {("get", "/v1/webhooks/dead-letters")} <= served
+    assert {("post", "/v1/webhooks/dead-letters/redrive")} <= served
     assert served == documented_operations(openapi_document())
     base = f"http://127.0.0.1:{full_engine.http_port}"
     async with aiohttp.ClientSession(base_url=base) as http, http.get("/openapi.json") as resp:
@@ -192,12 +199,20 @@ async def test_a_body_that_does_not_decode_is_a_400(
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 
 
-@pytest.mark.parametrize("path", ["/v1/agents", "/v1/continuations/redeem", "/desktop/login"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/agents",
+        "/v1/continuations/redeem",
+        "/v1/webhooks/dead-letters/redrive",
+        "/desktop/login",
+    ],
+)
 async def test_a_body_that_does_not_decode_is_a_400_on_every_part(
     full_engine: Engine, path: str
 ) -> None:
-    """The same through the routes the engine adds (agents, continuation links, the
-    desktop's login): the API app's error middleware is theirs too."""
+    """The same through the routes the engine adds (agents, continuation links, webhook
+    dead letters, the desktop's login): the API app's error middleware is theirs too."""
     headers = {
         "Content-Type": "application/json",
         "Content-Encoding": "gzip",
