@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import (
@@ -28,8 +35,22 @@ from ivr_engine.yaml_load import load_yaml
 
 _KEY = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 _PROMPT = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$", max_length=120)]
-_DIGIT = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"]
-_MENU_DIGITS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#")
+_DIGIT = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+_MENU_DIGITS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")
+# Keys a menu may not give an option: why, in the error that names the file and key.
+RESERVED_KEYS = {
+    "#": "'#' ends input in Asterisk's Read and FreeSWITCH's read, so it can never choose",
+    "*": "'*' is the engine's key to continue by text message",
+}
+
+
+def _not_reserved(value: object) -> object:
+    if isinstance(value, str) and value in RESERVED_KEYS:
+        raise ValueError(f"{RESERVED_KEYS[value]}: use 0-9")
+    return value
+
+
+_KeyDigit = Annotated[_DIGIT, BeforeValidator(_not_reserved)]
 
 
 class _Strict(BaseModel):
@@ -53,7 +74,7 @@ class _FieldModel(_Strict):
 
 class _OptionModel(_Strict):
     intent: _KEY
-    digit: _DIGIT
+    digit: _KeyDigit
     label: str = Field(min_length=1, max_length=80)
     prompt: _PROMPT
     pinned: bool = False
@@ -74,8 +95,8 @@ class _ShortcutModel(_Strict):
     enabled: bool = True
     min_share: float = Field(0.6, gt=0, le=1)
     min_contacts: int = Field(3, ge=1, le=100)
-    yes_digit: _DIGIT = "1"
-    no_digit: _DIGIT = "2"
+    yes_digit: _KeyDigit = "1"
+    no_digit: _KeyDigit = "2"
 
 
 class _PromptsModel(_Strict):
@@ -105,7 +126,7 @@ class _MenuModel(_Strict):
     shortcut: _ShortcutModel = _ShortcutModel()
     prompts: _PromptsModel = _PromptsModel()
     fields: dict[_KEY, _FieldModel] = {}
-    options: tuple[_OptionModel, ...] = Field(min_length=1, max_length=12)
+    options: tuple[_OptionModel, ...] = Field(min_length=1, max_length=10)  # keys 0-9
 
 
 def _check_consistency(model: _MenuModel) -> list[tuple[str, str]]:
@@ -192,7 +213,8 @@ def _format_pydantic(path: Path, error: ValidationError) -> str:
         key = ".".join(
             f"[{part}]" if isinstance(part, int) else str(part) for part in item["loc"]
         ).replace(".[", "[")
-        lines.append(f"{path}: {key or '<top>'}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")  # our validators' own words
+        lines.append(f"{path}: {key or '<top>'}: {message}")
     return "\n".join(lines)
 
 

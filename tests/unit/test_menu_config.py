@@ -56,9 +56,13 @@ def test_minimal_menu_parses() -> None:
         (("intent: operator", "intent: billing"), "options[1].intent: duplicate intent"),
         (('digit: "0"', 'digit: "1"'), "options[1].digit: digit 1 already used by options[0]"),
         (("[account_number]", "[postcode]"), "'postcode' is not defined under fields"),
-        (("min_digits: 6", "min_digits: 12"), "fields.account_number: Value error, min_digits"),
+        (("min_digits: 6", "min_digits: 12"), "fields.account_number: min_digits"),
         (("menu: small", "menu: small\nsurprise: 1"), "surprise: Extra inputs are not permitted"),
         (("menu: small", "menu: small\nfallback_intent: sales"), "fallback_intent: 'sales'"),
+        # '#' ends Read's input, '*' continues by text: neither can choose an option
+        (('digit: "1"', 'digit: "#"'), "options[0].digit: '#' ends input in Asterisk's Read"),
+        (('digit: "1"', 'digit: "*"'), "options[0].digit: '*' is the engine's key to continue"),
+        (("menu: small", "menu: small\nshortcut: {no_digit: '#'}"), "shortcut.no_digit: '#'"),
     ],
 )
 def test_errors_name_file_and_key(change: tuple[str, str], expected: str) -> None:
