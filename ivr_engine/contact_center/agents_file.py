@@ -13,6 +13,8 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ivr_engine.contact_center.agent_bodies import Endpoint
+from ivr_engine.desktop.directory import AGENT_ID_PATTERN
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.routing import Agent, RoutingConfig
 from ivr_engine.routing.models import language_key
@@ -22,9 +24,11 @@ from ivr_engine.yaml_load import load_yaml
 class _Profile(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    agent_id: str
+    # the rules of the HTTP API and the CSV import: a "," in a dial string would become
+    # extra Dial() options (U(), G(): subroutines) in the dialplan, "{" or "|" in a bridge
+    agent_id: Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
     name: str
-    sip_endpoint: str
+    sip_endpoint: Endpoint
     skills: dict[str, Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=dict)
     languages: list[str] = Field(default_factory=list)
     team: str = ""

@@ -1,0 +1,41 @@
+"""agents.yaml follows the same rules for ids and dial strings as the API and CSV import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ivr_engine.contact_center.agents_file import parse_agent_profiles
+from ivr_engine.domain.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ONE = """agents:
+  - agent_id: a1
+    name: Ada
+    sip_endpoint: PJSIP/agent-100
+    skills: {billing: 5}
+"""
+
+
+def test_the_sample_roster_and_a_plain_agent_load() -> None:
+    sample = ROOT / "config" / "agents.yaml"
+    assert parse_agent_profiles(sample, sample.read_text())
+    assert parse_agent_profiles(Path("a.yaml"), ONE)[0].endpoint == "PJSIP/agent-100"
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        # a "," becomes extra Dial() options in the dialplan: U(...) runs a subroutine
+        (("PJSIP/agent-100", '"PJSIP/agent-100,60,U(evil)"'), "agents.0.sip_endpoint"),
+        (("PJSIP/agent-100", '"{origination_caller_id_number=1}user/100"'), "sip_endpoint"),
+        (("agent_id: a1", 'agent_id: "a 1"'), "agents.0.agent_id"),
+    ],
+)
+def test_a_dial_string_or_id_outside_the_rules_is_refused(
+    change: tuple[str, str], key: str
+) -> None:
+    with pytest.raises(ConfigError, match=key):
+        parse_agent_profiles(Path("a.yaml"), ONE.replace(*change))
