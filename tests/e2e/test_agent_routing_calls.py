@@ -190,6 +190,23 @@ async def test_nobody_available_overflows_to_the_billing_queue(
     assert phones["a1"].invites == phones["a2"].invites == 0
 
 
+async def test_when_no_agent_answers_the_overflow_names_every_agent_tried(
+    asterisk: Testbed, ami: AmiClient, tmp_path: Path
+) -> None:
+    """IvrOverflow's Tried is a comma list: unquoted, UserEvent kept only the first agent."""
+    caller = "+15551250007"
+    async with routing_engine(tmp_path) as engine, agents("no_answer", "no_answer") as phones:
+        await billing_caller(engine, caller)
+        await make_available(engine, "a1", "a2")
+        result = await run_sipp_call(BILLING_SHORTCUT, caller_id=caller, timeout_s=40)
+        overflow = await ami.wait_for_event(
+            "UserEvent", UserEvent="IvrOverflow", CallerIDNum=caller, timeout_s=30
+        )
+    assert_ok(result)
+    assert phones["a1"].invites == 1 and phones["a2"].invites == 1
+    assert sorted(overflow["Tried"].split(",")) == ["a1", "a2"], overflow.to_dict()
+
+
 async def test_two_simultaneous_calls_never_reach_the_same_agent(
     asterisk: Testbed, ami: AmiClient, tmp_path: Path
 ) -> None:

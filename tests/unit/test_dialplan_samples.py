@@ -41,3 +41,29 @@ def test_the_entry_dialplan_names_every_outcome_it_branches_on() -> None:
     listed = re.search(r"IVR_OUTCOME\s+([a-z |]+)", header)
     assert listed is not None
     assert branches <= {word.strip() for word in listed[1].split("|")}, branches
+
+
+def test_every_prompt_the_dialplans_play_is_built() -> None:
+    played: set[str] = set()
+    for conf in (ROOT / "dialplans").glob("*.conf"):
+        for args in re.findall(r"(?:Playback|Background)\(([^)]*)\)", conf.read_text()):
+            played |= {name for name in args.split(",")[0].split("&") if name.startswith("ivr-")}
+    missing = [n for n in sorted(played) if not (ROOT / "prompts" / "en" / f"{n}.wav").is_file()]
+    assert played and not missing, missing
+
+
+def test_no_event_carries_the_callers_raw_caller_id() -> None:
+    """A "," in a caller ID would add or override UserEvent keys (it splits on commas)."""
+    text = (ROOT / "dialplans" / "ivr-engine.conf").read_text()
+    for line in text.splitlines():
+        if "UserEvent(" in line.split(";", 1)[0]:
+            assert re.search(r"(?<!,)\$\{CALLERID\(", line) is None, line
+
+
+def test_a_comma_list_in_an_event_is_quoted() -> None:
+    line = next(
+        x
+        for x in (ROOT / "dialplans" / "ivr-engine.conf").read_text().splitlines()
+        if "UserEvent(IvrOverflow" in x
+    )
+    assert 'Tried: "${IVR_TRIED_AGENTS}"' in line

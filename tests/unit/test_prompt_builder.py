@@ -66,6 +66,7 @@ REQUIRED_IDS = {
     "transfer",
     "goodbye",
     "technical-difficulty",
+    "nobody-available",
 }
 
 
