@@ -30,7 +30,8 @@ from ivr_engine.desktop.directory import AgentDirectory
 from ivr_engine.desktop.errors import agent_error_middleware, security_headers_middleware
 from ivr_engine.desktop.hub import DesktopHub
 from ivr_engine.desktop.keys import AGENTS, ASSETS, CONFIG, DIRECTORY, HUB, SESSIONS, THROTTLE
-from ivr_engine.desktop.sessions import LoginThrottle, MemorySessionStore, SessionStore
+from ivr_engine.desktop.sessions import MemorySessionStore, SessionStore
+from ivr_engine.desktop.throttle import LoginThrottle
 from ivr_engine.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ from ivr_engine.desktop.assets import Assets
 from ivr_engine.desktop.config import DesktopConfig
 from ivr_engine.desktop.directory import AgentDirectory
 from ivr_engine.desktop.hub import DesktopHub
-from ivr_engine.desktop.sessions import LoginThrottle, SessionStore
+from ivr_engine.desktop.sessions import SessionStore
+from ivr_engine.desktop.throttle import LoginThrottle
 
 CONFIG = web.AppKey[DesktopConfig]("desktop_config")
 DIRECTORY = web.AppKey[AgentDirectory]("desktop_directory")

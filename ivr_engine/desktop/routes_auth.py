@@ -2,9 +2,12 @@
 
 Login: a failed attempt is answered the same for an unknown agent and a wrong password
 (both cost one scrypt); ``max_failed_logins`` failures within the window lock that agent id
-(or, for tokens, that address) out for the rest of it. A successful login registers the agent
-in the live state store (it starts logged out, or keeps its state) and opens a new session
-(any session named by the request's cookie is ended: no session fixation).
+(or, for tokens, that address) out for the rest of it. Each attempt is counted before its
+password is checked (``throttle``), and a success takes back only its own count.
+
+A successful login registers the agent in the live state store (it starts logged out, or
+keeps its state) and opens a new session (any session named by the request's cookie is
+ended: no session fixation).
 
 Logout ends the session and closes its sockets; when it was the agent's last session the
 agent is also logged out of the queue if the state allows (not in the middle of a call).
@@ -34,6 +37,7 @@ from ivr_engine.desktop.guards import (
 from ivr_engine.desktop.keys import AGENTS, DIRECTORY, HUB, SESSIONS, THROTTLE
 from ivr_engine.desktop.messages import agent_json, state_json
 from ivr_engine.desktop.sessions import SessionStoreUnavailable
+from ivr_engine.desktop.throttle import TooManyAttempts
 
 T = TypeVar("T")
 
@@ -51,22 +55,30 @@ def _check(directory: AgentDirectory, body: LoginBody) -> DesktopAgent | None:
     return directory.check_password(body.agent_id, body.password)
 
 
+async def _checked_agent(request: web.Request, body: LoginBody) -> DesktopAgent:
+    """Who the body logs in as: 429 while throttled, 401 for a wrong password, an unknown
+    agent or an unknown token."""
+    throttle = request.app[THROTTLE]
+    try:  # counted as a failure before the check: parallel guesses see it at once
+        attempt = throttle.begin([(_throttle_key(request, body), None)])
+    except TooManyAttempts as exc:
+        seconds = math.ceil(exc.retry_after_s)
+        message = f"too many failed logins: try again in {seconds} s"
+        extra = {"retry_after_s": seconds}
+        raise ApiError(429, "too_many_attempts", message, extra=extra) from None
+    agent = await asyncio.to_thread(_check, request.app[DIRECTORY], body)
+    if agent is None:
+        what = "unknown API token" if body.token is not None else "unknown agent or wrong password"
+        raise ApiError(401, "login_failed", what)
+    throttle.release(attempt)
+    return agent
+
+
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
     check_post_origin(request)
     body = await read_json(request, LoginBody)
-    throttle, key = request.app[THROTTLE], _throttle_key(request, body)
-    wait = throttle.retry_after(key)
-    if wait is not None:
-        seconds = math.ceil(wait)
-        message = f"too many failed logins: try again in {seconds} s"
-        raise ApiError(429, "too_many_attempts", message, extra={"retry_after_s": seconds})
-    agent = await asyncio.to_thread(_check, request.app[DIRECTORY], body)
-    if agent is None:
-        throttle.failed(key)
-        what = "unknown API token" if body.token is not None else "unknown agent or wrong password"
-        raise ApiError(401, "login_failed", what)
-    throttle.succeeded(key)
+    agent = await _checked_agent(request, body)
     snapshot = await request.app[AGENTS].register_agent(
         agent.agent_id, max_concurrent=agent.max_concurrent
     )

@@ -1,4 +1,4 @@
-"""Server-side desktop sessions behind a signed cookie, and the failed-login throttle.
+"""Server-side desktop sessions behind a signed cookie (the login throttle: ``throttle``).
 
 The cookie carries ``<session id>.<HMAC-SHA256(secret, session id)>``: the id is 256 random
 bits and the session lives only in a ``SessionStore``, so a cookie cannot be forged, and
@@ -165,52 +165,3 @@ class MemorySessionStore:
 
     async def aclose(self) -> None:
         self._sessions.clear()
-
-
-class LoginThrottle:
-    """After ``max_failures`` failed logins for one key within ``window_s``, refuse for a while.
-
-    Bounded: at most ``max_keys`` keys are remembered (oldest forgotten first), so guessing
-    many agent ids cannot grow memory without limit.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_failures: int = 5,
-        window_s: float = 300.0,
-        max_keys: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._max_failures = max_failures
-        self._window_s = window_s
-        self._max_keys = max_keys
-        self._clock = clock
-        self._failures: OrderedDict[str, list[float]] = OrderedDict()
-
-    def _recent(self, key: str) -> list[float]:
-        since = self._clock() - self._window_s
-        times = [t for t in self._failures.get(key, ()) if t > since]
-        if times:
-            self._failures[key] = times
-        else:
-            self._failures.pop(key, None)
-        return times
-
-    def retry_after(self, key: str) -> float | None:
-        """Seconds to wait before trying again, or None when a login may be tried now."""
-        times = self._recent(key)
-        if len(times) < self._max_failures:
-            return None
-        return max(1.0, times[-self._max_failures] + self._window_s - self._clock())
-
-    def failed(self, key: str) -> None:
-        times = self._recent(key)
-        times.append(self._clock())
-        self._failures[key] = times
-        self._failures.move_to_end(key)
-        while len(self._failures) > self._max_keys:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)

@@ -21,7 +21,7 @@ from ivr_engine.desktop.passwords import (
     token_digest,
     verify_password,
 )
-from ivr_engine.desktop.sessions import LoginThrottle
+from ivr_engine.desktop.throttle import LoginThrottle, TooManyAttempts
 from ivr_engine.domain.errors import ConfigError
 
 
@@ -183,8 +183,12 @@ def test_throttle_locks_out_then_forgets() -> None:
     clock.now += 31
     assert throttle.retry_after("a") is None
     throttle.failed("b")
-    throttle.succeeded("b")
-    assert throttle.retry_after("b") is None
+    attempt = throttle.begin([("b", None), ("c", 1)])  # counted at once, on every key
+    assert throttle.retry_after("b") is None and throttle.retry_after("c", 1) is not None
+    with pytest.raises(TooManyAttempts):
+        throttle.begin([("b", None), ("c", 1)])
+    throttle.release(attempt)  # takes back its own count only: b's failure stays
+    assert throttle.retry_after("c", 1) is None and throttle.retry_after("b", 1) is not None
     for key in ("x", "y", "z"):  # bounded: the oldest keys are forgotten
         for _ in range(3):
             throttle.failed(key)

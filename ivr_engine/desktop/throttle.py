@@ -1,0 +1,103 @@
+"""The failed-login throttle of the desktop: a bounded count of recent failures per key.
+
+A login *reserves* its attempt before the password is checked (``begin``): the attempt counts
+as a failure against every key it names at once, so parallel guesses cannot all pass the
+check while the first scrypt runs. A login that succeeds takes back only its own count
+(``release``); the failures before it, in the same burst or not, stay until the window
+forgets them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+class TooManyAttempts(Exception):
+    """A key is at its limit: try again in ``retry_after_s`` seconds."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"too many failed logins: try again in {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A reserved login attempt: counted against ``keys`` at ``at``."""
+
+    keys: tuple[str, ...]
+    at: float
+
+
+class LoginThrottle:
+    """At most ``limit`` failures (``max_failures`` by default) per key within ``window_s``.
+
+    Bounded: at most ``max_keys`` keys are remembered (oldest forgotten first), so guessing
+    many agent ids cannot grow memory without limit.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_failures: int = 5,
+        window_s: float = 300.0,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_failures = max_failures
+        self._window_s = window_s
+        self._max_keys = max_keys
+        self._clock = clock
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
+
+    def _recent(self, key: str) -> list[float]:
+        since = self._clock() - self._window_s
+        times = [t for t in self._failures.get(key, ()) if t > since]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def retry_after(self, key: str, limit: int | None = None) -> float | None:
+        """Seconds to wait before trying again, or None when a login may be tried now."""
+        limit = self._max_failures if limit is None else limit
+        times = self._recent(key)
+        if len(times) < limit:
+            return None
+        return max(1.0, times[-limit] + self._window_s - self._clock())
+
+    def begin(self, limits: Sequence[tuple[str, int | None]]) -> Attempt:
+        """Count one attempt against each ``(key, limit)`` (None: ``max_failures``), or raise
+        ``TooManyAttempts`` (counting nothing) when any key is at its limit."""
+        waits = [wait for key, limit in limits if (wait := self.retry_after(key, limit))]
+        if waits:
+            raise TooManyAttempts(max(waits))
+        now = self._clock()
+        for key, _limit in limits:
+            self._record(key, now)
+        return Attempt(tuple(key for key, _limit in limits), now)
+
+    def release(self, attempt: Attempt) -> None:
+        """Take back this attempt's count (it succeeded, or was never checked): only it,
+        earlier failures stay."""
+        for key in attempt.keys:
+            times = self._failures.get(key)
+            if times is not None and attempt.at in times:
+                times.remove(attempt.at)
+                if not times:
+                    del self._failures[key]
+
+    def failed(self, key: str) -> None:
+        """Count a failure that was not reserved with ``begin``."""
+        self._record(key, self._clock())
+
+    def _record(self, key: str, at: float) -> None:
+        times = self._recent(key)
+        times.append(at)
+        self._failures[key] = times
+        self._failures.move_to_end(key)
+        while len(self._failures) > self._max_keys:
+            self._failures.popitem(last=False)
