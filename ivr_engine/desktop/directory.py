@@ -19,8 +19,11 @@ the key and the fix.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -55,6 +58,16 @@ class DesktopAgent:
         if self.password_hash is None and self.token_sha256 is None:
             raise ValueError(f"agent {self.agent_id!r} needs a password_hash or a token_sha256")
 
+    @property
+    def credentials_tag(self) -> str:
+        """Changes whenever the password or the API token changes (a new password gets a new
+        salt, so even the same one again): kept with each session, which ends when it no
+        longer matches. A digest of the stored hashes, never of a secret itself."""
+        tag = hashlib.sha256(b"ivr-desktop-credentials\0")
+        tag.update(self.password_hash.encode().encode() if self.password_hash else b"-")
+        tag.update(b"\0" + (self.token_sha256 or b"-"))
+        return tag.hexdigest()[:32]
+
 
 class AgentDirectory:
     """Agents by id and by API-token digest; duplicates are refused.
@@ -65,10 +78,25 @@ class AgentDirectory:
 
     def __init__(self, agents: Iterable[DesktopAgent] = ()) -> None:
         self._by_id: dict[str, DesktopAgent] = _index(agents)
+        self._watchers: set[asyncio.Event] = set()
 
     def replace_all(self, agents: Iterable[DesktopAgent]) -> None:
-        """Swap in ``agents`` (``ValueError`` for a duplicate, and nothing changes)."""
+        """Swap in ``agents`` (``ValueError`` for a duplicate, and nothing changes), and set
+        every ``watch`` event."""
         self._by_id = _index(agents)
+        for changed in self._watchers:
+            changed.set()
+
+    @contextmanager
+    def watch(self) -> Iterator[asyncio.Event]:
+        """An event set by every ``replace_all`` while the block runs (the session sweep
+        ends the sessions of changed credentials at once)."""
+        changed = asyncio.Event()
+        self._watchers.add(changed)
+        try:
+            yield changed
+        finally:
+            self._watchers.discard(changed)
 
     def __len__(self) -> int:
         return len(self._by_id)

@@ -3,7 +3,8 @@
 * Origin: a WebSocket upgrade must carry an Origin equal to the request's own
   ``scheme://host`` or one of ``DesktopConfig.allowed_origins``; a POST with any other
   Origin is refused too (browsers always send Origin on cross-site POSTs).
-* Session: the signed cookie must name a live session of an agent still in the directory.
+* Session: the signed cookie must name a live session of an agent still in the directory,
+  made with the agent's credentials as they are now (a new password or token ends it).
 * Bodies: ``application/json`` only (a cross-site form cannot send it without a CORS
   pre-flight), at most ``max_body_bytes`` read within ``body_timeout_s``, parsed by strict
   pydantic models; every refusal is a JSON error that says what to fix.
@@ -57,9 +58,11 @@ async def current_session(request: web.Request) -> Session | None:
 
 
 async def require_session(request: web.Request) -> tuple[Session, DesktopAgent]:
+    """The session and its agent; 401 when there is none, the agent is gone, or the agent's
+    password or token changed since this session logged in (the sweep then ends it)."""
     session = await current_session(request)
     agent = None if session is None else request.app[DIRECTORY].get(session.agent_id)
-    if session is None or agent is None:
+    if session is None or agent is None or session.credentials != agent.credentials_tag:
         raise ApiError(401, "session_required", "log in first (no session, or it has ended)")
     return session, agent
 

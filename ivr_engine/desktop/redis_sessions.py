@@ -3,8 +3,9 @@
 Layout (``P`` = prefix, default ``ivr:{desktop}:``)::
 
     P secret             STRING  the cookie-signing secret, made once by whoever starts first
-    P s:<session id>     HASH    agent, created, expires (epoch seconds); Redis drops it an
-                                 hour after ``expires`` should the sweep never run
+    P s:<session id>     HASH    agent, created, expires (epoch seconds), credentials (the
+                                 agent's credentials tag at login); Redis drops it an hour
+                                 after ``expires`` should the sweep never run
     P by_agent:<agent>   ZSET    session id → created (the agent's sessions, oldest first)
     P expiry             ZSET    session id → expires (the sweep)
     P agents             SET     agents with at least one session (deleted-agent sweep)
@@ -43,14 +44,14 @@ _GRACE_MS = 3_600_000
 _DELETE = """
 local function delete(p, id)
   local key = p .. 's:' .. id
-  local row = redis.call('HMGET', key, 'agent', 'created', 'expires')
+  local row = redis.call('HMGET', key, 'agent', 'created', 'expires', 'credentials')
   redis.call('DEL', key)
   redis.call('ZREM', p .. 'expiry', id)
   if not row[1] then return nil end
   local mine = p .. 'by_agent:' .. row[1]
   redis.call('ZREM', mine, id)
   if redis.call('ZCARD', mine) == 0 then redis.call('SREM', p .. 'agents', row[1]) end
-  return {id, row[1], row[2], row[3]}
+  return {id, row[1], row[2], row[3], row[4] or ''}
 end
 """
 
@@ -59,7 +60,8 @@ _CREATE = (
     + """
 local p, id, agent, created, expires = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local key, mine = p .. 's:' .. id, p .. 'by_agent:' .. agent
-redis.call('HSET', key, 'agent', agent, 'created', created, 'expires', expires)
+redis.call('HSET', key, 'agent', agent, 'created', created, 'expires', expires,
+  'credentials', ARGV[8])
 redis.call('PEXPIRE', key, ARGV[6])
 redis.call('ZADD', mine, created, id)
 redis.call('ZADD', p .. 'expiry', expires, id)
@@ -114,7 +116,8 @@ def _seconds(value: Any) -> float:
 
 
 def _session(row: list[Any]) -> Session:
-    return Session(str(row[0]), str(row[1]), _seconds(row[2]), _seconds(row[3]))
+    credentials = str(row[4]) if len(row) > 4 and row[4] is not None else ""
+    return Session(str(row[0]), str(row[1]), _seconds(row[2]), _seconds(row[3]), credentials)
 
 
 class RedisSessionStore:
@@ -174,12 +177,12 @@ class RedisSessionStore:
     def cookie_value(self, session: Session) -> str:
         return self._signer.cookie_value(session)
 
-    async def create(self, agent_id: str) -> Session:
+    async def create(self, agent_id: str, credentials: str = "") -> Session:
         now = self._clock()
-        session = Session(new_session_id(), agent_id, now, now + self._ttl_s)
+        session = Session(new_session_id(), agent_id, now, now + self._ttl_s, credentials)
         keep_ms = int(self._ttl_s * 1000) + _GRACE_MS
         args = (session.session_id, agent_id, repr(now), repr(session.expires), keep_ms)
-        await self._script("create", *args, self._max_per_agent)
+        await self._script("create", *args, self._max_per_agent, credentials)
         return session
 
     async def from_cookie(self, value: str | None) -> Session | None:
@@ -188,7 +191,8 @@ class RedisSessionStore:
 
     async def get(self, session_id: str) -> Session | None:
         key = self._prefix + "s:" + session_id
-        row = await self._call(self._client.hmget(key, ["agent", "created", "expires"]))
+        fields = ["agent", "created", "expires", "credentials"]
+        row = await self._call(self._client.hmget(key, fields))
         if row[0] is None or _seconds(row[2]) <= self._clock():  # unreadable: ended
             return None
         return _session([session_id, *row])

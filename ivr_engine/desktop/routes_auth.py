@@ -6,8 +6,9 @@ Login: a failed attempt is answered the same for an unknown agent and a wrong pa
 password is checked (``throttle``), and a success takes back only its own count.
 
 A successful login registers the agent in the live state store (it starts logged out, or
-keeps its state) and opens a new session (any session named by the request's cookie is
-ended: no session fixation).
+keeps its state) and opens a new session, which keeps the agent's credentials tag (a new
+password or token ends it); any session named by the request's cookie is ended (no
+session fixation).
 
 Logout ends the session and closes its sockets; when it was the agent's last session the
 agent is also logged out of the queue if the state allows (not in the middle of a call).
@@ -83,7 +84,8 @@ async def login(request: web.Request) -> web.Response:
         agent.agent_id, max_concurrent=agent.max_concurrent
     )
     await _end_session_of(request)
-    session = await _sessions_call(request.app[SESSIONS].create(agent.agent_id))
+    sessions = request.app[SESSIONS]
+    session = await _sessions_call(sessions.create(agent.agent_id, agent.credentials_tag))
     response = web.json_response({"agent": agent_json(agent), "state": state_json(snapshot)})
     set_session_cookie(request, response, session)
     return response

@@ -30,6 +30,7 @@ class Session:
     agent_id: str
     created: float  # the store's clock, seconds
     expires: float
+    credentials: str = ""  # the agent's credentials_tag at login: a change ends the session
 
 
 class SessionStoreUnavailable(Exception):
@@ -41,7 +42,7 @@ class SessionStore(Protocol):
 
     def cookie_value(self, session: Session) -> str: ...
 
-    async def create(self, agent_id: str) -> Session:
+    async def create(self, agent_id: str, credentials: str = "") -> Session:
         """A new session; the agent's oldest ones go beyond the per-agent maximum."""
         ...
 
@@ -60,7 +61,8 @@ class SessionStore(Protocol):
     async def agents_with_sessions(self) -> set[str]: ...
 
     async def drop_agent(self, agent_id: str) -> list[Session]:
-        """End every session of the agent (deleted from the roster)."""
+        """End every session of the agent (deleted from the roster); each session is
+        returned to one caller only, like ``drop``."""
         ...
 
     async def expire(self) -> list[Session]:
@@ -120,9 +122,9 @@ class MemorySessionStore:
     def cookie_value(self, session: Session) -> str:
         return self._signer.cookie_value(session)
 
-    async def create(self, agent_id: str) -> Session:
+    async def create(self, agent_id: str, credentials: str = "") -> Session:
         now = self._clock()
-        session = Session(new_session_id(), agent_id, now, now + self._ttl_s)
+        session = Session(new_session_id(), agent_id, now, now + self._ttl_s, credentials)
         self._sessions[session.session_id] = session
         mine = self._live_of(agent_id)
         for old in mine[: max(0, len(mine) - self._max_per_agent)]:

@@ -8,18 +8,23 @@ it through aiohttp's test client; parallel logins are real concurrent requests
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr_engine.agents import AgentStateStore, open_agent_state_store
+from ivr_engine.agents import AgentStateStore, InMemoryAgentStateStore, open_agent_state_store
+from ivr_engine.contact_center.agents_csv import import_agents_csv_to_roster
+from ivr_engine.contact_center.live_roster import LiveRoster
+from ivr_engine.contact_center.roster_store import SqlRosterStore
 from ivr_engine.desktop import (
     AgentDirectory,
     DesktopAgent,
@@ -28,7 +33,16 @@ from ivr_engine.desktop import (
     create_desktop_app,
     hash_password,
 )
-from tests.component.test_desktop_app import PASSWORD, FakeClock
+from ivr_engine.desktop.hub import WS_CLOSE_SESSION_ENDED
+from ivr_engine.desktop.listener import sweep_once
+from ivr_engine.desktop.redis_sessions import RedisSessionStore
+from ivr_engine.desktop.sessions import MemorySessionStore, SessionStore
+from ivr_engine.timeline.migrate import upgrade
+from tests.component.desktop_node import PASSWORDS
+from tests.component.test_agent_roster_processes import ROUTING, SEED
+from tests.component.test_agent_state_contract import REDIS_URL, delete_prefix
+from tests.component.test_agents_management_api import AUTH, TOKEN, start_engine
+from tests.component.test_desktop_app import PASSWORD, FakeClock, error, ok
 
 Client = TestClient[Any, Any]
 HASH = hash_password(PASSWORD)  # the default scrypt cost, as in production
@@ -117,3 +131,131 @@ async def test_the_right_password_in_a_burst_does_not_wipe_the_bursts_failures(
     assert await desk.login_status("a100", PASSWORD) == 200
     assert await desk.login_status("a100", "one-more") == 401
     assert await desk.login_status("a100", PASSWORD) == 429  # 5 failures in the window
+
+
+# --------------------------------------------------------------------------- 2: revocation
+
+
+async def _status(http: aiohttp.ClientSession, method: str, path: str, **kw: Any) -> int:
+    async with http.request(method, path, **kw) as response:
+        await response.read()
+        return response.status
+
+
+async def _bye_then_close(ws: aiohttp.ClientWebSocketResponse) -> str:
+    """The reason of the ``bye``, once the server has closed the socket (4401)."""
+    async with asyncio.timeout(10):
+        while (message := await ws.receive_json())["type"] != "bye":
+            pass
+        closing = await ws.receive()
+    assert (closing.type, closing.data) == (WSMsgType.CLOSE, WS_CLOSE_SESSION_ENDED)
+    return str(message["reason"])
+
+
+async def test_a_credential_change_on_the_http_api_ends_the_agents_sessions(
+    tmp_path: Path,
+) -> None:
+    """Review finding 2: after PATCH /v1/agents/a1 {"password"} the old desktop session
+    still answered /desktop/api/me 200 (for up to 10 h). Now it ends at once, its socket
+    gets a bye and is closed; a profile-only change keeps it; the token counts too."""
+    engine = await start_engine(f"sqlite:///{tmp_path / 'roster.db'}", tmp_path, admin_token=TOKEN)
+    base = f"http://127.0.0.1:{engine.http_port}"
+    jar = aiohttp.CookieJar(unsafe=True)
+    try:
+        async with aiohttp.ClientSession(base_url=base, cookie_jar=jar) as http:
+            login = {"agent_id": "a1", "password": PASSWORDS["a1"]}
+            assert await _status(http, "POST", "/desktop/login", json=login) == 200
+            ws = await http.ws_connect("/desktop/ws", origin=base)
+            assert (await ws.receive_json(timeout=10))["type"] == "hello"
+            rename = {"json": {"name": "Bea R."}, "headers": AUTH}
+            assert await _status(http, "PATCH", "/v1/agents/a1", **rename) == 200
+            assert await _status(http, "GET", "/desktop/api/me") == 200  # profile only
+            new = {"json": {"password": "a-brand-new-password"}, "headers": AUTH}
+            assert await _status(http, "PATCH", "/v1/agents/a1", **new) == 200
+            assert await _status(http, "GET", "/desktop/api/me") == 401
+            assert "password or API token changed" in await _bye_then_close(ws)
+            relogin = {"agent_id": "a1", "password": "a-brand-new-password"}
+            assert await _status(http, "POST", "/desktop/login", json=relogin) == 200
+            assert await _status(http, "GET", "/desktop/api/me") == 200  # the new one stays
+            token = {"json": {"token_sha256": "ab" * 32}, "headers": AUTH}
+            assert await _status(http, "PATCH", "/v1/agents/a1", **token) == 200
+            assert await _status(http, "GET", "/desktop/api/me") == 401
+    finally:
+        await engine.stop()
+
+
+async def test_agents_import_to_the_roster_ends_sessions_in_redis(tmp_path: Path) -> None:
+    """``ivr-engine agents import --to-database`` while an engine runs (the roster poll picks
+    it up), with the sessions in the real Redis: the changed agent's sessions are gone from
+    Redis and its socket is closed; the other agent's session stays."""
+    url = f"sqlite:///{tmp_path / 'roster.db'}"
+    await upgrade(url)
+    agents = InMemoryAgentStateStore()
+    roster = LiveRoster(SqlRosterStore(url), config=ROUTING, agents=agents, poll_interval_s=0.05)
+    await roster.start(SEED)
+    prefix = f"test:{{desktop-{uuid.uuid4().hex}}}:"
+    sessions = await RedisSessionStore.open(REDIS_URL, ttl_s=3600, prefix=prefix)
+    desktop = create_desktop_app(
+        directory=roster.directory,
+        agents=agents,
+        hub=DesktopHub(None),
+        sessions=sessions,
+        config=DesktopConfig(secure_cookie=False),
+    )
+    root = web.Application()
+    root.add_subapp("/desktop", desktop)
+    try:
+        async with (
+            TestClient(TestServer(root)) as bea,
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as gus,
+        ):
+            gus_login = {"agent_id": "a2", "password": PASSWORDS["a2"]}
+            await ok(await gus.post(bea.make_url("/desktop/login"), json=gus_login))
+            bea_login = {"agent_id": "a1", "password": PASSWORDS["a1"]}
+            await ok(await bea.post("/desktop/login", json=bea_login))
+            origin = f"http://{bea.server.host}:{bea.server.port}"
+            ws = await bea.ws_connect("/desktop/ws", origin=origin)
+            assert (await ws.receive_json(timeout=10))["type"] == "hello"
+            source = tmp_path / "agents.csv"
+            source.write_text(
+                "agent_id,name,sip_endpoint,skills,password\n"
+                "a1,Bea Martin,PJSIP/agent-1,billing:3,imported-pass-1234\n",
+                encoding="utf-8",
+            )
+            assert await import_agents_csv_to_roster(source, url, ROUTING) == 1
+            assert "password or API token changed" in await _bye_then_close(ws)
+            assert await sessions.sessions_of("a1") == []
+            await error(await bea.get("/desktop/api/me"), 401, "session_required")
+            assert len(await sessions.sessions_of("a2")) == 1
+            await ok(await gus.get(bea.make_url("/desktop/api/me")))
+    finally:
+        await sessions.aclose()
+        await roster.aclose()
+        await delete_prefix(prefix)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_sessions_of_old_credentials_end_at_start(kind: str) -> None:
+    """Redis sessions outlive an engine restart: the first sweep ends those made with
+    credentials the agent no longer has (changed while the engine was down)."""
+    prefix = f"test:{{desktop-{uuid.uuid4().hex}}}:"
+    store: SessionStore
+    if kind == "memory":
+        store = MemorySessionStore(secret=b"k" * 32, ttl_s=3600)
+    else:
+        store = await RedisSessionStore.open(REDIS_URL, ttl_s=3600, prefix=prefix)
+    directory = AgentDirectory([agent("a100"), agent("a200")])
+    current = directory.get("a100")
+    assert current is not None
+    try:
+        stale = await store.create("a100", "credentials-before-the-restart")
+        fresh = await store.create("a100", current.credentials_tag)
+        unupgraded = await store.create("a200")  # made before sessions kept credentials
+        await sweep_once(store, DesktopHub(None), directory)
+        assert await store.get(stale.session_id) is None
+        assert await store.get(unupgraded.session_id) is None
+        kept = await store.get(fresh.session_id)
+        assert kept is not None and kept.credentials == current.credentials_tag
+    finally:
+        await store.aclose()
+        await delete_prefix(prefix)
