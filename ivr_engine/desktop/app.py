@@ -65,6 +65,7 @@ def create_desktop_app(
     app[THROTTLE] = LoginThrottle(
         max_failures=config.max_failed_logins,
         window_s=config.failed_login_window_s,
+        trust_s=config.login_trust_s,
         clock=clock,
     )
     app[ASSETS] = load_assets()

@@ -22,8 +22,14 @@ class DesktopConfig:
     session_ttl_s: float = 10 * 3600.0  # one shift; the agent logs in again after it
     max_body_bytes: int = 16 * 1024
     body_timeout_s: float = 10.0
+    # Failed logins within the window: per agent id at one client address (an IPv6 client
+    # by its /64), then that agent at that address waits for the rest of the window; per
+    # agent from every address but those the agent logged in from within login_trust_s
+    # (distributed guessing), None: 4 x max_failed_logins; token logins per address.
     max_failed_logins: int = 5
+    max_failed_logins_per_agent: int | None = None
     failed_login_window_s: float = 300.0
+    login_trust_s: float = 86_400.0
     sweep_interval_s: float = 30.0  # how often expired sessions are swept (sockets closed)
     feed_retry_s: float = 1.0  # first wait before resubscribing to a failed change feed
     ws_heartbeat_s: float = 30.0
@@ -38,5 +44,13 @@ class DesktopConfig:
                 )
         if self.cookie_secret is not None and len(self.cookie_secret) < 16:
             raise ValueError("cookie_secret must be at least 16 bytes")
+        if min(self.max_failed_logins, self.agent_ceiling) < 1:
+            raise ValueError("max_failed_logins (and per agent) must be >= 1")
         if self.max_body_bytes < 256 or self.session_ttl_s <= 0:
             raise ValueError("max_body_bytes must be >= 256 and session_ttl_s > 0")
+
+    @property
+    def agent_ceiling(self) -> int:
+        """Failed logins per agent id from every untrusted address, within the window."""
+        given = self.max_failed_logins_per_agent
+        return 4 * self.max_failed_logins if given is None else given

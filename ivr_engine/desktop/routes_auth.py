@@ -1,9 +1,12 @@
 """Log in (password or API token), log out, and who am I.
 
 Login: a failed attempt is answered the same for an unknown agent and a wrong password
-(both cost one scrypt); ``max_failed_logins`` failures within the window lock that agent id
-(or, for tokens, that address) out for the rest of it. Each attempt is counted before its
-password is checked (``throttle``), and a success takes back only its own count.
+(both cost one scrypt). ``max_failed_logins`` failures within the window lock that agent id
+out at that client address (tokens: that address) for the rest of it; someone guessing
+elsewhere does not lock the agent out. ``max_failed_logins_per_agent`` failures (4 times as
+many by default) from all addresses together lock the agent out everywhere except at the
+addresses it logged in from lately (distributed guessing). Each attempt is counted before
+its password is checked (``throttle``), and a success takes back only its own count.
 
 A successful login registers the agent in the live state store (it starts logged out, or
 keeps its state) and opens a new session, which keeps the agent's credentials tag (a new
@@ -17,6 +20,7 @@ agent is also logged out of the queue if the state allows (not in the middle of 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import math
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -35,7 +39,7 @@ from ivr_engine.desktop.guards import (
     require_session,
     set_session_cookie,
 )
-from ivr_engine.desktop.keys import AGENTS, DIRECTORY, HUB, SESSIONS, THROTTLE
+from ivr_engine.desktop.keys import AGENTS, CONFIG, DIRECTORY, HUB, SESSIONS, THROTTLE
 from ivr_engine.desktop.messages import agent_json, state_json
 from ivr_engine.desktop.sessions import SessionStoreUnavailable
 from ivr_engine.desktop.throttle import TooManyAttempts
@@ -45,8 +49,35 @@ T = TypeVar("T")
 routes = web.RouteTableDef()
 
 
-def _throttle_key(request: web.Request, body: LoginBody) -> str:
-    return f"agent:{body.agent_id}" if body.agent_id is not None else f"token:{request.remote}"
+def client_address(request: web.Request) -> str:
+    """The client as the throttle counts it: an IPv6 client by its /64 (one host commonly
+    has the whole /64), an IPv4-mapped one as IPv4."""
+    remote = request.remote or "unknown"
+    try:
+        ip = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+Limits = list[tuple[str, int | None]]
+
+
+def _limits(request: web.Request, body: LoginBody) -> tuple[str | None, Limits]:
+    """The key a success trusts (None: tokens), and each (key, limit) the attempt counts on."""
+    address = client_address(request)
+    if body.agent_id is None:
+        return None, [(f"token:{address}", None)]
+    pair = f"agent:{body.agent_id}@{address}"
+    limits: Limits = [(pair, None)]
+    if not request.app[THROTTLE].trusted(pair):
+        config = request.app[CONFIG]
+        limits.append((f"agent:{body.agent_id}", config.agent_ceiling))
+    return pair, limits
 
 
 def _check(directory: AgentDirectory, body: LoginBody) -> DesktopAgent | None:
@@ -60,8 +91,9 @@ async def _checked_agent(request: web.Request, body: LoginBody) -> DesktopAgent:
     """Who the body logs in as: 429 while throttled, 401 for a wrong password, an unknown
     agent or an unknown token."""
     throttle = request.app[THROTTLE]
+    trusted_key, limits = _limits(request, body)
     try:  # counted as a failure before the check: parallel guesses see it at once
-        attempt = throttle.begin([(_throttle_key(request, body), None)])
+        attempt = throttle.begin(limits)
     except TooManyAttempts as exc:
         seconds = math.ceil(exc.retry_after_s)
         message = f"too many failed logins: try again in {seconds} s"
@@ -72,6 +104,8 @@ async def _checked_agent(request: web.Request, body: LoginBody) -> DesktopAgent:
         what = "unknown API token" if body.token is not None else "unknown agent or wrong password"
         raise ApiError(401, "login_failed", what)
     throttle.release(attempt)
+    if trusted_key is not None:
+        throttle.trust(trusted_key)
     return agent
 
 

@@ -5,6 +5,10 @@ as a failure against every key it names at once, so parallel guesses cannot all 
 check while the first scrypt runs. A login that succeeds takes back only its own count
 (``release``); the failures before it, in the same burst or not, stay until the window
 forgets them.
+
+``trust`` remembers for ``trust_s`` a key that logged in (an agent at an address): the
+coarser keys (every address of an agent, every agent at an address) need not apply to it, so
+guesses from elsewhere do not lock an agent out of the desk they use.
 """
 
 from __future__ import annotations
@@ -44,13 +48,16 @@ class LoginThrottle:
         max_failures: int = 5,
         window_s: float = 300.0,
         max_keys: int = 10_000,
+        trust_s: float = 86_400.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_failures = max_failures
         self._window_s = window_s
         self._max_keys = max_keys
+        self._trust_s = trust_s
         self._clock = clock
         self._failures: OrderedDict[str, list[float]] = OrderedDict()
+        self._trusted: OrderedDict[str, float] = OrderedDict()  # key → trusted until
 
     def _recent(self, key: str) -> list[float]:
         since = self._clock() - self._window_s
@@ -89,6 +96,20 @@ class LoginThrottle:
                 times.remove(attempt.at)
                 if not times:
                     del self._failures[key]
+
+    def trust(self, key: str) -> None:
+        """``key`` logged in: trusted for ``trust_s`` (bounded like the failures)."""
+        self._trusted[key] = self._clock() + self._trust_s
+        self._trusted.move_to_end(key)
+        while len(self._trusted) > self._max_keys:
+            self._trusted.popitem(last=False)
+
+    def trusted(self, key: str) -> bool:
+        until = self._trusted.get(key)
+        if until is not None and until <= self._clock():
+            del self._trusted[key]
+            until = None
+        return until is not None
 
     def failed(self, key: str) -> None:
         """Count a failure that was not reserved with ``begin``."""

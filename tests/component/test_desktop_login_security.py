@@ -259,3 +259,39 @@ async def test_sessions_of_old_credentials_end_at_start(kind: str) -> None:
     finally:
         await store.aclose()
         await delete_prefix(prefix)
+
+
+# --------------------------------------------------------------------------- 3: lockout DoS
+
+
+async def test_guesses_from_elsewhere_do_not_lock_the_agent_out(desk: Desk) -> None:
+    """Review finding 3: five wrong passwords for a100 from anywhere locked a100 out
+    everywhere; now the lockout is per agent id *and* client address."""
+    for i in range(5):
+        assert await desk.login_status("a100", f"guess-{i}", source="127.0.0.2") == 401
+    assert await desk.login_status("a100", PASSWORD, source="127.0.0.2") == 429
+    assert await desk.login_status("a100", PASSWORD) == 200  # the agent at their desk
+
+
+async def test_token_lockout_is_per_client_address(desk: Desk) -> None:
+    for i in range(5):
+        assert await desk.post_login({"token": f"tok_{i:040d}"}, "127.0.0.2") == 401
+    assert await desk.post_login({"token": "tok_" + "z" * 40}, "127.0.0.2") == 429
+    assert await desk.post_login({"token": "tok_" + "z" * 40}) == 401  # checked, not locked
+
+
+async def test_distributed_guessing_meets_a_per_agent_ceiling() -> None:
+    """From many addresses: max_failed_logins_per_agent (here 10) locks the agent out at
+    new addresses, but not at the address it logged in from lately."""
+    config = DesktopConfig(secure_cookie=False, max_failed_logins_per_agent=10)
+    async with open_desk(config) as desk:
+        assert await desk.login_status("a100", PASSWORD) == 200  # its usual desk
+        for source in ("127.0.0.2", "127.0.0.3"):
+            for i in range(5):
+                assert await desk.login_status("a100", f"guess-{i}", source=source) == 401
+        assert await desk.login_status("a100", "guess", source="127.0.0.4") == 429
+        assert await desk.login_status("a100", PASSWORD, source="127.0.0.4") == 429
+        assert await desk.login_status("a100", PASSWORD) == 200
+        assert await desk.login_status("a200", PASSWORD, source="127.0.0.4") == 200
+        desk.clock.now += 301
+        assert await desk.login_status("a100", PASSWORD, source="127.0.0.4") == 200
