@@ -29,9 +29,19 @@ from ivr_engine.desktop.config import DesktopConfig
 from ivr_engine.desktop.directory import AgentDirectory
 from ivr_engine.desktop.errors import agent_error_middleware, security_headers_middleware
 from ivr_engine.desktop.hub import DesktopHub
-from ivr_engine.desktop.keys import AGENTS, ASSETS, CONFIG, DIRECTORY, HUB, SESSIONS, THROTTLE
+from ivr_engine.desktop.keys import (
+    AGENTS,
+    ASSETS,
+    CHECK_GATE,
+    CONFIG,
+    DIRECTORY,
+    HUB,
+    SESSIONS,
+    THROTTLE,
+)
+from ivr_engine.desktop.passwords import dummy_hash
 from ivr_engine.desktop.sessions import MemorySessionStore, SessionStore
-from ivr_engine.desktop.throttle import LoginThrottle
+from ivr_engine.desktop.throttle import CheckGate, LoginThrottle
 from ivr_engine.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -68,6 +78,10 @@ def create_desktop_app(
         trust_s=config.login_trust_s,
         clock=clock,
     )
+    app[CHECK_GATE] = CheckGate(
+        running=config.max_password_checks, waiting=config.max_waiting_password_checks
+    )
+    dummy_hash()  # made now: the first unknown agent id takes as long as any other
     app[ASSETS] = load_assets()
     for table in (routes_page.routes, routes_auth.routes, routes_desk.routes, ws.routes):
         app.add_routes(table)

@@ -25,11 +25,17 @@ class DesktopConfig:
     # Failed logins within the window: per agent id at one client address (an IPv6 client
     # by its /64), then that agent at that address waits for the rest of the window; per
     # agent from every address but those the agent logged in from within login_trust_s
-    # (distributed guessing), None: 4 x max_failed_logins; token logins per address.
+    # (distributed guessing); per client address over every agent id but those it logged
+    # in as lately (unknown agent ids: each costs a scrypt); token logins per address.
+    # None: 4 x max_failed_logins.
     max_failed_logins: int = 5
     max_failed_logins_per_agent: int | None = None
+    max_failed_logins_per_address: int | None = None
     failed_login_window_s: float = 300.0
     login_trust_s: float = 86_400.0
+    # Password checks (scrypt) running at once, and queued; beyond: 503 login_busy.
+    max_password_checks: int = 2
+    max_waiting_password_checks: int = 16
     sweep_interval_s: float = 30.0  # how often expired sessions are swept (sockets closed)
     feed_retry_s: float = 1.0  # first wait before resubscribing to a failed change feed
     ws_heartbeat_s: float = 30.0
@@ -44,8 +50,10 @@ class DesktopConfig:
                 )
         if self.cookie_secret is not None and len(self.cookie_secret) < 16:
             raise ValueError("cookie_secret must be at least 16 bytes")
-        if min(self.max_failed_logins, self.agent_ceiling) < 1:
-            raise ValueError("max_failed_logins (and per agent) must be >= 1")
+        if min(self.max_failed_logins, self.agent_ceiling, self.address_ceiling) < 1:
+            raise ValueError("max_failed_logins (and per agent, per address) must be >= 1")
+        if self.max_password_checks < 1 or self.max_waiting_password_checks < 0:
+            raise ValueError("max_password_checks must be >= 1, max_waiting_password_checks >= 0")
         if self.max_body_bytes < 256 or self.session_ttl_s <= 0:
             raise ValueError("max_body_bytes must be >= 256 and session_ttl_s > 0")
 
@@ -53,4 +61,10 @@ class DesktopConfig:
     def agent_ceiling(self) -> int:
         """Failed logins per agent id from every untrusted address, within the window."""
         given = self.max_failed_logins_per_agent
+        return 4 * self.max_failed_logins if given is None else given
+
+    @property
+    def address_ceiling(self) -> int:
+        """Failed password logins per client address over every agent id, within the window."""
+        given = self.max_failed_logins_per_address
         return 4 * self.max_failed_logins if given is None else given

@@ -8,6 +8,11 @@ many by default) from all addresses together lock the agent out everywhere excep
 addresses it logged in from lately (distributed guessing). Each attempt is counted before
 its password is checked (``throttle``), and a success takes back only its own count.
 
+Unknown agent ids cost a scrypt like known ones (checked against a dummy hash: no timing
+oracle), so they are what gets cheap instead: ``max_failed_logins_per_address`` failures
+from one client address, whatever the agent ids, refuse it before any hashing, and at most
+``max_password_checks`` scrypts run at once (a few more wait; beyond that 503 login_busy).
+
 A successful login registers the agent in the live state store (it starts logged out, or
 keeps its state) and opens a new session, which keeps the agent's credentials tag (a new
 password or token ends it); any session named by the request's cookie is ended (no
@@ -39,10 +44,18 @@ from ivr_engine.desktop.guards import (
     require_session,
     set_session_cookie,
 )
-from ivr_engine.desktop.keys import AGENTS, CONFIG, DIRECTORY, HUB, SESSIONS, THROTTLE
+from ivr_engine.desktop.keys import (
+    AGENTS,
+    CHECK_GATE,
+    CONFIG,
+    DIRECTORY,
+    HUB,
+    SESSIONS,
+    THROTTLE,
+)
 from ivr_engine.desktop.messages import agent_json, state_json
 from ivr_engine.desktop.sessions import SessionStoreUnavailable
-from ivr_engine.desktop.throttle import TooManyAttempts
+from ivr_engine.desktop.throttle import GateFull, TooManyAttempts
 
 T = TypeVar("T")
 
@@ -77,6 +90,7 @@ def _limits(request: web.Request, body: LoginBody) -> tuple[str | None, Limits]:
     if not request.app[THROTTLE].trusted(pair):
         config = request.app[CONFIG]
         limits.append((f"agent:{body.agent_id}", config.agent_ceiling))
+        limits.append((f"address:{address}", config.address_ceiling))
     return pair, limits
 
 
@@ -88,8 +102,8 @@ def _check(directory: AgentDirectory, body: LoginBody) -> DesktopAgent | None:
 
 
 async def _checked_agent(request: web.Request, body: LoginBody) -> DesktopAgent:
-    """Who the body logs in as: 429 while throttled, 401 for a wrong password, an unknown
-    agent or an unknown token."""
+    """Who the body logs in as: 429 while throttled, 503 when too many checks are running,
+    401 for a wrong password, an unknown agent or an unknown token."""
     throttle = request.app[THROTTLE]
     trusted_key, limits = _limits(request, body)
     try:  # counted as a failure before the check: parallel guesses see it at once
@@ -99,7 +113,13 @@ async def _checked_agent(request: web.Request, body: LoginBody) -> DesktopAgent:
         message = f"too many failed logins: try again in {seconds} s"
         extra = {"retry_after_s": seconds}
         raise ApiError(429, "too_many_attempts", message, extra=extra) from None
-    agent = await asyncio.to_thread(_check, request.app[DIRECTORY], body)
+    try:
+        async with request.app[CHECK_GATE].slot():
+            agent = await asyncio.to_thread(_check, request.app[DIRECTORY], body)
+    except GateFull:
+        throttle.release(attempt)  # not checked: not a failure
+        message = "too many logins are being checked: retry in a second"
+        raise ApiError(503, "login_busy", message, extra={"retry_after_s": 1}) from None
     if agent is None:
         what = "unknown API token" if body.token is not None else "unknown agent or wrong password"
         raise ApiError(401, "login_failed", what)

@@ -13,9 +13,11 @@ guesses from elsewhere do not lock an agent out of the desk they use.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 
@@ -122,3 +124,29 @@ class LoginThrottle:
         self._failures.move_to_end(key)
         while len(self._failures) > self._max_keys:
             self._failures.popitem(last=False)
+
+
+class GateFull(Exception):
+    """Every password-check slot is taken and the queue is full: answer "busy, retry"."""
+
+
+class CheckGate:
+    """At most ``running`` password checks at once (scrypt: tens of ms of CPU and 16 MiB
+    each) and ``waiting`` more queued; beyond that ``GateFull`` at once, so a flood from
+    many addresses costs at most ``running`` cores and never queues without limit."""
+
+    def __init__(self, *, running: int, waiting: int) -> None:
+        self._slots = asyncio.Semaphore(running)
+        self._room = running + waiting
+        self._inside = 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._inside >= self._room:
+            raise GateFull
+        self._inside += 1
+        try:
+            async with self._slots:
+                yield
+        finally:
+            self._inside -= 1

@@ -295,3 +295,42 @@ async def test_distributed_guessing_meets_a_per_agent_ceiling() -> None:
         assert await desk.login_status("a200", PASSWORD, source="127.0.0.4") == 200
         desk.clock.now += 301
         assert await desk.login_status("a100", PASSWORD, source="127.0.0.4") == 200
+
+
+# --------------------------------------------------------------------------- 4: scrypt burn
+
+
+async def test_unknown_agent_ids_from_one_address_stop_costing_scrypt(desk: Desk) -> None:
+    """Review finding 7 (the brief's 4): each random agent id got a fresh throttle key, so
+    one client could make the server hash for ever (~46 scrypt/s). Now the address's
+    failures count too: after max_failed_logins_per_address (20) it is refused unhashed."""
+    statuses = [await desk.login_status(f"nobody-{i}", "guess") for i in range(30)]
+    assert Counter(statuses) == {401: 20, 429: 10}
+    assert await desk.login_status("a200", PASSWORD, source="127.0.0.2") == 200
+
+
+async def test_known_and_unknown_ids_are_refused_alike(desk: Desk) -> None:
+    """The same answer, and both cost one scrypt (a dummy hash for the unknown id): the
+    median times stay within a factor of the other (no enumeration by timing)."""
+
+    async def timed(agent_id: str, source: str) -> float:
+        start = asyncio.get_running_loop().time()
+        assert await desk.login_status(agent_id, "wrong-password", source=source) == 401
+        return asyncio.get_running_loop().time() - start
+
+    known = sorted([await timed("a100", f"127.0.1.{i}") for i in range(5)])[2]
+    unknown = sorted([await timed(f"nobody-{i}", f"127.0.2.{i}") for i in range(5)])[2]
+    assert 0.5 < unknown / known < 2.0
+
+
+async def test_password_checks_beyond_the_gate_are_answered_busy() -> None:
+    """At most max_password_checks scrypts run at once (a few queued): the rest get 503
+    at once, without counting as failures."""
+    config = DesktopConfig(
+        secure_cookie=False, max_password_checks=1, max_waiting_password_checks=1
+    )
+    async with open_desk(config) as desk:
+        statuses = await asyncio.gather(*(desk.login_status("a100", f"g{i}") for i in range(5)))
+        counted = Counter(statuses)
+        assert counted[503] >= 1 and counted[401] + counted[503] == 5, counted
+        assert await desk.login_status("a100", PASSWORD) == 200  # the 503s were not failures
