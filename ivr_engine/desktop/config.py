@@ -39,6 +39,9 @@ class DesktopConfig:
     sweep_interval_s: float = 30.0  # how often expired sessions are swept (sockets closed)
     feed_retry_s: float = 1.0  # first wait before resubscribing to a failed change feed
     ws_heartbeat_s: float = 30.0
+    # Open WebSockets per session in one engine process (one per browser tab): one more
+    # is closed at once with 1008 (policy violation) and a reason.
+    max_sockets_per_session: int = 8
 
     def __post_init__(self) -> None:
         if not self.base_path.startswith("/") or self.base_path.endswith("/"):
@@ -52,6 +55,8 @@ class DesktopConfig:
             raise ValueError("cookie_secret must be at least 16 bytes")
         if min(self.max_failed_logins, self.agent_ceiling, self.address_ceiling) < 1:
             raise ValueError("max_failed_logins (and per agent, per address) must be >= 1")
+        if self.max_sockets_per_session < 1:
+            raise ValueError("max_sockets_per_session must be >= 1")
         if self.max_password_checks < 1 or self.max_waiting_password_checks < 0:
             raise ValueError("max_password_checks must be >= 1, max_waiting_password_checks >= 0")
         if self.max_body_bytes < 256 or self.session_ttl_s <= 0:

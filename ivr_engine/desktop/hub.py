@@ -95,6 +95,10 @@ class DesktopHub:
     def connections(self, agent_id: str) -> int:
         return len(self._sockets.get(agent_id, ()))
 
+    def session_connections(self, agent_id: str, session_id: str) -> int:
+        """How many sockets of this process the session has open."""
+        return sum(owner == session_id for owner in self._sockets.get(agent_id, {}).values())
+
     async def wait_disconnected(self, agent_id: str) -> None:
         """Return once the agent has no open desktop socket (wrap in a timeout)."""
         if agent_id in self._sockets:

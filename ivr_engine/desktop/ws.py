@@ -1,14 +1,16 @@
 """``GET /ws``: the desktop's WebSocket (Origin and session checked before the upgrade).
 
 On connect the agent gets a ``hello`` (who, live state, latest pop), then state changes and
-screen pops as they happen (see ``messages``). Every tab gets its own socket.
+screen pops as they happen (see ``messages``). Every tab gets its own socket, up to
+``max_sockets_per_session`` per session in this process: one more is closed at once with
+1008 (policy violation) and the reason.
 """
 
 from __future__ import annotations
 
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ivr_engine.agents import AgentStateUnavailable, UnknownAgent
 from ivr_engine.api.errors import ApiError
@@ -54,7 +56,12 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "websocket_required", "this URL takes a WebSocket upgrade")
     await ws.prepare(request)
-    hub = request.app[HUB]
+    hub, most = request.app[HUB], request.app[CONFIG].max_sockets_per_session
+    if hub.session_connections(agent.agent_id, session.session_id) >= most:  # then attach:
+        reason = f"too many desktop sockets for this session (at most {most})"  # no await
+        log.info("desktop socket of agent %s refused: %s", agent.agent_id, reason)
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode("utf-8"))
+        return ws
     hub.attach(agent.agent_id, session.session_id, ws)
     try:
         await ws.send_json(await _hello(request, agent))

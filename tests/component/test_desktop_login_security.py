@@ -334,3 +334,27 @@ async def test_password_checks_beyond_the_gate_are_answered_busy() -> None:
         counted = Counter(statuses)
         assert counted[503] >= 1 and counted[401] + counted[503] == 5, counted
         assert await desk.login_status("a100", PASSWORD) == 200  # the 503s were not failures
+
+
+# --------------------------------------------------------------------------- 5: sockets
+
+
+async def test_sockets_per_session_are_capped(desk: Desk) -> None:
+    """Review finding 12 (the brief's 5): one session opened 300 sockets. Now the 9th of a
+    session is closed at once with 1008 and a reason; another session still gets its own."""
+    assert await desk.login_status("a100", PASSWORD) == 200
+    origin = f"http://{desk.client.server.host}:{desk.client.server.port}"
+    opened = [await desk.client.ws_connect("/desktop/ws", origin=origin) for _ in range(8)]
+    for ws in opened:
+        assert (await ws.receive_json(timeout=10))["type"] == "hello"
+    extra = await desk.client.ws_connect("/desktop/ws", origin=origin)
+    closing = await extra.receive(timeout=10)
+    assert (closing.type, closing.data) == (WSMsgType.CLOSE, 1008)
+    assert closing.extra == "too many desktop sockets for this session (at most 8)"
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as other:  # another browser: own session
+        body = {"agent_id": "a100", "password": PASSWORD}
+        await ok(await other.post(desk.client.make_url("/desktop/login"), json=body))
+        ws = await other.ws_connect(desk.client.make_url("/desktop/ws"), origin=origin)
+        assert (await ws.receive_json(timeout=10))["type"] == "hello"
+        await ws.close()
