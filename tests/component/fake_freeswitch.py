@@ -7,7 +7,12 @@ engine's ESL code), so a misunderstanding in the engine is not mirrored here.
   the engine and answers: ``connect`` → a ``command/reply`` whose headers are the channel
   data, URL-encoded (``Reply-Text: %2BOK%0A``, ``Socket-Mode: async``, ``Control: full``,
   ``Unique-ID``, ``Caller-Caller-ID-Number``, ``variable_*``); ``myevents`` / ``linger N``
-  → ``+OK``; ``sendmsg`` with ``call-command: execute`` → ``+OK``, then ``CHANNEL_EXECUTE``,
+  → ``+OK``; ``resume`` → ``+OK`` and, as mod_event_socket does, the channel variable
+  ``socket_resume=true``. ``FsCall.dialplan_continues``: the engine closed the socket and
+  ``socket_resume`` is true (set by ``resume`` or by the dialplan before ``socket``), the
+  only case in which FreeSWITCH hands the channel back to the dialplan after ``socket``
+  (``LFLAG_RESUME`` or ``socket_resume`` in ``listener_run``/``socket_function``);
+  ``sendmsg`` with ``call-command: execute`` → ``+OK``, then ``CHANNEL_EXECUTE``,
   the caller's ``DTMF`` events and ``CHANNEL_EXECUTE_COMPLETE`` carrying
   ``Application-UUID`` (the ``Event-UUID`` sent), ``Application``, ``Application-Data``,
   ``Application-Response`` and the channel variables (``variable_IVR_READ``,
@@ -92,6 +97,13 @@ def parse_command(raw: bytes) -> tuple[str, dict[str, str]]:
     return lines[0], headers
 
 
+def switch_true(value: str | None) -> bool:
+    """FreeSWITCH's ``switch_true``: yes/on/true/t/enabled/active/allow, or a non-zero number."""
+    text = (value or "").strip().lower()
+    truthy = text in ("yes", "on", "true", "t", "enabled", "active", "allow")
+    return truthy or (text.lstrip("-").isdigit() and int(text) != 0)
+
+
 def _now_us() -> str:
     return str(1_732_440_000_000_000 + next(_seq) * 1000)
 
@@ -114,6 +126,12 @@ class FsCall:
     apps: list[tuple[str, str]] = field(default_factory=list)
     server_closed: bool = False  # the engine closed the socket (EOF seen by the fake)
     hung_up: bool = False
+
+    @property
+    def dialplan_continues(self) -> bool:
+        """FreeSWITCH goes on with the action after ``socket`` (the socket closed by the
+        engine, with ``resume`` sent or ``socket_resume`` set); otherwise it does not."""
+        return self.server_closed and switch_true(self.variables.get("socket_resume"))
 
     def channel_headers(self) -> dict[str, str]:
         name = f"sofia/external/{self.caller_id}@198.51.100.7"
@@ -177,6 +195,9 @@ class OutboundDial:
             await self._send(payload.encode())
         elif line == "myevents":
             await self._send(reply_frame("+OK Events Enabled"))
+        elif line == "resume":
+            call.variables["socket_resume"] = "true"
+            await self._send(reply_frame("+OK"))
         elif line.startswith("linger"):
             await self._send(reply_frame("+OK will linger"))
             if call.hangup_after_connect:

@@ -58,13 +58,14 @@ async def fs_call(engine: Engine, call: FsCall) -> FsCall:
     return await dial_outbound(engine.esl.port, call)
 
 
-async def test_handshake_is_connect_myevents_linger(
+async def test_handshake_is_connect_myevents_resume_linger(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
     call = await fs_call(engine, FsCall(new_phone(), ["1"]))
-    assert call.commands[:3] == ["connect", "myevents", "linger 10"]
-    assert all(c == "sendmsg" for c in call.commands[3:])
-    assert call.server_closed  # the engine ended the session: FreeSWITCH goes on
+    assert call.commands[:4] == ["connect", "myevents", "resume", "linger 10"]
+    assert all(c == "sendmsg" for c in call.commands[4:])
+    assert call.variables["socket_resume"] == "true"  # no socket_resume from the dialplan
+    assert call.dialplan_continues  # the engine ended the session: FreeSWITCH goes on
 
 
 async def test_returning_billing_caller_hears_billing_first_and_call_is_recorded(
@@ -130,7 +131,7 @@ async def test_malformed_frame_ends_the_call_safely_and_the_server_keeps_serving
 ) -> None:
     phone = new_phone()
     call = await fs_call(engine, FsCall(phone, [], malformed_at_read=1, malformed=malformed))
-    assert call.server_closed  # the engine closed the socket: the dialplan falls back
+    assert call.dialplan_continues  # the engine closed the socket: the dialplan falls back
     assert call.variables.get("IVR_OUTCOME") == outcome  # empty or failed: static menu
     event = await call_event(store(engine), phone)
     assert event.data["outcome"] == "failed"

@@ -64,14 +64,14 @@ async def test_no_answer_from_a_reroutes_to_b_and_gives_a_back(
 ) -> None:
     first = await routed_to_a1(engine, new_phone())
     rerouted = await fs_call(engine, after_no_answer(first))
-    assert rerouted.commands == ["connect", "myevents", "linger 10", "sendmsg"]
+    assert rerouted.commands == ["connect", "myevents", "resume", "linger 10", "sendmsg"]
     assert [app for app, _ in rerouted.apps] == ["multiset"]  # one application, no menu
     assert rerouted.variables["IVR_AGENT_ID"] == "a2"
     assert rerouted.variables["IVR_AGENT_ENDPOINT"] == "PJSIP/agent-2"
     assert rerouted.variables["IVR_TRIED_AGENTS"] == "a1"
     assert await state(engine, "a1") is AgentState.AVAILABLE
     assert await state(engine, "a2") is AgentState.RINGING
-    assert rerouted.server_closed  # the dialplan goes on: transfer to ivr-agent
+    assert rerouted.dialplan_continues  # transfer to ivr-agent
 
 
 async def test_every_agent_tried_overflows_to_the_target(
@@ -104,8 +104,8 @@ async def test_unknown_script_closes_the_socket_untouched(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
     call = await fs_call(engine, FsCall(new_phone(), ["1"], variables={"IVR_SCRIPT": "nope"}))
-    assert call.commands == ["connect", "myevents", "linger 10"]
-    assert call.server_closed and "IVR_OUTCOME" not in call.variables
+    assert call.commands == ["connect", "myevents", "resume", "linger 10"]
+    assert call.dialplan_continues and "IVR_OUTCOME" not in call.variables
 
 
 async def test_a_script_name_is_registered_once() -> None:
@@ -133,6 +133,7 @@ def test_sample_dialplan_reroutes_through_the_engine_script_after_a_failed_bridg
     assert steps == [
         ("unset", "IVR_AGENT_ENDPOINT"),
         ("set", f"{SCRIPT_VARIABLE}={REROUTE_SCRIPT}"),
+        ("set", "socket_resume=true"),
         ("socket", "$${ivr_engine_esl} async full"),
         ("unset", SCRIPT_VARIABLE),
         ("transfer", "ivr-agent XML ivr-engine"),

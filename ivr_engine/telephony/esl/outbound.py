@@ -2,13 +2,21 @@
 
 Dialplan: ``<action application="socket" data="HOST:8084 async full"/>``. For each
 connection the server sends ``connect`` (the reply is the channel's data), ``myevents``
-(this channel's events) and ``linger`` (keep the socket after a hang-up until the last
-events are sent), all within ``connect_timeout``, then runs the handler with an
+(this channel's events), ``resume`` and ``linger`` (keep the socket after a hang-up until
+the last events are sent), all within ``connect_timeout``, then runs the handler with an
 ``EslChannel``. A connection that never completes that handshake costs one bounded wait
 and is dropped. A handler that fails leaves ``IVR_OUTCOME=failed`` on the channel (best
 effort) and the socket is closed; after a malformed frame nothing more is sent. Either way
 FreeSWITCH goes on with the dialplan after ``socket``, where an outcome that is not
 ``routed`` (or is empty) leads to the static fallback menu.
+
+Going on after ``socket`` needs ``resume``: mod_event_socket answers it ``+OK``, sets the
+listener's ``LFLAG_RESUME`` and the channel variable ``socket_resume=true``, and only with
+one of them does it hand the channel back to the dialplan when the socket closes
+(``listener_run``: ``CS_RESET``; ``socket_function``: ``CS_EXECUTE`` after the park). The
+documentation of ``socket_resume``: "the dialplan will resume execution with the next action
+after the call to the socket application". The sample dialplan also sets
+``socket_resume=true`` before each ``socket``, for a session that ends before ``resume``.
 
 Scripts: the channel variable ``IVR_SCRIPT``, set before ``socket``, picks the handler, like
 the script name of an ``agi://`` URL (the ``socket`` application takes only an address and
@@ -43,7 +51,7 @@ SCRIPT_VARIABLE = "IVR_SCRIPT"
 
 @dataclass(frozen=True, slots=True)
 class OutboundLimits:
-    connect_timeout: float = 5.0  # connect + myevents + linger
+    connect_timeout: float = 5.0  # connect + myevents + resume + linger
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT  # per application, completion included
     linger_s: int = 10
     wire: EslLimits = DEFAULT_LIMITS
@@ -53,10 +61,11 @@ DEFAULT_OUTBOUND = OutboundLimits()
 
 
 async def handshake(conn: EslConnection, limits: OutboundLimits) -> ChannelData:
-    """``connect``, ``myevents``, ``linger``; the channel data from the connect reply."""
+    """``connect``, ``myevents``, ``resume``, ``linger``; the channel data from the connect
+    reply. Any reply other than ``+OK...`` ends the session before the call starts."""
     async with asyncio.timeout(limits.connect_timeout):
         data = decode_channel_data(await conn.request("connect"))
-        for line in ("myevents", f"linger {limits.linger_s}"):
+        for line in ("myevents", "resume", f"linger {limits.linger_s}"):
             reply = await conn.command(line)
             if not reply.ok:
                 raise EslCommandError(line, reply.text)
