@@ -3,25 +3,34 @@
 Written from FreeSWITCH's documentation, with its own parsing and serialising (none of the
 engine's ESL code), so a misunderstanding in the engine is not mirrored here.
 
-* ``dial_outbound(port, call)``: the ``socket`` application in ``async full`` mode. It dials
-  the engine and answers: ``connect`` → a ``command/reply`` whose headers are the channel
-  data, URL-encoded (``Reply-Text: %2BOK%0A``, ``Socket-Mode: async``, ``Control: full``,
-  ``Unique-ID``, ``Caller-Caller-ID-Number``, ``variable_*``); ``myevents`` / ``linger N``
-  → ``+OK``; ``resume`` → ``+OK`` and, as mod_event_socket does, the channel variable
-  ``socket_resume=true``. ``FsCall.dialplan_continues``: the engine closed the socket and
+* ``dial_outbound(port, call)``: the ``socket`` application in ``async`` mode, with ``full``
+  only if ``FsCall.full`` (the sample dialplan does not set it). It dials the engine and
+  answers: ``connect`` → a ``command/reply`` whose headers are the channel data, URL-encoded
+  (``Reply-Text: %2BOK%0A``, ``Socket-Mode: async``, ``Control: single-channel`` or ``full``,
+  ``Unique-ID``, ``Caller-Caller-ID-Number``, ``variable_*``); ``myevents`` → ``+OK Events
+  Enabled``; ``resume`` → ``+OK`` and, as mod_event_socket does, the channel variable
+  ``socket_resume=true``; ``sendmsg`` (below). Those are served before mod_event_socket's
+  outbound gate; on a socket without ``full`` every other command (``linger``, ``api``,
+  ``bgapi``, ``sendevent``, ``event``, ``log``, ...) gets ``-ERR command not found``
+  (recorded in ``FsCall.refused``); with ``full``, ``linger N`` → ``+OK will linger N
+  seconds``. ``FsCall.dialplan_continues``: the engine closed the socket and
   ``socket_resume`` is true (set by ``resume`` or by the dialplan before ``socket``), the
   only case in which FreeSWITCH hands the channel back to the dialplan after ``socket``
-  (``LFLAG_RESUME`` or ``socket_resume`` in ``listener_run``/``socket_function``);
-  ``sendmsg`` with ``call-command: execute`` → ``+OK``, then ``CHANNEL_EXECUTE``,
-  the caller's ``DTMF`` events and ``CHANNEL_EXECUTE_COMPLETE`` carrying
-  ``Application-UUID`` (the ``Event-UUID`` sent), ``Application``, ``Application-Data``,
-  ``Application-Response`` and the channel variables (``variable_IVR_READ``,
-  ``variable_read_result``). A scripted hang-up during a ``read`` sends what FreeSWITCH
-  sends then: ``CHANNEL_HANGUP``, the completion with ``Answer-State: hangup``,
-  ``CHANNEL_HANGUP_COMPLETE`` and a ``text/disconnect-notice`` (``Content-Disposition:
-  linger``). A scripted malformed frame replaces the answer to the n-th ``read``.
-  ``hangup_after_connect``: the caller hangs up as soon as the session is set up (events and
-  notice as above, no execute completion); later ``sendmsg`` get ``+OK`` but run nothing.
+  (``LFLAG_RESUME`` or ``socket_resume`` in ``listener_run``/``socket_function``).
+  ``sendmsg`` with ``call-command: execute`` → ``+OK``, then ``CHANNEL_EXECUTE``, the
+  caller's ``DTMF`` events and ``CHANNEL_EXECUTE_COMPLETE`` carrying ``Application-UUID``
+  (the ``Event-UUID`` sent), ``Application``, ``Application-Data``, ``Application-Response``
+  and the channel variables (``variable_IVR_READ``, ``variable_read_result``). A scripted
+  hang-up during a ``read`` sends what FreeSWITCH sends then: ``CHANNEL_HANGUP``, the
+  completion with ``Answer-State: hangup``; without ``linger`` (``read_packet`` stops when
+  the channel is down) a ``text/disconnect-notice`` (``Content-Disposition: disconnect``,
+  the goodbye text) and the switch closes the socket (``FsCall.switch_closed``; the fake
+  then reads on, answering nothing, until the engine closes: ``FsCall.unanswered``); after
+  ``linger``, ``CHANNEL_HANGUP_COMPLETE`` and a notice with ``Content-Disposition: linger``
+  and ``Linger-Time``, the socket left open and later ``sendmsg`` answered ``+OK`` but not
+  run. A scripted malformed frame replaces the answer to the n-th ``read``.
+  ``hangup_after_connect``: the caller hangs up as soon as the session is set up (after the
+  handshake's last command, ``resume``; events and notice as above, no execute completion).
 * ``FakeInbound``: the inbound socket: ``auth/request``, ``auth`` → ``+OK accepted`` or
   ``-ERR invalid`` + disconnect notice + close; ``event plain NAMES`` → ``+OK event listener
   enabled plain``; ``emit(headers)`` sends an event to every session subscribed to its name.
@@ -87,6 +96,18 @@ def disconnect_frame(uuid_: str, disposition: str) -> bytes:
     return head.encode() + DISCONNECT_TEXT
 
 
+def linger_frame(uuid_: str, channel_name: str, seconds: int) -> bytes:
+    """The notice ``read_packet`` sends when a lingering session's channel goes down."""
+    return (
+        "Content-Type: text/disconnect-notice\n"
+        f"Controlled-Session-UUID: {uuid_}\n"
+        "Content-Disposition: linger\n"
+        f"Channel-Name: {channel_name}\n"
+        f"Linger-Time: {seconds}\n"
+        "Content-Length: 0\n\n"
+    ).encode()
+
+
 def parse_command(raw: bytes) -> tuple[str, dict[str, str]]:
     """A command as mod_event_socket reads it: first line, then ``name: value`` lines."""
     lines = raw.decode().strip("\n").split("\n")
@@ -118,13 +139,17 @@ class FsCall:
     hangup_after_connect: bool = False
     malformed_at_read: int | None = None
     malformed: bytes = b"Content-Type: text/event-plain\nContent-Length: 12x\n\n"
+    full: bool = False  # the socket application's `full` keyword
     menu: str | None = None
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     heard: list[list[str]] = field(default_factory=list)  # prompt files per read
     variables: dict[str, str] = field(default_factory=dict)
     commands: list[str] = field(default_factory=list)
     apps: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # commands answered -ERR
+    unanswered: list[str] = field(default_factory=list)  # sent after the switch's goodbye
     server_closed: bool = False  # the engine closed the socket (EOF seen by the fake)
+    switch_closed: bool = False  # the fake closed it (a hang-up without linger)
     hung_up: bool = False
 
     @property
@@ -153,7 +178,8 @@ class FsCall:
             "Caller-Channel-Name": name,
             "variable_uuid": self.uuid,
             "variable_current_application": "socket",
-            "variable_current_application_data": "127.0.0.1:8084 async full",
+            "variable_current_application_data": "127.0.0.1:8084 async"
+            + (" full" if self.full else ""),
             **{f"variable_{k}": v for k, v in self.variables.items()},
         }
 
@@ -164,6 +190,7 @@ class OutboundDial:
     def __init__(self, call: FsCall, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.call, self.reader, self.writer = call, reader, writer
         self.reads = 0
+        self.linger_s: int | None = None  # set by `linger N` (full sockets only)
 
     async def run(self) -> None:
         while True:
@@ -175,7 +202,22 @@ class OutboundDial:
             line, headers = parse_command(raw)
             self.call.commands.append(line)
             if not await self._answer(line, headers):
+                if self.call.switch_closed:
+                    await self._after_goodbye()
                 return
+
+    async def _after_goodbye(self) -> None:
+        """FreeSWITCH has closed the socket. The fake only shuts its sending side, then reads
+        (answering nothing) until the engine lets go, so a test knows the engine is done;
+        what the engine still sent is in ``FsCall.unanswered``."""
+        self.writer.write_eof()
+        while True:
+            try:
+                raw = await self.reader.readuntil(b"\n\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                self.call.server_closed = True
+                return
+            self.call.unanswered.append(parse_command(raw)[0])
 
     async def _send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -188,7 +230,7 @@ class OutboundDial:
                 "Content-Type": "command/reply",
                 "Reply-Text": "+OK\n",
                 "Socket-Mode": "async",
-                "Control": "full",
+                "Control": "full" if call.full else "single-channel",
             }
             data.update(call.channel_headers())
             payload = "".join(f"{k}: {encode_value(v)}\n" for k, v in data.items()) + "\n"
@@ -198,16 +240,18 @@ class OutboundDial:
         elif line == "resume":
             call.variables["socket_resume"] = "true"
             await self._send(reply_frame("+OK"))
-        elif line.startswith("linger"):
-            await self._send(reply_frame("+OK will linger"))
             if call.hangup_after_connect:
-                await self._hang_up(None)
+                return await self._hang_up(None)
         elif line.startswith("sendmsg") and call.hung_up:  # queued to a channel that is gone
             call.apps.append((headers.get("execute-app-name", ""), "(not run: hung up)"))
             await self._send(reply_frame("+OK"))
         elif line.startswith("sendmsg") and headers.get("call-command") == "execute":
             return await self._execute(headers)
-        else:
+        elif call.full and line.startswith("linger "):
+            self.linger_s = int(line.split()[1])
+            await self._send(reply_frame(f"+OK will linger {self.linger_s} seconds"))
+        else:  # past the outbound gate without `full`, or unknown
+            call.refused.append(line)
             await self._send(reply_frame("-ERR command not found"))
         return True
 
@@ -247,8 +291,7 @@ class OutboundDial:
             await self._send(call.malformed)
             return True  # keep listening: the engine must give up on its own
         if call.hangup_at_read == self.reads:
-            await self._hang_up(tag)
-            return True
+            return await self._hang_up(tag)
         keys = call.keys[self.reads - 1] if self.reads <= len(call.keys) else ""
         for key in keys:
             await self._send(self._event("DTMF", **{"DTMF-Digit": key, "DTMF-Duration": "1600"}))
@@ -258,8 +301,9 @@ class OutboundDial:
         await self._send(done)
         return True
 
-    async def _hang_up(self, tag: dict[str, str] | None) -> None:
-        """The caller hangs up (during the application ``tag`` names, if any)."""
+    async def _hang_up(self, tag: dict[str, str] | None) -> bool:
+        """The caller hangs up (during the application ``tag`` names, if any); whether the
+        socket stays open (``linger``)."""
         call = self.call
         call.hung_up = True
         call.variables["hangup_cause"] = "NORMAL_CLEARING"
@@ -269,8 +313,14 @@ class OutboundDial:
         if tag is not None:
             call.variables["read_result"] = "failure"
             await self._send(self._event("CHANNEL_EXECUTE_COMPLETE", **tag, **gone))
+        if self.linger_s is None:  # listener_run: the rest of the queue flushed, goodbye, close
+            await self._send(disconnect_frame(call.uuid, "disconnect"))
+            call.switch_closed = True
+            return False
         await self._send(self._event("CHANNEL_HANGUP_COMPLETE", **cause))
-        await self._send(disconnect_frame(call.uuid, "linger"))
+        name = call.channel_headers()["Channel-Name"]
+        await self._send(linger_frame(call.uuid, name, self.linger_s))
+        return True
 
 
 async def dial_outbound(port: int, call: FsCall, host: str = "127.0.0.1") -> FsCall:

@@ -58,12 +58,13 @@ async def fs_call(engine: Engine, call: FsCall) -> FsCall:
     return await dial_outbound(engine.esl.port, call)
 
 
-async def test_handshake_is_connect_myevents_resume_linger(
+async def test_handshake_is_connect_myevents_resume_on_a_socket_without_full(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
-    call = await fs_call(engine, FsCall(new_phone(), ["1"]))
-    assert call.commands[:4] == ["connect", "myevents", "resume", "linger 10"]
-    assert all(c == "sendmsg" for c in call.commands[4:])
+    call = await fs_call(engine, FsCall(new_phone(), ["1"]))  # `socket HOST:PORT async`
+    assert call.commands[:3] == ["connect", "myevents", "resume"]
+    assert all(c == "sendmsg" for c in call.commands[3:])
+    assert call.refused == []  # nothing that needs `full` (linger, api, bgapi, ...)
     assert call.variables["socket_resume"] == "true"  # no socket_resume from the dialplan
     assert call.dialplan_continues  # the engine ended the session: FreeSWITCH goes on
 
@@ -101,7 +102,8 @@ async def test_hangup_mid_menu_is_abandoned(engine: Engine, new_phone: Callable[
     assert [app for app, _ in call.apps] == ["read"]  # nothing sent after the hang-up
     event = await call_event(store(engine), phone)
     assert event.data["outcome"] == "abandoned" and event.intent is None
-    assert call.server_closed
+    assert call.switch_closed  # no linger: FreeSWITCH says goodbye and closes the socket
+    assert call.server_closed and call.unanswered == []  # the engine let go, sent nothing
     assert engine.esl is not None and engine.esl.active_calls == 0
 
 

@@ -64,7 +64,7 @@ async def test_no_answer_from_a_reroutes_to_b_and_gives_a_back(
 ) -> None:
     first = await routed_to_a1(engine, new_phone())
     rerouted = await fs_call(engine, after_no_answer(first))
-    assert rerouted.commands == ["connect", "myevents", "resume", "linger 10", "sendmsg"]
+    assert rerouted.commands == ["connect", "myevents", "resume", "sendmsg"]
     assert [app for app, _ in rerouted.apps] == ["multiset"]  # one application, no menu
     assert rerouted.variables["IVR_AGENT_ID"] == "a2"
     assert rerouted.variables["IVR_AGENT_ENDPOINT"] == "PJSIP/agent-2"
@@ -92,11 +92,13 @@ async def test_hangup_during_reroute_gives_back_both_agents(
 ) -> None:
     first = await routed_to_a1(engine, new_phone())
     gone = await fs_call(engine, after_no_answer(first, hangup_after_connect=True))
-    assert [app for app, _ in gone.apps] == ["multiset"]  # sent, never run: the caller left
+    assert gone.commands == ["connect", "myevents", "resume"]  # then the caller left
+    assert gone.unanswered == ["sendmsg"]  # after FreeSWITCH's goodbye: never run
+    assert gone.apps == []
     assert gone.variables["IVR_AGENT_ID"] == "a1"  # nothing changed on the channel
     assert await state(engine, "a1") is AgentState.AVAILABLE
     assert await state(engine, "a2") is AgentState.AVAILABLE  # reserved, then given back
-    assert gone.server_closed
+    assert gone.switch_closed and gone.server_closed  # the engine let go too
     assert engine.esl is not None and engine.esl.active_calls == 0
 
 
@@ -104,7 +106,7 @@ async def test_unknown_script_closes_the_socket_untouched(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
     call = await fs_call(engine, FsCall(new_phone(), ["1"], variables={"IVR_SCRIPT": "nope"}))
-    assert call.commands == ["connect", "myevents", "resume", "linger 10"]
+    assert call.commands == ["connect", "myevents", "resume"]
     assert call.dialplan_continues and "IVR_OUTCOME" not in call.variables
 
 
@@ -134,7 +136,7 @@ def test_sample_dialplan_reroutes_through_the_engine_script_after_a_failed_bridg
         ("unset", "IVR_AGENT_ENDPOINT"),
         ("set", f"{SCRIPT_VARIABLE}={REROUTE_SCRIPT}"),
         ("set", "socket_resume=true"),
-        ("socket", "$${ivr_engine_esl} async full"),
+        ("socket", "$${ivr_engine_esl} async"),
         ("unset", SCRIPT_VARIABLE),
         ("transfer", "ivr-agent XML ivr-engine"),
     ]

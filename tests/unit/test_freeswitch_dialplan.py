@@ -45,3 +45,11 @@ def test_every_socket_action_is_preceded_by_socket_resume_true() -> None:
             values = [v for v in (sets(a, "socket_resume") for a in actions[:i]) if v is not None]
             assert values and values[-1] == "true", f"{name}: socket without socket_resume=true"
     assert sockets == 2  # ivr-entry and the reroute in ivr-agent
+
+
+def test_every_socket_is_async_without_full() -> None:
+    """``full`` gives the per-call socket every ``api``/``bgapi`` command of the switch; the
+    engine sends only what mod_event_socket serves before its outbound gate (connect,
+    myevents, resume, sendmsg). ``async``: events (DTMF, completions) while an app runs."""
+    data = [d for actions in extensions().values() for app, d in actions if app == "socket"]
+    assert data == ["$${ivr_engine_esl} async"] * 2

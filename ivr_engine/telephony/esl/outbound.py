@@ -1,9 +1,8 @@
 """The outbound Event Socket server: FreeSWITCH dials us, one connection per call.
 
-Dialplan: ``<action application="socket" data="HOST:8084 async full"/>``. For each
-connection the server sends ``connect`` (the reply is the channel's data), ``myevents``
-(this channel's events), ``resume`` and ``linger`` (keep the socket after a hang-up until
-the last events are sent), all within ``connect_timeout``, then runs the handler with an
+Dialplan: ``<action application="socket" data="HOST:8084 async"/>``. For each connection
+the server sends ``connect`` (the reply is the channel's data), ``myevents`` (this channel's
+events) and ``resume``, all within ``connect_timeout``, then runs the handler with an
 ``EslChannel``. A connection that never completes that handshake costs one bounded wait
 and is dropped. A handler that fails leaves ``IVR_OUTCOME=failed`` on the channel (best
 effort) and the socket is closed; after a malformed frame nothing more is sent. Either way
@@ -17,6 +16,14 @@ one of them does it hand the channel back to the dialplan when the socket closes
 documentation of ``socket_resume``: "the dialplan will resume execution with the next action
 after the call to the socket application". The sample dialplan also sets
 ``socket_resume=true`` before each ``socket``, for a session that ends before ``resume``.
+
+No ``linger`` and no ``full``: every command sent here (``connect``, ``myevents``,
+``resume``, ``sendmsg``) is served by mod_event_socket before its outbound gate
+(``LFLAG_OUTBOUND && !LFLAG_FULL`` → ``-ERR command not found`` for ``linger``, ``api``,
+``bgapi``, ``sendevent``, ``event``, ``log``, ...), so a per-call socket needs no rights over
+the rest of the switch. ``linger`` would only keep the socket open after a hang-up for the
+events that follow it; the engine ends the call at the first sign of one (``CHANNEL_HANGUP``,
+a ``text/disconnect-notice``, EOF) and reads nothing after it.
 
 Scripts: the channel variable ``IVR_SCRIPT``, set before ``socket``, picks the handler, like
 the script name of an ``agi://`` URL (the ``socket`` application takes only an address and
@@ -47,13 +54,13 @@ log = logging.getLogger(__name__)
 EslHandler = Callable[[ChannelData, EslChannel], Awaitable[None]]
 REPORT_TIMEOUT = 2.0
 SCRIPT_VARIABLE = "IVR_SCRIPT"
+HANDSHAKE = ("myevents", "resume")  # after connect; all allowed without `full`
 
 
 @dataclass(frozen=True, slots=True)
 class OutboundLimits:
-    connect_timeout: float = 5.0  # connect + myevents + resume + linger
+    connect_timeout: float = 5.0  # connect + myevents + resume
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT  # per application, completion included
-    linger_s: int = 10
     wire: EslLimits = DEFAULT_LIMITS
 
 
@@ -61,11 +68,11 @@ DEFAULT_OUTBOUND = OutboundLimits()
 
 
 async def handshake(conn: EslConnection, limits: OutboundLimits) -> ChannelData:
-    """``connect``, ``myevents``, ``resume``, ``linger``; the channel data from the connect
-    reply. Any reply other than ``+OK...`` ends the session before the call starts."""
+    """``connect``, ``myevents``, ``resume``; the channel data from the connect reply. Any
+    reply other than ``+OK...`` ends the session before the call starts."""
     async with asyncio.timeout(limits.connect_timeout):
         data = decode_channel_data(await conn.request("connect"))
-        for line in ("myevents", "resume", f"linger {limits.linger_s}"):
+        for line in HANDSHAKE:
             reply = await conn.command(line)
             if not reply.ok:
                 raise EslCommandError(line, reply.text)
