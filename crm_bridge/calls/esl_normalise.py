@@ -21,6 +21,10 @@ inherited by the legs a channel originates) or ``Other-Leg-Unique-ID``. An event
 * ``CUSTOM`` ``ivr_engine::fallback`` / ``routed`` / ``overflow`` / ``agent_dial`` (fired by
   ``dialplans/freeswitch/ivr-engine.xml`` with the ``event`` application) →
   ``call.ivr_fallback`` / ``call.ivr_routed`` / ``call.overflowed`` / ``call.transferred``.
+  The fallback's ``caller`` is ``Caller-Caller-ID-Number``, which the ``event`` application
+  adds from the channel (``switch_channel_event_set_data``): caller-controlled text is never
+  put in the event's own comma-separated data, where it could add or replace headers
+  (``Event-Subclass`` included). A ``Caller`` header (older sample dialplans) is ignored.
 
 Event ids are ``esl:<source>:<call id>:<kind>:<n>``: the same events normalised again give
 the same ids.
@@ -51,6 +55,7 @@ from ivr_engine.telephony.esl import EslEvent
 __all__ = ["CUSTOM_SUBCLASSES", "PREFIX", "SUBSCRIBED_EVENTS", "esl_event_key", "normalise_esl"]
 
 K = CallEventKind
+CALLER_NUMBER = "Caller-Caller-ID-Number"  # channel data the `event` application adds
 Handler = Callable[[EslEvent, BridgeState, datetime], list[NormalisedEvent]]
 PREFIX = "esl"
 CUSTOM_SUBCLASSES = (
@@ -224,7 +229,7 @@ def _custom(event: EslEvent, state: BridgeState, at: datetime) -> list[Normalise
     if call is None or not event.subclass.startswith("ivr_engine::"):
         return []
     if name == "fallback":
-        data = {"outcome": text(event, "Outcome"), "caller": text(event, "Caller")}
+        data = {"outcome": text(event, "Outcome"), "caller": text(event, CALLER_NUMBER)}
         return [_emit(state, call, K.IVR_FALLBACK, at, data)]
     if name == "routed":
         call.intent = intent(event) or call.intent

@@ -31,6 +31,12 @@ engine's ESL code), so a misunderstanding in the engine is not mirrored here.
   run. A scripted malformed frame replaces the answer to the n-th ``read``.
   ``hangup_after_connect``: the caller hangs up as soon as the session is set up (after the
   handshake's last command, ``resume``; events and notice as above, no execute completion).
+* ``event_application(data, channel)``: the headers of the event mod_dptools' ``event``
+  application fires: ``data`` split like ``switch_separate_string`` with a ``,`` (outside
+  ``'...'``, backslash escapes; quotes and surrounding spaces removed), each ``name=value``
+  added, ``Event-Name=`` and ``Event-Subclass=`` replacing the earlier one, then the
+  channel's data (``switch_channel_event_set_data``). ``expand(data, variables)``: the
+  dialplan's ``${name}`` substitution.
 * ``FakeInbound``: the inbound socket: ``auth/request``, ``auth`` → ``+OK accepted`` or
   ``-ERR invalid`` + disconnect notice + close; ``event plain NAMES`` → ``+OK event listener
   enabled plain``; ``emit(headers)`` sends an event to every session subscribed to its name.
@@ -52,6 +58,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +130,46 @@ def switch_true(value: str | None) -> bool:
     text = (value or "").strip().lower()
     truthy = text in ("yes", "on", "true", "t", "enabled", "active", "allow")
     return truthy or (text.lstrip("-").isdigit() and int(text) != 0)
+
+
+def split_app_data(data: str, delim: str = ",") -> list[str]:
+    """``switch_separate_string`` with a delimiter other than a space."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    i = 0
+    while i < len(data):
+        c = data[i]
+        if c == "\\" and i + 1 < len(data):
+            current.append(data[i + 1])
+            i += 2
+            continue
+        if c == "'" and (quoted or "'" in data[i + 1 :]):
+            quoted = not quoted
+        elif c == delim and not quoted:
+            parts.append("".join(current).strip(" "))
+            current = []
+        else:
+            current.append(c)
+        i += 1
+    parts.append("".join(current).strip(" "))
+    return parts
+
+
+def expand(data: str, variables: Mapping[str, str]) -> str:
+    """``${name}`` → the channel variable (empty when unset), as the XML dialplan does."""
+    return re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: variables.get(m.group(1), ""), data)
+
+
+def event_application(data: str, channel: Mapping[str, str]) -> dict[str, str]:
+    """The event mod_dptools' ``event`` application fires (a repeated header: the last)."""
+    headers = {"Event-Name": "CHANNEL_APPLICATION"}
+    for item in split_app_data(data):
+        name, sep, value = item.partition("=")
+        if sep:
+            headers[name.strip()] = value.strip()
+    headers.update(channel)
+    return headers
 
 
 def _now_us() -> str:

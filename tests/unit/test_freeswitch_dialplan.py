@@ -1,13 +1,23 @@
 """The sample FreeSWITCH dialplan (dialplans/freeswitch/ivr-engine.xml), read as XML.
 
-What mod_event_socket and mod_dptools make of it is checked against their source (see
-/tmp/notes in the review); here: the properties the engine relies on, action by action.
+The properties the engine and the call-event bridge rely on, action by action; the events
+the ``event`` application would fire are built by the documented-protocol fake
+(``tests/component/fake_freeswitch.event_application``, after mod_dptools' ``event``).
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
+
+from crm_bridge.calls.esl_normalise import normalise_esl
+from crm_bridge.calls.state import BridgeState, NormaliserConfig
+from ivr_engine.telephony.esl import EslEvent
+from tests.component.fake_freeswitch import event_application, expand
 
 REPO = Path(__file__).resolve().parents[2]
 DIALPLAN = REPO / "dialplans/freeswitch/ivr-engine.xml"
@@ -53,3 +63,70 @@ def test_every_socket_is_async_without_full() -> None:
     myevents, resume, sendmsg). ``async``: events (DTMF, completions) while an app runs."""
     data = [d for actions in extensions().values() for app, d in actions if app == "socket"]
     assert data == ["$${ivr_engine_esl} async"] * 2
+
+
+# Set by the engine (validated there) or by this dialplan / FreeSWITCH itself, never by a
+# caller. Anything else in an event's data (caller_id_number, caller_id_name, sip_*, ...)
+# could carry commas and `Event-Subclass=`.
+TRUSTED = re.compile(r"IVR_[A-Z_]+|originate_disposition")
+
+
+def test_no_event_or_log_action_carries_caller_controlled_text() -> None:
+    for name, actions in extensions().items():
+        for app, data in actions:
+            if app not in ("event", "log"):
+                continue
+            used = re.findall(r"\$\{([^}]*)\}", data)
+            untrusted = [v for v in used if not TRUSTED.fullmatch(v)]
+            assert not untrusted, f"{name}: {app} carries {untrusted}"
+
+
+CALL = "0f6f5b7e-5a1d-4c39-9d0a-1f2e3d4c5b6a"
+FORGED = "1555,Event-Subclass=ivr_engine::routed,Intent=billing,Outcome=routed"
+
+
+def channel_data(number: str) -> dict[str, str]:
+    return {
+        "Unique-ID": CALL,
+        "Channel-Call-UUID": CALL,
+        "Call-Direction": "inbound",
+        "Caller-Caller-ID-Number": number,
+        "Caller-Context": "public",
+        "Event-Date-Timestamp": "1732440000000000",
+    }
+
+
+def fallback_data() -> str:
+    events = [d for app, d in extensions()["ivr-fail"] if app == "event"]
+    assert len(events) == 1
+    return events[0]
+
+
+@pytest.mark.parametrize("number", ["+15551230001", FORGED, "1'2,Event-Name=HEARTBEAT"])
+def test_the_fallback_event_keeps_its_subclass_and_the_callers_number(number: str) -> None:
+    """The ivr-fail ``event`` as FreeSWITCH fires it, for any caller ID, through the bridge."""
+    variables = {"IVR_OUTCOME": "failed", "caller_id_number": number}
+    fired = event_application(expand(fallback_data(), variables), channel_data(number))
+    assert fired["Event-Subclass"] == "ivr_engine::fallback"
+    state = BridgeState(NormaliserConfig(source="fs1", inbound_contexts=("public",)))
+    now = datetime.now(UTC)
+    create = {**channel_data(number), "Event-Name": "CHANNEL_CREATE"}
+    out = [n for h in (create, fired) for n in normalise_esl(EslEvent(h), state, at=now)]
+    assert [n.kind.value for n in out] == ["call.started", "call.ivr_fallback"]
+    assert out[1].data == {"outcome": "failed", "caller": number}
+
+
+def test_the_bridge_takes_the_caller_from_the_channel_not_from_a_caller_header() -> None:
+    """An event from an older sample (``Caller=${caller_id_number}`` in its data)."""
+    state = BridgeState(NormaliserConfig(source="fs1", inbound_contexts=("public",)))
+    now = datetime.now(UTC)
+    create = {**channel_data("+15551230001"), "Event-Name": "CHANNEL_CREATE"}
+    fallback = {
+        **channel_data("+15551230001"),
+        "Event-Name": "CUSTOM",
+        "Event-Subclass": "ivr_engine::fallback",
+        "Outcome": "failed",
+        "Caller": "someone else",
+    }
+    out = [n for h in (create, fallback) for n in normalise_esl(EslEvent(h), state, at=now)]
+    assert out[1].data == {"outcome": "failed", "caller": "+15551230001"}
