@@ -212,6 +212,7 @@ class Engine:
             default_region=settings.default_region,
             api_tokens=api_tokens,
             admin_token=None if admin is None else admin.get_secret_value(),
+            allowed_hosts=settings.api_host_names(),
         )
         ui = create_timeline_ui_app(self.timeline.store, token_required=bool(api_tokens))
         app.add_subapp("/timeline", ui)

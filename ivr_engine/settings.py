@@ -127,6 +127,14 @@ class Settings(BaseModel):
     allow_unauthenticated_http: bool = Field(
         False, description="true: serve the API without api_tokens on a non-loopback http_host"
     )
+    # Without api_tokens, the API answers only requests whose Host is a loopback name, http_host,
+    # the host of public_url or of a desktop_allowed_origins entry, or one of these (DNS
+    # rebinding: a foreign name resolved to 127.0.0.1 must not reach the timelines).
+    http_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="more Host names the API answers to without api_tokens (e.g. the name a "
+        "proxy forwards); '*': any; env: comma-separated",
+    )
 
     @field_validator("pbx_allowlist")
     @classmethod
@@ -146,7 +154,13 @@ class Settings(BaseModel):
             check_token_strength(value.get_secret_value())
         return value
 
-    @field_validator("api_tokens", "desktop_allowed_origins", "pbx_allowlist", mode="before")
+    @field_validator(
+        "api_tokens",
+        "desktop_allowed_origins",
+        "pbx_allowlist",
+        "http_allowed_hosts",
+        mode="before",
+    )
     @classmethod
     def _split_list(cls, value: object, info: ValidationInfo) -> object:
         """The environment (and a file, if written so) gives one comma-separated string.
@@ -184,6 +198,12 @@ class Settings(BaseModel):
             "authenticates every request",
             {"key": "http_host", "host": repr(self.http_host)},
         )
+
+    def api_host_names(self) -> list[str]:
+        """The ``Host`` names an API without ``api_tokens`` answers to, besides loopback."""
+        urls = [self.public_url, *self.desktop_allowed_origins]
+        named = [urlsplit(url).netloc.rpartition("@")[2] for url in urls]
+        return [self.http_host, *named, *self.http_allowed_hosts]
 
     @model_validator(mode="after")
     def _workers_share_agent_state(self) -> Settings:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,13 +53,15 @@ def create_api_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     api_tokens: Sequence[str] = (),
     admin_token: str | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> web.Application:
     """With ``api_tokens``, every route of this app and of what is added to it later needs
     one of them or ``admin_token`` (``auth``: all but ``OPEN_PATHS``/``OPEN_PREFIXES``).
+    Without, only requests whose ``Host`` is a loopback name or in ``allowed_hosts``.
 
     Webhooks are not the API's business: the relay tails the committed timeline
     (``crm_bridge.webhooks.relay``)."""
-    checked = auth_middleware(ApiTokens(api_tokens, admin_token))
+    checked = auth_middleware(ApiTokens(api_tokens, admin_token), allowed_hosts)
     app = web.Application(middlewares=[error_middleware, checked], client_max_size=max_body_bytes)
     app.cleanup_ctx.append(quiet_bad_requests)  # an over-long header: one line, no traceback
     app[STORE] = store

@@ -7,15 +7,21 @@ header, another scheme or an empty token: 401 ``WWW-Authenticate: Bearer realm=.
 wrong token: 401 with ``error="invalid_token"``. Tokens are compared in constant time
 (SHA-256 of both sides, ``hmac.compare_digest`` against every configured token).
 
-Without ``api_tokens`` the middleware lets everything through (the settings allow that only
-on a loopback ``http_host`` or with ``allow_unauthenticated_http``).
+Without ``api_tokens`` the middleware lets every request through whose ``Host`` is a
+loopback name (``localhost``, ``127.0.0.1``, ``[::1]``, any port) or one of the configured
+``allowed_hosts`` (``http_host``, ``http_allowed_hosts``...; the settings allow an open API
+only on a loopback ``http_host`` or with ``allow_unauthenticated_http``). Any other ``Host``
+gets 421 ``host_not_allowed``: a web page whose name was rebound to 127.0.0.1 (DNS
+rebinding) is same-origin with the engine in the browser of anyone on the engine's host,
+and must not read or write timelines. ``/healthz`` (no data) is exempt.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+import ipaddress
+from collections.abc import Collection, Iterable
 from typing import Final, Literal
 
 from aiohttp import hdrs, web
@@ -31,6 +37,9 @@ OPEN_PATHS: Final = frozenset(
     {"/healthz", "/openapi.json", "/docs", "/v1/load.html", "/v1/load.js"}
 )
 OPEN_PREFIXES: Final = ("/timeline", "/desktop")
+# Answered whatever the Host (no data: probes address the engine by any name).
+ANY_HOST_PATHS: Final = frozenset({"/healthz"})
+LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
 
 Credential = Literal["api", "admin"]
 # Which credential the middleware accepted (absent: the API is open, or the route is).
@@ -124,10 +133,66 @@ def refusal(request: web.Request, tokens: ApiTokens) -> web.Response | None:
     return None
 
 
-def auth_middleware(tokens: ApiTokens) -> Middleware:
+def host_name(host: str) -> str:
+    """The name of a ``Host`` value, without its port (``[::1]:8080`` → ``::1``), lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    name, _, port = host.rpartition(":")
+    return name if name and ":" not in name and port.isdigit() else host
+
+
+class AllowedHosts:
+    """The ``Host`` names an open API (no ``api_tokens``) answers to: loopback ones and
+    ``extra`` (each a name or an address, with or without a port; ``*``: any)."""
+
+    def __init__(self, extra: Iterable[str] = ()) -> None:
+        names = {host_name(h) for h in extra if h.strip()}
+        self.any = "*" in names
+        self._names = frozenset(names - {"*", "0.0.0.0", "::", ""})
+
+    def allows(self, host: str | None) -> bool:
+        """``host``: the request's ``Host`` header; None (no header, HTTP/1.0): allowed, a
+        browser always sends one."""
+        if host is None or self.any:
+            return True
+        name = host_name(host)
+        return name in LOOPBACK_NAMES or name in self._names or _loopback_address(name)
+
+    @property
+    def names(self) -> Collection[str]:
+        return sorted(self._names)
+
+
+def _loopback_address(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_refusal(request: web.Request, hosts: AllowedHosts) -> web.Response | None:
+    """421 when an open API is asked under a name it does not answer to (DNS rebinding)."""
+    given = request.headers.get(hdrs.HOST)
+    if hosts.allows(given) or request.path in ANY_HOST_PATHS:
+        return None
+    others = "".join(f", {name}" for name in hosts.names)
+    message = (
+        f"Host {given!r} is not a name of this engine: without api_tokens it answers only to "
+        f"localhost, 127.0.0.1, [::1]{others} (protection against DNS rebinding). Use one of "
+        "them, or add this name to http_allowed_hosts, or set api_tokens"
+    )
+    return error_response(421, "host_not_allowed", message)
+
+
+def auth_middleware(tokens: ApiTokens, allowed_hosts: Iterable[str] = ()) -> Middleware:
+    """Bearer tokens when ``tokens``; else only requests under a name in ``allowed_hosts``
+    (and the loopback names)."""
+    hosts = AllowedHosts(allowed_hosts)
+
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        refused = refusal(request, tokens)
+        refused = refusal(request, tokens) if tokens else host_refusal(request, hosts)
         if refused is not None:
             return refused
         return await handler(request)

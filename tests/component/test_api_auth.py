@@ -230,7 +230,7 @@ async def raw_request(port: int, path: str, authorization: bytes) -> bytes:
         writer.write(
             b"POST "
             + path.encode()
-            + b" HTTP/1.1\r\nHost: x\r\nAuthorization: "
+            + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: "
             + authorization
             + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
