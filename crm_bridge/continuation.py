@@ -12,16 +12,18 @@ only ("the caller already gave the postcode"); the continuing channel reads the 
 the timeline once the customer has authenticated there. Callers list the names whose values
 may travel in clear; every other collected field is treated as sensitive (fail closed).
 
-Single use is enforced at ``redeem`` through a ``UsedTokenStore`` (``continuation_used_tokens``):
-the first redeem of a token id wins; a second one raises ``TokenAlreadyUsed``. ``inspect``
-verifies without consuming (e.g. to show a page).
+Single use is enforced at ``redeem``: the first redeem of a token id wins; a second one raises
+``TokenAlreadyUsed``. The durable record is the caller's ``first_use`` (the engine appends the
+idempotent timeline event ``continuation:{jti}``: "not inserted" means used, in any process
+and after any restart), then the ``UsedTokenStore`` (``continuation_used_tokens``: memory or
+Redis). ``inspect`` verifies without consuming (e.g. to show a page).
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from crm_bridge.continuation_claims import Continuation
 from crm_bridge.continuation_errors import InvalidContinuation, TokenAlreadyUsed
@@ -29,10 +31,12 @@ from crm_bridge.continuation_used_tokens import UsedTokenStore
 from crm_bridge.continuation_wire import Keyring, decode_token, encode_token
 from ivr_engine.domain.models import Channel
 
-__all__ = ["DEFAULT_TTL_S", "ContinuationTokens"]
+__all__ = ["DEFAULT_TTL_S", "ContinuationTokens", "FirstUse"]
 
 DEFAULT_TTL_S = 900
 MAX_TTL_S = 3600
+# Records a redeem durably and atomically: True the first time for a token id, then False.
+FirstUse = Callable[[Continuation], Awaitable[bool]]
 
 
 class ContinuationTokens:
@@ -81,10 +85,15 @@ class ContinuationTokens:
         """Verify without consuming (raises the ``ContinuationError`` subclass that applies)."""
         return decode_token(token, self._keyring, self._clock())
 
-    async def redeem(self, token: str) -> Continuation:
-        """Verify and consume: the second redeem of the same token raises ``TokenAlreadyUsed``."""
+    async def redeem(self, token: str, first_use: FirstUse | None = None) -> Continuation:
+        """Verify and consume: the second redeem of the same token raises ``TokenAlreadyUsed``.
+
+        ``first_use`` (checked first) is the durable record of the redeem: False, the token
+        was used before. A ``first_use`` that raises consumes nothing."""
         now = self._clock()
         claims = decode_token(token, self._keyring, now)
+        if first_use is not None and not await first_use(claims):
+            raise TokenAlreadyUsed(claims.token_id)
         if not await self._used.mark_used(claims.token_id, claims.expires_at - now):
             raise TokenAlreadyUsed(claims.token_id)
         return claims

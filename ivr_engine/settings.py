@@ -105,7 +105,9 @@ class Settings(BaseModel):
     )
     public_url: str = Field("http://127.0.0.1:8080", description="base of continuation links")
     continuation_redis_url: str | None = Field(
-        None, description="redis://...: single use across engine processes; None: in-process"
+        None,
+        description="redis://...: an extra used-token check; single use itself is kept on the "
+        "timeline (continuation:{jti}), across processes and restarts",
     )
     webhooks_file: Path | None = Field(
         None, description="webhook subscriptions (docs/webhooks.md); None: no webhooks"

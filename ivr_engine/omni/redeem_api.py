@@ -4,6 +4,12 @@ Single use: the first redeem wins (200 with the case, the customer, the intent a
 caller entered — sensitive fields by name only); a second gets 409, an expired token 410, a
 tampered/malformed/unknown-key one 400. A ``continuation.redeemed`` event joins the case on
 the token's channel, so the case reads as one thread: call → SMS → chat.
+
+That event (id ``continuation:{jti}``, inserted idempotently) is also the record of the
+redeem: the one insert that stores it wins; any other redeem of the token, in this or another
+engine process, before or after a restart, finds it stored and gets 409. No Redis needed
+(``continuation_redis_url`` adds its check after it). A timeline that cannot be written is a
+503 and consumes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from datetime import datetime
 from aiohttp import web
 
 from crm_bridge.continuation import ContinuationTokens
+from crm_bridge.continuation_claims import Continuation
 from crm_bridge.continuation_errors import (
     ContinuationError,
     ExpiredToken,
@@ -43,8 +50,12 @@ def redeem_routes(
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             return _error(400, "invalid_body", "token: a non-empty string is required")
+
+        async def first_use(claims: Continuation) -> bool:
+            return await store.append_events([redeemed_event(claims, clock())]) == 1
+
         try:
-            claims = await tokens.redeem(token)
+            claims = await tokens.redeem(token, first_use)
         except TokenAlreadyUsed:
             return _error(409, "token_used", "this link was already used")
         except ExpiredToken:
@@ -53,19 +64,6 @@ def redeem_routes(
             return _error(503, "unavailable", "cannot check the link right now; try again")
         except ContinuationError as exc:
             return _error(400, "invalid_token", str(exc))
-        await store.append_events(
-            [
-                NewTimelineEvent(
-                    event_id=f"continuation:{claims.token_id}",
-                    customer_id=claims.customer_id,
-                    occurred_at=clock(),
-                    channel=claims.channel,
-                    event_type="continuation.redeemed",
-                    intent=claims.intent,
-                    case_id=claims.case_id,
-                )
-            ]
-        )
         return web.json_response(
             {
                 "case_id": claims.case_id,
@@ -78,6 +76,19 @@ def redeem_routes(
         )
 
     return routes
+
+
+def redeemed_event(claims: Continuation, at: datetime) -> NewTimelineEvent:
+    """The timeline's record of a redeem (one event id per token: stored once)."""
+    return NewTimelineEvent(
+        event_id=f"continuation:{claims.token_id}",
+        customer_id=claims.customer_id,
+        occurred_at=at,
+        channel=claims.channel,
+        event_type="continuation.redeemed",
+        intent=claims.intent,
+        case_id=claims.case_id,
+    )
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
