@@ -42,6 +42,8 @@ __all__ = [
     "SigningKey",
     "decode_token",
     "encode_token",
+    "sign_unsigned",
+    "unsigned_part",
 ]
 
 VERSION = "c1"
@@ -115,6 +117,24 @@ def encode_token(claims: Continuation, key: SigningKey) -> str:
     if len(token) > MAX_TOKEN_CHARS:
         raise InvalidContinuation(f"token would be {len(token)} characters (limit 2048)")
     return token
+
+
+def unsigned_part(token: str) -> str:
+    """``c1.<kid>.<payload>``: the token without its signature. Not a credential (only a
+    holder of the key can sign it), so it may be stored where the token may not."""
+    return token.rpartition(".")[0]
+
+
+def sign_unsigned(unsigned: str, keyring: Keyring) -> str:
+    """The token again from ``unsigned_part(token)`` (HMAC is deterministic); raises
+    ``MalformedToken`` or ``UnknownSigningKey`` for text that is no unsigned token."""
+    parts = unsigned.split(".")
+    if len(parts) != 3 or parts[0] != VERSION or not _B64.fullmatch(parts[2]):
+        raise MalformedToken(f"not an unsigned continuation token ('{VERSION}.kid.payload')")
+    key = keyring.get(parts[1])
+    if key is None:
+        raise UnknownSigningKey(parts[1])
+    return f"{unsigned}.{_b64encode(_mac(key, unsigned))}"
 
 
 def decode_token(token: str, keyring: Keyring, now: float) -> Continuation:

@@ -37,6 +37,7 @@ from typing import Protocol, Self
 
 from crm_bridge.webhooks.dispatcher import WebhookDispatcher
 from crm_bridge.webhooks.errors import DeliveryStoreError
+from crm_bridge.webhooks.fan_out import OutboundEvent
 from crm_bridge.webhooks.relay_cursor import RelayCursor
 from crm_bridge.webhooks.relay_lease import RelayLease
 from crm_bridge.webhooks.retry import DeliveryPolicy
@@ -79,9 +80,10 @@ class WebhookRelay:
         store: DeliveryStore,
         settings: RelaySettings,
         clock: Callable[[], float] = time.time,
+        render: Callable[[StoredEvent], OutboundEvent] = outbound_event,
     ) -> None:
         self._tail, self._lease, self.dispatcher, self._store = tail, lease, dispatcher, store
-        self.settings, self._clock = settings, clock
+        self.settings, self._clock, self._render = settings, clock, render
         self._cursor: RelayCursor | None = None  # set while we hold the lease
         self._renew_at = 0
         self._forget_at = 0.0
@@ -100,9 +102,11 @@ class WebhookRelay:
         *,
         policy: DeliveryPolicy | None = None,
         settings: RelaySettings | None = None,
+        render: Callable[[StoredEvent], OutboundEvent] = outbound_event,
     ) -> Self:
         """Subscriptions validated (``ConfigError``), store opened, dispatcher and relay
-        started. One relay per store file (one dispatcher per file)."""
+        started. One relay per store file (one dispatcher per file). ``render``: an event's
+        webhook form (the engine's adds continuation links, ``omni.continue_by_sms``)."""
         registry = load_subscriptions(subscriptions_file)
         await asyncio.to_thread(store_path.parent.mkdir, parents=True, exist_ok=True)
         store = await SqliteDeliveryStore.open(store_path)
@@ -111,7 +115,8 @@ class WebhookRelay:
         settings = settings or RelaySettings()
         owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         lease = RelayLease(database_url, settings.name, owner)
-        relay = cls(SqlTimelineStore(database_url, pool_size=1), lease, dispatcher, store, settings)
+        tail = SqlTimelineStore(database_url, pool_size=1)
+        relay = cls(tail, lease, dispatcher, store, settings, render=render)
         try:  # the starting point, now: what the caller writes from here on is delivered
             await lease.ensure_row()
         except TimelineUnavailable as exc:  # the first claim creates it once the DB is back
@@ -166,7 +171,7 @@ class WebhookRelay:
         back = await self._tail.events_at_seqs(list(cursor.gaps)) if cursor.gaps else ()
         events = sorted((*back, *fresh), key=lambda e: e.seq)
         if events:
-            await self.dispatcher.park_events([outbound_event(e) for e in events])
+            await self.dispatcher.park_events([self._render(e) for e in events])
         now = self._now_ms()
         moved = cursor.advance((e.seq for e in events), now)
         moved, dropped = moved.expire(now, round(s.gap_timeout_s * 1000), s.max_gaps)

@@ -7,19 +7,36 @@ The SMS itself is sent by whatever consumes ``message.outbound`` events on chann
 (an SMS gateway webhook subscriber): the engine writes the event, idempotently per call,
 and the webhook relay delivers it once committed.
 Sensitive fields travel by name only (see ``crm_bridge.continuation``).
+
+The link is a bearer credential (whoever redeems it first resumes the case as the caller),
+so the timeline never holds it: every API-token holder, timeline-page user and ``*``
+webhook subscriber reads the timeline. The event holds the link's token id, expiry and
+*unsigned* token (``c1.kid.payload``, useless without the signing key) and a text whose
+link is elided; the engine's webhook relay signs it again at delivery (``with_sms_links``),
+so the SMS gateway's delivery carries the working link in ``text`` and
+``continuation.link``.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Callable, Collection
-from datetime import datetime
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from crm_bridge.continuation import ContinuationTokens
+from crm_bridge.continuation_errors import ContinuationError
+from crm_bridge.continuation_wire import Keyring, sign_unsigned, unsigned_part
+from crm_bridge.webhooks.fan_out import OutboundEvent
+from crm_bridge.webhooks.timeline_payload import outbound_event
 from ivr_engine.flows.call_record import CallRecord
-from ivr_engine.ports import Identity, NewTimelineEvent, TimelineStore
+from ivr_engine.ports import Identity, NewTimelineEvent, StoredEvent, TimelineStore
 
+log = logging.getLogger(__name__)
 CONTINUE_SMS_EVENT = "message.outbound"
+SMS_TEXT = "Continue your conversation here: {link}"
+ELIDED = "\N{HORIZONTAL ELLIPSIS}"  # in place of the token on the timeline
 
 
 class SmsContinuer:
@@ -60,7 +77,7 @@ class SmsContinuer:
             collected=dict(record.entered),
             clear=self._clear,
         )
-        link = f"{self._base}/c/{token}"
+        claims = self._tokens.inspect(token)
         event = NewTimelineEvent(
             event_id=f"voice:{record.call.call_id}:continue-sms",
             customer_id=customer_id,
@@ -69,8 +86,49 @@ class SmsContinuer:
             event_type=CONTINUE_SMS_EVENT,
             intent=record.intent,
             case_id=case_id,
-            data={"to": record.phone, "text": f"Continue your conversation here: {link}"},
+            data={
+                "to": record.phone,
+                "text": SMS_TEXT.format(link=f"{self._base}/c/{ELIDED}"),
+                "continuation": {
+                    "token_id": claims.token_id,
+                    "expires_at": datetime.fromtimestamp(claims.expires_at, UTC).isoformat(),
+                    "link_base": f"{self._base}/c/",
+                    "unsigned": unsigned_part(token),
+                },
+            },
         )
         await self._store.append_events([event])  # webhooks: the relay tails the timeline
         record.customer_id, record.case_id = customer_id, case_id
         return case_id
+
+
+def with_sms_links(keyring: Keyring) -> Callable[[StoredEvent], OutboundEvent]:
+    """The webhook form of timeline events (``outbound_event``), where a continue-by-SMS
+    event gets its working link back: signed again with ``keyring``, in ``data.text`` and
+    ``data.continuation.link`` (the unsigned token is left out)."""
+
+    def render(event: StoredEvent) -> OutboundEvent:
+        kind, payload, event_id, at = outbound_event(event)
+        data = payload.get("data")
+        linked = _linked(data, keyring) if event.event_type == CONTINUE_SMS_EVENT else None
+        if linked is None:
+            return kind, payload, event_id, at
+        return kind, {**payload, "data": linked}, event_id, at
+
+    return render
+
+
+def _linked(data: object, keyring: Keyring) -> dict[str, Any] | None:
+    """``data`` with the link signed; None when it carries no unsigned continuation."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("continuation"), Mapping):
+        return None
+    stored = dict(data["continuation"])
+    unsigned, base = stored.pop("unsigned", None), stored.pop("link_base", None)
+    if not isinstance(unsigned, str) or not isinstance(base, str):
+        return None
+    try:
+        link = base + sign_unsigned(unsigned, keyring)
+    except ContinuationError as exc:  # a key since retired: the link could not work anyway
+        log.warning("continue-by-SMS: cannot sign the link of token %s: %s", stored, exc)
+        return None
+    return {**data, "text": SMS_TEXT.format(link=link), "continuation": {**stored, "link": link}}

@@ -13,16 +13,20 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from crm_bridge.continuation_wire import Keyring, sign_unsigned
 from crm_bridge.webhooks import verify_signature
 from ivr_engine.app import Engine
+from ivr_engine.omni.wiring import continuation_key
 from tests.component.test_ivr_flow import call, call_event, settings_for, store
 
 SECRET = "ab" * 32
+KEYRING = Keyring(continuation_key(SECRET))
 
 
 @pytest.fixture
@@ -59,9 +63,9 @@ async def test_star_sends_a_link_and_the_chat_resumes_the_same_case(
     (sms,) = [e for e in page.events if e.channel == "sms"]
     assert sms.event_type == "message.outbound" and sms.case_id == case_id
     assert sms.data["to"] == phone
-    match = re.search(r"https://seed\.example/c/(\S+)", str(sms.data["text"]))
-    assert match is not None
-    token = match.group(1)
+    # the timeline holds the link unsigned; the webhook relay signs it (as here) at delivery
+    assert sms.data["text"] == "Continue your conversation here: https://seed.example/c/\u2026"
+    token = sign_unsigned(str(sms.data["continuation"]["unsigned"]), KEYRING)  # type: ignore[index]
 
     status, body = await redeem(engine, token)
     assert status == 200
@@ -155,3 +159,65 @@ async def test_webhook_subscribers_receive_the_sms_and_the_call(
     sms = by_type["message.outbound"]
     assert sms["channel"] == "sms" and "https://seed.example/c/" in str(sms["data"])
     assert by_type["call.ivr"]["caller_id"] == phone
+
+
+async def test_only_the_sms_delivery_carries_a_usable_link(
+    sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    """The link is a bearer credential: the SMS gateway's webhook gets it, signed; the
+    timeline (every API-token holder, the timeline page, other subscribers) never does."""
+    delivered: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+
+    async def gateway(request: web.Request) -> web.Response:
+        delivered.append(json.loads(await request.read())["data"])
+        arrived.set()
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/sms", gateway)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    hooks = tmp_path / "webhooks.yaml"
+    hooks.write_text(
+        "subscriptions:\n"
+        f"  - id: sms\n    url: http://127.0.0.1:{runner.addresses[0][1]}/sms\n"
+        f"    secret: {'g' * 30}\n    events: [message.outbound]\n",
+        encoding="utf-8",
+    )
+    engine = Engine(
+        settings_for(
+            sqlite_url,
+            tmp_path,
+            continuation_secret=SECRET,
+            public_url="https://seed.example",
+            webhooks_file=hooks,
+        )
+    )
+    await engine.start()
+    try:
+        phone = new_phone()
+        await call(engine, phone, ["*"])
+        async with asyncio.timeout(10):
+            await arrived.wait()
+        (sms,) = delivered
+        text = sms["data"]["text"]
+        match = re.fullmatch(
+            r"Continue your conversation here: https://seed\.example/c/(\S+)", text
+        )
+        assert match is not None, sms
+        token = match.group(1)
+        customer_id = sms["customer_id"]
+        base = f"http://127.0.0.1:{engine.http_port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/v1/customers/{customer_id}/timeline") as resp:
+                timeline = await resp.text()
+            assert resp.status == 200 and "continue-sms" in timeline
+            assert token not in timeline and token.rpartition(".")[2] not in timeline
+        assert sms["data"]["continuation"]["link"] == f"https://seed.example/c/{token}"
+        assert "unsigned" not in sms["data"]["continuation"]
+        assert (await redeem(engine, token))[0] == 200  # the delivered link works, once
+    finally:
+        await engine.stop()
+        await runner.cleanup()
