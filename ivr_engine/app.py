@@ -36,6 +36,7 @@ from ivr_engine.telephony.esl.ivr_handler import esl_ivr_handler, esl_reroute_ha
 from ivr_engine.telephony.ivr_handler import IVR_SCRIPT, ivr_handler
 from ivr_engine.telephony.peers import PeerAllowlist
 from ivr_engine.timeline import Timeline, open_timeline
+from ivr_engine.timeline.urls import redact
 from ivr_engine.timeline_ui import create_timeline_ui_app
 from ivr_engine.workers.role import WorkerRole
 
@@ -106,7 +107,7 @@ class Engine:
             settings.agi_host,
             agi.port,
             f"{settings.http_host}:{self.http_port}" if self._leads else "in worker 0",
-            _redact(settings.database_url),
+            redact(settings.database_url),
         )
 
     async def _open_timeline(self, settings: Settings) -> tuple[Timeline, CallRecorder]:
@@ -117,7 +118,7 @@ class Engine:
         if not await timeline.lookup.warm_up():
             log.warning(
                 "timeline %s not reachable at start-up: static menus until it is",
-                _redact(settings.database_url),
+                redact(settings.database_url),
             )
         self.recorder = recorder = CallRecorder(
             timeline.store, settings.spool_dir, fast=timeline.writer
@@ -292,10 +293,3 @@ class Engine:
                 await close()
             except Exception:
                 log.exception("stopping the %s failed; stopping the rest", name)
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

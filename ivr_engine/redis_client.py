@@ -6,6 +6,9 @@ which on Python 3.11 loses a cancellation that arrives as the command's result l
 an engine worker never exited after SIGTERM. Every caller bounds its commands with
 ``asyncio.timeout`` instead (blocking reads with their own, longer deadline). No retries:
 a failed command is the caller's to report, as its own "unavailable" error.
+
+A Redis URL carries its password (``redis://:PASSWORD@HOST:6379/0``, ``?password=``): it is
+said in messages and logs only through ``redact``.
 """
 
 from __future__ import annotations
@@ -14,13 +17,21 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from ivr_engine.timeline.urls import redact
+
+__all__ = ["open_redis", "redact"]
+
 
 def open_redis(url: str, *, connect_timeout_s: float, decode_responses: bool = True) -> Redis:
-    client: Redis = Redis.from_url(
-        url,
-        decode_responses=decode_responses,
-        socket_connect_timeout=connect_timeout_s,
-        socket_timeout=None,
-        retry=Retry(NoBackoff(), 0),
-    )
+    """``ValueError`` naming the URL without its password when redis-py refuses it."""
+    try:
+        client: Redis = Redis.from_url(
+            url,
+            decode_responses=decode_responses,
+            socket_connect_timeout=connect_timeout_s,
+            socket_timeout=None,
+            retry=Retry(NoBackoff(), 0),
+        )
+    except ValueError as exc:
+        raise ValueError(f"Redis URL {redact(url)!r}: {exc}") from None
     return client

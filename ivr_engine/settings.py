@@ -28,6 +28,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.telephony.peers import parse_networks
+from ivr_engine.timeline.urls import redact
 from ivr_engine.yaml_load import load_yaml
 
 ENV_PREFIX = "IVR_ENGINE_"
@@ -218,7 +219,11 @@ class Settings(BaseModel):
             "process's memory (agent_state_url {url}): two workers could ring the same agent. "
             "Set agent_state_url: redis://HOST:6379/0 (env IVR_ENGINE_AGENT_STATE_URL), or "
             "workers: 1",
-            {"key": "agent_state_url", "workers": self.workers, "url": repr(self.agent_state_url)},
+            {
+                "key": "agent_state_url",
+                "workers": self.workers,
+                "url": repr(None if self.agent_state_url is None else redact(self.agent_state_url)),
+            },
         )
 
     @field_validator("database_url")

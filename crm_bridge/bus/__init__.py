@@ -68,6 +68,7 @@ from crm_bridge.bus.model import (
 from crm_bridge.bus.port import EventBus
 from crm_bridge.bus.redis_bus import DEFAULT_PREFIX, RedisEventBus
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.timeline.urls import redact
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -99,4 +100,6 @@ def open_event_bus(
         return InMemoryEventBus(settings)
     if url.startswith(_REDIS_SCHEMES):
         return RedisEventBus.from_url(url, settings, prefix=prefix)
-    raise ConfigError(f"event bus url {url!r}: use memory:// (in-process) or redis://HOST:PORT/DB")
+    raise ConfigError(
+        f"event bus url {redact(url)!r}: use memory:// (in-process) or redis://HOST:PORT/DB"
+    )

@@ -31,6 +31,7 @@ from ivr_engine.agents.redis_store import DEFAULT_PREFIX, RedisAgentStateStore
 from ivr_engine.agents.store import AgentStateStore
 from ivr_engine.agents.sweeper import sweep_reservations
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.timeline.urls import redact
 
 __all__ = [
     "TRANSITIONS",
@@ -74,5 +75,5 @@ def check_agent_state_url(url: str | None) -> None:
     if url is None or url == "memory://" or url.startswith(_REDIS_SCHEMES):
         return
     raise ConfigError(
-        f"agent_state_url {url!r}: use memory:// (in-process) or redis://HOST:PORT/DB"
+        f"agent_state_url {redact(url)!r}: use memory:// (in-process) or redis://HOST:PORT/DB"
     )

@@ -31,6 +31,9 @@ Dialect = Literal["sqlite", "postgresql"]
 _HINT = "use sqlite:///PATH/TO/FILE.db or postgresql://USER@HOST:PORT/DB"
 _SQLITE = {"sqlite", "sqlite+aiosqlite"}
 _POSTGRES = {"postgresql", "postgres", "postgresql+asyncpg"}
+# Query keys whose values are secrets (libpq, asyncpg; Redis URLs take ?password= too).
+SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "passfile"})
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|sslpassword|passfile)=)[^&#]*")
 
 # sqlalchemy.engine.url._parse_url's pattern (SQLAlchemy 2.x), unchanged.
 _URL = re.compile(
@@ -67,7 +70,11 @@ class UrlParts:
     query: tuple[tuple[str, str], ...] = ()
 
     def render(self, *, hide_password: bool = True) -> str:
-        """``URL.render_as_string``: the same text, character for character."""
+        """``URL.render_as_string``: the same text, character for character. Hiding, every
+        secret is ``***``: the password, the ``password``/``sslpassword``/``passfile`` query
+        values (asyncpg and libpq take them there), and the part of a password after a raw
+        ``@`` (which the grammar reads as the start of the host)."""
+        host = self.host
         text = self.drivername + "://"
         if self.username is not None:
             text += quote(self.username, safe=" +")
@@ -75,15 +82,18 @@ class UrlParts:
                 password = "***" if hide_password else quote(self.password, safe=" +")
                 text += ":" + password
             text += "@"
-        if self.host is not None:
-            text += f"[{self.host}]" if ":" in self.host else self.host
+        if hide_password and host is not None and "@" in host:
+            host = host.rpartition("@")[2]
+            text += "" if self.username is not None else "***@"
+        if host is not None:
+            text += f"[{host}]" if ":" in host else host
         if self.port is not None:
             text += f":{self.port}"
         if self.database is not None:
             text += "/" + quote(self.database, safe=" +/")
         if self.query:
             pairs = sorted(self.query, key=lambda kv: kv[0])  # stable: repeated keys keep order
-            text += "?" + "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in pairs)
+            text += "?" + "&".join(_query_pair(k, v, hide_password) for k, v in pairs)
         return text
 
     def to_sqlalchemy(self) -> URL:
@@ -102,6 +112,11 @@ class UrlParts:
             database=self.database,
             query=query,
         )
+
+
+def _query_pair(key: str, value: str, hide: bool) -> str:
+    secret = hide and key.lower() in SECRET_QUERY_KEYS
+    return f"{quote_plus(key)}={'***' if secret else quote_plus(value)}"
 
 
 def _as_list(value: str | list[str]) -> list[str]:
@@ -156,15 +171,16 @@ class DatabaseUrl:
 
 
 def redact(database_url: str) -> str:
-    """The URL with any password replaced by ``***`` (for messages and logs)."""
+    """The URL with any password replaced by ``***`` (for messages and logs). Any URL of
+    this form: database URLs, and Redis ones (``redis://:PASSWORD@HOST:6379/0``,
+    ``unix:///PATH?password=...``)."""
     try:
         return split_url(database_url).render(hide_password=True)
     except ValueError:  # not a URL: hide everything before the last "@" but the scheme
         head, at, host = database_url.rpartition("@")
-        if not at:
-            return database_url
         scheme, sep, _ = head.partition("://")
-        return f"{scheme}://***@{host}" if sep else f"***@{host}"
+        text = (f"{scheme}://***@{host}" if sep else f"***@{host}") if at else database_url
+        return _SECRET_QUERY.sub(r"\1***", text)
 
 
 def parse_database_url(database_url: str) -> DatabaseUrl:
