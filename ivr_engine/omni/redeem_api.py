@@ -14,6 +14,7 @@ engine process, before or after a restart, finds it stored and gets 409. No Redi
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +32,27 @@ from crm_bridge.continuation_errors import (
 from ivr_engine.ports import NewTimelineEvent, TimelineStore
 
 MAX_BODY = 4096
+BODY_TIMEOUT_S = 10.0
+_CHUNK = 1024
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
+    """The whole body, however many TCP segments it came in (``content.read(n)`` returns
+    only what is buffered); ``_BodyTooLarge`` past ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _BodyTooLarge
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await request.content.read(_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def redeem_routes(
@@ -40,9 +62,13 @@ def redeem_routes(
 
     @routes.post("/v1/continuations/redeem")
     async def redeem(request: web.Request) -> web.Response:
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                raw = await read_body(request)
+        except _BodyTooLarge:
             return _error(413, "body_too_large", f"at most {MAX_BODY} bytes")
+        except TimeoutError:
+            return _error(408, "body_timeout", "the request body took too long to arrive")
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: recursion
