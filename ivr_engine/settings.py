@@ -68,6 +68,11 @@ class Settings(BaseModel):
         description="addresses/networks allowed on agi_port and esl_port; empty: any; "
         "env: comma-separated",
     )
+    allow_any_pbx: bool = Field(
+        False,
+        description="true: take calls from any host on a non-loopback agi_host/esl_host "
+        "without pbx_allowlist (a firewall in front lets only the PBXs through)",
+    )
     agi_header_timeout_s: float = Field(5.0, gt=0, le=60)
     agi_command_timeout_s: float = Field(120.0, gt=0, le=3600)
     http_host: str = "127.0.0.1"
@@ -207,6 +212,29 @@ class Settings(BaseModel):
         urls = [self.public_url, *self.desktop_allowed_origins]
         named = [urlsplit(url).netloc.rpartition("@")[2] for url in urls]
         return [self.http_host, *named, *self.http_allowed_hosts]
+
+    @model_validator(mode="after")
+    def _call_ports_not_open_to_the_network(self) -> Settings:
+        """FastAGI and ESL authenticate nobody: beyond loopback, only the PBXs named."""
+        if self.pbx_allowlist or self.allow_any_pbx:
+            return self
+        listeners = [("agi_host", self.agi_host, "FastAGI")]
+        if self.esl_port is not None:
+            listeners.append(("esl_host", self.esl_host, "the ESL outbound socket"))
+        for key, host, what in listeners:
+            if is_loopback(host):
+                continue
+            raise PydanticCustomError(
+                "open_call_port",
+                "{host} is not a loopback address and pbx_allowlist is empty: whoever reaches "
+                "{what} could play any caller, hear their personalised menu and write to their "
+                "timeline. Set pbx_allowlist to your PBXs (env IVR_ENGINE_PBX_ALLOWLIST, "
+                "comma-separated addresses or networks, e.g. 10.0.0.5,10.0.1.0/24), or bind "
+                "{key} to 127.0.0.1, or set allow_any_pbx: true if a firewall lets only the "
+                "PBXs reach the port",
+                {"key": key, "host": repr(host), "what": what},
+            )
+        return self
 
     @model_validator(mode="after")
     def _workers_share_agent_state(self) -> Settings:
