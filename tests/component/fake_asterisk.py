@@ -5,6 +5,11 @@ the next scripted reply (recording every command it received). A scripted reply 
 bytes (may hold several lines: ``100 Trying``, ``HANGUP``, a ``520-`` block, ...), ``b""``
 to stay silent, or ``DROP`` to close the connection instead of answering. Everything runs
 under a deadline so a misbehaving server fails the test instead of hanging it.
+
+Like res_agi.c before 2025, it reads a command line in pieces of at most ``AGI_READ_BYTES``
+(``fgets`` into ``char buf[2048]``; 8192 since asterisk/asterisk#1318): the first piece takes
+the scripted reply, every further piece of an over-long line is a command of its own,
+answered ``510`` (the session is out of step).
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ USAGE_ERROR = (
     b"520 End of proper usage.\n"
 )
 
+AGI_READ_BYTES = 2047  # res_agi.c AGI_BUF_LEN (2048) less fgets' terminating NUL
+
 _uniqueids = itertools.count(1)
+
+
+def asterisk_reads(line: bytes) -> list[str]:
+    """The commands res_agi makes of one line: pieces of ``AGI_READ_BYTES``, newline cut."""
+    pieces = [line[i : i + AGI_READ_BYTES] for i in range(0, len(line), AGI_READ_BYTES)]
+    return [piece.decode(errors="replace").rstrip("\n") for piece in pieces]
 
 
 def asterisk_env(
@@ -113,11 +126,15 @@ class FakeAsterisk:
         transcript = Transcript()
         try:
             while line := await reader.readline():
-                transcript.commands.append(line.decode().rstrip("\n"))
+                first, *rest = asterisk_reads(line)
+                transcript.commands.append(first)
                 reply = replies.pop(0) if replies else DROP
                 if reply is DROP:
                     transcript.dropped = True
                     return transcript
+                for piece in rest:  # what Asterisk does with the rest of an over-long line
+                    transcript.commands.append(piece)
+                    reply += INVALID_COMMAND
                 writer.write(reply)
                 await writer.drain()
         except ConnectionError:  # the server closed with our bytes unread: a reset

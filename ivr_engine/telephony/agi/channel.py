@@ -22,6 +22,7 @@ from ivr_engine.telephony.agi.protocol import (
     AgiProtocolError,
     AgiReply,
     check_command,
+    command_line,
     format_command,
     multiline_code,
     parse_reply,
@@ -35,6 +36,7 @@ _DTMF = re.compile(r"[0-9*#A-Da-d]*")
 _PROMPT_ID = re.compile(r"[^,&|\s\"]+")
 _MSET_SAFE = re.compile(r"[A-Za-z0-9_.:@+\-]*")  # names and values MSet passes unchanged
 READ_VARIABLE = "IVR_READ"
+EXEC = "EXEC"
 READ_STATUSES = frozenset({"OK", "TIMEOUT", "INTERRUPTED", "SKIPPED", "ERROR"})
 
 
@@ -56,6 +58,25 @@ def _digit(reply: AgiReply) -> str | None:
     if not 32 < code < 127 or not _DTMF.fullmatch(chr(code)):
         raise AgiProtocolError(f"result is not a DTMF key: {reply.line!r}")
     return chr(code)
+
+
+def read_options(prompts: Sequence[str], timeout_ms: int, max_digits: int) -> str:
+    """``Read``'s options: ``IVR_READ,a&b,<max>,,1,<seconds>`` (one attempt, ``#`` ends)."""
+    if not prompts:
+        raise ValueError("read_digits needs at least one prompt")
+    if not 1 <= max_digits <= 255:
+        raise ValueError(f"max_digits must be 1..255, not {max_digits}")
+    bad = [p for p in prompts if not _PROMPT_ID.fullmatch(p)]
+    if bad:
+        raise ValueError(f"prompt names may not contain ',', '&', '|' or spaces: {bad!r}")
+    seconds = f"{max(timeout_ms, 1) / 1000:.3f}".rstrip("0").rstrip(".")
+    return f"{READ_VARIABLE},{'&'.join(prompts)},{max_digits},,1,{seconds}"
+
+
+def read_command_line(prompts: Sequence[str], timeout_ms: int, max_digits: int) -> str:
+    """The ``EXEC Read`` line ``read_digits`` sends, not checked for length: start-up checks
+    measure it (``command_bytes``) against ``MAX_COMMAND_BYTES``."""
+    return command_line(EXEC, "Read", read_options(prompts, timeout_ms, max_digits))
 
 
 class AgiChannel:
@@ -206,16 +227,7 @@ class AgiChannel:
         skips a missing file instead of failing), then one ``GET FULL VARIABLE`` for the
         digits and ``READSTATUS`` together.
         """
-        if not prompts:
-            raise ValueError("read_digits needs at least one prompt")
-        if not 1 <= max_digits <= 255:
-            raise ValueError(f"max_digits must be 1..255, not {max_digits}")
-        bad = [p for p in prompts if not _PROMPT_ID.fullmatch(p)]
-        if bad:
-            raise ValueError(f"prompt names may not contain ',', '&', '|' or spaces: {bad!r}")
-        seconds = f"{max(timeout_ms, 1) / 1000:.3f}".rstrip("0").rstrip(".")
-        files = "&".join(prompts)
-        await self.exec_app("Read", f"{READ_VARIABLE},{files},{max_digits},,1,{seconds}")
+        await self.exec_app("Read", read_options(prompts, timeout_ms, max_digits))
         reply = await self.send(
             format_command("GET FULL VARIABLE", f"${{{READ_VARIABLE}}}|${{READSTATUS}}")
         )
@@ -257,7 +269,7 @@ class AgiChannel:
 
     async def exec_app(self, app: str, options: str) -> str:
         """Run a dialplan application; its result (``-2``: no such application)."""
-        reply = await self._result("EXEC", app, options)
+        reply = await self._result(EXEC, app, options)
         if reply.result == "-2":
             raise ChannelError(f"no such dialplan application: {app!r}")
         return reply.result

@@ -2,6 +2,9 @@
 
 Nothing here does I/O. Every parser raises only ``AgiProtocolError`` (a ``ChannelError``) on
 input it cannot accept, so callers never see ``ValueError``/``IndexError`` from hostile bytes.
+A command the engine could not send as one AGI line (a line break in it, longer than
+``MAX_COMMAND_BYTES``) is ``ValueError`` from ``format_command``/``check_command``: a bug or a
+configuration the start-up checks should have refused, raised before anything is written.
 """
 
 from __future__ import annotations
@@ -15,6 +18,14 @@ from urllib.parse import parse_qsl
 from ivr_engine.domain.errors import CallerHungUp, ChannelError, IvrEngineError
 
 MAX_LINE_CHARS = 8192  # a header or reply line longer than this is a protocol error
+# res_agi.c reads each command with ``fgets`` into ``char buf[AGI_BUF_LEN]``: at most
+# AGI_BUF_LEN-1 bytes, the newline included, arrive as one command. A longer line runs cut
+# and its rest becomes a command of its own with its own ``510`` reply: every later reply
+# would be taken as the answer to the command before it. AGI_BUF_LEN was 2048 until
+# asterisk/asterisk#1318 (2025: 8192, also in 20, 21 and 22 releases since); the engine keeps
+# to what every release reads (tests/e2e/test_agi_wire_limits.py pins 22.10's 8191).
+AGI_BUF_LEN = 2048
+MAX_COMMAND_BYTES = AGI_BUF_LEN - 1  # one command line, UTF-8, with its newline
 
 _HEADER_KEY = re.compile(r"agi_[A-Za-z0-9_]{1,64}")
 _STATUS = re.compile(r"(?P<code>[1-5][0-9]{2})(?:(?P<sep>[ -])(?P<text>.*))?", re.DOTALL)
@@ -201,11 +212,25 @@ def quote_arg(value: str) -> str:
     return f'"{escaped}"'
 
 
-def format_command(verb: str, *args: str | int) -> str:
-    """``GET DATA "a&b" 5000 1``: the verb as-is, strings quoted, integers bare."""
-    check_command(verb)
+def command_line(verb: str, *args: str | int) -> str:
+    """``GET DATA "a&b" 5000 1``: the verb as-is, strings quoted, integers bare; its length
+    is not checked (to measure a line, see ``command_bytes``). Use ``format_command`` to send."""
+    if not verb or _FORBIDDEN_IN_COMMAND.search(verb):
+        raise ValueError(f"AGI command must be one non-empty line: {verb[:40]!r}")
     parts = [str(arg) if isinstance(arg, int) else quote_arg(arg) for arg in args]
     return " ".join([verb, *parts])
+
+
+def format_command(verb: str, *args: str | int) -> str:
+    """``command_line``, refused (``ValueError``) if Asterisk could not read it as one command."""
+    line = command_line(verb, *args)
+    _check_length(line)
+    return line
+
+
+def command_bytes(command: str) -> int:
+    """What the line costs on the wire: UTF-8 bytes with the newline."""
+    return len(command.encode("utf-8")) + 1
 
 
 def multiline_code(line: str) -> int | None:
@@ -215,9 +240,25 @@ def multiline_code(line: str) -> int | None:
 
 
 def check_command(command: str) -> None:
-    """A raw command line must be one line: no CR, LF or NUL."""
+    """A raw command line must be one line (no CR, LF or NUL) that Asterisk reads whole: at
+    most ``MAX_COMMAND_BYTES`` with its newline. ``ValueError`` otherwise, before anything
+    is sent, so the session stays in step."""
     if not command or _FORBIDDEN_IN_COMMAND.search(command):
         raise ValueError(f"AGI command must be one non-empty line: {command[:40]!r}")
+    _check_length(command)
+
+
+def _check_length(command: str) -> None:
+    # a character is at most 4 UTF-8 bytes: short lines need no encoding to be measured
+    if len(command) * 4 < MAX_COMMAND_BYTES:
+        return
+    size = command_bytes(command)
+    if size > MAX_COMMAND_BYTES:
+        raise ValueError(
+            f"AGI command is {size} bytes with its newline, over the {MAX_COMMAND_BYTES} "
+            f"every Asterisk reads as one command (res_agi.c AGI_BUF_LEN {AGI_BUF_LEN}): "
+            f"{command[:60]!r}..."
+        )
 
 
 def split_command_args(line: str) -> list[str]:
