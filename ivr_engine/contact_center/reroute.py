@@ -8,7 +8,9 @@ agent just reserved is given back at once (nobody will ring them).
 
 * Asterisk (ivr-route in dialplans/ivr-engine.conf), after ``Dial`` without ``ANSWER``:
   ``AGI(agi://HOST:4573/reroute)`` (``reroute_handler`` here: reads the variables with
-  ``GET VARIABLE``, sets each with ``SET VARIABLE``).
+  ``GET FULL VARIABLE``, sets each with ``SET VARIABLE``). Not ``GET VARIABLE``: res_agi.c
+  ``handle_getvariable`` reads into ``char tempstr[1024]``, so a long ``IVR_TRIED_AGENTS``
+  would come back cut at 1023 bytes and an agent already rung could be rung again.
 * FreeSWITCH (ivr-agent in dialplans/freeswitch/ivr-engine.xml), after a failed ``bridge``:
   ``IVR_SCRIPT=reroute`` then the ``socket`` application
   (``ivr_engine.telephony.esl.ivr_handler.esl_reroute_handler``: the variables come with the
@@ -127,7 +129,7 @@ def reroute_handler(
     rerouter = Rerouter(router, agents)
 
     async def handle(request: AgiRequest, channel: AgiChannel) -> None:
-        values = {name: await channel.get_variable(name) for name in REROUTE_READS}
+        values = {name: await channel.get_full_variable(name) for name in REROUTE_READS}
         call = reroute_request(incoming_call(request, clock()), values)
 
         async def set_each(settings: Mapping[str, str]) -> None:

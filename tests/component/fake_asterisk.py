@@ -3,7 +3,9 @@
 It sends the ``agi_*`` header block Asterisk 22 sends, then answers each command line with
 the next scripted reply (recording every command it received). A scripted reply is raw
 bytes (may hold several lines: ``100 Trying``, ``HANGUP``, a ``520-`` block, ...), ``b""``
-to stay silent, or ``DROP`` to close the connection instead of answering. Everything runs
+to stay silent, or ``DROP`` to close the connection instead of answering; or, instead of a
+script, an ``AsteriskChannel`` answers each command from the channel's variables as Asterisk
+does (``GET VARIABLE`` cut at 1023 bytes, ``GET FULL VARIABLE``, ``Read``). Everything runs
 under a deadline so a misbehaving server fails the test instead of hanging it.
 
 Like res_agi.c before 2025, it reads a command line in pieces of at most ``AGI_READ_BYTES``
@@ -17,11 +19,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from ivr_engine.telephony.agi import split_command_args
 
 DROP = None  # a scripted "reply" that closes the connection (the caller's line goes dead)
 Reply = bytes | None
+Answerer = Callable[[str], Reply]  # a command line -> its reply
 
 DEAD_CHANNEL = b"511 Command Not Permitted on a dead channel or intercepted channel\n"
 INVALID_COMMAND = b"510 Invalid or unknown command\n"
@@ -81,6 +87,11 @@ def asterisk_env(
     return env
 
 
+def _scripted(replies: list[Reply]) -> Answerer:
+    """The next scripted reply for each command; ``DROP`` once they run out."""
+    return lambda command: replies.pop(0) if replies else DROP
+
+
 def header_block(env: Mapping[str, str]) -> bytes:
     return "".join(f"{key}: {value}\n" for key, value in env.items()).encode() + b"\n"
 
@@ -108,27 +119,29 @@ class FakeAsterisk:
         return asterisk_env(self.host, self.port, script, caller_id=caller_id, args=args)
 
     async def call(
-        self, replies: Sequence[Reply], *, env: Mapping[str, str] | None = None
+        self, replies: Sequence[Reply] | Answerer, *, env: Mapping[str, str] | None = None
     ) -> Transcript:
-        """One call: headers, then one scripted reply per command, until either side hangs up."""
+        """One call: headers, then one scripted reply per command (or what ``replies`` answers
+        to each command, e.g. an ``AsteriskChannel``), until either side hangs up."""
         async with asyncio.timeout(self.deadline):
             reader, writer = await asyncio.open_connection(self.host, self.port)
             try:
                 writer.write(header_block(env if env is not None else self.env()))
                 await writer.drain()
-                return await self._converse(reader, writer, list(replies))
+                script = replies if callable(replies) else _scripted(list(replies))
+                return await self._converse(reader, writer, script)
             finally:
                 writer.close()
 
     async def _converse(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, replies: list[Reply]
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: Answerer
     ) -> Transcript:
         transcript = Transcript()
         try:
             while line := await reader.readline():
                 first, *rest = asterisk_reads(line)
                 transcript.commands.append(first)
-                reply = replies.pop(0) if replies else DROP
+                reply = answer(first)
                 if reply is DROP:
                     transcript.dropped = True
                     return transcript
@@ -173,3 +186,70 @@ async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
         while chunk := await reader.read(65536):
             received += chunk
     return bytes(received)
+
+
+@dataclass
+class AsteriskChannel:
+    """Answers commands from a channel's state, as Asterisk 22 does (for scripted-free tests):
+
+    * ``GET VARIABLE name``: ``200 result=1 (value)``, the value cut at 1023 bytes (res_agi.c
+      ``handle_getvariable`` reads it into ``char tempstr[1024]``); unset: ``200 result=0``.
+    * ``GET FULL VARIABLE "expr"``: ``200 result=1 (expanded)``, never cut; ``${NAME}``
+      expands to the value (unset: empty), ``${SET(NAME=value)}`` sets NAME and expands to
+      the value (func_logic's ``SET``), evaluated left to right; ``knows_set=False`` is an
+      Asterisk without func_logic: the function expands to nothing and sets nothing.
+    * ``SET VARIABLE name value``: ``200 result=1``; ``EXEC MSet a=1,b=2``: ``200 result=0``.
+    * ``EXEC Read "VAR,prompts,max,..."``: the next entry of ``keys`` (cut to max) goes into
+      VAR, ``READSTATUS`` is ``OK`` or ``TIMEOUT``; ``200 result=0``.
+    * anything else: ``200 result=0``.
+    """
+
+    variables: dict[str, str] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
+    heard: list[list[str]] = field(default_factory=list)
+    knows_set: bool = True
+
+    def __call__(self, command: str) -> bytes:
+        args = split_command_args(command)
+        verb = " ".join(args[:3]).upper()
+        if verb == "GET FULL VARIABLE":
+            return f"200 result=1 ({self.expand(args[3])})\n".encode()
+        if verb.startswith("GET VARIABLE"):
+            value = self.variables.get(args[2])
+            if value is None:
+                return b"200 result=0\n"
+            return b"200 result=1 (" + value.encode()[:1023] + b")\n"
+        if verb.startswith("SET VARIABLE"):
+            self.variables[args[2]] = args[3]
+            return b"200 result=1\n"
+        if args[0].upper() == "EXEC" and args[1].upper() == "MSET":
+            for pair in args[2].split(","):
+                name, _, value = pair.partition("=")
+                self.variables[name] = value
+        elif args[0].upper() == "EXEC" and args[1].upper() == "READ":
+            self._read(args[2])
+        return b"200 result=0\n"
+
+    def _read(self, options: str) -> None:
+        variable, prompts, max_digits = options.split(",")[:3]
+        self.heard.append(prompts.split("&"))
+        pressed = (self.keys.pop(0) if self.keys else "")[: int(max_digits or 255)]
+        self.variables[variable] = pressed
+        self.variables["READSTATUS"] = "OK" if pressed else "TIMEOUT"
+
+    def expand(self, expression: str) -> str:
+        return _SUBSTITUTION.sub(self._substitute, expression)
+
+    def _substitute(self, match: re.Match[str]) -> str:
+        inner = match[1]
+        function = _SET_FUNCTION.fullmatch(inner)
+        if function is None:
+            return self.variables.get(inner, "")
+        if not self.knows_set:
+            return ""
+        self.variables[function[1]] = function[2]
+        return function[2]
+
+
+_SUBSTITUTION = re.compile(r"\$\{([^{}]*)\}")
+_SET_FUNCTION = re.compile(r"SET\(([A-Za-z0-9_]+)=([^)]*)\)")

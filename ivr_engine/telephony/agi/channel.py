@@ -34,6 +34,7 @@ MAX_LINE_BYTES = MAX_LINE_CHARS
 MAX_BLOCK_LINES = 256  # lines in one multi-line (520-) reply
 _DTMF = re.compile(r"[0-9*#A-Da-d]*")
 _PROMPT_ID = re.compile(r"[^,&|\s\"]+")
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MSET_SAFE = re.compile(r"[A-Za-z0-9_.:@+\-]*")  # names and values MSet passes unchanged
 READ_VARIABLE = "IVR_READ"
 EXEC = "EXEC"
@@ -260,9 +261,18 @@ class AgiChannel:
             await self.exec_app("MSet", ",".join(f"{k}={v}" for k, v in plain.items()))
 
     async def get_variable(self, name: str) -> str | None:
-        """The variable's value, or None when it is not set."""
+        """The variable's value, or None when it is not set. At most 1023 bytes of it:
+        res_agi.c ``handle_getvariable`` reads it into ``char tempstr[1024]``."""
         reply = await self.send(format_command("GET VARIABLE", name))
         return (reply.data or "") if reply.result == "1" else None
+
+    async def get_full_variable(self, name: str) -> str:
+        """The variable's whole value in one ``GET FULL VARIABLE "${name}"`` (not cut at
+        1023 bytes like ``GET VARIABLE``); empty when it is not set."""
+        if not _VARIABLE_NAME.fullmatch(name):
+            raise ValueError(f"not a channel variable name: {name!r}")
+        reply = await self.send(format_command("GET FULL VARIABLE", f"${{{name}}}"))
+        return reply.data or ""
 
     async def verbose(self, message: str, level: int = 1) -> None:
         await self.send(format_command("VERBOSE", message, level))
