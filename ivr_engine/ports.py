@@ -193,9 +193,10 @@ class CallChannel(Protocol):
     """
 
     async def read_digits(
-        self, prompts: Sequence[str], timeout_ms: int, max_digits: int
+        self, prompts: Sequence[str], timeout_ms: int, max_digits: int, *, sensitive: bool = False
     ) -> DigitsResult:
-        """Play the prompts in order and collect up to ``max_digits`` keys."""
+        """Play the prompts in order and collect up to ``max_digits`` keys. ``sensitive``:
+        the digits are not left in a channel variable after the read."""
         ...
 
     async def set_variable(self, name: str, value: str) -> None: ...

@@ -263,7 +263,9 @@ class IvrFlow:
         lead_in: Sequence[str] = ()
         for _ in range(spec.attempts):
             prompts = (*lead_in, spec.prompt)
-            reply = await channel.read_digits(prompts, spec.timeout_ms, spec.max_digits)
+            reply = await channel.read_digits(
+                prompts, spec.timeout_ms, spec.max_digits, sensitive=spec.sensitive
+            )
             if spec.min_digits <= len(reply.digits) <= spec.max_digits:
                 return reply.digits
             lead_in = (menu.prompts.invalid if reply.digits else menu.prompts.no_input,)

@@ -20,9 +20,10 @@ engine's ESL code), so a misunderstanding in the engine is not mirrored here.
   ``sendmsg`` with ``call-command: execute`` → ``+OK``, then ``CHANNEL_EXECUTE``, the
   caller's ``DTMF`` events and ``CHANNEL_EXECUTE_COMPLETE`` carrying ``Application-UUID``
   (the ``Event-UUID`` sent), ``Application``, ``Application-Data``, ``Application-Response``
-  and the channel variables (``variable_IVR_READ``, ``variable_read_result``). A scripted
-  hang-up during a ``read`` sends what FreeSWITCH sends then: ``CHANNEL_HANGUP``, the
-  completion with ``Answer-State: hangup``; without ``linger`` (``read_packet`` stops when
+  and the channel variables (``variable_IVR_READ``, ``variable_read_result``); ``set``,
+  ``multiset`` and ``unset`` change the channel's variables. A scripted hang-up during a
+  ``read`` sends what FreeSWITCH sends then: ``CHANNEL_HANGUP``,
+  the completion with ``Answer-State: hangup``; without ``linger`` (``read_packet`` stops when
   the channel is down) a ``text/disconnect-notice`` (``Content-Disposition: disconnect``,
   the goodbye text) and the switch closes the socket (``FsCall.switch_closed``; the fake
   then reads on, answering nothing, until the engine closes: ``FsCall.unanswered``); after
@@ -320,6 +321,8 @@ class OutboundDial:
         if app == "set":
             name, _, value = arg.partition("=")
             self.call.variables[name] = value
+        elif app == "unset":
+            self.call.variables.pop(arg, None)
         elif app == "multiset":
             for item in arg.split(" "):
                 name, _, value = item.partition("=")

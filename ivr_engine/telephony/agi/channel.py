@@ -39,6 +39,9 @@ _MSET_SAFE = re.compile(r"[A-Za-z0-9_.:@+\-]*")  # names and values MSet passes 
 READ_VARIABLE = "IVR_READ"
 EXEC = "EXEC"
 READ_STATUSES = frozenset({"OK", "TIMEOUT", "INTERRUPTED", "SKIPPED", "ERROR"})
+_READ_OUTCOME = f"${{{READ_VARIABLE}}}|${{READSTATUS}}"  # "1234|OK"
+# "1234|OK|": the digits, then IVR_READ set empty and read again (empty once cleared)
+_READ_AND_CLEAR = f"{_READ_OUTCOME}|${{SET({READ_VARIABLE}=)}}${{{READ_VARIABLE}}}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,24 +223,31 @@ class AgiChannel:
         return GetDataResult(digits=reply.result, timed_out=reply.data == "timeout")
 
     async def read_digits(
-        self, prompts: Sequence[str], timeout_ms: int, max_digits: int
+        self, prompts: Sequence[str], timeout_ms: int, max_digits: int, *, sensitive: bool = False
     ) -> GetDataResult:
         """Play prompts in sequence and collect up to ``max_digits`` keys (``#`` ends input).
 
         Two round trips: ``EXEC Read`` (which, unlike ``GET DATA``, plays an ``&`` list and
         skips a missing file instead of failing), then one ``GET FULL VARIABLE`` for the
         digits and ``READSTATUS`` together.
+
+        ``sensitive``: the digits must not stay in ``IVR_READ`` (AMI ``VarSet``, ``core show
+        channel``, hangup handlers). The same ``GET FULL VARIABLE`` clears it with
+        func_logic's ``SET()`` (Asterisk substitutes left to right) and reads it back: empty.
+        Not empty means an Asterisk without ``SET()``: one ``SET VARIABLE`` clears it.
         """
         await self.exec_app("Read", read_options(prompts, timeout_ms, max_digits))
-        reply = await self.send(
-            format_command("GET FULL VARIABLE", f"${{{READ_VARIABLE}}}|${{READSTATUS}}")
-        )
+        outcome = _READ_AND_CLEAR if sensitive else _READ_OUTCOME
+        reply = await self.send(format_command("GET FULL VARIABLE", outcome))
         digits, _, status = (reply.data or "").partition("|")
+        status, _, left = status.partition("|") if sensitive else (status, "", "")
         if status == "HANGUP":
             self._hung_up = True
             raise CallerHungUp("caller hung up during Read")
         if status not in READ_STATUSES or not _DTMF.fullmatch(digits):
             raise AgiProtocolError(f"unexpected Read outcome: {reply.line!r}")
+        if left:
+            await self.set_variable(READ_VARIABLE, "")
         return GetDataResult(digits=digits, timed_out=status == "TIMEOUT")
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:

@@ -8,6 +8,7 @@ for the ``command/reply`` and then for the ``CHANNEL_EXECUTE_COMPLETE`` whose
 * ``read_digits``: ``read <min> <max> file_string://a.wav!b.wav IVR_READ <timeout> #``;
   the digits are ``variable_IVR_READ`` and the outcome ``variable_read_result``
   (``success``/``timeout``/``failure``) of the completion event.
+  A ``sensitive`` read is followed by ``unset IVR_READ``.
 * ``set_variables``: one ``multiset`` when every name and value is plain, else ``set`` each.
 * The caller hanging up (``CHANNEL_HANGUP`` / ``CHANNEL_HANGUP_COMPLETE`` of this channel,
   a completion event whose channel is already hung up, a ``text/disconnect-notice``, EOF)
@@ -109,13 +110,17 @@ class EslChannel:
     # ------------------------------------------------------------------ CallChannel
 
     async def read_digits(
-        self, prompts: Sequence[str], timeout_ms: int, max_digits: int
+        self, prompts: Sequence[str], timeout_ms: int, max_digits: int, *, sensitive: bool = False
     ) -> ReadResult:
-        """Play the prompts in order and collect up to ``max_digits`` keys (``#`` ends)."""
+        """Play the prompts in order and collect up to ``max_digits`` keys (``#`` ends).
+        ``sensitive``: then ``unset IVR_READ``, so the digits are not carried as
+        ``variable_IVR_READ`` by every later event of the channel and its CDR."""
         arg = read_arg(prompts, timeout_ms, max_digits, self._suffix)
         event = await self.execute("read", arg)
         digits = event.variable(READ_VARIABLE) or ""
         result = event.variable("read_result") or ""
+        if sensitive:
+            await self.execute("unset", READ_VARIABLE)
         if result not in READ_RESULTS or not _DTMF.fullmatch(digits):
             raise EslProtocolError(f"unexpected read outcome: {result!r} {digits[:20]!r}")
         return ReadResult(digits=digits, timed_out=result == "timeout")

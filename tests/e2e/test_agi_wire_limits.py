@@ -1,0 +1,101 @@
+"""Asterisk 22 at the edges the engine's AGI layer relies on (review findings 4, 14, 6):
+
+* res_agi reads a command line with ``fgets`` into ``char buf[AGI_BUF_LEN]``: ``AGI_BUF_LEN-1``
+  bytes with the newline are one command; the rest of a longer line is read as a command of
+  its own, answered ``510``: one reply too many, every later reply out of step. AGI_BUF_LEN was
+  2048 until asterisk/asterisk#1318 (2025, cherry-picked to 20, 21 and 22) made it 8192: this
+  22.10 reads 8191 bytes whole. The engine keeps to 2047 bytes, which every release reads.
+* ``GET VARIABLE`` answers at most 1023 bytes of a value (``char tempstr[1024]``);
+  ``GET FULL VARIABLE`` answers it whole.
+* ``GET FULL VARIABLE`` substitutes left to right and runs functions: ``${SET(X=)}``
+  (func_logic) clears ``X`` after ``${X}`` was read, in the same command (how a sensitive
+  read is cleared).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from ami import AmiClient
+from sipp import run_sipp_call
+from test_testbed_smoke import AgiSession, InlineFastAgi, assert_sipp_ok
+
+from ivr_engine.telephony.agi import AgiChannel, GetDataResult
+
+if TYPE_CHECKING:
+    from conftest import Testbed
+
+LENGTH = 'GET FULL VARIABLE "${LEN(${BIG})}"'
+
+
+def set_big(size: int) -> str:
+    """``SET VARIABLE BIG "bbb..."`` of ``size`` bytes with its newline."""
+    return 'SET VARIABLE BIG "' + "b" * (size - len('SET VARIABLE BIG ""') - 1) + '"'
+
+
+async def test_agi_line_limit_get_full_variable_and_set_function(
+    asterisk: Testbed, ami: AmiClient
+) -> None:
+    caller = "+15551230042"
+    replies: dict[str, list[str]] = {}
+
+    async def script(agi: AgiSession) -> None:
+        await agi.command("SET VARIABLE IVR_OUTCOME abandoned")  # then the dialplan hangs up
+        await agi.command("SET VARIABLE LONG " + "a" * 1500)
+        replies["long"] = [
+            await agi.command("GET VARIABLE LONG"),
+            await agi.command('GET FULL VARIABLE "${LONG}"'),
+        ]
+        await agi.command("SET VARIABLE SECRET 1234")
+        replies["secret"] = [
+            await agi.command('GET FULL VARIABLE "${SECRET}|OK|${SET(SECRET=)}${SECRET}"'),
+            await agi.command("GET VARIABLE SECRET"),
+        ]
+        for size in (2047, 2048, 8191):  # with the newline: each one command
+            replies[str(size)] = [await agi.command(set_big(size)), await agi.command(LENGTH)]
+        # 8192 bytes: the newline is left over, an empty command; Asterisk answers it (510)
+        # when the next command's bytes arrive, as the reply to that command: out of step
+        replies["8192"] = [await agi.command(set_big(8192)), await agi.command(LENGTH)]
+        agi.close()
+
+    async with InlineFastAgi(script) as server:
+        call = asyncio.create_task(run_sipp_call(caller_id=caller))
+        await server.finished_session()
+        result = await call
+    assert_sipp_ok(result)
+
+    overhead = len('SET VARIABLE BIG ""') + 1
+    for size in (2047, 2048, 8191):
+        assert replies[str(size)] == ["200 result=1", f"200 result=1 ({size - overhead})"]
+    assert replies["8192"] == ["200 result=1", "510 Invalid or unknown command"]
+    assert replies["long"] == [f"200 result=1 ({'a' * 1023})", f"200 result=1 ({'a' * 1500})"]
+    assert replies["secret"] == ["200 result=1 (1234|OK|)", "200 result=1 ()"]
+
+
+async def test_a_sensitive_read_leaves_ivr_read_empty(asterisk: Testbed, ami: AmiClient) -> None:
+    """The engine's own ``read_digits(sensitive=True)``: the caller keys 1234 during the
+    prompt; the digits come back and ``IVR_READ`` is empty, in the same two commands."""
+    caller = "+15551230043"
+    outcome: dict[str, object] = {}
+
+    async def script(agi: AgiSession) -> None:
+        channel = AgiChannel(agi.reader, agi.writer, command_timeout=15)
+        await channel.set_variable("IVR_OUTCOME", "abandoned")  # then the dialplan hangs up
+        outcome["read"] = await channel.read_digits(
+            ["ivr-engine/enter-postcode"], 6000, 4, sensitive=True
+        )
+        outcome["commands"] = channel.commands_sent
+        outcome["left"] = await agi.command("GET VARIABLE IVR_READ")
+        agi.close()
+
+    async with InlineFastAgi(script) as server:
+        keys = asyncio.create_task(
+            run_sipp_call([("wait", 1500), ("dtmf", "1234")], caller_id=caller)
+        )
+        await server.finished_session()
+        result = await keys
+    assert_sipp_ok(result)
+    assert outcome["read"] == GetDataResult("1234", timed_out=False)
+    assert outcome["commands"] == 3  # SET VARIABLE, EXEC Read, GET FULL VARIABLE
+    assert outcome["left"] == "200 result=1 ()"
