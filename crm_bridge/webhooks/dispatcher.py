@@ -11,7 +11,8 @@ dropped: if the store cannot take it, ``publish`` raises. ``stop()`` parks what 
 queued (and the delivery in flight); ``start()`` resumes every lane with parked deliveries.
 
 Delivery is at least once: a delivery interrupted by a stop or crash after the receiver got
-it is sent again, with the same ``X-Seed-Delivery`` id. Receivers dedupe on that id.
+it is sent again, with the same ``X-Seed-Delivery`` id and body. Receivers dedupe on the
+body's ``id`` (signed; the header is not).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The signed string is the decimal unix timestamp, a dot, and the raw request body
 byte: ``f"{timestamp}.{raw_body}"``. The signature is ``v1=`` followed by the lowercase hex
 HMAC-SHA256 of that string under the subscription's secret (UTF-8). Because the timestamp is
 signed, a receiver that rejects timestamps outside a tolerance window rejects replays of old
-deliveries; dedupe on ``X-Seed-Delivery`` covers replays inside the window.
+deliveries; dedupe on the body's ``id`` (signed) covers replays inside the window, not on
+``X-Seed-Delivery``, which the signature does not cover.
 """
 
 from __future__ import annotations
