@@ -66,23 +66,29 @@ def test_the_sample_menus_pass_with_room_to_spare() -> None:
         assert size < MAX_COMMAND_BYTES // 2, (menu.name, what, size)
 
 
-def _big_menu(prompt_len: int) -> str:
+def _big_menu(prompt_len: int, *, word_len: int | None = None) -> str:
+    """Ten options (keys 0-9, the most a menu has) with ``prompt_len``-character prompt ids;
+    ``word_len``: "for" and "press" prompt ids that long too (every option says both)."""
     label = "acme/en-GB/ivr/" + "l" * (prompt_len - len("acme/en-GB/ivr/"))
-    digits = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#"]
+    digits = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]
     options = "".join(
         f"  - intent: opt_{i}\n    digit: '{d}'\n    label: Option {i}\n"
         f"    prompt: {label[:-2]}{i:02d}\n"
         for i, d in enumerate(digits)
     )
-    return f"menu: big\nfallback_intent: opt_0\noptions:\n{options}"
+    words = ""
+    if word_len is not None:
+        word = "acme/en-GB/ivr/" + "w" * (word_len - len("acme/en-GB/ivr/") - 4)
+        words = f"prompts:\n  for_word: {word}-for\n  press_word: {word}-prs\n"
+    return f"menu: big\nfallback_intent: opt_0\n{words}options:\n{options}"
 
 
-def test_a_twelve_option_menu_with_long_prompt_ids_is_refused_at_load(tmp_path: Path) -> None:
-    (tmp_path / "big.yaml").write_text(_big_menu(120))
+def test_a_ten_option_menu_with_long_prompt_ids_is_refused_at_load(tmp_path: Path) -> None:
+    (tmp_path / "big.yaml").write_text(_big_menu(120, word_len=100))
     with pytest.raises(ConfigError) as refused:
         load_checked_menus(_settings(tmp_path))
     message = str(refused.value)
-    assert message.startswith(f"{tmp_path / 'big.yaml'}: the menu read (all 12 options announced)")
+    assert message.startswith(f"{tmp_path / 'big.yaml'}: the menu read (all 10 options announced)")
     size = longest_read_line(load_menus(tmp_path)["big"])[1]
     assert size > MAX_COMMAND_BYTES
     assert f"AGI command line of {size} bytes" in message
@@ -90,15 +96,16 @@ def test_a_twelve_option_menu_with_long_prompt_ids_is_refused_at_load(tmp_path: 
 
 
 def test_the_worst_case_is_the_line_the_flow_would_send(tmp_path: Path) -> None:
-    """The check measures every option with the longest digit prompt (``digits/pound``),
-    after the longer lead-in, with the continue-by-SMS offer: the line the flow can send."""
+    """The check measures every option with the longest digit prompt (every ``digits/N`` is
+    as long), after the longer lead-in, with the continue-by-SMS offer: the line the flow
+    can send."""
     (tmp_path / "big.yaml").write_text(_big_menu(40))
     menu = load_menus(tmp_path)["big"]
     p = menu.prompts
     worst: list[str] = [p.invalid]
     for option in menu.options:
-        worst += [p.for_word, option.prompt, p.press_word, "digits/pound"]
+        worst += [p.for_word, option.prompt, p.press_word, "digits/1"]
     worst.append(p.continue_sms_offer)
     expected = command_bytes(read_command_line(worst, menu.input_timeout_ms, 1))
-    assert longest_read_line(menu) == ("the menu read (all 12 options announced)", expected)
+    assert longest_read_line(menu) == ("the menu read (all 10 options announced)", expected)
     load_checked_menus(_settings(tmp_path))  # 40-character prompt ids: it fits
