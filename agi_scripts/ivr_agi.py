@@ -51,6 +51,7 @@ async def main() -> None:
         clock=utc_now,
         decision_deadline_s=settings.decision_deadline_ms / 1000,
         default_region=settings.default_region,
+        use_withheld_caller_id=settings.use_withheld_caller_id,
     )
 
     async def handle(request: AgiRequest, channel: AgiChannel) -> None:

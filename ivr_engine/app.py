@@ -156,6 +156,7 @@ class Engine:
             default_region=settings.default_region,
             router=center.router if center is not None else None,
             continuation=self.continuation.continuer if self.continuation else None,
+            use_withheld_caller_id=settings.use_withheld_caller_id,
         )
 
     async def _start_agi(

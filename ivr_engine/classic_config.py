@@ -32,7 +32,7 @@ from ivr_engine.domain.models import Menu
 from ivr_engine.menu_codec import decode_menus, encode_menus
 
 CACHE_FILE = "classic-agi-config.json"
-FORMAT = 1
+FORMAT = 2  # 2: use_withheld_caller_id
 CONFIG_ENV = "IVR_ENGINE_CONFIG"  # the settings file; not a setting itself
 SETTINGS_ENV_PREFIX = "IVR_ENGINE_"
 DEFAULT_SPOOL_DIR = "data/spool"  # Settings.spool_dir's default (a test checks)
@@ -51,6 +51,7 @@ class CallSettings:
     spool_dir: Path
     decision_deadline_ms: int
     default_region: str
+    use_withheld_caller_id: bool
 
 
 def load_call_config(environ: Mapping[str, str]) -> tuple[CallSettings, Mapping[str, Menu]]:
@@ -89,6 +90,7 @@ def validate(
         spool_dir=full.spool_dir,
         decision_deadline_ms=full.decision_deadline_ms,
         default_region=full.default_region,
+        use_withheld_caller_id=full.use_withheld_caller_id,
     )
     return settings, menus, menus_read
 
@@ -213,6 +215,7 @@ def _encode_settings(settings: CallSettings) -> dict[str, Any]:
         "spool_dir": str(settings.spool_dir),
         "decision_deadline_ms": settings.decision_deadline_ms,
         "default_region": settings.default_region,
+        "use_withheld_caller_id": settings.use_withheld_caller_id,
     }
 
 
@@ -225,6 +228,7 @@ def _decode_settings(data: dict[str, Any]) -> CallSettings:
         spool_dir=Path(data["spool_dir"]),
         decision_deadline_ms=int(data["decision_deadline_ms"]),
         default_region=str(data["default_region"]),
+        use_withheld_caller_id=data["use_withheld_caller_id"] is True,
     )
 
 

@@ -84,6 +84,9 @@ class Settings(BaseModel):
     sounds_dir: Path = Field(Path("prompts/en"), description="checked at start-up for prompts")
     check_prompts: bool = True
     default_region: str = Field("US", pattern=r"^[A-Z]{2}$")
+    use_withheld_caller_id: bool = Field(
+        False, description="identify callers who withheld their number (presentation restricted)"
+    )
     decision_deadline_ms: int = Field(150, ge=10, le=5000)
     spool_dir: Path = Field(Path("data/spool"), description="events kept here while DB is down")
     log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING or ERROR, any case")

@@ -22,6 +22,7 @@ class SimulatedCall:
     heard: list[list[str]] = field(default_factory=list)  # prompt files per Read
     variables: dict[str, str] = field(default_factory=dict)
     uniqueid: str | None = None  # the channel's Uniqueid (the call id); random when None
+    presentation: int = 0  # agi_callingpres: 0 allowed, 0x20 (32) restricted: number withheld
 
 
 def _headers(call: SimulatedCall, host: str, port: int, script: str) -> bytes:
@@ -37,6 +38,7 @@ def _headers(call: SimulatedCall, host: str, port: int, script: str) -> bytes:
         "agi_version": "22.0.0-simulated",
         "agi_callerid": call.caller_id,
         "agi_calleridname": "unknown",
+        "agi_callingpres": str(call.presentation),
         "agi_context": "ivr-entry",
         "agi_extension": "s",
         "agi_priority": "2",

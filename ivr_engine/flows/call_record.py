@@ -25,6 +25,7 @@ class IncomingCall:
     menu: str
     started_at: datetime
     received: float = 0.0  # time.perf_counter() when the switch's request was in; 0: unknown
+    caller_withheld: bool = False  # the caller asked not to show their number (restricted)
 
 
 @dataclass(frozen=True, slots=True)

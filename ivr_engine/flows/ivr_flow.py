@@ -70,6 +70,7 @@ class SmsContinuation(Protocol):
 
 
 CONTINUE_KEY = "*"
+CALLER_WITHHELD = "caller withheld their number: default order"
 MAX_WARNED_MENU_NAMES = 64  # distinct unknown menu names logged (the name comes off the wire)
 
 
@@ -85,6 +86,7 @@ class IvrFlow:
         default_region: str = "US",
         router: CallRouter | None = None,
         continuation: SmsContinuation | None = None,
+        use_withheld_caller_id: bool = False,
     ) -> None:
         self._menus = menus
         self._lookup = lookup
@@ -94,6 +96,7 @@ class IvrFlow:
         self._region = default_region
         self._router = router
         self._continuation = continuation
+        self._use_withheld = use_withheld_caller_id
         self._unknown_menus: set[str] = set()
 
     def menu_for(self, name: str) -> Menu:
@@ -115,7 +118,8 @@ class IvrFlow:
 
     async def run(self, call: IncomingCall, channel: CallChannel) -> CallRecord:
         menu = self.menu_for(call.menu)
-        record = CallRecord(call=call, phone=normalize_caller_id(call.caller_id, self._region))
+        phone = None if self._ignores_caller_id(call) else call.caller_id
+        record = CallRecord(call=call, phone=normalize_caller_id(phone, self._region))
         try:
             history, decision = await self._identify_and_decide(menu, record)
             if call.received:  # the first prompt command goes out next
@@ -143,6 +147,8 @@ class IvrFlow:
         self, menu: Menu, record: CallRecord
     ) -> tuple[CallerHistory | None, MenuDecision]:
         started = time.perf_counter()
+        if self._ignores_caller_id(record.call):  # an account number entered still identifies
+            return self._decided(record, None, static_menu(menu, CALLER_WITHHELD), started)
         try:
             async with asyncio.timeout(self._deadline_s):
                 result = await self._lookup_phone(menu, record.phone)
@@ -159,6 +165,10 @@ class IvrFlow:
         if result.ambiguous:
             decision = static_menu(menu, "caller ID is shared by several customers")
         return self._decided(record, history, decision, started)
+
+    def _ignores_caller_id(self, call: IncomingCall) -> bool:
+        """A withheld number is not used to find the caller (``use_withheld_caller_id``)."""
+        return call.caller_withheld and not self._use_withheld
 
     async def _lookup_phone(self, menu: Menu, phone: str | None) -> LookupResult:
         if phone is None:

@@ -25,6 +25,7 @@ def incoming_call(
         menu=menu or request.query.get("menu", "main"),
         started_at=started_at,
         received=request.received,
+        caller_withheld=request.caller_withheld,
     )
 
 

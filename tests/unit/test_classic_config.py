@@ -110,7 +110,7 @@ def test_second_load_is_a_cache_hit_equal_to_validation(
         lambda text: "",
         lambda text: "[]",
         lambda text: text.replace("Technical support", "Technical SUPPORT"),  # digest
-        lambda text: text.replace('"format": 1', '"format": 99'),
+        lambda text: text.replace(f'"format": {classic_config.FORMAT}', '"format": 99'),
         lambda text: text.replace('"decision_deadline_ms"', '"deadline"'),
     ],
 )

@@ -104,6 +104,14 @@ class AgiRequest:
         return None if value is None or value.lower() == "unknown" else value
 
     @property
+    def caller_withheld(self) -> bool:
+        """``agi_callingpres`` says presentation restricted (``AST_PRES_RESTRICTED``, 0x20
+        under the ``0x60`` mask): the number reached the PBX (e.g. from a P-Asserted-Identity)
+        but the caller asked for it not to be shown."""
+        value = self._get("agi_callingpres") or ""
+        return value.isascii() and value.isdigit() and int(value) & 0x60 == 0x20
+
+    @property
     def channel(self) -> str | None:
         return self._get("agi_channel")
 

@@ -34,6 +34,7 @@ def incoming_call(data: ChannelData, started_at: datetime) -> IncomingCall:
         menu=data.variable(MENU_VARIABLE) or "main",
         started_at=started_at,
         received=time.perf_counter(),
+        caller_withheld=data.caller_withheld,
     )
 
 

@@ -116,6 +116,11 @@ class ChannelData:
         return self._get("Caller-Caller-ID-Number") or self._get("Channel-Caller-ID-Number")
 
     @property
+    def caller_withheld(self) -> bool:
+        """FreeSWITCH's ``Caller-Privacy-Hide-Number``: the caller asked not to show it."""
+        return (self._get("Caller-Privacy-Hide-Number") or "").lower() == "true"
+
+    @property
     def caller_name(self) -> str | None:
         return self._get("Caller-Caller-ID-Name")
 
