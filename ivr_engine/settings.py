@@ -123,6 +123,11 @@ class Settings(BaseModel):
     )
     desktop_allowed_origins: list[str] = Field(default_factory=list)
     desktop_secure_cookie: bool = True
+    desktop_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="reverse proxies (addresses/networks) whose X-Forwarded-For names the "
+        "desktop's client for its login limits; env: comma-separated",
+    )
     # Agent management over HTTP (issue #3): POST/PUT/PATCH/DELETE /v1/agents need
     # "Authorization: Bearer <admin_token>"; None: those endpoints answer 403.
     admin_token: SecretStr | None = Field(
@@ -147,7 +152,7 @@ class Settings(BaseModel):
         "proxy forwards); '*': any; env: comma-separated",
     )
 
-    @field_validator("pbx_allowlist")
+    @field_validator("pbx_allowlist", "desktop_trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         parse_networks(value)
@@ -170,6 +175,7 @@ class Settings(BaseModel):
         "desktop_allowed_origins",
         "pbx_allowlist",
         "http_allowed_hosts",
+        "desktop_trusted_proxies",
         mode="before",
     )
     @classmethod

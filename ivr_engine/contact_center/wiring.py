@@ -63,6 +63,7 @@ from ivr_engine.routing import (
 from ivr_engine.settings import Settings, parse_ami_url
 from ivr_engine.stopping import cancel_and_wait
 from ivr_engine.telephony.ami import AmiClient
+from ivr_engine.telephony.peers import parse_networks
 
 
 @dataclass
@@ -180,6 +181,7 @@ class ContactCenter:
             config=DesktopConfig(
                 allowed_origins=frozenset(settings.desktop_allowed_origins),
                 secure_cookie=settings.desktop_secure_cookie,
+                trusted_proxies=parse_networks(settings.desktop_trusted_proxies),
             ),
         )
 

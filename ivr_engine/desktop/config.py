@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ivr_engine.telephony.peers import Network
+
 _ORIGIN_RE = re.compile(
     r"^https?://[a-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?$"
 )
@@ -17,6 +19,10 @@ class DesktopConfig:
     # when a TLS proxy sits in front): "https://desk.example.com".
     allowed_origins: frozenset[str] = frozenset()
     secure_cookie: bool = True  # False only for plain-http test set-ups
+    # Reverse proxies in front of the desktop: a request from one of them is counted for
+    # the login limits by the address X-Forwarded-For gives (the nearest one that is not a
+    # trusted proxy); without them every client behind a proxy shares the proxy's address.
+    trusted_proxies: tuple[Network, ...] = ()
     cookie_secret: bytes | None = None  # None: random per process (sessions are in memory)
     cookie_name: str = "ivr_desktop_session"
     session_ttl_s: float = 10 * 3600.0  # one shift; the agent logs in again after it

@@ -56,6 +56,7 @@ from ivr_engine.desktop.keys import (
 from ivr_engine.desktop.messages import agent_json, state_json
 from ivr_engine.desktop.sessions import SessionStoreUnavailable
 from ivr_engine.desktop.throttle import GateFull, TooManyAttempts
+from ivr_engine.telephony.peers import Network
 
 T = TypeVar("T")
 
@@ -64,17 +65,44 @@ routes = web.RouteTableDef()
 
 def client_address(request: web.Request) -> str:
     """The client as the throttle counts it: an IPv6 client by its /64 (one host commonly
-    has the whole /64), an IPv4-mapped one as IPv4."""
+    has the whole /64), an IPv4-mapped one as IPv4. Behind a trusted proxy, the nearest
+    address in X-Forwarded-For that is not itself a trusted proxy."""
     remote = request.remote or "unknown"
     try:
-        ip = ipaddress.ip_address(remote)
+        ip = _unmapped(ipaddress.ip_address(remote))
     except ValueError:
         return remote
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
+    ip = forwarded_client(
+        ip, request.headers.getall("X-Forwarded-For", []), request.app[CONFIG].trusted_proxies
+    )
+    if isinstance(ip, ipaddress.IPv6Address):  # unmapped above: a real IPv6 client
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def forwarded_client(peer: Address, forwarded: list[str], proxies: tuple[Network, ...]) -> Address:
+    """The client a chain of trusted proxies vouches for: ``peer`` unless it is one of
+    ``proxies``; then X-Forwarded-For read from the right (each proxy appends the address
+    it got the request from), skipping trusted proxies. Anything unreadable on the way
+    stops there, at the last address that was vouched for (a client cannot claim to be
+    someone else by writing the header itself: only what a trusted proxy appended counts)."""
+    hops = [hop.strip() for value in forwarded for hop in value.split(",")]
+    client = peer
+    while any(client in network for network in proxies) and hops:
+        try:
+            client = _unmapped(ipaddress.ip_address(hops.pop()))
+        except ValueError:
+            break
+    return client
+
+
+def _unmapped(ip: Address) -> Address:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 Limits = list[tuple[str, int | None]]
