@@ -10,29 +10,15 @@ from datetime import UTC, datetime
 import pytest
 
 from ivr_engine.domain.models import CallOutcome, Menu, MenuOption
-from ivr_engine.flows.call_record import CallRecord
 from ivr_engine.flows.ivr_flow import IvrFlow
-from ivr_engine.ports import LookupResult
 from ivr_engine.telephony.agi import FastAgiServer
 from ivr_engine.telephony.agi.channel import read_command_line
 from ivr_engine.telephony.ivr_handler import ivr_handler
 from tests.component.fake_asterisk import FakeAsterisk, asterisk_reads
+from tests.component.flow_doubles import NobodyKnown, Records
 
 FAILED = 'SET VARIABLE "IVR_OUTCOME" "failed"'
 DIGITS = "1234567890*#"
-
-
-class NobodyKnown:
-    async def lookup(self, kind: str, value: str, *, max_events: int) -> LookupResult:
-        return LookupResult(history=None)
-
-
-class Records:
-    def __init__(self) -> None:
-        self.records: list[CallRecord] = []
-
-    def submit(self, record: CallRecord) -> None:
-        self.records.append(record)
 
 
 def long_menu() -> Menu:

@@ -17,31 +17,17 @@ from pathlib import Path
 import pytest
 
 from ivr_engine.domain.models import CallOutcome
-from ivr_engine.flows.call_record import CallRecord
 from ivr_engine.flows.ivr_flow import IvrFlow
 from ivr_engine.menu_config import load_menus
-from ivr_engine.ports import LookupResult
 from ivr_engine.telephony.agi import FastAgiServer
 from ivr_engine.telephony.ivr_handler import ivr_handler
 from tests.component.fake_asterisk import AsteriskChannel, FakeAsterisk
+from tests.component.flow_doubles import NobodyKnown, Records
 
 REPO = Path(__file__).resolve().parents[2]
 READ = 'GET FULL VARIABLE "${IVR_READ}|${READSTATUS}"'
 READ_AND_CLEAR = 'GET FULL VARIABLE "${IVR_READ}|${READSTATUS}|${SET(IVR_READ=)}${IVR_READ}"'
 CLEAR = 'SET VARIABLE "IVR_READ" ""'
-
-
-class NobodyKnown:
-    async def lookup(self, kind: str, value: str, *, max_events: int) -> LookupResult:
-        return LookupResult(history=None)
-
-
-class Records:
-    def __init__(self) -> None:
-        self.records: list[CallRecord] = []
-
-    def submit(self, record: CallRecord) -> None:
-        self.records.append(record)
 
 
 def now() -> datetime:
