@@ -121,7 +121,10 @@ class Engine:
                 redact(settings.database_url),
             )
         self.recorder = recorder = CallRecorder(
-            timeline.store, settings.spool_dir, fast=timeline.writer
+            timeline.store,
+            settings.spool_dir,
+            fast=timeline.writer,
+            linger_s=settings.call_write_linger_ms / 1000,
         )
         await recorder.start()
         return timeline, recorder

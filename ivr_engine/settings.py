@@ -89,6 +89,12 @@ class Settings(BaseModel):
     )
     decision_deadline_ms: int = Field(150, ge=10, le=5000)
     spool_dir: Path = Field(Path("data/spool"), description="events kept here while DB is down")
+    call_write_linger_ms: int = Field(
+        200,
+        ge=0,
+        le=5000,
+        description="calls ending within this long share one timeline write; 0: one per call",
+    )
     log_level: LogLevel = Field("INFO", description="DEBUG, INFO, WARNING or ERROR, any case")
     # The contact centre (issue #3): all off unless agents_file is set.
     agents_file: Path | None = Field(

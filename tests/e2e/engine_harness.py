@@ -99,7 +99,7 @@ async def wait_for_call_event(
     while True:
         for customer in await store.find_customers(Identity("phone", phone)):
             page = await store.timeline(customer.customer_id, limit=20)
-            calls = [e for e in page.events if e.event_id.startswith("voice:")]
+            calls = [e for e in page.events if e.event_id.endswith(":ivr")]
             if calls:
                 return customer, calls[0]
         if time.monotonic() > deadline:
