@@ -455,7 +455,7 @@ def kernel_timestamps() -> Iterator[None]:
 @dataclass(frozen=True)
 class Scenario:
     """``C[,hold=MS][,jitter=PCT][,gap=MS][,pool=N][,calls=N][,warmup=N]``: C calls in
-    flight. ``jitter``: each hold is drawn uniformly from hold ± PCT % and each slot starts
+    flight. ``jitter``: each hold is drawn uniformly from hold ± PCT percent and each slot starts
     after a random part of one hold, so calls arrive spread out rather than in step (with a
     fixed hold the C slots stay in lockstep: C calls arrive within a few ms, once a hold)."""
 
