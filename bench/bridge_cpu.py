@@ -11,7 +11,7 @@ bridge's real code with its I/O replaced:
   ``AmiConnection.serve`` (an in-memory ``StreamReader``) → ``Subscription`` → ``AmiReader``
   (normalise, group commit) → ``SqliteOutbox.append`` up to the SQL, whose rows are kept;
 * consumer side: those rows as Redis would hand them back (``XREADGROUP`` replies in
-  redis-py's shape, 500 entries a read, through ``_RedisLog.read_new``) →
+  redis-py's shape, as bytes, 500 entries a read, through ``_RedisLog.read_new``) →
   ``TimelineConsumer`` (decode, customers from an in-memory directory) → the timeline
   writer's pure row building (``fast_rows.row_tuples`` with the SQLite encoders).
 
@@ -112,7 +112,7 @@ class FakeAmi:
 
 
 class FakeRedis:
-    """What ``_RedisLog.read_new`` asks of redis-py: ``xreadgroup`` gives a stored reply."""
+    """What ``_RedisLog.read_new`` asks of redis-py: ``XREADGROUP`` gives a stored reply."""
 
     def __init__(self) -> None:
         self.reply: list[Any] = []
@@ -120,7 +120,7 @@ class FakeRedis:
     def register_script(self, source: str) -> None:
         return None
 
-    async def xreadgroup(self, *args: Any, **kwargs: Any) -> list[Any]:
+    async def execute_command(self, *args: Any, **options: Any) -> list[Any]:
         return self.reply
 
 
@@ -195,11 +195,11 @@ async def consume_side(rows: list[tuple[str, str, str]], batch: int) -> RowWrite
     partitions = list(range(settings.partitions))
     entry = 0
     for start in range(0, len(rows), batch):
-        by_key: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        by_key: dict[bytes, list[tuple[bytes, dict[bytes, bytes]]]] = {}
         for _, key, body in rows[start : start + batch]:
             entry += 1
-            stream_key = log.key(STREAM, f"p{partition_for(key, settings.partitions)}")
-            by_key.setdefault(stream_key, []).append((f"{entry}-0", {"e": body}))
+            stream_key = log.key(STREAM, f"p{partition_for(key, settings.partitions)}").encode()
+            by_key.setdefault(stream_key, []).append((b"%d-0" % entry, {b"e": body.encode()}))
         redis.reply = [[k, entries] for k, entries in by_key.items()]
         deliveries = await log.read_new(STREAM, GROUP, CONSUMER, partitions, batch, 200)
         await consumer._process(deliveries)

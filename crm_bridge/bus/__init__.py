@@ -20,6 +20,10 @@ Delivery: at least once
     *effect* is the consumer's job, by applying each ``event_id`` once (a unique key in the
     timeline, ``SET NX`` with a TTL, ...). Nothing is lost while the stream holds it:
     entries are trimmed at about ``maxlen`` per partition whether read or not.
+    An entry that is not an event (written by something else: no ``e`` field, not UTF-8
+    in a field name or value, not a JSON object) is never delivered and never fails a
+    read: it is skipped (a warning with a count), stays pending and is dead-lettered
+    after ``max_deliveries``; the events around it are delivered as usual.
 
 Ordering: per partition key, through partition ownership
     One stream read by several consumers in one group interleaves a call's events across

@@ -59,8 +59,9 @@ class Delivery:
 class DeadLetter:
     """An event that was delivered ``deliveries`` times without an ack, then set aside.
 
-    An entry that was never an event (not a JSON object: written to the stream by something
-    else, or corrupted) is skipped by consumers, so it ends here as ``{"undecodable": text}``.
+    An entry that was never an event (not a JSON object, or not UTF-8: written to the stream
+    by something else, or corrupted) is skipped by consumers, so it ends here as
+    ``{"undecodable": text}`` (bytes that are not UTF-8 escaped, ``\\xff``).
     """
 
     id: str  # position in the dead-letter log
@@ -145,17 +146,19 @@ def encode_event(event: Event) -> tuple[str, str]:
     return str(event["partition_key"]), text
 
 
-def decode_event(text: str) -> dict[str, Any]:
-    """The event a bus entry holds. orjson reads it (3-4x less CPU than ``json.loads``);
-    what orjson refuses but ``json`` reads (``NaN``, lone surrogates) is read by ``json``,
-    so both accept exactly the same entries. orjson reads an integer outside the 64-bit
-    range (below -2**63 or above 2**64 - 1) as a float, without an error: such a value
-    arrives rounded, with either bus (put very long numbers in events as strings)."""
+def decode_event(text: str | bytes) -> dict[str, Any]:
+    """The event a bus entry holds (text, or the UTF-8 bytes of the Redis bus's reads).
+    orjson reads it (3-4x less CPU than ``json.loads``); what orjson refuses but ``json``
+    reads (``NaN``, lone surrogates) is read by ``json``, so both accept exactly the same
+    entries; bytes that are not UTF-8 are a ``ValueError`` (``UnicodeDecodeError``). orjson
+    reads an integer outside the 64-bit range (below -2**63 or above 2**64 - 1) as a float,
+    without an error: such a value arrives rounded, with either bus (put very long numbers
+    in events as strings)."""
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:
         try:
-            doc = json.loads(text)
+            doc = json.loads(text if isinstance(text, str) else text.decode())
         except RecursionError:  # orjson stops at 1,024 levels, json's recursion a little later
             raise ValueError(f"bus entry nested too deeply: {text[:80]!r}") from None
     if not isinstance(doc, dict):

@@ -17,8 +17,11 @@ event, no MULTI) per 1,000 events, packed in one argument (``pack_entries``);
 side-by-side bench). The consume loop
 (``consumer.py``) uses ``XREADGROUP`` (``>``) over the owned partitions that have nothing
 pending, and the Lua in ``redis_lua.py`` for ownership and for ``XAUTOCLAIM`` +
-dead-lettering. Commands are not retried; every failure is
-``BusUnavailable`` within ``timeout_s`` (plus ``block_ms`` for a blocking read).
+dead-lettering. The commands that return entries are read as bytes and decoded entry by
+entry (``redis_entries.py``), so an entry something else wrote that is not UTF-8 is skipped
+and dead-lettered like any other entry that is not an event. Commands are not retried;
+every failure is ``BusUnavailable`` within ``timeout_s`` (plus ``block_ms`` for a blocking
+read).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Seque
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.client import NEVER_DECODE
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
 
 from crm_bridge.bus.consumer import GroupView, consume_batches
 from crm_bridge.bus.errors import BusClosed, BusUnavailable, PartitionCountMismatch
@@ -42,10 +47,10 @@ from crm_bridge.bus.model import (
     EncodedEvent,
     Event,
     check_name,
-    decode_event,
     encode_event,
     partition_for,
 )
+from crm_bridge.bus.redis_entries import RawEntry, dead_letter, split_events, stream_replies
 from crm_bridge.bus.redis_lua import SCRIPTS
 from ivr_engine.redis_client import open_redis
 
@@ -55,7 +60,8 @@ DEFAULT_PREFIX = "ivr:bus:"
 PIPELINE_CHUNK = 1_000
 _FAILURES = (RedisError, OSError, TimeoutError)
 T = TypeVar("T")
-Script = Callable[..., Awaitable[Any]]
+Arg = str | int | bytes  # a command or script argument
+_AS_BYTES = {NEVER_DECODE: True}  # redis-py leaves this command's reply undecoded
 
 
 class RedisEventBus:
@@ -143,8 +149,8 @@ class RedisEventBus:
 
     async def dead_letters(self, stream: str, *, limit: int = 100) -> list[DeadLetter]:
         key = self._log.key(check_name("stream", stream), "dead")
-        rows: Any = await self._log.run(lambda: self._log.client.xrange(key, count=limit))
-        return [_dead_letter(dead_id, fields) for dead_id, fields in rows]
+        rows: Any = await self._log.run_bytes("XRANGE", key, "-", "+", "COUNT", limit)
+        return [dead_letter(dead_id, fields) for dead_id, fields in rows]
 
     async def aclose(self) -> None:
         self._log.closed.set()
@@ -159,7 +165,7 @@ class _RedisLog:
         self.client, self.settings, self.prefix = client, settings, prefix
         self.timeout_s = timeout_s
         self.closed = asyncio.Event()
-        self.scripts: dict[str, Script] = {
+        self.scripts: dict[str, AsyncScript] = {
             name: client.register_script(source) for name, source in SCRIPTS.items()
         }
         self.checked: set[str] = set()  # streams whose partition count was checked
@@ -179,11 +185,47 @@ class _RedisLog:
         except _FAILURES as exc:
             self.check_open()  # closed while waiting: BusClosed, not an outage
             raise BusUnavailable(f"event bus (Redis) failed: {exc!r}") from exc
-        except UnicodeDecodeError as exc:  # an entry no bus wrote (not UTF-8)
+        except UnicodeDecodeError as exc:  # not expected: replies with entries are bytes
             raise BusUnavailable(f"event bus (Redis) returned non-UTF-8 text: {exc}") from exc
 
-    async def script(self, name: str, keys: Sequence[str], *args: object) -> Any:
+    async def _as_bytes(self, *command: Arg) -> Any:
+        """One command with its reply left as bytes (redis-py's ``NEVER_DECODE``)."""
+        return await self.client.execute_command(*command, **_AS_BYTES)  # type: ignore[no-untyped-call]
+
+    async def run_bytes(self, *command: Arg, extra_s: float = 0.0) -> Any:
+        """``run`` of a command whose reply holds entries, left as bytes: ``redis_entries``
+        decodes them one by one."""
+        return await self.run(lambda: self._as_bytes(*command), extra_s)
+
+    async def script(self, name: str, keys: Sequence[str], *args: Arg) -> Any:
         return await self.run(lambda: self.scripts[name](keys=list(keys), args=list(args)))
+
+    async def script_bytes(self, name: str, keys: Sequence[str], *args: Arg) -> Any:
+        """``script`` with the reply left as bytes (``run_bytes``)."""
+        script = self.scripts[name]
+
+        async def call() -> Any:
+            try:
+                return await self._as_bytes("EVALSHA", script.sha, len(keys), *keys, *args)
+            except NoScriptError:  # not loaded (a restarted server, SCRIPT FLUSH): load it
+                script.sha = await self.client.script_load(script.script)
+                return await self._as_bytes("EVALSHA", script.sha, len(keys), *keys, *args)
+
+        return await self.run(call)
+
+    def events(self, stream: str, group: str, found: Iterable[RawEntry]) -> list[Delivery]:
+        """The events among entries read; the others are logged, with a count, and left
+        pending (claimed again, then dead-lettered after ``max_deliveries``)."""
+        deliveries, skipped = split_events(found)
+        if skipped:
+            log.warning(
+                "bus %s/%s: skipped %d entries that are not events (left to be dead-lettered): %s",
+                stream,
+                group,
+                len(skipped),
+                "; ".join(skipped[:3]),
+            )
+        return deliveries
 
     def partition_keys(self, stream: str) -> list[str]:
         return [self.key(stream, f"p{i}") for i in range(self.settings.partitions)]
@@ -241,16 +283,16 @@ class _RedisLog:
         s = self.settings
         keys = [self.key(stream, f"p{partition}"), self.key(stream, "dead")]
         args = (group, consumer, s.min_idle_ms, count, s.max_deliveries, partition, s.dead_maxlen)
-        claimed, dead, lost = await self.script("claim", keys, *args)
+        claimed, dead, lost = await self.script_bytes("claim", keys, *args)
         if dead:
             log.warning("bus %s/%s: %d entries dead-lettered (p%d)", stream, group, dead, partition)
         if lost:
             log.warning("bus %s/%s: %d pending entries were trimmed (lost)", stream, group, lost)
         found = [
-            (DeliveryId(stream, group, partition, entry), _event(text), int(n))
+            (DeliveryId(stream, group, partition, entry.decode()), text, int(n))
             for entry, text, n in claimed
         ]
-        return [Delivery(where, event, n) for where, event, n in found if event is not None]
+        return self.events(stream, group, found)
 
     async def read_new(
         self,
@@ -261,19 +303,19 @@ class _RedisLog:
         count: int,
         block_ms: int,
     ) -> list[Delivery]:
-        index = {self.key(stream, f"p{p}"): p for p in partitions}
-        reply = await self.run(
-            lambda: self.client.xreadgroup(
-                group, consumer, dict.fromkeys(index, ">"), count=count, block=block_ms
-            ),
+        keys = [self.key(stream, f"p{p}") for p in partitions]
+        index = {key.encode(): p for key, p in zip(keys, partitions, strict=True)}
+        reply = await self.run_bytes(
+            *("XREADGROUP", "GROUP", group, consumer, "COUNT", count, "BLOCK", block_ms),
+            *("STREAMS", *keys, *[">"] * len(keys)),
             extra_s=block_ms / 1000,
         )
         found = [
-            (DeliveryId(stream, group, index[key], entry), _event(fields.get("e")))
-            for key, entries in _stream_replies(reply)
+            (DeliveryId(stream, group, index[key], entry.decode()), (fields or {}).get(b"e"), 1)
+            for key, entries in stream_replies(reply)
             for entry, fields in entries
         ]
-        return [Delivery(where, event) for where, event in found if event is not None]
+        return self.events(stream, group, found)
 
     async def pause(self, seconds: float) -> None:
         try:
@@ -292,36 +334,3 @@ def pack_entries(entries: Sequence[EncodedEvent], partitions: int) -> bytes:
         body = text.encode()
         parts += (b"%d:%d:" % (partition_for(key, partitions) + 1, len(body)), body)
     return b"".join(parts)
-
-
-def _stream_replies(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
-    """``XREADGROUP`` replies: ``[[key, entries]]`` (RESP2) or ``{key: entries}`` (RESP3,
-    where redis-py may wrap the entries in one more list)."""
-    if not reply:
-        return []
-    pairs = list(reply.items()) if isinstance(reply, dict) else reply
-    out: list[tuple[str, list[tuple[str, dict[str, str]]]]] = []
-    for key, entries in pairs:
-        rows = entries[0] if entries and isinstance(entries[0], list) else entries
-        out.append((key, [(entry, fields) for entry, fields in rows]))
-    return out
-
-
-def _event(text: str | None) -> dict[str, Any] | None:
-    """The event an entry holds; None for one that is not an event (written by something
-    else, or corrupted): it stays pending, so it is dead-lettered after ``max_deliveries``
-    claims instead of stopping every consumer of its partition."""
-    try:
-        return decode_event("" if text is None else text)
-    except ValueError as exc:
-        log.warning("bus: skipped an entry that is not an event (to be dead-lettered): %s", exc)
-        return None
-
-
-def _dead_letter(dead_id: str, fields: dict[str, str]) -> DeadLetter:
-    text = fields.get("e", "")
-    try:
-        event = decode_event(text)
-    except ValueError:  # an entry that never was an event: shown as it is
-        event = {"undecodable": text}
-    return DeadLetter(dead_id, event, fields["g"], int(fields["p"]), fields["id"], int(fields["n"]))

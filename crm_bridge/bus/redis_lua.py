@@ -92,7 +92,9 @@ return 0
 # ARGV: group, consumer, min_idle_ms, count, max_deliveries, partition, dead_maxlen
 # Claim entries idle >= min_idle_ms (XAUTOCLAIM counts a delivery); an entry already
 # delivered max_deliveries times goes to the dead stream instead and is acknowledged.
-# → {{id, json, deliveries}..., dead-lettered count, lost (trimmed) count}
+# An entry's event is its 'e' field (false when it has none: not an event, as XREADGROUP's
+# reader sees it); the dead letter of an entry without one keeps its first value as 'x'.
+# → {{id, json or false, deliveries}..., dead-lettered count, lost (trimmed) count}
 CLAIM = """
 local group, consumer, max_n = ARGV[1], ARGV[2], tonumber(ARGV[5])
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], group, consumer, ARGV[3], '0-0',
@@ -101,16 +103,20 @@ local out, dead, lost = {}, 0, #(claimed[3] or {})
 for _, entry in ipairs(claimed[2]) do
   local id, fields = entry[1], entry[2]
   local n = redis.call('XPENDING', KEYS[1], group, id, id, 1)[1][4]
+  local text = false
+  for i = 1, #(fields or {}), 2 do
+    if fields[i] == 'e' then text = fields[i + 1]; break end
+  end
   if not fields then
     redis.call('XACK', KEYS[1], group, id)
     lost = lost + 1
   elseif n > max_n then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'e', fields[2], 'g', group,
-               'p', ARGV[6], 'id', id, 'n', n - 1)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', text and 'e' or 'x',
+               text or fields[2], 'g', group, 'p', ARGV[6], 'id', id, 'n', n - 1)
     redis.call('XACK', KEYS[1], group, id)
     dead = dead + 1
   else
-    out[#out + 1] = {id, fields[2], n}
+    out[#out + 1] = {id, text, n}
   end
 end
 return {out, dead, lost}

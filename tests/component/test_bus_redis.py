@@ -236,3 +236,24 @@ async def test_a_packed_batch_arrives_entry_by_entry_as_sent(prefix: str) -> Non
             await client.aclose()
     finally:
         await bus.aclose()
+
+
+async def test_a_claim_loads_its_script_when_redis_does_not_have_it(prefix: str) -> None:
+    """The claim script is sent as ``EVALSHA`` by the bus itself (its reply is read as
+    bytes): a server without it (restarted, ``SCRIPT FLUSH``; here an unknown SHA, so the
+    shared server is left alone) gets it loaded, as redis-py's own script calls do."""
+    settings = BusSettings(partitions=1, lease_ms=1000, min_idle_ms=10, max_deliveries=3)
+    bus = RedisEventBus.from_url(REDIS_URL, settings, prefix=prefix)
+    try:
+        await bus.publish(STREAM, events(2))
+        batches = bus.consume(STREAM, GROUP, "c1", block_ms=BLOCK_MS)
+        async with contextlib.aclosing(batches):
+            first = await anext(batches)  # not acknowledged: claimed again
+            claim = bus._log.scripts["claim"]
+            real, claim.sha = claim.sha, "0" * 40
+            again = await anext(batches)
+            await bus.ack(d.id for d in again)
+        assert [d.event for d in again] == [d.event for d in first]
+        assert {d.attempt for d in again} == {2} and claim.sha == real
+    finally:
+        await bus.aclose()

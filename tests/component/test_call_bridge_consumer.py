@@ -1,21 +1,28 @@
 """The consumer's edge cases on the in-process bus and a real SQLite timeline: an entry that
 is not a call event is left to the bus's dead letters (the good ones are written), and a
-customer that vanished between resolution and write is resolved again."""
+customer that vanished between resolution and write is resolved again. On the Redis bus and
+a PostgreSQL timeline: an entry something else wrote that is not UTF-8 is set aside the same
+way, and the consumer never stalls on it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
-from crm_bridge.bus import BusSettings, Delivery, DeliveryId, InMemoryEventBus
+from crm_bridge.bus import BusSettings, Delivery, DeliveryId, InMemoryEventBus, RedisEventBus
+from crm_bridge.bus.model import partition_for
 from crm_bridge.calls import CustomerResolver, TimelineConsumer
 from ivr_engine.ports import Identity
 from ivr_engine.timeline import Timeline, open_timeline
 from ivr_engine.timeline.fast_rows import EventRow
+from tests.component.test_bus_contract import REDIS_URL, delete_prefix, require_redis
 from tests.component.test_call_bridge_fakes import Switch
 from tests.component.test_call_bridge_normalise import run
 
@@ -39,7 +46,7 @@ class ForgetfulWriter:
 
 @contextlib.asynccontextmanager
 async def consuming(
-    bus: InMemoryEventBus, timeline: Timeline, writer: object
+    bus: InMemoryEventBus | RedisEventBus, timeline: Timeline, writer: object
 ) -> AsyncIterator[TimelineConsumer]:
     consumer = TimelineConsumer(
         bus, "calls", "timeline", "c1", CustomerResolver(timeline.store), writer,  # type: ignore[arg-type]
@@ -88,6 +95,51 @@ async def test_foreign_entries_are_dead_lettered_and_vanished_customers_resolved
     finally:
         await bus.aclose()
         await timeline.close()
+
+
+@pytest.mark.postgres
+async def test_a_non_utf8_entry_on_the_redis_bus_is_set_aside_and_every_event_written(
+    pg_url: str, new_phone: Callable[[], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: redis-py failed every read returning the entry (``BusUnavailable``, the
+    consumer backed off and read again, forever), and the claims dead-lettered the call's
+    good events with it: none reached the timeline."""
+    await require_redis()
+    phone = new_phone()
+    switch = Switch(prefix=uuid.uuid4().hex[:8])  # ids of its own: pg_url is the session's
+    switch.agent_call(phone)
+    events = [e.to_bus() for e in run(switch.take_events())]
+    prefix = f"test:bus-{uuid.uuid4().hex}:"
+    bus = RedisEventBus.from_url(REDIS_URL, FAST, prefix=prefix)
+    raw = Redis.from_url(REDIS_URL)
+    timeline = await open_timeline(pg_url, migrate=False)
+    try:
+        await bus.publish("calls", events[:2])  # before the consumer: one read returns all
+        key = events[0]["partition_key"]
+        partition = f"{prefix}{{calls}}:p{partition_for(key, FAST.partitions)}"
+        await raw.xadd(partition, {b"e": b'{"event_id":"\xff","partition_key":"x"}'})
+        await bus.publish("calls", events[2:])
+        async with consuming(bus, timeline, timeline.writer) as consumer:
+            await consumer.wait_committed(len(events), 10)
+            for _ in range(200):  # redelivered after min_idle_ms, then set aside
+                if await bus.dead_letters("calls"):
+                    break
+                await asyncio.sleep(0.05)
+            (dead,) = await bus.dead_letters("calls")
+            assert consumer.committed == len(events)  # each delivered once
+        assert dead.event == {"undecodable": '{"event_id":"\\xff","partition_key":"x"}'}
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert not [m for m in said if "bus unavailable" in m], said  # never a failed read
+        assert any("skipped 1 entries that are not events" in m for m in said), said
+        assert any("1 entries dead-lettered" in m for m in said), said
+        (customer,) = await timeline.store.find_customers(Identity("phone", phone))
+        page = await timeline.store.timeline(customer.customer_id)
+        assert sorted(e.event_id for e in page.events) == sorted(e["event_id"] for e in events)
+    finally:
+        await timeline.close()
+        await raw.aclose()
+        await bus.aclose()
+        await delete_prefix(prefix)
 
 
 class ScriptedBus:
