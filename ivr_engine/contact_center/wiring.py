@@ -112,7 +112,9 @@ class ContactCenter:
         )
         await roster.start(records_from_file(profiles, directory))
         # after the roster: an unreachable Redis is refused as agent state first
-        shared_desktop = await open_shared_desktop(settings.agent_state_url)
+        shared_desktop = await open_shared_desktop(
+            settings.agent_state_url, desktop_config(settings)
+        )
         hub = DesktopHub(
             timeline,
             relay=shared_desktop.relay,
@@ -178,11 +180,8 @@ class ContactCenter:
             agents=self.agents,
             hub=self.hub,
             sessions=self.shared_desktop.sessions,
-            config=DesktopConfig(
-                allowed_origins=frozenset(settings.desktop_allowed_origins),
-                secure_cookie=settings.desktop_secure_cookie,
-                trusted_proxies=parse_networks(settings.desktop_trusted_proxies),
-            ),
+            limits=self.shared_desktop.limits,  # in Redis with the sessions, when they are
+            config=desktop_config(settings),
         )
 
     def agents_routes(self, settings: Settings, clock: Callable[[], datetime]) -> web.RouteTableDef:
@@ -217,6 +216,15 @@ class ContactCenter:
         await cancel_and_wait(self._tasks)
         await self.shared_desktop.aclose()
         await self.agents.aclose()
+
+
+def desktop_config(settings: Settings) -> DesktopConfig:
+    """The desktop's settings: one for its app and what it shares (sessions, login limits)."""
+    return DesktopConfig(
+        allowed_origins=frozenset(settings.desktop_allowed_origins),
+        secure_cookie=settings.desktop_secure_cookie,
+        trusted_proxies=parse_networks(settings.desktop_trusted_proxies),
+    )
 
 
 def intents_of(menus: Mapping[str, Menu]) -> set[str]:

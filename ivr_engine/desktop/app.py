@@ -41,7 +41,7 @@ from ivr_engine.desktop.keys import (
 )
 from ivr_engine.desktop.passwords import dummy_hash
 from ivr_engine.desktop.sessions import MemorySessionStore, SessionStore
-from ivr_engine.desktop.throttle import CheckGate, LoginThrottle
+from ivr_engine.desktop.throttle import CheckGate, LoginLimits, MemoryLoginLimits
 from ivr_engine.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,13 @@ def create_desktop_app(
     config: DesktopConfig | None = None,
     clock: Callable[[], float] = time.monotonic,
     sessions: SessionStore | None = None,
+    limits: LoginLimits | None = None,
 ) -> web.Application:
-    """The desktop sub-app; ``clock`` (seconds, monotonic) drives lockout times, and session
-    times when ``sessions`` is None (then in this process: ``MemorySessionStore``). The
-    caller owns (and closes) a ``sessions`` it passes."""
+    """The desktop sub-app; ``clock`` (seconds, monotonic) drives session times when
+    ``sessions`` is None (then in this process: ``MemorySessionStore``) and lockout times
+    when ``limits`` is None (then in this process: ``MemoryLoginLimits``). The caller owns
+    (and closes) the ``sessions`` and ``limits`` it passes: with several engine processes,
+    both of ``open_shared_desktop``."""
     config = config or DesktopConfig()
     app = web.Application(
         middlewares=[security_headers_middleware, error_middleware, agent_error_middleware],
@@ -72,12 +75,7 @@ def create_desktop_app(
         secret = config.cookie_secret or secrets.token_bytes(32)
         sessions = MemorySessionStore(secret=secret, ttl_s=config.session_ttl_s, clock=clock)
     app[SESSIONS] = sessions
-    app[THROTTLE] = LoginThrottle(
-        max_failures=config.max_failed_logins,
-        window_s=config.failed_login_window_s,
-        trust_s=config.login_trust_s,
-        clock=clock,
-    )
+    app[THROTTLE] = MemoryLoginLimits.for_config(config, clock) if limits is None else limits
     app[CHECK_GATE] = CheckGate(
         running=config.max_password_checks, waiting=config.max_waiting_password_checks
     )

@@ -1,4 +1,5 @@
-"""Agent-state failures as clear JSON errors, and the security headers of every response.
+"""Agent-state and login-limit failures as clear JSON errors, and the security headers of
+every response.
 
 The generic cases (``ApiError``, HTTP errors, the timeline being down, unexpected bugs) are
 left to the API's ``error_middleware``, which sits outside this one.
@@ -15,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from ivr_engine.agents import AgentStateUnavailable, InvalidTransition, UnknownAgent
 from ivr_engine.api.errors import error_response
+from ivr_engine.desktop.throttle import LoginLimitsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,10 @@ async def agent_error_middleware(request: web.Request, handler: Handler) -> web.
         log.warning("%s %s: agent state unavailable", request.method, request.path, exc_info=True)
         message = "the agent state service is unavailable: try again in a moment"
         return error_response(503, "agent_state_unavailable", message)
+    except LoginLimitsUnavailable:  # fail closed: a login that cannot be counted is not checked
+        log.warning("%s %s: login limits unavailable", request.method, request.path, exc_info=True)
+        message = "logins cannot be counted right now (shared store down): try again in a moment"
+        return error_response(503, "login_limits_unavailable", message)
 
 
 @web.middleware

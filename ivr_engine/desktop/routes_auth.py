@@ -6,7 +6,9 @@ out at that client address (tokens: that address) for the rest of it; someone gu
 elsewhere does not lock the agent out. ``max_failed_logins_per_agent`` failures (4 times as
 many by default) from all addresses together lock the agent out everywhere except at the
 addresses it logged in from lately (distributed guessing). Each attempt is counted before
-its password is checked (``throttle``), and a success takes back only its own count.
+its password is checked (``throttle``), and a success takes back only its own count. The
+counts are the engine's (``LoginLimits``: in Redis with several engine processes); when they
+cannot be read the login is refused with 503 before its password is checked (fail closed).
 
 Unknown agent ids cost a scrypt like known ones (checked against a dummy hash: no timing
 oracle), so they are what gets cheap instead: ``max_failed_logins_per_address`` failures
@@ -108,14 +110,14 @@ def _unmapped(ip: Address) -> Address:
 Limits = list[tuple[str, int | None]]
 
 
-def _limits(request: web.Request, body: LoginBody) -> tuple[str | None, Limits]:
+async def _limits(request: web.Request, body: LoginBody) -> tuple[str | None, Limits]:
     """The key a success trusts (None: tokens), and each (key, limit) the attempt counts on."""
     address = client_address(request)
     if body.agent_id is None:
         return None, [(f"token:{address}", None)]
     pair = f"agent:{body.agent_id}@{address}"
     limits: Limits = [(pair, None)]
-    if not request.app[THROTTLE].trusted(pair):
+    if not await request.app[THROTTLE].trusted(pair):
         config = request.app[CONFIG]
         limits.append((f"agent:{body.agent_id}", config.agent_ceiling))
         limits.append((f"address:{address}", config.address_ceiling))
@@ -131,11 +133,12 @@ def _check(directory: AgentDirectory, body: LoginBody) -> DesktopAgent | None:
 
 async def _checked_agent(request: web.Request, body: LoginBody) -> DesktopAgent:
     """Who the body logs in as: 429 while throttled, 503 when too many checks are running,
-    401 for a wrong password, an unknown agent or an unknown token."""
+    401 for a wrong password, an unknown agent or an unknown token. ``LoginLimitsUnavailable``
+    (503, ``errors.py``) when the counts cannot be read or written."""
     throttle = request.app[THROTTLE]
-    trusted_key, limits = _limits(request, body)
+    trusted_key, limits = await _limits(request, body)
     try:  # counted as a failure before the check: parallel guesses see it at once
-        attempt = throttle.begin(limits)
+        attempt = await throttle.begin(limits)
     except TooManyAttempts as exc:
         seconds = math.ceil(exc.retry_after_s)
         message = f"too many failed logins: try again in {seconds} s"
@@ -145,15 +148,15 @@ async def _checked_agent(request: web.Request, body: LoginBody) -> DesktopAgent:
         async with request.app[CHECK_GATE].slot():
             agent = await asyncio.to_thread(_check, request.app[DIRECTORY], body)
     except GateFull:
-        throttle.release(attempt)  # not checked: not a failure
+        await throttle.release(attempt)  # not checked: not a failure
         message = "too many logins are being checked: retry in a second"
         raise ApiError(503, "login_busy", message, extra={"retry_after_s": 1}) from None
     if agent is None:
         what = "unknown API token" if body.token is not None else "unknown agent or wrong password"
         raise ApiError(401, "login_failed", what)
-    throttle.release(attempt)
+    await throttle.release(attempt)
     if trusted_key is not None:
-        throttle.trust(trusted_key)
+        await throttle.trust(trusted_key)
     return agent
 
 

@@ -9,6 +9,11 @@ forgets them.
 ``trust`` remembers for ``trust_s`` a key that logged in (an agent at an address): the
 coarser keys (every address of an agent, every agent at an address) need not apply to it, so
 guesses from elsewhere do not lock an agent out of the desk they use.
+
+Two stores, one contract (``LoginLimits``, ``tests/component/test_desktop_login_limits.py``):
+``MemoryLoginLimits`` over ``LoginThrottle`` (one engine process, the default) and
+``RedisLoginLimits`` (``redis_throttle``: every engine process sharing ``agent_state_url``
+counts on the same keys). ``CheckGate`` stays per process: it bounds this process's CPU.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
+
+from ivr_engine.desktop.config import DesktopConfig
 
 
 class TooManyAttempts(Exception):
@@ -29,12 +37,47 @@ class TooManyAttempts(Exception):
         self.retry_after_s = retry_after_s
 
 
+class LoginLimitsUnavailable(Exception):
+    """The shared store of the limits (Redis) did not answer: the login gets a 503 and its
+    password is not checked (fail closed: an attempt that cannot be counted is not made)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """A reserved login attempt: counted against ``keys`` at ``at``."""
+    """A reserved login attempt: counted against ``keys`` at ``at``; ``token`` tells it
+    from every other attempt in a shared store (two processes may count at the same time)."""
 
     keys: tuple[str, ...]
     at: float
+    token: str = ""
+
+
+Limits = Sequence[tuple[str, int | None]]  # (key, limit); None: max_failures
+
+
+class LoginLimits(Protocol):
+    """Where failed logins are counted; every method may raise ``LoginLimitsUnavailable``."""
+
+    async def begin(self, limits: Limits) -> Attempt:
+        """Count one attempt against each key, or raise ``TooManyAttempts`` (counting
+        nothing) when any key is at its limit; atomic (parallel attempts cannot pass)."""
+        ...
+
+    async def release(self, attempt: Attempt) -> None:
+        """Take back this attempt's count only (it succeeded, or was never checked)."""
+        ...
+
+    async def trust(self, key: str) -> None: ...
+
+    async def trusted(self, key: str) -> bool: ...
+
+    async def failed(self, key: str) -> None:
+        """Count a failure that was not reserved with ``begin``."""
+        ...
+
+    async def retry_after(self, key: str, limit: int | None = None) -> float | None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class LoginThrottle:
@@ -78,7 +121,7 @@ class LoginThrottle:
             return None
         return max(1.0, times[-limit] + self._window_s - self._clock())
 
-    def begin(self, limits: Sequence[tuple[str, int | None]]) -> Attempt:
+    def begin(self, limits: Limits) -> Attempt:
         """Count one attempt against each ``(key, limit)`` (None: ``max_failures``), or raise
         ``TooManyAttempts`` (counting nothing) when any key is at its limit."""
         waits = [wait for key, limit in limits if (wait := self.retry_after(key, limit))]
@@ -124,6 +167,46 @@ class LoginThrottle:
         self._failures.move_to_end(key)
         while len(self._failures) > self._max_keys:
             self._failures.popitem(last=False)
+
+
+class MemoryLoginLimits:
+    """``LoginLimits`` in this process only (one engine process: the embedded default)."""
+
+    def __init__(self, throttle: LoginThrottle) -> None:
+        self.throttle = throttle
+
+    @classmethod
+    def for_config(
+        cls, config: DesktopConfig, clock: Callable[[], float] = time.monotonic
+    ) -> MemoryLoginLimits:
+        throttle = LoginThrottle(
+            max_failures=config.max_failed_logins,
+            window_s=config.failed_login_window_s,
+            trust_s=config.login_trust_s,
+            clock=clock,
+        )
+        return cls(throttle)
+
+    async def begin(self, limits: Limits) -> Attempt:
+        return self.throttle.begin(limits)
+
+    async def release(self, attempt: Attempt) -> None:
+        self.throttle.release(attempt)
+
+    async def trust(self, key: str) -> None:
+        self.throttle.trust(key)
+
+    async def trusted(self, key: str) -> bool:
+        return self.throttle.trusted(key)
+
+    async def failed(self, key: str) -> None:
+        self.throttle.failed(key)
+
+    async def retry_after(self, key: str, limit: int | None = None) -> float | None:
+        return self.throttle.retry_after(key, limit)
+
+    async def aclose(self) -> None:
+        pass
 
 
 class GateFull(Exception):

@@ -4,7 +4,8 @@ Every worker takes calls (FastAGI, and the ESL outbound socket when configured) 
 same ports, with ``SO_REUSEPORT``. What must exist once per engine runs in worker 0 only:
 
 * the HTTP API, its port and what hangs off it (desktop WebSockets, continuation
-  redemption with its used-token memory, ``/metrics``, the failed-login lockout);
+  redemption with its used-token memory, ``/metrics``, the desktop login, whose failed-login
+  counts are in Redis with the sessions);
 * the webhook relay and dispatcher (one dispatcher per ``spool_dir/webhooks.db``: two
   would deliver the same parked rows);
 * the AMI trackers (``ami_url``): agent answers, hang-ups, device and queue state, applied

@@ -2,11 +2,11 @@
 
 ``python -m tests.component.desktop_node REDIS_URL AGENT_PREFIX DESKTOP_PREFIX SQLITE_PATH``
 serves, on a free localhost port, what the engine serves: the real Redis agent state, the
-shared desktop (Redis sessions and relay), the real ``AgentRouter`` over config/agents.yaml
-and config/routing.yaml, the desktop at ``/desktop``; plus ``POST /test/route`` (route one
-call, as the AGI handler would) and ``GET /test/stats``. Prints ``ready <port>``, then
-serves until stdin closes. ``two_nodes`` starts two of them on one Redis (fresh prefixes)
-and one seeded SQLite timeline.
+shared desktop (Redis sessions, login limits and relay), the real ``AgentRouter`` over
+config/agents.yaml and config/routing.yaml, the desktop at ``/desktop``; plus
+``POST /test/route`` (route one call, as the AGI handler would) and ``GET /test/stats``.
+Prints ``ready <port>``, then serves until stdin closes. ``two_nodes`` starts two of them
+on one Redis (fresh prefixes) and one seeded SQLite timeline.
 """
 
 from __future__ import annotations
@@ -109,7 +109,12 @@ async def serve(url: str, agent_prefix: str, desktop_prefix: str, sqlite_path: s
     root = web.Application()
     root.add_routes(control_routes(router, hub))
     desktop = create_desktop_app(
-        directory=directory, agents=agents, hub=hub, config=CONFIG, sessions=shared.sessions
+        directory=directory,
+        agents=agents,
+        hub=hub,
+        config=CONFIG,
+        sessions=shared.sessions,
+        limits=shared.limits,
     )
     root.add_subapp("/desktop", desktop)
     runner = web.AppRunner(root, access_log=None)
