@@ -1,7 +1,9 @@
 """Writes finished calls to the timeline in the background, so routing never waits on SQL.
 
 Calls that end within ``linger_s`` of each other share one write (one transaction instead
-of one per call: the engine's CPU per call, bench/results.md); closing cuts the wait short.
+of one per call: the engine's CPU per call, bench/results.md): a call is written at most
+``linger_s`` after it ended plus the write itself (and any write still running then); a full
+batch or closing ends the wait at once.
 No call is lost: a write that fails (database down, slow) goes to a spool file of JSON
 lines; the spool is replayed when the database answers again and on start-up. Writes are
 idempotent (event ids derive from the call id), so a replay after a partial write is safe.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,6 +71,7 @@ class CallRecorder:
         self._linger_s = linger_s
         self._max_batch = max_batch
         self._lingering: asyncio.Future[None] | None = None
+        self._submitted: deque[float] = deque()  # loop time of each call in the queue, in order
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._spool_lock = asyncio.Lock()
@@ -92,6 +96,10 @@ class CallRecorder:
             self._queue.put_nowait(write)
         except asyncio.QueueFull:
             self._overflow.append(write)  # spooled by the worker; never dropped
+            return
+        self._submitted.append(asyncio.get_running_loop().time())
+        if self._queue.qsize() >= self._max_batch - 1:
+            _wake(self._lingering)  # a full batch: no reason to wait
 
     async def start(self) -> None:
         self._spool.parent.mkdir(parents=True, exist_ok=True)
@@ -132,23 +140,34 @@ class CallRecorder:
                 else:
                     await self._replay_logged()
                 continue
+            ended = self._submitted.popleft() if self._submitted else None
             self._in_flight = [write]  # spooled by ``close`` if cancelled while lingering
-            await self._linger()
-            batch = [write, *_drain(self._queue, self._max_batch - 1)]
+            await self._linger(ended)
+            batch = [write, *self._take(self._max_batch - 1)]
             self._in_flight = batch
             await self._write_batch(batch)
             self._in_flight = []
             for _ in batch:
                 self._queue.task_done()
 
-    async def _linger(self) -> None:
-        """Wait ``linger_s`` for more finished calls, unless a batch is already full or the
-        recorder is closing."""
+    def _take(self, limit: int) -> list[CallWrite]:
+        taken = _drain(self._queue, limit)
+        for _ in taken:
+            if self._submitted:
+                self._submitted.popleft()
+        return taken
+
+    async def _linger(self, ended: float | None) -> None:
+        """Wait until ``linger_s`` after the oldest call of the batch ended for more finished
+        calls, unless a batch is already full or the recorder is closing."""
         if self._linger_s <= 0 or self._closing or self._queue.qsize() >= self._max_batch - 1:
             return
         loop = asyncio.get_running_loop()
+        delay = self._linger_s if ended is None else ended + self._linger_s - loop.time()
+        if delay <= 0:
+            return
         self._lingering = waiting = loop.create_future()
-        timer = loop.call_later(self._linger_s, _wake, waiting)
+        timer = loop.call_later(delay, _wake, waiting)
         try:
             await waiting
         finally:

@@ -74,15 +74,16 @@ async def submit_spaced(recorder: CallRecorder, phones: Sequence[str], gap_s: fl
         await asyncio.sleep(gap_s)
 
 
-@pytest.mark.parametrize(("linger_s", "batches"), [(0.5, [3]), (0, [1, 1, 1])])
+@pytest.mark.parametrize(("linger_s", "gap_s", "batches"), [(1.0, 0.05, [3]), (0, 0.3, [1, 1, 1])])
 async def test_calls_ending_within_the_linger_share_one_write(
-    timeline: Timeline, tmp_path: Path, linger_s: float, batches: list[int]
+    timeline: Timeline, tmp_path: Path, linger_s: float, gap_s: float, batches: list[int]
 ) -> None:
-    """Three calls 50 ms apart: one write with a 0.5 s linger, three without one."""
+    """Three calls: one write with a 1 s linger (50 ms apart), three without one (300 ms
+    apart, longer than a write takes even on a busy machine)."""
     recorder, writer = recorder_on(timeline, tmp_path / "spool", linger_s=linger_s)
     await recorder.start()
-    await submit_spaced(recorder, PHONES, 0.05)
-    await asyncio.sleep(0.8)
+    await submit_spaced(recorder, PHONES, gap_s)
+    await asyncio.sleep(1.2)
     assert writer.batches == batches
     assert recorder.written == 3
     assert await calls_on_timeline(timeline, PHONES) == 3
@@ -125,3 +126,55 @@ def test_settings_are_checked() -> None:
         CallRecorder(None, Path("spool"), linger_s=-1)
     with pytest.raises(ValueError, match="max_batch"):
         CallRecorder(None, Path("spool"), max_batch=0)
+
+
+class SlowWriter(CountedWriter):
+    """A busy database: each write takes ``delay_s`` more."""
+
+    def __init__(self, writer: FastCallWriter, delay_s: float) -> None:
+        super().__init__(writer)
+        self.delay_s = delay_s
+
+    async def write(self, batch: Sequence[CustomerWrite]) -> set[str]:
+        await asyncio.sleep(self.delay_s)
+        return await super().write(batch)
+
+
+async def test_the_linger_counts_from_when_the_call_ended(
+    timeline: Timeline, tmp_path: Path
+) -> None:
+    """A call that ends while the previous batch is being written does not wait a whole new
+    linger after that write: its linger started when it ended (review finding). 0.6 s
+    linger, 0.5 s writes: the second call ends 0.8 s in, during the first write (0.6-1.1 s),
+    and is written by 0.8 + 0.6 + 0.5 = 1.9 s; it used to wait until 1.1 + 0.6 + 0.5 = 2.2 s."""
+    writer = SlowWriter(timeline.writer, 0.5)
+    recorder = CallRecorder(None, tmp_path / "spool", fast=writer, linger_s=0.6)
+    await recorder.start()
+    loop = asyncio.get_running_loop()
+    recorder.submit(record("+15550300"))
+    await asyncio.sleep(0.8)
+    recorder.submit(record("+15550301"))
+    ended = loop.time()
+    for _ in range(400):
+        if recorder.written >= 2:
+            break
+        await asyncio.sleep(0.005)
+    took = loop.time() - ended
+    await recorder.close()
+    assert writer.batches == [1, 1]
+    assert took < 1.35, f"written {took:.2f} s after the call ended (linger + write: 1.1 s)"
+
+
+async def test_a_batch_that_fills_while_lingering_is_written_at_once(
+    timeline: Timeline, tmp_path: Path
+) -> None:
+    phones = [f"+1555040{n}" for n in range(3)]
+    recorder, writer = recorder_on(timeline, tmp_path / "spool", linger_s=60, max_batch=3)
+    await recorder.start()
+    await submit_spaced(recorder, phones, 0.05)  # the first lingers; the third fills it
+    for _ in range(200):
+        if writer.batches:
+            break
+        await asyncio.sleep(0.02)
+    assert writer.batches == [3]  # not after the 60 s linger
+    await recorder.close()
