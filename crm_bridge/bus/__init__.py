@@ -23,7 +23,9 @@ Delivery: at least once
     An entry that is not an event (written by something else: no ``e`` field, not UTF-8
     in a field name or value, not a JSON object) is never delivered and never fails a
     read: it is skipped (a warning with a count), stays pending and is dead-lettered
-    after ``max_deliveries``; the events around it are delivered as usual.
+    after ``max_deliveries``; the events read with it are delivered as usual, and the
+    partition's later events wait until it is dead-lettered (a partition with an entry
+    pending is served by claims: ``max_deliveries`` times ``min_idle_ms``, ~75 s by default).
 
 Ordering: per partition key, through partition ownership
     One stream read by several consumers in one group interleaves a call's events across

@@ -92,8 +92,9 @@ return 0
 # ARGV: group, consumer, min_idle_ms, count, max_deliveries, partition, dead_maxlen
 # Claim entries idle >= min_idle_ms (XAUTOCLAIM counts a delivery); an entry already
 # delivered max_deliveries times goes to the dead stream instead and is acknowledged.
-# An entry's event is its 'e' field (false when it has none: not an event, as XREADGROUP's
-# reader sees it); the dead letter of an entry without one keeps its first value as 'x'.
+# An entry's event is its 'e' field, the last one if it has several (false when it has
+# none: not an event), as XREADGROUP's reader sees it (redis-py's field dict keeps the last);
+# the dead letter of an entry without one keeps its first value as 'x'.
 # → {{id, json or false, deliveries}..., dead-lettered count, lost (trimmed) count}
 CLAIM = """
 local group, consumer, max_n = ARGV[1], ARGV[2], tonumber(ARGV[5])
@@ -105,7 +106,7 @@ for _, entry in ipairs(claimed[2]) do
   local n = redis.call('XPENDING', KEYS[1], group, id, id, 1)[1][4]
   local text = false
   for i = 1, #(fields or {}), 2 do
-    if fields[i] == 'e' then text = fields[i + 1]; break end
+    if fields[i] == 'e' then text = fields[i + 1] end  -- the last 'e', as XREADGROUP's reader
   end
   if not fields then
     redis.call('XACK', KEYS[1], group, id)

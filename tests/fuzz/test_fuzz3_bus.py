@@ -249,6 +249,34 @@ def _run_with_foreign_entry(foreign: dict[bytes, bytes], *, ack: bool) -> None:
     asyncio.run(main())
 
 
+def test_an_entry_with_two_e_fields_is_read_and_claimed_alike() -> None:
+    """Redis lets an entry name a field twice. The reader keeps the last ``e`` (redis-py's
+    field dict); the claim script used to take the first, so ``{e: <event x>, e: junk}`` was
+    skipped when read and then delivered as x when claimed, after the events that followed
+    it (review finding). Now both take the last: never an event, dead-lettered."""
+
+    async def main() -> None:
+        prefix = f"fuzz3:{uuid.uuid4().hex}:"
+        fast = BusSettings(partitions=1, lease_ms=1000, min_idle_ms=10, max_deliveries=2)
+        bus = RedisEventBus.from_url(REDIS_URL, fast, prefix=prefix)
+        raw = Redis.from_url(REDIS_URL)
+        try:
+            await bus.publish("s", [{"event_id": "e1", "partition_key": "k"}])
+            good = b'{"event_id":"x","partition_key":"k"}'
+            await raw.execute_command("XADD", f"{prefix}{{s}}:p0", "*", "e", good, "e", b"junk")
+            await bus.publish("s", [{"event_id": "e2", "partition_key": "k"}])
+            got = await _deliveries_until_dead_lettered(bus, ack_first=True)
+            assert [(d.event["event_id"], d.attempt) for d in got] == [("e1", 1), ("e2", 1)]
+            (dead,) = await bus.dead_letters("s")
+            assert dead.event == {"undecodable": "junk"}
+        finally:
+            await raw.aclose()
+            await bus.aclose()
+            await _delete_prefix(prefix)
+
+    asyncio.run(main())
+
+
 async def _deliveries_until_dead_lettered(bus: RedisEventBus, *, ack_first: bool) -> list[Delivery]:
     """What one consumer is handed until the stream has a dead letter; it acknowledges
     every batch but the first unless ``ack_first``. A failed read fails the test."""
