@@ -89,8 +89,14 @@ return 1
 """
 )
 
+# KEYS: P login:keys, then the attempt's keys. ARGV: the attempt's token. A key left with
+# no count leaves the index too (else it would take a place under max_keys until the window
+# passed, and the bound would drop live lockouts for it).
 _RELEASE = """
-for i = 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+for i = 2, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[1])
+  if redis.call('ZCARD', KEYS[i]) == 0 then redis.call('ZREM', KEYS[1], KEYS[i]) end
+end
 return 1
 """
 
@@ -152,7 +158,7 @@ class RedisLoginLimits:
     async def release(self, attempt: Attempt) -> None:
         keys = [self._failures + key for key in attempt.keys]
         if keys:
-            await self._call(self._release(keys=keys, args=[attempt.token]))
+            await self._call(self._release(keys=[self._index, *keys], args=[attempt.token]))
 
     async def failed(self, key: str) -> None:
         keys = [self._index, self._failures + key]

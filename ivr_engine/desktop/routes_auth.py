@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import math
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -57,11 +58,18 @@ from ivr_engine.desktop.keys import (
 )
 from ivr_engine.desktop.messages import agent_json, state_json
 from ivr_engine.desktop.sessions import SessionStoreUnavailable
-from ivr_engine.desktop.throttle import GateFull, TooManyAttempts
+from ivr_engine.desktop.throttle import (
+    Attempt,
+    GateFull,
+    LoginLimits,
+    LoginLimitsUnavailable,
+    TooManyAttempts,
+)
 from ivr_engine.telephony.peers import Network
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -148,16 +156,26 @@ async def _checked_agent(request: web.Request, body: LoginBody) -> DesktopAgent:
         async with request.app[CHECK_GATE].slot():
             agent = await asyncio.to_thread(_check, request.app[DIRECTORY], body)
     except GateFull:
-        await throttle.release(attempt)  # not checked: not a failure
+        await _forgive(throttle, attempt, None)  # not checked: not a failure
         message = "too many logins are being checked: retry in a second"
         raise ApiError(503, "login_busy", message, extra={"retry_after_s": 1}) from None
     if agent is None:
         what = "unknown API token" if body.token is not None else "unknown agent or wrong password"
         raise ApiError(401, "login_failed", what)
-    await throttle.release(attempt)
-    if trusted_key is not None:
-        await throttle.trust(trusted_key)
+    await _forgive(throttle, attempt, trusted_key)
     return agent
+
+
+async def _forgive(throttle: LoginLimits, attempt: Attempt, trusted_key: str | None) -> None:
+    """Take back an attempt that was no failure (and trust the desk it logged in from):
+    best effort. The password is already checked; a count the limits' store did not take
+    back expires with the window, so a store that fails now costs a login nothing."""
+    try:
+        await throttle.release(attempt)
+        if trusted_key is not None:
+            await throttle.trust(trusted_key)
+    except LoginLimitsUnavailable as exc:
+        log.warning("desktop login: could not take back a login attempt's count: %s", exc)
 
 
 @routes.post("/login")
