@@ -48,6 +48,9 @@ class DesktopConfig:
     # Open WebSockets per session in one engine process (one per browser tab): one more
     # is closed at once with 1008 (policy violation) and a reason.
     max_sockets_per_session: int = 8
+    # Messages a desktop socket may send a minute (the page sends none; a client's "ping"
+    # is answered with "pong"): beyond, the socket is closed with 1008 and a reason.
+    max_socket_messages_per_minute: int = 60
 
     def __post_init__(self) -> None:
         if not self.base_path.startswith("/") or self.base_path.endswith("/"):
@@ -61,8 +64,10 @@ class DesktopConfig:
             raise ValueError("cookie_secret must be at least 16 bytes")
         if min(self.max_failed_logins, self.agent_ceiling, self.address_ceiling) < 1:
             raise ValueError("max_failed_logins (and per agent, per address) must be >= 1")
-        if self.max_sockets_per_session < 1:
-            raise ValueError("max_sockets_per_session must be >= 1")
+        if self.max_sockets_per_session < 1 or self.max_socket_messages_per_minute < 1:
+            raise ValueError(
+                "max_sockets_per_session and max_socket_messages_per_minute must be >= 1"
+            )
         if self.max_password_checks < 1 or self.max_waiting_password_checks < 0:
             raise ValueError("max_password_checks must be >= 1, max_waiting_password_checks >= 0")
         if self.max_body_bytes < 256 or self.session_ttl_s <= 0:

@@ -3,12 +3,17 @@
 On connect the agent gets a ``hello`` (who, live state, latest pop), then state changes and
 screen pops as they happen (see ``messages``). Every tab gets its own socket, up to
 ``max_sockets_per_session`` per session in this process: one more is closed at once with
-1008 (policy violation) and the reason.
+1008 (policy violation) and the reason. A socket that sends more than
+``max_socket_messages_per_minute`` messages in a minute (a client's ``ping``, answered with
+``pong``; the page itself sends none) is closed the same way.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
+from collections.abc import Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -63,9 +68,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode("utf-8"))
         return ws
     hub.attach(agent.agent_id, session.session_id, ws)
+    budget = MessageBudget(request.app[CONFIG].max_socket_messages_per_minute)
     try:
         await ws.send_json(await _hello(request, agent))
         async for message in ws:
+            if not budget.take():
+                reason = f"too many messages on this socket (at most {budget.per_minute} a minute)"
+                log.info("desktop socket of agent %s closed: %s", agent.agent_id, reason)
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode("utf-8"))
+                break
             if message.type == WSMsgType.TEXT and message.data == "ping":
                 await ws.send_json({"type": "pong"})
             elif message.type != WSMsgType.TEXT:
@@ -75,3 +86,20 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     finally:
         hub.detach(agent.agent_id, ws)
     return ws
+
+
+class MessageBudget:
+    """At most ``per_minute`` messages in any 60-second window (the times of the last
+    ``per_minute`` messages are kept)."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._times: deque[float] = deque(maxlen=per_minute)
+
+    def take(self) -> bool:
+        now = self._clock()
+        if len(self._times) == self.per_minute and now - self._times[0] < 60.0:
+            return False
+        self._times.append(now)
+        return True

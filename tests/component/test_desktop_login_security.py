@@ -357,6 +357,24 @@ async def test_password_checks_beyond_the_gate_are_answered_busy() -> None:
 # --------------------------------------------------------------------------- 5: sockets
 
 
+async def test_a_socket_sending_too_many_messages_is_closed() -> None:
+    """A client's pings are answered, up to max_socket_messages_per_minute: one more and the
+    socket is closed with 1008 and a reason (every message used to cost a reply for ever)."""
+    config = DesktopConfig(secure_cookie=False, max_socket_messages_per_minute=5)
+    async with open_desk(config) as desk:
+        assert await desk.login_status("a100", PASSWORD) == 200
+        origin = f"http://{desk.client.server.host}:{desk.client.server.port}"
+        ws = await desk.client.ws_connect("/desktop/ws", origin=origin)
+        assert (await ws.receive_json(timeout=10))["type"] == "hello"
+        for _ in range(5):
+            await ws.send_str("ping")
+            assert (await ws.receive_json(timeout=10)) == {"type": "pong"}
+        await ws.send_str("ping")
+        closing = await ws.receive(timeout=10)
+        assert (closing.type, closing.data) == (WSMsgType.CLOSE, 1008)
+        assert closing.extra == "too many messages on this socket (at most 5 a minute)"
+
+
 async def test_sockets_per_session_are_capped(desk: Desk) -> None:
     """Review finding 12 (the brief's 5): one session opened 300 sockets. Now the 9th of a
     session is closed at once with 1008 and a reason; another session still gets its own."""
