@@ -22,10 +22,11 @@ Delivery: at least once
     entries are trimmed at about ``maxlen`` per partition whether read or not.
     An entry that is not an event (written by something else: no ``e`` field, not UTF-8
     in a field name or value, not a JSON object) is never delivered and never fails a
-    read: it is skipped (a warning with a count), stays pending and is dead-lettered
-    after ``max_deliveries``; the events read with it are delivered as usual, and the
-    partition's later events wait until it is dead-lettered (a partition with an entry
-    pending is served by claims: ``max_deliveries`` times ``min_idle_ms``, ~75 s by default).
+    read: the consumer that reads (or claims) it dead-letters it at once (a warning with
+    a count; dead stream and ack in one step), before it hands over the events read with
+    it, so the partition's later events are not held behind it. A consumer that stops
+    before that leaves it pending, and the next owner's claim dead-letters it the same way
+    (after ``min_idle_ms``, with the events read with it).
 
 Ordering: per partition key, through partition ownership
     One stream read by several consumers in one group interleaves a call's events across

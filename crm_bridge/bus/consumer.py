@@ -3,10 +3,11 @@
 Each loop: heartbeat and renew leases (``sync``), give back or take partitions
 (``ownership``), redeliver stale pending entries of owned partitions (or dead-letter them),
 and only if there were none, read new entries from the owned partitions that have nothing
-pending. Partitions taken in this loop are read from the next one, once ``sync`` has
-reported what is pending in them. A read takes ``batch // ready partitions`` entries from
-each (at least one); entries over ``batch`` (one per partition at most) are yielded next,
-before the next heartbeat.
+pending. An entry that is not an event is dead-lettered by the backend as soon as it reads
+or claims it, so it never keeps its partition pending. Partitions taken in this loop are
+read from the next one, once ``sync`` has reported what is pending in them. A read takes
+``batch // ready partitions`` entries from each (at least one); entries over ``batch`` (one
+per partition at most) are yielded next, before the next heartbeat.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class DeadLetter:
     """An event that was delivered ``deliveries`` times without an ack, then set aside.
 
     An entry that was never an event (not a JSON object, or not UTF-8: written to the stream
-    by something else, or corrupted) is skipped by consumers, so it ends here as
+    by something else, or corrupted) is put here by the first consumer that reads it, as
     ``{"undecodable": text}`` (bytes that are not UTF-8 escaped, ``\\xff``).
     """
 

@@ -19,9 +19,10 @@ side-by-side bench). The consume loop
 pending, and the Lua in ``redis_lua.py`` for ownership and for ``XAUTOCLAIM`` +
 dead-lettering. The commands that return entries are read as bytes and decoded entry by
 entry (``redis_entries.py``), so an entry something else wrote that is not UTF-8 is skipped
-and dead-lettered like any other entry that is not an event. Commands are not retried;
-every failure is ``BusUnavailable`` within ``timeout_s`` (plus ``block_ms`` for a blocking
-read).
+like any other entry that is not an event: the consumer that read or claimed it
+dead-letters it at once (the ``dead_letter`` script: dead stream and ``XACK`` in one
+step). Commands are not retried; every failure is ``BusUnavailable`` within ``timeout_s``
+(plus ``block_ms`` for a blocking read).
 """
 
 from __future__ import annotations
@@ -50,7 +51,13 @@ from crm_bridge.bus.model import (
     encode_event,
     partition_for,
 )
-from crm_bridge.bus.redis_entries import RawEntry, dead_letter, split_events, stream_replies
+from crm_bridge.bus.redis_entries import (
+    NotEvent,
+    RawEntry,
+    dead_letter,
+    split_events,
+    stream_replies,
+)
 from crm_bridge.bus.redis_lua import SCRIPTS
 from ivr_engine.redis_client import open_redis
 
@@ -213,19 +220,37 @@ class _RedisLog:
 
         return await self.run(call)
 
-    def events(self, stream: str, group: str, found: Iterable[RawEntry]) -> list[Delivery]:
-        """The events among entries read; the others are logged, with a count, and left
-        pending (claimed again, then dead-lettered after ``max_deliveries``)."""
+    async def events(
+        self, stream: str, group: str, consumer: str, found: Iterable[RawEntry]
+    ) -> list[Delivery]:
+        """The events among entries read or claimed. The others can never become events:
+        they are dead-lettered (and acknowledged) before the events are handed over, so a
+        partition's later events are not held behind them; if that fails, the whole read
+        stays pending and the claims bring it back."""
         deliveries, skipped = split_events(found)
-        if skipped:
-            log.warning(
-                "bus %s/%s: skipped %d entries that are not events (left to be dead-lettered): %s",
-                stream,
-                group,
-                len(skipped),
-                "; ".join(skipped[:3]),
-            )
+        by_partition: defaultdict[int, list[NotEvent]] = defaultdict(list)
+        for where, why in skipped:
+            by_partition[where.partition].append((where, why))
+        for partition, entries in by_partition.items():
+            await self._dead_letter(stream, group, consumer, partition, entries)
         return deliveries
+
+    async def _dead_letter(
+        self, stream: str, group: str, consumer: str, partition: int, entries: list[NotEvent]
+    ) -> None:
+        keys = [self.key(stream, f"p{partition}"), self.key(stream, "dead")]
+        ids = [where.entry for where, _ in entries]
+        args: list[Arg] = [group, consumer, partition, self.settings.dead_maxlen, *ids]
+        dead = int(await self.script("dead_letter", keys, *args))
+        log.warning(  # fewer dead-lettered: claimed by another consumer since, or trimmed
+            "bus %s/%s: skipped %d entries that are not events, dead-lettered %d (p%d): %s",
+            stream,
+            group,
+            len(entries),
+            dead,
+            partition,
+            "; ".join(f"{where.entry}: {why}" for where, why in entries[:3]),
+        )
 
     def partition_keys(self, stream: str) -> list[str]:
         return [self.key(stream, f"p{i}") for i in range(self.settings.partitions)]
@@ -292,7 +317,7 @@ class _RedisLog:
             (DeliveryId(stream, group, partition, entry.decode()), text, int(n))
             for entry, text, n in claimed
         ]
-        return self.events(stream, group, found)
+        return await self.events(stream, group, consumer, found)
 
     async def read_new(
         self,
@@ -315,7 +340,7 @@ class _RedisLog:
             for key, entries in stream_replies(reply)
             for entry, fields in entries
         ]
-        return self.events(stream, group, found)
+        return await self.events(stream, group, consumer, found)
 
     async def pause(self, seconds: float) -> None:
         try:

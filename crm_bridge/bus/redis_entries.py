@@ -6,7 +6,8 @@ and the claims then dead-lettered the good entries read with it. So the commands
 return entries (``XREADGROUP``, the ``claim`` script, ``XRANGE`` of the dead letters) are
 read as bytes (redis-py's ``NEVER_DECODE``) and decided here, entry by entry: an entry's
 event is the JSON object in its ``e`` field; an entry without one, or whose ``e`` is not
-UTF-8 or not a JSON object, is not an event and is reported, never raised. Pure, no I/O.
+UTF-8 or not a JSON object, is not an event and is reported (the bus dead-letters it at
+once), never raised. Pure, no I/O.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 
 from crm_bridge.bus.model import DeadLetter, Delivery, DeliveryId, decode_event
 
-__all__ = ["RawFields", "dead_letter", "split_events", "stream_replies"]
+__all__ = ["NotEvent", "RawEntry", "RawFields", "dead_letter", "split_events", "stream_replies"]
 
 RawFields = Mapping[bytes, bytes]
 #: an entry as read: where it is, its ``e`` field (None: it has none), its delivery count
 RawEntry = tuple[DeliveryId, bytes | None, int]
+#: an entry that is not an event: where it is, and why not
+NotEvent = tuple[DeliveryId, str]
 
 
 def stream_replies(reply: Any) -> list[tuple[bytes, list[tuple[bytes, RawFields | None]]]]:
@@ -36,25 +39,24 @@ def stream_replies(reply: Any) -> list[tuple[bytes, list[tuple[bytes, RawFields 
     return out
 
 
-def split_events(found: Iterable[RawEntry]) -> tuple[list[Delivery], list[str]]:
-    """The deliveries among ``found``, and for each entry that is not an event, its id and
-    why (it stays pending: the claims dead-letter it after ``max_deliveries``)."""
+def split_events(found: Iterable[RawEntry]) -> tuple[list[Delivery], list[NotEvent]]:
+    """The deliveries among ``found``, and each entry that is not an event, with why."""
     deliveries: list[Delivery] = []
-    skipped: list[str] = []
+    skipped: list[NotEvent] = []
     for where, text, attempt in found:
         if text is None:
-            skipped.append(f"{where.entry}: no 'e' field")
+            skipped.append((where, "no 'e' field"))
             continue
         try:
             deliveries.append(Delivery(where, decode_event(text), attempt))
         except ValueError as exc:  # not UTF-8 (UnicodeDecodeError), not JSON, not an object
-            skipped.append(f"{where.entry}: {exc}")
+            skipped.append((where, str(exc)))
     return deliveries, skipped
 
 
 def dead_letter(dead_id: bytes, fields: RawFields) -> DeadLetter:
-    """A dead-letter entry (written by the ``claim`` script: ``e``, or ``x`` for an entry
-    that had no ``e`` field); one that never was an event is shown as
+    """A dead-letter entry (written by the ``claim`` and ``dead_letter`` scripts: ``e``, or
+    ``x`` for an entry that had no ``e`` field); one that never was an event is shown as
     ``{"undecodable": text}``, bytes that are not UTF-8 escaped (``\\xff``)."""
     text = fields.get(b"e")
     try:

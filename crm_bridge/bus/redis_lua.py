@@ -88,15 +88,35 @@ end
 return 0
 """
 
+# Shared by CLAIM and DEAD_LETTER. An entry's event is its 'e' field, the last one if it has
+# several (false when it has none: not an event), as XREADGROUP's reader sees it (redis-py's
+# field dict keeps the last). A dead letter: e (or x, the first value of an entry without
+# 'e'), g (group), p (partition), id (entry), n (deliveries); the entry is acknowledged in
+# the same step.
+_BURY = """
+local function event_text(fields)
+  local text = false
+  for i = 1, #fields, 2 do
+    if fields[i] == 'e' then text = fields[i + 1] end
+  end
+  return text
+end
+local function bury(stream, dead, dead_maxlen, group, partition, id, fields, n)
+  local text = event_text(fields)
+  redis.call('XADD', dead, 'MAXLEN', '~', dead_maxlen, '*', text and 'e' or 'x',
+             text or fields[2], 'g', group, 'p', partition, 'id', id, 'n', n)
+  redis.call('XACK', stream, group, id)
+end
+"""
+
 # KEYS: partition stream, dead stream.
 # ARGV: group, consumer, min_idle_ms, count, max_deliveries, partition, dead_maxlen
 # Claim entries idle >= min_idle_ms (XAUTOCLAIM counts a delivery); an entry already
 # delivered max_deliveries times goes to the dead stream instead and is acknowledged.
-# An entry's event is its 'e' field, the last one if it has several (false when it has
-# none: not an event), as XREADGROUP's reader sees it (redis-py's field dict keeps the last);
-# the dead letter of an entry without one keeps its first value as 'x'.
 # → {{id, json or false, deliveries}..., dead-lettered count, lost (trimmed) count}
-CLAIM = """
+CLAIM = (
+    _BURY
+    + """
 local group, consumer, max_n = ARGV[1], ARGV[2], tonumber(ARGV[5])
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], group, consumer, ARGV[3], '0-0',
                            'COUNT', ARGV[4])
@@ -104,24 +124,46 @@ local out, dead, lost = {}, 0, #(claimed[3] or {})
 for _, entry in ipairs(claimed[2]) do
   local id, fields = entry[1], entry[2]
   local n = redis.call('XPENDING', KEYS[1], group, id, id, 1)[1][4]
-  local text = false
-  for i = 1, #(fields or {}), 2 do
-    if fields[i] == 'e' then text = fields[i + 1] end  -- the last 'e', as XREADGROUP's reader
-  end
   if not fields then
     redis.call('XACK', KEYS[1], group, id)
     lost = lost + 1
   elseif n > max_n then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', text and 'e' or 'x',
-               text or fields[2], 'g', group, 'p', ARGV[6], 'id', id, 'n', n - 1)
-    redis.call('XACK', KEYS[1], group, id)
+    bury(KEYS[1], KEYS[2], ARGV[7], group, ARGV[6], id, fields, n - 1)
     dead = dead + 1
   else
-    out[#out + 1] = {id, text, n}
+    out[#out + 1] = {id, event_text(fields), n}
   end
 end
 return {out, dead, lost}
 """
+)
+
+# KEYS: partition stream, dead stream.  ARGV: group, consumer, partition, dead_maxlen, ids...
+# Dead-letter entries this consumer just read or claimed that are not events, in one step:
+# each only while it is still pending for this consumer (one that claimed it since, after
+# this one stalled, deals with it), n = its deliveries so far. An entry trimmed since it
+# was read is only acknowledged.
+# → how many were dead-lettered
+DEAD_LETTER = (
+    _BURY
+    + """
+local group, consumer, dead = ARGV[1], ARGV[2], 0
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local pending = redis.call('XPENDING', KEYS[1], group, id, id, 1)[1]
+  if pending and pending[2] == consumer then
+    local entry = redis.call('XRANGE', KEYS[1], id, id)[1]
+    if entry then
+      bury(KEYS[1], KEYS[2], ARGV[4], group, ARGV[3], id, entry[2], pending[4])
+      dead = dead + 1
+    else
+      redis.call('XACK', KEYS[1], group, id)
+    end
+  end
+end
+return dead
+"""
+)
 
 # KEYS: partition streams p0..  ARGV: maxlen, then the batch packed in ONE argument: for
 # each event "<partition index from 1>:<length of the text in bytes>:<text>", back to back.
@@ -151,4 +193,5 @@ SCRIPTS = {
     "release": RELEASE,
     "leave": LEAVE,
     "claim": CLAIM,
+    "dead_letter": DEAD_LETTER,
 }
