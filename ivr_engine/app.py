@@ -14,6 +14,7 @@ from aiohttp import web
 
 from crm_bridge.webhooks.relay import WebhookRelay
 from ivr_engine.api.app import create_api_app
+from ivr_engine.api.auth import LiveTokens
 from ivr_engine.checked_menus import load_checked_menus
 from ivr_engine.contact_center.load_link import LoadLink
 from ivr_engine.contact_center.metrics import CountingSink, load_routes
@@ -38,6 +39,7 @@ from ivr_engine.telephony.peers import PeerAllowlist
 from ivr_engine.timeline import Timeline, open_timeline
 from ivr_engine.timeline.urls import redact
 from ivr_engine.timeline_ui import create_timeline_ui_app
+from ivr_engine.token_reload import SettingsSource, TokenReload, reload_tokens
 from ivr_engine.workers.role import WorkerRole
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,8 @@ class Engine:
     # workers with agents: the socket to the supervisor's load ledger (workers/load_ledger.py)
     load_link_fd: int | None = None
     load_link: LoadLink | None = None
+    # The HTTP API's tokens in force (api_tokens, admin_token): a reload replaces them.
+    tokens: LiveTokens = field(default_factory=LiveTokens)
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def start(self) -> None:
@@ -207,29 +211,27 @@ class Engine:
     async def _start_http(self) -> None:
         assert self.timeline is not None
         settings = self.settings
-        api_tokens = [token.get_secret_value() for token in settings.api_tokens]
-        admin = settings.admin_token
+        self.use_tokens(settings)
         app = create_api_app(
             store=self.timeline.store,
             lookup=self.timeline.lookup,
             menus=self.menus,
             clock=utc_now,
             default_region=settings.default_region,
-            api_tokens=api_tokens,
-            admin_token=None if admin is None else admin.get_secret_value(),
             allowed_hosts=settings.api_host_names(),
+            tokens=self.tokens,
         )
+        api_tokens = settings.api_tokens
         ui = create_timeline_ui_app(self.timeline.store, token_required=bool(api_tokens))
         app.add_subapp("/timeline", ui)
         if self.continuation is not None:
             app.add_routes(redeem_routes(self.continuation.tokens, self.timeline.store, utc_now))
         if self.webhooks is not None:
-            admin_token = None if admin is None else admin.get_secret_value()
-            app.add_routes(webhook_admin_routes(self.webhooks.dispatcher, admin_token))
+            app.add_routes(webhook_admin_routes(self.webhooks.dispatcher, self.tokens))
         if self.contact_center is not None:
             app.add_subapp("/desktop", self.contact_center.desktop_app(self.settings))
             center = self.contact_center
-            app.add_routes(center.agents_routes(self.settings, utc_now))
+            app.add_routes(center.agents_routes(self.tokens, utc_now))
             if center.load is not None:
                 app.add_routes(
                     load_routes(
@@ -272,6 +274,28 @@ class Engine:
                 self.continuation.use_menus(menus)
             self.menus.replace(menus)
         return menus
+
+    async def reload_tokens(self, source: SettingsSource) -> TokenReload:
+        """Read ``api_tokens`` and ``admin_token`` again from ``source`` (the settings file
+        again; the environment and command line as at start) and put them in force for the
+        next request. The settings must pass every start-up check and keep at least one API
+        token if the API has some (``token_reload``): else ``ConfigError`` and the tokens in
+        force stay."""
+        async with self._reloading:
+            reload = await asyncio.to_thread(reload_tokens, self.settings, source)
+            self.use_tokens(reload.settings)
+        return reload
+
+    def use_tokens(self, settings: Settings) -> None:
+        """Put the tokens of ``settings`` (already checked) in force, all at once."""
+        admin = settings.admin_token
+        self.settings = self.settings.model_copy(
+            update={"api_tokens": settings.api_tokens, "admin_token": admin}
+        )
+        self.tokens.replace(
+            [token.get_secret_value() for token in settings.api_tokens],
+            None if admin is None else admin.get_secret_value(),
+        )
 
     async def stop(self) -> None:
         """Stop taking calls, finish the ones in flight, flush the recorder, close the DB.

@@ -16,8 +16,8 @@ from ivr_engine.settings import (
     LOG_LEVELS,
     Settings,
     config_file_from,
-    load_settings,
 )
+from ivr_engine.token_reload import SettingsSource
 
 if TYPE_CHECKING:
     from ivr_engine.timeline.migrate import Migrated
@@ -145,25 +145,33 @@ def _agents_command(agents: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    return _source(args).load()
+
+
+def _source(args: argparse.Namespace) -> SettingsSource:
+    """Where the settings come from; ``run`` reads them again from it on SIGHUP (the API's
+    tokens: ``token_reload.py``)."""
     default = DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
     config = args.config or config_file_from(os.environ, default)
     overrides: dict[str, Any] = {
         key: getattr(args, key, None)
         for key in ("database_url", "log_level", "agi_port", "http_port", "esl_port", "workers")
     }
-    return load_settings(config, overrides=overrides)
+    return SettingsSource(config, dict(os.environ), overrides)
 
 
-async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+async def _dispatch(
+    args: argparse.Namespace, settings: Settings, source: SettingsSource | None = None
+) -> int:
     """Run the command; the process's exit code."""
     if args.command == "run" and settings.workers > 1:
         from ivr_engine.workers.supervisor import run_supervisor
 
-        return await run_supervisor(settings, ready_file=args.ready_file)
+        return await run_supervisor(settings, ready_file=args.ready_file, source=source)
     if args.command == "run":
         from ivr_engine.engine_process import run_engine
 
-        await run_engine(settings, ready_file=args.ready_file)
+        await run_engine(settings, ready_file=args.ready_file, source=source)
     elif args.command == "migrate":
         from ivr_engine.timeline.migrate import upgrade
 
@@ -214,13 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings: Settings | None = None
     try:
-        settings = _settings(args)
+        source = _source(args)
+        settings = source.load()
         logging.basicConfig(
             level=_log_level(args, settings),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        code = asyncio.run(_dispatch(args, settings))
+        code = asyncio.run(_dispatch(args, settings, source))
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2

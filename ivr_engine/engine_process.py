@@ -1,6 +1,7 @@
 """The engine as a running process (``ivr-engine run``, or one worker of several): start it,
 settle the heap, write the ready file, then run until SIGINT/SIGTERM; SIGHUP reloads the
-menus and SIGUSR1 dumps the tasks (``task_dump.py``)."""
+menus and the HTTP API's tokens (``token_reload.py``), SIGUSR1 dumps the tasks
+(``task_dump.py``)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from ivr_engine.app import Engine
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.heap import settle_heap
 from ivr_engine.settings import Settings
 from ivr_engine.task_dump import dump_tasks_on_sigusr1
+from ivr_engine.token_reload import SettingsSource, describe
 from ivr_engine.workers.role import WorkerRole
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,18 @@ async def reload_logged(engine: Engine) -> bool:
     return True
 
 
+async def reload_tokens_logged(engine: Engine, source: SettingsSource) -> bool:
+    """``engine.reload_tokens`` for a signal: the outcome is logged (never a token), never
+    raised."""
+    try:
+        reload = await engine.reload_tokens(source)
+    except (ConfigError, OSError, ValueError) as exc:
+        log.error("API tokens NOT reloaded, the ones in force stay: %s", exc)
+        return False
+    log.info("%s", describe(reload, source))
+    return True
+
+
 async def run_engine(
     settings: Settings,
     ready_file: Path | None = None,
@@ -42,10 +57,14 @@ async def run_engine(
     role: WorkerRole | None = None,
     on_ready: Callable[[Engine], None] | None = None,
     load_link_fd: int | None = None,
+    source: SettingsSource | None = None,
+    follow: Callable[[Engine], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
-    """Run until SIGINT/SIGTERM; SIGHUP reloads the menus. ``role``: one of several workers
+    """Run until SIGINT/SIGTERM; SIGHUP reloads the menus, and with ``source`` (where
+    ``settings`` came from) the API's tokens. ``role``: one of several workers
     (``ivr_engine.workers``); ``on_ready``: called once the engine takes calls;
-    ``load_link_fd``: the worker's socket to the supervisor's load ledger."""
+    ``load_link_fd``: the worker's socket to the supervisor's load ledger; ``follow``: run
+    once the engine is ready, until it stops (a worker's settings from its supervisor)."""
     engine = Engine(settings)
     engine.role = role
     engine.load_link_fd = load_link_fd
@@ -54,12 +73,16 @@ async def run_engine(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[bool]] = set()
+    reloads: set[asyncio.Task[Any]] = set()
 
-    def on_sighup() -> None:
-        task = loop.create_task(reload_logged(engine), name="menu-reload")
+    def keep(task: asyncio.Task[Any]) -> None:
         reloads.add(task)
         task.add_done_callback(reloads.discard)
+
+    def on_sighup() -> None:
+        keep(loop.create_task(reload_logged(engine), name="menu-reload"))
+        if source is not None:
+            keep(loop.create_task(reload_tokens_logged(engine, source), name="token-reload"))
 
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, on_sighup)
@@ -77,6 +100,8 @@ async def run_engine(
             await asyncio.to_thread(ready_file.write_text, ports, encoding="utf-8")
         if on_ready is not None:
             on_ready(engine)
+        if follow is not None:
+            keep(loop.create_task(follow(engine), name="follow-settings"))
         await stop.wait()
         calls = engine.agi.active_calls if engine.agi is not None else 0
         log.info("stopping: no new calls; %d call(s) in progress may finish", calls)

@@ -29,7 +29,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.telephony.peers import parse_networks
 from ivr_engine.timeline.urls import redact
-from ivr_engine.yaml_load import load_yaml
+from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 ENV_PREFIX = "IVR_ENGINE_"
 CONFIG_ENV = "IVR_ENGINE_CONFIG"  # the settings file's path (the CLI's --config), not a setting
@@ -376,8 +376,10 @@ def config_file_from(environ: Mapping[str, str], default: Path | None = None) ->
 def _from_file(path: Path) -> dict[str, Any]:
     try:
         raw = load_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read settings: {exc}") from exc
+    except yaml.YAMLError as exc:  # said without the file's text: it holds secrets
+        raise ConfigError(f"{path}: cannot read settings: {describe_yaml_error(exc)}") from exc
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ivr_engine.api import preview, routes, routes_events, routes_messages
 from ivr_engine.api.appending import APPENDER, Appender
-from ivr_engine.api.auth import ApiTokens, auth_middleware
+from ivr_engine.api.auth import LiveTokens, auth_middleware
 from ivr_engine.api.bad_requests import quiet_bad_requests
 from ivr_engine.api.errors import error_middleware
 from ivr_engine.api.keys import (
@@ -54,14 +54,19 @@ def create_api_app(
     api_tokens: Sequence[str] = (),
     admin_token: str | None = None,
     allowed_hosts: Iterable[str] = (),
+    tokens: LiveTokens | None = None,
 ) -> web.Application:
     """With ``api_tokens``, every route of this app and of what is added to it later needs
     one of them or ``admin_token`` (``auth``: all but ``OPEN_PATHS``/``OPEN_PREFIXES``).
     Without, only requests whose ``Host`` is a loopback name or in ``allowed_hosts``.
+    ``tokens``: the tokens in force, which a reload may replace (then ``api_tokens`` and
+    ``admin_token`` are not used).
 
     Webhooks are not the API's business: the relay tails the committed timeline
     (``crm_bridge.webhooks.relay``)."""
-    checked = auth_middleware(ApiTokens(api_tokens, admin_token), allowed_hosts)
+    checked = auth_middleware(
+        tokens if tokens is not None else LiveTokens(api_tokens, admin_token), allowed_hosts
+    )
     app = web.Application(middlewares=[error_middleware, checked], client_max_size=max_body_bytes)
     app.cleanup_ctx.append(quiet_bad_requests)  # an over-long header: one line, no traceback
     app[STORE] = store

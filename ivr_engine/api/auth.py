@@ -108,6 +108,33 @@ class ApiTokens:
         return found
 
 
+class LiveTokens:
+    """The tokens in force (API tokens and admin token), replaced as one by a reload
+    (SIGHUP, ``Engine.use_tokens``): every check reads them when it runs, so the next request
+    is checked against the new set; a request already past the check goes on."""
+
+    def __init__(self, api_tokens: Iterable[str] = (), admin_token: str | None = None) -> None:
+        self._in_force = self._made(api_tokens, admin_token)
+        self.version = 1  # +1 on each replace
+
+    @staticmethod
+    def _made(api_tokens: Iterable[str], admin_token: str | None) -> tuple[ApiTokens, str | None]:
+        return ApiTokens(api_tokens, admin_token), admin_token
+
+    def replace(self, api_tokens: Iterable[str], admin_token: str | None) -> None:
+        """Both at once: one assignment, no request sees half of a change."""
+        self._in_force = self._made(api_tokens, admin_token)
+        self.version += 1
+
+    @property
+    def api(self) -> ApiTokens:
+        return self._in_force[0]
+
+    @property
+    def admin(self) -> str | None:
+        return self._in_force[1]
+
+
 def is_open(request: web.Request) -> bool:
     """Decided on the route that matched (what dispatches), not on the raw path."""
     resource = request.match_info.route.resource
@@ -185,14 +212,18 @@ def host_refusal(request: web.Request, hosts: AllowedHosts) -> web.Response | No
     return error_response(421, "host_not_allowed", message)
 
 
-def auth_middleware(tokens: ApiTokens, allowed_hosts: Iterable[str] = ()) -> Middleware:
-    """Bearer tokens when ``tokens``; else only requests under a name in ``allowed_hosts``
-    (and the loopback names)."""
+def auth_middleware(
+    tokens: ApiTokens | LiveTokens, allowed_hosts: Iterable[str] = ()
+) -> Middleware:
+    """Bearer tokens when there are tokens; else only requests under a name in
+    ``allowed_hosts`` (and the loopback names). ``LiveTokens``: those in force at each
+    request."""
     hosts = AllowedHosts(allowed_hosts)
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        refused = refusal(request, tokens) if tokens else host_refusal(request, hosts)
+        in_force = tokens.api if isinstance(tokens, LiveTokens) else tokens
+        refused = refusal(request, in_force) if in_force else host_refusal(request, hosts)
         if refused is not None:
             return refused
         return await handler(request)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
-from ivr_engine.api.auth import CREDENTIAL, bearer_token, same_token, unauthorized
+from ivr_engine.api.auth import CREDENTIAL, LiveTokens, bearer_token, same_token, unauthorized
 from ivr_engine.api.errors import error_response
 
 REALM = "ivr-engine admin"
@@ -20,13 +20,18 @@ ADMIN_ROUTES = "agent management and webhook dead letters"
 DISABLED_MESSAGE = (
     f"the admin routes ({ADMIN_ROUTES}) are turned off: set admin_token (env "
     "IVR_ENGINE_ADMIN_TOKEN, at least 32 random characters, e.g. `openssl rand -hex 32`) "
-    "and restart the engine"
+    "and restart the engine (set in the settings file: or send the engine SIGHUP)"
 )
 SCOPE_MESSAGE = f"an API token cannot use the admin routes ({ADMIN_ROUTES}): use admin_token"
 
 
-def admin_refusal(request: web.Request, admin_token: str | None) -> web.Response | None:
-    """None when the request carries the admin token; otherwise the 401/403 to answer."""
+def admin_refusal(
+    request: web.Request, admin_token: str | LiveTokens | None
+) -> web.Response | None:
+    """None when the request carries the admin token; otherwise the 401/403 to answer.
+    ``LiveTokens``: the admin token in force now (a reload may change it)."""
+    if isinstance(admin_token, LiveTokens):
+        admin_token = admin_token.admin
     if admin_token is None:
         return error_response(403, "admin_disabled", DISABLED_MESSAGE)
     given = bearer_token(request)

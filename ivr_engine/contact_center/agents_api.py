@@ -24,6 +24,7 @@ from aiohttp import web
 from ivr_engine.agents import AgentStateStore
 from ivr_engine.agents.errors import AgentStateError
 from ivr_engine.agents.model import AgentSnapshot, AgentState
+from ivr_engine.api.auth import LiveTokens
 from ivr_engine.api.errors import ApiError, bad_request
 from ivr_engine.api.schemas import parse_body
 from ivr_engine.contact_center.admin_auth import admin_refusal
@@ -57,7 +58,7 @@ def agents_routes(
     agents: AgentStateStore,
     clock: Callable[[], datetime],
     *,
-    admin_token: str | None = None,
+    admin_token: str | LiveTokens | None = None,
     pause_notes: Callable[[], PauseNotes | None] = lambda: None,
     store_timeout_s: float = 0.5,
 ) -> web.RouteTableDef:

@@ -24,6 +24,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ivr_engine.agents import AgentStateStore, open_agent_state_store, sweep_reservations
+from ivr_engine.api.auth import LiveTokens
 from ivr_engine.contact_center.agent_record import records_from_file
 from ivr_engine.contact_center.agents_api import agents_routes
 from ivr_engine.contact_center.agents_file import load_agent_profiles
@@ -184,14 +185,14 @@ class ContactCenter:
             config=desktop_config(settings),
         )
 
-    def agents_routes(self, settings: Settings, clock: Callable[[], datetime]) -> web.RouteTableDef:
-        """``/v1/agents``: the roster (read) and agent management (with ``admin_token``)."""
-        token = settings.admin_token
+    def agents_routes(self, tokens: LiveTokens, clock: Callable[[], datetime]) -> web.RouteTableDef:
+        """``/v1/agents``: the roster (read) and agent management (with the ``admin_token``
+        in force)."""
         return agents_routes(
             self.roster,
             self.agents,
             clock,
-            admin_token=None if token is None else token.get_secret_value(),
+            admin_token=tokens,
             pause_notes=lambda: None if self.device_tracker is None else self.device_tracker.notes,
         )
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from crm_bridge.webhooks.dispatcher import WebhookDispatcher
 from crm_bridge.webhooks.errors import DeliveryStoreError, DispatcherNotRunning
+from ivr_engine.api.auth import LiveTokens
 from ivr_engine.api.errors import ApiError
 from ivr_engine.api.schemas import parse_body, parse_query
 from ivr_engine.contact_center.admin_auth import admin_refusal
@@ -41,7 +42,7 @@ T = TypeVar("T")
 
 
 def webhook_admin_routes(
-    dispatcher: WebhookDispatcher, admin_token: str | None
+    dispatcher: WebhookDispatcher, admin_token: str | LiveTokens | None
 ) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 

@@ -18,15 +18,18 @@ there, and worker 0 serves ``/v1/load`` and ``/metrics`` from it, so they count 
 worker's calls; the ledger outlives the workers' restarts.
 
 Running: SIGHUP is passed to every ready worker (each reloads its menus and logs the
-outcome); SIGTERM or SIGINT is passed to every worker, which stops accepting and lets its
-calls finish (the engine's own drain), and the supervisor exits 0 once they have all
-exited (any left after ``STOP_TIMEOUT_S`` are killed). A worker that exits on its own is
-restarted, in the same role, after a back-off (1 s, doubling while it keeps dying within
-``HEALTHY_AFTER_S`` of starting, at most 30 s: ``Worker`` in ``worker_process.py``), and
-logged. Its calls in progress were cut
-off (Asterisk: ``AGISTATUS=FAILURE``, the dialplan's ``ivr-fail`` static menu); the other
-workers' calls are separate processes and go on, and new calls go to the workers still
-listening while it restarts.
+outcome); the supervisor itself reads the HTTP API's tokens again from the settings' sources
+(``token_reload.py``) and, if they pass, sends the new settings down every ready worker's
+stdin (worker 0 serves the API and puts them in force; ``child.py``) and starts any worker
+restarted later with them; if they fail, it logs why and nothing changes. SIGTERM or SIGINT
+is passed to every worker, which stops accepting and lets its calls finish (the engine's own
+drain), and the supervisor exits 0 once they have all exited (any left after
+``STOP_TIMEOUT_S`` are killed). A worker that exits on its own is restarted, in the same
+role, after a back-off (1 s, doubling while it keeps dying within ``HEALTHY_AFTER_S`` of
+starting, at most 30 s: ``Worker`` in ``worker_process.py``), and logged. Its calls in
+progress were cut off (Asterisk: ``AGISTATUS=FAILURE``, the dialplan's ``ivr-fail`` static
+menu); the other workers' calls are separate processes and go on, and new calls go to the
+workers still listening while it restarts.
 """
 
 from __future__ import annotations
@@ -40,8 +43,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings
 from ivr_engine.task_dump import log_tasks
+from ivr_engine.token_reload import SettingsSource, describe, reload_tokens
 from ivr_engine.workers.child import EXIT_CONFIG, settings_json
 from ivr_engine.workers.child_watcher import watch_children_by_pidfd
 from ivr_engine.workers.load_ledger import LoadLedger
@@ -63,6 +68,7 @@ STOP_TIMEOUT_S = 60.0  # the engine's drain (5 s of calls) plus the recorder's f
 class Supervisor:
     settings: Settings
     ready_file: Path | None = None
+    source: SettingsSource | None = None  # where the settings came from: SIGHUP reads it
     workers: list[Worker] = field(default_factory=list)
     _held: list[socket.socket] = field(default_factory=list)
     _ports: dict[str, int] = field(default_factory=dict)  # setting -> the port held
@@ -70,6 +76,8 @@ class Supervisor:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _watchers: list[asyncio.Task[None]] = field(default_factory=list)
     _ledger: LoadLedger | None = None  # with agents_file: the load view's state
+    _reloads: set[asyncio.Task[None]] = field(default_factory=set)
+    _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def run(self) -> int:
         """Until SIGTERM/SIGINT (0), or the workers could not start (non-zero)."""
@@ -117,6 +125,24 @@ class Supervisor:
         log.info(
             "SIGHUP: asking %d worker(s) to reload their menus", self._signal_workers(signal.SIGHUP)
         )
+        if self.source is not None:
+            task = asyncio.get_running_loop().create_task(self._reload_tokens(self.source))
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+    async def _reload_tokens(self, source: SettingsSource) -> None:
+        """The API's tokens read again; if they pass, to every worker now and at restarts."""
+        async with self._reloading:
+            try:
+                reload = await asyncio.to_thread(reload_tokens, self.settings, source)
+            except (ConfigError, OSError, ValueError) as exc:
+                log.error("API tokens NOT reloaded, the ones in force stay: %s", exc)
+                return
+            self.settings = reload.settings
+            self._worker_settings = settings_json(reload.settings.model_copy(update=self._ports))
+            ready = [w for w in self.workers if w.ready]
+            await asyncio.gather(*(w.send_settings(self._worker_settings) for w in ready))
+        log.info("%s; sent to %d worker(s)", describe(reload, source), len(ready))
 
     def _dump_tasks(self) -> None:
         """This process's tasks, then each worker's (the same signal: ``task_dump.py``)."""
@@ -161,8 +187,12 @@ class Supervisor:
         )  # fmt: skip
 
     async def _start(self, worker: Worker) -> None:
-        """Start the worker's process; return once it says it takes calls."""
-        await start_worker(worker, self._worker_settings, self._ledger, self._stopping)
+        """Start the worker's process; return once it says it takes calls (with the
+        settings of a token reload made meanwhile)."""
+        sent = self._worker_settings
+        await start_worker(worker, sent, self._ledger, self._stopping)
+        if self._worker_settings != sent:
+            await worker.send_settings(self._worker_settings)
 
     async def _watch(self, worker: Worker) -> None:
         """Restart the worker whenever it exits, until the engine stops."""
@@ -191,6 +221,9 @@ class Supervisor:
         """SIGTERM to every worker (each drains its calls); kill what is left after
         ``STOP_TIMEOUT_S``."""
         self._stopping.set()
+        for task in list(self._reloads):
+            task.cancel()
+        await asyncio.gather(*self._reloads, return_exceptions=True)
         running = [w.process for w in self.workers if w.process and w.process.returncode is None]
         log.info(
             "stopping: SIGTERM to %d worker(s), their calls in progress may finish", len(running)
@@ -222,7 +255,10 @@ def _exit_code(failed: list[BaseException]) -> int:
     return 1 if failed else 0
 
 
-async def run_supervisor(settings: Settings, ready_file: Path | None = None) -> int:
-    """``ivr-engine run`` with ``workers`` > 1; the process's exit code."""
+async def run_supervisor(
+    settings: Settings, ready_file: Path | None = None, source: SettingsSource | None = None
+) -> int:
+    """``ivr-engine run`` with ``workers`` > 1; the process's exit code. ``source``: where
+    ``settings`` came from (SIGHUP reads the API's tokens from it again)."""
     watch_children_by_pidfd()
-    return await Supervisor(settings, ready_file).run()
+    return await Supervisor(settings, ready_file, source).run()

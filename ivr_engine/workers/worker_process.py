@@ -2,9 +2,11 @@
 its start, and how it failed or exited.
 
 A worker is started running the very ``ivr_engine`` the supervisor runs (``child.py``), with
-the settings written to its stdin; with a load ledger (``load_ledger.py``) it also gets its
-end of a Unix socket to it. It is up once it says ``ready`` on its stdout; a configuration it
-refuses (``REFUSED``), an exit, or no answer within ``READY_TIMEOUT_S`` is a ``WorkerFailed``.
+the settings written to its stdin as one line (the pipe stays open: after a token reload the
+supervisor sends the new settings there, ``send_settings``); with a load ledger
+(``load_ledger.py``) it also gets its end of a Unix socket to it. It is up once it says
+``ready`` on its stdout; a configuration it refuses (``REFUSED``), an exit, or no answer
+within ``READY_TIMEOUT_S`` is a ``WorkerFailed``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ READY_TIMEOUT_S = 120.0  # a worker's start: menus, prompts, database warm-up, a
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 HEALTHY_AFTER_S = 60.0  # up this long: the next death starts the back-off again
+SEND_TIMEOUT_S = 2.0  # new settings down a worker's stdin
 
 
 class WorkerFailed(Exception):
@@ -46,6 +49,20 @@ class Worker:
     ready: bool = False
     started: float = 0.0
     deaths: int = 0  # in a row, each within HEALTHY_AFTER_S of its start
+
+    async def send_settings(self, text: str) -> None:
+        """The settings (one JSON line) down the worker's stdin; a worker that is gone or
+        does not read within ``SEND_TIMEOUT_S`` is passed over (logged): a worker started
+        later gets them at its start."""
+        process = self.process
+        if process is None or process.stdin is None or process.returncode is not None:
+            return
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                process.stdin.write(text.encode() + b"\n")
+                await process.stdin.drain()
+        except (TimeoutError, BrokenPipeError, ConnectionResetError) as exc:
+            log.error("%s (pid %d): new settings not sent: %r", self.role.name, process.pid, exc)
 
     def backoff_after_death(self, now: float) -> float:
         self.ready = False
@@ -70,9 +87,8 @@ async def start_worker(
         process.terminate()
     assert process.stdin is not None and process.stdout is not None
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        process.stdin.write(worker_settings.encode())
+        process.stdin.write(worker_settings.encode() + b"\n")  # kept open: send_settings
         await process.stdin.drain()
-        process.stdin.close()
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             line = (await process.stdout.readline()).decode().split()

@@ -103,3 +103,26 @@ def test_an_ami_url_with_port_0_is_refused_not_read_as_5038() -> None:
     assert parse_ami_url("ami://u:s@pbx")[:2] == ("pbx", 5038)  # no port: the default
     with pytest.raises(ValueError, match="ami://USER:SECRET@HOST:5038"):
         parse_ami_url("ami://u:s@pbx:0")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'api_tokens: ["{token}\n',  # an unclosed quote on the token's line
+        "api_tokens: [{token}\n",
+        "admin_token: *{token}\n",  # an alias PyYAML names in its message
+        "admin_token: !!int {token}\n",  # a value it cannot build, quoted in the message
+        "a: 1\n\tapi_tokens: {token}\n",
+    ],
+)
+def test_a_settings_file_that_is_not_yaml_is_reported_without_its_text(
+    tmp_path: Path, text: str
+) -> None:
+    """PyYAML copies the bad line into its message; a settings file holds tokens."""
+    token = "s3cret-" + "x" * 40
+    config = tmp_path / "engine.yaml"
+    config.write_text(text.format(token=token))
+    with pytest.raises(ConfigError, match=r"cannot read settings") as raised:
+        load_settings(config, environ={})
+    assert str(config) in str(raised.value)
+    assert "s3cret" not in str(raised.value) and "xxxxxxxx" not in str(raised.value)
