@@ -4,6 +4,7 @@ Calls that end within ``linger_s`` of each other share one write (one transactio
 of one per call: the engine's CPU per call, bench/results.md): a call is written at most
 ``linger_s`` after it ended plus the write itself (and any write still running then); a full
 batch or closing ends the wait at once.
+
 No call is lost: a write that fails (database down, slow) goes to a spool file of JSON
 lines; the spool is replayed when the database answers again and on start-up. Writes are
 idempotent (event ids derive from the call id), so a replay after a partial write is safe.
