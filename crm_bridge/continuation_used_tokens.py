@@ -7,7 +7,6 @@ is refused. A store that cannot answer raises ``UsedTokenStoreUnavailable`` (fai
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import math
 import time
@@ -15,14 +14,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from crm_bridge.continuation_errors import UsedTokenStoreUnavailable
-from ivr_engine.redis_client import open_redis
+from ivr_engine.redis_client import open_redis, redis_guard
 
 __all__ = ["InMemoryUsedTokenStore", "RedisUsedTokenStore", "UsedTokenStore"]
-
-_FAILURES = (RedisError, OSError, TimeoutError)
 
 
 class UsedTokenStore(Protocol):
@@ -75,13 +71,9 @@ class RedisUsedTokenStore:
 
     async def mark_used(self, token_id: str, ttl_s: float) -> bool:
         ttl_ms = max(1, math.ceil(ttl_s * 1000))
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                created: Any = await self._client.set(
-                    self._prefix + token_id, b"1", nx=True, px=ttl_ms
-                )
-        except _FAILURES as exc:
-            raise UsedTokenStoreUnavailable(f"used-token store (Redis) failed: {exc!r}") from exc
+        what = "used-token store (Redis)"
+        async with redis_guard(self._timeout_s, UsedTokenStoreUnavailable, what):
+            created: Any = await self._client.set(self._prefix + token_id, b"1", nx=True, px=ttl_ms)
         return bool(created)
 
     async def aclose(self) -> None:

@@ -22,7 +22,6 @@ fails closed), since retrying ``confirm`` after a lost reply would advance it tw
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -32,7 +31,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
 from ivr_engine.agents.errors import (
     AgentStateUnavailable,
@@ -52,11 +50,11 @@ from ivr_engine.agents.model import (
 )
 from ivr_engine.agents.redis_codec import as_list, decode_agent, decode_change
 from ivr_engine.agents.redis_lua import SCRIPTS
-from ivr_engine.redis_client import open_redis
+from ivr_engine.redis_client import REDIS_FAILURES, open_redis, redis_guard
 
 log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "ivr:{agents}:"
-_FAILURES = (RedisError, OSError, TimeoutError)
+_WHAT = "agent state store (Redis)"
 Script = Callable[..., Awaitable[Any]]
 
 
@@ -92,16 +90,13 @@ class RedisAgentStateStore:
         client = open_redis(url, connect_timeout_s=connect_timeout_s)
         return cls(client, prefix=prefix, clock=clock, timeout_s=timeout_s, owns_client=True)
 
-    def _unavailable(self, exc: BaseException) -> AgentStateUnavailable:
-        return AgentStateUnavailable(f"agent state store (Redis) failed: {exc!r}")
+    def _guard(self) -> AbstractAsyncContextManager[None]:
+        return redis_guard(self._timeout_s, AgentStateUnavailable, _WHAT)
 
     async def _run(self, name: str, now: datetime | None, *args: str) -> dict[str, Any]:
         at = repr(to_timestamp(self._clock() if now is None else now))
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                raw = await self._scripts[name](args=[self._prefix, at, *args])
-        except _FAILURES as exc:
-            raise self._unavailable(exc) from exc
+        async with self._guard():
+            raw = await self._scripts[name](args=[self._prefix, at, *args])
         doc: dict[str, Any] = json.loads(raw)
         return doc
 
@@ -210,13 +205,13 @@ class RedisAgentStateStore:
     async def _subscribe(self) -> AsyncIterator[AsyncIterator[AgentChange]]:
         pubsub = self._client.pubsub()
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with self._guard():
                 await pubsub.subscribe(self._prefix + "changes")
                 while (await pubsub.get_message(timeout=None) or {}).get("type") != "subscribe":
                     pass
-        except _FAILURES as exc:
+        except AgentStateUnavailable:
             await _close(pubsub)
-            raise self._unavailable(exc) from exc
+            raise
         self._feeds.add(pubsub)
         try:
             yield self._listen(pubsub)
@@ -235,9 +230,9 @@ class RedisAgentStateStore:
                     log.warning("agent change feed: skipped a message: %s", exc)
                     continue
                 yield change
-        except (*_FAILURES, UnicodeDecodeError) as exc:  # not UTF-8: redis-py's own decoding
-            if not self._closing:
-                raise self._unavailable(exc) from exc
+        except (*REDIS_FAILURES, UnicodeDecodeError) as exc:  # not UTF-8: redis-py's decoding
+            if not self._closing:  # no deadline: the feed waits for changes as long as it lives
+                raise AgentStateUnavailable(f"{_WHAT} failed: {exc!r}") from exc
 
     async def aclose(self) -> None:
         self._closing = True

@@ -9,20 +9,17 @@ restarted engine still knows which pauses it made. Redis failures → ``AgentSta
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Mapping
 from typing import Protocol, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from ivr_engine.agents.errors import AgentStateUnavailable
 from ivr_engine.agents.redis_store import DEFAULT_PREFIX
 from ivr_engine.contact_center.device_state import PauseNote
-from ivr_engine.redis_client import open_redis
+from ivr_engine.redis_client import open_redis, redis_guard
 
-_FAILURES = (RedisError, OSError, TimeoutError)
 T = TypeVar("T")
 
 
@@ -89,11 +86,8 @@ class RedisPauseNotes:
         return cls(open_redis(url, connect_timeout_s=1.0), prefix=prefix)
 
     async def _call(self, command: Awaitable[T]) -> T:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await command
-        except _FAILURES as exc:
-            raise AgentStateUnavailable(f"pause notes (Redis) failed: {exc!r}") from exc
+        async with redis_guard(self._timeout_s, AgentStateUnavailable, "pause notes (Redis)"):
+            return await command
 
     async def get(self, agent_id: str) -> PauseNote | None:
         raw = await self._call(self._client.hget(self._key, agent_id))

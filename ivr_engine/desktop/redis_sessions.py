@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from ivr_engine.desktop.sessions import (
     CookieSigner,
@@ -35,10 +34,11 @@ from ivr_engine.desktop.sessions import (
     SessionStoreUnavailable,
     new_session_id,
 )
-from ivr_engine.redis_client import open_redis
+from ivr_engine.redis_client import REDIS_FAILURES, open_redis, redis_guard
 
 DEFAULT_PREFIX = "ivr:{desktop}:"
-_FAILURES = (RedisError, OSError, TimeoutError)
+_WHAT = "desktop sessions (Redis)"
+_FAILURES = (*REDIS_FAILURES, UnicodeDecodeError)  # not UTF-8: not written by us (not at open)
 _GRACE_MS = 3_600_000
 
 _DELETE = """
@@ -156,20 +156,17 @@ class RedisSessionStore:
         client = open_redis(url, connect_timeout_s=1.0)
         try:
             if secret is None:
-                async with asyncio.timeout(timeout_s):
+                async with redis_guard(timeout_s, SessionStoreUnavailable, _WHAT):
                     await client.set(prefix + "secret", secrets.token_hex(32), nx=True)
                     secret = str(await client.get(prefix + "secret")).encode("ascii")
-        except _FAILURES as exc:
+        except SessionStoreUnavailable:
             await client.aclose()
-            raise SessionStoreUnavailable(f"desktop sessions (Redis) failed: {exc!r}") from exc
+            raise
         return cls(client, secret=secret, ttl_s=ttl_s, prefix=prefix, clock=clock)
 
     async def _call(self, work: Awaitable[Any]) -> Any:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await work
-        except (*_FAILURES, UnicodeDecodeError) as exc:  # not UTF-8: not written by us
-            raise SessionStoreUnavailable(f"desktop sessions (Redis) failed: {exc!r}") from exc
+        async with redis_guard(self._timeout_s, SessionStoreUnavailable, _WHAT, failures=_FAILURES):
+            return await work
 
     async def _script(self, name: str, *args: str | float | int) -> Any:
         return await self._call(self._scripts[name](keys=[], args=[self._prefix, *args]))

@@ -22,7 +22,6 @@ the sessions, not Redis Cluster.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import secrets
 import time
@@ -30,13 +29,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from ivr_engine.desktop.redis_sessions import DEFAULT_PREFIX
 from ivr_engine.desktop.throttle import Attempt, Limits, LoginLimitsUnavailable, TooManyAttempts
-from ivr_engine.redis_client import open_redis
+from ivr_engine.redis_client import REDIS_FAILURES, open_redis, redis_guard
 
-_FAILURES = (RedisError, OSError, TimeoutError, UnicodeDecodeError)
+_WHAT = "login limits (Redis)"
+_FAILURES = (*REDIS_FAILURES, UnicodeDecodeError)
 
 # KEYS: P login:keys, then the counted keys. ARGV: now, forget up to (now - window),
 # window in ms, max_keys, the attempt's token, then (begin) each counted key's limit.
@@ -135,11 +134,8 @@ class RedisLoginLimits:
         return cls(open_redis(url, connect_timeout_s=1.0), **kw)
 
     async def _call(self, work: Awaitable[Any]) -> Any:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await work
-        except _FAILURES as exc:
-            raise LoginLimitsUnavailable(f"login limits (Redis) failed: {exc!r}") from exc
+        async with redis_guard(self._timeout_s, LoginLimitsUnavailable, _WHAT, failures=_FAILURES):
+            return await work
 
     def _args(self, now: float, token: str) -> list[str | int]:
         since = now - self._window_s

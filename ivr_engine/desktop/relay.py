@@ -15,7 +15,6 @@ per-process read positions and trimming for no gain.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -24,13 +23,12 @@ from typing import Literal, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
 from ivr_engine.desktop.pop import ScreenPopJson
-from ivr_engine.redis_client import open_redis
+from ivr_engine.redis_client import REDIS_FAILURES, open_redis, redis_guard
 
 DEFAULT_CHANNEL = "ivr:{desktop}:notes"
-_FAILURES = (RedisError, OSError, TimeoutError)
+_WHAT = "desktop relay (Redis)"
 
 NoteKind = Literal["pop", "pop_cleared", "session_ended", "forget"]
 
@@ -91,11 +89,8 @@ class RedisDesktopRelay:
         return cls(client, channel=channel, timeout_s=timeout_s)
 
     async def publish(self, note: DesktopNote) -> None:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._client.publish(self._channel, encode_note(note))
-        except _FAILURES as exc:
-            raise DesktopRelayUnavailable(f"desktop relay (Redis) failed: {exc!r}") from exc
+        async with redis_guard(self._timeout_s, DesktopRelayUnavailable, _WHAT):
+            await self._client.publish(self._channel, encode_note(note))
 
     def notes(self) -> AbstractAsyncContextManager[AsyncIterator[DesktopNote]]:
         return self._subscribe()
@@ -104,13 +99,13 @@ class RedisDesktopRelay:
     async def _subscribe(self) -> AsyncIterator[AsyncIterator[DesktopNote]]:
         pubsub = self._client.pubsub()
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with redis_guard(self._timeout_s, DesktopRelayUnavailable, _WHAT):
                 await pubsub.subscribe(self._channel)
                 while (await pubsub.get_message(timeout=None) or {}).get("type") != "subscribe":
                     pass
-        except _FAILURES as exc:
+        except DesktopRelayUnavailable:
             await _close(pubsub)
-            raise DesktopRelayUnavailable(f"desktop relay (Redis) failed: {exc!r}") from exc
+            raise
         self._subscriptions.add(pubsub)
         try:
             yield self._listen(pubsub)
@@ -123,9 +118,9 @@ class RedisDesktopRelay:
             async for message in pubsub.listen():
                 if message["type"] == "message":
                     yield decode_note(message["data"])
-        except _FAILURES as exc:
+        except REDIS_FAILURES as exc:  # no deadline: the feed waits for notes as long as it lives
             if not self._closing:
-                raise DesktopRelayUnavailable(f"desktop relay (Redis) failed: {exc!r}") from exc
+                raise DesktopRelayUnavailable(f"{_WHAT} failed: {exc!r}") from exc
 
     async def aclose(self) -> None:
         self._closing = True
