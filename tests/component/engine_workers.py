@@ -37,6 +37,13 @@ class EngineProcess:
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _reader: asyncio.Task[None] | None = None
 
+    @classmethod
+    def reading(cls, process: asyncio.subprocess.Process, ready_file: Path) -> EngineProcess:
+        """``process``, its log (a stderr pipe) read from now on."""
+        engine = cls(process, ready_file)
+        engine._reader = asyncio.create_task(engine._read())
+        return engine
+
     @property
     def agi_port(self) -> int:
         return int(self.ready_file.read_text().split()[0])
@@ -102,8 +109,7 @@ async def engine_process(
     process = await asyncio.create_subprocess_exec(
         *command, cwd=REPO, env=environ, stderr=asyncio.subprocess.PIPE
     )
-    engine = EngineProcess(process, ready)
-    engine._reader = asyncio.create_task(engine._read())
+    engine = EngineProcess.reading(process, ready)
     try:
         yield engine
     finally:
