@@ -18,7 +18,7 @@ from ivr_engine.domain.errors import ConfigError
 from ivr_engine.heap import settle_heap
 from ivr_engine.settings import Settings
 from ivr_engine.task_dump import dump_tasks_on_sigusr1
-from ivr_engine.token_reload import SettingsSource, describe
+from ivr_engine.token_reload import SettingsSource, describe, describe_unexpected
 from ivr_engine.workers.role import WorkerRole
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,9 @@ async def reload_logged(engine: Engine) -> bool:
         menus = await engine.reload_menus()
     except (ConfigError, OSError, ValueError) as exc:
         log.error("menus NOT reloaded, the ones in force stay: %s", exc)
+        return False
+    except Exception as exc:  # unexpected, but still a refused reload: said so, by type
+        log.error("menus NOT reloaded, the ones in force stay: %s", describe_unexpected(exc))
         return False
     log.info(
         "menus reloaded: %s",
@@ -45,6 +48,9 @@ async def reload_tokens_logged(engine: Engine, source: SettingsSource) -> bool:
         reload = await engine.reload_tokens(source)
     except (ConfigError, OSError, ValueError) as exc:
         log.error("API tokens NOT reloaded, the ones in force stay: %s", exc)
+        return False
+    except Exception as exc:  # unexpected, but still a refused reload: said so, by type
+        log.error("API tokens NOT reloaded, the ones in force stay: %s", describe_unexpected(exc))
         return False
     log.info("%s", describe(reload, source))
     return True

@@ -19,6 +19,7 @@ other way, an open API given tokens by a reload, is allowed (it only closes).
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,17 @@ def describe(reload: TokenReload, source: SettingsSource) -> str:
     if reload.restart_needed:
         text += f"; also changed, in force only after a restart: {', '.join(reload.restart_needed)}"
     return text
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """A reload's exception that no check expected (a bug, a library's surprise), for the
+    log: its type and where it was raised, never its message (which may quote the file)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return f"unexpected {type(exc).__name__}"
+    last = frames[-1]
+    where = "/".join(Path(last.filename).parts[-2:])
+    return f"unexpected {type(exc).__name__} (in {where}:{last.lineno}, {last.name})"
 
 
 def _secrets(settings: Settings) -> tuple[list[str], str | None]:

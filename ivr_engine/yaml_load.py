@@ -1,10 +1,15 @@
 """Loading YAML configuration so that every failure is a ``yaml.YAMLError``.
 
 PyYAML's safe constructors raise more than ``YAMLError``: a value shaped like a date that
-is not one (``2024-02-30``) or ``!!int x`` raise ``ValueError``, and deeply nested flow
-collections ``RecursionError``. Every configuration loader turns ``YAMLError`` into a
-``ConfigError`` naming the file; loading through here keeps that true for these too, so
-an operator's typo is "file: not valid YAML: ..." and not a traceback.
+is not one (``2024-02-30``) or ``!!int x`` raise ``ValueError``, ``!!timestamp x``
+``AttributeError``, and deeply nested flow collections ``RecursionError``. Every
+configuration loader turns ``YAMLError`` into a ``ConfigError`` naming the file; loading
+through here keeps that true for any exception a constructor raises, so an operator's typo
+is "file: not valid YAML: ..." and not a traceback.
+
+Such a failure is said by where it happened (line, column), the tag and the exception's
+type only, never by the exception's own message: it quotes the value (``int()`` quotes up
+to 200 characters of it), and a configuration file holds secrets.
 """
 
 from __future__ import annotations
@@ -18,18 +23,41 @@ import yaml
 # built) that may be part of a secret: 8 characters or more without a space (tokens are 32
 # or more, and have none).
 _QUOTED = re.compile(r"'[^'\s]{8,}'|\"[^\"\s]{8,}\"")
+_STANDARD_TAG = "tag:yaml.org,2002:"
 
 
-class UnbuildableValue(yaml.YAMLError):
-    """The YAML parsed, but a value in it could not be built (or nesting was too deep)."""
+class UnbuildableValue(yaml.MarkedYAMLError):
+    """The YAML parsed, but a value in it could not be built (or nesting was too deep):
+    where (``problem_mark``: line and column, no copy of the line) and the exception's type."""
+
+    @classmethod
+    def of(cls, exc: Exception, node: yaml.Node | None) -> UnbuildableValue:
+        if isinstance(exc, RecursionError):
+            what = "nested too deeply"
+        else:
+            tag = node.tag if node is not None else ""
+            shown = f"!!{tag.removeprefix(_STANDARD_TAG)} " if tag.startswith(_STANDARD_TAG) else ""
+            what = f"a {shown}value cannot be built"
+        mark = None
+        if node is not None:  # the same place, without the buffer: str() copies no line
+            start = node.start_mark
+            mark = yaml.Mark(start.name, start.index, start.line, start.column, None, 0)
+        return cls(problem=f"{what} ({type(exc).__name__})", problem_mark=mark)
 
 
 def load_yaml(text: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
     """``yaml.load`` with a safe loader; anything it raises is a ``yaml.YAMLError``."""
+    reader = loader(text)
     try:
-        return yaml.load(text, Loader=loader)
-    except (ValueError, RecursionError, OverflowError) as exc:
-        raise UnbuildableValue(f"a value cannot be built: {exc}") from exc
+        return reader.get_single_data()
+    except yaml.YAMLError:
+        raise
+    except Exception as exc:  # a constructor's own failure, whatever its type
+        # the nodes being built when it failed, innermost last (PyYAML's own bookkeeping)
+        building = list(reader.recursive_objects)
+        raise UnbuildableValue.of(exc, building[-1] if building else None) from None
+    finally:
+        reader.dispose()
 
 
 def describe_yaml_error(exc: yaml.YAMLError) -> str:

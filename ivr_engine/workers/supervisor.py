@@ -46,7 +46,12 @@ from pathlib import Path
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings
 from ivr_engine.task_dump import log_tasks
-from ivr_engine.token_reload import SettingsSource, describe, reload_tokens
+from ivr_engine.token_reload import (
+    SettingsSource,
+    describe,
+    describe_unexpected,
+    reload_tokens,
+)
 from ivr_engine.workers.child import EXIT_CONFIG, settings_json
 from ivr_engine.workers.child_watcher import watch_children_by_pidfd
 from ivr_engine.workers.load_ledger import LoadLedger
@@ -138,11 +143,22 @@ class Supervisor:
             except (ConfigError, OSError, ValueError) as exc:
                 log.error("API tokens NOT reloaded, the ones in force stay: %s", exc)
                 return
+            except Exception as exc:  # unexpected, but still a refused reload: said so
+                log.error(
+                    "API tokens NOT reloaded, the ones in force stay: %s", describe_unexpected(exc)
+                )
+                return
             self.settings = reload.settings
             self._worker_settings = settings_json(reload.settings.model_copy(update=self._ports))
             ready = [w for w in self.workers if w.ready]
-            await asyncio.gather(*(w.send_settings(self._worker_settings) for w in ready))
-        log.info("%s; sent to %d worker(s)", describe(reload, source), len(ready))
+            sent = await asyncio.gather(*(w.send_settings(self._worker_settings) for w in ready))
+        not_ready = len(self.workers) - len(ready)
+        log.log(
+            logging.INFO if all(sent) else logging.WARNING,
+            "%s; sent to %d of %d worker(s)%s",
+            describe(reload, source), sum(sent), len(ready),
+            f"; {not_ready} not ready: each gets them at its start" if not_ready else "",
+        )  # fmt: skip
 
     def _dump_tasks(self) -> None:
         """This process's tasks, then each worker's (the same signal: ``task_dump.py``)."""

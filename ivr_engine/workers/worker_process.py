@@ -50,19 +50,32 @@ class Worker:
     started: float = 0.0
     deaths: int = 0  # in a row, each within HEALTHY_AFTER_S of its start
 
-    async def send_settings(self, text: str) -> None:
-        """The settings (one JSON line) down the worker's stdin; a worker that is gone or
-        does not read within ``SEND_TIMEOUT_S`` is passed over (logged): a worker started
-        later gets them at its start."""
+    async def send_settings(self, text: str) -> bool:
+        """The settings (one JSON line) down the worker's stdin; True once the whole line is
+        in the pipe (written and drained: the worker reads it when its loop gets to it).
+        False, logged: the worker is gone or its stdin closed (not sent), or it has not read
+        enough of the pipe within ``SEND_TIMEOUT_S`` (queued: it still gets the line, and
+        any later one after it, once it reads). A worker started later gets the settings at
+        its start."""
         process = self.process
+        name = self.role.name
         if process is None or process.stdin is None or process.returncode is not None:
-            return
+            log.warning("%s: new settings not sent: not running (its start gets them)", name)
+            return False
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 process.stdin.write(text.encode() + b"\n")
                 await process.stdin.drain()
-        except (TimeoutError, BrokenPipeError, ConnectionResetError) as exc:
-            log.error("%s (pid %d): new settings not sent: %r", self.role.name, process.pid, exc)
+        except TimeoutError:  # the line is in the transport's buffer: it goes on being sent
+            log.warning(
+                "%s (pid %d): new settings queued, not yet read by %s after %.0f s",
+                name, process.pid, name, SEND_TIMEOUT_S,
+            )  # fmt: skip
+            return False
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            log.error("%s (pid %d): new settings not sent: %r", name, process.pid, exc)
+            return False
+        return True
 
     def backoff_after_death(self, now: float) -> float:
         self.ready = False

@@ -15,6 +15,7 @@ import yaml
 
 from ivr_engine.app import Engine
 from ivr_engine.engine_process import reload_tokens_logged
+from ivr_engine.settings import Settings
 from ivr_engine.token_reload import SettingsSource
 from tests.component.test_agents_management_api import NEW_AGENT
 from tests.component.test_ivr_flow import REPO
@@ -183,3 +184,46 @@ async def test_an_open_api_can_be_given_tokens_by_a_reload(
     write_config(config, base, api_tokens=[TOKEN_A])
     assert await reload_tokens_logged(engine, source)
     assert (await status(engine, None), await status(engine, TOKEN_A)) == (401, 200)
+
+
+async def test_a_value_yaml_cannot_build_is_a_refused_reload_named_by_file_and_line(
+    engines: list[Engine], config: Path, base: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``!!timestamp`` on a token's line: PyYAML's constructor raises AttributeError, not a
+    YAML error; still a refused reload, logged, and the tokens in force stay."""
+    write_config(config, base, api_tokens=[TOKEN_A])
+    source = SettingsSource(config, environ={})
+    engine = await start(engines, source)
+    write_broken(config, {**base, "api_tokens": [TOKEN_A]}, f"admin_token: !!timestamp {ADMIN_B}\n")
+    with caplog.at_level(logging.INFO):
+        assert not await reload_tokens_logged(engine, source)
+    assert await status(engine, TOKEN_A) == 200
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, caplog.text
+    assert "API tokens NOT reloaded" in errors[0] and str(config) in errors[0]
+    assert "a !!timestamp value cannot be built (AttributeError) (line " in errors[0]
+    assert ADMIN_B[:12] not in caplog.text
+
+
+class _FailingSource(SettingsSource):
+    """A source whose reading fails in a way no check expects (no real file does that since
+    ``load_yaml`` turns every constructor failure into a YAML error): the handler's last
+    line of defence, with a token in the exception's message."""
+
+    def load(self) -> Settings:
+        raise TypeError(f"surprise, with {TOKEN_B} in it")
+
+
+async def test_any_exception_of_a_reload_is_a_refused_reload_logged_by_type_only(
+    engines: list[Engine], config: Path, base: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    write_config(config, base, api_tokens=[TOKEN_A])
+    engine = await start(engines, SettingsSource(config, environ={}))
+    with caplog.at_level(logging.INFO):
+        assert not await reload_tokens_logged(engine, _FailingSource(config, environ={}))
+    assert await status(engine, TOKEN_A) == 200
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, caplog.text
+    assert errors[0].startswith("API tokens NOT reloaded, the ones in force stay: unexpected ")
+    assert "TypeError (in " in errors[0] and "load" in errors[0]
+    assert TOKEN_B[:12] not in caplog.text

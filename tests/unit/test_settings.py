@@ -112,6 +112,7 @@ def test_an_ami_url_with_port_0_is_refused_not_read_as_5038() -> None:
         "api_tokens: [{token}\n",
         "admin_token: *{token}\n",  # an alias PyYAML names in its message
         "admin_token: !!int {token}\n",  # a value it cannot build, quoted in the message
+        "admin_token: !!timestamp {token}\n",  # its constructor raises AttributeError
         "a: 1\n\tapi_tokens: {token}\n",
     ],
 )
@@ -126,3 +127,19 @@ def test_a_settings_file_that_is_not_yaml_is_reported_without_its_text(
         load_settings(config, environ={})
     assert str(config) in str(raised.value)
     assert "s3cret" not in str(raised.value) and "xxxxxxxx" not in str(raised.value)
+
+
+def test_a_value_the_settings_file_cannot_build_is_named_by_file_line_and_type_only(
+    tmp_path: Path,
+) -> None:
+    """Not the constructor's message: ``int()`` quotes 200 characters of a longer token,
+    cut before its closing quote (so no masking of quoted pieces could find it)."""
+    token = "s3cret-" + "x" * 300
+    config = tmp_path / "engine.yaml"
+    config.write_text(f"http_port: 8080\nadmin_token: !!int {token}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config, environ={})
+    assert str(raised.value) == (
+        f"{config}: cannot read settings: a !!int value cannot be built (ValueError) "
+        "(line 2, column 14)"
+    )
