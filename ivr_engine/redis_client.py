@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ivr_engine.timeline.urls import redact
+from ivr_engine.timeline.urls import RAW_IN_PASSWORD, redact
 
 __all__ = ["REDIS_FAILURES", "open_redis", "redact", "redis_guard"]
 
@@ -33,7 +34,17 @@ REDIS_FAILURES = (RedisError, OSError, TimeoutError)
 
 
 def open_redis(url: str, *, connect_timeout_s: float, decode_responses: bool = True) -> Redis:
-    """``ValueError`` naming the URL without its password when redis-py refuses it."""
+    """``ValueError`` naming the URL without its password when redis-py refuses it, and
+    saying why in words of ours: urllib's and redis-py's messages may quote a piece of the
+    URL, which may be a piece of the password (one with a raw "/", "?" or "#" ends the
+    userinfo early and becomes the "port")."""
+    try:
+        urlsplit(url).port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError(
+            f"Redis URL {redact(url)!r}: not a valid URL, or the port is not a number from 0 "
+            f"to 65535 ({RAW_IN_PASSWORD}): use redis://:PASSWORD@HOST:6379/0"
+        ) from None
     try:
         client: Redis = Redis.from_url(
             url,
@@ -42,8 +53,11 @@ def open_redis(url: str, *, connect_timeout_s: float, decode_responses: bool = T
             socket_timeout=None,
             retry=Retry(NoBackoff(), 0),
         )
-    except ValueError as exc:
-        raise ValueError(f"Redis URL {redact(url)!r}: {exc}") from None
+    except ValueError:
+        raise ValueError(
+            f"Redis URL {redact(url)!r}: refused by redis-py: the scheme must be redis://, "
+            "rediss:// or unix://, and each ?option a valid value"
+        ) from None
     return client
 
 

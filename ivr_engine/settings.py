@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -28,7 +28,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.telephony.peers import parse_networks
-from ivr_engine.timeline.urls import redact
+from ivr_engine.timeline.urls import RAW_IN_PASSWORD, redact
 from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 ENV_PREFIX = "IVR_ENGINE_"
@@ -309,14 +309,33 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _split_switch_url(url: str, form: str) -> tuple[SplitResult, int | None]:
+    """``urlsplit`` and its port; ``ValueError`` saying what is wrong and ``form``. Never
+    urllib's own words: they quote the piece it choked on, which may be a piece of the
+    password (a raw "/" in it ends the userinfo early, and what follows is the "port")."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError(f"not a valid URL ({RAW_IN_PASSWORD}): use {form}") from None
+    try:
+        return parts, parts.port
+    except ValueError:
+        raise ValueError(
+            f"the port is not a number from 0 to 65535 ({RAW_IN_PASSWORD}): use {form}"
+        ) from None
+
+
+AMI_URL_FORM = "ami://USER:SECRET@HOST:5038"
+
+
 def parse_ami_url(url: str) -> tuple[str, int, str, str]:
     """``ami://USER:SECRET@HOST:PORT`` → (host, port, user, secret)."""
-    parts = urlsplit(url)
-    if parts.scheme != "ami" or not parts.hostname or not parts.username or parts.port == 0:
-        raise ValueError("use ami://USER:SECRET@HOST:5038")
+    parts, port = _split_switch_url(url, AMI_URL_FORM)
+    if parts.scheme != "ami" or not parts.hostname or not parts.username or port == 0:
+        raise ValueError(f"use {AMI_URL_FORM}")
     return (
         parts.hostname,
-        parts.port or 5038,
+        port or 5038,
         unquote(parts.username),
         unquote(parts.password or ""),
     )
@@ -328,11 +347,7 @@ ESL_URL_FORM = "esl://:PASSWORD@HOST:8021"
 def parse_esl_url(url: str) -> tuple[str, int, str]:
     """``esl://:PASSWORD@HOST:PORT`` → (host, port, password): FreeSWITCH's inbound Event
     Socket (``event_socket.conf.xml``: ``listen-ip``, ``listen-port``, ``password``)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:  # a port that is not a number or out of range
-        raise ValueError(f"{exc}: use {ESL_URL_FORM}") from exc
+    parts, port = _split_switch_url(url, ESL_URL_FORM)
     if parts.scheme != "esl":
         raise ValueError(f"scheme must be esl, not {parts.scheme or 'none'!r}: use {ESL_URL_FORM}")
     if not parts.hostname:

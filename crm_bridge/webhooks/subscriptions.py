@@ -74,8 +74,11 @@ def check_webhook_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ValueError(f"not a valid URL: {exc}") from exc
+    except ValueError:  # urllib's words may quote a piece of the URL (of a password in it)
+        raise ValueError(
+            "not a valid URL (a port that is not a number from 0 to 65535, or an unbalanced "
+            "'[' or ']')"
+        ) from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError("must be an absolute https:// URL")
     if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:

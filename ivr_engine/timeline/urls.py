@@ -34,6 +34,9 @@ _POSTGRES = {"postgresql", "postgres", "postgresql+asyncpg"}
 # Query keys whose values are secrets (libpq, asyncpg; Redis URLs take ?password= too).
 SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "passfile"})
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:password|sslpassword|passfile)=)[^&#]*")
+# A raw one of these in a URL's password ends its userinfo early: what follows is read as the
+# port (or a bracketed host), and the parsers' messages quote it. Said in place of them.
+RAW_IN_PASSWORD = "a '/', '?', '#', '[' or ']' in the password must be percent-encoded"
 
 # sqlalchemy.engine.url._parse_url's pattern (SQLAlchemy 2.x), unchanged.
 _URL = re.compile(
@@ -176,10 +179,16 @@ def redact(database_url: str) -> str:
     ``unix:///PATH?password=...``)."""
     try:
         return split_url(database_url).render(hide_password=True)
-    except ValueError:  # not a URL: hide everything before the last "@" but the scheme
+    except ValueError:
+        # not a URL of this grammar (no "scheme://", or a "port" that is not a number: what
+        # follows a raw "/" in a password when no "@" follows): which part is the password is
+        # unknown, so all is hidden but the scheme and what follows the last "@"
         head, at, host = database_url.rpartition("@")
-        scheme, sep, _ = head.partition("://")
-        text = (f"{scheme}://***@{host}" if sep else f"***@{host}") if at else database_url
+        scheme, sep, _ = (head if at else database_url).partition("://")
+        if at:
+            text = f"{scheme}://***@{host}" if sep else f"***@{host}"
+        else:
+            text = f"{scheme}://***" if sep else database_url
         return _SECRET_QUERY.sub(r"\1***", text)
 
 
@@ -193,7 +202,7 @@ def parse_database_url(database_url: str) -> DatabaseUrl:
         ) from exc
     scheme = url.drivername
     if scheme in _SQLITE:
-        return _sqlite(url, database_url)
+        return _sqlite(url)
     if scheme in _POSTGRES:
         return _postgres(url)
     raise UnsupportedDatabaseUrl(
@@ -201,22 +210,22 @@ def parse_database_url(database_url: str) -> DatabaseUrl:
     )
 
 
-def _sqlite(url: UrlParts, raw: str) -> DatabaseUrl:
+def _sqlite(url: UrlParts) -> DatabaseUrl:
     database = url.database or ""
     if url.host or url.username or url.port:
         raise UnsupportedDatabaseUrl(
-            f"database_url: {raw!r}: a SQLite URL has no host; use three slashes, "
+            f"database_url: {url.render()!r}: a SQLite URL has no host; use three slashes, "
             "sqlite:///relative.db, or four for an absolute path, sqlite:////var/lib/x.db"
         )
     if database in ("", ":memory:") or database.startswith("file:") or url.query:
         raise UnsupportedDatabaseUrl(
-            f"database_url: {raw!r}: SQLite needs a file path (in-memory databases and "
+            f"database_url: {url.render()!r}: SQLite needs a file path (in-memory databases and "
             f"URI options are not supported): {_HINT}"
         )
     try:
         path = Path(database).expanduser().absolute()
     except RuntimeError as exc:  # "~name/..." for a user this machine does not have
-        raise UnsupportedDatabaseUrl(f"database_url: {raw!r}: {exc}") from None
+        raise UnsupportedDatabaseUrl(f"database_url: {url.render()!r}: {exc}") from None
     return DatabaseUrl("sqlite", UrlParts("sqlite+aiosqlite", database=str(path)), sqlite_path=path)
 
 

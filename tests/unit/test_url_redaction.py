@@ -5,11 +5,14 @@ redis-py all take it there)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from crm_bridge.bus import open_event_bus
+from crm_bridge.calls.settings import BridgeSettings
+from crm_bridge.webhooks.subscriptions import check_webhook_url
 from ivr_engine.agents import check_agent_state_url
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.redis_client import open_redis
@@ -86,3 +89,51 @@ def test_the_workers_rule_names_the_agent_state_url_without_its_password(tmp_pat
     with pytest.raises(ConfigError, match="agent_state_url") as raised:
         load_settings(environ=environ)
     assert SECRET not in str(raised.value)
+
+
+# A raw "/", "?", "#" (or "[...]") in a password ends the URL's userinfo early: what follows
+# is read as the port, or as a bracketed host, and urllib's (or int()'s) message quotes it.
+PIECE = "Sekretpart"
+_RAW = [f"{PIECE}/rest", f"{PIECE}?rest", f"{PIECE}#rest", f"a[{PIECE}]b"]
+
+
+def _message_of(call: Callable[[], object]) -> str:
+    with pytest.raises((ValueError, ConfigError)) as raised:
+        call()
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("password", _RAW)
+@pytest.mark.parametrize(
+    "refuse",
+    [
+        lambda pw: load_settings(environ={"IVR_ENGINE_ESL_URL": f"esl://:{pw}@fs:8021"}),
+        lambda pw: load_settings(environ={"IVR_ENGINE_AMI_URL": f"ami://ivr:{pw}@pbx:5038"}),
+        lambda pw: BridgeSettings.build(esl_url=f"esl://:{pw}@fs:8021", database_url="x"),
+        lambda pw: BridgeSettings.build(ami_url=f"ami://ivr:{pw}@pbx:5038", database_url="x"),
+        lambda pw: open_redis(f"redis://:{pw}@h:6379/0", connect_timeout_s=1),
+        lambda pw: open_event_bus(f"rediss://u:{pw}@h:6380/0"),
+        lambda pw: check_webhook_url(f"https://u:{pw}@crm.example.com/hook"),
+    ],
+    ids=["esl_url", "ami_url", "bridge esl_url", "bridge ami_url", "redis", "bus", "webhook"],
+)
+def test_a_url_refused_for_a_raw_character_in_its_password_is_not_echoed(
+    refuse: Callable[[str], object], password: str
+) -> None:
+    message = _message_of(lambda: refuse(password))
+    assert PIECE not in message and "rest" not in message, message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://u:{PIECE}/rest",  # no host after it: the piece is read as the port
+        f"postgresql://u:{PIECE}",
+        f"sqlite://u:{PIECE}@h/x.db",  # SQLite has no host: the URL was said as written
+        f"sqlite:///x.db?password={PIECE}",
+    ],
+)
+def test_a_refused_database_url_is_said_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_database_url(url)
+    assert PIECE not in str(raised.value) and "database_url" in str(raised.value)
