@@ -83,7 +83,14 @@ async def run_engine(
 
     def keep(task: asyncio.Task[Any]) -> None:
         reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        task.add_done_callback(ended)
+
+    def ended(task: asyncio.Task[Any]) -> None:
+        """A reload or the settings follower that failed is said at once (not by the
+        collector, some time later, as "never retrieved"): by type and place only."""
+        reloads.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("%s task ended: %s", task.get_name(), describe_unexpected(exc))
 
     def on_sighup() -> None:
         keep(loop.create_task(reload_logged(engine), name="menu-reload"))

@@ -133,3 +133,23 @@ async def test_a_stopping_engine_says_so(
         "stopping: no new calls; 0 call(s) in progress may finish",
         "engine stopped",
     ]
+
+
+async def test_a_failed_settings_follower_is_said_at_once_without_its_message(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker whose settings follower dies keeps serving with the tokens in force; the
+    log says so when it happens, by type and place (the message could quote a token)."""
+    engine = type("Scripted", (ScriptedEngine,), {"SIGNALS": ((0.2, signal.SIGTERM),)})
+    monkeypatch.setattr(engine_process, "Engine", engine)
+    monkeypatch.setattr(engine_process, "settle_heap", lambda: None)
+
+    async def follow(_engine: object) -> None:
+        raise RuntimeError("api_tokens: tok-0123456789abcdef")
+
+    with caplog.at_level(logging.ERROR, logger="ivr_engine.engine_process"):
+        await engine_process.run_engine(None, follow=follow)  # type: ignore[arg-type]
+    said = [r.getMessage() for r in caplog.records if r.name == "ivr_engine.engine_process"]
+    assert len(said) == 1, said
+    assert said[0].startswith("follow-settings task ended: unexpected RuntimeError (in ")
+    assert "tok-0123456789abcdef" not in said[0]
