@@ -31,7 +31,7 @@ from ivr_engine.domain.models import (
     RankingPolicy,
     ShortcutPolicy,
 )
-from ivr_engine.yaml_load import load_yaml
+from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 _KEY = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 _PROMPT = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$", max_length=120)]
@@ -223,7 +223,7 @@ def parse_menu(path: Path, text: str) -> Menu:
     try:
         raw = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: <top>: expected a mapping with 'menu:' and 'options:'")
     try:

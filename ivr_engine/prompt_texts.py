@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from ivr_engine.domain.errors import ConfigError
-from ivr_engine.yaml_load import load_yaml
+from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 PROMPT_NAMESPACE = "ivr-engine"
 """Sub-directory of a language's sounds directory; prompt ``X`` is played as ``ivr-engine/X``."""
@@ -57,7 +57,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping",
                     node.start_mark,
-                    f"duplicate key {key!r}",
+                    f"duplicate key: {key}",  # an id, said unquoted: a quoted piece is masked
                     key_node.start_mark,
                 )
             seen.add(key)
@@ -82,7 +82,7 @@ def load_prompt_texts(path: Path) -> PromptSet:
     try:
         data = load_yaml(text, _UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: invalid YAML: {describe_yaml_error(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: expected a mapping with keys language, voice, prompts; "

@@ -5,7 +5,7 @@ is not one (``2024-02-30``) or ``!!int x`` raise ``ValueError``, ``!!timestamp x
 ``AttributeError``, and deeply nested flow collections ``RecursionError``. Every
 configuration loader turns ``YAMLError`` into a ``ConfigError`` naming the file; loading
 through here keeps that true for any exception a constructor raises, so an operator's typo
-is "file: not valid YAML: ..." and not a traceback.
+is "file: not valid YAML: ..." (said by ``describe_yaml_error``) and not a traceback.
 
 Such a failure is said by where it happened (line, column), the tag and the exception's
 type only, never by the exception's own message: it quotes the value (``int()`` quotes up
@@ -21,8 +21,9 @@ import yaml
 
 # A quoted piece of the file in a YAML message (an alias, a tag, a value that could not be
 # built) that may be part of a secret: 8 characters or more without a space (tokens are 32
-# or more, and have none).
-_QUOTED = re.compile(r"'[^'\s]{8,}'|\"[^\"\s]{8,}\"")
+# or more, and have none). Not PyYAML's name for a token it found ('<scalar>', '<anchor>'):
+# no piece of a file has that shape there (anchors, aliases and tags cannot hold '<').
+_QUOTED = re.compile(r"'(?!<[a-z]+>')[^'\s]{8,}'|\"[^\"\s]{8,}\"")
 _STANDARD_TAG = "tag:yaml.org,2002:"
 
 
@@ -62,8 +63,10 @@ def load_yaml(text: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any
 
 def describe_yaml_error(exc: yaml.YAMLError) -> str:
     """What is wrong and where (line, column), without the copy of the line PyYAML adds to
-    its message nor a quoted piece of 8 characters or more: a settings file holds secrets
-    (``api_tokens``, ``admin_token``, passwords in URLs) and this goes to logs."""
+    its message nor a quoted piece of 8 characters or more: a configuration file holds
+    secrets (``api_tokens``, ``admin_token``, passwords in URLs, webhook secrets, password
+    hashes) and this goes to logs. Every configuration loader says a ``YAMLError`` with
+    this, after the file's name; never with ``str(exc)``."""
     if not isinstance(exc, yaml.MarkedYAMLError):
         return _QUOTED.sub("'...'", str(exc))
     parts = []

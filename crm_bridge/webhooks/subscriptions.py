@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from ivr_engine.domain.errors import ConfigError
-from ivr_engine.yaml_load import load_yaml
+from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 __all__ = [
     "LOCAL_HOSTS",
@@ -194,7 +194,7 @@ def parse_subscriptions(
     try:
         raw = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{source}: not valid YAML: {describe_yaml_error(exc)}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

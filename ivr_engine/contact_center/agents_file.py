@@ -18,7 +18,7 @@ from ivr_engine.desktop.directory import AGENT_ID_PATTERN
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.routing import Agent, RoutingConfig
 from ivr_engine.routing.models import language_key
-from ivr_engine.yaml_load import load_yaml
+from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 
 class _Profile(BaseModel):
@@ -46,7 +46,7 @@ def parse_agent_profiles(path: Path, text: str, config: RoutingConfig | None = N
         raw = load_yaml(text)
         model = _File.model_validate(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from None
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"

@@ -40,7 +40,7 @@ from ivr_engine.desktop.passwords import (
     verify_password,
 )
 from ivr_engine.domain.errors import ConfigError
-from ivr_engine.yaml_load import load_yaml
+from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
@@ -213,7 +213,7 @@ def parse_agent_directory(path: Path, text: str) -> AgentDirectory:
     try:
         raw = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from None
     try:
         model = _DirectoryModel.model_validate(raw)
     except ValidationError as exc:

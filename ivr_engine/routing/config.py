@@ -27,7 +27,7 @@ from ivr_engine.routing.models import (
     RoutingConfig,
     SkillRequirement,
 )
-from ivr_engine.yaml_load import load_yaml
+from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 _KEY = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 _TARGET = Annotated[str, Field(pattern=r"^(queue:[A-Za-z0-9_\-]{1,80}|callback)$")]
@@ -170,21 +170,12 @@ def _format_pydantic(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    """One line: where the YAML broke and why."""
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    if mark is None:
-        return f"not valid YAML: {problem}"
-    return f"line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {problem}"
-
-
 def parse_routing_config(path: Path, text: str) -> RoutingConfig:
     """Parse and validate one routing document; raise ``ConfigError`` naming file and key."""
     try:
         raw = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: {_yaml_problem(exc)}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: <top>: expected a mapping with 'skills:' and 'intents:'")
     try:

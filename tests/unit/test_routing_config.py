@@ -241,8 +241,8 @@ intents:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("skills: [a\n", "line 2, column 1: not valid YAML: expected ',' or ']'"),
-        ("a: b: c\n", "line 1, column 5: not valid YAML: mapping values are not allowed"),
+        ("skills: [a\n", "expected ',' or ']', but got '<stream end>' (line 2, column 1)"),
+        ("a: b: c\n", "not valid YAML: mapping values are not allowed here (line 1, column 5)"),
         ("- billing\n", "<top>: expected a mapping with 'skills:' and 'intents:'"),
         ("", "<top>: expected a mapping"),
     ],
