@@ -76,9 +76,15 @@ class UrlParts:
         """``URL.render_as_string``: the same text, character for character. Hiding, every
         secret is ``***``: the password, the ``password``/``sslpassword``/``passfile`` query
         values (asyncpg and libpq take them there), and the part of a password after a raw
-        ``@`` (which the grammar reads as the start of the host)."""
-        host = self.host
+        ``@`` (which the grammar reads as the start of the host, or with a raw ``/`` after
+        it, as host and database: then all up to the database's last ``@`` is hidden)."""
+        host, port, database = self.host, self.port, self.database
         text = self.drivername + "://"
+        if hide_password and self.username is not None and database and "@" in database:
+            # "u:pa@ss/word@h/db" reads as host "ss", database "word@h/db": show "h/db" only
+            text += quote(self.username, safe=" +") + ":***@"
+            text += quote(database.rpartition("@")[2], safe=" +/:[]")
+            return text + self._query_text(hide_password)
         if self.username is not None:
             text += quote(self.username, safe=" +")
             if self.password is not None:
@@ -90,14 +96,17 @@ class UrlParts:
             text += "" if self.username is not None else "***@"
         if host is not None:
             text += f"[{host}]" if ":" in host else host
-        if self.port is not None:
-            text += f":{self.port}"
-        if self.database is not None:
-            text += "/" + quote(self.database, safe=" +/")
-        if self.query:
-            pairs = sorted(self.query, key=lambda kv: kv[0])  # stable: repeated keys keep order
-            text += "?" + "&".join(_query_pair(k, v, hide_password) for k, v in pairs)
-        return text
+        if port is not None:
+            text += f":{port}"
+        if database is not None:
+            text += "/" + quote(database, safe=" +/")
+        return text + self._query_text(hide_password)
+
+    def _query_text(self, hide_password: bool) -> str:
+        if not self.query:
+            return ""
+        pairs = sorted(self.query, key=lambda kv: kv[0])  # stable: repeated keys keep order
+        return "?" + "&".join(_query_pair(k, v, hide_password) for k, v in pairs)
 
     def to_sqlalchemy(self) -> URL:
         from sqlalchemy.engine import URL  # only engines and migrations need it

@@ -39,6 +39,10 @@ SECRET = "s3cret-Pw"
             "unix:///run/redis.sock?db=0&password=***",
         ),
         (f"reds://:{SECRET}@10.0.0.9:6379/0", "reds://:***@10.0.0.9:6379/0"),
+        # a raw "@" then a raw "/" in the password: the grammar reads "s3cret" as the host
+        # and "-Pw@db:5432/x" as the database; all up to the database's last "@" is hidden
+        ("postgresql://u:p@s3cret/-Pw@db:5432/x", "postgresql://u:***@db:5432/x"),
+        ("redis://:p@s3cret/-Pw@10.0.0.9:6379/0", "redis://:***@10.0.0.9:6379/0"),
         ("sqlite:///data/ivr.db", "sqlite:///data/ivr.db"),
         ("postgresql://u@db:5432/x", "postgresql://u@db:5432/x"),
     ],
