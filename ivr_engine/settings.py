@@ -394,7 +394,7 @@ def _from_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read settings: {exc}") from exc
     except yaml.YAMLError as exc:  # said without the file's text: it holds secrets
-        raise ConfigError(f"{path}: cannot read settings: {describe_yaml_error(exc)}") from exc
+        raise ConfigError(f"{path}: cannot read settings: {describe_yaml_error(exc)}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):

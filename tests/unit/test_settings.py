@@ -143,3 +143,18 @@ def test_a_value_the_settings_file_cannot_build_is_named_by_file_line_and_type_o
         f"{config}: cannot read settings: a !!int value cannot be built (ValueError) "
         "(line 2, column 14)"
     )
+
+
+def test_a_yaml_error_in_the_settings_file_chains_no_copy_of_the_line(tmp_path: Path) -> None:
+    """A traceback of the error (a crash report, ``log.exception``) must not carry PyYAML's
+    own message either: it quotes the line, and the line holds a token."""
+    import traceback
+
+    token = "tok-0123456789abcdef0123456789abcdef"
+    config = tmp_path / "engine.yaml"
+    config.write_text(f"api_tokens: ['{token}'\nagi_port: 4573\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config, environ={})
+    printed = "".join(traceback.format_exception(raised.value))
+    assert "cannot read settings" in printed
+    assert "0123456789abcdef" not in printed  # PyYAML's snippet shows the line's first 40
