@@ -7,14 +7,11 @@ fake clock, so reservation expiry is tested without sleeping.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from ivr_engine.agents import (
     TRANSITIONS,
@@ -28,8 +25,8 @@ from ivr_engine.agents import (
     ReservationLost,
     UnknownAgent,
 )
+from tests.redis_support import REDIS_URL, delete_prefix, require_redis
 
-REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 S = AgentState
 
@@ -46,16 +43,6 @@ class FakeClock:
         return self.now
 
 
-async def delete_prefix(prefix: str) -> None:
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -69,13 +56,7 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterat
         await memory.aclose()
         return
     prefix = f"test:{{agents-{uuid.uuid4().hex}}}:"
-    probe = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await probe.ping()
-    except (RedisError, OSError) as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc!r}", pytrace=False)
-    finally:
-        await probe.aclose()
+    await require_redis()
     redis_store = RedisAgentStateStore.from_url(REDIS_URL, prefix=prefix, clock=clock)
     try:
         yield redis_store

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from crm_bridge.bus import (
     BusClosed,
@@ -28,8 +25,8 @@ from crm_bridge.bus import (
     RedisEventBus,
     partition_for,
 )
+from tests.redis_support import REDIS_URL, delete_prefix, require_redis
 
-REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 FAST = BusSettings(partitions=4, lease_ms=1000, min_idle_ms=500, max_deliveries=3)
 BLOCK_MS = 100
 STREAM, GROUP = "calls", "timeline"
@@ -42,26 +39,6 @@ def events(count: int, keys: int = 10, start: int = 0, tag: str = "e") -> list[d
         call = f"call-{n % keys}"
         out.append({"event_id": f"{tag}{n}", "partition_key": call, "seq": n // keys, "n": n})
     return out
-
-
-async def delete_prefix(prefix: str) -> None:
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-async def require_redis() -> None:
-    probe = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await probe.ping()
-    except (RedisError, OSError) as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc!r}", pytrace=False)
-    finally:
-        await probe.aclose()
 
 
 @contextlib.asynccontextmanager

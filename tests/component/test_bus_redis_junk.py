@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from crm_bridge.bus import BusSettings, BusUnavailable, Delivery, RedisEventBus
 from crm_bridge.bus.model import partition_for
-from tests.component.test_bus_contract import REDIS_URL, delete_prefix, require_redis
+from tests.redis_support import REDIS_URL, delete_prefix, require_redis
 
 STREAM, GROUP = "calls", "timeline"
 
@@ -28,13 +28,6 @@ async def prefix() -> AsyncIterator[str]:
     name = f"test:bus-junk-{uuid.uuid4().hex}:"
     yield name
     await delete_prefix(name)
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
 
 
 def event(event_id: str, key: str = "call-1") -> dict[str, Any]:
@@ -65,7 +58,7 @@ def seen(got: list[Delivery]) -> list[tuple[str, int]]:
 
 
 async def test_a_junk_entry_is_dead_lettered_when_read_and_later_events_follow_at_once(
-    prefix: str, raw: Redis
+    prefix: str, redis_raw: Redis
 ) -> None:
     """Default settings (min_idle_ms 15 s, max_deliveries 5): e2 after the junk entry used
     to come ~75 s later (the partition was served by claims until the entry was dead-lettered)."""
@@ -73,7 +66,7 @@ async def test_a_junk_entry_is_dead_lettered_when_read_and_later_events_follow_a
     bus = RedisEventBus.from_url(REDIS_URL, settings, prefix=prefix)
     try:
         await bus.publish(STREAM, [event("e1")])
-        junk = await raw.xadd(partition_key(prefix, settings), {b"e": b"not json"})
+        junk = await redis_raw.xadd(partition_key(prefix, settings), {b"e": b"not json"})
         await bus.publish(STREAM, [event("e2")])
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -89,13 +82,13 @@ async def test_a_junk_entry_is_dead_lettered_when_read_and_later_events_follow_a
             partition_for("call-1", settings.partitions),
             1,
         )
-        assert (await raw.xpending(partition_key(prefix, settings), GROUP))["pending"] == 0
+        assert (await redis_raw.xpending(partition_key(prefix, settings), GROUP))["pending"] == 0
     finally:
         await bus.aclose()
 
 
 async def test_junk_in_several_partitions_of_one_read_is_set_aside_in_one_go(
-    prefix: str, raw: Redis
+    prefix: str, redis_raw: Redis
 ) -> None:
     """Entries of two calls in two partitions, junk in both (no ``e`` field; not UTF-8):
     every event once and in its call's order, both junk entries dead-lettered with their
@@ -106,8 +99,8 @@ async def test_junk_in_several_partitions_of_one_read_is_set_aside_in_one_go(
     bus = RedisEventBus.from_url(REDIS_URL, settings, prefix=prefix)
     try:
         await bus.publish(STREAM, [event("a1", "a"), event("d1", "d")])
-        await raw.xadd(partition_key(prefix, settings, "a"), {b"x": b"1"})
-        await raw.xadd(partition_key(prefix, settings, "d"), {b"e": b"\xff\xfe"})
+        await redis_raw.xadd(partition_key(prefix, settings, "a"), {b"x": b"1"})
+        await redis_raw.xadd(partition_key(prefix, settings, "d"), {b"e": b"\xff\xfe"})
         await bus.publish(STREAM, [event("a2", "a"), event("d2", "d")])
         got = await consume_until(bus, {"a1", "a2", "d1", "d2"}, timeout_s=5)
         for key in keys:
@@ -120,14 +113,14 @@ async def test_junk_in_several_partitions_of_one_read_is_set_aside_in_one_go(
             partition_for("d", 2): ({"undecodable": "\\xff\\xfe"}, 1),
         }
         for key in keys:
-            pending = await raw.xpending(partition_key(prefix, settings, key), GROUP)
+            pending = await redis_raw.xpending(partition_key(prefix, settings, key), GROUP)
             assert pending["pending"] == 0
     finally:
         await bus.aclose()
 
 
 async def test_a_consumer_that_stops_after_reading_a_junk_entry_loses_nothing(
-    prefix: str, raw: Redis
+    prefix: str, redis_raw: Redis
 ) -> None:
     """A consumer read e1, the junk entry and e2, and died before it dead-lettered the entry
     (or acknowledged anything). The next owner claims all three after min_idle_ms: e1 and
@@ -138,10 +131,10 @@ async def test_a_consumer_that_stops_after_reading_a_junk_entry_loses_nothing(
     stream = partition_key(prefix, settings)
     try:
         await bus.publish(STREAM, [event("e1")])
-        junk = await raw.xadd(stream, {b"e": b"[1]"})
+        junk = await redis_raw.xadd(stream, {b"e": b"[1]"})
         await bus.publish(STREAM, [event("e2")])
-        await raw.xgroup_create(stream, GROUP, id="0")
-        read = await raw.xreadgroup(GROUP, "gone", {stream: ">"}, count=10)
+        await redis_raw.xgroup_create(stream, GROUP, id="0")
+        read = await redis_raw.xreadgroup(GROUP, "gone", {stream: ">"}, count=10)
         assert len(read[0][1]) == 3  # read, never dead-lettered nor acknowledged
         await bus.publish(STREAM, [event("e3")])
         loop = asyncio.get_running_loop()
@@ -155,13 +148,13 @@ async def test_a_consumer_that_stops_after_reading_a_junk_entry_loses_nothing(
             junk.decode(),
             2,
         )
-        assert (await raw.xpending(stream, GROUP))["pending"] == 0
+        assert (await redis_raw.xpending(stream, GROUP))["pending"] == 0
     finally:
         await bus.aclose()
 
 
 async def test_a_failed_dead_lettering_leaves_the_read_pending_for_the_claims(
-    prefix: str, raw: Redis, monkeypatch: pytest.MonkeyPatch
+    prefix: str, redis_raw: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Redis fails right when the consumer dead-letters the entry it read: ``consume``
     raises ``BusUnavailable`` and hands over none of that read; all of it is still pending,
@@ -170,7 +163,7 @@ async def test_a_failed_dead_lettering_leaves_the_read_pending_for_the_claims(
     bus = RedisEventBus.from_url(REDIS_URL, settings, prefix=prefix)
     try:
         await bus.publish(STREAM, [event("e1")])
-        await raw.xadd(partition_key(prefix, settings), {b"e": b"junk"})
+        await redis_raw.xadd(partition_key(prefix, settings), {b"e": b"junk"})
         await bus.publish(STREAM, [event("e2")])
         script = bus._log.scripts["dead_letter"]
 
@@ -182,7 +175,7 @@ async def test_a_failed_dead_lettering_leaves_the_read_pending_for_the_claims(
         with pytest.raises(BusUnavailable):
             await consume_until(bus, {"e2"}, timeout_s=5)
         monkeypatch.undo()
-        assert (await raw.xpending(partition_key(prefix, settings), GROUP))["pending"] == 3
+        assert (await redis_raw.xpending(partition_key(prefix, settings), GROUP))["pending"] == 3
         assert await bus.dead_letters(STREAM) == []
         got = await consume_until(bus, {"e1", "e2"}, timeout_s=5)
         assert seen(got) == [("e1", 2), ("e2", 2)]

@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from ivr_engine.agents import (
     AgentState,
@@ -27,8 +25,8 @@ from ivr_engine.contact_center.device_state import PauseNote
 from ivr_engine.contact_center.device_tracker import DeviceStateTracker
 from ivr_engine.contact_center.pause_notes import InMemoryPauseNotes, PauseNotes, RedisPauseNotes
 from ivr_engine.telephony.ami import AmiClient
-from tests.component.test_agent_state_contract import REDIS_URL, delete_prefix
 from tests.component.test_ami_fake_peer import WAIT_S, Action, FakeAmi, PeerSession, make_client
+from tests.redis_support import REDIS_URL, delete_prefix, require_redis
 
 S = AgentState
 ENDPOINTS = {"a1": "PJSIP/agent-1", "a2": "PJSIP/agent-2"}
@@ -100,13 +98,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         yield Backend(InMemoryAgentStateStore(), InMemoryPauseNotes())
         return
     prefix = f"test:{{agents-{uuid.uuid4().hex}}}:"
-    probe = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await probe.ping()
-    except (RedisError, OSError) as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc!r}", pytrace=False)
-    finally:
-        await probe.aclose()
+    await require_redis()
     agents = RedisAgentStateStore.from_url(REDIS_URL, prefix=prefix)
     notes = RedisPauseNotes.from_url(REDIS_URL, prefix=prefix)
     try:

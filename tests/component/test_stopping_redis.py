@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 from collections.abc import Awaitable, Callable
 
+import pytest
 from redis.asyncio import Redis
 
 from ivr_engine.agents import RedisAgentStateStore
 from ivr_engine.agents.errors import UnknownAgent
 from ivr_engine.contact_center.pause_notes import RedisPauseNotes
 from ivr_engine.stopping import cancel_and_wait
+from tests.redis_support import REDIS_URL
 
-REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+pytestmark = pytest.mark.usefixtures("redis_url")  # unreachable Redis fails every test here
 TIMINGS = range(40)  # loop turns between the start and the cancel: every stage of a command
 Command = Callable[[], Awaitable[object]]
 

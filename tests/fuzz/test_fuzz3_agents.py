@@ -21,6 +21,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
@@ -34,8 +35,8 @@ from ivr_engine.agents import (
     RedisAgentStateStore,
 )
 from ivr_engine.agents.redis_codec import decode_agent, decode_change
+from tests.redis_support import REDIS_URL, delete_prefix
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 _FEW = settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 
@@ -46,16 +47,6 @@ class _Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-async def _delete_prefix(prefix: str) -> None:
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 # text Redis can carry (UTF-8: no lone surrogates), and ids that look like Lua patterns,
@@ -109,6 +100,7 @@ async def _apply(store: AgentStateStore, clock: _Clock, op: tuple[Any, ...]) -> 
     return await _outcome(store.get(args[0]))
 
 
+@pytest.mark.usefixtures("redis_url")
 @_FEW
 @example(
     ops=[
@@ -135,7 +127,7 @@ def test_redis_store_answers_like_the_memory_store(ops: list[tuple[Any, ...]]) -
         finally:
             await redis.aclose()
             await memory.aclose()
-            await _delete_prefix(prefix)
+            await delete_prefix(prefix)
 
     asyncio.run(main())
 
@@ -192,6 +184,7 @@ def test_decode_change_raises_agent_state_unavailable_only(payload: str | bytes)
 _FIELDS = ["state", "since", "idle_since", "max", "res_call", "res_exp"]
 
 
+@pytest.mark.usefixtures("redis_url")
 @settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 @example(field="state", value="bogus")
 @example(field="since", value="x")
@@ -216,11 +209,12 @@ def test_a_corrupt_agent_hash_is_agent_state_unavailable(field: str, value: str)
         finally:
             await raw.aclose()
             await store.aclose()
-            await _delete_prefix(prefix)
+            await delete_prefix(prefix)
 
     asyncio.run(main())
 
 
+@pytest.mark.usefixtures("redis_url")
 def test_a_message_on_the_change_channel_that_is_not_a_change_is_skipped() -> None:
     async def main() -> None:
         prefix = f"fuzz3:{{agents-{uuid.uuid4().hex}}}:"
@@ -247,6 +241,6 @@ def test_a_message_on_the_change_channel_that_is_not_a_change_is_skipped() -> No
         finally:
             await raw.aclose()
             await store.aclose()
-            await _delete_prefix(prefix)
+            await delete_prefix(prefix)
 
     asyncio.run(main())

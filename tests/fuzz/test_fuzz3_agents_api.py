@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,6 +34,7 @@ from ivr_engine.contact_center.roster_store import SqlRosterStore
 from ivr_engine.desktop import load_agent_directory
 from ivr_engine.routing import load_routing_config
 from ivr_engine.timeline import open_timeline
+from tests.redis_support import REDIS_URL
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTING = load_routing_config(REPO / "config/routing.yaml")
@@ -41,7 +43,6 @@ SEED = records_from_file(
     load_agent_profiles(AGENTS_FILE, ROUTING), load_agent_directory(AGENTS_FILE)
 )
 ADMIN = "adm1n-" + "z" * 40
-REDIS_URL = "redis://127.0.0.1:6379/0"
 Client = TestClient[Any, Any]
 
 
@@ -139,6 +140,7 @@ def test_no_agent_management_request_is_a_500(
     asyncio.run(main())
 
 
+@pytest.mark.usefixtures("redis_url")
 def test_a_corrupt_agent_hash_leaves_the_roster_readable() -> None:
     """One agent hash changed by something else: that agent is left out of the state
     snapshot (its row shows no state), the others still read, so routing goes on."""

@@ -31,8 +31,8 @@ from crm_bridge.bus.model import decode_event, encode_event
 from crm_bridge.continuation_claims import check_claims
 from crm_bridge.continuation_errors import ContinuationError, MalformedToken
 from crm_bridge.continuation_wire import Keyring, SigningKey, decode_token, encode_token
+from tests.redis_support import REDIS_URL, delete_prefix
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 _FEW = settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 
 _odd_text = st.sampled_from(
@@ -59,16 +59,6 @@ _event = st.builds(
 )
 
 
-async def _delete_prefix(prefix: str) -> None:
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
 async def _consume(bus: RedisEventBus, want: int, timeout_s: float = 8.0) -> list[dict[str, Any]]:
     """Consume (and ack) until ``want`` events arrived."""
     got: list[dict[str, Any]] = []
@@ -82,6 +72,7 @@ async def _consume(bus: RedisEventBus, want: int, timeout_s: float = 8.0) -> lis
     return got
 
 
+@pytest.mark.usefixtures("redis_url")
 @_FEW
 @example(events=[{"event_id": "e1", "partition_key": "k", "x": "\ud800"}])
 @given(st.lists(_event, min_size=1, max_size=5))
@@ -102,7 +93,7 @@ def test_every_encodable_event_goes_through_the_redis_bus(events: list[dict[str,
             got = await _consume(bus, len(wanted)) if wanted else []
         finally:
             await bus.aclose()
-            await _delete_prefix(prefix)
+            await delete_prefix(prefix)
         key = lambda doc: json.dumps(doc, sort_keys=True)  # noqa: E731 - partitions reorder
         assert sorted(map(key, got)) == sorted(map(key, wanted))
 
@@ -126,6 +117,7 @@ _bad_entry = st.one_of(
 )
 
 
+@pytest.mark.usefixtures("redis_url")
 @settings(max_examples=12, suppress_health_check=[HealthCheck.too_slow])
 @example(bad={"e": "not json"})
 @example(bad={"x": "1"})
@@ -162,7 +154,7 @@ def test_an_entry_that_is_not_an_event_is_dead_lettered_not_fatal(bad: dict[str,
         finally:
             await raw.aclose()
             await bus.aclose()
-            await _delete_prefix(prefix)
+            await delete_prefix(prefix)
 
     asyncio.run(main())
 
@@ -191,6 +183,7 @@ _not_utf8_entry = st.dictionaries(
 ).filter(lambda fields: not all(map(_is_utf8, [*fields, *fields.values()])))
 
 
+@pytest.mark.usefixtures("redis_url")
 @settings(max_examples=10, suppress_health_check=[HealthCheck.too_slow])
 @example(foreign={b"e": b"\xff\xfe"})
 @example(foreign={b"e": b'{"event_id":"\xc3","partition_key":"k"}'})  # cut in the JSON
@@ -211,6 +204,7 @@ def test_an_entry_that_is_not_utf8_is_skipped_and_dead_lettered(
     _run_with_foreign_entry(foreign, ack=True)
 
 
+@pytest.mark.usefixtures("redis_url")
 def test_a_foreign_entry_claimed_with_unacked_events_loses_none_of_them() -> None:
     """A batch read with a non-UTF-8 entry in it is not acknowledged (a consumer that
     failed it): the entry was set aside when read, the claims redeliver the events."""
@@ -241,11 +235,12 @@ def _run_with_foreign_entry(foreign: dict[bytes, bytes], *, ack: bool) -> None:
         finally:
             await raw.aclose()
             await bus.aclose()
-            await _delete_prefix(prefix)
+            await delete_prefix(prefix)
 
     asyncio.run(main())
 
 
+@pytest.mark.usefixtures("redis_url")
 def test_an_entry_with_two_e_fields_is_read_and_claimed_alike() -> None:
     """Redis lets an entry name a field twice. The reader keeps the last ``e`` (redis-py's
     field dict); the claim script used to take the first, so ``{e: <event x>, e: junk}`` was
@@ -269,7 +264,7 @@ def test_an_entry_with_two_e_fields_is_read_and_claimed_alike() -> None:
         finally:
             await raw.aclose()
             await bus.aclose()
-            await _delete_prefix(prefix)
+            await delete_prefix(prefix)
 
     asyncio.run(main())
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, example, given, settings
@@ -36,8 +37,8 @@ from ivr_engine.desktop import (
 from ivr_engine.desktop.passwords import token_digest
 from ivr_engine.desktop.redis_sessions import RedisSessionStore
 from ivr_engine.desktop.sessions import SessionStore
+from tests.redis_support import REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 PASSWORD = "correct horse battery staple"
 TOKEN = "tok_" + "x" * 40
 Client = TestClient[Any, Any]
@@ -217,6 +218,7 @@ def test_websocket_frames_get_a_pong_or_a_close_code(frames: list[tuple[str, Any
 # --------------------------------------------------------------------------- Redis sessions
 
 
+@pytest.mark.usefixtures("redis_url")
 @settings(max_examples=20, suppress_health_check=[HealthCheck.too_slow])
 @example(field="expires", value=b"soon")
 @example(field="expires", value=None)

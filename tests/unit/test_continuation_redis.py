@@ -13,38 +13,28 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from crm_bridge.continuation import ContinuationTokens
 from crm_bridge.continuation_errors import TokenAlreadyUsed, UsedTokenStoreUnavailable
 from crm_bridge.continuation_used_tokens import RedisUsedTokenStore
 from crm_bridge.continuation_wire import Keyring, SigningKey
+from tests.redis_support import REDIS_URL
 
-REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KEYRING = Keyring(SigningKey("k1", secrets.token_bytes(32)))
 
 
 @pytest.fixture
-async def raw() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc!r}", pytrace=False)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(raw: Redis) -> AsyncIterator[str]:
+async def prefix(redis_raw: Redis) -> AsyncIterator[str]:
     prefix = f"ivr_test:continuation:{os.getpid()}:{secrets.token_hex(4)}:"
     yield prefix
-    keys = [key async for key in raw.scan_iter(match=prefix + "*")]
+    keys = [key async for key in redis_raw.scan_iter(match=prefix + "*")]
     if keys:
-        await raw.delete(*keys)
+        await redis_raw.delete(*keys)
 
 
-async def test_redeem_is_single_use_across_processes_sharing_redis(prefix: str, raw: Redis) -> None:
+async def test_redeem_is_single_use_across_processes_sharing_redis(
+    prefix: str, redis_raw: Redis
+) -> None:
     stores = [RedisUsedTokenStore.from_url(REDIS_URL, prefix=prefix) for _ in range(2)]
     engines = [ContinuationTokens(KEYRING, store) for store in stores]
     token = engines[0].issue(case_id="case-1", customer_id="cust-1", channel="web")
@@ -58,17 +48,17 @@ async def test_redeem_is_single_use_across_processes_sharing_redis(prefix: str, 
     wins = [o for o in outcomes if not isinstance(o, BaseException)]
     assert len(wins) == 1
     assert all(isinstance(o, TokenAlreadyUsed) for o in outcomes if o not in wins)
-    ttl_ms = await raw.pttl(prefix + wins[0].token_id)
+    ttl_ms = await redis_raw.pttl(prefix + wins[0].token_id)
     assert 898_000 < ttl_ms <= 900_000  # the token's remaining lifetime
 
 
-async def test_used_marker_expires_with_the_token(prefix: str, raw: Redis) -> None:
-    store = RedisUsedTokenStore(raw, prefix=prefix)
+async def test_used_marker_expires_with_the_token(prefix: str, redis_raw: Redis) -> None:
+    store = RedisUsedTokenStore(redis_raw, prefix=prefix)
     assert await store.mark_used("tid", 0.2)
     assert not await store.mark_used("tid", 0.2)
-    assert 0 < await raw.pttl(prefix + "tid") <= 200
+    assert 0 < await redis_raw.pttl(prefix + "tid") <= 200
     await store.aclose()  # does not own the client: still usable
-    assert await raw.ping()
+    assert await redis_raw.ping()
 
 
 async def test_redis_down_fails_closed_with_a_typed_error() -> None:

@@ -17,8 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from ivr_engine.redis_client import open_redis, redis_guard
-
-REDIS_URL = os.environ.get("IVR_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.redis_support import REDIS_URL, require_redis
 
 
 class StoreUnavailable(Exception):
@@ -27,11 +26,8 @@ class StoreUnavailable(Exception):
 
 @pytest.fixture
 async def client() -> AsyncIterator[Redis]:
+    await require_redis()
     client = open_redis(REDIS_URL, connect_timeout_s=2.0)
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc!r}", pytrace=False)
     yield client
     await client.aclose()
 
