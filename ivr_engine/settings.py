@@ -333,6 +333,9 @@ def parse_ami_url(url: str) -> tuple[str, int, str, str]:
     parts, port = _split_switch_url(url, AMI_URL_FORM)
     if parts.scheme != "ami" or not parts.hostname or not parts.username or port == 0:
         raise ValueError(f"use {AMI_URL_FORM}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        # also what a raw "@" then "/", "?" or "#" in the secret reads as: host and a rest
+        raise ValueError(f"nothing after the port ({RAW_IN_PASSWORD}): use {AMI_URL_FORM}")
     return (
         parts.hostname,
         port or 5038,
@@ -431,4 +434,4 @@ def load_settings(
             if item["type"] == "extra_forbidden":  # a typo in the file: say what exists
                 message = f"unknown setting (known: {sorted(Settings.model_fields)})"
             lines.append(f"{source}: {key}{env_hint}: {message}")
-        raise ConfigError("\n".join(lines)) from exc
+        raise ConfigError("\n".join(lines)) from None  # its text quotes the input

@@ -22,7 +22,8 @@ import yaml
 # A quoted piece of the file in a YAML message (an alias, a tag, a value that could not be
 # built) that may be part of a secret: 8 characters or more without a space (tokens are 32
 # or more, and have none). Not PyYAML's name for a token it found ('<scalar>', '<anchor>'):
-# no piece of a file has that shape there (anchors, aliases and tags cannot hold '<').
+# anchors and aliases cannot hold '<'; a tag could only as a deliberate '%3C' escape in a
+# verbatim tag, so a secret written that way is the one piece shown.
 _QUOTED = re.compile(r"'(?!<[a-z]+>')[^'\s]{8,}'|\"[^\"\s]{8,}\"")
 _STANDARD_TAG = "tag:yaml.org,2002:"
 

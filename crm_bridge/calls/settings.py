@@ -145,7 +145,7 @@ class BridgeSettings(BaseModel):
                 f"{'.'.join(str(p) for p in e['loc'])}: {problem(e)}" if e["loc"] else problem(e)
                 for e in exc.errors()  # no loc: a rule across settings, whose words name them
             )
-            raise ConfigError(f"call bridge settings: {problems}") from exc
+            raise ConfigError(f"call bridge settings: {problems}") from None  # it quotes input
 
     @classmethod
     def from_engine(cls, settings: Settings, **overrides: Any) -> BridgeSettings:

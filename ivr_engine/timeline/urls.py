@@ -76,15 +76,10 @@ class UrlParts:
         """``URL.render_as_string``: the same text, character for character. Hiding, every
         secret is ``***``: the password, the ``password``/``sslpassword``/``passfile`` query
         values (asyncpg and libpq take them there), and the part of a password after a raw
-        ``@`` (which the grammar reads as the start of the host, or with a raw ``/`` after
-        it, as host and database: then all up to the database's last ``@`` is hidden)."""
+        ``@`` (which the grammar reads as the start of the host). A raw ``@`` followed by a
+        raw ``/``, ``?`` or ``#`` is seen only in the text: ``redact`` handles it."""
         host, port, database = self.host, self.port, self.database
         text = self.drivername + "://"
-        if hide_password and self.username is not None and database and "@" in database:
-            # "u:pa@ss/word@h/db" reads as host "ss", database "word@h/db": show "h/db" only
-            text += quote(self.username, safe=" +") + ":***@"
-            text += quote(database.rpartition("@")[2], safe=" +/:[]")
-            return text + self._query_text(hide_password)
         if self.username is not None:
             text += quote(self.username, safe=" +")
             if self.password is not None:
@@ -185,7 +180,19 @@ class DatabaseUrl:
 def redact(database_url: str) -> str:
     """The URL with any password replaced by ``***`` (for messages and logs). Any URL of
     this form: database URLs, and Redis ones (``redis://:PASSWORD@HOST:6379/0``,
-    ``unix:///PATH?password=...``)."""
+    ``unix:///PATH?password=...``).
+
+    A password with a raw ``@`` followed by a raw ``/``, ``?`` or ``#`` reads, by the
+    grammar, as a short password, then a host, then a database, query or fragment that
+    hold the rest of it: so when the userinfo has a password (``user:...@``) and another
+    ``@`` follows, all up to the last ``@`` is hidden. A valid URL whose database or query
+    holds an ``@`` then shows less than it could (the part after its last ``@``): the
+    safe reading."""
+    scheme, sep, rest = database_url.partition("://")
+    userinfo, at, after = rest.partition("@")
+    if sep and at and ":" in userinfo and "@" in after:
+        user = userinfo.partition(":")[0]
+        return _SECRET_QUERY.sub(r"\1***", f"{scheme}://{user}:***@{after.rpartition('@')[2]}")
     try:
         return split_url(database_url).render(hide_password=True)
     except ValueError:
@@ -211,37 +218,37 @@ def parse_database_url(database_url: str) -> DatabaseUrl:
         ) from exc
     scheme = url.drivername
     if scheme in _SQLITE:
-        return _sqlite(url)
+        return _sqlite(url, redact(database_url))
     if scheme in _POSTGRES:
-        return _postgres(url)
+        return _postgres(url, redact(database_url))
     raise UnsupportedDatabaseUrl(
         f"database_url: unsupported scheme {scheme!r} in {redact(database_url)!r}: {_HINT}"
     )
 
 
-def _sqlite(url: UrlParts) -> DatabaseUrl:
+def _sqlite(url: UrlParts, shown: str) -> DatabaseUrl:
     database = url.database or ""
     if url.host or url.username or url.port:
         raise UnsupportedDatabaseUrl(
-            f"database_url: {url.render()!r}: a SQLite URL has no host; use three slashes, "
+            f"database_url: {shown!r}: a SQLite URL has no host; use three slashes, "
             "sqlite:///relative.db, or four for an absolute path, sqlite:////var/lib/x.db"
         )
     if database in ("", ":memory:") or database.startswith("file:") or url.query:
         raise UnsupportedDatabaseUrl(
-            f"database_url: {url.render()!r}: SQLite needs a file path (in-memory databases and "
+            f"database_url: {shown!r}: SQLite needs a file path (in-memory databases and "
             f"URI options are not supported): {_HINT}"
         )
     try:
         path = Path(database).expanduser().absolute()
     except RuntimeError as exc:  # "~name/..." for a user this machine does not have
-        raise UnsupportedDatabaseUrl(f"database_url: {url.render()!r}: {exc}") from None
+        raise UnsupportedDatabaseUrl(f"database_url: {shown!r}: {exc}") from None
     return DatabaseUrl("sqlite", UrlParts("sqlite+aiosqlite", database=str(path)), sqlite_path=path)
 
 
-def _postgres(url: UrlParts) -> DatabaseUrl:
+def _postgres(url: UrlParts, shown: str) -> DatabaseUrl:
     if not url.database:
         raise UnsupportedDatabaseUrl(
-            f"database_url: {url.render()!r}: name the database: postgresql://USER@HOST:PORT/DB"
+            f"database_url: {shown!r}: name the database: postgresql://USER@HOST:PORT/DB"
         )
     dsn = replace(url, drivername="postgresql").render(hide_password=False)
     return DatabaseUrl(

@@ -51,8 +51,10 @@ class Worker:
     deaths: int = 0  # in a row, each within HEALTHY_AFTER_S of its start
 
     async def send_settings(self, text: str) -> bool:
-        """The settings (one JSON line) down the worker's stdin; True once the whole line is
-        in the pipe (written and drained: the worker reads it when its loop gets to it).
+        """The settings (one JSON line) down the worker's stdin; True once the line is
+        written and drained (in the pipe, or in the transport's buffer below its ~64 KiB
+        high-water mark: a worker that stopped reading is noticed only once the kernel's
+        pipe and that buffer are full; the worker reads the line when its loop gets to it).
         False, logged: the worker is gone or its stdin closed (not sent), or it has not read
         enough of the pipe within ``SEND_TIMEOUT_S`` (queued: it still gets the line, and
         any later one after it, once it reads). A worker started later gets the settings at

@@ -158,3 +158,27 @@ def test_a_yaml_error_in_the_settings_file_chains_no_copy_of_the_line(tmp_path: 
     printed = "".join(traceback.format_exception(raised.value))
     assert "cannot read settings" in printed
     assert "0123456789abcdef" not in printed  # PyYAML's snippet shows the line's first 40
+
+
+def test_an_invalid_setting_chains_no_copy_of_its_value() -> None:
+    """pydantic's ValidationError quotes the input: a printed traceback of the ConfigError
+    must not carry it (a weak token is still a token)."""
+    import traceback
+
+    weak = "weak" + "TOKEN123"  # not as one literal: the traceback quotes this file's lines
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={"IVR_ENGINE_ADMIN_TOKEN": weak})
+    printed = "".join(traceback.format_exception(raised.value))
+    assert "admin_token" in printed and weak not in printed
+
+
+def test_an_invalid_bridge_setting_chains_no_copy_of_its_value() -> None:
+    import traceback
+
+    from crm_bridge.calls.settings import BridgeSettings
+
+    weak = "weak" + "TOKEN123"  # not as one literal: the traceback quotes this file's lines
+    with pytest.raises(ConfigError) as raised:
+        BridgeSettings.build(database_url="x", ami_url=f"ami://u:{weak}", esl_url=None)
+    printed = "".join(traceback.format_exception(raised.value))
+    assert "ami_url" in printed and weak not in printed

@@ -43,6 +43,16 @@ SECRET = "s3cret-Pw"
         # and "-Pw@db:5432/x" as the database; all up to the database's last "@" is hidden
         ("postgresql://u:p@s3cret/-Pw@db:5432/x", "postgresql://u:***@db:5432/x"),
         ("redis://:p@s3cret/-Pw@10.0.0.9:6379/0", "redis://:***@10.0.0.9:6379/0"),
+        # ... or a raw "?" or "#" (query, fragment), or both
+        ("postgresql://u:p@s3cret?-Pw@db/x", "postgresql://u:***@db/x"),
+        ("postgresql://u:p@s3cret?x=-Pw@db/x", "postgresql://u:***@db/x"),
+        ("postgresql://u:p@s3cret/-P?w@db/x", "postgresql://u:***@db/x"),
+        ("postgresql://u:p@s3cret#-Pw@db/x", "postgresql://u:***@db/x"),
+        ("redis://:p@s3cret?-Pw@10.0.0.9:6379/0", "redis://:***@10.0.0.9:6379/0"),
+        # the safe reading: a valid URL whose database holds an "@" shows what follows it
+        ("postgresql://u:pw@db.example.com:5432/sales@eu", "postgresql://u:***@eu"),
+        # no password: an "@" in the query is not read as one
+        ("postgresql://u@db/x?options=a@b", "postgresql://u@db/x?options=a%40b"),
         ("sqlite:///data/ivr.db", "sqlite:///data/ivr.db"),
         ("postgresql://u@db:5432/x", "postgresql://u@db:5432/x"),
     ],
@@ -135,9 +145,30 @@ def test_a_url_refused_for_a_raw_character_in_its_password_is_not_echoed(
         f"postgresql://u:{PIECE}",
         f"sqlite://u:{PIECE}@h/x.db",  # SQLite has no host: the URL was said as written
         f"sqlite:///x.db?password={PIECE}",
+        f"postgresql://u:p@{PIECE}?rest@h",  # read as host PIECE, no database: refused
+        f"postgresql://u:p@{PIECE}#rest@h",
     ],
 )
 def test_a_refused_database_url_is_said_without_its_password(url: str) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_database_url(url)
     assert PIECE not in str(raised.value) and "database_url" in str(raised.value)
+
+
+@pytest.mark.parametrize("rest", ["/rest", "?rest", "#rest"])
+@pytest.mark.parametrize(
+    "refuse",
+    [
+        lambda pw: load_settings(environ={"IVR_ENGINE_AMI_URL": f"ami://ivr:{pw}@pbx:5038"}),
+        lambda pw: BridgeSettings.build(ami_url=f"ami://ivr:{pw}@pbx:5038", database_url="x"),
+    ],
+    ids=["ami_url", "bridge ami_url"],
+)
+def test_an_ami_secret_with_a_raw_at_sign_then_slash_query_or_fragment_is_refused(
+    refuse: Callable[[str], object], rest: str
+) -> None:
+    """``ivr:p@Sekretpart?rest@pbx`` reads as host ``Sekretpart``: it was accepted, and the
+    AMI client logged that host (a piece of the secret) on every connection attempt."""
+    message = _message_of(lambda: refuse(f"p@{PIECE}{rest}"))
+    assert PIECE not in message and "rest" not in message, message
+    assert "nothing after the port" in message
