@@ -78,7 +78,7 @@ class UrlParts:
         values (asyncpg and libpq take them there), and the part of a password after a raw
         ``@`` (which the grammar reads as the start of the host). A raw ``@`` followed by a
         raw ``/``, ``?`` or ``#`` is seen only in the text: ``redact`` handles it."""
-        host, port, database = self.host, self.port, self.database
+        host = self.host
         text = self.drivername + "://"
         if self.username is not None:
             text += quote(self.username, safe=" +")
@@ -91,17 +91,14 @@ class UrlParts:
             text += "" if self.username is not None else "***@"
         if host is not None:
             text += f"[{host}]" if ":" in host else host
-        if port is not None:
-            text += f":{port}"
-        if database is not None:
-            text += "/" + quote(database, safe=" +/")
-        return text + self._query_text(hide_password)
-
-    def _query_text(self, hide_password: bool) -> str:
-        if not self.query:
-            return ""
-        pairs = sorted(self.query, key=lambda kv: kv[0])  # stable: repeated keys keep order
-        return "?" + "&".join(_query_pair(k, v, hide_password) for k, v in pairs)
+        if self.port is not None:
+            text += f":{self.port}"
+        if self.database is not None:
+            text += "/" + quote(self.database, safe=" +/")
+        if self.query:
+            pairs = sorted(self.query, key=lambda kv: kv[0])  # stable: repeated keys keep order
+            text += "?" + "&".join(_query_pair(k, v, hide_password) for k, v in pairs)
+        return text
 
     def to_sqlalchemy(self) -> URL:
         from sqlalchemy.engine import URL  # only engines and migrations need it
