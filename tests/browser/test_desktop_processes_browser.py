@@ -17,7 +17,7 @@ from playwright.async_api import Page, expect
 
 from ivr_engine.desktop import MASK
 from tests.component.desktop_node import PASSWORDS, Cluster, two_nodes
-from tests.component.test_agent_state_contract import REDIS_URL
+from tests.redis_support import REDIS_URL
 
 pytestmark = [
     pytest.mark.browser,

@@ -211,7 +211,7 @@ async def _node(*args: str) -> AsyncIterator[Node]:
 @contextlib.asynccontextmanager
 async def two_nodes(redis_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
     """Two engine processes sharing one Redis (fresh prefixes, deleted after)."""
-    from tests.component.test_agent_state_contract import delete_prefix
+    from tests.redis_support import delete_prefix
 
     run = uuid.uuid4().hex
     agent_prefix, desktop_prefix = f"test:{{agents-{run}}}:", f"test:{{desktop-{run}}}:"

@@ -25,7 +25,8 @@ from ivr_engine.agents import (
     sweep_reservations,
 )
 from ivr_engine.domain.errors import ConfigError, IvrEngineError
-from tests.component.test_agent_state_contract import REDIS_URL, T0, FakeClock, delete_prefix
+from tests.component.test_agent_state_contract import T0, FakeClock
+from tests.redis_support import REDIS_URL, delete_prefix
 
 S = AgentState
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ivr_engine.agents import AgentState, RedisAgentStateStore
-from tests.component.test_agent_state_contract import REDIS_URL, delete_prefix
+from tests.redis_support import REDIS_URL, delete_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = r"""

@@ -24,13 +24,8 @@ from typing import Any
 import pytest
 
 from crm_bridge.bus import BusSettings, RedisEventBus
-from tests.component.test_bus_contract import (
-    REDIS_URL,
-    STREAM,
-    delete_prefix,
-    events,
-    require_redis,
-)
+from tests.component.test_bus_contract import STREAM, events
+from tests.redis_support import REDIS_URL, delete_prefix, require_redis
 
 pytestmark = pytest.mark.processes
 

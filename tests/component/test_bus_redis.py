@@ -24,16 +24,8 @@ from crm_bridge.bus import (
 from crm_bridge.bus.model import partition_for
 from crm_bridge.bus.redis_bus import pack_entries
 from ivr_engine.domain.errors import IvrEngineError
-from tests.component.test_bus_contract import (
-    BLOCK_MS,
-    FAST,
-    GROUP,
-    REDIS_URL,
-    STREAM,
-    delete_prefix,
-    events,
-    require_redis,
-)
+from tests.component.test_bus_contract import BLOCK_MS, FAST, GROUP, STREAM, events
+from tests.redis_support import REDIS_URL, delete_prefix, require_redis
 
 
 def unused_port() -> int:

@@ -22,9 +22,9 @@ from crm_bridge.calls import CustomerResolver, TimelineConsumer
 from ivr_engine.ports import Identity
 from ivr_engine.timeline import Timeline, open_timeline
 from ivr_engine.timeline.fast_rows import EventRow
-from tests.component.test_bus_contract import REDIS_URL, delete_prefix, require_redis
 from tests.component.test_call_bridge_fakes import Switch
 from tests.component.test_call_bridge_normalise import run
+from tests.redis_support import REDIS_URL, delete_prefix, require_redis
 
 FAST = BusSettings(partitions=2, lease_ms=600, min_idle_ms=200, max_deliveries=2)
 

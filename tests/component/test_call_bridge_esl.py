@@ -27,7 +27,6 @@ from crm_bridge.bus import DEFAULT_PREFIX
 from crm_bridge.calls import Bridge, BridgeSettings
 from ivr_engine.timeline.timestamps import sqlite_timestamp
 from tests.component.fake_freeswitch import FakeInbound
-from tests.component.test_bus_contract import REDIS_URL, delete_prefix
 from tests.component.test_call_bridge_flow import (
     committed,
     customer_of,
@@ -36,6 +35,7 @@ from tests.component.test_call_bridge_flow import (
     store_of,
 )
 from tests.component.test_call_bridge_processes import REPO, FreezingProxy, _count, _stored, _until
+from tests.redis_support import REDIS_URL, delete_prefix
 
 T0 = 1_732_440_000_000_000  # microseconds, as Event-Date-Timestamp
 KINDS = [

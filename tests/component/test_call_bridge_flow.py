@@ -27,9 +27,9 @@ from ivr_engine.telephony.ami import AmiEvent
 from ivr_engine.timeline.migrate import upgrade
 from tests.component.conftest import PG_ADMIN_URL
 from tests.component.test_ami_fake_peer import FakeAmi
-from tests.component.test_bus_contract import REDIS_URL, delete_prefix, require_redis
 from tests.component.test_call_bridge_fakes import FakeAsterisk
 from tests.component.test_call_bridge_normalise import run
+from tests.redis_support import REDIS_URL, delete_prefix, require_redis
 
 WAIT_S = 15.0
 

@@ -37,10 +37,10 @@ from crm_bridge.calls import BridgeSettings
 from ivr_engine.telephony.ami import AmiEvent
 from ivr_engine.timeline.timestamps import sqlite_timestamp
 from tests.component.test_ami_fake_peer import FakeAmi
-from tests.component.test_bus_contract import REDIS_URL, delete_prefix
 from tests.component.test_call_bridge_fakes import FakeAsterisk
 from tests.component.test_call_bridge_flow import running
 from tests.component.test_call_bridge_normalise import run
+from tests.redis_support import REDIS_URL, delete_prefix
 
 pytestmark = pytest.mark.processes
 

@@ -43,11 +43,11 @@ from ivr_engine.desktop.throttle import (
     TooManyAttempts,
 )
 from tests.component.desktop_node import PASSWORDS
-from tests.component.test_agent_state_contract import REDIS_URL, delete_prefix
 from tests.component.test_agents_management_api import start_engine
 from tests.component.test_desktop_app import PASSWORD
 from tests.component.test_desktop_app import FakeClock as MonotonicClock
 from tests.component.test_desktop_login_security import Desk, agent
+from tests.redis_support import REDIS_URL, delete_prefix
 
 
 class FakeClock:

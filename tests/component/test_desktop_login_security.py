@@ -41,9 +41,9 @@ from ivr_engine.desktop.sessions import MemorySessionStore, SessionStore
 from ivr_engine.timeline.migrate import upgrade
 from tests.component.desktop_node import PASSWORDS
 from tests.component.test_agent_roster_processes import ROUTING, SEED
-from tests.component.test_agent_state_contract import REDIS_URL, delete_prefix
 from tests.component.test_agents_management_api import AUTH, TOKEN, start_engine
 from tests.component.test_desktop_app import PASSWORD, FakeClock, error, ok
+from tests.redis_support import REDIS_URL, delete_prefix
 
 Client = TestClient[Any, Any]
 HASH = hash_password(PASSWORD)  # the default scrypt cost, as in production

@@ -29,7 +29,7 @@ from ivr_engine.desktop.relay import DesktopNote, RedisDesktopRelay
 from ivr_engine.routing import build_roster, load_routing_config
 from ivr_engine.timeline import Timeline
 from tests.component.desktop_node import PASSWORDS, REPO, Cluster, Node, billing_call, two_nodes
-from tests.component.test_agent_state_contract import REDIS_URL
+from tests.redis_support import REDIS_URL
 
 pytestmark = pytest.mark.processes
 

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from ivr_engine.desktop.redis_sessions import RedisSessionStore
 from ivr_engine.desktop.sessions import MemorySessionStore, SessionStore, SessionStoreUnavailable
-from tests.component.test_agent_state_contract import REDIS_URL, delete_prefix
+from tests.redis_support import REDIS_URL, delete_prefix
 
 SECRET = b"k" * 32
 

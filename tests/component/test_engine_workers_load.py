@@ -33,6 +33,7 @@ from tests.component.engine_workers import (
 )
 from tests.component.test_ami_fake_peer import FakeAmi, PeerSession
 from tests.component.test_engine_workers import pids, run_args
+from tests.redis_support import redis_url_for_db
 
 pytestmark = [
     pytest.mark.processes,
@@ -54,7 +55,7 @@ def redis_db() -> Iterator[str]:
             lock.close()
             continue
         try:
-            url = f"redis://127.0.0.1:6379/{db}"
+            url = redis_url_for_db(db)
             asyncio.run(_flush(url))
             yield url
             asyncio.run(_flush(url))

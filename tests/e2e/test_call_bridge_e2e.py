@@ -39,7 +39,7 @@ from crm_bridge.bus import DEFAULT_PREFIX
 from crm_bridge.calls import Bridge, BridgeSettings
 from crm_bridge.calls.normalise import ASTERISK_EVENT_NAMES
 from ivr_engine.ports import Identity, StoredEvent, TimelineStore
-from tests.component.test_bus_contract import REDIS_URL, delete_prefix, require_redis
+from tests.redis_support import REDIS_URL, delete_prefix, require_redis
 
 if TYPE_CHECKING:
     from conftest import Testbed
