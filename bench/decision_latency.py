@@ -404,6 +404,8 @@ class AgiCall:
         if line.startswith("GET FULL VARIABLE"):
             digits = "1" if self._max_digits == 1 else "12345678"
             return f"200 result=1 ({digits}|OK)\n".encode()
+        if line.startswith("GET DATA "):  # a sensitive field: the digits in the reply
+            return f"200 result={'12345678'[: int(line.rsplit(' ', 1)[1])]}\n".encode()
         if line.startswith("SET VARIABLE "):
             name, _, value = line.removeprefix("SET VARIABLE ").partition(" ")
             self.trace.variables[name.strip('"')] = value.strip('"')

@@ -200,14 +200,26 @@ class AsteriskChannel:
       Asterisk without func_logic: the function expands to nothing and sets nothing.
     * ``SET VARIABLE name value``: ``200 result=1``; ``EXEC MSet a=1,b=2``: ``200 result=0``.
     * ``EXEC Read "VAR,prompts,max,..."``: the next entry of ``keys`` (cut to max) goes into
-      VAR, ``READSTATUS`` is ``OK`` or ``TIMEOUT``; ``200 result=0``.
+      VAR, ``READSTATUS`` is ``OK`` or ``TIMEOUT``; ``200 result=0``; a prompt in ``missing``
+      is skipped.
+    * ``GET DATA prompt timeout max``: the next entry of ``keys`` in the reply (``200
+      result=12``, none: ``200 result= (timeout)``); a prompt in ``missing``: ``200
+      result=-1``, nothing read. ``EXEC Playback "a&b"``: heard; ``CHANNEL STATUS``: up (6).
     * anything else: ``200 result=0``.
+
+    ``set_log``: every (variable, value) set, in order: what AMI ``VarSet`` events show.
     """
 
     variables: dict[str, str] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)
     heard: list[list[str]] = field(default_factory=list)
     knows_set: bool = True
+    missing: frozenset[str] = frozenset()
+    set_log: list[tuple[str, str]] = field(default_factory=list)
+
+    def set(self, name: str, value: str) -> None:
+        self.variables[name] = value
+        self.set_log.append((name, value))
 
     def __call__(self, command: str) -> bytes:
         args = split_command_args(command)
@@ -220,22 +232,35 @@ class AsteriskChannel:
                 return b"200 result=0\n"
             return b"200 result=1 (" + value.encode()[:1023] + b")\n"
         if verb.startswith("SET VARIABLE"):
-            self.variables[args[2]] = args[3]
+            self.set(args[2], args[3])
             return b"200 result=1\n"
+        if verb.startswith("GET DATA"):
+            return self._get_data(args[2], int(args[4]))
+        if verb.startswith("CHANNEL STATUS"):
+            return b"200 result=6\n"
         if args[0].upper() == "EXEC" and args[1].upper() == "MSET":
             for pair in args[2].split(","):
                 name, _, value = pair.partition("=")
-                self.variables[name] = value
+                self.set(name, value)
         elif args[0].upper() == "EXEC" and args[1].upper() == "READ":
             self._read(args[2])
+        elif args[0].upper() == "EXEC" and args[1].upper() == "PLAYBACK":
+            self.heard.append([p for p in args[2].split("&") if p not in self.missing])
         return b"200 result=0\n"
 
     def _read(self, options: str) -> None:
         variable, prompts, max_digits = options.split(",")[:3]
-        self.heard.append(prompts.split("&"))
+        self.heard.append([p for p in prompts.split("&") if p not in self.missing])
         pressed = (self.keys.pop(0) if self.keys else "")[: int(max_digits or 255)]
-        self.variables[variable] = pressed
-        self.variables["READSTATUS"] = "OK" if pressed else "TIMEOUT"
+        self.set(variable, pressed)
+        self.set("READSTATUS", "OK" if pressed else "TIMEOUT")
+
+    def _get_data(self, prompt: str, max_digits: int) -> bytes:
+        if prompt in self.missing:
+            return b"200 result=-1\n"
+        self.heard.append([prompt])
+        pressed = (self.keys.pop(0) if self.keys else "")[:max_digits]
+        return f"200 result={pressed}{'' if pressed else ' (timeout)'}\n".encode()
 
     def expand(self, expression: str) -> str:
         return _SUBSTITUTION.sub(self._substitute, expression)
@@ -247,7 +272,7 @@ class AsteriskChannel:
             return self.variables.get(inner, "")
         if not self.knows_set:
             return ""
-        self.variables[function[1]] = function[2]
+        self.set(function[1], function[2])
         return function[2]
 
 

@@ -1,11 +1,12 @@
-"""Finding 6: the digits of a ``sensitive`` field do not stay in the channel variable.
+"""Finding 6: the digits of a ``sensitive`` field are put in no channel variable.
 
 ``Read`` leaves what the caller keyed in ``IVR_READ``, where AMI ``VarSet`` listeners,
-``core show channel`` and (FreeSWITCH) every later event and the CDR would see it. After a
-sensitive field is read the variable is cleared: on Asterisk in the same ``GET FULL
-VARIABLE`` that reads the digits (func_logic's ``SET()``, evaluated left to right), with one
-``SET VARIABLE`` only where ``SET()`` is missing; on FreeSWITCH with ``unset``. Menu keys and
-other fields cost no extra command.
+``core show channel`` and (FreeSWITCH) every later event and the CDR would see it. A
+sensitive field is read on Asterisk with ``GET DATA``, which answers the digits in its
+reply (a retry's lead-in plays first with ``Playback``). A prompt ``GET DATA`` cannot play
+answers ``result=-1`` as a hang-up does: ``CHANNEL STATUS`` tells them apart, and with the
+caller still there nothing is read (the no-input path). FreeSWITCH: ``unset`` after the
+read. Menu keys and other fields are read as before.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from tests.component.flow_doubles import NobodyKnown, Records
 
 REPO = Path(__file__).resolve().parents[2]
 READ = 'GET FULL VARIABLE "${IVR_READ}|${READSTATUS}"'
-READ_AND_CLEAR = 'GET FULL VARIABLE "${IVR_READ}|${READSTATUS}|${SET(IVR_READ=)}${IVR_READ}"'
-CLEAR = 'SET VARIABLE "IVR_READ" ""'
+POSTCODE = "ivr-engine/enter-postcode"
+INVALID = "ivr-engine/invalid-option"
+GET_POSTCODE = f'GET DATA "{POSTCODE}" 8000 8'
 
 
 def now() -> datetime:
@@ -53,30 +55,49 @@ async def place(server: FastAgiServer, asterisk: AsteriskChannel) -> list[str]:
     return [c for c in transcript.commands if not c.startswith("EXEC")]
 
 
-async def test_a_sensitive_field_is_cleared_in_the_read_that_fetches_it(
+async def test_a_sensitive_field_comes_in_the_reply_and_is_set_in_no_variable(
     server: tuple[FastAgiServer, Records],
 ) -> None:
     """Moving asks the account number, then the postcode (``sensitive: true``)."""
     agi, sink = server
     asterisk = AsteriskChannel(keys=["3", "40012345", "1234"])
     reads = await place(agi, asterisk)
-    assert reads == [READ, READ, READ_AND_CLEAR]  # menu key, account number, postcode
-    assert asterisk.variables["IVR_READ"] == ""
+    assert reads == [READ, READ, GET_POSTCODE]  # menu key, account number, postcode
+    assert [value for _, value in asterisk.set_log if value == "1234"] == []
+    assert asterisk.variables["IVR_READ"] == "40012345"  # the account number is not sensitive
     assert asterisk.variables["IVR_OUTCOME"] == "routed"
     [record] = sink.records
     assert record.outcome is CallOutcome.ROUTED
     assert record.entered == {"account_number": "40012345", "postcode": "1234"}
 
 
-async def test_without_func_logic_one_set_variable_clears_it(
+async def test_a_sensitive_retry_plays_its_lead_in_then_reads_in_the_reply(
     server: tuple[FastAgiServer, Records],
 ) -> None:
     agi, sink = server
-    asterisk = AsteriskChannel(keys=["3", "40012345", "1234"], knows_set=False)
+    asterisk = AsteriskChannel(keys=["3", "40012345", "12", "1234"])  # 12: too short
     reads = await place(agi, asterisk)
-    assert reads == [READ, READ, READ_AND_CLEAR, CLEAR]
-    assert asterisk.variables["IVR_READ"] == ""
+    assert reads == [READ, READ, GET_POSTCODE, GET_POSTCODE]
+    assert asterisk.heard[-3:] == [[POSTCODE], [INVALID], [POSTCODE]]
+    assert [value for _, value in asterisk.set_log if value in ("12", "1234")] == []
     assert sink.records[0].entered["postcode"] == "1234"
+
+
+async def test_a_prompt_get_data_cannot_play_reads_nothing_and_the_call_goes_on(
+    server: tuple[FastAgiServer, Records],
+) -> None:
+    """``result=-1`` with the channel up (``CHANNEL STATUS``): no digits, the no-input retry,
+    then the field is left unasked and the call is routed; nothing set holds the digits."""
+    agi, sink = server
+    asterisk = AsteriskChannel(keys=["3", "40012345", "1234"], missing=frozenset({POSTCODE}))
+    reads = await place(agi, asterisk)
+    status = "CHANNEL STATUS"
+    assert reads == [READ, READ, GET_POSTCODE, status, GET_POSTCODE, status]  # 2 attempts
+    assert asterisk.variables["IVR_OUTCOME"] == "routed"
+    assert asterisk.keys == ["1234"]  # never read
+    [record] = sink.records
+    assert record.outcome is CallOutcome.ROUTED
+    assert record.entered == {"account_number": "40012345"}
 
 
 async def test_menu_keys_and_other_fields_send_no_extra_command(

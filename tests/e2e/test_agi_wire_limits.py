@@ -8,8 +8,9 @@
 * ``GET VARIABLE`` answers at most 1023 bytes of a value (``char tempstr[1024]``);
   ``GET FULL VARIABLE`` answers it whole.
 * ``GET FULL VARIABLE`` substitutes left to right and runs functions: ``${SET(X=)}``
-  (func_logic) clears ``X`` after ``${X}`` was read, in the same command (how a sensitive
-  read is cleared).
+  (func_logic) clears ``X`` after ``${X}`` was read, in the same command.
+* A ``sensitive`` read is a ``GET DATA``: the digits come in its reply and no channel variable
+  (so no ``VarSet`` event) ever holds them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ami import AmiClient
 from sipp import run_sipp_call
 from test_testbed_smoke import AgiSession, InlineFastAgi, assert_sipp_ok
 
+from ivr_engine.domain.errors import CallerHungUp
 from ivr_engine.telephony.agi import AgiChannel, GetDataResult
 
 if TYPE_CHECKING:
@@ -73,10 +75,25 @@ async def test_agi_line_limit_get_full_variable_and_set_function(
     assert replies["secret"] == ["200 result=1 (1234|OK|)", "200 result=1 ()"]
 
 
-async def test_a_sensitive_read_leaves_ivr_read_empty(asterisk: Testbed, ami: AmiClient) -> None:
+def varsets_with(ami: AmiClient, channel: str, digits: str, since: int) -> list[str]:
+    """The variables a ``VarSet`` event on ``channel`` (since ``since``) showed ``digits`` in."""
+    return [
+        event.get("Variable", "")
+        for event in ami.events[since:]
+        if event.get("Event") == "VarSet"
+        and event.get("Channel") == channel
+        and digits in event.get("Value", "")
+    ]
+
+
+async def test_a_sensitive_read_puts_the_digits_in_no_channel_variable(
+    asterisk: Testbed, ami: AmiClient
+) -> None:
     """The engine's own ``read_digits(sensitive=True)``: the caller keys 1234 during the
-    prompt; the digits come back and ``IVR_READ`` is empty, in the same two commands."""
+    prompt; ``GET DATA`` answers them in its reply: no ``VarSet`` event shows them and
+    ``IVR_READ`` was never set, in one command."""
     caller = "+15551230043"
+    since = ami.mark()
     outcome: dict[str, object] = {}
 
     async def script(agi: AgiSession) -> None:
@@ -93,9 +110,102 @@ async def test_a_sensitive_read_leaves_ivr_read_empty(asterisk: Testbed, ami: Am
         keys = asyncio.create_task(
             run_sipp_call([("wait", 1500), ("dtmf", "1234")], caller_id=caller)
         )
-        await server.finished_session()
+        session = await server.finished_session()
         result = await keys
     assert_sipp_ok(result)
     assert outcome["read"] == GetDataResult("1234", timed_out=False)
-    assert outcome["commands"] == 3  # SET VARIABLE, EXEC Read, GET FULL VARIABLE
-    assert outcome["left"] == "200 result=1 ()"
+    assert outcome["commands"] == 2  # SET VARIABLE, GET DATA
+    assert outcome["left"] == "200 result=0"  # never set
+    await ami.wait_for_event("Hangup", Channel=session.env["agi_channel"], since=since)
+    assert varsets_with(ami, session.env["agi_channel"], "1234", since) == []
+    # the observation works: the variable the script did set shows in a VarSet event
+    assert varsets_with(ami, session.env["agi_channel"], "abandoned", since) == ["IVR_OUTCOME"]
+
+
+async def test_a_sensitive_retry_plays_its_lead_in_with_playback(
+    asterisk: Testbed, ami: AmiClient
+) -> None:
+    """A retry's lead-in ("invalid entry") plays with ``Playback``, then ``GET DATA`` asks."""
+    caller = "+15551230044"
+    since = ami.mark()
+    outcome: dict[str, object] = {}
+
+    async def script(agi: AgiSession) -> None:
+        channel = AgiChannel(agi.reader, agi.writer, command_timeout=15)
+        await channel.set_variable("IVR_OUTCOME", "abandoned")
+        outcome["read"] = await channel.read_digits(
+            ["ivr-engine/invalid-option", "ivr-engine/enter-postcode"], 6000, 4, sensitive=True
+        )
+        agi.close()
+
+    async with InlineFastAgi(script) as server:
+        keys = asyncio.create_task(
+            run_sipp_call([("wait", 4000), ("dtmf", "1234")], caller_id=caller)
+        )
+        session = await server.finished_session()
+        result = await keys
+    assert_sipp_ok(result)
+    assert outcome["read"] == GetDataResult("1234", timed_out=False)
+    channel = session.env["agi_channel"]
+    await ami.wait_for_event("Hangup", Channel=channel, since=since)
+    assert [exec.command for exec in ami.agi_execs(channel=channel)] == [
+        'SET VARIABLE "IVR_OUTCOME" "abandoned"',
+        'EXEC "Playback" "ivr-engine/invalid-option"',
+        'GET DATA "ivr-engine/enter-postcode" 6000 4',
+    ]
+    assert varsets_with(ami, channel, "1234", since) == []
+
+
+async def test_a_prompt_get_data_cannot_play_reads_nothing_and_keeps_the_call(
+    asterisk: Testbed, ami: AmiClient
+) -> None:
+    """``GET DATA`` of a missing file answers ``result=-1`` as a hang-up would: ``CHANNEL
+    STATUS`` says the channel is up, the read comes back empty and the session goes on (a
+    missing lead-in is skipped by ``Playback``)."""
+    caller = "+15551230045"
+    outcome: dict[str, object] = {}
+
+    async def script(agi: AgiSession) -> None:
+        channel = AgiChannel(agi.reader, agi.writer, command_timeout=15)
+        await channel.set_variable("IVR_OUTCOME", "abandoned")
+        outcome["read"] = await channel.read_digits(
+            ["ivr-engine/no-such-lead-in", "ivr-engine/no-such-prompt"], 6000, 4, sensitive=True
+        )
+        outcome["commands"] = channel.commands_sent
+        outcome["after"] = await agi.command("GET VARIABLE IVR_OUTCOME")
+        agi.close()
+
+    async with InlineFastAgi(script) as server:
+        call = asyncio.create_task(run_sipp_call(caller_id=caller))
+        await server.finished_session()
+        result = await call
+    assert_sipp_ok(result)
+    assert outcome["read"] == GetDataResult("", timed_out=False)
+    assert outcome["commands"] == 4  # SET VARIABLE, EXEC Playback, GET DATA, CHANNEL STATUS
+    assert outcome["after"] == "200 result=1 (abandoned)"
+
+
+async def test_a_caller_hanging_up_in_a_sensitive_read_is_a_hangup(
+    asterisk: Testbed, ami: AmiClient
+) -> None:
+    """``GET DATA`` answers ``result=-1`` when the caller hangs up too: ``CHANNEL STATUS``
+    gets ``511`` and the read raises ``CallerHungUp`` (not the ``Read`` fallback)."""
+    caller = "+15551230046"
+    outcome: dict[str, object] = {}
+
+    async def script(agi: AgiSession) -> None:
+        channel = AgiChannel(agi.reader, agi.writer, command_timeout=15)
+        try:
+            await channel.read_digits(["ivr-engine/enter-postcode"], 6000, 4, sensitive=True)
+        except CallerHungUp as exc:
+            outcome["hung_up"] = str(exc)
+        outcome["commands"] = channel.commands_sent
+        agi.close()
+
+    async with InlineFastAgi(script) as server:
+        call = asyncio.create_task(run_sipp_call(caller_id=caller, hangup_after_ms=1000))
+        await server.finished_session()
+        result = await call
+    assert_sipp_ok(result)
+    assert "hung up" in str(outcome.get("hung_up")), outcome
+    assert outcome["commands"] == 2  # GET DATA, CHANNEL STATUS

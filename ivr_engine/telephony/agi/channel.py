@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from ivr_engine.telephony.agi.protocol import (
     reply_error,
 )
 
+log = logging.getLogger(__name__)
+
 DEFAULT_COMMAND_TIMEOUT = 120.0
 MAX_LINE_BYTES = MAX_LINE_CHARS
 MAX_BLOCK_LINES = 256  # lines in one multi-line (520-) reply
@@ -40,8 +43,6 @@ READ_VARIABLE = "IVR_READ"
 EXEC = "EXEC"
 READ_STATUSES = frozenset({"OK", "TIMEOUT", "INTERRUPTED", "SKIPPED", "ERROR"})
 _READ_OUTCOME = f"${{{READ_VARIABLE}}}|${{READSTATUS}}"  # "1234|OK"
-# "1234|OK|": the digits, then IVR_READ set empty and read again (empty once cleared)
-_READ_AND_CLEAR = f"{_READ_OUTCOME}|${{SET({READ_VARIABLE}=)}}${{{READ_VARIABLE}}}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,23 +232,48 @@ class AgiChannel:
         skips a missing file instead of failing), then one ``GET FULL VARIABLE`` for the
         digits and ``READSTATUS`` together.
 
-        ``sensitive``: the digits must not stay in ``IVR_READ`` (AMI ``VarSet``, ``core show
-        channel``, hangup handlers). The same ``GET FULL VARIABLE`` clears it with
-        func_logic's ``SET()`` (Asterisk substitutes left to right) and reads it back: empty.
-        Not empty means an Asterisk without ``SET()``: one ``SET VARIABLE`` clears it.
+        ``sensitive``: the digits never go into a channel variable (``_read_in_reply``).
         """
-        await self.exec_app("Read", read_options(prompts, timeout_ms, max_digits))
-        outcome = _READ_AND_CLEAR if sensitive else _READ_OUTCOME
-        reply = await self.send(format_command("GET FULL VARIABLE", outcome))
+        options = read_options(prompts, timeout_ms, max_digits)
+        if sensitive:
+            return await self._read_in_reply(prompts, timeout_ms, max_digits)
+        return await self._read_with_read(options)
+
+    async def _read_in_reply(
+        self, prompts: Sequence[str], timeout_ms: int, max_digits: int
+    ) -> GetDataResult:
+        """A sensitive read: ``GET DATA`` answers the digits in its reply, so no channel
+        variable holds them (no AMI ``VarSet`` with them, nothing in ``core show channel`` or
+        for a hangup handler). ``GET DATA`` plays one file: the prompts before the last play
+        first with ``EXEC Playback`` (keys pressed during them are not kept).
+
+        ``GET DATA`` of a file Asterisk cannot play answers ``result=-1``, as a hang-up does:
+        ``CHANNEL STATUS`` tells them apart (``511`` on a dead channel: ``CallerHungUp``).
+        With the caller still there nothing was read (a WARNING names the prompt): the flow's
+        no-input path follows (a retry, then the field is left unasked), never dead air.
+        """
+        lead, last = prompts[:-1], prompts[-1]
+        if lead:
+            await self.exec_app("Playback", "&".join(lead))
+        reply = await self.send(format_command("GET DATA", last, max(timeout_ms, 1), max_digits))
+        if reply.result == "-1":
+            await self.send("CHANNEL STATUS")  # 511 (CallerHungUp) if the caller has gone
+            log.warning("GET DATA could not play prompt %r: no digits read", last)
+            return GetDataResult(digits="", timed_out=False)
+        if not _DTMF.fullmatch(reply.result):
+            raise AgiProtocolError(f"GET DATA result is not DTMF: {reply.line!r}")
+        return GetDataResult(digits=reply.result, timed_out=reply.data == "timeout")
+
+    async def _read_with_read(self, options: str) -> GetDataResult:
+        """``EXEC Read``, then one ``GET FULL VARIABLE`` for the digits and ``READSTATUS``."""
+        await self.exec_app("Read", options)
+        reply = await self.send(format_command("GET FULL VARIABLE", _READ_OUTCOME))
         digits, _, status = (reply.data or "").partition("|")
-        status, _, left = status.partition("|") if sensitive else (status, "", "")
         if status == "HANGUP":
             self._hung_up = True
             raise CallerHungUp("caller hung up during Read")
         if status not in READ_STATUSES or not _DTMF.fullmatch(digits):
             raise AgiProtocolError(f"unexpected Read outcome: {reply.line!r}")
-        if left:
-            await self.set_variable(READ_VARIABLE, "")
         return GetDataResult(digits=digits, timed_out=status == "TIMEOUT")
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
