@@ -31,7 +31,7 @@ from ivr_engine.flows.spool_files import (
     REPLAY_LOCK_FILE,
     SPOOL_FILE,
     FileLock,
-    append_text,
+    append_bytes,
     append_to_spool,
     take_spool,
 )
@@ -105,6 +105,7 @@ class CallRecorder:
     async def start(self) -> None:
         self._spool.parent.mkdir(parents=True, exist_ok=True)
         self._task = asyncio.create_task(self._run(), name="call-recorder")
+        self._task.add_done_callback(_log_death)
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Write what is queued (bounded by ``grace_s``); spool the rest."""
@@ -115,7 +116,7 @@ class CallRecorder:
                 await self._queue.join()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # logged: _log_death
                 await self._task
         leftover = self._unspooled + self._in_flight + self._overflow + _drain(self._queue)
         if leftover:
@@ -146,10 +147,15 @@ class CallRecorder:
             await self._linger(ended)
             batch = [write, *self._take(self._max_batch - 1)]
             self._in_flight = batch
-            await self._write_batch(batch)
-            self._in_flight = []
-            for _ in batch:
-                self._queue.task_done()
+            try:
+                await self._write_batch(batch)
+            except Exception:  # a bug must not end the task: every later call would be lost
+                log.exception("recording %d call(s) failed; spooling them", len(batch))
+                await self._spool_or_keep(batch)
+            finally:
+                self._in_flight = []
+                for _ in batch:
+                    self._queue.task_done()
 
     def _take(self, limit: int) -> list[CallWrite]:
         taken = _drain(self._queue, limit)
@@ -203,18 +209,19 @@ class CallRecorder:
         and tried again later, never the end of the task (every later call would be lost)."""
         try:
             await self.replay_spool()
-        except OSError as exc:
+        except Exception as exc:
             self._note_spool_error(f"cannot replay the spool {self._spool}", exc)
         else:
             self._spool_broken = False
 
-    def _note_spool_error(self, what: str, exc: OSError) -> None:
+    def _note_spool_error(self, what: str, exc: Exception) -> None:
         if not self._spool_broken:  # once per outage, not every retry interval
-            log.error("%s (%r): calls are kept in memory and retried", what, exc)
+            trace = None if isinstance(exc, OSError) else exc  # not a disk error: a bug
+            log.error("%s (%r): calls are kept in memory and retried", what, exc, exc_info=trace)
         self._spool_broken = True
 
     async def _append_spool(self, writes: Sequence[CallWrite]) -> None:
-        lines = "".join(write_to_json(w) + "\n" for w in writes)
+        lines = "".join(write_to_json(w) + "\n" for w in writes).encode()
         async with self._spool_lock:
             self._spool_may_hold = True
             await asyncio.to_thread(_append_to_spool_dir, self._spool, lines)
@@ -239,15 +246,15 @@ class CallRecorder:
 
     async def _replay(self) -> int:
         async with self._spool_lock:
-            text = await asyncio.to_thread(take_spool, self._spool)
+            data = await asyncio.to_thread(take_spool, self._spool)
             self._spool_may_hold = False  # all taken (appends wait for the lock, then set it)
-        if not text:
+        if not data:
             return 0
-        pending, rejected = parse_spool_lines(text)
+        pending, rejected = parse_spool_lines(data.split(b"\n"))
         if rejected:
             log.error("%d unreadable spool line(s) moved to %s", len(rejected), REJECTED_FILE)
             path = self._spool.with_name(REJECTED_FILE)
-            await asyncio.to_thread(append_text, path, "".join(f"{r}\n" for r in rejected))
+            await asyncio.to_thread(append_bytes, path, b"".join(r + b"\n" for r in rejected))
         failed = await self._writer.write(pending)
         if failed:
             await self._spool_or_keep(failed)
@@ -262,15 +269,24 @@ class CallRecorder:
         return written
 
 
-def _append_to_spool_dir(spool: Path, text: str) -> None:
+def _append_to_spool_dir(spool: Path, data: bytes) -> None:
     """``append_to_spool``, re-creating the spool directory if it was removed meanwhile."""
     spool.parent.mkdir(parents=True, exist_ok=True)
-    append_to_spool(spool, text)
+    append_to_spool(spool, data)
 
 
 def _acquire_in_dir(lock: FileLock) -> bool:
     lock.path.parent.mkdir(parents=True, exist_ok=True)
     return lock.acquire(wait=False)
+
+
+def _log_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "the call recorder stopped (%r): calls are no longer written nor spooled",
+            task.exception(),
+            exc_info=task.exception(),
+        )
 
 
 def _drain(queue: asyncio.Queue[CallWrite], limit: int | None = None) -> list[CallWrite]:

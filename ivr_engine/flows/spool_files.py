@@ -62,26 +62,27 @@ class FileLock:
         self.release()
 
 
-def append_to_spool(spool: Path, text: str) -> None:
+def append_to_spool(spool: Path, data: bytes) -> None:
     with FileLock(spool.with_name(SPOOL_LOCK_FILE)):
-        append_text(spool, text)
+        append_bytes(spool, data)
 
 
-def take_spool(spool: Path) -> str:
+def take_spool(spool: Path) -> bytes:
     """Move the spool's lines to the replay file (kept until written) and return all the
-    replay file holds. The caller holds the replay lock."""
+    replay file holds, as bytes (each line is decoded on its own: one damaged line is
+    rejected alone). The caller holds the replay lock."""
     replay = spool.with_name(REPLAY_FILE)
     with FileLock(spool.with_name(SPOOL_LOCK_FILE)):
         if spool.exists():
-            append_text(replay, spool.read_text(encoding="utf-8"))
+            append_bytes(replay, spool.read_bytes())
             spool.unlink()
     try:
-        return replay.read_text(encoding="utf-8")
+        return replay.read_bytes()
     except FileNotFoundError:
-        return ""
+        return b""
 
 
-def append_text(path: Path, text: str) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(text)
+def append_bytes(path: Path, data: bytes) -> None:
+    with path.open("ab") as handle:
+        handle.write(data)
         handle.flush()

@@ -35,7 +35,7 @@ def test_taking_the_spool_waits_for_an_append_in_progress(tmp_path: Path) -> Non
     spool.write_text("a\nb\n")  # what the appender wrote before releasing
     held.release()
     taker.join(5)
-    assert taken == ["a\nb\n"]
+    assert taken == [b"a\nb\n"]
     assert not spool.exists() and (tmp_path / REPLAY_FILE).read_text() == "a\nb\n"
 
 
@@ -87,7 +87,7 @@ from pathlib import Path
 from ivr_engine.flows.spool_files import append_to_spool
 spool, tag = Path(sys.argv[1]), sys.argv[2]
 for i in range(400):
-    append_to_spool(spool, f"{tag}-{i}\\n")
+    append_to_spool(spool, f"{tag}-{i}\\n".encode())
 """
 
 
@@ -98,10 +98,10 @@ def test_concurrent_appenders_and_a_taker_lose_no_line(tmp_path: Path) -> None:
     ]
     seen: list[str] = []
     while any(p.poll() is None for p in appenders):
-        seen += take_spool(spool).splitlines()
+        seen += take_spool(spool).decode().splitlines()
         (tmp_path / REPLAY_FILE).unlink(missing_ok=True)  # as a replay does once written
     assert all(p.wait() == 0 for p in appenders)
-    seen += take_spool(spool).splitlines()
+    seen += take_spool(spool).decode().splitlines()
     assert sorted(seen) == sorted(f"{tag}-{i}" for tag in "pq" for i in range(400))
 
 
