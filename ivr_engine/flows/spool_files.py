@@ -73,7 +73,7 @@ def take_spool(spool: Path) -> bytes:
     rejected alone). The caller holds the replay lock."""
     replay = spool.with_name(REPLAY_FILE)
     with FileLock(spool.with_name(SPOOL_LOCK_FILE)):
-        if spool.exists():
+        if spool.exists():  # a partial last line of either stays a line of its own
             append_bytes(replay, spool.read_bytes())
             spool.unlink()
     try:
@@ -83,6 +83,21 @@ def take_spool(spool: Path) -> bytes:
 
 
 def append_bytes(path: Path, data: bytes) -> None:
-    with path.open("ab") as handle:
-        handle.write(data)
-        handle.flush()
+    """Append whole lines: a file not ending in a newline (a writer killed mid-line) gets
+    one first, so its partial line is rejected alone instead of taking ``data``'s first
+    line with it; a write that fails (disk full: possibly after a short write) is cut back
+    to where it started, so no partial line of ours stays. The caller holds the lock."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            if start and os.pread(fd, 1, start - 1) != b"\n":
+                data = b"\n" + data
+            view = memoryview(data)
+            while view:  # unbuffered: a short write is seen here, not lost in a buffer
+                view = view[os.write(fd, view) :]
+        except BaseException:
+            os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)

@@ -17,6 +17,7 @@ from ivr_engine.flows.spool_files import (
     SPOOL_FILE,
     SPOOL_LOCK_FILE,
     FileLock,
+    append_to_spool,
     take_spool,
 )
 from ivr_engine.ports import CustomerWrite
@@ -123,3 +124,51 @@ async def test_a_replay_cancelled_while_taking_its_lock_gives_the_lock_back(
     other = FileLock(tmp_path / REPLAY_LOCK_FILE)
     assert other.acquire(wait=False)
     other.release()
+
+
+def test_an_append_after_a_partial_line_starts_a_line_of_its_own(tmp_path: Path) -> None:
+    """Another process was killed half-way through an append: its partial line must not
+    swallow the next call (both would be one unreadable line, rejected)."""
+    spool = tmp_path / SPOOL_FILE
+    spool.write_bytes(b'{"whole":1}\n{"half a li')
+    append_to_spool(spool, b'{"next":2}\n')
+    assert spool.read_bytes() == b'{"whole":1}\n{"half a li\n{"next":2}\n'
+
+
+def test_taking_the_spool_onto_a_replay_file_with_a_partial_line_keeps_lines_apart(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / SPOOL_FILE
+    (tmp_path / REPLAY_FILE).write_bytes(b'{"a":1}\n{"cut')
+    spool.write_bytes(b'{"b":2}\n')
+    assert take_spool(spool) == b'{"a":1}\n{"cut\n{"b":2}\n'
+
+
+SHORT_WRITE = """
+import resource, signal, sys
+from pathlib import Path
+from ivr_engine.flows.spool_files import append_to_spool
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal's kill
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+try:
+    append_to_spool(Path(sys.argv[1]), b"x" * 999 + b"\\n")
+except OSError as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_an_append_the_disk_cuts_short_is_taken_back(tmp_path: Path) -> None:
+    """A full disk (here: a file size limit, so the kernel makes a real short write, then
+    EFBIG): the part of the line that got in is cut off again. Else, once space is back,
+    the call (kept in memory) is spooled again glued onto its own first bytes, and lost
+    to the rejected file."""
+    spool = tmp_path / SPOOL_FILE
+    spool.write_bytes(b'{"before":1}\n')
+    done = subprocess.run(
+        [sys.executable, "-c", SHORT_WRITE, str(spool), "300"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "OSError"
+    assert spool.read_bytes() == b'{"before":1}\n'
