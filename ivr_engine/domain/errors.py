@@ -23,6 +23,12 @@ class TimelineUnavailable(IvrEngineError):
     """The timeline store could not answer (down, slow, or refused the query)."""
 
 
+class TimelineDataRejected(TimelineUnavailable):
+    """The database refused the data itself (a value it cannot store: a NUL in text, a
+    too long id, a broken constraint): retrying the same write fails the same way, so the
+    write that carries it is set aside rather than retried; the database is up."""
+
+
 class ConfigError(IvrEngineError):
     """Configuration is invalid; the message names the file, the key and the fix."""
 

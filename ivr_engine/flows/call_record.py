@@ -5,6 +5,7 @@ Pure: ``to_write`` turns a finished record into the events and known fields to s
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from ivr_engine.domain.models import CallOutcome, IdentifiedBy, KnownField, Menu
 from ivr_engine.ports import NewTimelineEvent
 
 CALL_EVENT_TYPE = "call.ivr"
+EVENT_ID_MAX = 200  # timeline_events.event_id is VARCHAR(200)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,17 +115,40 @@ def to_write(record: CallRecord) -> CallWrite:
         "duration_ms": round((ended - record.call.started_at).total_seconds() * 1000),
     }
     event = NewTimelineEvent(
-        event_id=f"voice:{record.call.call_id}:ivr",
+        event_id=call_event_id(record.call.call_id),
         customer_id=record.customer_id or "",
         occurred_at=record.call.started_at,
         channel="voice",
         event_type=CALL_EVENT_TYPE,
         intent=record.intent,
         case_id=record.case_id,
-        data=data,
+        data=_without_nul(data),
     )
     fields = tuple(
         KnownField(name=name, value=value, source_channel="voice", updated_at=ended)
         for name, value in record.entered.items()
     )
     return CallWrite(record.customer_id, record.phone, (event,), fields)
+
+
+def call_event_id(call_id: str) -> str:
+    """``voice:<call id>:ivr``, the idempotency key of the call's event. A call id that
+    would not fit the column (or holds a NUL, which PostgreSQL text refuses) is cut and
+    completed with a digest of the whole id: still one key per call, the same every time."""
+    event_id = f"voice:{call_id}:ivr"
+    if len(event_id) <= EVENT_ID_MAX and "\x00" not in call_id:
+        return event_id
+    digest = hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"voice:{call_id.replace(chr(0), '')[:120]}~{digest}:ivr"
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with every NUL character taken out of its text (a caller ID may carry one,
+    URL-decoded from ``%00``; PostgreSQL's jsonb refuses it and the whole call with it)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from ivr_engine.domain.errors import IvrEngineError
+from ivr_engine.domain.errors import IvrEngineError, TimelineDataRejected
 from ivr_engine.flows.call_customers import (
     CustomerDirectory,
     FastWriter,
@@ -26,12 +27,25 @@ from ivr_engine.flows.call_record import CallWrite
 from ivr_engine.ports import CustomerWrite, TimelineStore
 
 log = logging.getLogger(__name__)
+UNAVAILABLE = (TimeoutError, IvrEngineError, OSError)  # but TimelineDataRejected: the data
+
+
+class Written(NamedTuple):
+    """What became of a batch: the calls to spool (the timeline is down or slow) and the
+    calls the database refuses (``rejected``: retrying them would fail for ever)."""
+
+    failed: list[CallWrite]
+    rejected: list[CallWrite]
 
 
 class CallBatchWriter:
     """Writes batches of calls within ``write_timeout_s``; hands back the calls not written.
 
     ``store`` may be ``None`` only when ``fast`` is a ``CustomerDirectory``.
+
+    A batch the database refuses for its data (``TimelineDataRejected``) or that fails in
+    a way no database outage explains (a bug) is tried again one call at a time, so one
+    odd call costs only itself: it is rejected, the others are written.
     """
 
     def __init__(
@@ -45,13 +59,35 @@ class CallBatchWriter:
         self._write_timeout_s = write_timeout_s
         self.written = 0
 
-    async def write(self, batch: Sequence[CallWrite]) -> list[CallWrite]:
-        """Write ``batch``; returns the writes that failed (to be spooled), in order.
+    async def write(self, batch: Sequence[CallWrite]) -> Written:
+        """Write ``batch``; returns the writes that failed (to be spooled), in order, and
+        those the database refused."""
+        try:
+            return Written(await self._write(batch), [])
+        except _Down as down:
+            return Written(down.unwritten, [])
+        except Exception as exc:  # the database refuses the data, or a bug
+            if len(batch) > 1:
+                log.warning("%d call(s) refused (%r); writing them one by one", len(batch), exc)
+        failed: list[CallWrite] = []
+        rejected: list[CallWrite] = []
+        for index, write in enumerate(batch):
+            try:
+                failed += await self._write([write])
+            except _Down:
+                failed += batch[index:]
+                break
+            except Exception as exc:
+                ids = ", ".join(e.event_id for e in write.events)
+                log.error("call %s rejected (%r): moved to the rejected calls", ids, exc)
+                rejected.append(write)
+        return Written(failed, rejected)
 
-        Calls whose customer is known go through the fast writer in one transaction; the
+    async def _write(self, batch: Sequence[CallWrite]) -> list[CallWrite]:
+        """Calls whose customer is known go through the fast writer in one transaction; the
         rest (first-time callers, customers gone since the call) together through its
-        directory, or one by one on the store when it has none.
-        """
+        directory, or one by one on the store when it has none. ``_Down`` when the timeline
+        is down or slow (with the calls not written); any other error: the data."""
         pending = list(batch)
         if self._fast is not None:
             known = [w for w in pending if w.customer_id]
@@ -61,26 +97,26 @@ class CallBatchWriter:
                         missing = await self._fast.write(
                             [CustomerWrite(w.customer_id or "", w.events, w.fields) for w in known]
                         )
-                except (TimeoutError, IvrEngineError, OSError) as exc:
-                    log.warning("timeline write failed (%r); spooling %d call(s)", exc, len(batch))
-                    return pending
+                except TimelineDataRejected:
+                    raise
+                except UNAVAILABLE as exc:
+                    raise _Down(exc, pending) from exc
                 self.written += len(known) - sum(w.customer_id in missing for w in known)
                 for customer_id in missing:
                     log.warning("customer %s is gone; storing the call by phone", customer_id)
                 pending = [w for w in pending if not w.customer_id or w.customer_id in missing]
         if pending and self._directory is not None:
             return await self._write_by_phone(self._directory, pending)
-        failed: list[CallWrite] = []
         for index, write in enumerate(pending):
             try:
                 async with asyncio.timeout(self._write_timeout_s):
                     await self._store_call(write)
-                self.written += 1
-            except (TimeoutError, IvrEngineError, OSError) as exc:
-                log.warning("timeline write failed (%r); spooling %d call(s)", exc, len(batch))
-                failed.extend(pending[index:])
-                break
-        return failed
+            except TimelineDataRejected:
+                raise
+            except UNAVAILABLE as exc:
+                raise _Down(exc, pending[index:]) from exc
+            self.written += 1
+        return []
 
     async def _store_call(self, write: CallWrite) -> None:
         assert self._store is not None  # checked in __init__: no directory, so a store
@@ -89,8 +125,8 @@ class CallBatchWriter:
     async def _write_by_phone(
         self, directory: CustomerDirectory, pending: Sequence[CallWrite]
     ) -> list[CallWrite]:
-        """Store calls by their caller's number, all at once; returns those to spool (all of
-        them on a failure; a customer deleted between creation and write: that call)."""
+        """Store calls by their caller's number, all at once; returns those to spool (a
+        customer deleted between creation and write: that call)."""
         try:
             async with asyncio.timeout(self._write_timeout_s):
                 customers = await customers_by_phone(directory, [w.phone for w in pending])
@@ -100,9 +136,19 @@ class CallBatchWriter:
                         for customer_id, w in zip(customers, pending, strict=True)
                     ]
                 )
-        except (TimeoutError, IvrEngineError, OSError) as exc:
-            log.warning("timeline write failed (%r); spooling %d call(s)", exc, len(pending))
-            return list(pending)
+        except TimelineDataRejected:
+            raise
+        except UNAVAILABLE as exc:
+            raise _Down(exc, pending) from exc
         failed = [w for c, w in zip(customers, pending, strict=True) if c in missing]
         self.written += len(pending) - len(failed)
         return failed
+
+
+class _Down(Exception):
+    """The timeline is down or slow: ``unwritten`` are to be spooled (logged here)."""
+
+    def __init__(self, exc: BaseException, unwritten: Sequence[CallWrite]) -> None:
+        super().__init__(repr(exc))
+        self.unwritten = list(unwritten)
+        log.warning("timeline write failed (%r); spooling %d call(s)", exc, len(unwritten))

@@ -183,8 +183,13 @@ class CallRecorder:
 
     async def _write_batch(self, batch: Sequence[CallWrite]) -> None:
         pending = [*self._unspooled, *batch] if self._unspooled else batch
-        failed = await self._writer.write(pending)
+        failed, rejected = await self._writer.write(pending)
         self._unspooled = []  # in ``pending``: written, or in ``failed``
+        if rejected:
+            try:
+                await self._reject(rejected)
+            except OSError:  # rejected again from the spool once the file can be written
+                failed.extend(rejected)
         if self._overflow:
             failed.extend(self._overflow)
             self._overflow.clear()
@@ -227,6 +232,13 @@ class CallRecorder:
             await asyncio.to_thread(_append_to_spool_dir, self._spool, lines)
         self.spooled += len(writes)
 
+    async def _reject(self, writes: Sequence[CallWrite]) -> None:
+        """Keep calls the database refuses in the rejected file, not retried (an operator
+        reads, fixes and replays them by hand)."""
+        path = self._spool.with_name(REJECTED_FILE)
+        lines = "".join(write_to_json(w) + "\n" for w in writes).encode()
+        await asyncio.to_thread(_append_to_spool_dir, path, lines)  # under the spool lock
+
     async def replay_spool(self) -> int:
         """Write spooled calls; on the first failure keep the rest for later. Returns written
         (0 also when another process is replaying this spool directory right now)."""
@@ -255,11 +267,13 @@ class CallRecorder:
             log.error("%d unreadable spool line(s) moved to %s", len(rejected), REJECTED_FILE)
             path = self._spool.with_name(REJECTED_FILE)
             await asyncio.to_thread(append_bytes, path, b"".join(r + b"\n" for r in rejected))
-        failed = await self._writer.write(pending)
+        failed, refused = await self._writer.write(pending)
+        if refused:
+            await self._reject(refused)  # else the replay file keeps them (the error is logged)
         if failed:
             await self._spool_or_keep(failed)
         await asyncio.to_thread(self._spool.with_name(REPLAY_FILE).unlink, missing_ok=True)
-        written = len(pending) - len(failed)
+        written = len(pending) - len(failed) - len(refused)
         if written:  # the other half of "timeline write failed ...; spooling N call(s)"
             log.info(
                 "%d spooled call(s) written to the timeline (%d still spooled)",

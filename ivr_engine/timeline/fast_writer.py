@@ -19,7 +19,9 @@ and creates a batch of customers (one transaction, ``create_customers``) with th
 rule for ``create_customer_for_identity``: re-read under the same per-identity lock (an
 advisory lock on PostgreSQL, the write lock on SQLite), reuse the one owner, else create.
 
-Any driver error rolls the batch back and becomes ``TimelineUnavailable``. The statements
+Any driver error rolls the batch back and becomes ``TimelineUnavailable``; the database
+refusing the data itself (PostgreSQL SQLSTATE classes 22 and 23, sqlite3's ``DataError`` and
+``IntegrityError``) becomes its subclass ``TimelineDataRejected``. The statements
 are in ``fast_sql.py``, the pure row building in ``fast_rows.py``.
 """
 
@@ -34,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ivr_engine.domain.errors import TimelineUnavailable
+from ivr_engine.domain.errors import TimelineDataRejected, TimelineUnavailable
 from ivr_engine.ports import CustomerWrite
 from ivr_engine.timeline.fast_rows import (
     EventRow,
@@ -67,6 +69,7 @@ if TYPE_CHECKING:  # imported when a PostgreSQL URL is used (_pg_call), not on S
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+DATA_ERROR_CLASSES = ("22", "23")  # SQLSTATE: data exception, integrity constraint violation
 CHECKPOINT_EVERY = 100  # loop-thread commits between WAL checkpoints on the worker
 
 
@@ -171,11 +174,19 @@ class FastCallWriter:
                     server_settings={"application_name": "ivr-engine-writer"},
                 )
             return await work(self._pg)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            if self._pg is not None:
-                self._pg.terminate()
-                self._pg = None
+        except asyncpg.PostgresError as exc:
+            if (exc.sqlstate or "")[:2] in DATA_ERROR_CLASSES:  # the connection is fine
+                raise TimelineDataRejected(f"{self._where} refused the data: {exc!r}") from exc
+            self._drop_pg()
             raise TimelineUnavailable(f"timeline write failed on {self._where}: {exc!r}") from exc
+        except (OSError, asyncpg.InterfaceError, TimeoutError) as exc:
+            self._drop_pg()
+            raise TimelineUnavailable(f"timeline write failed on {self._where}: {exc!r}") from exc
+
+    def _drop_pg(self) -> None:
+        if self._pg is not None:
+            self._pg.terminate()
+            self._pg = None
 
     # ------------------------------------------------------------------ SQLite (own thread)
 
@@ -243,6 +254,8 @@ class FastCallWriter:
                 conn.execute("ROLLBACK")
                 raise
             return result
+        except (sqlite3.DataError, sqlite3.IntegrityError) as exc:
+            raise TimelineDataRejected(f"{self._where} refused the data: {exc!r}") from exc
         except sqlite3.Error as exc:
             self._close_sqlite()
             what = "write" if write else "read"
