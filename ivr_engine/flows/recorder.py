@@ -33,6 +33,7 @@ from ivr_engine.flows.spool_files import (
     FileLock,
     append_bytes,
     append_to_spool,
+    replace_file,
     take_spool,
 )
 from ivr_engine.flows.spool_lines import parse_spool_lines, write_to_json
@@ -271,7 +272,15 @@ class CallRecorder:
         if refused:
             await self._reject(refused)  # else the replay file keeps them (the error is logged)
         if failed:
-            await self._spool_or_keep(failed)
+            try:
+                await self._append_spool(failed)
+            except OSError as exc:  # the replay file holds them: it stays, for the next replay
+                self._spool_may_hold = True
+                self._note_spool_error(f"cannot spool {len(failed)} call(s) again", exc)
+                with contextlib.suppress(OSError):  # only them, if the disk lets us
+                    lines = "".join(write_to_json(w) + "\n" for w in failed).encode()
+                    await asyncio.to_thread(replace_file, self._spool.with_name(REPLAY_FILE), lines)
+                return len(pending) - len(failed) - len(refused)
         await asyncio.to_thread(self._spool.with_name(REPLAY_FILE).unlink, missing_ok=True)
         written = len(pending) - len(failed) - len(refused)
         if written:  # the other half of "timeline write failed ...; spooling N call(s)"

@@ -101,3 +101,15 @@ def append_bytes(path: Path, data: bytes) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` (written beside it, then renamed over it): the old content
+    stays whole if the new one cannot be written."""
+    temporary = path.with_name(path.name + ".new")
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
