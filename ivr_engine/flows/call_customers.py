@@ -32,22 +32,28 @@ class CustomerDirectory(FastWriter, Protocol):
 
     async def phone_owners(self, phones: Sequence[str]) -> dict[str, list[str]]: ...
 
-    async def create_customers(self, phones: Sequence[str | None]) -> list[str]: ...
+    async def create_customers(
+        self, phones: Sequence[str | None], keys: Sequence[str | None] = ()
+    ) -> list[str]: ...
 
 
 async def customers_by_phone(
-    directory: CustomerDirectory, phones: Sequence[str | None]
+    directory: CustomerDirectory, phones: Sequence[str | None], keys: Sequence[str | None] = ()
 ) -> list[str]:
     """The customer of each caller by ``_customer_for_phone``'s rule, for a whole batch: the
     one owner of the number; a shared or withheld number → a new customer without
     identities (one each); an unknown number → a new customer owning it (one per number, or
-    the one a concurrent call created a moment ago). One query, then one transaction."""
+    the one a concurrent call created a moment ago). One query, then one transaction.
+    ``keys`` (one per phone) make a new customer's id: the same on a retry."""
     wanted = sorted({p for p in phones if p is not None})
     owners = await directory.phone_owners(wanted) if wanted else {}
     found = {phone: ids[0] for phone, ids in owners.items() if len(ids) == 1}
-    to_create = [p for p in phones if p is None or p not in found]
+    keyed = list(zip(phones, list(keys) or [None] * len(phones), strict=True))
+    to_create = [(p, k) for p, k in keyed if p is None or p not in found]
     created = iter(
-        await directory.create_customers([p if p not in owners else None for p in to_create])
+        await directory.create_customers(
+            [p if p not in owners else None for p, _ in to_create], [k for _, k in to_create]
+        )
     )
     return [found[p] if p is not None and p in found else next(created) for p in phones]
 

@@ -129,7 +129,11 @@ class CallBatchWriter:
         customer deleted between creation and write: that call)."""
         try:
             async with asyncio.timeout(self._write_timeout_s):
-                customers = await customers_by_phone(directory, [w.phone for w in pending])
+                customers = await customers_by_phone(
+                    directory,
+                    [w.phone for w in pending],
+                    [w.events[0].event_id if w.events else None for w in pending],
+                )
                 missing = await directory.write(
                     [
                         CustomerWrite(customer_id, w.events, w.fields)

@@ -61,16 +61,23 @@ def group_owners(rows: Sequence[Any]) -> dict[str, list[str]]:
     return {phone: sorted(ids) for phone, ids in owners.items()}
 
 
+CUSTOMER_IDS = uuid.UUID("5b0e8e0c-1d2a-4c3e-9f47-6a2d1c9b7e01")  # uuid5 namespace
+
+
 def plan_creation(
-    phones: Sequence[str | None], owners: dict[str, list[str]]
+    phones: Sequence[str | None], owners: dict[str, list[str]], keys: Sequence[str | None] = ()
 ) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """(the customer of each entry, customers to insert, (customer, phone) to insert).
-    A phone listed twice gets one customer; ``None`` always gets its own."""
+    A phone listed twice gets one customer; ``None`` always gets its own. A new customer's
+    id derives from the entry's key when it has one (``uuid5``; the recorder's key is the
+    call's event id): a retried write (inserting if absent) finds the customer it made
+    before instead of making another."""
+    keys = list(keys) or [None] * len(phones)
     ids: list[str] = []
     new: list[str] = []
     identities: list[tuple[str, str]] = []
     chosen: dict[str, str] = {}
-    for phone in phones:
+    for phone, key in zip(phones, keys, strict=True):
         if phone is not None and phone in chosen:
             ids.append(chosen[phone])
             continue
@@ -78,7 +85,7 @@ def plan_creation(
         if len(found) == 1:
             customer_id = found[0]
         else:
-            customer_id = str(uuid.uuid4())
+            customer_id = str(uuid.uuid5(CUSTOMER_IDS, key) if key else uuid.uuid4())
             new.append(customer_id)
             if phone is not None:
                 identities.append((customer_id, phone))

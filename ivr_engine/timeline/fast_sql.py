@@ -54,7 +54,8 @@ SELECT pg_advisory_xact_lock(h) FROM (
     ORDER BY h) AS keys"""
 PG_NEW_CUSTOMERS = """
 INSERT INTO customers (id, display_name, created_at, updated_at)
-SELECT id, NULL, $2, $2 FROM unnest($1::text[]) AS id"""
+SELECT id, NULL, $2, $2 FROM unnest($1::text[]) AS id
+ON CONFLICT (id) DO NOTHING"""
 PG_NEW_PHONES = """
 INSERT INTO identities (customer_id, kind, value)
 SELECT c, 'phone', p FROM unnest($1::text[], $2::text[]) AS t(c, p)
@@ -63,7 +64,8 @@ SQLITE_PHONE_OWNERS = (
     "SELECT DISTINCT value, customer_id FROM identities WHERE kind = 'phone' AND value IN ({})"
 )
 SQLITE_NEW_CUSTOMER = (
-    "INSERT INTO customers (id, display_name, created_at, updated_at) VALUES (?, NULL, ?, ?)"
+    "INSERT INTO customers (id, display_name, created_at, updated_at) VALUES (?, NULL, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING"
 )
 SQLITE_NEW_PHONE = (
     "INSERT INTO identities (customer_id, kind, value) VALUES (?, 'phone', ?) "

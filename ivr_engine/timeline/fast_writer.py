@@ -125,18 +125,21 @@ class FastCallWriter:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, self._owners_sqlite, phones)
 
-    async def create_customers(self, phones: Sequence[str | None]) -> list[str]:
+    async def create_customers(
+        self, phones: Sequence[str | None], keys: Sequence[str | None] = ()
+    ) -> list[str]:
         """One customer per entry, in one transaction: ``None`` → a new customer without
         identities; a phone → its one owner if exactly one customer owns it now (a
-        concurrent creator's), else a new customer owning it (``create_customer_for_identity``)."""
+        concurrent creator's), else a new customer owning it (``create_customer_for_identity``).
+        ``keys`` (one per entry) make the new customers' ids (``plan_creation``)."""
         if not phones:
             return []
         now = datetime.now(UTC)
         async with self._lock:
             if self._pg_dsn is not None:
-                return await self._pg_call(lambda c: _create_pg(c, phones, now))
+                return await self._pg_call(lambda c: _create_pg(c, phones, keys, now))
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._create_sqlite, phones, now)
+            return await loop.run_in_executor(self._thread, self._create_sqlite, phones, keys, now)
 
     async def close(self) -> None:
         async with self._lock:
@@ -226,13 +229,15 @@ class FastCallWriter:
         rows = self._sqlite_call(lambda c: c.execute(sql, list(phones)).fetchall(), write=False)
         return group_owners(rows)
 
-    def _create_sqlite(self, phones: Sequence[str | None], now: datetime) -> list[str]:
+    def _create_sqlite(
+        self, phones: Sequence[str | None], keys: Sequence[str | None], now: datetime
+    ) -> list[str]:
         def create(conn: sqlite3.Connection) -> list[str]:
             stamp = sqlite_time_text(now)
             wanted = sorted({p for p in phones if p is not None})
             sql = SQLITE_PHONE_OWNERS.format(", ".join("?" * len(wanted)))
             owners = group_owners(conn.execute(sql, wanted).fetchall() if wanted else [])
-            ids, new, identities = plan_creation(phones, owners)
+            ids, new, identities = plan_creation(phones, owners, keys)
             conn.executemany(SQLITE_NEW_CUSTOMER, [(c, stamp, stamp) for c in new])
             conn.executemany(SQLITE_NEW_PHONE, identities)
             return ids
@@ -310,7 +315,10 @@ def _sqlite_survivors(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str
 
 
 async def _create_pg(
-    conn: asyncpg.Connection, phones: Sequence[str | None], now: datetime
+    conn: asyncpg.Connection,
+    phones: Sequence[str | None],
+    keys: Sequence[str | None],
+    now: datetime,
 ) -> list[str]:
     wanted = sorted({p for p in phones if p is not None})
     async with conn.transaction():
@@ -318,7 +326,7 @@ async def _create_pg(
             await conn.execute(PG_LOCK_PHONES, wanted)
             rows = await conn.fetch(PG_PHONE_OWNERS, wanted)
         owners = {row[0]: list(row[1]) for row in rows} if wanted else {}
-        ids, new, identities = plan_creation(phones, owners)
+        ids, new, identities = plan_creation(phones, owners, keys)
         await conn.execute(PG_NEW_CUSTOMERS, new, now)
         if identities:
             await conn.execute(

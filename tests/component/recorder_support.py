@@ -31,6 +31,7 @@ class Switchable:
     def __init__(self, real: FastCallWriter) -> None:
         self.real = real
         self.fail: Exception | None = None
+        self.fail_writes: Exception | None = None  # the event writes only
         self.batches: list[int] = []  # the size of each write asked for
 
     def _check(self) -> None:
@@ -40,6 +41,8 @@ class Switchable:
     async def write(self, batch: Sequence[CustomerWrite]) -> set[str]:
         self.batches.append(len(batch))
         self._check()
+        if self.fail_writes is not None:
+            raise self.fail_writes
         return await self.real.write(batch)
 
     async def phone_owners(self, phones: Sequence[str]) -> dict[str, list[str]]:
@@ -50,9 +53,9 @@ class Switchable:
         self, phones: Sequence[str | None], keys: Sequence[str | None] = ()
     ) -> list[str]:
         self._check()
-        if keys:
-            return await self.real.create_customers(phones, keys)
-        return await self.real.create_customers(phones)
+        if not keys:  # as the caller asked (no keys: the writer's own ids)
+            return await self.real.create_customers(phones)
+        return await self.real.create_customers(phones, keys)
 
 
 DOWN = TimelineUnavailable("down (standing for an unreachable database)")

@@ -213,5 +213,7 @@ class _Directory:
     async def phone_owners(self, phones: Sequence[str]) -> dict[str, list[str]]:
         return {}
 
-    async def create_customers(self, phones: Sequence[str | None]) -> list[str]:
+    async def create_customers(
+        self, phones: Sequence[str | None], keys: Sequence[str | None] = ()
+    ) -> list[str]:
         return [f"c-{phone}" for phone in phones]

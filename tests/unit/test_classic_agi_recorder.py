@@ -36,7 +36,9 @@ class FakeDirectory:
         self._check()
         return {p: sorted(self.owners[p]) for p in phones if p in self.owners}
 
-    async def create_customers(self, phones: Sequence[str | None]) -> list[str]:
+    async def create_customers(
+        self, phones: Sequence[str | None], keys: Sequence[str | None] = ()
+    ) -> list[str]:
         self._check()
         ids = []
         for phone in phones:

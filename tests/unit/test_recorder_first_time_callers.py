@@ -24,9 +24,11 @@ class CountingDirectory(FakeDirectory):
         self.owner_queries.append(list(phones))
         return await super().phone_owners(phones)
 
-    async def create_customers(self, phones: Sequence[str | None]) -> list[str]:
+    async def create_customers(
+        self, phones: Sequence[str | None], keys: Sequence[str | None] = ()
+    ) -> list[str]:
         self.creations.append(list(phones))
-        return await super().create_customers(phones)
+        return await super().create_customers(phones, keys)
 
 
 class UnusedStore:

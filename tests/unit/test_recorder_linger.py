@@ -33,8 +33,10 @@ class CountedWriter:
     async def phone_owners(self, phones: Sequence[str]) -> dict[str, list[str]]:
         return await self._writer.phone_owners(phones)
 
-    async def create_customers(self, phones: Sequence[str | None]) -> list[str]:
-        return await self._writer.create_customers(phones)
+    async def create_customers(
+        self, phones: Sequence[str | None], keys: Sequence[str | None] = ()
+    ) -> list[str]:
+        return await self._writer.create_customers(phones, keys)
 
 
 @pytest.fixture

@@ -62,7 +62,9 @@ class Recording:
     async def phone_owners(self, phones: Sequence[str]) -> dict[str, list[str]]:
         return {}
 
-    async def create_customers(self, phones: Sequence[str | None]) -> list[str]:
+    async def create_customers(
+        self, phones: Sequence[str | None], keys: Sequence[str | None] = ()
+    ) -> list[str]:
         return []
 
 
