@@ -40,7 +40,11 @@ engine's ESL code), so a misunderstanding in the engine is not mirrored here.
   dialplan's ``${name}`` substitution.
 * ``FakeInbound``: the inbound socket: ``auth/request``, ``auth`` → ``+OK accepted`` or
   ``-ERR invalid`` + disconnect notice + close; ``event plain NAMES`` → ``+OK event listener
-  enabled plain``; ``emit(headers)`` sends an event to every session subscribed to its name.
+  enabled plain``, read as ``parse_command`` does: names are case-insensitive and, once
+  ``CUSTOM`` is seen, every later word is a subclass (``HEARTBEAT`` after ``CUSTOM`` is a
+  subclass, not the event). ``emit(headers)`` sends an event to every session subscribed to
+  its name (``ALL``: everything), a ``CUSTOM`` event with an ``Event-Subclass`` only to
+  sessions that also named that subclass.
   The fake keeps FreeSWITCH's channel table from what it emits (``CHANNEL_CREATE`` adds a
   row, ``CHANNEL_HANGUP``/``_COMPLETE`` set its ``callstate`` to ``HANGUP``,
   ``CHANNEL_DESTROY`` removes it), also while nobody listens, and answers ``api show channels
@@ -429,7 +433,26 @@ def channel_row(headers: Mapping[str, str]) -> dict[str, str]:
 class InboundSession:
     writer: asyncio.StreamWriter
     subscribed: set[str] = field(default_factory=set)
+    subclasses: set[str] = field(default_factory=set)  # of CUSTOM
     commands: list[str] = field(default_factory=list)
+
+    def subscribe(self, words: list[str]) -> None:
+        """mod_event_socket's ``event`` command: after ``CUSTOM`` every word is a subclass."""
+        custom = False
+        for word in words:
+            if custom:
+                self.subclasses.add(word)
+            else:
+                self.subscribed.add(word.upper())
+                custom = word.upper() == "CUSTOM"
+
+    def wants(self, headers: Mapping[str, str]) -> bool:
+        name = headers.get("Event-Name", "").upper()
+        if "ALL" in self.subscribed:
+            return True
+        if name != "CUSTOM" or "Event-Subclass" not in headers:
+            return name in self.subscribed
+        return name in self.subscribed and headers["Event-Subclass"] in self.subclasses
 
 
 class FakeInbound:
@@ -495,7 +518,7 @@ class FakeInbound:
                 return False
             writer.write(reply_frame("+OK accepted"))
         elif line.startswith("event plain "):
-            session.subscribed.update(line.removeprefix("event plain ").split())
+            session.subscribe(line.removeprefix("event plain ").split())
             writer.write(reply_frame("+OK event listener enabled plain"))
             async with self.subscribed:
                 self.subscribed.notify_all()
@@ -545,11 +568,9 @@ class FakeInbound:
 
     async def emit(self, headers: Mapping[str, str], raw: bytes | None = None) -> None:
         """Send an event (or ``raw`` bytes) to every session subscribed to its name."""
-        name = headers.get("Event-Name", "")
         self._track(headers)
         for session in self.sessions:
-            wanted = name in session.subscribed or "all" in session.subscribed
-            if wanted and not session.writer.is_closing():
+            if session.wants(headers) and not session.writer.is_closing():
                 session.writer.write(raw if raw is not None else event_frame(headers))
                 await session.writer.drain()
 
@@ -557,6 +578,7 @@ class FakeInbound:
         """The switch restarts: every connection is reset."""
         for session in self.sessions:
             session.subscribed.clear()
+            session.subclasses.clear()
             session.writer.transport.abort()
 
     def down(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from crm_bridge.calls.esl_normalise import SUBSCRIBED_EVENTS, normalise_esl
+from crm_bridge.calls.esl_normalise import CUSTOM_SUBCLASSES, SUBSCRIBED_EVENTS, normalise_esl
 from crm_bridge.calls.esl_reader import EslReader
 from crm_bridge.calls.model import NormalisedEvent
 from crm_bridge.calls.outbox import SqliteOutbox
@@ -142,8 +142,8 @@ async def test_documented_sequence_becomes_the_call_events(fake: FakeInbound) ->
     assert fake.sessions[0].commands == [
         "auth ClueCon",
         "event plain CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_UNBRIDGE "
-        "CHANNEL_HOLD CHANNEL_UNHOLD CHANNEL_HANGUP_COMPLETE CUSTOM ivr_engine::fallback "
-        "ivr_engine::routed ivr_engine::overflow ivr_engine::agent_dial HEARTBEAT",
+        "CHANNEL_HOLD CHANNEL_UNHOLD CHANNEL_HANGUP_COMPLETE HEARTBEAT CUSTOM "
+        "ivr_engine::fallback ivr_engine::routed ivr_engine::overflow ivr_engine::agent_dial",
     ]
     state = BridgeState(config())
     out = [n for e in events for n in normalise_esl(e, state, at=datetime.now(UTC))]
@@ -260,6 +260,30 @@ async def test_an_event_the_normaliser_fails_on_is_skipped_not_the_end_of_the_br
     check_call(rows)  # every event after it still became its call event
     assert running.reader.events_skipped == 1
     assert "CHANNEL_CREATE" in caplog.text and "skipped (1 so far)" in caplog.text
+
+
+async def test_heartbeats_keep_a_quiet_switch_connected(fake: FakeInbound) -> None:
+    """mod_event_socket takes every word after ``CUSTOM`` as a subclass: HEARTBEAT must come
+    before it, or no heartbeat is sent and a switch with no calls looks dead."""
+    source = EslEventSource(
+        "127.0.0.1", fake.port, "ClueCon", SUBSCRIBED_EVENTS,
+        backoff=(0.01, 0.05), idle_timeout_s=0.4,
+    )  # fmt: skip
+    beat = {"Event-Name": "HEARTBEAT", "Event-Date-Timestamp": at(0), "Event-Info": "System Ready"}
+    async with asyncio.TaskGroup() as group:
+        group.create_task(source.run())
+        await fake.wait_subscribed()
+        for _ in range(12):  # 1.2 s: three idle timeouts without the heartbeats
+            await asyncio.sleep(0.1)
+            await fake.emit(beat)
+        await fake.emit(CALL[3])  # a CUSTOM ivr_engine::routed: the subclasses still count
+        (event,) = await take(source, 1)
+        await source.close()
+    assert source.connections == 1 and len(fake.sessions) == 1  # no idle-timeout reconnect
+    session = fake.sessions[0]
+    assert "HEARTBEAT" in session.subscribed and "HEARTBEAT" not in session.subclasses
+    assert session.subclasses == set(CUSTOM_SUBCLASSES)
+    assert (event.name, event.subclass) == ("CUSTOM", "ivr_engine::routed")
 
 
 async def test_wrong_password_is_retried_and_never_subscribes(fake: FakeInbound) -> None:

@@ -3,8 +3,11 @@
 Per connection: wait for ``auth/request``, ``auth PASSWORD`` (``-ERR invalid`` is
 ``EslAuthFailed``: logged, retried at the back-off cap so a wrong password does not hammer
 the switch), then ``event plain NAMES...`` (``HEARTBEAT`` is always added: FreeSWITCH sends
-one every 20 s, so silence for ``idle_timeout_s`` means a dead connection). Events go into
-a bounded queue in arrival order; a full queue makes the reader wait (TCP back-pressure).
+one every 20 s, so silence for ``idle_timeout_s`` means a dead connection). ``events`` reads
+as ``event plain`` does: event names, then optionally ``CUSTOM`` and its subclasses, since
+mod_event_socket takes every word after ``CUSTOM`` as a subclass; so ``HEARTBEAT`` goes with
+the names, before ``CUSTOM`` (``subscription_words``). Events go into a bounded queue in
+arrival order; a full queue makes the reader wait (TCP back-pressure).
 A lost connection is logged and retried with exponential back-off and jitter (the AMI
 client's ``Backoff``), reset after each successful subscription. ``connections`` counts
 subscriptions: a consumer that sees it grow knows events may have been missed meanwhile
@@ -32,7 +35,18 @@ from ivr_engine.telephony.esl.protocol import ContentType, EslEvent, check_line
 
 log = logging.getLogger(__name__)
 HEARTBEAT = "HEARTBEAT"
+CUSTOM = "CUSTOM"
 API_OUTPUT_MAX_BYTES = 32 * 1024 * 1024  # ``show channels`` is ~1 KB per channel
+
+
+def subscription_words(events: Sequence[str]) -> list[str]:
+    """The ``event plain`` words: the names and ``HEARTBEAT``, then ``CUSTOM`` and the words
+    after it in ``events`` (subclasses: mod_event_socket reads every word after ``CUSTOM`` as
+    one, so a name placed there would never be subscribed)."""
+    words = list(events)
+    at = words.index(CUSTOM) if CUSTOM in words else len(words)
+    names = [w for w in words[:at] if w != HEARTBEAT]
+    return [*names, HEARTBEAT, *words[at:]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +80,9 @@ class EslEventSource:
     ) -> None:
         for word in (password, *events):
             check_line(word)
-        names = [e for e in events if e != HEARTBEAT]
         self._address = (host, port)
         self._password = password
-        self._subscription = " ".join([*names, HEARTBEAT])
+        self._subscription = " ".join(subscription_words(events))
         self._backoff = make_backoff(backoff)
         self._connect_timeout = connect_timeout_s
         self._idle_timeout = idle_timeout_s
