@@ -1,13 +1,15 @@
 """One AMI connection: banner, bounded framed reads, ActionID correlation, keep-alive pings.
 
 ``AmiConnection.serve()`` reads messages until the connection fails and raises why
-(``AmiConnectionLost``, ``AmiProtocolError``); it never returns. It reads chunks of up to
-``read_chunk_bytes`` and frames them with ``AmiFramer`` (framing.py): a line longer than
-``max_line_bytes`` or a message larger than ``max_message_bytes`` is a protocol error (the
-client then reconnects), so a hostile or broken peer costs at most about one chunk plus
-``max_message_bytes`` of memory. Responses go to the action with the same ``ActionID``;
-after an ``EventList: start`` response, events with that ActionID are collected for the
-action up to ``EventList: Complete``; every other event goes to ``on_event``, in order.
+(``AmiConnectionLost``, ``AmiProtocolError``; any other exception, a bug, also fails every
+waiting action and marks the connection broken before it propagates); it never returns. It
+reads chunks of up to ``read_chunk_bytes`` and frames them with ``AmiFramer`` (framing.py): a
+line longer than ``max_line_bytes`` or a message larger than ``max_message_bytes`` is a
+protocol error (the client then reconnects), so a hostile or broken peer costs at most about
+one chunk plus ``max_message_bytes`` of memory. Responses go to the action with the same
+``ActionID``; after an ``EventList: start`` response, events with that ActionID are collected
+for the action up to ``EventList: Complete``; every other event goes to ``on_event``, in
+order.
 Reconnecting is not done here: see ``client.py``.
 """
 
@@ -156,6 +158,9 @@ class AmiConnection:
             error = AmiConnectionLost(f"AMI connection lost: {exc!r}")
             self.shutdown(error)
             raise error from exc
+        except Exception as exc:  # a bug: end this connection cleanly, the caller reports it
+            self.shutdown(AmiConnectionLost(f"AMI reader failed: {exc!r}"))
+            raise
 
     def _dispatch(self, message: AmiResponse | AmiEvent) -> None:
         if not self._pending and not self._abandoned and isinstance(message, AmiEvent):
@@ -184,7 +189,8 @@ class AmiConnection:
         assert pending.list_done is not None
         if event.ends_list:
             del self._pending[action_id]
-            pending.list_done.set_result(event)
+            if not pending.list_done.done():  # cancelled: its ``finally`` has not run yet
+                pending.list_done.set_result(event)
             return
         if len(pending.events) >= self._limits.max_list_events:
             raise AmiProtocolError(
