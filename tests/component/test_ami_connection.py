@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import pytest
 
-from ivr_engine.telephony.ami import AmiConnectionLost, AmiEvent
+from ivr_engine.telephony.ami import AmiActionTimeout, AmiConnectionLost, AmiEvent
 from ivr_engine.telephony.ami.connection import DEFAULT_LIMITS, AmiConnection
 
 WAIT_S = 5.0
@@ -23,11 +23,13 @@ class Sink:
 
     events: list[AmiEvent] = field(default_factory=list)
     error: Exception | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __call__(self, event: AmiEvent) -> None:
         if self.error is not None:
             raise self.error
         self.events.append(event)
+        self.arrived.set()
 
 
 @dataclass
@@ -117,3 +119,43 @@ async def test_an_unexpected_reader_failure_fails_the_waiting_actions(wire: Wire
     with pytest.raises(AmiConnectionLost, match="reader failed"):
         async with asyncio.timeout(WAIT_S):
             await ping
+
+
+@pytest.mark.parametrize("give_up", ["timeout", "cancel"])
+async def test_a_list_answered_after_its_action_gave_up_is_not_published(
+    wire: Wire, give_up: str
+) -> None:
+    """Asterisk answers ``EventList: start`` only after the action timed out (or was
+    cancelled): its items are not live events and must not reach the subscribers."""
+    timeout_s = 0.05 if give_up == "timeout" else WAIT_S
+    listing = asyncio.create_task(
+        wire.conn.request("DeviceStateList", {}, timeout_s, collect_list=True)
+    )
+    (list_id,) = await wire.sent_ids(1)
+    if give_up == "cancel":
+        listing.cancel()
+    (outcome,) = await asyncio.gather(listing, return_exceptions=True)
+    assert isinstance(outcome, AmiActionTimeout | asyncio.CancelledError)
+    wire.feed(
+        list_start(list_id),
+        item(list_id, "DeviceStateChange"),
+        list_end(list_id, "DeviceStateListComplete"),
+        "Event: DeviceStateChange\nDevice: PJSIP/100\nState: INUSE\n",  # a live one
+    )
+    async with asyncio.timeout(WAIT_S):
+        await wire.sink.arrived.wait()
+    await asyncio.sleep(0.01)
+    assert [(e.name, e.action_id) for e in wire.sink.events] == [("DeviceStateChange", None)]
+    assert not wire.serve.done()
+
+
+async def test_a_late_plain_answer_to_an_abandoned_list_action_ends_the_abandonment(
+    wire: Wire,
+) -> None:
+    listing = asyncio.create_task(wire.conn.request("DeviceStateList", {}, 0.05, collect_list=True))
+    (list_id,) = await wire.sent_ids(1)
+    with pytest.raises(AmiActionTimeout):
+        await listing
+    wire.feed(f"Response: Error\nActionID: {list_id}\nMessage: Permission denied\n")
+    await asyncio.sleep(0.01)
+    assert not wire.conn._abandoned  # nothing left to drop: events take the fast path again

@@ -103,7 +103,7 @@ class AmiConnection:
         self._limits = limits
         self._on_event = on_event
         self._pending: dict[str, _Pending] = {}
-        self._abandoned: dict[str, None] = {}  # lists whose action timed out: drop the rest
+        self._abandoned: dict[str, None] = {}  # list actions given up on: drop their events
         self._error: AmiError | None = None
 
     @classmethod
@@ -171,6 +171,8 @@ class AmiConnection:
         if isinstance(message, AmiResponse):
             if pending is None or pending.response.done():
                 log.debug("AMI response for no waiting action (ActionID %r), dropped", action_id)
+                if action_id in self._abandoned and not message.starts_list:
+                    del self._abandoned[action_id]  # no list follows: nothing more to drop
                 return
             pending.response.set_result(message)
             if pending.list_done is not None and message.starts_list:
@@ -225,13 +227,12 @@ class AmiConnection:
                 complete = await list_done
                 return AmiList(response, pending.events, complete)
         except TimeoutError:
-            if pending.in_list:
-                self._abandon(action_id)
             raise AmiActionTimeout(f"no answer to AMI action {name} within {timeout_s} s") from None
         except OSError as exc:
             raise AmiConnectionLost(f"AMI connection lost while sending {name}: {exc!r}") from exc
         finally:
-            self._pending.pop(action_id, None)
+            if self._pending.pop(action_id, None) is not None and list_done is not None:
+                self._abandon(action_id)  # timed out or cancelled before its list ended
 
     def _abandon(self, action_id: str) -> None:
         self._abandoned[action_id] = None

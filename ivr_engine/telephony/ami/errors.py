@@ -51,7 +51,7 @@ class AmiClosed(AmiNotConnected):
 
 class AmiActionTimeout(AmiError, TimeoutError):
     """No response (or, for a list, no ``EventList: Complete``) within the action's timeout.
-    The connection stays up; a late response is discarded."""
+    The connection stays up; a late response, and a late list's events, are discarded."""
 
 
 class AmiActionFailed(AmiError):
