@@ -227,6 +227,21 @@ def test_framing_keeps_a_character_split_across_reads() -> None:
     assert framer.feed(data[cut:]) == [[("Event", "A"), ("CallerIDName", "Jos\u00e9")]]
 
 
+def test_legacy_follows_command_output_is_refused_as_asterisk_13() -> None:
+    """Asterisk <= 13 answers ``Command`` with raw output lines; 14+ sends ``Output:``."""
+    legacy = (
+        b"Response: Follows\r\nPrivilege: Command\r\nActionID: 7\r\n"
+        b"Asterisk 13.38.3 built by root @ host on a x86_64 running Linux\r\n"
+        b"--END COMMAND--\r\n\r\n"
+    )
+    for chunk in (legacy, legacy.replace(b"\r\n", b"\n")):
+        with pytest.raises(AmiProtocolError, match=r"Asterisk >= 14"):
+            AmiFramer(max_line_bytes=1024, max_message_bytes=4096).feed(chunk)
+    assert not AmiResponse([("Response", "Follows")]).ok  # not an answer the client reads
+    with pytest.raises(AmiProtocolError, match="not 'Key: Value'"):  # other lines: as before
+        AmiFramer(max_line_bytes=1024, max_message_bytes=4096).feed(b"Response: Success\nx\n")
+
+
 def test_framing_limits() -> None:
     limits = AmiLimits(max_line_bytes=1024)
     with pytest.raises(AmiProtocolError, match="longer than 1024"):

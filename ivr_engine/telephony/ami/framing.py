@@ -22,6 +22,10 @@ every error.
 without blanks, exactly one colon on each line, followed by a space): it is checked with a
 few C-speed byte operations and handed on as its text, not split (``AmiMessage.plain``);
 ``feed`` gives every message as its header lines.
+
+Asterisk >= 14 is required: before 14, ``Command`` was answered ``Response: Follows`` with
+raw output lines (no colon) up to ``--END COMMAND--``; such a message is refused with an
+``AmiProtocolError`` that says so, not parsed.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ class AmiFramer:
             if line:
                 key, sep, value = line.partition(":")  # parse_header_line, inlined
                 if not sep or not key or key.strip() != key:
-                    key, value = parse_header_line(line)  # the rare forms, or the error
+                    key, value = _odd_line(line, headers)  # the rare forms, or the error
                 elif value[:1] == " ":
                     value = value[1:]
                 headers.append((key, value))
@@ -112,6 +116,19 @@ class AmiFramer:
         """What the peer closing the connection now means."""
         where = "in the middle of a message" if self._headers or self._partial else "by the peer"
         return AmiConnectionLost(f"AMI connection closed {where}")
+
+
+def _odd_line(line: str, headers: list[Header]) -> Header:
+    """``parse_header_line``; its error names the cause in a legacy ``Response: Follows``."""
+    try:
+        return parse_header_line(line)
+    except AmiProtocolError:
+        if headers and [h.lower() for h in headers[0]] == ["response", "follows"]:
+            raise AmiProtocolError(
+                "AMI 'Response: Follows' (Command output of Asterisk 13 or older) is not "
+                "supported: the AMI client needs Asterisk >= 14"
+            ) from None
+        raise
 
 
 def _plain(block: bytes) -> str | list[Header] | None:

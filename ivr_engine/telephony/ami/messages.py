@@ -15,7 +15,7 @@ from typing import Self, overload
 
 from ivr_engine.telephony.ami.errors import AmiActionFailed
 
-_OK_RESPONSES = frozenset({"success", "goodbye", "follows"})
+_OK_RESPONSES = frozenset({"success", "goodbye"})  # not "Follows": see framing.py
 _LIST_ENDS = frozenset({"complete", "cancelled"})
 
 Header = tuple[str, str]
