@@ -198,3 +198,43 @@ def test_truncated_body_and_oversized_header_block() -> None:
     truncated = b"Content-Type: api/response\nContent-Length: 10\n\nabc"
     assert asyncio.run(_frames(truncated, limits)) == 0
     assert asyncio.run(_frames(b"X-Long: " + b"a" * 200 + b"\n\n", limits)) == 0
+
+
+class _Writer:
+    """A writer that only records: the replies come from the reader fed by the test."""
+
+    def __init__(self) -> None:
+        self.sent = b""
+
+    def write(self, data: bytes) -> None:
+        self.sent += data
+
+    async def drain(self) -> None:
+        return None
+
+
+def _api(body: bytes) -> bytes:
+    return b"Content-Type: api/response\nContent-Length: %d\n\n" % len(body) + body
+
+
+async def _replies_after_an_undecodable_event() -> list[str]:
+    bad_body = b"Event-Name: CHANNEL_CREATE\nContent-Length: 99\n\nabc"  # its own body: short
+    bad = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(bad_body) + bad_body
+    reader = asyncio.StreamReader()
+    reader.feed_data(bad + _api(b"status reply") + _api(b"version reply"))
+    conn = EslConnection(reader, cast(asyncio.StreamWriter, _Writer()))
+    outcomes = []
+    for command in ("status", "version"):
+        try:
+            outcomes.append(await conn.api(command))
+        except EslProtocolError as exc:
+            outcomes.append(f"EslProtocolError: {exc}")
+    return outcomes
+
+
+def test_an_undecodable_event_before_a_reply_never_shifts_the_replies() -> None:
+    """The event is well framed, so the frame read succeeded; the command's reply is still
+    unread: the next command must not take it as its own."""
+    status, version = asyncio.run(_replies_after_an_undecodable_event())
+    assert status.startswith("EslProtocolError: event body truncated")
+    assert version.startswith("EslProtocolError: ESL stream out of step")

@@ -6,8 +6,10 @@ No background task: ``command`` writes one command and reads frames until its
 (a lock) keeps replies matched. A header block is read with ``readuntil`` under the stream's
 byte limit and a body with ``readexactly`` of a checked ``Content-Length``: a peer that sends
 half a frame and stalls costs one bounded wait, never a spinning loop. A read interrupted
-inside a frame (timeout, cancellation, malformed bytes) leaves the stream out of step: every
-later call raises ``EslProtocolError`` without reading.
+inside a frame (timeout, cancellation, malformed bytes), or an event refused (it does not
+decode) while a command waits for its reply, leaves the stream out of step: every later call
+raises ``EslProtocolError`` without reading, so that reply never goes to the next command.
+An event refused by ``next_event`` leaves the stream in step (no reply is pending).
 """
 
 from __future__ import annotations
@@ -117,7 +119,11 @@ class EslConnection:
             frame = await self.read_frame()
             if frame.content_type in (ContentType.COMMAND_REPLY, ContentType.API_RESPONSE):
                 return frame
-            self._take_unsolicited(frame)
+            try:
+                self._take_unsolicited(frame)
+            except EslProtocolError as exc:  # the reply is still unread: never the next one's
+                self._broken = f"a command's reply was left unread: {exc}"
+                raise
 
     def _take_unsolicited(self, frame: EslFrame) -> None:
         if is_event(frame):
