@@ -238,3 +238,13 @@ def test_an_undecodable_event_before_a_reply_never_shifts_the_replies() -> None:
     status, version = asyncio.run(_replies_after_an_undecodable_event())
     assert status.startswith("EslProtocolError: event body truncated")
     assert version.startswith("EslProtocolError: ESL stream out of step")
+
+
+def test_max_header_bytes_above_the_default_is_honoured() -> None:
+    """The outbound ``connect`` reply carries every channel variable: a site with bigger
+    channel dumps raises ``EslLimits.max_header_bytes``, and the parser must follow it."""
+    big = b"Content-Type: command/reply\nX-Vars: " + b"a" * 80_000 + b"\n\n"
+    assert asyncio.run(_frames(big, EslLimits(max_header_bytes=128 * 1024))) == 1
+    assert asyncio.run(_frames(big, EslLimits())) == 0  # the 64 KiB default still refuses it
+    with pytest.raises(EslProtocolError, match="larger than 100 bytes"):
+        parse_header_block(b"X-A: " + b"a" * 100 + b"\n\n", 100)

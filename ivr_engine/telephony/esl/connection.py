@@ -99,7 +99,7 @@ class EslConnection:
             head = await self._reader.readuntil(b"\n\n")
             while head.strip(b"\r\n") == b"":  # stray blank lines between frames
                 head = await self._reader.readuntil(b"\n\n")
-            headers = parse_header_block(head)
+            headers = parse_header_block(head, self._limits.max_header_bytes)
             check_frame(headers)
             length = body_length(headers, self._limits.max_body_bytes)
             body = await self._reader.readexactly(length) if length else b""

@@ -160,10 +160,11 @@ def parse_header_lines(text: str, *, url_decoded: bool = False) -> dict[str, str
     return headers
 
 
-def parse_header_block(raw: bytes) -> dict[str, str]:
-    """A frame's header block (the bytes up to and including the blank line)."""
-    if len(raw) > MAX_HEADER_BYTES:
-        raise EslProtocolError(f"header block larger than {MAX_HEADER_BYTES} bytes")
+def parse_header_block(raw: bytes, limit: int = MAX_HEADER_BYTES) -> dict[str, str]:
+    """A frame's header block (the bytes up to and including the blank line), at most
+    ``limit`` bytes (``EslLimits.max_header_bytes`` on a connection)."""
+    if len(raw) > limit:
+        raise EslProtocolError(f"header block larger than {limit} bytes")
     headers = parse_header_lines(_text(raw))
     if not headers:
         raise EslProtocolError("empty ESL header block")
