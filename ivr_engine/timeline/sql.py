@@ -146,19 +146,44 @@ async def owners_of(
     return list((await conn.execute(query)).scalars())
 
 
-async def survivors(conn: AsyncConnection, customer_ids: Collection[str]) -> dict[str, str]:
+async def survivors(
+    conn: AsyncConnection, dialect: str, customer_ids: Collection[str]
+) -> dict[str, str]:
     """Each id → the customer that now holds its data (itself, or whom it was merged into).
 
-    Raises ``CustomerNotFound`` for an unknown id.
+    Call it inside the write transaction. On PostgreSQL every row read (the ids and their
+    survivors) is locked ``FOR KEY SHARE`` until that transaction ends: a merge of any of
+    them (``lock_customers``, ``FOR UPDATE``) waits for this writer, and a writer that
+    waited for a merge reads the merged row, so nothing lands on a customer merged away
+    meanwhile. KEY SHARE, not SHARE: it does not block the ``touch`` of another writer
+    (a SHARE lock upgraded by two writers of one customer would deadlock). SQLite writers
+    are serialised by ``BEGIN IMMEDIATE``. Raises ``CustomerNotFound`` for an unknown id.
     """
-    query = select(customers.c.id, customers.c.merged_into).where(
-        customers.c.id.in_(list(customer_ids))
-    )
-    found = {row.id: row.merged_into or row.id for row in await conn.execute(query)}
-    for customer_id in customer_ids:
-        if customer_id not in found:
-            raise CustomerNotFound(customer_id)
-    return found
+    merged_into: dict[str, str | None] = {}
+    pending = set(customer_ids)
+    while pending:
+        query = (
+            select(customers.c.id, customers.c.merged_into)
+            .where(customers.c.id.in_(sorted(pending)))
+            .order_by(customers.c.id)
+        )
+        if dialect == "postgresql":
+            query = query.with_for_update(read=True, key_share=True)
+        merged_into.update({row.id: row.merged_into for row in await conn.execute(query)})
+        for customer_id in sorted(pending):
+            if customer_id not in merged_into:
+                raise CustomerNotFound(customer_id)
+        pending = {m for m in merged_into.values() if m is not None} - merged_into.keys()
+    return {cid: _last_hop(merged_into, cid) for cid in customer_ids}
+
+
+def _last_hop(merged_into: Mapping[str, str | None], customer_id: str) -> str:
+    """Follow ``merged_into`` (one hop, unless a merge of the survivor was waited for)."""
+    seen = {customer_id}
+    while (following := merged_into[customer_id]) is not None and following not in seen:
+        seen.add(following)
+        customer_id = following
+    return customer_id
 
 
 async def lock_customers(

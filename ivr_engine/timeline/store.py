@@ -102,7 +102,7 @@ class SqlTimelineStore:
 
     async def add_identity(self, customer_id: str, identity: Identity) -> Customer:
         async with self._db.writing() as conn:
-            owner = (await sql.survivors(conn, [customer_id]))[customer_id]
+            owner = (await sql.survivors(conn, self._dialect, [customer_id]))[customer_id]
             if await sql.insert_identities(conn, self._dialect, owner, [identity]):
                 await sql.touch(conn, owner, _now())
             return await self._load_one(conn, owner)
@@ -195,7 +195,7 @@ class SqlTimelineStore:
         if not events:
             return ()
         async with self._db.writing() as conn:
-            owners = await sql.survivors(conn, {e.customer_id for e in events})
+            owners = await sql.survivors(conn, self._dialect, {e.customer_id for e in events})
             rows = await sql.insert_events(conn, self._dialect, events, owners, _now())
         return tuple(stored_event(row) for row in rows)
 
@@ -227,7 +227,7 @@ class SqlTimelineStore:
         if not fields:
             return
         async with self._db.writing() as conn:
-            owner = (await sql.survivors(conn, [customer_id]))[customer_id]
+            owner = (await sql.survivors(conn, self._dialect, [customer_id]))[customer_id]
             await sql.upsert_fields(conn, self._dialect, owner, fields)
 
     async def timeline(

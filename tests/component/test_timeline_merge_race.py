@@ -1,0 +1,117 @@
+"""Writes racing a merge on PostgreSQL land on the survivor (``sql.survivors`` locks).
+
+The merge is held open at its most dangerous point on a second real connection: the
+customer rows locked as ``merge_customers`` locks them, the events, identities and fields
+already moved, ``merged_into`` set but not committed. A writer started then must wait and
+write to the survivor; before the fix it wrote to the merged-away customer at once (the
+rows it wrote were never moved: "acknowledged but stranded").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ivr_engine.domain.models import KnownField
+from ivr_engine.ports import Identity, NewTimelineEvent
+from ivr_engine.timeline import open_timeline
+from ivr_engine.timeline.store import SqlTimelineStore
+
+pytestmark = pytest.mark.postgres
+NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+
+Write = Callable[[SqlTimelineStore, str, str], Awaitable[Any]]
+
+
+async def _append(store: SqlTimelineStore, customer_id: str, tag: str) -> Any:
+    event = NewTimelineEvent(tag, customer_id, NOW, "web", "x", None, None, {})
+    return await store.append_events([event])
+
+
+async def _field(store: SqlTimelineStore, customer_id: str, tag: str) -> Any:
+    return await store.save_known_fields(customer_id, [KnownField(tag, "v", "web", NOW)])
+
+
+async def _identity(store: SqlTimelineStore, customer_id: str, tag: str) -> Any:
+    return await store.add_identity(customer_id, Identity("email", f"{tag}@example.com"))
+
+
+async def _held_merge(conn: asyncpg.Connection, source: str, target: str) -> None:
+    """The merge's statements up to (not including) its commit, on ``conn``."""
+    await conn.execute("BEGIN")
+    await conn.fetch(
+        "SELECT id FROM customers WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+        sorted([source, target]),
+    )
+    for table in ("timeline_events", "identities", "known_fields"):
+        await conn.execute(
+            f"UPDATE {table} SET customer_id = $2 WHERE customer_id = $1", source, target
+        )
+    await conn.execute("UPDATE customers SET merged_into = $2 WHERE id = $1", source, target)
+
+
+@pytest.mark.parametrize("write", [_append, _field, _identity], ids=["event", "field", "identity"])
+async def test_a_write_racing_a_merge_lands_on_the_survivor(pg_url: str, write: Write) -> None:
+    timeline = await open_timeline(pg_url, migrate=False)
+    merger = await asyncpg.connect(pg_url)
+    try:
+        store = timeline.store
+        assert isinstance(store, SqlTimelineStore)
+        source = (await store.create_customer("source", [])).customer_id
+        target = (await store.create_customer("target", [])).customer_id
+        tag = f"race-{source[:8]}"
+
+        await _held_merge(merger, source, target)
+        writing = asyncio.create_task(write(store, source, tag))
+        await asyncio.sleep(0.5)
+        assert not writing.done(), "the write did not wait for the merge in progress"
+        await merger.execute("COMMIT")
+        await asyncio.wait_for(writing, 10)
+
+        survivor = await store.get_customer(target)
+        gone = await store.get_customer(source)
+        assert survivor is not None and gone is not None
+        assert gone.merged_into == target
+        assert (gone.identities, dict(gone.known_fields)) == ((), {})
+        assert (await store.timeline(source)).events == ()
+        on_target = [e.event_id for e in (await store.timeline(target)).events]
+        landed = (
+            tag in on_target
+            or tag in survivor.known_fields
+            or Identity("email", f"{tag}@example.com") in survivor.identities
+        )
+        assert landed
+    finally:
+        await merger.close()
+        await timeline.close()
+
+
+async def test_a_write_for_a_merged_customer_waits_for_a_merge_of_its_survivor(
+    pg_url: str,
+) -> None:
+    timeline = await open_timeline(pg_url, migrate=False)
+    merger = await asyncpg.connect(pg_url)
+    try:
+        store = timeline.store
+        assert isinstance(store, SqlTimelineStore)
+        first, second, third = [(await store.create_customer(n, [])).customer_id for n in "abc"]
+        await store.merge_customers(first, second, "earlier")
+        await _held_merge(merger, second, third)
+        await merger.execute(
+            "UPDATE customers SET merged_into = $2 WHERE merged_into = $1", second, third
+        )
+        writing = asyncio.create_task(_append(store, first, f"chain-{first[:8]}"))
+        await asyncio.sleep(0.5)
+        assert not writing.done()
+        await merger.execute("COMMIT")
+        assert await asyncio.wait_for(writing, 10) == 1
+        on_third = [e.event_id for e in (await store.timeline(third)).events]
+        assert f"chain-{first[:8]}" in on_third
+    finally:
+        await merger.close()
+        await timeline.close()
