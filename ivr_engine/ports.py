@@ -128,6 +128,18 @@ class TimelineStore(TimelineWriter, Protocol):
         self, customer_id: str, *, limit: int = 50, before_seq: int | None = None
     ) -> TimelinePage: ...
 
+    async def customer_for_identity(self, identity: Identity) -> tuple[str, bool]:
+        """``create_customer_for_identity``, and whether this call created the customer
+        (False: it found the one owner, e.g. created by a concurrent call)."""
+        ...
+
+    async def append_event_with_fields(
+        self, event: NewTimelineEvent, fields: Sequence[KnownField]
+    ) -> bool:
+        """Insert the event and, only if it was inserted, the known fields on its (surviving)
+        customer, atomically. False: the ``event_id`` is taken (nothing was written)."""
+        ...
+
 
 MAX_CASE_EVENTS: Final = 10_000  # the newest events of a case that membership/openness read
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from ivr_engine.domain.models import KnownField
 from ivr_engine.ports import NewTimelineEvent, TimelineStore
 
 __all__ = ["APPENDER", "Appender"]
@@ -23,6 +24,12 @@ class Appender:
     async def append(self, events: Sequence[NewTimelineEvent]) -> int:
         """Append; returns how many were inserted (0: all were stored already)."""
         return await self._store.append_events(events)
+
+    async def append_with_fields(
+        self, event: NewTimelineEvent, fields: Sequence[KnownField]
+    ) -> bool:
+        """Append one event and, only if it was inserted, its known fields (one transaction)."""
+        return await self._store.append_event_with_fields(event, fields)
 
 
 APPENDER = web.AppKey[Appender]("appender")

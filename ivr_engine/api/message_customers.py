@@ -51,7 +51,7 @@ async def _sender(
         return owners[0].customer_id, False
     if members:  # a stranger writing into someone's conversation: do not create
         raise _mismatch(None, members)
-    return await store.create_customer_for_identity(identity), True
+    return await store.customer_for_identity(identity)  # a concurrent twin may create it
 
 
 async def _survivor(store: TimelineStore, customer_id: str) -> str:

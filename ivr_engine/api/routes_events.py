@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from aiohttp import web
@@ -22,7 +23,6 @@ from ivr_engine.api.schemas import (
 from ivr_engine.api.serialize import EventResultJson, timeline_json
 from ivr_engine.domain.models import KnownField
 from ivr_engine.ports import (
-    ConversationReader,
     Identity,
     NewTimelineEvent,
     StoredEvent,
@@ -36,27 +36,28 @@ _SAME_TIME = timedelta(milliseconds=1)  # what the stores keep of a timestamp, a
 @routes.post("/v1/events")
 async def post_event(request: web.Request) -> web.Response:
     """201 ``inserted: true`` the first time, 200 ``inserted: false`` on a replay, 409
-    ``event_id_conflict`` when the id is taken by a different event (a client bug that
-    would otherwise lose the second event without a word).
+    ``event_id_conflict`` when the id is taken by a different event, or by an event of
+    another customer (a client bug that would otherwise lose the second event without a
+    word).
 
-    Known fields are saved before the event: a client retrying after a failure between
-    the two writes still gets them stored (re-saving the same value is harmless).
+    Known fields are saved with the event, in its transaction, so a conflicting body saves
+    nothing (also when its twin wins a race); a true replay saves them again (harmless).
     """
     body = await parse_body(request, EventIn)
     now = request.app[CLOCK]()
     check_not_ahead(body.occurred_at, now)
     check_field_values(request.app[MENUS], body.fields, "fields")
     store = request.app[STORE]
-    reader = request.app[CONVERSATIONS]
-    await _check_replay(reader, body)  # before the fields: a conflicting body saves nothing
+    occurred_at = body.occurred_at or now
+    fields = [KnownField(n, v, body.channel, occurred_at) for n, v in body.fields.items()]
+    stored = await request.app[CONVERSATIONS].find_event(body.event_id)
+    if stored is not None:  # before any customer is created: a conflict creates nothing
+        return await _replayed(store, body, stored, fields, created=False)
     if body.customer_id is not None:
         customer_id, created = body.customer_id, False
     else:
         assert body.identity is not None  # the model requires one of the two
         customer_id, created = await _resolve(store, body.identity)
-    occurred_at = body.occurred_at or now
-    fields = [KnownField(n, v, body.channel, occurred_at) for n, v in body.fields.items()]
-    await store.save_known_fields(customer_id, fields)
     event = NewTimelineEvent(
         event_id=body.event_id,
         customer_id=customer_id,
@@ -67,16 +68,18 @@ async def post_event(request: web.Request) -> web.Response:
         case_id=body.case_id,
         data=body.data,
     )
-    inserted = await request.app[APPENDER].append([event]) > 0
-    if not inserted:
-        await _check_replay(reader, body)  # another request took the id in between
+    if not await request.app[APPENDER].append_with_fields(event, fields):
+        twin = await request.app[CONVERSATIONS].find_event(body.event_id)  # took the id
+        if twin is None:
+            raise RuntimeError(f"event {body.event_id!r} neither inserted nor stored")
+        return await _replayed(store, body, twin, fields, created=created)
     result: EventResultJson = {
-        "inserted": inserted,
+        "inserted": True,
         "event_id": body.event_id,
         "customer_id": customer_id,
         "customer_created": created,
     }
-    return web.json_response(result, status=201 if inserted else 200)
+    return web.json_response(result, status=201)
 
 
 @routes.get("/v1/customers/{id}/timeline")
@@ -88,12 +91,19 @@ async def get_timeline(request: web.Request) -> web.Response:
     return web.json_response(timeline_json(page))
 
 
-async def _check_replay(reader: ConversationReader, body: EventIn) -> None:
-    """409 when ``body.event_id`` is stored with other content (a true replay passes)."""
-    stored = await reader.find_event(body.event_id)
-    if stored is None:
-        return
+async def _replayed(
+    store: TimelineStore,
+    body: EventIn,
+    stored: StoredEvent,
+    fields: Sequence[KnownField],
+    *,
+    created: bool,
+) -> web.Response:
+    """200 for a true replay of ``stored`` (its fields saved again), else 409."""
+    owner = await _survivor(store, stored.customer_id)
     differ = replay_differences(stored, body)
+    if owner is None or not await _names_customer(store, body, owner):
+        differ.insert(0, "customer_id" if body.customer_id is not None else "identity")
     if differ:
         raise ApiError(
             409,
@@ -102,14 +112,38 @@ async def _check_replay(reader: ConversationReader, body: EventIn) -> None:
             f"{', '.join(differ)}: a retry must send the same event; a new event needs a new id",
             extra={"differs": differ},
         )
+    assert owner is not None
+    await store.save_known_fields(owner, fields)
+    result: EventResultJson = {
+        "inserted": False,
+        "event_id": body.event_id,
+        "customer_id": owner,  # the survivor: merges move events
+        "customer_created": created,
+    }
+    return web.json_response(result, status=200)
+
+
+async def _survivor(store: TimelineStore, customer_id: str) -> str | None:
+    customer = await store.get_customer(customer_id)
+    return None if customer is None else customer.merged_into or customer.customer_id
+
+
+async def _names_customer(store: TimelineStore, body: EventIn, owner: str) -> bool:
+    """Whether ``body`` names ``owner`` (its ``customer_id``, merged or not, or an owner of
+    its ``identity``), found without creating anything."""
+    if body.customer_id is not None:
+        return await _survivor(store, body.customer_id) == owner
+    assert body.identity is not None
+    found = await store.find_customers(Identity(body.identity.kind, body.identity.value))
+    return owner in {c.merged_into or c.customer_id for c in found}
 
 
 def replay_differences(stored: StoredEvent, body: EventIn) -> list[str]:
     """What of the event ``body`` describes differs from the one stored under its id.
 
-    The customer is left out (a merge moves events to the surviving customer, and a retry
-    may name either), and ``occurred_at`` is compared only when the client gave one (else
-    each try takes the server's clock)."""
+    The customer is compared by the caller (``_names_customer``: a merge moves events to
+    the surviving customer, and a retry may name either), and ``occurred_at`` is compared
+    only when the client gave one (else each try takes the server's clock)."""
     wanted = {
         "channel": body.channel,
         "event_type": body.event_type,
@@ -138,4 +172,4 @@ async def _resolve(store: TimelineStore, given: IdentityIn) -> tuple[str, bool]:
         )
     if owners:
         return owners[0].customer_id, False
-    return await store.create_customer_for_identity(identity), True
+    return await store.customer_for_identity(identity)  # a concurrent twin may create it

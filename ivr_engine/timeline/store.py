@@ -73,17 +73,21 @@ class SqlTimelineStore:
     async def create_customer_for_identity(self, identity: Identity) -> str:
         """A new customer owning ``identity``; if exactly one customer already owns it
         (a concurrent call created it a moment ago), that one is returned instead."""
+        return (await self.customer_for_identity(identity))[0]
+
+    async def customer_for_identity(self, identity: Identity) -> tuple[str, bool]:
+        """``create_customer_for_identity``, telling whether this call created it."""
         async with self._db.writing() as conn:
             if self._dialect == "postgresql":  # serialise creators of the same identity
                 key = f"{identity.kind}\x1f{identity.value}"
                 await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
             owners = await sql.owners_of(conn, identity, limit=2)
             if len(owners) == 1:
-                return owners[0]
+                return owners[0], False
             customer_id = str(uuid.uuid4())
             await sql.insert_customer(conn, customer_id, None, _now())
             await sql.insert_identities(conn, self._dialect, customer_id, [identity])
-            return customer_id
+            return customer_id, True
 
     async def get_customer(self, customer_id: str) -> Customer | None:
         async with self._db.reading() as conn:
@@ -198,6 +202,19 @@ class SqlTimelineStore:
             owners = await sql.survivors(conn, self._dialect, {e.customer_id for e in events})
             rows = await sql.insert_events(conn, self._dialect, events, owners, _now())
         return tuple(stored_event(row) for row in rows)
+
+    async def append_event_with_fields(
+        self, event: NewTimelineEvent, fields: Sequence[KnownField]
+    ) -> bool:
+        """Insert ``event`` and, only if it was inserted, ``fields`` on the same (surviving)
+        customer, in one transaction. False: the ``event_id`` was stored already (nothing
+        is written)."""
+        async with self._db.writing() as conn:
+            owners = await sql.survivors(conn, self._dialect, [event.customer_id])
+            if not await sql.insert_events(conn, self._dialect, [event], owners, _now()):
+                return False
+            await sql.upsert_fields(conn, self._dialect, owners[event.customer_id], fields)
+        return True
 
     # ------------------------------------------------------------------ cases (conversations)
 

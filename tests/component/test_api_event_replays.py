@@ -1,0 +1,127 @@
+"""``POST /v1/events`` replays and conflicts, on both real backends (SQLite and PostgreSQL).
+
+A reused ``event_id`` is a replay only for the same event of the same customer; a conflict
+saves nothing (also when it loses a race to its twin); ``customer_created`` is true only for
+the request that created the customer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from ivr_engine.api.app import create_api_app
+from ivr_engine.timeline import Timeline
+
+NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+async def client(timeline: Timeline) -> AsyncIterator[Client]:
+    app = create_api_app(store=timeline.store, lookup=timeline.lookup, menus={}, clock=lambda: NOW)
+    async with TestClient(TestServer(app)) as c:
+        yield c
+
+
+async def _json(resp: Any, status: int) -> Any:
+    text = await resp.text()
+    assert resp.status == status, text
+    return json.loads(text)
+
+
+async def _customer(client: Client, phone: str) -> str:
+    body = {"identities": [{"kind": "phone", "value": phone}]}
+    created = await _json(await client.post("/v1/customers", json=body), 201)
+    return cast(str, created["customer_id"])
+
+
+async def _fields(client: Client, customer_id: str) -> dict[str, Any]:
+    got = await _json(await client.get(f"/v1/customers/{customer_id}"), 200)
+    return cast(dict[str, Any], got["fields"])
+
+
+async def _event_ids(client: Client, customer_id: str) -> list[str]:
+    page = await _json(await client.get(f"/v1/customers/{customer_id}/timeline"), 200)
+    return [e["event_id"] for e in page["events"]]
+
+
+def _body(event_id: str, **extra: Any) -> dict[str, Any]:
+    return {"event_id": event_id, "channel": "web", "event_type": "form.sent", **extra}
+
+
+async def test_an_event_id_reused_for_another_customer_is_a_conflict(
+    client: Client, new_phone: Any
+) -> None:
+    first, second = await _customer(client, new_phone()), await _customer(client, new_phone())
+    event_id = f"reuse-{first}"
+    await _json(await client.post("/v1/events", json=_body(event_id, customer_id=first)), 201)
+
+    other = _body(event_id, customer_id=second, fields={"postcode": "90210"})
+    error = await _json(await client.post("/v1/events", json=other), 409)
+    assert error["error"]["code"] == "event_id_conflict"
+    assert error["error"]["differs"] == ["customer_id"]
+    assert await _fields(client, second) == {}
+    assert await _event_ids(client, second) == []
+
+    stranger = new_phone()
+    by_identity = _body(event_id, identity={"kind": "phone", "value": stranger})
+    error = await _json(await client.post("/v1/events", json=by_identity), 409)
+    assert error["error"]["differs"] == ["identity"]
+    found = await _json(await client.get("/v1/customers", params={"phone": stranger}), 200)
+    assert found == {"customers": []}  # nothing created for a conflicting request
+
+
+async def test_a_replay_may_name_the_customer_before_or_after_a_merge(
+    client: Client, new_phone: Any
+) -> None:
+    phone = new_phone()
+    source, target = await _customer(client, phone), await _customer(client, new_phone())
+    event_id = f"merged-{source}"
+    await _json(await client.post("/v1/events", json=_body(event_id, customer_id=source)), 201)
+    merge = {"source_customer_id": source, "reason": "duplicate"}
+    await _json(await client.post(f"/v1/customers/{target}/merge", json=merge), 200)
+
+    by_identity = _body(event_id, identity={"kind": "phone", "value": phone})
+    for body in (_body(event_id, customer_id=source), _body(event_id, customer_id=target)):
+        for replay in (body, by_identity):
+            got = await _json(await client.post("/v1/events", json=replay), 200)
+            assert (got["inserted"], got["customer_id"]) == (False, target)
+            assert got["customer_created"] is False
+
+
+async def test_the_loser_of_a_race_for_an_event_id_saves_no_fields(
+    client: Client, new_phone: Any
+) -> None:
+    customer_id = await _customer(client, new_phone())
+    for n in range(10):
+        event_id = f"race-{customer_id}-{n}"
+        bodies = [
+            _body(event_id, customer_id=customer_id, data={"n": side}, fields={name: "x"})
+            for side, name in enumerate((f"a{n}", f"b{n}"))
+        ]
+        answers = await asyncio.gather(*(client.post("/v1/events", json=b) for b in bodies))
+        statuses = sorted(a.status for a in answers)
+        assert statuses == [201, 409], statuses
+        winner = "a" if answers[0].status == 201 else "b"
+        loser = "b" if winner == "a" else "a"
+        fields = await _fields(client, customer_id)
+        assert f"{winner}{n}" in fields and f"{loser}{n}" not in fields, (n, fields)
+
+
+async def test_only_the_request_that_created_the_customer_says_so(
+    client: Client, new_phone: Any
+) -> None:
+    for n in range(10):
+        body = _body(f"created-{n}-{new_phone()}", identity={"kind": "phone", "value": new_phone()})
+        answers = await asyncio.gather(*(client.post("/v1/events", json=body) for _ in range(2)))
+        got = [await a.json() for a in answers]
+        assert sorted(a.status for a in answers) == [200, 201], got
+        assert sorted(g["customer_created"] for g in got) == [False, True], got
+        assert len({g["customer_id"] for g in got}) == 1
