@@ -21,12 +21,17 @@ Redis). ``inspect`` verifies without consuming (e.g. to show a page).
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from crm_bridge.continuation_claims import Continuation
-from crm_bridge.continuation_errors import InvalidContinuation, TokenAlreadyUsed
+from crm_bridge.continuation_errors import (
+    InvalidContinuation,
+    TokenAlreadyUsed,
+    UsedTokenStoreUnavailable,
+)
 from crm_bridge.continuation_used_tokens import UsedTokenStore
 from crm_bridge.continuation_wire import Keyring, decode_token, encode_token
 from ivr_engine.domain.models import Channel
@@ -35,6 +40,7 @@ __all__ = ["DEFAULT_TTL_S", "ContinuationTokens", "FirstUse"]
 
 DEFAULT_TTL_S = 900
 MAX_TTL_S = 3600
+log = logging.getLogger(__name__)
 # Records a redeem durably and atomically: True the first time for a token id, then False.
 FirstUse = Callable[[Continuation], Awaitable[bool]]
 
@@ -89,11 +95,21 @@ class ContinuationTokens:
         """Verify and consume: the second redeem of the same token raises ``TokenAlreadyUsed``.
 
         ``first_use`` (checked first) is the durable record of the redeem: False, the token
-        was used before. A ``first_use`` that raises consumes nothing."""
+        was used before. A ``first_use`` that raises consumes nothing. Once ``first_use``
+        has recorded the redeem, the used-token store being unreachable is logged, not
+        raised: the redeem is done, and failing it would burn the link (the retry would
+        find the record). Without ``first_use`` it raises ``UsedTokenStoreUnavailable``."""
         now = self._clock()
         claims = decode_token(token, self._keyring, now)
         if first_use is not None and not await first_use(claims):
             raise TokenAlreadyUsed(claims.token_id)
-        if not await self._used.mark_used(claims.token_id, claims.expires_at - now):
+        try:
+            fresh = await self._used.mark_used(claims.token_id, claims.expires_at - now)
+        except UsedTokenStoreUnavailable as exc:
+            if first_use is None:
+                raise
+            log.warning("continuation redeemed; the used-token store was not told: %s", exc)
+            return claims
+        if not fresh:
             raise TokenAlreadyUsed(claims.token_id)
         return claims

@@ -8,8 +8,9 @@ the token's channel, so the case reads as one thread: call → SMS → chat.
 That event (id ``continuation:{jti}``, inserted idempotently) is also the record of the
 redeem: the one insert that stores it wins; any other redeem of the token, in this or another
 engine process, before or after a restart, finds it stored and gets 409. No Redis needed
-(``continuation_redis_url`` adds its check after it). A timeline that cannot be written is a
-503 and consumes nothing.
+(``continuation_redis_url`` adds its check after it; Redis down after the event is stored
+is logged and the redeem answers 200, so the link is never burned by a 503). A timeline
+that cannot be written is a 503 and consumes nothing.
 """
 
 from __future__ import annotations

@@ -78,3 +78,19 @@ async def test_two_engines_on_one_timeline_redeem_a_link_once(
     finally:
         await b.stop()
         await a.stop()
+
+
+async def test_redis_down_does_not_burn_the_link(
+    database_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    """The timeline holds the record; a used-token Redis that is down (nothing listens on
+    port 1) is logged, not answered 503 "try again" after the link was consumed."""
+    down = "redis://127.0.0.1:1/0"
+    engine = await started(database_url, tmp_path / "e", continuation_redis_url=down)
+    try:
+        token = await issue(engine, new_phone())
+        status, body = await redeem(engine, token)
+        assert status == 200, body
+        assert (await redeem(engine, token))[0] == 409  # still single use
+    finally:
+        await engine.stop()
