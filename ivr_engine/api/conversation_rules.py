@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from ivr_engine.api.schemas_messages import CloseIn, MessageIn
+from ivr_engine.api.schemas_messages import CloseIn, MessageIn, message_data
 from ivr_engine.personalize.ranking import CASE_CLOSED
 from ivr_engine.ports import CaseEventHead, NewTimelineEvent, StoredEvent
 
 _CONVERSATION_NS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:ivr-engine:conversation")
+_COMPARED_DATA = ("text", "subject", "from", "to", "agent_id")  # message_data, but the id
+_SAME_TIME = timedelta(milliseconds=1)  # what the stores keep of a timestamp, at worst
 
 
 def message_event_id(channel: str, message_id: str) -> str:
@@ -31,14 +33,19 @@ def minted_conversation_id(event_id: str) -> str:
 
 
 def replay_conflict(body: MessageIn, stored: StoredEvent) -> str | None:
-    """The first field in which a replay differs from the stored message, or None."""
-    side = "from" if body.direction == "inbound" else "to"
+    """The first field in which a replay differs from the stored message, or None: every
+    field that went into the event (``occurred_at`` only when given, to the millisecond the
+    stores keep; the customer is compared by the caller, who can resolve merges)."""
+    data = message_data(body)
     checks = (
         ("direction", stored.event_type == f"message.{body.direction}"),
-        ("text", stored.data.get("text") == body.text),
-        ("subject", stored.data.get("subject") == body.subject),
-        (side, stored.data.get(side) == body.customer_address),
+        *((name, stored.data.get(name) == data[name]) for name in _COMPARED_DATA),
+        ("intent", stored.intent == body.intent),
         ("conversation_id", body.conversation_id in (None, stored.case_id)),
+        (
+            "occurred_at",
+            body.occurred_at is None or abs(stored.occurred_at - body.occurred_at) <= _SAME_TIME,
+        ),
     )
     return next((name for name, same in checks if not same), None)
 

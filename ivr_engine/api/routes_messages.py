@@ -91,7 +91,7 @@ async def post_message(request: web.Request) -> web.Response:
     event_id = message_event_id(body.channel, body.message_id)
     stored = await reader.find_event(event_id)
     if stored is not None:
-        return _replayed(body, stored)
+        return await _replayed(store, body, stored)
     heads = await reader.case_heads(body.conversation_id) if body.conversation_id else ()
     customer_id, created = await message_customer(store, body, heads)
     conversation_id = body.conversation_id or minted_conversation_id(event_id)
@@ -109,7 +109,7 @@ async def post_message(request: web.Request) -> web.Response:
         twin = await reader.find_event(event_id)
         if twin is None:
             raise RuntimeError(f"event {event_id!r} neither inserted nor stored")
-        return _replayed(body, twin)
+        return await _replayed(store, body, twin)
     result: MessageResultJson = {
         "inserted": True,
         "message_id": body.message_id,
@@ -162,8 +162,12 @@ async def close_conversation(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- helpers
 
 
-def _replayed(body: MessageIn, stored: StoredEvent) -> web.Response:
+async def _replayed(store: TimelineStore, body: MessageIn, stored: StoredEvent) -> web.Response:
     differs = replay_conflict(body, stored)
+    if differs is None and body.customer_id is not None:
+        owner = await _survivor_or_none(store, stored.customer_id)
+        if owner is None or await _survivor_or_none(store, body.customer_id) != owner:
+            differs = "customer_id"  # compared by survivor: a merge moves the event
     if differs is not None or stored.case_id is None:
         raise ApiError(
             409,
@@ -181,6 +185,11 @@ def _replayed(body: MessageIn, stored: StoredEvent) -> web.Response:
         "conversation_created": False,
     }
     return web.json_response(result, status=200)
+
+
+async def _survivor_or_none(store: TimelineStore, customer_id: str) -> str | None:
+    customer = await store.get_customer(customer_id)
+    return None if customer is None else customer.merged_into or customer.customer_id
 
 
 def conversation_id_param(request: web.Request) -> str:

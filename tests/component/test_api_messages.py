@@ -184,6 +184,47 @@ async def test_replay_is_idempotent_and_a_changed_replay_is_a_conflict(
     assert as_chat["inserted"] and as_chat["customer_id"] != first["customer_id"]
 
 
+async def test_a_replay_must_repeat_every_field_of_the_message(
+    client: Client, new_phone: Phone
+) -> None:
+    """intent, occurred_at, agent_id, the contact centre's address and customer_id too."""
+    phone = new_phone()
+    inbound = _msg(
+        **{"from": phone, "to": "+15550009999"},
+        intent="billing",
+        occurred_at="2025-03-10T11:00:00+00:00",
+    )
+    first = await _send(client, inbound)
+    other = await _customer(client, ("phone", new_phone()))
+    for changed in (
+        {"intent": "cancel"},
+        {"intent": None},
+        {"to": "+15550008888"},
+        {"occurred_at": "2025-03-10T11:00:01+00:00"},
+        {"customer_id": other},
+    ):
+        resp = await client.post("/v1/messages", json=inbound | changed)
+        error = await _error(resp, 409, "message_id_conflict")
+        assert f"({next(iter(changed))} differs)" in error["message"], (changed, error)
+    same_instant = inbound | {"occurred_at": "2025-03-10T12:00:00+01:00"}
+    assert (await _send(client, same_instant, 200))["event_id"] == first["event_id"]
+    named = inbound | {"customer_id": first["customer_id"]}
+    assert (await _send(client, named, 200))["customer_id"] == first["customer_id"]
+
+    outbound = _msg(
+        direction="outbound",
+        to=phone,
+        customer_id=first["customer_id"],
+        agent_id="agent-7",
+    )
+    await _send(client, outbound)
+    for changed in ({"agent_id": "agent-8"}, {"from": "support@example.com"}):
+        resp = await client.post("/v1/messages", json=outbound | changed)
+        error = await _error(resp, 409, "message_id_conflict")
+        assert f"({next(iter(changed))} differs)" in error["message"], (changed, error)
+    await _send(client, outbound, 200)
+
+
 async def test_concurrent_duplicates_store_one_message_for_one_customer(
     client: Client, new_phone: Phone
 ) -> None:
