@@ -125,3 +125,23 @@ async def test_only_the_request_that_created_the_customer_says_so(
         assert sorted(a.status for a in answers) == [200, 201], got
         assert sorted(g["customer_created"] for g in got) == [False, True], got
         assert len({g["customer_id"] for g in got}) == 1
+
+
+async def test_a_retry_with_large_floats_is_a_replay_on_both_backends(
+    client: Client, new_phone: Any
+) -> None:
+    """JSONB keeps 1e23 as the integer 10**23: still the same number as the retry's."""
+    customer_id = await _customer(client, new_phone())
+    data = {"amount": 1e23, "huge": 1.5e300, "wide": 12345678901234567890.0, "n": [2.0, 0.1]}
+    raw = json.dumps(_body(f"float-{customer_id}", customer_id=customer_id, data=data))
+    headers = {"Content-Type": "application/json"}
+    await _json(await client.post("/v1/events", data=raw, headers=headers), 201)
+    again = await _json(await client.post("/v1/events", data=raw, headers=headers), 200)
+    assert again["inserted"] is False
+
+    for n, other in enumerate(({"amount": 1e22}, {"flag": True})):
+        first = _body(f"other-{n}-{customer_id}", customer_id=customer_id, data=other)
+        await _json(await client.post("/v1/events", json=first), 201)
+        changed = {"amount": 1e23} if "amount" in other else {"flag": 1}  # true is not 1
+        resp = await client.post("/v1/events", json=first | {"data": changed})
+        assert (await _json(resp, 409))["error"]["differs"] == ["data"]
