@@ -128,6 +128,11 @@ class TimelineStore(TimelineWriter, Protocol):
         self, customer_id: str, *, limit: int = 50, before_seq: int | None = None
     ) -> TimelinePage: ...
 
+    async def put_known_field(self, customer_id: str, field: KnownField) -> KnownField:
+        """Save one field as an explicit correction: it replaces the stored value even if
+        that is stamped later. Returns the field as stored."""
+        ...
+
     async def customer_for_identity(self, identity: Identity) -> tuple[str, bool]:
         """``create_customer_for_identity``, and whether this call created the customer
         (False: it found the one owner, e.g. created by a concurrent call)."""

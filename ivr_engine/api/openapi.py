@@ -155,7 +155,8 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/customers/{id}/fields/{name}": {
             "put": b.operation(
-                "Save a known field (one a menu declares: min_digits..max_digits of 0-9)",
+                "Save a known field (one a menu declares: min_digits..max_digits of 0-9); "
+                "it replaces the stored value, even one stamped later; answers it as stored",
                 b.shape(serialize.NamedFieldJson),
                 body=schemas.PutField,
                 params=[_ID, name],

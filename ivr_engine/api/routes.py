@@ -92,5 +92,5 @@ async def put_field(request: web.Request) -> web.Response:
     body = await parse_body(request, PutField)
     check_field_value(request.app[MENUS], name, body.value)
     known = KnownField(name, body.value, body.source_channel, request.app[CLOCK](), body.verified)
-    await request.app[STORE].save_known_fields(customer_id, [known])
-    return web.json_response(named_field_json(known))
+    stored = await request.app[STORE].put_known_field(customer_id, known)
+    return web.json_response(named_field_json(stored))  # what a GET now shows

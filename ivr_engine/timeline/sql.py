@@ -221,6 +221,16 @@ async def fields_of(
     return out
 
 
+async def field_of(conn: AsyncConnection, customer_id: str, name: str) -> KnownField | None:
+    query = select(known_fields).where(
+        known_fields.c.customer_id == customer_id, known_fields.c.name == name
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return KnownField(row.name, row.value, row.source_channel, row.updated_at, row.verified)
+
+
 async def load_customers(
     conn: AsyncConnection, customer_ids: Collection[str]
 ) -> dict[str, Customer]:

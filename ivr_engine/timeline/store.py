@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, exists, select, text, update
@@ -33,6 +34,7 @@ from ivr_engine.timeline.urls import parse_database_url
 
 MERGED_EVENT_TYPE = "customer.merged"
 SYSTEM_CHANNEL = "system"
+_TICK = timedelta(microseconds=1)  # both stores keep microseconds
 
 
 def _now() -> datetime:
@@ -246,6 +248,20 @@ class SqlTimelineStore:
         async with self._db.writing() as conn:
             owner = (await sql.survivors(conn, self._dialect, [customer_id]))[customer_id]
             await sql.upsert_fields(conn, self._dialect, owner, fields)
+
+    async def put_known_field(self, customer_id: str, field: KnownField) -> KnownField:
+        """Save ``field`` over the stored one even if that is stamped later (a clock ahead
+        wrote it): an explicit write is the newest word, so it is stamped just after the
+        stored one then. Returns the field as stored (a concurrent later write may win)."""
+        async with self._db.writing() as conn:
+            owner = (await sql.survivors(conn, self._dialect, [customer_id]))[customer_id]
+            before = await sql.field_of(conn, owner, field.name)
+            if before is not None and before.updated_at >= field.updated_at:
+                field = replace(field, updated_at=before.updated_at + _TICK)
+            await sql.upsert_fields(conn, self._dialect, owner, [field])
+            stored = await sql.field_of(conn, owner, field.name)
+        assert stored is not None  # just written, in this transaction
+        return stored
 
     async def timeline(
         self, customer_id: str, *, limit: int = 50, before_seq: int | None = None
