@@ -21,7 +21,7 @@ from ivr_engine.api import (
     schemas,
     serialize,
 )
-from ivr_engine.api.auth import OPEN_PATHS
+from ivr_engine.api.auth import ANY_HOST_PATHS, OPEN_PATHS
 
 _REF = "#/components/schemas/{model}"
 _ERRORS = {
@@ -41,6 +41,10 @@ _API_TOKEN = {
     }
 }
 _UNAUTHORIZED = "No or wrong bearer token (WWW-Authenticate: Bearer)"
+_WRONG_HOST = (
+    "host_not_allowed: without api_tokens the engine answers only under localhost, "
+    "127.0.0.1, [::1] and the names in http_allowed_hosts (DNS rebinding)"
+)
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -242,10 +246,14 @@ def served_document(served_paths: Collection[str]) -> dict[str, Any]:
 
 def _declare_security(paths: dict[str, Any]) -> None:
     """Every operation needs the API token (agent writes: the admin token), except the
-    open paths of ``auth.OPEN_PATHS``, which say so with an empty requirement."""
+    open paths of ``auth.OPEN_PATHS``, which say so with an empty requirement. Without
+    api_tokens, every operation but ``auth.ANY_HOST_PATHS`` may answer 421 instead."""
     error = _json(_UNAUTHORIZED, {"$ref": _REF.format(model="ErrorJson")})
+    wrong_host = _json(_WRONG_HOST, {"$ref": _REF.format(model="ErrorJson")})
     for path, item in paths.items():
         for op in item.values():
+            if path not in ANY_HOST_PATHS:
+                op["responses"].setdefault("421", wrong_host)
             if path in OPEN_PATHS:
                 op["security"] = []
                 continue

@@ -18,6 +18,7 @@ from ivr_engine.contact_center.load_json import LoadSnapshot
 from ivr_engine.contact_center.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ivr_engine.domain.models import Channel
 from ivr_engine.omni import webhook_admin_json as hooks
+from ivr_engine.omni.redeem_api import BODY_TIMEOUT_S as REDEEM_BODY_TIMEOUT_S
 from ivr_engine.omni.redeem_api import MAX_BODY as REDEEM_MAX_BODY
 from ivr_engine.omni.webhook_admin import LIST_PATH, REDRIVE_PATH
 
@@ -77,7 +78,8 @@ def _load_paths(b: OperationBuilder) -> dict[str, Any]:
 
 def _redeem_paths(b: OperationBuilder) -> dict[str, Any]:
     summary = "Open a continuation link (single use; with continuation_secret)"
-    op = b.operation(summary, b.shape(RedeemJson), errors=("400", "409", "413", "503"))
+    errors = ("400", "404", "409", "413", "503")
+    op = b.operation(summary, b.shape(RedeemJson), errors=errors)
     op["requestBody"] = {
         "required": True,
         "content": {
@@ -90,6 +92,11 @@ def _redeem_paths(b: OperationBuilder) -> dict[str, Any]:
                 }
             }
         },
+    }
+    op["responses"]["404"]["description"] = "The link's customer is not in the timeline"
+    op["responses"]["408"] = {
+        "description": f"The body did not arrive within {REDEEM_BODY_TIMEOUT_S:g} s",
+        "content": {"application/json": {"schema": _ERROR}},
     }
     op["responses"]["409"]["description"] = "This link was already used"
     op["responses"]["410"] = {

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from ivr_engine.api.auth import AllowedHosts, host_name
+from ivr_engine.api.openapi import openapi_document
 from ivr_engine.app import Engine
 from tests.component.test_agents_management_api import start_engine
 
@@ -127,3 +128,15 @@ def test_allowed_hosts() -> None:
     assert hosts.allows("proxy.example") and hosts.allows("127.9.9.9:1")
     assert not hosts.allows("0.0.0.0:8080") and not hosts.allows("127.0.0.1.nip.io")
     assert AllowedHosts(["*"]).allows("anything.example")
+
+
+async def test_the_document_declares_the_421_and_the_redeem_codes(open_engine: Engine) -> None:
+    """Every operation that can answer 421 says so (all but /healthz); the redeem route
+    declares the 408 of a stalled body and the 404 of a customer missing from the timeline."""
+    status, document = await send(open_engine, "GET", "/openapi.json", "127.0.0.1:PORT")
+    assert status == 200
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            assert ("421" in op["responses"]) == (path != "/healthz"), (method, path)
+    redeem = openapi_document()["paths"]["/v1/continuations/redeem"]["post"]["responses"]
+    assert {"404", "408", "421"} <= set(redeem)
