@@ -15,10 +15,13 @@ FIELD_UPDATE = """ON CONFLICT (customer_id, name) DO UPDATE SET value = excluded
 
 # PostgreSQL: the whole batch is ONE statement (one round trip, atomic on its own, no
 # BEGIN/COMMIT): each column travels as an array and is unnested; the customers CTE maps
-# each id to its survivor, and its rows tell which ids exist.
+# each id to its survivor, and its rows tell which ids exist. Its rows are locked FOR KEY
+# SHARE (in id order) as ``sql.survivors`` locks them: a merge in progress (FOR UPDATE) is
+# waited for and its result read, so no call lands on a customer merged away meanwhile.
 PG_BATCH = f"""
 WITH owners AS (
     SELECT id, COALESCE(merged_into, id) AS owner FROM customers WHERE id = ANY($1::text[])
+    ORDER BY id FOR KEY SHARE
 ), new_events AS (
     INSERT INTO timeline_events ({EVENT_COLUMNS})
     SELECT e.event_id, o.owner, e.occurred_at, $2::timestamptz, e.channel, e.event_type,

@@ -18,8 +18,9 @@ import asyncpg
 import pytest
 
 from ivr_engine.domain.models import KnownField
-from ivr_engine.ports import Identity, NewTimelineEvent
+from ivr_engine.ports import CustomerWrite, Identity, NewTimelineEvent
 from ivr_engine.timeline import open_timeline
+from ivr_engine.timeline.fast_writer import FastCallWriter
 from ivr_engine.timeline.store import SqlTimelineStore
 
 pytestmark = pytest.mark.postgres
@@ -113,5 +114,38 @@ async def test_a_write_for_a_merged_customer_waits_for_a_merge_of_its_survivor(
         on_third = [e.event_id for e in (await store.timeline(third)).events]
         assert f"chain-{first[:8]}" in on_third
     finally:
+        await merger.close()
+        await timeline.close()
+
+
+async def test_a_call_written_by_the_fast_writer_racing_a_merge_lands_on_the_survivor(
+    pg_url: str,
+) -> None:
+    """The call path's one-statement batch (``PG_BATCH``) waits for the merge too."""
+    timeline = await open_timeline(pg_url, migrate=False)
+    merger = await asyncpg.connect(pg_url)
+    writer = FastCallWriter(pg_url)
+    try:
+        store = timeline.store
+        assert isinstance(store, SqlTimelineStore)
+        source = (await store.create_customer("source", [])).customer_id
+        target = (await store.create_customer("target", [])).customer_id
+        tag = f"voice:race-{source[:8]}:ivr"
+        event = NewTimelineEvent(tag, source, NOW, "voice", "call.ivr", "billing", None, {})
+        field = KnownField(f"f-{source[:8]}", "v", "voice", NOW)
+
+        await _held_merge(merger, source, target)
+        writing = asyncio.create_task(writer.write([CustomerWrite(source, (event,), (field,))]))
+        await asyncio.sleep(0.5)
+        assert not writing.done(), "the call write did not wait for the merge in progress"
+        await merger.execute("COMMIT")
+        assert await asyncio.wait_for(writing, 10) == set()
+
+        assert (await store.timeline(source)).events == ()
+        assert tag in [e.event_id for e in (await store.timeline(target)).events]
+        survivor = await store.get_customer(target)
+        assert survivor is not None and survivor.known_fields[field.name].value == "v"
+    finally:
+        await writer.close()
         await merger.close()
         await timeline.close()
