@@ -9,6 +9,12 @@ the background.
 Failure policy: the caller is never held by our infrastructure. The agent store down or
 slow, or every candidate taken by a concurrent call, → the intent's overflow target (its
 Asterisk queue). The last-agent lookup is bounded and fails open (no affinity).
+
+An agent reserved for a call that will not dial them is given back (``release``): when the
+router gives up after the reservation (a late confirm reply: the store may have run it), and
+when the caller hangs up before the dialplan gets the variables (``IvrFlow``). A confirmed
+reservation has no expiry, so nothing else would free them. A reserve reply that comes too
+late is left to its own expiry (the agent it reserved is not known here).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from ivr_engine.routing import (
 from ivr_engine.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)
+RELEASE_TIMEOUT_S = 5.0  # a give-back runs in the background: the caller never waits on it
 
 AGENT_ANSWERED = "call.agent_answered"  # timeline event type written by the AMI tracker
 # The same fact as the call-event bridge records it (crm_bridge.calls), when the bridge runs
@@ -89,7 +96,8 @@ class AgentRouter:
         self._ring_timeout_s = ring_timeout_s
         self._reserve_ttl_s = ring_timeout_s + 10.0
         self._store_timeout_s = store_timeout_s
-        self._pops: set[asyncio.Task[int]] = set()
+        self._pops: dict[asyncio.Task[int], str] = {}  # pop task → call id
+        self._releases: set[asyncio.Task[None]] = set()
         self._load = load
 
     async def route(
@@ -119,6 +127,8 @@ class AgentRouter:
             last_agent=await self._last_agent(record.customer_id, record.case_id),
             exclude=exclude,
         )
+        held: list[str] = []  # the agent reserve_first reserved, once it answered
+        call_id = record.call.call_id
         try:
             async with asyncio.timeout(self._store_timeout_s):
                 live = await self._agents.snapshot(now=now)
@@ -127,10 +137,16 @@ class AgentRouter:
                 )
                 if isinstance(decision, Overflow):
                     return _overflow(decision.target, decision.reasons)
-                chosen = await self._reserve(decision, record.call.call_id, now)
+                chosen = await self._reserve(decision, call_id, now, held)
         except (TimeoutError, AgentStateError) as exc:
-            log.warning("call %s: agent state unavailable (%r); overflow", record.call.call_id, exc)
+            log.warning("call %s: agent state unavailable (%r); overflow", call_id, exc)
+            for agent_id in held:  # the confirm may have run: nobody will dial them
+                self._release_soon(agent_id, call_id)
             return _overflow(self._default_target(record), (f"agent state unavailable: {exc}",))
+        except asyncio.CancelledError:
+            for agent_id in held:
+                self._release_soon(agent_id, call_id)
+            raise
         if chosen is None:
             reason = "every matching agent was taken by another call a moment ago"
             return _overflow(self._default_target(record), (*decision.reasons, reason))
@@ -139,18 +155,45 @@ class AgentRouter:
         return RouteResult(f"agent:{agent_id}", agent_id, endpoint, reasons, self._ring_timeout_s)
 
     async def _reserve(
-        self, decision: AgentChosen, call_id: str, now: datetime
+        self, decision: AgentChosen, call_id: str, now: datetime, held: list[str]
     ) -> tuple[str, str, tuple[str, ...]] | None:
         order = [c.agent_id for c in decision.candidates]
         agent_id = await self._agents.reserve_first(order, call_id, self._reserve_ttl_s, now=now)
         if agent_id is None:
             return None
+        held.append(agent_id)
         await self._agents.confirm(agent_id, call_id, now=now)  # reserved → ringing
         if agent_id == decision.agent_id:
             return agent_id, decision.endpoint, decision.reasons
         taken = next(c for c in decision.candidates if c.agent_id == agent_id)
         note = f"{decision.agent_id} was taken by another call; next best {agent_id}"
         return agent_id, taken.endpoint, (*decision.reasons, note)
+
+    async def release(self, call_id: str, agent_id: str) -> None:
+        """Give back the agent reserved for ``call_id`` (nobody will dial them) and withdraw
+        its screen pop; never raises, and a cancelled caller still gives the agent back."""
+        await asyncio.shield(self._release_soon(agent_id, call_id))
+
+    def _release_soon(self, agent_id: str, call_id: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._give_back(agent_id, call_id), name=f"free-{agent_id}")
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+        return task
+
+    async def _give_back(self, agent_id: str, call_id: str) -> None:
+        for pop, pop_call in list(self._pops.items()):
+            if pop_call == call_id:
+                pop.cancel()
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT_S):
+                released = await self._agents.release(agent_id, call_id, wrap_up=False)
+        except (TimeoutError, AgentStateError) as exc:
+            log.warning("call %s: giving back agent %s failed: %r", call_id, agent_id, exc)
+            return
+        log.info("call %s: agent %s given back (released: %s)", call_id, agent_id, released)
+        latest = self._hub.latest_pop(agent_id) if self._hub is not None else None
+        if self._hub is not None and latest is not None and latest["call_id"] == call_id:
+            await self._hub.clear_pop(agent_id)
 
     async def _last_agent(self, customer_id: str | None, case_id: str | None) -> LastAgent | None:
         """The agent of the case being continued (any channel), else of the last call."""
@@ -182,16 +225,16 @@ class AgentRouter:
             return
         ring = ring_from_call(record, known_fields=known, routing_reasons=reasons)
         task = asyncio.create_task(self._hub.pop(agent_id, ring), name=f"pop-{agent_id}")
-        self._pops.add(task)
+        self._pops[task] = record.call.call_id
         task.add_done_callback(self._pop_done)
 
     def _pop_done(self, task: asyncio.Task[int]) -> None:
-        self._pops.discard(task)
+        self._pops.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.warning("screen pop failed: %r", task.exception())
 
     async def aclose(self) -> None:
-        await cancel_and_wait(list(self._pops))
+        await cancel_and_wait([*self._pops, *self._releases])
 
 
 def last_agent_from(events: Iterable[object]) -> LastAgent | None:

@@ -60,6 +60,11 @@ class CallRouter(Protocol):
         an unavailable agent store (it overflows to the intent's own target instead)."""
         ...
 
+    async def release(self, call_id: str, agent_id: str) -> None:
+        """Give back the agent ``route`` reserved for a call that will not dial them (the
+        caller hung up first); best effort, never raises."""
+        ...
+
 
 class SmsContinuation(Protocol):
     def can_continue(self, record: CallRecord) -> bool: ...
@@ -327,7 +332,14 @@ class IvrFlow:
             values[variables.CASE_ID] = record.case_id
         values[variables.DECISION] = kind
         values[variables.OUTCOME] = CallOutcome.ROUTED.value  # last: the dialplan keys on it
-        await channel.set_variables(values)
+        try:
+            await channel.set_variables(values)
+        except BaseException:  # hung up (or stopped): the dialplan will not dial the agent
+            agent_id = record.routing.agent_id if record.routing is not None else None
+            if self._router is not None and agent_id is not None:
+                await self._router.release(record.call.call_id, agent_id)
+                record.step("agent_released", agent=agent_id)
+            raise
         record.outcome = CallOutcome.ROUTED
 
 
