@@ -66,11 +66,15 @@ redis.call('PEXPIRE', key, ARGV[6])
 redis.call('ZADD', mine, created, id)
 redis.call('ZADD', p .. 'expiry', expires, id)
 redis.call('SADD', p .. 'agents', agent)
+local out = {}
 local extra = redis.call('ZCARD', mine) - tonumber(ARGV[7])
 if extra > 0 then
-  for _, old in ipairs(redis.call('ZRANGE', mine, 0, extra - 1)) do delete(p, old) end
+  for _, old in ipairs(redis.call('ZRANGE', mine, 0, extra - 1)) do
+    local row = delete(p, old)
+    if row then table.insert(out, row) end
+  end
 end
-return 1
+return out
 """
 )
 
@@ -174,13 +178,13 @@ class RedisSessionStore:
     def cookie_value(self, session: Session) -> str:
         return self._signer.cookie_value(session)
 
-    async def create(self, agent_id: str, credentials: str = "") -> Session:
+    async def create(self, agent_id: str, credentials: str = "") -> tuple[Session, list[Session]]:
         now = self._clock()
         session = Session(new_session_id(), agent_id, now, now + self._ttl_s, credentials)
         keep_ms = int(self._ttl_s * 1000) + _GRACE_MS
         args = (session.session_id, agent_id, repr(now), repr(session.expires), keep_ms)
-        await self._script("create", *args, self._max_per_agent, credentials)
-        return session
+        rows = await self._script("create", *args, self._max_per_agent, credentials)
+        return session, [_session(row) for row in rows]
 
     async def from_cookie(self, value: str | None) -> Session | None:
         session_id = self._signer.session_id(value)

@@ -188,7 +188,10 @@ async def login(request: web.Request) -> web.Response:
     )
     await _end_session_of(request)
     sessions = request.app[SESSIONS]
-    session = await _sessions_call(sessions.create(agent.agent_id, agent.credentials_tag))
+    made = sessions.create(agent.agent_id, agent.credentials_tag)
+    session, evicted = await _sessions_call(made)
+    for old in evicted:  # beyond the per-agent maximum: its sockets close as on logout
+        await request.app[HUB].close_session(old.session_id, "ended by a newer login")
     response = web.json_response({"agent": agent_json(agent), "state": state_json(snapshot)})
     set_session_cookie(request, response, session)
     return response

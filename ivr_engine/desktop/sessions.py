@@ -42,8 +42,9 @@ class SessionStore(Protocol):
 
     def cookie_value(self, session: Session) -> str: ...
 
-    async def create(self, agent_id: str, credentials: str = "") -> Session:
-        """A new session; the agent's oldest ones go beyond the per-agent maximum."""
+    async def create(self, agent_id: str, credentials: str = "") -> tuple[Session, list[Session]]:
+        """A new session, and the agent's oldest ones it pushed out beyond the per-agent
+        maximum (each returned to this caller only: it closes their sockets)."""
         ...
 
     async def from_cookie(self, value: str | None) -> Session | None:
@@ -122,14 +123,15 @@ class MemorySessionStore:
     def cookie_value(self, session: Session) -> str:
         return self._signer.cookie_value(session)
 
-    async def create(self, agent_id: str, credentials: str = "") -> Session:
+    async def create(self, agent_id: str, credentials: str = "") -> tuple[Session, list[Session]]:
         now = self._clock()
         session = Session(new_session_id(), agent_id, now, now + self._ttl_s, credentials)
         self._sessions[session.session_id] = session
         mine = self._live_of(agent_id)
-        for old in mine[: max(0, len(mine) - self._max_per_agent)]:
+        evicted = mine[: max(0, len(mine) - self._max_per_agent)]
+        for old in evicted:
             self._sessions.pop(old.session_id, None)
-        return session
+        return session, evicted
 
     async def from_cookie(self, value: str | None) -> Session | None:
         session_id = self._signer.session_id(value)

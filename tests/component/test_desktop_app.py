@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError, web
 from aiohttp.test_utils import TestClient, TestServer
@@ -35,10 +37,13 @@ from ivr_engine.desktop import (
     masking_from_menus,
 )
 from ivr_engine.desktop.passwords import token_digest
+from ivr_engine.desktop.redis_sessions import RedisSessionStore
+from ivr_engine.desktop.sessions import SessionStore
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.menu_config import load_menus
 from ivr_engine.ports import Customer, Identity, NewTimelineEvent, TimelinePage
 from ivr_engine.timeline import Timeline, open_timeline
+from tests.redis_support import REDIS_URL, delete_prefix
 
 REPO = Path(__file__).resolve().parents[2]
 MENUS = load_menus(REPO / "config" / "menus")
@@ -123,7 +128,10 @@ async def receive(ws: Any, kind: str | None = None) -> dict[str, Any]:
 
 
 async def _desk(
-    sqlite_url: str, config: DesktopConfig | None = None, **hub_kw: Any
+    sqlite_url: str,
+    config: DesktopConfig | None = None,
+    sessions: SessionStore | None = None,
+    **hub_kw: Any,
 ) -> AsyncIterator[Desk]:
     """``sqlite_url``: a copy of a migrated SQLite file in tmp_path (see conftest)."""
     timeline = await open_timeline(sqlite_url, migrate=False)
@@ -138,6 +146,7 @@ async def _desk(
         hub=hub,
         config=config or DesktopConfig(secure_cookie=False),
         clock=clock,
+        sessions=sessions,
     )
     root = web.Application()
     root.add_subapp("/desktop", desktop)
@@ -181,6 +190,14 @@ async def _customer(timeline: Timeline, name: str = "Grace Hopper") -> Customer:
         ]
     )
     return customer
+
+
+async def _until_closed(ws: Any) -> list[dict[str, Any]]:
+    """Every message a socket gets until it is closed."""
+    heard = []
+    while (message := await ws.receive()).type == WSMsgType.TEXT:
+        heard.append(cast(dict[str, Any], json.loads(message.data)))
+    return heard
 
 
 def _ring(customer_id: str | None, **kw: Any) -> Ring:
@@ -271,6 +288,39 @@ async def test_new_login_ends_the_previous_session_of_this_browser(desk: Desk) -
 
 
 # --------------------------------------------------------------------------- sessions
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_a_session_pushed_out_by_newer_logins_has_its_sockets_closed(
+    sqlite_url: str, store: str
+) -> None:
+    """The 11th login drops the agent's oldest session (10 per agent): its open socket is
+    closed as on logout, and no later screen pop reaches it."""
+    prefix = f"test:{{desktop-{uuid.uuid4().hex}}}:"
+    sessions = None
+    if store == "redis":
+        sessions = await RedisSessionStore.open(REDIS_URL, ttl_s=3600, prefix=prefix)
+    try:
+        async for desk in _desk(sqlite_url, sessions=sessions):
+            await desk.login()
+            first = await desk.ws()
+            await receive(first, "hello")
+            # the socket is read meanwhile, as a browser would (it answers the close)
+            heard = asyncio.create_task(_until_closed(first))
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as other:
+                for _ in range(10):  # a new desk each time: no session of its own to end
+                    body = {"agent_id": "a100", "password": PASSWORD}
+                    await ok(await other.post(desk.origin + "/desktop/login", json=body))
+            async with asyncio.timeout(WS_TIMEOUT):
+                messages = await heard
+            assert {"type": "bye", "reason": "ended by a newer login"} in messages
+            assert first.close_code == 4401
+            assert desk.hub.connections("a100") == 0
+            assert await desk.hub.pop("a100", _ring(None)) == 0
+    finally:
+        if sessions is not None:
+            await sessions.aclose()
+            await delete_prefix(prefix)
 
 
 async def test_everything_but_the_page_and_login_needs_a_session(desk: Desk) -> None:

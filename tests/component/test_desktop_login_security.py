@@ -249,9 +249,9 @@ async def test_sessions_of_old_credentials_end_at_start(kind: str) -> None:
     current = directory.get("a100")
     assert current is not None
     try:
-        stale = await store.create("a100", "credentials-before-the-restart")
-        fresh = await store.create("a100", current.credentials_tag)
-        unupgraded = await store.create("a200")  # made before sessions kept credentials
+        stale = (await store.create("a100", "credentials-before-the-restart"))[0]
+        fresh = (await store.create("a100", current.credentials_tag))[0]
+        unupgraded = (await store.create("a200"))[0]  # made before sessions kept credentials
         await sweep_once(store, DesktopHub(None), directory)
         assert await store.get(stale.session_id) is None
         assert await store.get(unupgraded.session_id) is None

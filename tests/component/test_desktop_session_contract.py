@@ -71,7 +71,7 @@ async def test_sessions_are_signed_random_and_expire(open_store: OpenStore) -> N
     clock = FakeClock()
     store = await open_store(clock)
     other = await open_store(clock, secret=b"j" * 32)
-    one, two = await store.create("a100"), await store.create("a100")
+    one, two = (await store.create("a100"))[0], (await store.create("a100"))[0]
     assert one.session_id != two.session_id and len(one.session_id) >= 43
     cookie = store.cookie_value(one)
     assert await store.from_cookie(cookie) == one
@@ -88,21 +88,25 @@ async def test_sessions_are_signed_random_and_expire(open_store: OpenStore) -> N
 async def test_an_agent_keeps_at_most_max_sessions(open_store: OpenStore) -> None:
     clock = FakeClock()
     store = await open_store(clock, max_per_agent=3)
-    made = []
+    made, pushed_out = [], []
     for _ in range(5):
         clock.now += 1
-        made.append(await store.create("a100"))
+        session, evicted = await store.create("a100")
+        made.append(session)
+        pushed_out.append([s.session_id for s in evicted])
     assert [s.session_id for s in await store.sessions_of("a100")] == [
         s.session_id for s in made[2:]
     ]
     assert await store.get(made[0].session_id) is None
+    # each session pushed out is named to the login that pushed it (its sockets get closed)
+    assert pushed_out == [[], [], [], [made[0].session_id], [made[1].session_id]]
 
 
 async def test_drop_ends_one_session_and_drop_agent_all_of_them(open_store: OpenStore) -> None:
     clock = FakeClock()
     store = await open_store(clock)
-    one, two = await store.create("a100"), await store.create("a100")
-    bob = await store.create("b200")
+    one, two = (await store.create("a100"))[0], (await store.create("a100"))[0]
+    bob = (await store.create("b200"))[0]
     assert await store.agents_with_sessions() == {"a100", "b200"}
     assert await store.drop(one.session_id) == one
     assert await store.drop(one.session_id) is None
@@ -123,7 +127,7 @@ async def test_redis_processes_share_one_cookie_secret_and_the_sessions() -> Non
     first = await RedisSessionStore.open(REDIS_URL, ttl_s=60, prefix=prefix)
     second = await RedisSessionStore.open(REDIS_URL, ttl_s=60, prefix=prefix)
     try:
-        session = await first.create("a100")
+        session = (await first.create("a100"))[0]
         assert await second.from_cookie(first.cookie_value(session)) == session
         await second.drop(session.session_id)
         assert await first.from_cookie(first.cookie_value(session)) is None
