@@ -16,10 +16,11 @@ per-process read positions and trimming for no gain.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Literal, Protocol, cast
+from typing import Literal, Protocol, cast, get_args
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -27,10 +28,12 @@ from redis.asyncio.client import PubSub
 from ivr_engine.desktop.pop import ScreenPopJson
 from ivr_engine.redis_client import REDIS_FAILURES, open_redis, redis_guard
 
+log = logging.getLogger(__name__)
 DEFAULT_CHANNEL = "ivr:{desktop}:notes"
 _WHAT = "desktop relay (Redis)"
 
 NoteKind = Literal["pop", "pop_cleared", "session_ended", "forget"]
+NOTE_KINDS: frozenset[str] = frozenset(get_args(NoteKind))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +66,24 @@ def encode_note(note: DesktopNote) -> str:
     return json.dumps(asdict(note), separators=(",", ":"))
 
 
-def decode_note(data: str) -> DesktopNote:
+def decode_note(data: str | bytes) -> DesktopNote:
+    """The note in ``data``; ``ValueError`` when it is not one (not JSON, not UTF-8, a field
+    missing or of the wrong type): anyone who can publish on the channel can send it."""
     raw = json.loads(data)
+    if not isinstance(raw, dict) or raw.get("kind") not in NOTE_KINDS:
+        raise ValueError(f"not a desktop note: {str(data)[:80]!r}")
+    texts = {name: raw.get(name) for name in ("origin", "agent_id", "session_id", "reason")}
+    pop = raw.get("pop")
+    wrong = [name for name, value in texts.items() if not isinstance(value, str | None)]
+    if texts["origin"] is None or wrong or not isinstance(pop, dict | None):
+        raise ValueError(f"malformed desktop {raw['kind']} note: {str(data)[:80]!r}")
     return DesktopNote(
         kind=raw["kind"],
-        origin=str(raw["origin"]),
-        agent_id=raw.get("agent_id"),
-        session_id=raw.get("session_id"),
-        reason=raw.get("reason"),
-        pop=cast(ScreenPopJson | None, raw.get("pop")),
+        origin=str(texts["origin"]),
+        agent_id=texts["agent_id"],
+        session_id=texts["session_id"],
+        reason=texts["reason"],
+        pop=cast(ScreenPopJson | None, pop),
     )
 
 
@@ -116,9 +128,16 @@ class RedisDesktopRelay:
     async def _listen(self, pubsub: PubSub) -> AsyncIterator[DesktopNote]:
         try:
             async for message in pubsub.listen():
-                if message["type"] == "message":
-                    yield decode_note(message["data"])
-        except REDIS_FAILURES as exc:  # no deadline: the feed waits for notes as long as it lives
+                if message["type"] != "message":
+                    continue
+                try:
+                    note = decode_note(message["data"])
+                except (ValueError, RecursionError) as exc:  # foreign or garbled: skipped
+                    log.warning("desktop relay: message skipped: %s", exc)
+                    continue
+                yield note
+        # not UTF-8: redis-py's decoding fails inside listen(); resubscribing drops the message
+        except (*REDIS_FAILURES, UnicodeDecodeError) as exc:  # no deadline: waits for notes
             if not self._closing:
                 raise DesktopRelayUnavailable(f"{_WHAT} failed: {exc!r}") from exc
 
