@@ -43,6 +43,10 @@ class Ring:
     rang_at: datetime | None = None
 
 
+#: The field an identity of this kind is entered as in the IVR (``IvrFlow``).
+IDENTITY_FIELDS: Mapping[str, str] = {"account": "account_number"}
+
+
 @dataclass(frozen=True, slots=True)
 class FieldMasking:
     """Which field values are hidden from an agent while the caller is not verified.
@@ -57,6 +61,13 @@ class FieldMasking:
         if verified:
             return False
         return name in self.sensitive or (self.declared is not None and name not in self.declared)
+
+    def masks_identity(self, kind: str, *, verified: bool) -> bool:
+        """An identity of the customer record whose kind, or the field it is entered as
+        (``account`` → ``account_number``), is sensitive: masked like that field."""
+        if verified:
+            return False
+        return kind in self.sensitive or IDENTITY_FIELDS.get(kind) in self.sensitive
 
 
 def masking_from_menus(menus: Iterable[Menu]) -> FieldMasking:
@@ -198,11 +209,18 @@ def _fields(ring: Ring, masking: FieldMasking) -> list[PopFieldJson]:
     return out
 
 
-def _customer(customer: Customer) -> PopCustomerJson:
+def _customer(customer: Customer, masking: FieldMasking, verified: bool) -> PopCustomerJson:
+    identities: list[IdentityJson] = [
+        {
+            "kind": i.kind,
+            "value": MASK if masking.masks_identity(i.kind, verified=verified) else i.value,
+        }
+        for i in customer.identities
+    ]
     return {
         "customer_id": customer.customer_id,
         "name": _opt(customer.display_name),
-        "identities": [{"kind": i.kind, "value": i.value} for i in customer.identities],
+        "identities": identities,
     }
 
 
@@ -245,7 +263,7 @@ def build_screen_pop(
         "intent": _opt(ring.intent),
         "intent_label": intent_labels.get(ring.intent) if ring.intent else None,
         "target": _opt(ring.target),
-        "customer": None if customer is None else _customer(customer),
+        "customer": None if customer is None else _customer(customer, masking, ring.verified),
         "path": [_step(step) for step in ring.path[:MAX_STEPS]],
         "fields": _fields(ring, masking),
         "recent_contacts": [_contact(event, intent_labels) for event in contacts],

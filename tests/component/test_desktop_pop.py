@@ -149,6 +149,33 @@ def test_undeclared_fields_are_masked_when_the_declared_set_is_known() -> None:
     assert all(not f["masked"] for f in pop["fields"])
 
 
+def test_a_sensitive_field_is_masked_in_the_customer_identities_too() -> None:
+    """``account_number`` sensitive: the account identity of an unverified caller's record
+    is masked as the field is (it showed in clear under ``customer.identities``)."""
+    policy = FieldMasking(sensitive=frozenset({"account_number", "email"}))
+    customer = Customer(
+        "c-1",
+        "Grace Hopper",
+        (*CUSTOMER.identities, Identity("account", "40012345")),
+        {},
+        NOW,
+        NOW,
+    )
+    ring = Ring(call_id="c", customer_id="c-1", prefilled={"account_number": "40012345"})
+    pop = build_screen_pop(ring, customer, [], masking=policy)
+    assert pop["customer"] is not None
+    assert pop["customer"]["identities"] == [
+        {"kind": "phone", "value": "+15550100001"},
+        {"kind": "email", "value": MASK},
+        {"kind": "account", "value": MASK},
+    ]
+    assert "40012345" not in json.dumps(pop) and "grace@example.com" not in json.dumps(pop)
+    verified = Ring(call_id="c", customer_id="c-1", verified=True)
+    pop = build_screen_pop(verified, customer, [], masking=policy)
+    assert pop["customer"] is not None
+    assert {"kind": "account", "value": "40012345"} in pop["customer"]["identities"]
+
+
 def test_entered_value_wins_over_prefilled() -> None:
     ring = Ring(call_id="c", entered={"account_number": "222"}, prefilled={"account_number": "1"})
     pop = build_screen_pop(ring, None, [], masking=MASKING)
