@@ -33,7 +33,16 @@ def _time(value: str | None) -> datetime | None:
     return None if value is None else from_timestamp(float(value))
 
 
-_UNREADABLE = (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError)
+# OSError: datetime.fromtimestamp beyond what the C library's gmtime takes (EOVERFLOW)
+_UNREADABLE = (
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    OverflowError,
+    OSError,
+    RecursionError,
+)
 
 
 def decode_agent(doc: dict[str, Any]) -> AgentSnapshot:

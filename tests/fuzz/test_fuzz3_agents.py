@@ -154,6 +154,7 @@ _GOOD = {"id": "a1", "state": "available", "since": "1700000000.5", "max": "1", 
 
 @given(st.one_of(_agent_doc, _json, st.builds(lambda d: {**_GOOD, **d}, _agent_doc)))
 @example(doc={**_GOOD, "since": "1e300"})  # OverflowError
+@example(doc={**_GOOD, "since": 6.77680361916768e16})  # OSError EOVERFLOW from the C library
 @example(doc={**_GOOD, "max": "1.5"})
 @example(doc={**_GOOD, "state": "bogus"})
 def test_decode_agent_raises_agent_state_unavailable_only(doc: Any) -> None:
