@@ -154,9 +154,10 @@ class CallRecorder:
                 log.exception("recording %d call(s) failed; spooling them", len(batch))
                 await self._spool_or_keep(batch)
             finally:
-                self._in_flight = []
                 for _ in batch:
                     self._queue.task_done()
+            # not on a cancel (``close``'s grace ran out): ``close`` spools ``_in_flight``
+            self._in_flight = []
 
     def _take(self, limit: int) -> list[CallWrite]:
         taken = _drain(self._queue, limit)
