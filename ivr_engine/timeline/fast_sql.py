@@ -15,13 +15,21 @@ FIELD_UPDATE = """ON CONFLICT (customer_id, name) DO UPDATE SET value = excluded
 
 # PostgreSQL: the whole batch is ONE statement (one round trip, atomic on its own, no
 # BEGIN/COMMIT): each column travels as an array and is unnested; the customers CTE maps
-# each id to its survivor, and its rows tell which ids exist. Its rows are locked FOR KEY
-# SHARE (in id order) as ``sql.survivors`` locks them: a merge in progress (FOR UPDATE) is
-# waited for and its result read, so no call lands on a customer merged away meanwhile.
+# each id to its survivor, and its rows tell which ids exist. The ids and their survivors
+# are locked FOR KEY SHARE together, in id order (as ``sql.survivors`` locks them): a merge in
+# progress (FOR UPDATE, also in id order) is waited for and its result read, without a lock
+# taken out of order (the events' foreign-key checks then lock nothing new), and the
+# survivor's own survivor is followed (a merge of the survivor that was waited for).
 PG_BATCH = f"""
-WITH owners AS (
-    SELECT id, COALESCE(merged_into, id) AS owner FROM customers WHERE id = ANY($1::text[])
+WITH locked AS (
+    SELECT id, merged_into FROM customers
+    WHERE id = ANY($1::text[])
+       OR id IN (SELECT merged_into FROM customers WHERE id = ANY($1::text[]))
     ORDER BY id FOR KEY SHARE
+), owners AS (
+    SELECT l.id, COALESCE(s.merged_into, l.merged_into, l.id) AS owner
+    FROM locked l LEFT JOIN locked s ON s.id = l.merged_into
+    WHERE l.id = ANY($1::text[])
 ), new_events AS (
     INSERT INTO timeline_events ({EVENT_COLUMNS})
     SELECT e.event_id, o.owner, e.occurred_at, $2::timestamptz, e.channel, e.event_type,

@@ -151,30 +151,58 @@ async def survivors(
 ) -> dict[str, str]:
     """Each id → the customer that now holds its data (itself, or whom it was merged into).
 
-    Call it inside the write transaction. On PostgreSQL every row read (the ids and their
-    survivors) is locked ``FOR KEY SHARE`` until that transaction ends: a merge of any of
-    them (``lock_customers``, ``FOR UPDATE``) waits for this writer, and a writer that
-    waited for a merge reads the merged row, so nothing lands on a customer merged away
-    meanwhile. KEY SHARE, not SHARE: it does not block the ``touch`` of another writer
-    (a SHARE lock upgraded by two writers of one customer would deadlock). SQLite writers
-    are serialised by ``BEGIN IMMEDIATE``. Raises ``CustomerNotFound`` for an unknown id.
+    Call it inside the write transaction. On PostgreSQL the ids and their survivors are
+    locked ``FOR KEY SHARE`` until that transaction ends, all in ONE statement in id order
+    (the merge, ``lock_customers``, locks ``FOR UPDATE`` in id order too: no deadlock): a
+    merge of any of them is waited for, and a writer that waited reads the merged rows, so
+    nothing lands on a customer merged away meanwhile. Which rows to lock is read first
+    without locks; if a merge changed the answer while the lock waited, the new rows are
+    locked too. KEY SHARE, not SHARE: it does not block the ``touch`` of another writer (a
+    SHARE lock upgraded by two writers of one customer would deadlock). SQLite writers are
+    serialised by ``BEGIN IMMEDIATE``. Raises ``CustomerNotFound`` for an unknown id.
     """
+    lock = dialect == "postgresql"
+    merged_into = await _merged_into(conn, set(customer_ids))
+    while lock:
+        wanted = merged_into.keys() | {m for m in merged_into.values() if m is not None}
+        locked = await _read_merged_into(conn, wanted, lock=True)
+        if locked == {k: v for k, v in merged_into.items() if k in locked} and all(
+            m is None or m in locked for m in locked.values()
+        ):
+            merged_into = locked
+            break
+        merged_into = await _merged_into(conn, set(customer_ids) | locked.keys())
+    for customer_id in customer_ids:
+        if customer_id not in merged_into:
+            raise CustomerNotFound(customer_id)
+    return {cid: _last_hop(merged_into, cid) for cid in customer_ids}
+
+
+async def _merged_into(conn: AsyncConnection, customer_ids: set[str]) -> dict[str, str | None]:
+    """``merged_into`` of the ids and of the customers they were merged into, hop by hop
+    (no locks)."""
     merged_into: dict[str, str | None] = {}
     pending = set(customer_ids)
     while pending:
-        query = (
-            select(customers.c.id, customers.c.merged_into)
-            .where(customers.c.id.in_(sorted(pending)))
-            .order_by(customers.c.id)
-        )
-        if dialect == "postgresql":
-            query = query.with_for_update(read=True, key_share=True)
-        merged_into.update({row.id: row.merged_into for row in await conn.execute(query)})
-        for customer_id in sorted(pending):
-            if customer_id not in merged_into:
-                raise CustomerNotFound(customer_id)
+        merged_into.update(await _read_merged_into(conn, pending, lock=False))
+        missing = pending - merged_into.keys()
+        if missing:
+            raise CustomerNotFound(sorted(missing)[0])
         pending = {m for m in merged_into.values() if m is not None} - merged_into.keys()
-    return {cid: _last_hop(merged_into, cid) for cid in customer_ids}
+    return merged_into
+
+
+async def _read_merged_into(
+    conn: AsyncConnection, customer_ids: Collection[str], *, lock: bool
+) -> dict[str, str | None]:
+    query = (
+        select(customers.c.id, customers.c.merged_into)
+        .where(customers.c.id.in_(sorted(customer_ids)))
+        .order_by(customers.c.id)
+    )
+    if lock:
+        query = query.with_for_update(read=True, key_share=True)
+    return {row.id: row.merged_into for row in await conn.execute(query)}
 
 
 def _last_hop(merged_into: Mapping[str, str | None], customer_id: str) -> str:

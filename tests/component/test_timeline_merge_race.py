@@ -10,6 +10,7 @@ rows it wrote were never moved: "acknowledged but stranded").
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -145,6 +146,95 @@ async def test_a_call_written_by_the_fast_writer_racing_a_merge_lands_on_the_sur
         assert tag in [e.event_id for e in (await store.timeline(target)).events]
         survivor = await store.get_customer(target)
         assert survivor is not None and survivor.known_fields[field.name].value == "v"
+    finally:
+        await writer.close()
+        await merger.close()
+        await timeline.close()
+
+
+async def _customers(pg_url: str, ids: list[str]) -> None:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        for customer_id in ids:
+            await conn.execute(
+                "INSERT INTO customers (id, display_name, created_at, updated_at)"
+                " VALUES ($1, NULL, now(), now())",
+                customer_id,
+            )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("path", ["store", "call"])
+async def test_a_write_through_a_merged_customer_and_a_merge_do_not_deadlock(
+    pg_url: str, path: str
+) -> None:
+    """Customers b < m < n, m merged into b. A write for {m, n} and the merge n → b: the
+    writer used to lock m and n, then b (the survivor, or the events' foreign-key check)
+    while the merge held b and waited for n: PostgreSQL killed one of them (deadlock)."""
+    prefix = uuid.uuid4().hex[:8]
+    b, m, n = f"{prefix}-b", f"{prefix}-m", f"{prefix}-n"
+    timeline = await open_timeline(pg_url, migrate=False)
+    holder = await asyncpg.connect(pg_url)
+    writer = FastCallWriter(pg_url)
+    try:
+        store = timeline.store
+        assert isinstance(store, SqlTimelineStore)
+        await _customers(pg_url, [b, m, n])
+        await store.merge_customers(m, b, "earlier")
+        await holder.execute("BEGIN")  # holds n: orders the writer's and the merge's steps
+        await holder.fetch("SELECT id FROM customers WHERE id = $1 FOR UPDATE", n)
+        events = [
+            NewTimelineEvent(f"voice:{prefix}-{c}:ivr", c, NOW, "voice", "x", None, None, {})
+            for c in (m, n)
+        ]
+        if path == "store":
+            writing = asyncio.create_task(store.append_events(events))
+        else:
+            writes = [CustomerWrite(e.customer_id, (e,), ()) for e in events]
+            writing = asyncio.create_task(writer.write(writes))
+        await asyncio.sleep(0.3)
+        merging = asyncio.create_task(store.merge_customers(n, b, "second"))
+        await asyncio.sleep(0.3)
+        await holder.execute("COMMIT")
+        written, merged = await asyncio.wait_for(
+            asyncio.gather(writing, merging, return_exceptions=True), 20
+        )
+        assert not isinstance(written, BaseException), written
+        assert not isinstance(merged, BaseException), merged
+        on_b = {e.event_id for e in (await store.timeline(b)).events}
+        assert {e.event_id for e in events} <= on_b
+    finally:
+        await writer.close()
+        await holder.close()
+        await timeline.close()
+
+
+async def test_a_call_for_a_customer_whose_survivor_is_merging_lands_on_the_last_survivor(
+    pg_url: str,
+) -> None:
+    """x merged into y; y → z merging while the call is written: the call lands on z (the
+    call path followed one hop: it landed on y, merged away)."""
+    prefix = uuid.uuid4().hex[:8]
+    x, y, z = f"{prefix}-x", f"{prefix}-y", f"{prefix}-z"
+    timeline = await open_timeline(pg_url, migrate=False)
+    merger = await asyncpg.connect(pg_url)
+    writer = FastCallWriter(pg_url)
+    try:
+        store = timeline.store
+        assert isinstance(store, SqlTimelineStore)
+        await _customers(pg_url, [x, y, z])
+        await store.merge_customers(x, y, "earlier")
+        await _held_merge(merger, y, z)
+        await merger.execute("UPDATE customers SET merged_into = $2 WHERE merged_into = $1", y, z)
+        tag = f"voice:{prefix}:ivr"
+        event = NewTimelineEvent(tag, x, NOW, "voice", "call.ivr", None, None, {})
+        writing = asyncio.create_task(writer.write([CustomerWrite(x, (event,), ())]))
+        await asyncio.sleep(0.5)
+        assert not writing.done()
+        await merger.execute("COMMIT")
+        assert await asyncio.wait_for(writing, 10) == set()
+        assert tag in [e.event_id for e in (await store.timeline(z)).events]
     finally:
         await writer.close()
         await merger.close()
