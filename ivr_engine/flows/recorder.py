@@ -19,27 +19,27 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
 
 from ivr_engine.flows.call_customers import FastWriter
 from ivr_engine.flows.call_record import CallRecord, CallWrite, to_write
 from ivr_engine.flows.call_writer import CallBatchWriter
 from ivr_engine.flows.spool_files import (
     REJECTED_FILE,
-    REPLAY_FILE,
     REPLAY_LOCK_FILE,
     SPOOL_FILE,
     FileLock,
-    append_bytes,
     append_to_spool,
-    replace_file,
-    take_spool,
 )
-from ivr_engine.flows.spool_lines import parse_spool_lines, write_to_json
+from ivr_engine.flows.spool_lines import write_to_json
+from ivr_engine.flows.spool_replay import begin_replay, finish_chunk, read_chunk
 from ivr_engine.ports import TimelineStore
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 __all__ = ["REJECTED_FILE", "SPOOL_FILE", "CallRecorder"]
 
@@ -85,6 +85,8 @@ class CallRecorder:
         self._in_flight: list[CallWrite] = []
         self._unspooled: list[CallWrite] = []  # failed writes the spool refused
         self._spool_broken = False
+        self._file_op: asyncio.Future[Any] | None = None  # the replay's, on a thread
+        self._replayed = 0  # by replays that stopped early for queued calls, not yet logged
         self.spooled = 0
 
     @property
@@ -242,8 +244,10 @@ class CallRecorder:
         await asyncio.to_thread(_append_to_spool_dir, path, lines)  # under the spool lock
 
     async def replay_spool(self) -> int:
-        """Write spooled calls; on the first failure keep the rest for later. Returns written
-        (0 also when another process is replaying this spool directory right now)."""
+        """Write spooled calls, a chunk of at most ``max_batch`` at a time; on the first
+        failure keep the rest for later. Stops early, with its progress kept, when calls
+        are waiting in the queue: the next written batch replays on. Returns written (0
+        also when another process is replaying this spool directory right now)."""
         replaying = FileLock(self._spool.with_name(REPLAY_LOCK_FILE))
         acquiring = asyncio.ensure_future(asyncio.to_thread(_acquire_in_dir, replaying))
         try:
@@ -255,42 +259,65 @@ class CallRecorder:
             return 0
         try:
             return await self._replay()
-        finally:
-            replaying.release()
+        finally:  # not while a file operation of the replay still runs (cancelled)
+            _release_after(replaying, self._file_op)
+
+    async def _in_thread(self, fn: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
+        """``fn`` on a worker thread; if the replay is cancelled meanwhile, the replay lock
+        is given back only once ``fn`` is done (another process must not see its half)."""
+        self._file_op = op = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kw))
+        return await asyncio.shield(op)
 
     async def _replay(self) -> int:
         async with self._spool_lock:
-            data = await asyncio.to_thread(take_spool, self._spool)
+            start = await self._in_thread(begin_replay, self._spool)
             self._spool_may_hold = False  # all taken (appends wait for the lock, then set it)
-        if not data:
-            return 0
-        pending, rejected = parse_spool_lines(data.split(b"\n"))
-        if rejected:
-            log.error("%d unreadable spool line(s) moved to %s", len(rejected), REJECTED_FILE)
-            path = self._spool.with_name(REJECTED_FILE)
-            await asyncio.to_thread(append_bytes, path, b"".join(r + b"\n" for r in rejected))
-        failed, refused = await self._writer.write(pending)
-        if refused:
-            await self._reject(refused)  # else the replay file keeps them (the error is logged)
-        if failed:
-            try:
-                await self._append_spool(failed)
-            except OSError as exc:  # the replay file holds them: it stays, for the next replay
-                self._spool_may_hold = True
-                self._note_spool_error(f"cannot spool {len(failed)} call(s) again", exc)
-                with contextlib.suppress(OSError):  # only them, if the disk lets us
-                    lines = "".join(write_to_json(w) + "\n" for w in failed).encode()
-                    await asyncio.to_thread(replace_file, self._spool.with_name(REPLAY_FILE), lines)
-                return len(pending) - len(failed) - len(refused)
-        await asyncio.to_thread(self._spool.with_name(REPLAY_FILE).unlink, missing_ok=True)
-        written = len(pending) - len(failed) - len(refused)
-        if written:  # the other half of "timeline write failed ...; spooling N call(s)"
-            log.info(
-                "%d spooled call(s) written to the timeline (%d still spooled)",
-                written,
-                len(failed),
-            )
+        written = 0
+        while start is not None:
+            chunk = await self._in_thread(read_chunk, self._spool, start, self._max_batch)
+            failed, refused = await self._writer.write(chunk.calls) if chunk.calls else ([], [])
+            if len(failed) == len(chunk.calls) > 0:  # down or slow: this chunk and the
+                self._spool_may_hold = True  # rest stay in the replay file, for later
+                self._log_replayed(written, chunk.size - chunk.start)
+                return written
+            if refused:
+                await self._reject(refused)  # else the chunk is replayed again (logged)
+            if failed:  # some (a customer gone meanwhile): spooled, the replay goes on
+                await self._append_spool(failed)  # else the chunk is replayed again
+            await self._in_thread(finish_chunk, self._spool, chunk)
+            if chunk.unreadable:
+                log.error(
+                    "%d unreadable spool line(s) moved to %s", len(chunk.unreadable), REJECTED_FILE
+                )
+            written += len(chunk.calls) - len(refused) - len(failed)
+            start = None if chunk.last else chunk.end
+            if start is not None and (self._queue.qsize() or self._overflow):
+                self._spool_may_hold = True  # queued calls first: resumed after their batch
+                self._replayed += written
+                return written
+        self._log_replayed(written, 0)
         return written
+
+    def _log_replayed(self, written: int, left: int) -> None:
+        """The other half of "timeline write failed ...; spooling N call(s)": what a replay
+        (and the ones it resumed) wrote, once it ends."""
+        total, self._replayed = self._replayed + written, 0
+        if total:
+            still = "0" if not left else f"{left} bytes"
+            log.info("%d spooled call(s) written to the timeline (%s still spooled)", total, still)
+
+
+def _release_after(lock: FileLock, op: asyncio.Future[Any] | None) -> None:
+    if op is None or op.done():
+        lock.release()
+    else:
+
+        def release(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled():
+                done.exception()  # retrieved: the replay that awaited it was cancelled
+            lock.release()
+
+        op.add_done_callback(release)
 
 
 def _append_to_spool_dir(spool: Path, data: bytes) -> None:

@@ -7,7 +7,8 @@ them on a worker thread):
 * ``calls.lock``: held for each append and for taking the spool (moving its lines to the
   replay file). Without it an append landing between another process's read and unlink
   of the spool would be lost.
-* ``calls.replaying.lock``: held for a whole replay (take, write, remove the replay file).
+* ``calls.replaying.lock``: held for a whole replay (take, write, remove the replay file;
+  ``spool_replay`` keeps the replay's progress in ``calls.replaying.offset``).
   A process that finds it held does not replay: another one is at it, and two replays
   of one replay file could remove lines the other has not written yet.
 
@@ -18,7 +19,9 @@ leaves the spool locked; the replay file it leaves is taken again by the next re
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 SPOOL_FILE = "calls.jsonl"
@@ -67,19 +70,20 @@ def append_to_spool(spool: Path, data: bytes) -> None:
         append_bytes(spool, data)
 
 
-def take_spool(spool: Path) -> bytes:
-    """Move the spool's lines to the replay file (kept until written) and return all the
-    replay file holds, as bytes (each line is decoded on its own: one damaged line is
-    rejected alone). The caller holds the replay lock."""
+def take_spool(spool: Path) -> None:
+    """Move the spool's lines to the end of the replay file (kept until written; read a
+    chunk at a time by ``spool_replay``), never holding them all in memory. The caller
+    holds the replay lock."""
     replay = spool.with_name(REPLAY_FILE)
     with FileLock(spool.with_name(SPOOL_LOCK_FILE)):
-        if spool.exists():  # a partial last line of either stays a line of its own
-            append_bytes(replay, spool.read_bytes())
-            spool.unlink()
-    try:
-        return replay.read_bytes()
-    except FileNotFoundError:
-        return b""
+        if not spool.exists():
+            return
+        if not replay.exists():
+            os.replace(spool, replay)
+            return
+        with spool.open("rb") as source:  # a partial last line of either stays a line
+            _append(replay, iter(functools.partial(source.read, 1 << 20), b""))
+        spool.unlink()
 
 
 def append_bytes(path: Path, data: bytes) -> None:
@@ -87,15 +91,20 @@ def append_bytes(path: Path, data: bytes) -> None:
     one first, so its partial line is rejected alone instead of taking ``data``'s first
     line with it; a write that fails (disk full: possibly after a short write) is cut back
     to where it started, so no partial line of ours stays. The caller holds the lock."""
+    _append(path, [data])
+
+
+def _append(path: Path, blocks: Iterable[bytes]) -> None:
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         start = os.lseek(fd, 0, os.SEEK_END)
         try:
             if start and os.pread(fd, 1, start - 1) != b"\n":
-                data = b"\n" + data
-            view = memoryview(data)
-            while view:  # unbuffered: a short write is seen here, not lost in a buffer
-                view = view[os.write(fd, view) :]
+                os.write(fd, b"\n")
+            for block in blocks:
+                view = memoryview(block)
+                while view:  # unbuffered: a short write is seen here, not lost in a buffer
+                    view = view[os.write(fd, view) :]
         except BaseException:
             os.ftruncate(fd, start)
             raise
