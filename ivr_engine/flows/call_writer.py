@@ -62,6 +62,7 @@ class CallBatchWriter:
     async def write(self, batch: Sequence[CallWrite]) -> Written:
         """Write ``batch``; returns the writes that failed (to be spooled), in order, and
         those the database refused."""
+        written_before = self.written
         try:
             return Written(await self._write(batch), [])
         except _Down as down:
@@ -69,6 +70,7 @@ class CallBatchWriter:
         except Exception as exc:  # the database refuses the data, or a bug
             if len(batch) > 1:
                 log.warning("%d call(s) refused (%r); writing them one by one", len(batch), exc)
+        self.written = written_before  # each call is counted once, by the writes below
         failed: list[CallWrite] = []
         rejected: list[CallWrite] = []
         for index, write in enumerate(batch):
