@@ -34,6 +34,7 @@ from ivr_engine.personalize import (
     interpret_menu_choice,
     interpret_shortcut,
     menu_prompt_sequence,
+    pinned_choice,
     plan_fields,
     shortcut_prompt_sequence,
     static_menu,
@@ -209,6 +210,10 @@ class IvrFlow:
                     record.case_id = offer.continue_case
                     record.step("continued", case=offer.continue_case)
                 return offer.intent
+            pinned = None if accepted is False else pinned_choice(decision, reply.digits)
+            if pinned is not None:
+                record.step("pinned_key", digit=reply.digits[:1], intent=pinned)
+                return pinned
             greeting = False
         lead_in: tuple[str, ...] = ()
         offer_sms = self._continuation is not None and self._continuation.can_continue(record)

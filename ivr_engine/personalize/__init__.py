@@ -8,6 +8,7 @@ from ivr_engine.personalize.announce import (
     interpret_menu_choice,
     interpret_shortcut,
     menu_prompt_sequence,
+    pinned_choice,
     shortcut_prompt_sequence,
 )
 from ivr_engine.personalize.decide import (
@@ -34,6 +35,7 @@ __all__ = [
     "interpret_shortcut",
     "menu_prompt_sequence",
     "offer_shortcut",
+    "pinned_choice",
     "plan_fields",
     "rank_intents",
     "reorder_menu",

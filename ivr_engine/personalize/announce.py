@@ -55,3 +55,14 @@ def interpret_shortcut(offer: ShortcutOffer, digits: str) -> bool | None:
     if first and first == offer.no_digit:
         return False
     return None
+
+
+def pinned_choice(decision: MenuDecision, digits: str) -> str | None:
+    """The intent of a pinned option (e.g. operator on 0) whose key was pressed, else None.
+
+    A pinned option keeps its key in every order, so callers learn it and press it at any
+    question, the shortcut question included (whose own yes/no keys take precedence).
+    """
+    first = digits[:1]
+    entry = next((e for e in decision.entries if e.digit == first and first), None)
+    return entry.option.intent if entry is not None and entry.option.pinned else None

@@ -167,6 +167,18 @@ async def test_returning_caller_declines_shortcut_and_gets_billing_on_1(
     assert heard.variables["IVR_INTENT"] == "billing"
 
 
+async def test_pinned_operator_key_during_the_shortcut_question_reaches_the_operator(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    phone = new_phone()
+    await seed(store(engine), phone, ["billing"] * 5, {"account_number": "40012345"})
+    heard = await call(engine, phone, ["0"])
+    assert len(heard.heard) == 1  # the shortcut question only: no menu read out after it
+    assert heard.variables["IVR_INTENT"] == "operator"
+    event = await call_event(store(engine), phone)
+    assert [s["step"] for s in event.data["path"]][:2] == ["shortcut", "pinned_key"]
+
+
 async def test_unknown_account_is_asked_saved_then_prefilled(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:

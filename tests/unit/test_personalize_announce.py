@@ -20,6 +20,7 @@ from ivr_engine.personalize import (
     interpret_menu_choice,
     interpret_shortcut,
     menu_prompt_sequence,
+    pinned_choice,
     shortcut_prompt_sequence,
     static_menu,
 )
@@ -125,3 +126,13 @@ def test_interpret_menu_choice_invalid(digits: str) -> None:
 )
 def test_interpret_shortcut(digits: str, expected: bool | None) -> None:
     assert interpret_shortcut(OFFER, digits) is expected
+
+
+@pytest.mark.parametrize(
+    ("digits", "expected"),
+    [("0", "operator"), ("09", "operator"), ("1", None), ("6", None), ("", None), ("*", None)],
+)
+def test_pinned_choice_takes_only_a_pinned_options_key(digits: str, expected: str | None) -> None:
+    decision = decide_menu(sample_menu(), history(*five_of_six_billing()), NOW)
+    assert decision.intent_for_digit("1") is not None  # an unpinned option has key 1
+    assert pinned_choice(decision, digits) == expected
