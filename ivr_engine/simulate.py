@@ -19,10 +19,11 @@ class SimulatedCall:
     caller_id: str
     keys: Sequence[str]  # one entry per Read; "" = the caller stays silent
     hangup_at_read: int | None = None  # the caller hangs up during this Read (1 = the first)
-    heard: list[list[str]] = field(default_factory=list)  # prompt files per Read
+    heard: list[list[str]] = field(default_factory=list)  # prompt files per Read / GET DATA
     variables: dict[str, str] = field(default_factory=dict)
     uniqueid: str | None = None  # the channel's Uniqueid (the call id); random when None
     presentation: int = 0  # agi_callingpres: 0 allowed, 0x20 (32) restricted: number withheld
+    played: list[str] = field(default_factory=list)  # Playback files before the next GET DATA
 
 
 def _headers(call: SimulatedCall, host: str, port: int, script: str) -> bytes:
@@ -64,6 +65,16 @@ def _reply(call: SimulatedCall, command: str, presses: list[str]) -> str:
         call.variables[variable] = keys
         call.variables["READSTATUS"] = "OK" if keys else "TIMEOUT"
         return "200 result=0"
+    if verb == "EXEC PLAYBACK":  # a lead-in before GET DATA (sensitive reads)
+        call.played += parts[2].split("&")
+        return "200 result=0"
+    if verb == "GET DATA":  # GET DATA file timeout maxdigits: the digits come in the reply
+        call.heard.append([*call.played, parts[2]])
+        call.played.clear()
+        if call.hangup_at_read == len(call.heard):
+            return "200 result=-1\nHANGUP"
+        keys = (presses.pop(0) if presses else "")[: int(parts[4]) if len(parts) > 4 else 255]
+        return f"200 result={keys}" if keys else "200 result= (timeout)"
     if verb == "EXEC MSET":  # MSet(a=1,b=2)
         for pair in parts[2].split(","):
             key, _, val = pair.partition("=")

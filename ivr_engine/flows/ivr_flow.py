@@ -137,7 +137,7 @@ class IvrFlow:
             option = menu.option(intent) or menu.option(menu.fallback_intent)
             assert option is not None  # config validation guarantees the fallback exists
             record.intent, record.target = option.intent, option.target
-            await self._collect_fields(channel, menu, option, history, record)
+            history = await self._collect_fields(channel, menu, option, history, record)
             await self._route(channel, option, decision, history, record)
         except CallerHungUp:
             record.outcome = CallOutcome.ABANDONED
@@ -262,22 +262,42 @@ class IvrFlow:
         option: MenuOption,
         history: CallerHistory | None,
         record: CallRecord,
-    ) -> None:
+    ) -> CallerHistory | None:
+        """Ask the option's unknown fields; the caller's history to route with.
+
+        An account number entered by a caller not yet identified identifies them: their
+        known fields then spare them the questions still to come, and their history (last
+        agent, ...) is the one routed with.
+        """
         if record.case_id is not None:
             record.step("fields_skipped", reason=f"continuing case {record.case_id}")
-            return  # the case already holds what the customer told us on the other channel
+            return history  # the case already holds what the customer told us on the other channel
         known = history.known_fields if history is not None else {}
         plan = plan_fields(option, menu.fields, known, caller_verified=False)
         record.prefilled = sorted(plan.prefilled)
         if plan.prefilled:
             record.step("prefilled", fields=sorted(plan.prefilled))
-        for spec in plan.to_ask:
+        to_ask = list(plan.to_ask)
+        while to_ask:
+            spec = to_ask.pop(0)
             value = await self._ask_field(channel, menu, spec)
             record.step("asked", field=spec.name, answered=value is not None)
-            if value is not None:
-                record.entered[spec.name] = value
-                if spec.name == "account_number" and record.customer_id is None:
-                    await self._identify_by_account(menu, value, record)
+            if value is None:
+                continue
+            record.entered[spec.name] = value
+            if spec.name != "account_number" or record.customer_id is not None:
+                continue
+            found = await self._identify_by_account(menu, value, record)
+            if found is None:
+                continue
+            history = found
+            later = plan_fields(option, menu.fields, found.known_fields, caller_verified=False)
+            known_now = sorted(set(later.prefilled) & {s.name for s in to_ask})
+            if known_now:
+                record.prefilled = sorted({*record.prefilled, *known_now})
+                record.step("prefilled", fields=known_now, by="account_number")
+                to_ask = [s for s in to_ask if s.name not in known_now]
+        return history
 
     async def _ask_field(self, channel: CallChannel, menu: Menu, spec: FieldSpec) -> str | None:
         lead_in: Sequence[str] = ()
@@ -291,7 +311,9 @@ class IvrFlow:
             lead_in = (menu.prompts.invalid if reply.digits else menu.prompts.no_input,)
         return None
 
-    async def _identify_by_account(self, menu: Menu, account: str, record: CallRecord) -> None:
+    async def _identify_by_account(
+        self, menu: Menu, account: str, record: CallRecord
+    ) -> CallerHistory | None:
         try:
             async with asyncio.timeout(self._deadline_s):
                 result = await self._lookup.lookup(
@@ -299,11 +321,12 @@ class IvrFlow:
                 )
         except (TimeoutError, TimelineUnavailable) as exc:
             log.warning("call %s: account lookup failed: %r", record.call.call_id, exc)
-            return
+            return None
         if result.history is not None:
             record.customer_id = result.history.customer_id
             record.identified_by = IdentifiedBy.ACCOUNT_NUMBER
             record.step("identified", by="account_number")
+        return result.history
 
     # ------------------------------------------------------------------ route
 

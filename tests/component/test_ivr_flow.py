@@ -206,6 +206,21 @@ async def test_account_entered_by_unknown_number_identifies_the_customer(
     assert event.data["identified_by"] == "account_number"
 
 
+async def test_account_entered_by_unknown_number_prefills_the_customers_other_fields(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    known, other = new_phone(), new_phone()
+    fields = {"account_number": "55500022", "postcode": "75001"}
+    ada = await seed(store(engine), known, [], fields)
+    await store(engine).add_identity(ada.customer_id, Identity("account", "55500022"))
+    heard = await call(engine, other, ["3", "55500022"])  # 3: moving (account, postcode)
+    assert heard.heard[1:] == [ASK_ACCOUNT]  # the postcode is known: not asked
+    assert heard.variables["IVR_CUSTOMER_ID"] == ada.customer_id
+    event = await call_event(store(engine), known)
+    assert event.data["prefilled"] == ["postcode"]
+    assert event.data["identified_by"] == "account_number"
+
+
 async def test_invalid_and_missing_keys_retry_then_operator(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
