@@ -265,9 +265,10 @@ class IvrFlow:
     ) -> CallerHistory | None:
         """Ask the option's unknown fields; the caller's history to route with.
 
-        An account number entered by a caller not yet identified identifies them: their
-        known fields then spare them the questions still to come, and their history (last
-        agent, ...) is the one routed with.
+        An account number entered identifies the caller, even one the caller ID matched to
+        another customer (a household's shared line; the account is the specific claim):
+        the call and what was entered are stored under the account's customer, whose known
+        fields spare the questions still to come and whose history (last agent, ...) routes.
         """
         if record.case_id is not None:
             record.step("fields_skipped", reason=f"continuing case {record.case_id}")
@@ -285,7 +286,7 @@ class IvrFlow:
             if value is None:
                 continue
             record.entered[spec.name] = value
-            if spec.name != "account_number" or record.customer_id is not None:
+            if spec.name != "account_number":
                 continue
             found = await self._identify_by_account(menu, value, record)
             if found is None:
@@ -322,11 +323,16 @@ class IvrFlow:
         except (TimeoutError, TimelineUnavailable) as exc:
             log.warning("call %s: account lookup failed: %r", record.call.call_id, exc)
             return None
-        if result.history is not None:
-            record.customer_id = result.history.customer_id
-            record.identified_by = IdentifiedBy.ACCOUNT_NUMBER
+        found = result.history
+        if found is None or found.customer_id == record.customer_id:
+            return None
+        if record.customer_id is not None:
+            record.step("identified", by="account_number", caller_id_customer=record.customer_id)
+        else:
             record.step("identified", by="account_number")
-        return result.history
+        record.customer_id = found.customer_id
+        record.identified_by = IdentifiedBy.ACCOUNT_NUMBER
+        return found
 
     # ------------------------------------------------------------------ route
 

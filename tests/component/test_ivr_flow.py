@@ -221,6 +221,26 @@ async def test_account_entered_by_unknown_number_prefills_the_customers_other_fi
     assert event.data["identified_by"] == "account_number"
 
 
+async def test_account_of_another_customer_entered_on_a_known_line_is_stored_under_it(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """A household line owned by Ada; Bob keys in his account number: the call is Bob's, and
+    Bob's account number is not saved onto Ada."""
+    line, bobs = new_phone(), new_phone()
+    ada = await seed(store(engine), line, [])
+    bob = await seed(store(engine), bobs, [], {"account_number": "55500033"})
+    await store(engine).add_identity(bob.customer_id, Identity("account", "55500033"))
+    heard = await call(engine, line, ["6", "55500033"])  # 6: billing (account)
+    assert heard.heard[1:] == [ASK_ACCOUNT]
+    assert heard.variables["IVR_CUSTOMER_ID"] == bob.customer_id
+    event = await call_event(store(engine), bobs)
+    assert event.data["identified_by"] == "account_number"
+    (step,) = [s for s in event.data["path"] if s["step"] == "identified"]
+    assert step["caller_id_customer"] == ada.customer_id
+    after = await store(engine).get_customer(ada.customer_id)
+    assert after is not None and "account_number" not in after.known_fields
+
+
 async def test_invalid_and_missing_keys_retry_then_operator(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
