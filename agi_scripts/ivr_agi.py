@@ -42,7 +42,12 @@ async def main() -> None:
     # No migration per call: run `ivr-engine migrate` once (the FastAGI engine's start does).
     timeline = open_call_path(settings.database_url)
     # No store: first-time callers are created through the raw writer too.
-    recorder = CallRecorder(None, settings.spool_dir, fast=timeline.writer)
+    recorder = CallRecorder(
+        None,
+        settings.spool_dir,
+        fast=timeline.writer,
+        max_line_bytes=settings.spool_max_line_bytes,
+    )
     await recorder.start()
     flow = IvrFlow(
         menus=menus,

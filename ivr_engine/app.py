@@ -129,6 +129,7 @@ class Engine:
             settings.spool_dir,
             fast=timeline.writer,
             linger_s=settings.call_write_linger_ms / 1000,
+            max_line_bytes=settings.spool_max_line_bytes,
         )
         await recorder.start()
         return timeline, recorder

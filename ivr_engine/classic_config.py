@@ -32,7 +32,7 @@ from ivr_engine.domain.models import Menu
 from ivr_engine.menu_codec import decode_menus, encode_menus
 
 CACHE_FILE = "classic-agi-config.json"
-FORMAT = 2  # 2: use_withheld_caller_id
+FORMAT = 3  # 2: use_withheld_caller_id; 3: spool_max_line_bytes
 CONFIG_ENV = "IVR_ENGINE_CONFIG"  # the settings file; not a setting itself
 SETTINGS_ENV_PREFIX = "IVR_ENGINE_"
 DEFAULT_SPOOL_DIR = "data/spool"  # Settings.spool_dir's default (a test checks)
@@ -49,6 +49,7 @@ class CallSettings:
     database_url: str
     menus_dir: Path
     spool_dir: Path
+    spool_max_line_bytes: int
     decision_deadline_ms: int
     default_region: str
     use_withheld_caller_id: bool
@@ -88,6 +89,7 @@ def validate(
         database_url=full.database_url,
         menus_dir=full.menus_dir,
         spool_dir=full.spool_dir,
+        spool_max_line_bytes=full.spool_max_line_bytes,
         decision_deadline_ms=full.decision_deadline_ms,
         default_region=full.default_region,
         use_withheld_caller_id=full.use_withheld_caller_id,
@@ -213,6 +215,7 @@ def _encode_settings(settings: CallSettings) -> dict[str, Any]:
         "database_url": settings.database_url,
         "menus_dir": str(settings.menus_dir),
         "spool_dir": str(settings.spool_dir),
+        "spool_max_line_bytes": settings.spool_max_line_bytes,
         "decision_deadline_ms": settings.decision_deadline_ms,
         "default_region": settings.default_region,
         "use_withheld_caller_id": settings.use_withheld_caller_id,
@@ -226,6 +229,7 @@ def _decode_settings(data: dict[str, Any]) -> CallSettings:
         database_url=str(data["database_url"]),
         menus_dir=Path(data["menus_dir"]),
         spool_dir=Path(data["spool_dir"]),
+        spool_max_line_bytes=int(data["spool_max_line_bytes"]),
         decision_deadline_ms=int(data["decision_deadline_ms"]),
         default_region=str(data["default_region"]),
         use_withheld_caller_id=data["use_withheld_caller_id"] is True,

@@ -89,6 +89,13 @@ class Settings(BaseModel):
     )
     decision_deadline_ms: int = Field(150, ge=10, le=5000)
     spool_dir: Path = Field(Path("data/spool"), description="events kept here while DB is down")
+    spool_max_line_bytes: int = Field(
+        1 << 20,
+        ge=1 << 16,
+        le=1 << 30,
+        description="a longer spool line (a damaged spool; a call's is ~1 KB) is moved to "
+        "calls.rejected.jsonl, cut, unread",
+    )
     call_write_linger_ms: int = Field(
         200,
         ge=0,

@@ -34,7 +34,7 @@ from ivr_engine.flows.spool_files import (
     append_to_spool,
 )
 from ivr_engine.flows.spool_lines import write_to_json
-from ivr_engine.flows.spool_replay import begin_replay, finish_chunk, read_chunk
+from ivr_engine.flows.spool_replay import MAX_LINE, begin_replay, finish_chunk, read_chunk
 from ivr_engine.ports import TimelineStore
 
 log = logging.getLogger(__name__)
@@ -63,15 +63,17 @@ class CallRecorder:
         retry_interval_s: float = 5.0,
         linger_s: float = 0.0,
         max_batch: int = 256,
+        max_line_bytes: int = MAX_LINE,
     ) -> None:
-        if linger_s < 0 or max_batch < 1:
-            raise ValueError("linger_s must be >= 0 and max_batch >= 1")
+        if linger_s < 0 or max_batch < 1 or max_line_bytes < 1:
+            raise ValueError("linger_s must be >= 0, max_batch and max_line_bytes >= 1")
         self._writer = CallBatchWriter(store, fast, write_timeout_s)
         self._spool = spool_dir / SPOOL_FILE
         self._queue: asyncio.Queue[CallWrite] = asyncio.Queue(queue_size)
         self._retry_interval_s = retry_interval_s
         self._linger_s = linger_s
         self._max_batch = max_batch
+        self._max_line = max_line_bytes  # a longer spool line is rejected, read in blocks
         self._lingering: asyncio.Future[None] | None = None
         self._submitted: deque[float] = deque()  # loop time of each call in the queue, in order
         self._closing = False
@@ -274,7 +276,9 @@ class CallRecorder:
             self._spool_may_hold = False  # all taken (appends wait for the lock, then set it)
         written = 0
         while start is not None:
-            chunk = await self._in_thread(read_chunk, self._spool, start, self._max_batch)
+            chunk = await self._in_thread(
+                read_chunk, self._spool, start, self._max_batch, self._max_line
+            )
             failed, refused = await self._writer.write(chunk.calls) if chunk.calls else ([], [])
             if len(failed) == len(chunk.calls) > 0:  # down or slow: this chunk and the
                 self._spool_may_hold = True  # rest stay in the replay file, for later
@@ -285,7 +289,14 @@ class CallRecorder:
             if failed:  # some (a customer gone meanwhile): spooled, the replay goes on
                 await self._append_spool(failed)  # else the chunk is replayed again
             await self._in_thread(finish_chunk, self._spool, chunk)
-            if chunk.unreadable:
+            if chunk.too_long:
+                log.error(
+                    "a spool line over %d bytes (spool_max_line_bytes) moved to %s, cut: %s",
+                    self._max_line,
+                    REJECTED_FILE,
+                    chunk.unreadable[0].partition(b"\n")[0].decode(),
+                )
+            elif chunk.unreadable:
                 log.error(
                     "%d unreadable spool line(s) moved to %s", len(chunk.unreadable), REJECTED_FILE
                 )

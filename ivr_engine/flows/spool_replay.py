@@ -10,6 +10,13 @@ The replay file only grows, at its end (``take_spool``), so an offset stays vali
 the replay file is done, the offset file is removed first: a crash between the two
 removals replays the file again from its start (duplicates, no loss), whereas a stale
 offset left beside a new replay file would skip its first lines.
+
+A line is at most ``max_line`` bytes (``spool_max_line_bytes``, 1 MiB: a call's line is
+~1 KB). A longer one (a damaged file: garbage with no newline, a runaway line) is never read
+whole: it is read in blocks of ``SKIP_BLOCK`` to its end, and goes to the rejected file as
+a note line (``#``: its offset and length) and its first ``KEPT_PREFIX`` bytes; it is alone
+in its chunk, so it is moved aside even while the database is down. A chunk also stops
+once it holds ``max_line`` bytes: memory stays within a few ``max_line`` whatever the file.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ivr_engine.flows.call_record import CallWrite
 from ivr_engine.flows.spool_files import (
@@ -31,6 +39,9 @@ from ivr_engine.flows.spool_files import (
 from ivr_engine.flows.spool_lines import parse_spool_lines
 
 OFFSET_FILE = "calls.replaying.offset"  # the replay file's bytes already written
+MAX_LINE = 1 << 20  # default ``spool_max_line_bytes``
+SKIP_BLOCK = 64 * 1024  # an over-long line is read this much at a time, to its end
+KEPT_PREFIX = 64 * 1024  # of an over-long line, kept in the rejected file
 
 
 @dataclass(frozen=True)
@@ -42,8 +53,9 @@ class Chunk:
     end: int
     size: int  # the replay file's
     calls: list[CallWrite]
-    unreadable: list[bytes]
+    unreadable: list[bytes]  # an over-long line: its note line, then its kept prefix
     last: bool
+    too_long: int = 0  # lines over ``max_line`` among ``unreadable``
 
 
 def begin_replay(spool: Path) -> int | None:
@@ -64,23 +76,55 @@ def begin_replay(spool: Path) -> int | None:
     return done if 0 <= done <= size else 0  # a damaged offset: all again, no loss
 
 
-def read_chunk(spool: Path, start: int, max_lines: int) -> Chunk:
-    """Up to ``max_lines`` lines of the replay file from byte ``start``, parsed."""
+def read_chunk(spool: Path, start: int, max_lines: int, max_line: int = MAX_LINE) -> Chunk:
+    """Up to ``max_lines`` lines of the replay file from byte ``start``, parsed; fewer once
+    they hold ``max_line`` bytes. A line over ``max_line`` bytes is a chunk of its own."""
     lines: list[bytes] = []
+    held = 0
+    too_long: bytes | None = None
     try:
         with spool.with_name(REPLAY_FILE).open("rb") as replay:
             replay.seek(start)
-            while len(lines) < max_lines:
-                line = replay.readline()
+            while len(lines) < max_lines and held < max_line:
+                line = replay.readline(max_line + 1)  # never more, whatever the file holds
                 if not line:
                     break
+                if len(line) > max_line and not line.endswith(b"\n"):
+                    if lines:  # alone in its chunk: read again as the next chunk's first
+                        replay.seek(-len(line), os.SEEK_CUR)
+                    else:
+                        too_long = _skip_long_line(replay, start, line, max_line)
+                    break
                 lines.append(line)
+                held += len(line)
             end = replay.tell()
             size = os.fstat(replay.fileno()).st_size
     except FileNotFoundError:
         return Chunk(start, start, start, [], [], True)
+    if too_long is not None:
+        return Chunk(start, end, size, [], [too_long], end >= size, too_long=1)
     calls, unreadable = parse_spool_lines(lines)
     return Chunk(start, end, size, calls, unreadable, end >= size)
+
+
+def _skip_long_line(replay: BinaryIO, start: int, head: bytes, max_line: int) -> bytes:
+    """Read the rest of the over-long line that begins with ``head`` (a block at a time,
+    nothing kept); returns what the rejected file keeps of it: a note and a prefix."""
+    length = len(head)
+    while True:
+        block = replay.readline(SKIP_BLOCK)
+        length += len(block)
+        if not block or block.endswith(b"\n"):
+            break
+    if block.endswith(b"\n"):
+        length -= 1
+    kept = head[: min(KEPT_PREFIX, max_line)]
+    note = (
+        f"# spool line too long: {length} bytes at byte {start} of {REPLAY_FILE}, over "
+        f"spool_max_line_bytes ({max_line}); only its first {len(kept)} bytes are "
+        "kept, on the next line"
+    )
+    return note.encode() + b"\n" + kept
 
 
 def finish_chunk(spool: Path, chunk: Chunk) -> None:
