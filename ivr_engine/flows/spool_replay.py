@@ -9,7 +9,8 @@ that offset to replay (a chunk cut short is written again: writes are idempotent
 The replay file only grows, at its end (``take_spool``), so an offset stays valid. When
 the replay file is done, the offset file is removed first: a crash between the two
 removals replays the file again from its start (duplicates, no loss), whereas a stale
-offset left beside a new replay file would skip its first lines.
+offset left beside a new replay file would skip its first lines. Each removal is made
+durable (the directory ``fsync``ed) before the next step, so a power cut keeps that order.
 
 A line is at most ``max_line`` bytes (``spool_max_line_bytes``, 1 MiB: a call's line is
 ~1 KB). A longer one (a damaged file: garbage with no newline, a runaway line) is never read
@@ -33,6 +34,7 @@ from ivr_engine.flows.spool_files import (
     SPOOL_LOCK_FILE,
     FileLock,
     append_bytes,
+    fsync_dir,
     replace_file,
     take_spool,
 )
@@ -62,8 +64,9 @@ def begin_replay(spool: Path) -> int | None:
     """Move the spool's lines to the replay file; returns where the replay resumes (None:
     nothing to replay). The caller holds the replay lock."""
     replay, offset = spool.with_name(REPLAY_FILE), spool.with_name(OFFSET_FILE)
-    if not replay.exists():  # an offset is only ever for the replay file it was made on
+    if not replay.exists() and offset.exists():  # an offset is only for its replay file
         offset.unlink(missing_ok=True)
+        fsync_dir(spool.parent)  # gone for good before a new replay file can be
     take_spool(spool)
     try:
         size = replay.stat().st_size
@@ -137,6 +140,8 @@ def finish_chunk(spool: Path, chunk: Chunk) -> None:
     offset = spool.with_name(OFFSET_FILE)
     if chunk.last:
         offset.unlink(missing_ok=True)  # first: see the module's docstring
+        fsync_dir(spool.parent)
         spool.with_name(REPLAY_FILE).unlink(missing_ok=True)
+        fsync_dir(spool.parent)  # else a power cut may bring it back: replayed again
     else:
-        replace_file(offset, b"%d\n" % chunk.end)
+        replace_file(offset, b"%d\n" % chunk.end)  # durable: no more than a chunk again
