@@ -4,7 +4,9 @@ The decision is channel-agnostic (``Rerouter``): it gives back the unanswered ag
 reservation, routes again excluding every agent already rung, and answers the ``IVR_*``
 variables to set: ``IVR_AGENT_ID`` / ``IVR_AGENT_ENDPOINT`` (empty: overflow to
 ``IVR_TARGET``) and ``IVR_TRIED_AGENTS``. If the caller hangs up before they are set, the
-agent just reserved is given back at once (nobody will ring them).
+agent just reserved is given back at once (nobody will ring them). The caller's wait counts
+from ``IVR_WAIT_START`` (written with the first route), so relaxation stages and overflow
+targets go on from there; a missing or unreadable value counts from now.
 
 * Asterisk (ivr-route in dialplans/ivr-engine.conf), after ``Dial`` without ``ANSWER``:
   ``AGI(agi://HOST:4573/reroute)`` (``reroute_handler`` here: reads the variables with
@@ -43,6 +45,7 @@ REROUTE_READS = (
     variables.CUSTOMER_ID,
     variables.AGENT_ID,
     variables.TRIED_AGENTS,
+    variables.WAIT_START,
 )
 VariableWriter = Callable[[Mapping[str, str]], Awaitable[None]]
 
@@ -55,6 +58,7 @@ class RerouteRequest:
     customer_id: str | None
     missed: str  # the agent who did not answer; "" if none
     tried: frozenset[str]  # every agent rung for this call, the missed one included
+    waiting_since: datetime | None = None  # IVR_WAIT_START; None: missing or unreadable
 
 
 def reroute_request(call: IncomingCall, values: Mapping[str, str | None]) -> RerouteRequest:
@@ -62,6 +66,11 @@ def reroute_request(call: IncomingCall, values: Mapping[str, str | None]) -> Rer
     missed = values.get(variables.AGENT_ID) or ""
     tried_text = values.get(variables.TRIED_AGENTS) or ""
     tried = {a for a in tried_text.split(",") if a} | ({missed} if missed else set())
+    wait_text = values.get(variables.WAIT_START)
+    waiting_since = variables.parse_wait_start(wait_text)
+    if waiting_since is None:
+        shown = (wait_text or "")[:40]
+        log.info("call %s: IVR_WAIT_START %r: the wait counts from now", call.call_id, shown)
     return RerouteRequest(
         call=call,
         intent=values.get(variables.INTENT) or "operator",
@@ -69,6 +78,7 @@ def reroute_request(call: IncomingCall, values: Mapping[str, str | None]) -> Rer
         customer_id=values.get(variables.CUSTOMER_ID) or None,
         missed=missed,
         tried=frozenset(tried),
+        waiting_since=waiting_since,
     )
 
 
@@ -102,7 +112,9 @@ class Rerouter:
                 intent=request.intent,
                 target=request.target,
             )
-            result = await self._router.route(record, {}, exclude=request.tried)
+            result = await self._router.route(
+                record, {}, exclude=request.tried, waiting_since=request.waiting_since
+            )
             agent_id, endpoint = result.agent_id or "", result.endpoint or ""
             if result.agent_id is not None:
                 ring_timeout = variables.ring_timeout_value(result.ring_timeout_s)

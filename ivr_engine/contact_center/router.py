@@ -4,7 +4,9 @@ Per call: the roster as it is now (``roster`` may be a callable: the live roster
 over the HTTP API without a restart) + live agent states (one snapshot) + the customer's
 last agent (timeline) → pure ``route_call`` → reserve the best candidate that is still free
 (one atomic step, so two calls never get the same agent) → mark it ringing → screen pop in
-the background.
+the background. The caller's wait (relaxation stages, overflow targets, the affinity's
+wait limit) counts from ``waiting_since`` when given (a reroute: ``IVR_WAIT_START``, written
+with the first route) and plausible (``plausible_wait_start``), else from now.
 
 Failure policy: the caller is never held by our infrastructure. The agent store down or
 slow, or every candidate taken by a concurrent call, → the intent's overflow target (its
@@ -49,6 +51,7 @@ from ivr_engine.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)
 RELEASE_TIMEOUT_S = 5.0  # a give-back runs in the background: the caller never waits on it
+MAX_WAIT_S = 86400.0  # a wait start read back from the channel further back is garbage
 
 AGENT_ANSWERED = "call.agent_answered"  # timeline event type written by the AMI tracker
 # The same fact as the call-event bridge records it (crm_bridge.calls), when the bridge runs
@@ -105,12 +108,14 @@ class AgentRouter:
         record: CallRecord,
         known_fields: Mapping[str, KnownField],
         exclude: frozenset[str] = frozenset(),
+        waiting_since: datetime | None = None,
     ) -> RouteResult:
         intent = record.intent or "operator"
         now = self._clock()
-        result = await self._route(record, known_fields, exclude, intent, now)
+        since = plausible_wait_start(waiting_since, now)
+        result = await self._route(record, known_fields, exclude, intent, now, since)
         if self._load is not None:
-            self._load.call_routed(record.call.call_id, intent, now, result.agent_id)
+            self._load.call_routed(record.call.call_id, intent, since, result.agent_id)
         return result
 
     async def _route(
@@ -120,10 +125,11 @@ class AgentRouter:
         exclude: frozenset[str],
         intent: str,
         now: datetime,
+        waiting_since: datetime,
     ) -> RouteResult:
         request = RoutingRequest(
             intent=intent,
-            waiting_since=now,
+            waiting_since=waiting_since,
             last_agent=await self._last_agent(record.customer_id, record.case_id),
             exclude=exclude,
         )
@@ -237,6 +243,18 @@ class AgentRouter:
         await cancel_and_wait([*self._pops, *self._releases])
 
 
+def plausible_wait_start(claimed: datetime | None, now: datetime) -> datetime:
+    """When the caller started waiting: ``claimed`` (read back from the channel on a
+    reroute), unless it is missing, in the future (clock skew, rounding) or more than
+    ``MAX_WAIT_S`` ago (garbage); then ``now``, as for a caller who starts waiting now."""
+    if claimed is None or claimed.tzinfo is None or claimed > now:
+        return now
+    if (now - claimed).total_seconds() > MAX_WAIT_S:
+        log.warning("wait start %s is over %.0f s ago: counting from now", claimed, MAX_WAIT_S)
+        return now
+    return claimed
+
+
 def last_agent_from(events: Iterable[object]) -> LastAgent | None:
     """The newest agent-answer event's agent (events newest first)."""
     for event in events:
@@ -254,4 +272,10 @@ def _overflow(target: str, reasons: tuple[str, ...]) -> RouteResult:
     return RouteResult(target=target, reasons=reasons)
 
 
-__all__ = ["AGENT_ANSWERED", "AgentRouter", "last_agent_from", "policy_states"]
+__all__ = [
+    "AGENT_ANSWERED",
+    "AgentRouter",
+    "last_agent_from",
+    "plausible_wait_start",
+    "policy_states",
+]

@@ -56,9 +56,12 @@ class CallRouter(Protocol):
         record: CallRecord,
         known_fields: Mapping[str, KnownField],
         exclude: frozenset[str] = frozenset(),
+        waiting_since: datetime | None = None,
     ) -> RouteResult:
         """Pick the agent (reserved for this call) or the overflow target; never raises for
-        an unavailable agent store (it overflows to the intent's own target instead)."""
+        an unavailable agent store (it overflows to the intent's own target instead).
+        ``waiting_since``: when the caller started waiting for an agent (a reroute); None:
+        now (distrusted when in the future or implausibly long ago: now, too)."""
         ...
 
     async def release(self, call_id: str, agent_id: str) -> None:
@@ -358,7 +361,7 @@ class IvrFlow:
             if routing.agent_id is not None:
                 ring_s = routing.ring_timeout_s
                 values[variables.RING_TIMEOUT] = variables.ring_timeout_value(ring_s)
-            values[variables.WAIT_START] = f"{self._clock().timestamp():.0f}"
+            values[variables.WAIT_START] = variables.wait_start_value(self._clock())
         values[variables.INTENT] = option.intent
         values[variables.TARGET] = target
         values[variables.CUSTOMER_ID] = record.customer_id or ""

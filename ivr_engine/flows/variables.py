@@ -1,6 +1,7 @@
 """Channel variables the engine hands to the dialplan (``dialplans/ivr-engine.conf``)."""
 
 import math
+from datetime import UTC, datetime
 from typing import Final
 
 OUTCOME: Final = "IVR_OUTCOME"  # routed | abandoned | continued | failed
@@ -22,3 +23,23 @@ def ring_timeout_value(seconds: float | None) -> str:
     if seconds is None:
         return ""
     return str(max(1, math.ceil(seconds)))
+
+
+def wait_start_value(moment: datetime) -> str:
+    """``IVR_WAIT_START``: whole unix seconds."""
+    return f"{moment.timestamp():.0f}"
+
+
+def parse_wait_start(text: str | None) -> datetime | None:
+    """``IVR_WAIT_START`` read back from the channel; None when missing or not a positive,
+    finite unix time (the router then counts the wait from now; it also distrusts a time in
+    the future or implausibly long ago)."""
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+        if not math.isfinite(seconds) or seconds <= 0:
+            return None
+        return datetime.fromtimestamp(seconds, UTC)
+    except (ValueError, OverflowError, OSError):  # OSError: beyond the C library's gmtime
+        return None

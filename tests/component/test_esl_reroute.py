@@ -8,6 +8,7 @@ engine a second time with the channel's variables as the first session left them
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -85,6 +86,24 @@ async def test_every_agent_tried_overflows_to_the_target(
     assert third.variables["IVR_AGENT_ENDPOINT"] == ""  # ivr-agent-none: the overflow
     assert third.variables["IVR_TARGET"] == "queue:billing"
     assert await state(engine, "a2") is AgentState.AVAILABLE
+
+
+async def test_the_reroute_counts_the_wait_from_ivr_wait_start(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """The first session wrote IVR_WAIT_START with the agent; the reroute reads it back
+    from the ``connect`` reply: 300 s into the wait, billing's overflow is callback."""
+    first = await routed_to_a1(engine, new_phone())
+    written = float(first.variables["IVR_WAIT_START"])
+    assert abs(written - time.time()) < 5
+    await center(engine).agents.set_state("a2", AgentState.PAUSED)
+    later = after_no_answer(first)
+    later.variables["IVR_WAIT_START"] = f"{written - 300:.0f}"  # the caller waited 5 minutes
+    rerouted = await fs_call(engine, later)
+    assert rerouted.variables["IVR_AGENT_ENDPOINT"] == ""
+    assert rerouted.variables["IVR_TARGET"] == "callback"
+    assert rerouted.variables["IVR_WAIT_START"] == later.variables["IVR_WAIT_START"]  # kept
+    assert await state(engine, "a1") is AgentState.AVAILABLE
 
 
 async def test_hangup_during_reroute_gives_back_both_agents(

@@ -27,7 +27,11 @@ class ExcludingRouter:
         self.excluded: list[frozenset[str]] = []
 
     async def route(
-        self, record: CallRecord, known: Mapping[str, Any], exclude: frozenset[str] = frozenset()
+        self,
+        record: CallRecord,
+        known: Mapping[str, Any],
+        exclude: frozenset[str] = frozenset(),
+        waiting_since: datetime | None = None,
     ) -> RouteResult:
         self.excluded.append(exclude)
         return RouteResult(target="queue:billing")
@@ -90,4 +94,5 @@ async def test_a_tried_list_longer_than_1023_bytes_round_trips(server: FastAgiSe
         'GET FULL VARIABLE "${IVR_CUSTOMER_ID}"',
         'GET FULL VARIABLE "${IVR_AGENT_ID}"',
         'GET FULL VARIABLE "${IVR_TRIED_AGENTS}"',
+        'GET FULL VARIABLE "${IVR_WAIT_START}"',
     ]  # one round trip each, as before
