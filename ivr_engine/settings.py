@@ -120,6 +120,13 @@ class Settings(BaseModel):
         description="call.agent_* events from AMI; false where the call-event bridge records them",
     )
     ring_timeout_s: float = Field(20.0, gt=0, le=300)
+    ring_expiry_s: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="a ringing agent nobody gave back is available again after this long; "
+        "longer than ring_timeout_s; None: ring_timeout_s + 30",
+    )
     auto_wrap_up_s: float | None = Field(None, ge=0, le=3600)
     # Continue by SMS (issue #4): off unless a signing secret is set.
     continuation_secret: str | None = Field(
@@ -257,6 +264,17 @@ class Settings(BaseModel):
                 {"key": key, "host": repr(host), "what": what},
             )
         return self
+
+    @model_validator(mode="after")
+    def _ring_expiry_after_the_ring(self) -> Settings:
+        if self.ring_expiry_s is None or self.ring_expiry_s > self.ring_timeout_s:
+            return self
+        raise PydanticCustomError(
+            "ring_expiry",
+            "ring_expiry_s {expiry} is not longer than ring_timeout_s {ring}: an agent still "
+            "ringing would be offered another call",
+            {"key": "ring_expiry_s", "expiry": self.ring_expiry_s, "ring": self.ring_timeout_s},
+        )
 
     @model_validator(mode="after")
     def _workers_share_agent_state(self) -> Settings:

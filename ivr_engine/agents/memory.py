@@ -28,6 +28,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def check_ring_ttl(ring_ttl_s: float | None) -> None:
+    if ring_ttl_s is not None and not ring_ttl_s > 0:
+        raise ValueError(f"ring_ttl_s must be > 0 seconds or None, got {ring_ttl_s!r}")
+
+
 def check_reserve_args(call_id: str, ttl_s: float) -> None:
     if not call_id:
         raise ValueError("call_id must not be empty")
@@ -121,11 +126,18 @@ class InMemoryAgentStateStore:
         return None
 
     async def confirm(
-        self, agent_id: str, call_id: str, *, now: datetime | None = None
+        self,
+        agent_id: str,
+        call_id: str,
+        *,
+        ring_ttl_s: float | None = None,
+        now: datetime | None = None,
     ) -> AgentState:
+        check_ring_ttl(ring_ttl_s)
         at = self._now(now)
         rec = self._record(agent_id, at)
-        self._publish([rules.confirm(rec, call_id, at)])
+        ring_expires = None if ring_ttl_s is None else at + ring_ttl_s
+        self._publish([rules.confirm(rec, call_id, at, ring_expires)])
         return rec.state
 
     async def release(

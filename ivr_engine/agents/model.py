@@ -7,7 +7,7 @@ E = reservation expiry); a blank cell is refused with ``InvalidTransition``::
     logged_out        .           S          .         .        .        .       S
     available         S           .          R         .        .        .       S
     reserved          .          R,E         .         C        .        .       .
-    ringing           .           R          .         .        C        .       S
+    ringing           .          R,E         .         .        C        .       S
     on_call           .           R          R         .        .        R       .
     wrap_up           S           S          .         .        .        .       S
     paused            S           S          .         .        .        .       .
@@ -18,6 +18,9 @@ E = reservation expiry); a blank cell is refused with ``InvalidTransition``::
 * A multi-session agent (``max_concurrent`` > 1) that is on_call with a free slot can hold one
   pending reservation without changing state; confirming it adds the interaction. If its
   last interaction ends first, it goes on_call → reserved (no wrap-up: the next call waits).
+* A reservation expires (E) while reserved (``ttl_s`` of ``reserve``) and, when ``confirm``
+  was given a ``ring_ttl_s``, while ringing: a safety net for a give-back that never comes
+  (the engine died, a reply was lost). Once on_call nothing expires.
 * ``idle_since`` is when the agent last became available after work, a pause or a login. A
   reservation that is released unanswered or expires keeps it, so the agent keeps its place.
 """
@@ -62,7 +65,7 @@ TRANSITIONS: Mapping[tuple[AgentState, AgentState], frozenset[ChangeCause]] = {
     (_S.RESERVED, _S.AVAILABLE): frozenset({_C.RELEASE, _C.EXPIRY}),
     (_S.RESERVED, _S.RINGING): frozenset({_C.CONFIRM}),
     (_S.RINGING, _S.ON_CALL): frozenset({_C.CONFIRM}),
-    (_S.RINGING, _S.AVAILABLE): frozenset({_C.RELEASE}),
+    (_S.RINGING, _S.AVAILABLE): frozenset({_C.RELEASE, _C.EXPIRY}),
     (_S.RINGING, _S.PAUSED): frozenset({_C.SET_STATE}),
     (_S.ON_CALL, _S.WRAP_UP): frozenset({_C.RELEASE}),
     (_S.ON_CALL, _S.AVAILABLE): frozenset({_C.RELEASE}),
@@ -93,7 +96,7 @@ def set_state_sources(target: AgentState) -> frozenset[AgentState]:
 @dataclass(frozen=True, slots=True)
 class Reservation:
     call_id: str
-    expires_at: datetime | None  # None once confirmed (ringing, or being connected)
+    expires_at: datetime | None  # ringing: the ring expiry if any; None once connected
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,7 @@ local function apply_expiry(rec)
   if not rec.res_call or not rec.res_exp or tonumber(rec.res_exp) > NOWN then return nil end
   local previous, call_id, at = rec.state, rec.res_call, rec.res_exp
   rec.res_call = nil; rec.res_exp = nil
-  if rec.state == 'reserved' then enter(rec, 'available', at) end
+  if rec.state == 'reserved' or rec.state == 'ringing' then enter(rec, 'available', at) end
   return {previous, call_id, at}
 end
 
@@ -142,13 +142,13 @@ return reply({reserved = false})
 """
 
 CONFIRM = r"""
-local id, call_id = ARGV[3], ARGV[4]
+local id, call_id, ring_exp = ARGV[3], ARGV[4], ARGV[5]
 local rec = load_live(id)
 if not rec then return reply({error = 'unknown'}) end
 if rec.res_call ~= call_id then return reply({error = 'lost'}) end
 local previous = rec.state
 if rec.state == 'reserved' then
-  rec.res_exp = nil
+  if ring_exp == '' then rec.res_exp = nil else rec.res_exp = ring_exp end
   enter(rec, 'ringing', NOW)
 else
   rec.res_call = nil; rec.res_exp = nil

@@ -5,9 +5,9 @@ key in one slot)::
 
     P ids              SET   every registered agent id
     P agent:<id>       HASH  state, since, idle_since, max (max concurrent), res_call,
-                             res_exp (unconfirmed reservation expiry); absent = none
+                             res_exp (reservation or ringing expiry); absent = none
     P calls:<id>       SET   call ids of the agent's current interactions
-    P reservations     ZSET  agent id → res_exp, unconfirmed reservations only (the sweep)
+    P reservations     ZSET  agent id → res_exp, expiring reservations only (the sweep)
     P changes          pub/sub channel: one JSON change per transition (``redis_codec``)
 
 Times are epoch seconds written by the client (``repr(float)``), so engine hosts need NTP.
@@ -38,7 +38,7 @@ from ivr_engine.agents.errors import (
     ReservationLost,
     UnknownAgent,
 )
-from ivr_engine.agents.memory import check_reserve_args, utc_now
+from ivr_engine.agents.memory import check_reserve_args, check_ring_ttl, utc_now
 from ivr_engine.agents.model import (
     SET_STATE_HINT,
     SET_STATE_TARGETS,
@@ -178,9 +178,17 @@ class RedisAgentStateStore:
         return reserved if isinstance(reserved, str) else None
 
     async def confirm(
-        self, agent_id: str, call_id: str, *, now: datetime | None = None
+        self,
+        agent_id: str,
+        call_id: str,
+        *,
+        ring_ttl_s: float | None = None,
+        now: datetime | None = None,
     ) -> AgentState:
-        doc = await self._run("confirm", now, agent_id, call_id)
+        check_ring_ttl(ring_ttl_s)
+        moment = self._clock() if now is None else now
+        ring_expires = "" if ring_ttl_s is None else repr(to_timestamp(moment) + ring_ttl_s)
+        doc = await self._run("confirm", moment, agent_id, call_id, ring_expires)
         if doc.get("error") == "unknown":
             raise UnknownAgent(agent_id)
         if doc.get("error") == "lost":

@@ -33,7 +33,7 @@ class AgentRecord:
     idle_since: float | None = None
     interactions: set[str] = field(default_factory=set)
     res_call: str | None = None
-    res_expires: float | None = None  # None: no reservation, or confirmed (no expiry)
+    res_expires: float | None = None  # None: no reservation, or one that does not expire
 
     def snapshot(self) -> AgentSnapshot:
         reservation = None
@@ -63,12 +63,13 @@ def _enter(rec: AgentRecord, state: S, at: float) -> None:
 
 
 def expire_due(rec: AgentRecord, now: float) -> AgentChange | None:
-    """Drop a reservation whose expiry has passed (reserved → available, keeps idle_since)."""
+    """Drop a reservation whose expiry has passed (reserved or ringing → available, keeps
+    idle_since)."""
     if rec.res_call is None or rec.res_expires is None or rec.res_expires > now:
         return None
     previous, call_id, at = rec.state, rec.res_call, rec.res_expires
     rec.res_call = rec.res_expires = None
-    if rec.state == S.RESERVED:
+    if rec.state in (S.RESERVED, S.RINGING):
         _enter(rec, S.AVAILABLE, at)
     return _change(rec, ChangeCause.EXPIRY, at, previous, call_id)
 
@@ -108,13 +109,16 @@ def reserve(rec: AgentRecord, call_id: str, ttl_s: float, now: float) -> AgentCh
     return _change(rec, ChangeCause.RESERVE, now, previous, call_id)
 
 
-def confirm(rec: AgentRecord, call_id: str, now: float) -> AgentChange:
-    """reserved → ringing → on_call (on_call + pending reservation: add the interaction)."""
+def confirm(
+    rec: AgentRecord, call_id: str, now: float, ring_expires: float | None = None
+) -> AgentChange:
+    """reserved → ringing (expiring at ``ring_expires``, None: never) → on_call (on_call +
+    pending reservation: add the interaction)."""
     if rec.res_call != call_id:
         raise ReservationLost(rec.agent_id, call_id)
     previous = rec.state
     if rec.state == S.RESERVED:
-        rec.res_expires = None
+        rec.res_expires = ring_expires
         _enter(rec, S.RINGING, now)
     else:  # ringing, or on_call with a pending reservation
         rec.res_call = rec.res_expires = None

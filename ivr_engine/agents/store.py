@@ -1,10 +1,12 @@
 """The one port for live agent state: in-process (``memory.py``) and Redis (``redis_store.py``).
 
 Every method that takes ``now`` uses the store's clock when it is None. Reservations expire
-``ttl_s`` seconds after ``now`` unless confirmed; an expired reservation is treated as gone
-by every operation and ``snapshot``, and ``expire_reservations`` writes the expiries down
-(and publishes them) for the feed. Errors: ``UnknownAgent``, ``InvalidTransition``,
-``ReservationLost``, and ``AgentStateUnavailable`` when the backing store is down.
+``ttl_s`` seconds after ``now`` unless confirmed, and a ringing one ``ring_ttl_s`` after its
+``confirm`` when given (the agent is available again). An expired reservation is treated as
+gone by every operation and ``snapshot``, and ``expire_reservations`` writes the expiries
+down (and publishes them, cause ``expiry``) for the feed. Errors: ``UnknownAgent``,
+``InvalidTransition``, ``ReservationLost``, and ``AgentStateUnavailable`` when the backing
+store is down.
 """
 
 from __future__ import annotations
@@ -62,11 +64,18 @@ class AgentStateStore(Protocol):
         ...
 
     async def confirm(
-        self, agent_id: str, call_id: str, *, now: datetime | None = None
+        self,
+        agent_id: str,
+        call_id: str,
+        *,
+        ring_ttl_s: float | None = None,
+        now: datetime | None = None,
     ) -> AgentState:
         """Advance the call's reservation: reserved → ringing, ringing → on_call.
 
-        ``ReservationLost`` if the agent no longer holds it (expired or released).
+        Ringing expires ``ring_ttl_s`` seconds after ``now`` (None: never), a safety net
+        should nobody give the agent back. ``ReservationLost`` if the agent no longer holds
+        it (expired or released); ``ValueError`` if ``ring_ttl_s`` is not > 0.
         """
         ...
 

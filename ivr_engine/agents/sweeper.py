@@ -1,7 +1,9 @@
 """Background sweep that writes expired reservations down, so the change feed shows them.
 
 Operations already treat an expired reservation as gone; without the sweep a desktop or load
-view would only learn of the expiry when something next touches the agent. The composition
+view would only learn of the expiry when something next touches the agent. An expiry (a
+reserved or ringing agent nobody gave back: the engine died, a reply was lost) is a change
+with cause ``expiry`` on the feed, and a warning here. The composition
 root owns the task (start it, cancel and await it on shutdown).
 """
 
@@ -25,5 +27,5 @@ async def sweep_reservations(store: AgentStateStore, *, interval_s: float = 1.0)
             log.warning("reservation sweep skipped: %s", exc)
         else:
             if expired:
-                log.debug("reservations expired for agents %s", expired)
+                log.warning("reservations expired (nobody gave them back): agents %s", expired)
         await asyncio.sleep(interval_s)

@@ -14,8 +14,10 @@ Asterisk queue). The last-agent lookup is bounded and fails open (no affinity).
 
 An agent reserved for a call that will not dial them is given back (``release``): when the
 router gives up after the reservation (a late confirm reply: the store may have run it), and
-when the caller hangs up before the dialplan gets the variables (``IvrFlow``). A confirmed
-reservation has no expiry, so nothing else would free them. A reserve reply that comes too
+when the caller hangs up before the dialplan gets the variables (``IvrFlow``). A ringing
+agent is also freed by the store ``ring_expiry_s`` after the confirm (default
+``ring_timeout_s`` + ``RING_EXPIRY_MARGIN_S``: the transfer prompt and the dial set-up), a
+safety net should the engine die or a give-back be lost. A reserve reply that comes too
 late is left to its own expiry (the agent it reserved is not known here).
 """
 
@@ -51,6 +53,7 @@ from ivr_engine.stopping import cancel_and_wait
 
 log = logging.getLogger(__name__)
 RELEASE_TIMEOUT_S = 5.0  # a give-back runs in the background: the caller never waits on it
+RING_EXPIRY_MARGIN_S = 30.0  # a ringing agent nobody gave back is freed this long after the ring
 MAX_WAIT_S = 86400.0  # a wait start read back from the channel further back is garbage
 
 AGENT_ANSWERED = "call.agent_answered"  # timeline event type written by the AMI tracker
@@ -87,9 +90,17 @@ class AgentRouter:
         hub: DesktopHub | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         ring_timeout_s: float = 20.0,
+        ring_expiry_s: float | None = None,
         store_timeout_s: float = 0.5,
         load: LoadTracker | None = None,
     ) -> None:
+        if ring_expiry_s is None:
+            ring_expiry_s = ring_timeout_s + RING_EXPIRY_MARGIN_S
+        if not ring_expiry_s > ring_timeout_s:
+            raise ValueError(
+                f"ring_expiry_s ({ring_expiry_s}) must be longer than ring_timeout_s "
+                f"({ring_timeout_s}): an agent still ringing would be offered another call"
+            )
         self._roster = roster if callable(roster) else (lambda: roster)
         self._config = config
         self._agents = agents
@@ -98,6 +109,7 @@ class AgentRouter:
         self._clock = clock
         self._ring_timeout_s = ring_timeout_s
         self._reserve_ttl_s = ring_timeout_s + 10.0
+        self._ring_expiry_s = ring_expiry_s
         self._store_timeout_s = store_timeout_s
         self._pops: dict[asyncio.Task[int], str] = {}  # pop task → call id
         self._releases: set[asyncio.Task[None]] = set()
@@ -168,7 +180,8 @@ class AgentRouter:
         if agent_id is None:
             return None
         held.append(agent_id)
-        await self._agents.confirm(agent_id, call_id, now=now)  # reserved → ringing
+        ring_ttl_s = self._ring_expiry_s  # reserved → ringing, expiring after that long
+        await self._agents.confirm(agent_id, call_id, ring_ttl_s=ring_ttl_s, now=now)
         if agent_id == decision.agent_id:
             return agent_id, decision.endpoint, decision.reasons
         taken = next(c for c in decision.candidates if c.agent_id == agent_id)

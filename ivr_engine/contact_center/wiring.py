@@ -133,6 +133,7 @@ class ContactCenter:
             hub=hub,
             clock=clock,
             ring_timeout_s=settings.ring_timeout_s,
+            ring_expiry_s=settings.ring_expiry_s,
         )
         center = cls(
             agents=agents,

@@ -7,6 +7,7 @@ fake clock, so reservation expiry is tested without sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from ivr_engine.agents import (
     RedisAgentStateStore,
     ReservationLost,
     UnknownAgent,
+    sweep_reservations,
 )
 from tests.redis_support import REDIS_URL, delete_prefix, require_redis
 
@@ -277,6 +279,101 @@ async def test_a_confirmed_reservation_does_not_expire(
     clock.advance(600)
     assert await store.expire_reservations() == []
     assert await store.confirm("a1", "c1") == S.ON_CALL
+
+
+async def test_a_ringing_reservation_expires_after_its_ring_ttl(
+    store: AgentStateStore, clock: FakeClock
+) -> None:
+    """The safety net for a give-back that never comes (the engine died, a reply was lost):
+    ringing with a ``ring_ttl_s`` ends by itself, the agent keeps their place in line."""
+    await drive_to(store, "a1", S.AVAILABLE)
+    idle = (await store.get("a1")).idle_since
+    assert await store.reserve("a1", "c1", ttl_s=5)
+    assert await store.confirm("a1", "c1", ring_ttl_s=50) == S.RINGING
+    ringing = await store.get("a1")
+    expiry = T0 + timedelta(seconds=50)
+    assert ringing.reservation is not None and ringing.reservation.expires_at == expiry
+    async with store.changes() as feed:
+        clock.advance(49.5)
+        assert (await store.get("a1")).state == S.RINGING
+        assert await store.expire_reservations() == []
+        assert not await store.reserve("a1", "c2", 10)
+        clock.advance(0.5)
+        agent = await store.get("a1")
+        assert (agent.state, agent.since, agent.idle_since, agent.reservation) == (
+            S.AVAILABLE,
+            expiry,
+            idle,
+            None,
+        )
+        assert (await store.snapshot())["a1"] == agent
+        assert await store.expire_reservations() == ["a1"]
+        change = await next_change(feed)
+    assert (change.cause, change.previous, change.call_id) == (ChangeCause.EXPIRY, S.RINGING, "c1")
+    assert (change.at, change.agent) == (expiry, agent)
+    assert ChangeCause.EXPIRY in TRANSITIONS[(S.RINGING, S.AVAILABLE)]
+    with pytest.raises(ReservationLost):
+        await store.confirm("a1", "c1")  # an answer after the expiry finds nothing held
+    assert await store.reserve("a1", "c2", 10)
+
+
+async def test_an_answer_before_the_ring_expiry_ends_the_expiry(
+    store: AgentStateStore, clock: FakeClock
+) -> None:
+    await drive_to(store, "a1", S.AVAILABLE)
+    assert await store.reserve("a1", "c1", ttl_s=5)
+    assert await store.confirm("a1", "c1", ring_ttl_s=50) == S.RINGING
+    clock.advance(49)
+    assert await store.confirm("a1", "c1") == S.ON_CALL
+    clock.advance(600)
+    assert await store.expire_reservations() == []
+    agent = await store.get("a1")
+    assert (agent.state, agent.interactions, agent.reservation) == (S.ON_CALL, ("c1",), None)
+
+
+async def test_a_released_ringing_agent_leaves_no_expiry_behind(
+    store: AgentStateStore, clock: FakeClock
+) -> None:
+    await drive_to(store, "a1", S.AVAILABLE)
+    assert await store.reserve("a1", "c1", ttl_s=5)
+    await store.confirm("a1", "c1", ring_ttl_s=50)
+    assert await store.release("a1", "c1", wrap_up=False)
+    assert await store.reserve("a1", "c2", ttl_s=500)
+    await store.confirm("a1", "c2")  # no ring_ttl_s: rings until given back
+    clock.advance(100)
+    assert await store.expire_reservations() == []
+    assert (await store.get("a1")).state == S.RINGING
+
+
+async def test_confirm_checks_the_ring_ttl(store: AgentStateStore) -> None:
+    await drive_to(store, "a1", S.AVAILABLE)
+    assert await store.reserve("a1", "c1", ttl_s=5)
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="ring_ttl_s"):
+            await store.confirm("a1", "c1", ring_ttl_s=bad)
+    assert (await store.get("a1")).state == S.RESERVED
+
+
+async def test_the_sweeper_frees_a_ringing_agent_nobody_gave_back(
+    store: AgentStateStore, clock: FakeClock
+) -> None:
+    await drive_to(store, "a1", S.AVAILABLE)
+    assert await store.reserve("a1", "c1", ttl_s=5)
+    await store.confirm("a1", "c1", ring_ttl_s=30)
+    async with store.changes() as feed:
+        sweeper = asyncio.create_task(sweep_reservations(store, interval_s=0.01))
+        try:
+            clock.advance(30)
+            change = await next_change(feed)  # published by the sweep, nothing else ran
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+    assert (change.cause, change.previous, change.agent.state) == (
+        ChangeCause.EXPIRY,
+        S.RINGING,
+        S.AVAILABLE,
+    )
 
 
 async def test_expire_reservations_writes_expiries_down(

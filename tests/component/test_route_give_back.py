@@ -1,8 +1,9 @@
 """An agent reserved for a call that will never dial them is given back.
 
-The router confirms a reservation at once (reserved → ringing), which clears its expiry:
-only the dialplan's ``Dial`` (the AMI tracker) or a reroute frees a ringing agent. So the
-engine itself gives the agent back when the call will not reach ``Dial``:
+The router confirms a reservation at once (reserved → ringing), and the ringing agent is
+freed by the dialplan's ``Dial`` (the AMI tracker), a reroute, or, as a last resort, the
+ring expiry (``ring_expiry_s``, default ``ring_timeout_s`` + 30 s). So the engine itself
+gives the agent back when the call will not reach ``Dial``:
 
 * the caller hangs up while the routing variables are set (Asterisk closes the FastAGI
   socket on the ``MSet``): ``IvrFlow`` releases the agent and withdraws the screen pop;
@@ -20,7 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,74 @@ async def test_a_confirm_answered_too_late_overflows_the_caller_and_frees_the_ag
         await direct.aclose()
         await proxy.close()
         await delete_prefix(prefix)
+
+
+# ---------------------------------------------------------------- a ringing agent nobody frees
+
+
+async def test_a_ringing_agent_nobody_gives_back_is_freed_after_the_ring_expiry(
+    agents: AgentStateStore, timeline: Timeline
+) -> None:
+    """The router sets the agent ringing with an expiry of its own (ring_timeout_s + 30 s by
+    default): if the engine dies before anything gives the agent back, the store's sweep
+    makes them available again."""
+    await everyone_available(agents)
+    at = now()
+    router = AgentRouter(
+        roster=build_roster(PROFILES),
+        config=ROUTING,
+        agents=agents,
+        timeline=timeline.store,
+        clock=lambda: at,
+        ring_timeout_s=15,
+    )
+    record = CallRecord(
+        call=IncomingCall("call-lost-1", None, "PJSIP/x", "main", at),
+        intent="billing",
+        target="queue:billing",
+    )
+    try:
+        result = await router.route(record, {})
+    finally:
+        await router.aclose()  # the engine is gone: nobody will give the agent back
+    assert result.agent_id is not None
+    ringing = await agents.get(result.agent_id, now=at)
+    assert ringing.state is AgentState.RINGING and ringing.reservation is not None
+    assert ringing.reservation.expires_at == at + timedelta(seconds=15 + 30)
+    assert await agents.expire_reservations(now=at + timedelta(seconds=44)) == []
+    assert await agents.expire_reservations(now=at + timedelta(seconds=45)) == [result.agent_id]
+    freed = await agents.get(result.agent_id, now=at + timedelta(seconds=45))
+    assert (freed.state, freed.reservation) == (AgentState.AVAILABLE, None)
+
+
+async def test_the_ring_expiry_is_configurable_and_outlasts_the_ring(
+    agents: AgentStateStore, timeline: Timeline
+) -> None:
+    await everyone_available(agents)
+    at = now()
+
+    def router_for(ring_expiry_s: float) -> AgentRouter:
+        return AgentRouter(
+            roster=build_roster(PROFILES),
+            config=ROUTING,
+            agents=agents,
+            timeline=timeline.store,
+            clock=lambda: at,
+            ring_timeout_s=15,
+            ring_expiry_s=ring_expiry_s,
+        )
+
+    router = router_for(40)
+    record = CallRecord(
+        call=IncomingCall("call-lost-2", None, "PJSIP/x", "main", at), intent="billing"
+    )
+    try:
+        result = await router.route(record, {})
+    finally:
+        await router.aclose()
+    assert result.agent_id is not None
+    reservation = (await agents.get(result.agent_id, now=at)).reservation
+    assert reservation is not None and reservation.expires_at == at + timedelta(seconds=40)
+    for too_short in (15, 5):
+        with pytest.raises(ValueError, match="ring_expiry_s"):
+            router_for(too_short)

@@ -182,3 +182,15 @@ def test_an_invalid_bridge_setting_chains_no_copy_of_its_value() -> None:
         BridgeSettings.build(database_url="x", ami_url=f"ami://u:{weak}", esl_url=None)
     printed = "".join(traceback.format_exception(raised.value))
     assert "ami_url" in printed and weak not in printed
+
+
+def test_the_ring_expiry_must_outlast_the_ring() -> None:
+    assert load_settings(environ={}).ring_expiry_s is None  # the router: ring + 30 s
+    ok = load_settings(environ={"IVR_ENGINE_RING_EXPIRY_S": "45"})
+    assert (ok.ring_timeout_s, ok.ring_expiry_s) == (20.0, 45.0)
+    for bad in ("20", "10"):
+        with pytest.raises(ConfigError, match=r"ring_expiry_s .* not longer than ring_timeout_s"):
+            load_settings(environ={"IVR_ENGINE_RING_EXPIRY_S": bad})
+    for bad in ("0", "-5", "3601", "nan"):
+        with pytest.raises(ConfigError, match="ring_expiry_s"):
+            load_settings(environ={"IVR_ENGINE_RING_EXPIRY_S": bad})
