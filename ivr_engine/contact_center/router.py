@@ -13,12 +13,12 @@ slow, or every candidate taken by a concurrent call, → the intent's overflow t
 Asterisk queue). The last-agent lookup is bounded and fails open (no affinity).
 
 An agent reserved for a call that will not dial them is given back (``release``): when the
-router gives up after the reservation (a late confirm reply: the store may have run it), and
-when the caller hangs up before the dialplan gets the variables (``IvrFlow``). A ringing
+router gives up after the reservation (a late confirm reply: the store may have run it), as
+soon as a reserve reply the router gave up on arrives (it names the agent), and when the
+caller hangs up before the dialplan gets the variables (``IvrFlow``). A ringing
 agent is also freed by the store ``ring_expiry_s`` after the confirm (default
 ``ring_timeout_s`` + ``RING_EXPIRY_MARGIN_S``: the transfer prompt and the dial set-up), a
-safety net should the engine die or a give-back be lost. A reserve reply that comes too
-late is left to its own expiry (the agent it reserved is not known here).
+safety net should the engine die or a give-back be lost.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ class AgentRouter:
         self._store_timeout_s = store_timeout_s
         self._pops: dict[asyncio.Task[int], str] = {}  # pop task → call id
         self._releases: set[asyncio.Task[None]] = set()
+        self._late_reserves: set[asyncio.Task[str | None]] = set()
         self._load = load
 
     async def route(
@@ -176,7 +177,14 @@ class AgentRouter:
         self, decision: AgentChosen, call_id: str, now: datetime, held: list[str]
     ) -> tuple[str, str, tuple[str, ...]] | None:
         order = [c.agent_id for c in decision.candidates]
-        agent_id = await self._agents.reserve_first(order, call_id, self._reserve_ttl_s, now=now)
+        reserving = asyncio.create_task(
+            self._agents.reserve_first(order, call_id, self._reserve_ttl_s, now=now)
+        )
+        try:  # shielded: a reply the router gives up on still comes, and names the agent
+            agent_id = await asyncio.shield(reserving)
+        except asyncio.CancelledError:  # timed out (or the call went): give back when it comes
+            self._give_back_when_reserved(reserving, call_id)
+            raise
         if agent_id is None:
             return None
         held.append(agent_id)
@@ -187,6 +195,20 @@ class AgentRouter:
         taken = next(c for c in decision.candidates if c.agent_id == agent_id)
         note = f"{decision.agent_id} was taken by another call; next best {agent_id}"
         return agent_id, taken.endpoint, (*decision.reasons, note)
+
+    def _give_back_when_reserved(self, reserving: asyncio.Task[str | None], call_id: str) -> None:
+        self._late_reserves.add(reserving)
+
+        def arrived(task: asyncio.Task[str | None]) -> None:
+            self._late_reserves.discard(task)
+            if task.cancelled() or task.exception() is not None:
+                return  # reserved nobody, or the store failed: nothing is known to give back
+            agent_id = task.result()
+            if agent_id is not None:
+                log.info("call %s: reserve reply came too late: giving %s back", call_id, agent_id)
+                self._release_soon(agent_id, call_id)
+
+        reserving.add_done_callback(arrived)
 
     async def release(self, call_id: str, agent_id: str) -> None:
         """Give back the agent reserved for ``call_id`` (nobody will dial them) and withdraw
@@ -253,7 +275,7 @@ class AgentRouter:
             log.warning("screen pop failed: %r", task.exception())
 
     async def aclose(self) -> None:
-        await cancel_and_wait([*self._pops, *self._releases])
+        await cancel_and_wait([*self._late_reserves, *self._pops, *self._releases])
 
 
 def plausible_wait_start(claimed: datetime | None, now: datetime) -> datetime:

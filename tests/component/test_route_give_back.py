@@ -224,6 +224,49 @@ async def test_a_confirm_answered_too_late_overflows_the_caller_and_frees_the_ag
         await delete_prefix(prefix)
 
 
+async def test_a_reserve_answered_too_late_gives_the_agent_back_when_it_arrives(
+    timeline: Timeline,
+) -> None:
+    """The reserve reply comes after the router's store_timeout_s (0.5 s): the caller has
+    gone to the queue, and the agent that reply names is given back as soon as it arrives,
+    not left reserved until the reservation's own expiry (ring_timeout_s + 10 s = 30 s)."""
+    await require_redis()
+    prefix = f"test:{{give-back-{uuid.uuid4().hex}}}:"
+    proxy = SlowReplies(marker=b'{"reserved":"', delay_s=1.2)  # a RESERVE that reserved
+    store = RedisAgentStateStore.from_url(await proxy.start(), prefix=prefix)
+    direct = RedisAgentStateStore.from_url(REDIS_URL, prefix=prefix)
+    router = AgentRouter(
+        roster=build_roster(PROFILES), config=ROUTING, agents=store, timeline=timeline.store
+    )
+    record = CallRecord(
+        call=IncomingCall("call-slow-2", None, "PJSIP/x", "main", now()),
+        intent="billing",
+        target="queue:billing",
+    )
+    try:
+        await everyone_available(direct)
+        result = await router.route(record, {})
+        assert (result.agent_id, result.target) == (None, "queue:billing")
+        held = [a for a in (await direct.snapshot()).values() if a.reservation is not None]
+        assert [a.state for a in held] == [AgentState.RESERVED]  # the reserve did run
+        started = time.monotonic()
+
+        async def nobody_held() -> bool:
+            snap = await direct.snapshot()
+            return all(
+                s.state is AgentState.AVAILABLE and s.reservation is None for s in snap.values()
+            )
+
+        await eventually(nobody_held, "the agent stayed reserved for a call that went on")
+        assert time.monotonic() - started < 5  # the reply's arrival, not the 30 s expiry
+    finally:
+        await router.aclose()
+        await store.aclose()
+        await direct.aclose()
+        await proxy.close()
+        await delete_prefix(prefix)
+
+
 # ---------------------------------------------------------------- a ringing agent nobody frees
 
 
