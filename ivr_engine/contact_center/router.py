@@ -116,6 +116,11 @@ class AgentRouter:
         self._late_reserves: set[asyncio.Task[str | None]] = set()
         self._load = load
 
+    @property
+    def ring_expiry_s(self) -> float:
+        """How long after the ring the store frees an agent nobody gave back."""
+        return self._ring_expiry_s
+
     async def route(
         self,
         record: CallRecord,

@@ -16,6 +16,7 @@ once, by the supervisor, and ``/metrics`` reports engine-wide figures.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,6 +66,8 @@ from ivr_engine.settings import Settings, parse_ami_url
 from ivr_engine.stopping import cancel_and_wait
 from ivr_engine.telephony.ami import AmiClient
 from ivr_engine.telephony.peers import parse_networks
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -147,7 +150,14 @@ class ContactCenter:
             load=load,
         )
         center._tasks.append(asyncio.create_task(sweep_reservations(agents), name="sweeper"))
-        if settings.ami_url is not None:
+        if settings.ami_url is None:
+            log.warning(
+                "agents are routed but ami_url is not set: nothing sees an agent answer or hang"
+                " up, so an agent who answered is offered calls again %.0f s after the ring"
+                " (ring_expiry_s); set ami_url",
+                router.ring_expiry_s,
+            )
+        else:
             host, port, user, secret = parse_ami_url(settings.ami_url)
             center.ami = AmiClient(host, port, user, secret)
             await center.ami.start()

@@ -5,6 +5,7 @@ and config/routing.yaml. The same through real Asterisk + SIPp agents: tests/e2e
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,6 +142,17 @@ async def test_ring_no_answer_reroutes_to_the_next_agent(
     assert again.variables["IVR_TRIED_AGENTS"] == "a1,a2"
     assert again.variables["IVR_AGENT_ENDPOINT"] == ""  # nobody left: overflow
     assert again.variables["IVR_TARGET"] == "queue:billing"
+
+
+async def test_routing_to_agents_without_ami_url_warns_at_start(
+    sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = with_agents(sqlite_url, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="ivr_engine.contact_center.wiring"):
+        await engine.start()
+        await engine.stop()
+    (warning,) = [r.getMessage() for r in caplog.records if "ami_url is not set" in r.getMessage()]
+    assert "offered calls again 50 s after the ring" in warning
 
 
 async def test_unreachable_agent_store_refuses_start_up(sqlite_url: str, tmp_path: Path) -> None:
