@@ -57,6 +57,9 @@ class StoredEvent:
     intent: str | None
     case_id: str | None
     data: Mapping[str, Any]
+    # The known fields ``POST /v1/events`` saved with it ({} for none); None for events of
+    # other writers and for API events stored before migration 0005.
+    saved_fields: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

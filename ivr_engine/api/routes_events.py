@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import timedelta
 
 from aiohttp import web
@@ -41,8 +40,10 @@ async def post_event(request: web.Request) -> web.Response:
     another customer (a client bug that would otherwise lose the second event without a
     word).
 
-    Known fields are saved with the event, in its transaction, so a conflicting body saves
-    nothing (also when its twin wins a race); a true replay saves them again (harmless).
+    Known fields are saved with the event, in its transaction, and kept with it
+    (``saved_fields``), so a replay with other ``fields`` is a conflict too; a conflicting
+    body saves nothing (also when its twin wins a race), and a true replay saves nothing
+    either (its fields were saved with the event).
     """
     body = await parse_body(request, EventIn)
     now = request.app[CLOCK]()
@@ -53,7 +54,7 @@ async def post_event(request: web.Request) -> web.Response:
     fields = [KnownField(n, v, body.channel, occurred_at) for n, v in body.fields.items()]
     stored = await request.app[CONVERSATIONS].find_event(body.event_id)
     if stored is not None:  # before any customer is created: a conflict creates nothing
-        return await _replayed(store, body, stored, fields, created=False)
+        return await _replayed(store, body, stored, created=False)
     if body.customer_id is not None:
         customer_id, created = body.customer_id, False
     else:
@@ -73,7 +74,7 @@ async def post_event(request: web.Request) -> web.Response:
         twin = await request.app[CONVERSATIONS].find_event(body.event_id)  # took the id
         if twin is None:
             raise RuntimeError(f"event {body.event_id!r} neither inserted nor stored")
-        return await _replayed(store, body, twin, fields, created=created)
+        return await _replayed(store, body, twin, created=created)
     result: EventResultJson = {
         "inserted": True,
         "event_id": body.event_id,
@@ -96,11 +97,10 @@ async def _replayed(
     store: TimelineStore,
     body: EventIn,
     stored: StoredEvent,
-    fields: Sequence[KnownField],
     *,
     created: bool,
 ) -> web.Response:
-    """200 for a true replay of ``stored`` (its fields saved again), else 409."""
+    """200 for a true replay of ``stored`` (nothing is written), else 409."""
     owner = await _survivor(store, stored.customer_id)
     differ = replay_differences(stored, body)
     if owner is None or not await _names_customer(store, body, owner):
@@ -114,7 +114,6 @@ async def _replayed(
             extra={"differs": differ},
         )
     assert owner is not None
-    await store.save_known_fields(owner, fields)
     result: EventResultJson = {
         "inserted": False,
         "event_id": body.event_id,
@@ -143,8 +142,9 @@ def replay_differences(stored: StoredEvent, body: EventIn) -> list[str]:
     """What of the event ``body`` describes differs from the one stored under its id.
 
     The customer is compared by the caller (``_names_customer``: a merge moves events to
-    the surviving customer, and a retry may name either), and ``occurred_at`` is compared
-    only when the client gave one (else each try takes the server's clock)."""
+    the surviving customer, and a retry may name either), ``occurred_at`` only when the
+    client gave one (else each try takes the server's clock), and ``fields`` as the event
+    kept them (``saved_fields``; not for events stored before migration 0005)."""
     wanted = {
         "channel": body.channel,
         "event_type": body.event_type,
@@ -154,6 +154,9 @@ def replay_differences(stored: StoredEvent, body: EventIn) -> list[str]:
     differ = [name for name, value in wanted.items() if getattr(stored, name) != value]
     if not same_json(stored.data, body.data):  # numbers as the backend keeps them
         differ.append("data")
+    # None: stored by another writer, or before migration 0005 (nothing to compare with)
+    if stored.saved_fields is not None and not same_json(stored.saved_fields, body.fields):
+        differ.append("fields")
     if body.occurred_at is not None and abs(stored.occurred_at - body.occurred_at) > _SAME_TIME:
         differ.append("occurred_at")
     return differ

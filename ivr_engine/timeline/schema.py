@@ -42,6 +42,8 @@ NAMING_CONVENTION = {
 # BIGINT on PostgreSQL; INTEGER on SQLite so the column is the rowid (autoincrementing).
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+# The same, with Python ``None`` stored as SQL NULL (not the JSON ``null``).
+NullableJsonDocument = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -107,6 +109,10 @@ class TimelineEventRow(Base):
     intent: Mapped[str | None] = mapped_column(String(64))
     case_id: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    # The known fields ``POST /v1/events`` saved with the event ({name: value}, {} for
+    # none), compared on a replay; NULL for events from other writers (calls, messages,
+    # merges) and for API events stored before migration 0005.
+    saved_fields: Mapped[dict[str, str] | None] = mapped_column(NullableJsonDocument)
 
 
 _events = cast(Table, TimelineEventRow.__table__)

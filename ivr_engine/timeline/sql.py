@@ -102,14 +102,17 @@ async def insert_events(
     events: Iterable[NewTimelineEvent],
     owners: Mapping[str, str],
     now: datetime,
+    saved_fields: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[RowMapping]:
     """Insert events for ``owners[event.customer_id]``; known event ids are skipped.
 
-    Returns the rows inserted (``RETURNING`` yields only those, on both dialects)."""
+    ``saved_fields`` (by event id) fills the column of that name; without it the column
+    stays NULL. Returns the rows inserted (``RETURNING`` yields only those, on both
+    dialects)."""
     unique: dict[str, NewTimelineEvent] = {}
     for e in events:
         unique.setdefault(e.event_id, e)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "event_id": e.event_id,
             "customer_id": owners[e.customer_id],
@@ -123,6 +126,10 @@ async def insert_events(
         }
         for _, e in sorted(unique.items())
     ]
+    if saved_fields is not None:
+        for row in rows:
+            kept = saved_fields.get(row["event_id"])
+            row["saved_fields"] = None if kept is None else dict(kept)
     if not rows:
         return []
     stmt = (

@@ -209,11 +209,14 @@ class SqlTimelineStore:
         self, event: NewTimelineEvent, fields: Sequence[KnownField]
     ) -> bool:
         """Insert ``event`` and, only if it was inserted, ``fields`` on the same (surviving)
-        customer, in one transaction. False: the ``event_id`` was stored already (nothing
-        is written)."""
+        customer, in one transaction; the event keeps them as ``saved_fields`` ({name:
+        value}), for replays to compare. False: the ``event_id`` was stored already
+        (nothing is written)."""
+        kept = {event.event_id: {f.name: f.value for f in fields}}
         async with self._db.writing() as conn:
             owners = await sql.survivors(conn, self._dialect, [event.customer_id])
-            if not await sql.insert_events(conn, self._dialect, [event], owners, _now()):
+            inserted = await sql.insert_events(conn, self._dialect, [event], owners, _now(), kept)
+            if not inserted:
                 return False
             await sql.upsert_fields(conn, self._dialect, owners[event.customer_id], fields)
         return True
@@ -329,4 +332,5 @@ def stored_event(row: Any) -> StoredEvent:
         intent=row["intent"],
         case_id=row["case_id"],
         data=row["data"],
+        saved_fields=row["saved_fields"],
     )

@@ -1,8 +1,9 @@
 """``POST /v1/events`` replays and conflicts, on both real backends (SQLite and PostgreSQL).
 
-A reused ``event_id`` is a replay only for the same event of the same customer; a conflict
-saves nothing (also when it loses a race to its twin); ``customer_created`` is true only for
-the request that created the customer.
+A reused ``event_id`` is a replay only for the same event of the same customer, with the
+same known ``fields``; a conflict saves nothing (also when it loses a race to its twin), nor
+does a true replay; ``customer_created`` is true only for the request that created the
+customer.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -66,7 +67,7 @@ async def test_an_event_id_reused_for_another_customer_is_a_conflict(
     other = _body(event_id, customer_id=second, fields={"postcode": "90210"})
     error = await _json(await client.post("/v1/events", json=other), 409)
     assert error["error"]["code"] == "event_id_conflict"
-    assert error["error"]["differs"] == ["customer_id"]
+    assert error["error"]["differs"] == ["customer_id", "fields"]
     assert await _fields(client, second) == {}
     assert await _event_ids(client, second) == []
 
@@ -145,3 +146,82 @@ async def test_a_retry_with_large_floats_is_a_replay_on_both_backends(
         changed = {"amount": 1e23} if "amount" in other else {"flag": 1}  # true is not 1
         resp = await client.post("/v1/events", json=first | {"data": changed})
         assert (await _json(resp, 409))["error"]["differs"] == ["data"]
+
+
+async def test_a_replay_with_other_fields_is_a_conflict_that_saves_nothing(
+    client: Client, new_phone: Any
+) -> None:
+    customer_id = await _customer(client, new_phone())
+    event_id = f"fields-{customer_id}"
+    first = _body(event_id, customer_id=customer_id, fields={"plan": "basic", "zone": "7"})
+    await _json(await client.post("/v1/events", json=first), 201)
+    saved = await _fields(client, customer_id)
+
+    for fields in (
+        {"plan": "premium", "zone": "7"},  # another value
+        {"plan": "basic"},  # one left out
+        {"plan": "basic", "zone": "7", "tier": "gold"},  # one more
+        {},  # none
+    ):
+        resp = await client.post("/v1/events", json=first | {"fields": fields})
+        error = (await _json(resp, 409))["error"]
+        assert (error["code"], error["differs"]) == ("event_id_conflict", ["fields"]), fields
+    both = first | {"fields": {"plan": "premium"}, "intent": "billing"}
+    error = (await _json(await client.post("/v1/events", json=both), 409))["error"]
+    assert error["differs"] == ["intent", "fields"]
+    assert await _fields(client, customer_id) == saved  # no value, no new field
+    assert await _event_ids(client, customer_id) == [event_id]
+
+    bare = _body(f"bare-{customer_id}", customer_id=customer_id)  # saved no fields
+    await _json(await client.post("/v1/events", json=bare), 201)
+    resp = await client.post("/v1/events", json=bare | {"fields": {"tier": "gold"}})
+    assert (await _json(resp, 409))["error"]["differs"] == ["fields"]
+    assert await _fields(client, customer_id) == saved
+
+    reordered = first | {"fields": {"zone": "7", "plan": "basic"}}  # an object: unordered
+    got = await _json(await client.post("/v1/events", json=reordered), 200)
+    assert got["inserted"] is False
+    assert await _json(await client.post("/v1/events", json=bare), 200)
+
+
+async def test_a_true_replay_writes_nothing_not_even_its_fields_again(
+    timeline: Timeline, new_phone: Any
+) -> None:
+    """A retry (no occurred_at: stamped by the server's clock at each try) after a field was
+    corrected must not put the event's older value back."""
+    clock = [NOW]
+    app = create_api_app(
+        store=timeline.store, lookup=timeline.lookup, menus={}, clock=lambda: clock[0]
+    )
+    async with TestClient(TestServer(app)) as client:
+        customer_id = await _customer(client, new_phone())
+        event = _body(f"retry-{customer_id}", customer_id=customer_id, fields={"plan": "basic"})
+        await _json(await client.post("/v1/events", json=event), 201)
+        clock[0] = NOW + timedelta(seconds=1)
+        put = {"value": "premium", "source_channel": "chat"}
+        path = f"/v1/customers/{customer_id}/fields/plan"
+        corrected = await _json(await client.put(path, json=put), 200)
+        clock[0] = NOW + timedelta(seconds=2)
+        got = await _json(await client.post("/v1/events", json=event), 200)
+        assert (got["inserted"], got["customer_id"]) == (False, customer_id)
+        fields = await _fields(client, customer_id)
+        assert fields["plan"] == {k: v for k, v in corrected.items() if k != "name"}
+        assert await _event_ids(client, customer_id) == [event["event_id"]]
+
+
+async def test_the_loser_of_a_race_with_other_fields_only_is_a_conflict(
+    client: Client, new_phone: Any
+) -> None:
+    customer_id = await _customer(client, new_phone())
+    for n in range(10):
+        event_id = f"fields-race-{customer_id}-{n}"
+        bodies = [
+            _body(event_id, customer_id=customer_id, fields={f"{side}{n}": "x"})
+            for side in ("a", "b")
+        ]
+        answers = await asyncio.gather(*(client.post("/v1/events", json=b) for b in bodies))
+        got = [await a.json() for a in answers]
+        assert sorted(a.status for a in answers) == [201, 409], got
+        loser = "b" if answers[0].status == 201 else "a"
+        assert next(g for g in got if "error" in g)["error"]["differs"] == ["fields"]
+        assert f"{loser}{n}" not in await _fields(client, customer_id)
