@@ -7,6 +7,7 @@ from typing import Any
 
 from typing_extensions import TypedDict
 
+from ivr_engine.api.json_values import portable_json
 from ivr_engine.domain.models import KnownField
 from ivr_engine.ports import Customer, Identity, StoredEvent, TimelinePage
 
@@ -123,7 +124,7 @@ def event_json(event: StoredEvent) -> EventJson:
         "event_type": event.event_type,
         "intent": event.intent,
         "case_id": event.case_id,
-        "data": dict(event.data),
+        "data": portable_json(dict(event.data)),  # the same on SQLite and PostgreSQL
     }
 
 

@@ -3,7 +3,7 @@
 A reused ``event_id`` is a replay only for the same event of the same customer, with the
 same known ``fields``; a conflict saves nothing (also when it loses a race to its twin), nor
 does a true replay; ``customer_created`` is true only for the request that created the
-customer.
+customer. Numbers in ``data`` read back the same on both backends.
 """
 
 from __future__ import annotations
@@ -225,3 +225,57 @@ async def test_the_loser_of_a_race_with_other_fields_only_is_a_conflict(
         loser = "b" if answers[0].status == 201 else "a"
         assert next(g for g in got if "error" in g)["error"]["differs"] == ["fields"]
         assert f"{loser}{n}" not in await _fields(client, customer_id)
+
+
+# Numbers as raw JSON text (the client's own digits); each with the one form both backends
+# answer. PostgreSQL's JSONB keeps the decimal value of the text ("1e+23" → an integer, no
+# negative zero); SQLite keeps the float's text.
+_NUMBERS = [
+    ("1e23", "100000000000000000000000"),
+    ("-1e23", "-100000000000000000000000"),
+    ("1.5", "1.5"),
+    ("-0.0", "0.0"),
+    ("-0", "0"),
+    ("1e-7", "1e-07"),
+    ("0.00001", "1e-05"),
+    ("5e-324", "5e-324"),
+    ("2.0", "2.0"),
+    ("1E5", "100000.0"),
+    ("9999999999999998.0", "9999999999999998.0"),  # the largest whole float without exponent
+    ("1e16", "10000000000000000"),
+    ("1.5e300", "15" + "0" * 299),
+    (str(2**63), "9223372036854775808"),
+    (str(2**64 + 1), "18446744073709551617"),
+    ("-" + str(2**64 + 1), "-18446744073709551617"),
+    ("3.14159265358979323846264338327950288", "3.141592653589793"),  # to the nearest double
+    ("0.1000000000000000000000000000001", "0.1"),
+    ("123456789012345678901234567890.123456789", "123456789012345680000000000000"),
+]
+
+
+async def test_numbers_in_data_read_back_the_same_on_both_backends(
+    client: Client, new_phone: Any
+) -> None:
+    customer_id = await _customer(client, new_phone())
+    sent = ", ".join(f'"n{i}": {text}' for i, (text, _) in enumerate(_NUMBERS))
+    nested = ", ".join(text for text, _ in _NUMBERS)
+    data = f'{{{sent}, "list": [{nested}], "deep": {{"x": [{{"y": 1e23}}]}}, "t": true}}'
+    event_id = f"numbers-{customer_id}"
+    head = f'{{"event_id": "{event_id}", "customer_id": "{customer_id}", "channel": "web"'
+    raw = f'{head}, "event_type": "form.sent", "case_id": "CASE-{event_id}", "data": {data}}}'
+    headers = {"Content-Type": "application/json"}
+    await _json(await client.post("/v1/events", data=raw, headers=headers), 201)
+
+    shown = ", ".join(f'"n{i}": {text}' for i, (_, text) in enumerate(_NUMBERS))
+    listed = ", ".join(text for _, text in _NUMBERS)
+    deep = '"deep": {"x": [{"y": 100000000000000000000000}]}'
+    expected = f'{{{shown}, "list": [{listed}], {deep}, "t": true}}'
+    page = await client.get(f"/v1/customers/{customer_id}/timeline")
+    case = await client.get(f"/v1/conversations/CASE-{event_id}")
+    for resp in (page, case):
+        got = (await _json(resp, 200))["events"][0]["data"]
+        # as text: 0.0 is not -0.0, 1e+23 not 100000000000000000000000 (keys: JSONB sorts)
+        assert json.dumps(got, sort_keys=True) == json.dumps(json.loads(expected), sort_keys=True)
+
+    again = await _json(await client.post("/v1/events", data=raw, headers=headers), 200)
+    assert again["inserted"] is False  # a replay still compares by value
