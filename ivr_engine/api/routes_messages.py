@@ -12,6 +12,12 @@ the pure case rules (ids, open or closed, closing) are in ``conversation_rules.p
 Idempotency: the event id is ``msg:<channel>:<message_id>``; a conversation created for a
 message gets an id derived from that, so a replay (even a concurrent one) answers the same
 customer and conversation; a replay whose content differs is 409 ``message_id_conflict``.
+``customer_created`` and ``conversation_created`` say what the request itself created, as
+on ``POST /v1/events``: true only in the answer to the request that created the customer
+(the conversation: the one that stored the message). Of two concurrent twins for a new
+sender, one may create the customer and the other store the message first; then the
+first answers 200 with ``customer_created: true`` and the second 201 with ``false``. A
+later replay created nothing and says ``false`` for both.
 """
 
 from __future__ import annotations
@@ -91,7 +97,7 @@ async def post_message(request: web.Request) -> web.Response:
     event_id = message_event_id(body.channel, body.message_id)
     stored = await reader.find_event(event_id)
     if stored is not None:
-        return await _replayed(store, body, stored)
+        return await _replayed(store, body, stored, created=False)
     heads = await reader.case_heads(body.conversation_id) if body.conversation_id else ()
     customer_id, created = await message_customer(store, body, heads)
     conversation_id = body.conversation_id or minted_conversation_id(event_id)
@@ -109,7 +115,7 @@ async def post_message(request: web.Request) -> web.Response:
         twin = await reader.find_event(event_id)
         if twin is None:
             raise RuntimeError(f"event {event_id!r} neither inserted nor stored")
-        return await _replayed(store, body, twin)
+        return await _replayed(store, body, twin, created=created)
     result: MessageResultJson = {
         "inserted": True,
         "message_id": body.message_id,
@@ -162,7 +168,11 @@ async def close_conversation(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- helpers
 
 
-async def _replayed(store: TimelineStore, body: MessageIn, stored: StoredEvent) -> web.Response:
+async def _replayed(
+    store: TimelineStore, body: MessageIn, stored: StoredEvent, *, created: bool
+) -> web.Response:
+    """200 for a true replay of ``stored``, else 409. ``created``: this request created the
+    customer (a concurrent twin then stored the message): only its answer says so."""
     differs = replay_conflict(body, stored)
     if differs is None and body.customer_id is not None:
         owner = await _survivor_or_none(store, stored.customer_id)
@@ -180,7 +190,7 @@ async def _replayed(store: TimelineStore, body: MessageIn, stored: StoredEvent) 
         "message_id": body.message_id,
         "event_id": stored.event_id,
         "customer_id": stored.customer_id,  # the survivor: merges move events
-        "customer_created": False,
+        "customer_created": created,
         "conversation_id": stored.case_id,
         "conversation_created": False,
     }

@@ -236,6 +236,27 @@ async def test_concurrent_duplicates_store_one_message_for_one_customer(
     assert len(await _timeline(client, results[0]["customer_id"])) == 1
 
 
+async def test_of_concurrent_twins_only_the_one_that_created_the_customer_says_so(
+    client: Client, new_phone: Phone
+) -> None:
+    """As README and ``POST /v1/events``: ``customer_created`` is true only in the answer to
+    the request that created the customer, also when its twin stored the message first (so
+    some answer always says it); the conversation was created by the one that stored it."""
+    for _ in range(20):
+        body = _msg(**{"from": new_phone()})
+        answers = await asyncio.gather(*(client.post("/v1/messages", json=body) for _ in range(2)))
+        got = [json.loads(await a.text()) for a in answers]
+        assert sorted(a.status for a in answers) == [200, 201], got
+        assert sorted(g["customer_created"] for g in got) == [False, True], got
+        stored = [g for a, g in zip(answers, got, strict=True) if a.status == 201]
+        assert [g["conversation_created"] for g in got].count(True) == 1, got
+        assert stored[0]["conversation_created"] is True, got
+        assert len({(g["customer_id"], g["conversation_id"]) for g in got}) == 1, got
+        again = await _send(client, body, 200)  # a later replay created nothing
+        assert (again["customer_created"], again["conversation_created"]) == (False, False)
+        assert again["customer_id"] == got[0]["customer_id"]
+
+
 async def test_shared_number_is_409_until_merged_then_accepted(
     client: Client, new_phone: Phone
 ) -> None:
