@@ -46,6 +46,25 @@ _WRONG_HOST = (
     "127.0.0.1, [::1] and the names in http_allowed_hosts (DNS rebinding)"
 )
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+DATA_NUMBERS = (
+    "Numbers in an event's data read back the same on SQLite and PostgreSQL: a whole "
+    "number of magnitude 1e16 or more as a plain integer, the decimal value of the number "
+    "sent (1e23 reads back as 100000000000000000000000), a negative zero as 0.0, every other "
+    "number as sent (1.5, 2.0, 1e-07, integers of any size exactly). A number with a "
+    "fraction or an exponent is a double: more digits than a double holds are rounded to "
+    "the nearest one (3.14159265358979323846 reads back as 3.141592653589793)."
+)
+_EVENT_REPLAYS = (
+    "event_id is the idempotency key. A retry of the same event answers 200 with inserted: "
+    "false and writes nothing: the same customer (customer_id, before or after a merge, or "
+    "an identity it owns), channel, event_type, intent, case_id, data (numbers compared by "
+    "value), occurred_at when given, and the same fields. Anything else under a stored "
+    "event_id is 409 event_id_conflict, its differs naming what differs, and writes "
+    "nothing. customer_created is true only in the answer to the request that created the "
+    "customer: a replay says false, unless it created the customer while a concurrent twin "
+    "stored the event. Events stored before schema revision 0005 kept no fields: a replay's "
+    "fields are not compared with them. "
+)
 
 
 class _Builder:
@@ -172,7 +191,8 @@ def openapi_document() -> dict[str, Any]:
                 "Page the timeline, newest first",
                 b.shape(serialize.TimelineJson),
                 params=[_ID, *b.query(schemas.TimelineQuery)],
-            ),
+            )
+            | {"description": DATA_NUMBERS},
         },
         "/v1/events": {
             "post": b.operation(
@@ -181,8 +201,9 @@ def openapi_document() -> dict[str, Any]:
                 status="201",
                 body=schemas.EventIn,
                 errors=(*body_errors, "409"),
-                extra={"200": _json("Replay: event_id already stored", event_ok)},
-            ),
+                extra={"200": _json("Replay: the same event is stored already", event_ok)},
+            )
+            | {"description": _EVENT_REPLAYS + DATA_NUMBERS},
         },
         "/v1/menu-preview": {
             "get": b.operation(

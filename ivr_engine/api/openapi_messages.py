@@ -14,6 +14,23 @@ from ivr_engine.api import schemas_messages as sm
 
 _BODY_ERRORS = ("400", "404", "409", "413", "415", "503")
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_MESSAGE_REPLAYS = (
+    "message_id (per channel) is the idempotency key. A retry of the same message answers "
+    "200 with inserted: false, the original's customer_id (its survivor after a merge) and "
+    "conversation_id, and writes nothing; a different message under the same message_id is "
+    "409 message_id_conflict. customer_created and conversation_created say what this "
+    "request created, as on POST /v1/events: true only in the answer to the request that "
+    "created the customer (the conversation: the request that stored the message). A replay "
+    "says false for both, except that of two concurrent twins for a new sender, the one "
+    "that created the customer says customer_created: true even when the other stored the "
+    "message (that one answers 201 with customer_created: false)."
+)
+_CONVERSATION_NUMBERS = (
+    "Numbers in the events' data read back the same on SQLite and PostgreSQL: a whole "
+    "number of magnitude 1e16 or more as a plain integer (1e23 as "
+    "100000000000000000000000), a negative zero as 0.0, every other number as sent; see "
+    "GET /v1/customers/{id}/timeline."
+)
 
 
 class OperationBuilder(Protocol):
@@ -58,14 +75,16 @@ def message_paths(b: OperationBuilder) -> dict[str, Any]:
                 body=sm.MessageIn,
                 errors=_BODY_ERRORS,
                 extra={"200": _json("Replay: message_id already stored", message_ok)},
-            ),
+            )
+            | {"description": _MESSAGE_REPLAYS},
         },
         "/v1/conversations/{id}": {
             "get": b.operation(
                 "Page a conversation's events across all channels, oldest first",
                 b.shape(sm.ConversationJson),
                 params=[_ID, *b.query(sm.ConversationQuery)],
-            ),
+            )
+            | {"description": _CONVERSATION_NUMBERS},
         },
         "/v1/conversations/{id}/close": {"post": close},
     }

@@ -637,6 +637,10 @@ async def test_openapi_document_lists_every_route(client: Client) -> None:
     }
     for path, methods in expected.items():
         assert methods <= set(doc["paths"][path]), path
+    events = doc["paths"]["/v1/events"]["post"]["description"]
+    assert "the same fields" in events and "100000000000000000000000" in events
+    timeline = doc["paths"]["/v1/customers/{id}/timeline"]["get"]["description"]
+    assert "a negative zero as 0.0" in timeline
     schemas = doc["components"]["schemas"]
     assert {"CreateCustomer", "EventIn", "CustomerJson", "PreviewJson"} <= set(schemas)
     assert "event_id" in schemas["EventIn"]["required"]

@@ -550,6 +550,8 @@ def test_openapi_paths_for_messages() -> None:
     assert {"MessageIn", "MessageResultJson", "ConversationJson", "CloseIn"} <= set(schemas)
     assert {"message_id", "channel", "direction", "text"} <= set(schemas["MessageIn"]["required"])
     assert "from" in schemas["MessageIn"]["properties"]
+    replays = paths["/v1/messages"]["post"]["description"]
+    assert "customer_created: true even when the other stored the message" in replays
     for ref in _refs(paths) + _refs(schemas):
         assert ref.removeprefix("#/components/schemas/") in schemas, ref
 
