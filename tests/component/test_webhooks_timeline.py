@@ -209,6 +209,32 @@ async def test_api_messages_closes_and_events_are_delivered_once(
     assert other["data"]["event_type"] == "note" and other["id"] == note["event_id"]
 
 
+async def test_numbers_beyond_javascripts_safe_range_are_sent_as_strings_not_refused(
+    database_url: str, timeline: Timeline, tmp_path: Path, receiver: Receiver
+) -> None:
+    """PostgreSQL keeps 1e23 as the integer 10**23: the dispatcher used to refuse (and skip)
+    such an event; it is sent, the same from both databases."""
+    hooks = subscriptions(tmp_path, await receiver.start())
+    db = (database_url, timeline)
+    async with api_with_relay(*db, hooks, tmp_path / "hooks.db") as (client, relay):
+        who = {"identities": [{"kind": "email", "value": f"{uuid.uuid4().hex}@example.com"}]}
+        customer = (await post(client, "/v1/customers", who, 201))["customer_id"]
+        data = {"f": 1e23, "id64": 2**64 + 1, "safe": 2**53 - 1, "x": 1.5, "in": [-(10**20)]}
+        event = {"event_id": uuid.uuid4().hex, "customer_id": customer, "channel": "web"}
+        event |= {"event_type": "order.placed", "data": data}
+        await post(client, "/v1/events", event, 201)
+        await receiver.wait_for(1)
+        await settled(relay)
+    (placed,) = receiver.of("order.placed")
+    assert placed["data"]["data"] == {
+        "f": "100000000000000000000000",
+        "id64": str(2**64 + 1),
+        "safe": 2**53 - 1,
+        "x": 1.5,
+        "in": [str(-(10**20))],
+    }
+
+
 async def test_receiver_down_does_not_slow_or_fail_the_api(
     database_url: str, timeline: Timeline, tmp_path: Path, receiver: Receiver
 ) -> None:
