@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 
-from crm_bridge.continuation_claims import Continuation
+from crm_bridge.continuation_claims import MAX_TTL_S, Continuation
 from crm_bridge.continuation_errors import (
     InvalidContinuation,
     TokenAlreadyUsed,
@@ -36,10 +36,9 @@ from crm_bridge.continuation_used_tokens import UsedTokenStore
 from crm_bridge.continuation_wire import Keyring, decode_token, encode_token
 from ivr_engine.domain.models import Channel
 
-__all__ = ["DEFAULT_TTL_S", "ContinuationTokens", "FirstUse"]
+__all__ = ["DEFAULT_TTL_S", "MAX_TTL_S", "ContinuationTokens", "FirstUse"]
 
 DEFAULT_TTL_S = 900
-MAX_TTL_S = 3600
 log = logging.getLogger(__name__)
 # Records a redeem durably and atomically: True the first time for a token id, then False.
 FirstUse = Callable[[Continuation], Awaitable[bool]]
@@ -59,6 +58,10 @@ class ContinuationTokens:
         if not 1 <= ttl_s <= MAX_TTL_S:
             raise InvalidContinuation(f"ttl_s must be 1..{MAX_TTL_S} seconds, got {ttl_s}")
         self._keyring, self._used, self._ttl_s, self._clock = keyring, used, ttl_s, clock
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._keyring
 
     def issue(
         self,

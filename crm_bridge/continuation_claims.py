@@ -19,6 +19,7 @@ from ivr_engine.domain.models import CHANNELS, Channel, FieldSpec
 __all__ = [
     "MAX_FIELDS",
     "MAX_ID_CHARS",
+    "MAX_TTL_S",
     "MAX_VALUE_CHARS",
     "Continuation",
     "check_claims",
@@ -30,6 +31,7 @@ __all__ = [
 MAX_FIELDS = 10
 MAX_ID_CHARS = 64
 MAX_VALUE_CHARS = 64
+MAX_TTL_S = 3600  # the longest a token may live (expires_at - issued_at), issued or decoded
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
 _T = TypeVar("_T")
@@ -63,6 +65,10 @@ def check_claims(c: Continuation) -> None:
         for name, value in (("case_id", c.case_id), ("customer_id", c.customer_id))
         if not _ID.fullmatch(value)
     ]
+    if not 1 <= c.expires_at - c.issued_at <= MAX_TTL_S:
+        problems.append(
+            f"lifetime {c.expires_at - c.issued_at} s (exp - iat): use 1-{MAX_TTL_S} seconds"
+        )
     if c.channel not in CHANNELS:
         problems.append(f"channel {c.channel!r}: use one of {sorted(CHANNELS)}")
     if c.intent is not None and not _NAME.fullmatch(c.intent):

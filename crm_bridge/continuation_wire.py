@@ -35,6 +35,7 @@ from crm_bridge.continuation_errors import (
 )
 
 __all__ = [
+    "MAX_CLOCK_SKEW_S",
     "MAX_TOKEN_CHARS",
     "MIN_SECRET_BYTES",
     "VERSION",
@@ -51,6 +52,7 @@ MAX_TOKEN_CHARS = 2048
 MIN_SECRET_BYTES = 32
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,16}")
 _B64 = re.compile(r"[A-Za-z0-9_-]+")
+MAX_CLOCK_SKEW_S = 60  # a token issued further in the future than this is refused
 
 
 # --------------------------------------------------------------------------- keys
@@ -138,7 +140,10 @@ def sign_unsigned(unsigned: str, keyring: Keyring) -> str:
 
 
 def decode_token(token: str, keyring: Keyring, now: float) -> Continuation:
-    """Verify shape, key, signature and expiry, in that order (pure; does not consume)."""
+    """Verify shape, key, signature, claims and expiry, in that order (pure; does not
+    consume). The claims' lifetime is checked here too (``exp - iat`` at most ``MAX_TTL_S``,
+    ``iat`` not ahead of ``now`` by more than ``MAX_CLOCK_SKEW_S``): a validly signed token
+    that would live longer was not issued by ``ContinuationTokens``."""
     if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
         raise MalformedToken(f"continuation token must be a string of <= {MAX_TOKEN_CHARS}")
     parts = token.split(".")
@@ -154,6 +159,8 @@ def decode_token(token: str, keyring: Keyring, now: float) -> Continuation:
     if not hmac.compare_digest(mac, _mac(key, f"{VERSION}.{key_id}.{payload}")):
         raise TamperedToken("continuation token signature does not match")
     claims = claims_from_json(_b64decode(payload, "payload"), key_id)
+    if claims.issued_at > now + MAX_CLOCK_SKEW_S:
+        raise MalformedToken("continuation token is issued in the future")
     if now >= claims.expires_at:
         raise ExpiredToken(claims.expires_at)
     return claims

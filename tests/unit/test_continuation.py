@@ -207,6 +207,40 @@ def test_signed_but_invalid_payload_is_malformed() -> None:
         decode_token(bad, Keyring(KEY_A), T0)
 
 
+def _signed(claims: dict[str, object], key: SigningKey = KEY_A) -> str:
+    """A token signed with ``key`` over hand-made claims (what an oracle that signs any
+    unsigned payload, like the old webhook relay, would hand out)."""
+    raw = json.dumps(claims, separators=(",", ":")).encode()
+    signed = f"c1.{key.key_id}.{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}"
+    sig = hmac.new(key.secret, signed.encode(), hashlib.sha256).digest()
+    return f"{signed}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize(
+    ("iat", "exp", "message"),
+    [
+        (int(T0), int(T0) + 10 * 365 * 86400, "lifetime"),  # ten years
+        (int(T0), int(T0) + 3601, "lifetime"),  # one second over MAX_TTL_S
+        (int(T0) + 86400, int(T0) + 86400 + 60, "issued in the future"),
+        (int(T0), int(T0), "lifetime"),
+    ],
+)
+def test_signed_tokens_living_longer_than_any_issued_one_are_refused(
+    iat: int, exp: int, message: str
+) -> None:
+    claims = {"jti": "forged-1", "iat": iat, "exp": exp, "case": "c", "cust": "v"}
+    token = _signed({**claims, "ch": "chat", "int": None, "f": {}, "s": []})
+    with pytest.raises(MalformedToken, match=message):
+        decode_token(token, Keyring(KEY_A), T0)
+    fine = {**claims, "iat": int(T0), "exp": int(T0) + 3600, "ch": "chat", "int": None}
+    assert decode_token(_signed({**fine, "f": {}, "s": []}), Keyring(KEY_A), T0).case_id == "c"
+    assert decode_token(
+        _signed({**fine, "iat": int(T0) + 60, "exp": int(T0) + 120, "f": {}, "s": []}),
+        Keyring(KEY_A),
+        T0,
+    )
+
+
 def test_error_types_are_distinct_engine_errors() -> None:
     kinds = [MalformedToken, TamperedToken, ExpiredToken, UnknownSigningKey, TokenAlreadyUsed]
     assert len(set(kinds)) == 5
