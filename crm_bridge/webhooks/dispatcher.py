@@ -28,10 +28,11 @@ from types import TracebackType
 import aiohttp
 
 from crm_bridge.webhooks.errors import DeliveryStoreError, DispatcherNotRunning, InvalidEvent
-from crm_bridge.webhooks.events import EventLimits, encode_event
+from crm_bridge.webhooks.events import EventBody, EventLimits, encode_event
 from crm_bridge.webhooks.fan_out import (
     OrderKeys,
     OutboundEvent,
+    Tailored,
     published_delivery,
     replayable_deliveries,
 )
@@ -163,33 +164,44 @@ class WebhookDispatcher:
             delivery_ids.append(delivery.delivery_id)
         return delivery_ids
 
-    async def park_events(self, events: Sequence[OutboundEvent]) -> int:
+    async def park_events(self, events: Sequence[OutboundEvent | Tailored]) -> int:
         """The durable hand-off (the timeline relay): validate each event (``InvalidEvent``
         ones are logged, counted in ``rejected`` and skipped), park one delivery per
         matching subscription in the store, all in one transaction, then wake the lanes.
+        A ``Tailored`` event is matched on its type and each subscription gets its own body.
         Delivery ids are derived from (subscription, event id), so a replayed event is
         parked at most once per store, and carries the same ``X-Seed-Delivery`` anywhere.
         Returns the deliveries parked; ``DeliveryStoreError`` if the store failed."""
         deliveries: list[Delivery] = []
-        for event_type, data, event_id, occurred_at in events:
-            try:
-                body = encode_event(
-                    event_type,
-                    data,
-                    event_id=event_id,
-                    occurred_at=occurred_at,
-                    limits=self._limits,
-                )
-            except InvalidEvent as exc:
-                self.rejected += 1
-                log.error("webhooks: %s (%s) cannot be sent: %s", event_id, event_type, exc)
+        for item in events:
+            event = item.event if isinstance(item, Tailored) else item
+            body = self._encoded(event)
+            if body is None:
                 continue
             subscriptions = self._registry.matching(body.event_type)
-            deliveries += replayable_deliveries(body, subscriptions, self._order_keys)
+            if not isinstance(item, Tailored):
+                deliveries += replayable_deliveries(body, subscriptions, self._order_keys)
+                continue
+            for subscription in subscriptions:  # one body per subscription
+                own = item.tailor(subscription)
+                own_body = body if own is event else self._encoded(own)
+                if own_body is not None:
+                    deliveries += replayable_deliveries(own_body, [subscription], self._order_keys)
         parked = await self._store.park_new(deliveries, self._clock())
         if self._running:
             await self._resume({d.subscription_id for d in deliveries})
         return parked
+
+    def _encoded(self, event: OutboundEvent) -> EventBody | None:
+        event_type, data, event_id, occurred_at = event
+        try:
+            return encode_event(
+                event_type, data, event_id=event_id, occurred_at=occurred_at, limits=self._limits
+            )
+        except InvalidEvent as exc:
+            self.rejected += 1
+            log.error("webhooks: %s (%s) cannot be sent: %s", event_id, event_type, exc)
+            return None
 
     async def _resume(self, subscription_ids: Collection[str]) -> None:
         """Tell these lanes the store holds deliveries for them."""

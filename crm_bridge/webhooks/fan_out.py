@@ -12,17 +12,34 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from crm_bridge.webhooks.events import EventBody
 from crm_bridge.webhooks.store import Delivery
 from crm_bridge.webhooks.subscriptions import Subscription
 
-__all__ = ["OrderKeys", "OutboundEvent", "published_delivery", "replayable_deliveries"]
+__all__ = [
+    "OrderKeys",
+    "OutboundEvent",
+    "Tailored",
+    "published_delivery",
+    "replayable_deliveries",
+]
 
 # (event_type, data, event_id, occurred_at), as ``publish`` takes them
 OutboundEvent = tuple[str, Mapping[str, object], str, datetime | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Tailored:
+    """An event whose body depends on the subscription (e.g. a credential that only some
+    subscribers may hold): subscriptions are matched on ``event``'s type, and each one gets
+    ``tailor(subscription)``, which must keep ``event``'s type and id."""
+
+    event: OutboundEvent
+    tailor: Callable[[Subscription], OutboundEvent]
 
 
 class OrderKeys:

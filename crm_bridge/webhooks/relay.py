@@ -37,7 +37,7 @@ from typing import Protocol, Self
 
 from crm_bridge.webhooks.dispatcher import WebhookDispatcher
 from crm_bridge.webhooks.errors import DeliveryStoreError
-from crm_bridge.webhooks.fan_out import OutboundEvent
+from crm_bridge.webhooks.fan_out import OutboundEvent, Tailored
 from crm_bridge.webhooks.relay_cursor import RelayCursor
 from crm_bridge.webhooks.relay_lease import RelayLease
 from crm_bridge.webhooks.retry import DeliveryPolicy
@@ -80,7 +80,7 @@ class WebhookRelay:
         store: DeliveryStore,
         settings: RelaySettings,
         clock: Callable[[], float] = time.time,
-        render: Callable[[StoredEvent], OutboundEvent] = outbound_event,
+        render: Callable[[StoredEvent], OutboundEvent | Tailored] = outbound_event,
     ) -> None:
         self._tail, self._lease, self.dispatcher, self._store = tail, lease, dispatcher, store
         self.settings, self._clock, self._render = settings, clock, render
@@ -102,11 +102,12 @@ class WebhookRelay:
         *,
         policy: DeliveryPolicy | None = None,
         settings: RelaySettings | None = None,
-        render: Callable[[StoredEvent], OutboundEvent] = outbound_event,
+        render: Callable[[StoredEvent], OutboundEvent | Tailored] = outbound_event,
     ) -> Self:
         """Subscriptions validated (``ConfigError``), store opened, dispatcher and relay
         started. One relay per store file (one dispatcher per file). ``render``: an event's
-        webhook form (the engine's adds continuation links, ``omni.continue_by_sms``)."""
+        webhook form, or its forms per subscription (``Tailored``: the engine's gives
+        continuation links to the SMS gateway only, ``omni.continue_by_sms``)."""
         registry = load_subscriptions(subscriptions_file)
         await asyncio.to_thread(store_path.parent.mkdir, parents=True, exist_ok=True)
         store = await SqliteDeliveryStore.open(store_path)

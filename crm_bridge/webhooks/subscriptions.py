@@ -7,6 +7,11 @@
         url: https://crm.example.com/hooks/seed
         secret_env: ACME_WEBHOOK_SECRET     # or secret: "...", at least 16 characters
         events: [call.ivr, call.ended]      # exact types, "call.*" (a family) or "*"
+      - id: sms-gateway
+        url: https://sms.example.com/hooks/seed
+        secret_env: SMS_WEBHOOK_SECRET
+        events: [message.outbound]
+        continuation_links: true            # gets continue-by-SMS links (never with "*")
 
 URLs must be https; plain http is accepted only for localhost and 127.0.0.1 (tests, a local
 relay). Credentials in the URL are refused: the secret is for that. Every error names the
@@ -58,6 +63,9 @@ class Subscription:
     url: str
     secret: str = field(repr=False)
     events: frozenset[str]
+    # deliveries of continue-by-SMS events carry the working link (a bearer credential);
+    # every other subscription gets them with the link elided (``omni.continue_by_sms``)
+    continuation_links: bool = False
 
     def matches(self, event_type: str) -> bool:
         """``*`` matches all; ``call.*`` matches ``call.ivr`` and ``call.ended``; else exact."""
@@ -98,6 +106,7 @@ class _SubscriptionModel(BaseModel):
     secret: Annotated[str, Field(min_length=MIN_SECRET_CHARS, max_length=512)] | None = None
     secret_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
     events: tuple[Annotated[str, Field(pattern=_PATTERN)], ...] = Field(min_length=1)
+    continuation_links: bool = False
 
     @field_validator("url")
     @classmethod
@@ -108,6 +117,11 @@ class _SubscriptionModel(BaseModel):
     def _one_secret(self) -> _SubscriptionModel:
         if (self.secret is None) == (self.secret_env is None):
             raise ValueError("give exactly one of 'secret' and 'secret_env'")
+        if self.continuation_links and "*" in self.events:
+            raise ValueError(
+                "continuation_links: not with events '*' (links are bearer credentials: "
+                "subscribe the SMS gateway to message.outbound by name)"
+            )
         return self
 
 
@@ -181,7 +195,11 @@ def _to_registry(
                     f"{where}.secret_env: environment variable {sub.secret_env} is unset or "
                     f"shorter than {MIN_SECRET_CHARS} characters"
                 )
-        subscriptions.append(Subscription(sub.id, sub.url, secret or "", frozenset(sub.events)))
+        subscriptions.append(
+            Subscription(
+                sub.id, sub.url, secret or "", frozenset(sub.events), sub.continuation_links
+            )
+        )
     if problems:
         raise ConfigError("\n".join(problems))
     return SubscriptionRegistry(subscriptions)

@@ -153,6 +153,15 @@ class EventIn(_Body):
             raise ValueError("give exactly one of customer_id or identity")
         return self
 
+    @model_validator(mode="after")
+    def _not_a_continuation(self) -> Self:
+        if self.event_type == "message.outbound" and "continuation" in self.data:
+            raise ValueError(
+                "message.outbound with data.continuation is reserved for the engine's "
+                "continue-by-SMS (it issues the links itself); leave out data.continuation"
+            )
+        return self
+
 
 class LookupQuery(_Query):
     phone: IdentityValue | None = None

@@ -14,11 +14,25 @@ webhook subscriber reads the timeline. The event holds the link's token id, expi
 *unsigned* token (``c1.kid.payload``, useless without the signing key) and a text whose
 link is elided; the engine's webhook relay signs it again at delivery (``with_sms_links``),
 so the SMS gateway's delivery carries the working link in ``text`` and
-``continuation.link``.
+``continuation.link``. Only subscriptions with ``continuation_links: true`` (never ``*``
+ones) get that form; every other subscriber of the event gets it as stored.
+
+The relay signs only what the engine issued. Anyone who can write a timeline event (an API
+client, another tool) can write a ``message.outbound`` event shaped like this one, so the
+event also carries a ``seal``: an HMAC, with a key derived from the signing key, of the
+event id, the ``to`` number and the unsigned token. Event ids are unique on the timeline,
+so a seal cannot be moved to another event or number; the relay refuses to sign an event
+without a valid seal (it is delivered as stored, link elided). The link's base is the
+configured ``public_url``, never text from the event. ``POST /v1/events`` also refuses the
+shape outright (``message.outbound`` with ``data.continuation``).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping
@@ -28,7 +42,8 @@ from typing import Any
 from crm_bridge.continuation import ContinuationTokens
 from crm_bridge.continuation_errors import ContinuationError
 from crm_bridge.continuation_wire import Keyring, sign_unsigned, unsigned_part
-from crm_bridge.webhooks.fan_out import OutboundEvent
+from crm_bridge.webhooks.fan_out import OutboundEvent, Tailored
+from crm_bridge.webhooks.subscriptions import Subscription
 from crm_bridge.webhooks.timeline_payload import outbound_event
 from ivr_engine.flows.call_record import CallRecord
 from ivr_engine.ports import Identity, NewTimelineEvent, StoredEvent, TimelineStore
@@ -37,6 +52,7 @@ log = logging.getLogger(__name__)
 CONTINUE_SMS_EVENT = "message.outbound"
 SMS_TEXT = "Continue your conversation here: {link}"
 ELIDED = "\N{HORIZONTAL ELLIPSIS}"  # in place of the token on the timeline
+_SEAL_KEY_CONTEXT = b"seed continue-by-sms relay seal v1"
 
 
 class SmsContinuer:
@@ -78,8 +94,12 @@ class SmsContinuer:
             clear=self._clear,
         )
         claims = self._tokens.inspect(token)
+        event_id = f"voice:{record.call.call_id}:continue-sms"
+        unsigned = unsigned_part(token)
+        seal = continuation_seal(self._tokens.keyring, event_id, record.phone, unsigned)
+        assert seal is not None  # signed with the keyring's current key just now
         event = NewTimelineEvent(
-            event_id=f"voice:{record.call.call_id}:continue-sms",
+            event_id=event_id,
             customer_id=customer_id,
             occurred_at=self._clock(),
             channel="sms",
@@ -92,8 +112,8 @@ class SmsContinuer:
                 "continuation": {
                     "token_id": claims.token_id,
                     "expires_at": datetime.fromtimestamp(claims.expires_at, UTC).isoformat(),
-                    "link_base": f"{self._base}/c/",
-                    "unsigned": unsigned_part(token),
+                    "unsigned": unsigned,
+                    "seal": seal,
                 },
             },
         )
@@ -102,29 +122,67 @@ class SmsContinuer:
         return case_id
 
 
-def with_sms_links(keyring: Keyring) -> Callable[[StoredEvent], OutboundEvent]:
-    """The webhook form of timeline events (``outbound_event``), where a continue-by-SMS
-    event gets its working link back: signed again with ``keyring``, in ``data.text`` and
-    ``data.continuation.link`` (the unsigned token is left out)."""
+def continuation_seal(keyring: Keyring, event_id: str, to: str, unsigned: str) -> str | None:
+    """The seal of a continue-by-SMS event: HMAC-SHA256, with a key derived from the key
+    that signs ``unsigned``, of the event id, the number texted and the unsigned token. Not
+    a credential (it signs no token); None when that key is not in ``keyring``."""
+    parts = unsigned.split(".")
+    key = keyring.get(parts[1]) if len(parts) == 3 else None
+    if key is None:
+        return None
+    seal_key = hmac.new(key.secret, _SEAL_KEY_CONTEXT, hashlib.sha256).digest()
+    sealed = json.dumps([event_id, to, unsigned], separators=(",", ":")).encode("utf-8")
+    mac = hmac.new(seal_key, sealed, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
-    def render(event: StoredEvent) -> OutboundEvent:
-        kind, payload, event_id, at = outbound_event(event)
-        data = payload.get("data")
-        linked = _linked(data, keyring) if event.event_type == CONTINUE_SMS_EVENT else None
+
+def with_sms_links(
+    keyring: Keyring, public_url: str
+) -> Callable[[StoredEvent], OutboundEvent | Tailored]:
+    """The webhook form of timeline events (``outbound_event``), where a continue-by-SMS
+    event that the engine issued (its seal checks out) gets its working link back for the
+    subscriptions with ``continuation_links``: signed again with ``keyring``, on
+    ``public_url``, in ``data.text`` and ``data.continuation.link`` (the unsigned token and
+    the seal are left out). Other subscribers get the event as stored."""
+    base = f"{public_url.rstrip('/')}/c/"
+
+    def render(event: StoredEvent) -> OutboundEvent | Tailored:
+        public = outbound_event(event)
+        if event.event_type != CONTINUE_SMS_EVENT:
+            return public
+        linked = _linked(event, keyring, base)
         if linked is None:
-            return kind, payload, event_id, at
-        return kind, {**payload, "data": linked}, event_id, at
+            return public
+        kind, payload, event_id, at = public
+        private: OutboundEvent = (kind, {**payload, "data": linked}, event_id, at)
+
+        def tailor(subscription: Subscription) -> OutboundEvent:
+            return private if subscription.continuation_links else public
+
+        return Tailored(public, tailor)
 
     return render
 
 
-def _linked(data: object, keyring: Keyring) -> dict[str, Any] | None:
-    """``data`` with the link signed; None when it carries no unsigned continuation."""
-    if not isinstance(data, Mapping) or not isinstance(data.get("continuation"), Mapping):
+def _linked(event: StoredEvent, keyring: Keyring, base: str) -> dict[str, Any] | None:
+    """The event's ``data`` with the link signed; None when it carries no continuation the
+    engine issued."""
+    data = event.data
+    if not isinstance(data.get("continuation"), Mapping):
         return None
     stored = dict(data["continuation"])
-    unsigned, base = stored.pop("unsigned", None), stored.pop("link_base", None)
-    if not isinstance(unsigned, str) or not isinstance(base, str):
+    unsigned, seal = stored.pop("unsigned", None), stored.pop("seal", None)
+    stored.pop("link_base", None)  # written by earlier versions; the base is ours
+    to = data.get("to")
+    if not isinstance(unsigned, str) or not isinstance(to, str):
+        return None
+    expected = continuation_seal(keyring, event.event_id, to, unsigned)
+    if not isinstance(seal, str) or expected is None or not hmac.compare_digest(seal, expected):
+        log.warning(
+            "continue-by-SMS: event %r carries a continuation the engine did not issue "
+            "(no valid seal): delivered without a link",
+            event.event_id,
+        )
         return None
     try:
         link = base + sign_unsigned(unsigned, keyring)

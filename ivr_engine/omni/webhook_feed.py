@@ -8,7 +8,8 @@ continue-by-SMS, and the call bridge (``ivr-engine bridge``, which runs a relay 
 one of them leads, the other stands by). Writers announce nothing.
 
 With ``continuation_secret``, the engine's relay signs the continue-by-SMS links again at
-delivery (the timeline holds them unsigned: ``continue_by_sms``).
+delivery, on ``public_url``, for the subscriptions with ``continuation_links`` only, and only
+for events the engine sealed (the timeline holds them unsigned: ``continue_by_sms``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ async def open_webhook_relay(settings: Settings) -> WebhookRelay | None:
     if settings.webhooks_file is None:
         return None
     secret = settings.continuation_secret
-    render = outbound_event if secret is None else with_sms_links(Keyring(continuation_key(secret)))
+    render = (
+        outbound_event
+        if secret is None
+        else with_sms_links(Keyring(continuation_key(secret)), settings.public_url)
+    )
     return await WebhookRelay.start(
         settings.database_url,
         settings.webhooks_file,

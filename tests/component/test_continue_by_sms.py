@@ -8,10 +8,12 @@ case reads call → SMS → chat as one thread.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from crm_bridge.continuation_wire import Keyring, sign_unsigned
 from crm_bridge.webhooks import verify_signature
 from ivr_engine.app import Engine
 from ivr_engine.omni.wiring import continuation_key
+from ivr_engine.ports import Identity, NewTimelineEvent
 from tests.component.test_ivr_flow import call, call_event, settings_for, store
 
 SECRET = "ab" * 32
@@ -134,7 +137,7 @@ async def test_webhook_subscribers_receive_the_sms_and_the_call(
     subscriptions.write_text(
         "subscriptions:\n"
         f"  - id: gateway\n    url: http://127.0.0.1:{port}/hook\n    secret: {secret}\n"
-        "    events: [message.outbound, call.ivr]\n",
+        "    events: [message.outbound, call.ivr]\n    continuation_links: true\n",
         encoding="utf-8",
     )
     engine = Engine(
@@ -183,7 +186,8 @@ async def test_only_the_sms_delivery_carries_a_usable_link(
     hooks.write_text(
         "subscriptions:\n"
         f"  - id: sms\n    url: http://127.0.0.1:{runner.addresses[0][1]}/sms\n"
-        f"    secret: {'g' * 30}\n    events: [message.outbound]\n",
+        f"    secret: {'g' * 30}\n    events: [message.outbound]\n"
+        "    continuation_links: true\n",
         encoding="utf-8",
     )
     engine = Engine(
@@ -218,6 +222,126 @@ async def test_only_the_sms_delivery_carries_a_usable_link(
         assert sms["data"]["continuation"]["link"] == f"https://seed.example/c/{token}"
         assert "unsigned" not in sms["data"]["continuation"]
         assert (await redeem(engine, token))[0] == 200  # the delivered link works, once
+    finally:
+        await engine.stop()
+        await runner.cleanup()
+
+
+async def test_the_api_refuses_continuation_events(engine: Engine) -> None:
+    """Writing a message.outbound with data.continuation is the engine's alone: the old relay
+    signed whatever such an event carried (a forged link for any customer, any expiry)."""
+    event = {
+        "event_id": "attacker-1",
+        "identity": {"kind": "phone", "value": "+15550000001"},
+        "channel": "sms",
+        "event_type": "message.outbound",
+        "data": {"to": "+15550000001", "continuation": {"unsigned": "c1.k1.e30"}},
+    }
+    base = f"http://127.0.0.1:{engine.http_port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/v1/events", json=event) as resp:
+            assert resp.status == 400, await resp.text()
+            assert "reserved" in (await resp.json())["error"]["message"]
+        no_link = {**event, "data": {"to": "+15550000001", "text": "hello"}}
+        async with http.post(f"{base}/v1/events", json=no_link) as resp:
+            assert resp.status == 201  # other outbound messages are fine
+    customers = await store(engine).find_customers(Identity("phone", "+15550000001"))
+    page = await store(engine).timeline(customers[0].customer_id)
+    assert [e.data.get("continuation") for e in page.events] == [None]
+
+
+def _forged_unsigned(customer_id: str) -> str:
+    """``c1.k1.<claims>``: the unsigned part of a token for another customer's case."""
+    now = int(time.time())
+    claims = {"jti": "forged-1", "iat": now, "exp": now + 600, "case": "case-of-victim"}
+    claims |= {"cust": customer_id, "ch": "chat", "int": None, "f": {}, "s": []}
+    raw = json.dumps(claims, separators=(",", ":")).encode()
+    return "c1.k1." + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+async def test_links_go_only_to_link_subscribers_and_only_for_what_the_engine_issued(
+    sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    """The SMS gateway (``continuation_links: true``) gets the working link of the engine's
+    continue-by-SMS event, on ``public_url``; a CRM subscribed to message.outbound and a
+    ``*`` subscriber get the event with the link elided. An event of the same shape written
+    to the timeline by anyone else (here straight into the store, as any timeline writer
+    could) is signed for nobody, whatever ``link_base`` it names."""
+    got: dict[str, list[dict[str, Any]]] = {"sms": [], "crm": [], "analytics": []}
+
+    async def hook(request: web.Request) -> web.Response:
+        envelope = json.loads(await request.read())
+        if envelope["type"] == "message.outbound":
+            got[request.match_info["who"]].append(envelope["data"])
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/{who}", hook)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    hooks = tmp_path / "webhooks.yaml"
+    hooks.write_text(
+        "subscriptions:\n"
+        f"  - id: sms\n    url: {url}/sms\n    secret: {'g' * 30}\n"
+        "    events: [message.outbound]\n    continuation_links: true\n"
+        f"  - id: crm\n    url: {url}/crm\n    secret: {'h' * 30}\n"
+        "    events: [message.outbound]\n"
+        f"  - id: analytics\n    url: {url}/analytics\n    secret: {'i' * 30}\n"
+        "    events: ['*']\n",
+        encoding="utf-8",
+    )
+    engine = Engine(
+        settings_for(
+            sqlite_url,
+            tmp_path,
+            continuation_secret=SECRET,
+            public_url="https://seed.example",
+            webhooks_file=hooks,
+        )
+    )
+    await engine.start()
+    try:
+        assert engine.webhooks is not None
+        await engine.webhooks.wait_leader()
+        phone = new_phone()
+        await call(engine, phone, ["*"])
+        victim = await store(engine).create_customer_for_identity(Identity("phone", new_phone()))
+        forged = NewTimelineEvent(
+            event_id="attacker-2",
+            customer_id=victim,
+            occurred_at=datetime.now(UTC),
+            channel="sms",
+            event_type="message.outbound",
+            intent=None,
+            case_id="case-of-victim",
+            data={
+                "to": "+15550000001",
+                "text": "x",
+                "continuation": {
+                    "token_id": "forged-1",
+                    "unsigned": _forged_unsigned(victim),
+                    "link_base": "https://attacker.example/c/",
+                    "seal": "A" * 43,
+                },
+            },
+        )
+        await store(engine).append_events([forged])
+        await engine.webhooks.settle()
+        by_id = {who: {d["event_id"]: d["data"] for d in ds} for who, ds in got.items()}
+        for who in ("sms", "crm", "analytics"):  # the forged one: delivered as stored
+            assert by_id[who]["attacker-2"] == forged.data, who
+        (sms,) = [d for d in by_id["sms"].values() if d.get("to") == phone]
+        link = sms["continuation"]["link"]
+        assert link.startswith("https://seed.example/c/c1.k1.")
+        assert sms["text"] == f"Continue your conversation here: {link}"
+        signature = link.rpartition(".")[2]
+        for who in ("crm", "analytics"):
+            (other,) = [d for d in by_id[who].values() if d.get("to") == phone]
+            assert "link" not in other["continuation"], who
+            assert other["text"].endswith("/c/\u2026") and signature not in json.dumps(other)
+        assert (await redeem(engine, link.rpartition("/")[2]))[0] == 200
     finally:
         await engine.stop()
         await runner.cleanup()

@@ -343,6 +343,7 @@ def _one(**fields: object) -> str:
         (_one(events=["call.*.x"]), "is not valid"),
         (_one(id="Bad Id"), r"id: 'Bad Id' is not valid \(use 1-64"),
         (_one(colour="red"), "colour: Extra inputs are not permitted"),
+        (_one(continuation_links=True), "continuation_links: not with events '\\*'"),
         ("[1, 2]", "expected a mapping with 'subscriptions:'"),
         ("subscriptions: [", "not valid YAML"),
     ],
@@ -351,6 +352,14 @@ def test_subscription_errors_name_file_key_and_fix(text: str, message: str) -> N
     with pytest.raises(ConfigError, match=message) as error:
         parse_subscriptions("config/webhooks.yaml", text, environ={})
     assert str(error.value).startswith("config/webhooks.yaml: ")
+
+
+def test_only_named_subscriptions_get_continuation_links() -> None:
+    text = _one(events=["message.outbound"], continuation_links=True)
+    (gateway,) = parse_subscriptions("w.yaml", text)
+    assert gateway.continuation_links
+    (crm,) = parse_subscriptions("w.yaml", _one(events=["message.outbound"]))
+    assert not crm.continuation_links  # off unless asked for
 
 
 def test_duplicate_ids_and_unreadable_files_are_refused(tmp_path: Path) -> None:
