@@ -40,7 +40,7 @@ class CustomerDirectory(FastWriter, Protocol):
 async def customers_by_phone(
     directory: CustomerDirectory, phones: Sequence[str | None], keys: Sequence[str | None] = ()
 ) -> list[str]:
-    """The customer of each caller by ``_customer_for_phone``'s rule, for a whole batch: the
+    """The customer of each caller by ``customer_for_phone``'s rule, for a whole batch: the
     one owner of the number; a shared or withheld number → a new customer without
     identities (one each); an unknown number → a new customer owning it (one per number, or
     the one a concurrent call created a moment ago). One query, then one transaction.
@@ -70,7 +70,7 @@ async def store_call(store: TimelineStore, write: CallWrite) -> None:
             return
         except CustomerNotFound:
             log.warning("customer %s is gone; storing the call by phone", write.customer_id)
-    await _store_for(store, write, await _customer_for_phone(store, write.phone))
+    await _store_for(store, write, await customer_for_phone(store, write.phone))
 
 
 async def _store_for(store: TimelineStore, write: CallWrite, customer_id: str) -> None:
@@ -79,7 +79,7 @@ async def _store_for(store: TimelineStore, write: CallWrite, customer_id: str) -
         await store.save_known_fields(customer_id, write.fields)
 
 
-async def _customer_for_phone(store: TimelineStore, phone: str | None) -> str:
+async def customer_for_phone(store: TimelineStore, phone: str | None) -> str:
     """The one customer owning ``phone``, or a new one.
 
     A number shared by several customers is not guessed at: the call goes to a new customer

@@ -25,6 +25,10 @@ so a seal cannot be moved to another event or number; the relay refuses to sign 
 without a valid seal (it is delivered as stored, link elided). The link's base is the
 configured ``public_url``, never text from the event. ``POST /v1/events`` also refuses the
 shape outright (``message.outbound`` with ``data.continuation``).
+
+The customer texted is the caller's, by the call recorder's rule
+(``call_customers.customer_for_phone``): a number shared by several customers is not
+guessed at, and gets a new customer without identities (not one more owner of the number).
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ from crm_bridge.continuation_wire import Keyring, sign_unsigned, unsigned_part
 from crm_bridge.webhooks.fan_out import OutboundEvent, Tailored
 from crm_bridge.webhooks.subscriptions import Subscription
 from crm_bridge.webhooks.timeline_payload import outbound_event
+from ivr_engine.flows.call_customers import customer_for_phone
 from ivr_engine.flows.call_record import CallRecord
-from ivr_engine.ports import Identity, NewTimelineEvent, StoredEvent, TimelineStore
+from ivr_engine.ports import NewTimelineEvent, StoredEvent, TimelineStore
 
 log = logging.getLogger(__name__)
 CONTINUE_SMS_EVENT = "message.outbound"
@@ -81,9 +86,7 @@ class SmsContinuer:
     async def continue_on_sms(self, record: CallRecord) -> str:
         """Issue the token, write the outbound SMS event; returns the case id."""
         assert record.phone is not None
-        customer_id = record.customer_id or await self._store.create_customer_for_identity(
-            Identity("phone", record.phone)
-        )
+        customer_id = record.customer_id or await customer_for_phone(self._store, record.phone)
         case_id = record.case_id or f"case-{uuid.uuid5(uuid.NAMESPACE_URL, record.call.call_id)}"
         token = self._tokens.issue(
             case_id=case_id,

@@ -345,3 +345,30 @@ async def test_links_go_only_to_link_subscribers_and_only_for_what_the_engine_is
     finally:
         await engine.stop()
         await runner.cleanup()
+
+
+async def test_a_shared_number_gets_no_new_owner_per_press(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """A household line owned by two customers is ambiguous: the SMS case goes to a new
+    customer without identities (the recorder's rule), and the call record reuses it; the
+    old code made one more owner of the number on every press."""
+    phone = new_phone()
+    for name in ("Alice", "Bob"):
+        await store(engine).create_customer(name, [Identity("phone", phone)])
+    for _ in range(2):
+        heard = await call(engine, phone, ["*"])
+        assert heard.variables["IVR_OUTCOME"] == "continued"
+        customer_id = heard.variables["IVR_CUSTOMER_ID"]
+        page = await store(engine).timeline(customer_id)
+        assert [e.channel for e in page.events] == ["sms"]  # the SMS case is on it
+        deadline = time.monotonic() + 10
+        while len((await store(engine).timeline(customer_id)).events) < 2:
+            assert time.monotonic() < deadline, "the call event was not stored"
+            await asyncio.sleep(0.05)
+        events = (await store(engine).timeline(customer_id)).events
+        assert sorted(e.channel for e in events) == ["sms", "voice"]  # one customer for both
+        customer = await store(engine).get_customer(customer_id)
+        assert customer is not None and customer.identities == ()
+    owners = await store(engine).find_customers(Identity("phone", phone))
+    assert sorted(c.display_name or "" for c in owners) == ["Alice", "Bob"]
