@@ -164,6 +164,7 @@ class Engine:
             default_region=settings.default_region,
             router=center.router if center is not None else None,
             continuation=self.continuation.continuer if self.continuation else None,
+            continue_deadline_s=settings.continue_sms_deadline_ms / 1000,
             use_withheld_caller_id=settings.use_withheld_caller_id,
         )
 

@@ -133,6 +133,13 @@ class Settings(BaseModel):
         None, description="hex, >= 32 bytes: signs continuation links; None: no SMS offer"
     )
     public_url: str = Field("http://127.0.0.1:8080", description="base of continuation links")
+    continue_sms_deadline_ms: int = Field(
+        1500,
+        ge=100,
+        le=10000,
+        description="the longest a caller waits in silence after pressing * for the SMS to be "
+        "written; then they are routed as usual",
+    )
     continuation_redis_url: str | None = Field(
         None,
         description="redis://...: an extra used-token check; single use itself is kept on the "

@@ -95,6 +95,7 @@ class IvrFlow:
         default_region: str = "US",
         router: CallRouter | None = None,
         continuation: SmsContinuation | None = None,
+        continue_deadline_s: float = 1.5,
         use_withheld_caller_id: bool = False,
     ) -> None:
         self._menus = menus
@@ -105,6 +106,7 @@ class IvrFlow:
         self._region = default_region
         self._router = router
         self._continuation = continuation
+        self._continue_deadline_s = continue_deadline_s
         self._use_withheld = use_withheld_caller_id
         self._unknown_menus: set[str] = set()
 
@@ -237,11 +239,14 @@ class IvrFlow:
         return menu.fallback_intent
 
     async def _continue_by_sms(self, channel: CallChannel, menu: Menu, record: CallRecord) -> bool:
-        """Send the link and end the call; False (the caller is routed as usual) on failure."""
+        """Send the link and end the call; False (the caller is routed as usual) on failure,
+        or when the timeline has not taken the SMS within ``continue_deadline_s`` (the caller
+        hears nothing meanwhile)."""
         assert self._continuation is not None
         try:
-            case_id = await self._continuation.continue_on_sms(record)
-        except IvrEngineError as exc:
+            async with asyncio.timeout(self._continue_deadline_s):
+                case_id = await self._continuation.continue_on_sms(record)
+        except (IvrEngineError, TimeoutError) as exc:
             log.warning("call %s: continue by SMS failed (%r); routing", record.call.call_id, exc)
             record.step("continue_sms_failed")
             return False

@@ -12,12 +12,13 @@ import base64
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 
@@ -25,7 +26,9 @@ from crm_bridge.continuation_wire import Keyring, sign_unsigned
 from crm_bridge.webhooks import verify_signature
 from ivr_engine.app import Engine
 from ivr_engine.omni.wiring import continuation_key
-from ivr_engine.ports import Identity, NewTimelineEvent
+from ivr_engine.ports import Identity, NewTimelineEvent, StoredEvent
+from ivr_engine.timeline import open_timeline
+from ivr_engine.timeline.migrate import upgrade
 from tests.component.test_ivr_flow import call, call_event, settings_for, store
 
 SECRET = "ab" * 32
@@ -372,3 +375,59 @@ async def test_a_shared_number_gets_no_new_owner_per_press(
         assert customer is not None and customer.identities == ()
     owners = await store(engine).find_customers(Identity("phone", phone))
     assert sorted(c.display_name or "" for c in owners) == ["Alice", "Bob"]
+
+
+@pytest.mark.postgres
+async def test_a_locked_timeline_routes_the_caller_within_the_deadline(
+    new_pg_database: Callable[[], Coroutine[Any, Any, str]],
+    tmp_path: Path,
+    new_phone: Callable[[], str],
+) -> None:
+    """Another session locks timeline_events (a migration, a batch job): the SMS cannot be
+    written, and the caller who pressed * is routed after ``continue_sms_deadline_ms``
+    instead of hearing silence for as long as the lock is held (20 s in the review)."""
+    url = await new_pg_database()
+    await upgrade(url)
+    engine = Engine(
+        settings_for(url, tmp_path, continuation_secret=SECRET, continue_sms_deadline_ms=500)
+    )
+    await engine.start()
+    locker = await asyncpg.connect(url.replace("postgresql://", "postgres://"))
+    loop = asyncio.get_running_loop()
+    lock = locker.transaction()
+    unlocked = asyncio.Event()
+
+    async def unlock() -> None:  # at most once: by the timer (old code) or after the call
+        if not unlocked.is_set():
+            unlocked.set()
+            await lock.rollback()
+
+    try:
+        phone = new_phone()
+        await store(engine).create_customer_for_identity(Identity("phone", phone))
+        await lock.start()
+        await locker.execute("LOCK TABLE timeline_events IN EXCLUSIVE MODE")  # blocks INSERTs
+        release = loop.call_later(8, lambda: asyncio.ensure_future(unlock()))
+        started = time.perf_counter()
+        heard = await call(engine, phone, ["*"])
+        elapsed = time.perf_counter() - started
+        release.cancel()
+        await unlock()
+        event = await call_event(store(engine), phone, timeout_s=20)
+    finally:
+        await locker.close()
+        await engine.stop()
+    assert elapsed < 4, elapsed  # 0.5 s deadline; generous on a shared machine
+    assert heard.variables["IVR_OUTCOME"] == "routed"
+    assert event.data["outcome"] == "routed"
+    assert "continue_sms_failed" in json.dumps(event.data)
+    timeline = await _timeline_after(url, event.customer_id)
+    assert "sms" not in [e.channel for e in timeline]  # no text promised, none sent
+
+
+async def _timeline_after(url: str, customer_id: str) -> list[StoredEvent]:
+    opened = await open_timeline(url, migrate=False)
+    try:
+        return list((await opened.store.timeline(customer_id)).events)
+    finally:
+        await opened.close()
