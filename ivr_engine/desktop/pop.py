@@ -63,11 +63,15 @@ class FieldMasking:
         return name in self.sensitive or (self.declared is not None and name not in self.declared)
 
     def masks_identity(self, kind: str, *, verified: bool) -> bool:
-        """An identity of the customer record whose kind, or the field it is entered as
-        (``account`` → ``account_number``), is sensitive: masked like that field."""
+        """An identity of the customer record whose kind is sensitive, or which is entered
+        as a field (``account`` → ``account_number``): masked like that field, so also when
+        that field is not declared (fail closed)."""
         if verified:
             return False
-        return kind in self.sensitive or IDENTITY_FIELDS.get(kind) in self.sensitive
+        entered_as = IDENTITY_FIELDS.get(kind)
+        return kind in self.sensitive or (
+            entered_as is not None and self.masks(entered_as, verified=False)
+        )
 
 
 def masking_from_menus(menus: Iterable[Menu]) -> FieldMasking:

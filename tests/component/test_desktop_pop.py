@@ -176,6 +176,28 @@ def test_a_sensitive_field_is_masked_in_the_customer_identities_too() -> None:
     assert {"kind": "account", "value": "40012345"} in pop["customer"]["identities"]
 
 
+def test_an_identity_is_masked_when_its_field_is_undeclared() -> None:
+    """Menus that do not declare ``account_number``: the entered value is masked (unknown
+    sensitivity), and so is the same value in the record's ``account`` identity (it showed
+    in clear to the agent of an unverified caller). Phone and e-mail are no fields: shown."""
+    policy = FieldMasking(sensitive=frozenset({"postcode"}), declared=frozenset({"postcode"}))
+    customer = Customer(
+        "c-1", "Grace", (*CUSTOMER.identities, Identity("account", "12345678")), {}, NOW, NOW
+    )
+    ring = Ring(call_id="c", customer_id="c-1", entered={"account_number": "12345678"})
+    pop = build_screen_pop(ring, customer, [], masking=policy)
+    assert pop["customer"] is not None
+    assert pop["customer"]["identities"] == [
+        {"kind": "phone", "value": "+15550100001"},
+        {"kind": "email", "value": "grace@example.com"},
+        {"kind": "account", "value": MASK},
+    ]
+    assert "12345678" not in json.dumps(pop)
+    declared = FieldMasking(declared=frozenset({"account_number"}))  # declared, not sensitive
+    assert not declared.masks_identity("account", verified=False)
+    assert not policy.masks_identity("account", verified=True)
+
+
 def test_entered_value_wins_over_prefilled() -> None:
     ring = Ring(call_id="c", entered={"account_number": "222"}, prefilled={"account_number": "1"})
     pop = build_screen_pop(ring, None, [], masking=MASKING)
