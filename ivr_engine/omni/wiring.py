@@ -70,5 +70,7 @@ def continuation_key(secret_hex: str) -> SigningKey:
 
 
 def clear_fields_of(menus: Mapping[str, Menu]) -> frozenset[str]:
-    """The fields of any menu that are not sensitive (shown in clear)."""
-    return frozenset().union(*(fields_in_clear(m.fields) for m in menus.values()))
+    """The fields whose values may travel in clear: declared by some menu and sensitive in
+    none (the desktop's rule: sensitive in any menu means sensitive everywhere)."""
+    sensitive = {n for m in menus.values() for n, spec in m.fields.items() if spec.sensitive}
+    return frozenset().union(*(fields_in_clear(m.fields) for m in menus.values())) - sensitive

@@ -32,7 +32,8 @@ from crm_bridge.continuation_wire import (
     encode_token,
 )
 from ivr_engine.domain.errors import IvrEngineError
-from ivr_engine.domain.models import FieldSpec
+from ivr_engine.domain.models import FieldSpec, Menu, MenuOption
+from ivr_engine.omni.wiring import clear_fields_of
 
 T0 = 1_750_000_000.0
 KEY_A = SigningKey("2025a", b"a" * 32)
@@ -113,6 +114,24 @@ def test_fields_in_clear_follows_the_menu_field_specs() -> None:
         "postcode": FieldSpec("postcode", "p", sensitive=True),
     }
     assert fields_in_clear(specs) == frozenset({"account_number"})
+
+
+def test_a_field_sensitive_in_any_menu_never_travels_in_clear() -> None:
+    """``postcode`` sensitive in billing, not in sales: it goes by name only (was: in clear,
+    the union over menus, readable in the timeline's unsigned token)."""
+    option = MenuOption("operator", "Operator", "ivr-engine/label-operator", "0")
+    postcode = FieldSpec("postcode", "p", sensitive=True)
+    billing = Menu("billing", (option,), fields={"postcode": postcode})
+    sales = Menu(
+        "sales",
+        (option,),
+        fields={
+            "postcode": FieldSpec("postcode", "p", sensitive=False),
+            "account_number": FieldSpec("account_number", "p", sensitive=False),
+        },
+    )
+    assert clear_fields_of({"billing": billing, "sales": sales}) == {"account_number"}
+    assert clear_fields_of({"sales": sales}) == {"postcode", "account_number"}
 
 
 async def test_redeeming_twice_fails_clearly() -> None:
