@@ -180,7 +180,11 @@ def _linked(event: StoredEvent, keyring: Keyring, base: str) -> dict[str, Any] |
     if not isinstance(unsigned, str) or not isinstance(to, str):
         return None
     expected = continuation_seal(keyring, event.event_id, to, unsigned)
-    if not isinstance(seal, str) or expected is None or not hmac.compare_digest(seal, expected):
+    if (
+        not isinstance(seal, str)
+        or expected is None
+        or not hmac.compare_digest(seal.encode("utf-8"), expected.encode("ascii"))
+    ):
         log.warning(
             "continue-by-SMS: event %r carries a continuation the engine did not issue "
             "(no valid seal): delivered without a link",

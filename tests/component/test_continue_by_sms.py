@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -330,11 +331,14 @@ async def test_links_go_only_to_link_subscribers_and_only_for_what_the_engine_is
                 },
             },
         )
-        await store(engine).append_events([forged])
+        odd_seal = {**forged.data["continuation"], "seal": "\u00e9" * 43}  # not ASCII
+        odd = replace(forged, event_id="attacker-3", data={**forged.data, "continuation": odd_seal})
+        await store(engine).append_events([forged, odd])
         await engine.webhooks.settle()
         by_id = {who: {d["event_id"]: d["data"] for d in ds} for who, ds in got.items()}
         for who in ("sms", "crm", "analytics"):  # the forged one: delivered as stored
             assert by_id[who]["attacker-2"] == forged.data, who
+            assert by_id[who]["attacker-3"] == odd.data, who
         (sms,) = [d for d in by_id["sms"].values() if d.get("to") == phone]
         link = sms["continuation"]["link"]
         assert link.startswith("https://seed.example/c/c1.k1.")
