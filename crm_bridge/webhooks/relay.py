@@ -172,7 +172,7 @@ class WebhookRelay:
         back = await self._tail.events_at_seqs(list(cursor.gaps)) if cursor.gaps else ()
         events = sorted((*back, *fresh), key=lambda e: e.seq)
         if events:
-            await self.dispatcher.park_events([self._render(e) for e in events])
+            await self.dispatcher.park_events([self._rendered(e) for e in events])
         now = self._now_ms()
         moved = cursor.advance((e.seq for e in events), now)
         moved, dropped = moved.expire(now, round(s.gap_timeout_s * 1000), s.max_gaps)
@@ -193,6 +193,15 @@ class WebhookRelay:
                 self.idle_passes += 1
                 self._passes.notify_all()
         return more
+
+    def _rendered(self, event: StoredEvent) -> OutboundEvent | Tailored:
+        """``render``'s form of the event; its plain form if ``render`` fails on it (one
+        event's data must not stop the relay and every later event with it)."""
+        try:
+            return self._render(event)
+        except Exception:
+            log.exception("webhooks: rendering %s failed: sent in its plain form", event.event_id)
+            return outbound_event(event)
 
     async def _forget_old(self) -> None:
         now = self._clock()

@@ -27,10 +27,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from crm_bridge.calls import BridgeSettings
 from crm_bridge.webhooks import DeliveryPolicy, verify_signature
+from crm_bridge.webhooks.fan_out import OutboundEvent
 from crm_bridge.webhooks.relay import RelaySettings, WebhookRelay
-from crm_bridge.webhooks.timeline_payload import webhook_event_id
+from crm_bridge.webhooks.timeline_payload import outbound_event, webhook_event_id
 from ivr_engine.api.app import create_api_app
 from ivr_engine.app import Engine
+from ivr_engine.ports import StoredEvent
 from ivr_engine.telephony.ami import AmiEvent
 from ivr_engine.timeline import Timeline
 from ivr_engine.timeline.migrate import upgrade
@@ -233,6 +235,37 @@ async def test_numbers_beyond_javascripts_safe_range_are_sent_as_strings_not_ref
         "x": 1.5,
         "in": [str(-(10**20))],
     }
+
+
+async def test_a_render_failing_on_one_event_sends_it_plain_and_the_relay_goes_on(
+    database_url: str, timeline: Timeline, tmp_path: Path, receiver: Receiver
+) -> None:
+    def render(event: StoredEvent) -> OutboundEvent:
+        if event.data.get("poison"):
+            raise KeyError("a render bug")
+        return outbound_event(event)
+
+    hooks = subscriptions(tmp_path, await receiver.start())
+    settings = RelaySettings(name=uuid.uuid4().hex, poll_interval_s=0.05)
+    relay = await WebhookRelay.start(
+        database_url, hooks, tmp_path / "hooks.db", policy=FAST_RETRIES, settings=settings,
+        render=render,
+    )  # fmt: skip
+    app = create_api_app(store=timeline.store, lookup=timeline.lookup, menus={}, clock=lambda: NOW)
+    try:
+        await relay.wait_leader()
+        async with TestClient(TestServer(app)) as client:
+            who = {"identities": [{"kind": "email", "value": f"{uuid.uuid4().hex}@example.com"}]}
+            customer = (await post(client, "/v1/customers", who, 201))["customer_id"]
+            for n, poison in enumerate([False, True, False]):
+                event = {"event_id": f"r{n}-{uuid.uuid4().hex}", "customer_id": customer}
+                event |= {"channel": "web", "event_type": "order.placed"}
+                event |= {"data": {"n": n, "poison": poison}}
+                await post(client, "/v1/events", event, 201)
+            await receiver.wait_for(3)
+    finally:
+        await relay.aclose(1.0)
+    assert [e["data"]["data"]["n"] for e in receiver.of("order.placed")] == [0, 1, 2]
 
 
 async def test_receiver_down_does_not_slow_or_fail_the_api(
