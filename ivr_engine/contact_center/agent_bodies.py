@@ -10,20 +10,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from ivr_engine.contact_center.agent_record import AgentRecord
 from ivr_engine.desktop.directory import AGENT_ID_PATTERN
+from ivr_engine.domain.plain_text import plain_text
 from ivr_engine.routing.models import language_key
 
 MIN_PASSWORD = 8
 SkillName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 Proficiency = Annotated[int, Field(ge=1, le=5)]
 Language = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{1,8}){0,3}$")]
-Name = Annotated[str, Field(min_length=1, max_length=120)]
+_NameText = Annotated[str, Field(min_length=1, max_length=120)]
+Name = Annotated[_NameText, AfterValidator(plain_text)]  # no "\n", NUL, U+202E... (plain_text)
 Endpoint = Annotated[str, Field(pattern=r"^[A-Za-z0-9_:\-/.@]{1,120}$")]
-Team = Annotated[str, Field(max_length=64, pattern=r"^[^\x00-\x1f]*$")]
+_TeamText = Annotated[str, Field(max_length=64)]
+Team = Annotated[_TeamText, AfterValidator(plain_text)]
 MaxConcurrent = Annotated[int, Field(ge=1, le=50)]
 Password = Annotated[str, Field(min_length=MIN_PASSWORD, max_length=1024)]
 TokenDigest = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
@@ -55,6 +58,15 @@ class NewAgentBody(AgentProfileBody):
 
 # Absent, never null (``patched_fields`` refuses it): ``None`` stays out of the JSON schema.
 Unset = SkipJsonSchema[None]
+
+
+def _plain_unless_unset(text: str | None) -> str | None:
+    return None if text is None else plain_text(text)
+
+
+# checked after the union, so an error names the key alone ("name: ..."), not a union arm
+PatchName = Annotated[_NameText | Unset, AfterValidator(_plain_unless_unset)]
+PatchTeam = Annotated[_TeamText | Unset, AfterValidator(_plain_unless_unset)]
 NOT_NULL = ("name", "sip_endpoint", "skills", "languages", "team", "max_concurrent")
 
 
@@ -72,11 +84,11 @@ class AgentPatchBody(BaseModel):
         extra="forbid", frozen=True, strict=True, json_schema_extra=_no_null_defaults
     )
 
-    name: Name | Unset = None
+    name: PatchName = None
     sip_endpoint: Endpoint | Unset = None
     skills: Skills | Unset = None
     languages: Languages | Unset = None
-    team: Team | Unset = None
+    team: PatchTeam = None
     max_concurrent: MaxConcurrent | Unset = None
     password: Password | None = None
     token_sha256: TokenDigest | None = None

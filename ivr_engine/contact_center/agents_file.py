@@ -13,7 +13,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ivr_engine.contact_center.agent_bodies import Endpoint
+from ivr_engine.contact_center.agent_bodies import Endpoint, Name, Team
 from ivr_engine.desktop.directory import AGENT_ID_PATTERN
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.routing import Agent, RoutingConfig
@@ -27,11 +27,11 @@ class _Profile(BaseModel):
     # the rules of the HTTP API and the CSV import: a "," in a dial string would become
     # extra Dial() options (U(), G(): subroutines) in the dialplan, "{" or "|" in a bridge
     agent_id: Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
-    name: str
+    name: Name  # no control characters: a "\n" or U+202E would forge what screens show
     sip_endpoint: Endpoint
     skills: dict[str, Annotated[int, Field(ge=1, le=5)]] = Field(default_factory=dict)
     languages: list[str] = Field(default_factory=list)
-    team: str = ""
+    team: Team = ""
     max_concurrent: Annotated[int, Field(ge=1, le=50)] = 1
 
 

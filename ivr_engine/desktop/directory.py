@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from ivr_engine.desktop.passwords import (
     PasswordHash,
@@ -40,6 +47,7 @@ from ivr_engine.desktop.passwords import (
     verify_password,
 )
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.domain.plain_text import plain_text
 from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
@@ -151,7 +159,7 @@ class _AgentModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     agent_id: Annotated[str, Field(pattern=AGENT_ID_PATTERN)]
-    name: Annotated[str, Field(min_length=1, max_length=120)]
+    name: Annotated[str, Field(min_length=1, max_length=120), AfterValidator(plain_text)]
     sip_endpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9_:\-/.@]{1,120}$")]
     password_hash: str | None = None
     token_sha256: str | None = None
@@ -159,7 +167,7 @@ class _AgentModel(BaseModel):
     # The routing profile lives in the same file (ivr_engine.contact_center.agents_file).
     skills: dict[str, int] = Field(default_factory=dict)
     languages: list[str] = Field(default_factory=list)
-    team: str = ""
+    team: Annotated[str, AfterValidator(plain_text)] = ""
 
     @field_validator("password_hash")
     @classmethod

@@ -16,6 +16,7 @@ from ivr_engine.app import Engine
 from ivr_engine.timeline.migrate import upgrade
 from tests.component.test_agent_routing_flow import billing_caller, center
 from tests.component.test_ivr_flow import REPO, call, settings_for
+from tests.redis_support import REDIS_URL, require_redis
 
 TOKEN = "t0k3n-" + "a" * 40
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -202,6 +203,42 @@ async def test_without_admin_token_writes_are_off(sqlite_url: str, tmp_path: Pat
             assert "IVR_ENGINE_ADMIN_TOKEN" in error["message"]
             await send(http, "DELETE", "/v1/agents/a1", 403)
             await send(http, "GET", "/v1/agents", 200, headers={})
+    finally:
+        await engine.stop()
+
+
+CONTROL_CHARACTERS = ["Ada\nEve", "Ada\x00", "Ada\x7f", "\u202eevE adA", "Ada\u2066x", "Ada\u2028"]
+
+
+@pytest.mark.parametrize("agent_state_url", [None, "redis"])
+async def test_names_and_teams_with_control_characters_are_refused(
+    sqlite_url: str, tmp_path: Path, agent_state_url: str | None
+) -> None:
+    """A "\\n", a NUL or a bidi override (U+202E shows "Ada Eve" reversed) in a name or
+    team is a 400 naming the key, whichever store keeps the live state; nothing is written."""
+    if agent_state_url == "redis":
+        await require_redis()
+        agent_state_url = REDIS_URL.rsplit("/", 1)[0] + "/11"  # the engines' db (see limits)
+    engine = await start_engine(
+        sqlite_url, tmp_path, admin_token=TOKEN, agent_state_url=agent_state_url
+    )
+    try:
+        base = f"http://127.0.0.1:{engine.http_port}"
+        async with aiohttp.ClientSession(base_url=base) as http:
+            for text in CONTROL_CHARACTERS:
+                for key in ("name", "team"):
+                    for method, path, body in (
+                        ("POST", "/v1/agents", _with(**{key: text})),
+                        ("PUT", "/v1/agents/a1", _without("agent_id", "password") | {key: text}),
+                        ("PATCH", "/v1/agents/a1", {key: text}),
+                    ):
+                        error = (await send(http, method, path, 400, json=body))["error"]
+                        assert error["code"] == "validation_error", (method, key, text)
+                        assert error["message"].startswith(f"{key}:"), error
+                        assert "control character U+" in error["message"]
+            listed = await send(http, "GET", "/v1/agents", 200, headers={})
+            assert [(a["agent_id"], a["name"]) for a in listed["agents"]][-1][0] == "a2"
+            assert all(a["name"].isprintable() for a in listed["agents"])
     finally:
         await engine.stop()
 

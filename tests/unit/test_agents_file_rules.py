@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from ivr_engine.contact_center.agents_file import parse_agent_profiles
+from ivr_engine.desktop import hash_password, parse_agent_directory
 from ivr_engine.domain.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
+HASH = hash_password("ada-demo-password").encode()
 ONE = """agents:
   - agent_id: a1
     name: Ada
@@ -39,3 +41,21 @@ def test_a_dial_string_or_id_outside_the_rules_is_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=key):
         parse_agent_profiles(Path("a.yaml"), ONE.replace(*change))
+
+
+@pytest.mark.parametrize("escaped", ["Ada\\nEve", "Ada\\0", "\\u202Eeve", "Ada\\u2069", "Ada\\x85"])
+@pytest.mark.parametrize("key", ["name", "team"])
+def test_a_control_character_in_a_name_or_team_is_refused(escaped: str, key: str) -> None:
+    """A line break, a NUL or a bidi override (U+202E shows the name reversed) would forge
+    what the desktop, the wallboard and the logs show: both readers of the file refuse it."""
+    text = ONE.replace("    name: Ada\n", f'    {key}: "{escaped}"\n' if key == "name" else "")
+    if key == "team":
+        text += f'    name: Ada\n    team: "{escaped}"\n    password_hash: {HASH}\n'
+    else:
+        text += f"    password_hash: {HASH}\n"
+    for parse in (parse_agent_profiles, parse_agent_directory):
+        with pytest.raises(ConfigError) as caught:
+            parse(Path("conf/agents.yaml"), text)
+        message = str(caught.value)
+        assert message.startswith(f"conf/agents.yaml: agents.0.{key}: "), message
+        assert "control character U+" in message
