@@ -48,7 +48,7 @@ async def main() -> None:
         fast=timeline.writer,
         max_line_bytes=settings.spool_max_line_bytes,
     )
-    await recorder.start()
+    await recorder.start(spool_required=False)  # the caller waits: no spool is no reason to drop
     flow = IvrFlow(
         menus=menus,
         lookup=timeline.lookup,

@@ -107,8 +107,24 @@ class CallRecorder:
         if self._queue.qsize() >= self._max_batch - 1:
             _wake(self._lingering)  # a full batch: no reason to wait
 
-    async def start(self) -> None:
-        self._spool.parent.mkdir(parents=True, exist_ok=True)
+    async def start(self, *, spool_required: bool = True) -> None:
+        """Create the spool directory and start the writer task. ``spool_required=False``
+        (the classic AGI script, whose caller is waiting): a directory that cannot be made
+        (read-only parent, a file in the way) is a warning and the call goes on; a call the
+        database cannot take then stays in memory until ``close``, which logs it lost."""
+        try:
+            self._spool.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if spool_required:
+                raise
+            log.warning(
+                "cannot create the spool directory %s (%r): the call goes on without a "
+                "spool; fix the directory or spool_dir, or calls are lost while the "
+                "database is down",
+                self._spool.parent,
+                exc,
+            )
+            self._spool_broken = True  # said once: the replay's error is not logged again
         self._task = asyncio.create_task(self._run(), name="call-recorder")
         self._task.add_done_callback(_log_death)
 

@@ -123,6 +123,39 @@ async def test_classic_agi_script_runs_the_flow_and_stores_the_call(tmp_path: Pa
     assert rows == [("voice", "new_service")]
 
 
+async def test_classic_agi_script_runs_the_call_when_its_spool_cannot_be_made(
+    tmp_path: Path,
+) -> None:
+    """The spool directory cannot be created (its parent is a file here; a read-only
+    parent does the same for a non-root user): the caller still gets the menu and the
+    routing, the call is written to the database, and a warning says why no spool."""
+    db = tmp_path / "classic.db"
+    await upgrade(f"sqlite:///{db}")
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    env = {
+        "IVR_ENGINE_DATABASE_URL": f"sqlite:///{db}",
+        "IVR_ENGINE_SPOOL_DIR": str(blocker / "spool"),
+        "PYTHONPATH": str(REPO),
+    }
+    headers = asterisk_env("unused", 0, caller_id="+15557770001", args=["menu=main"])
+    del headers["agi_network"], headers["agi_network_script"]
+    headers["agi_request"] = "/usr/share/asterisk/agi-bin/ivr_agi.py"
+    replies = [b"200 result=0\n", b"200 result=1 (1|OK)\n", b"200 result=0\n"]
+    code, out, err = await run(
+        [sys.executable, str(REPO / "agi_scripts/ivr_agi.py")],
+        env=env,
+        stdin=header_block(headers) + b"".join(replies),
+    )
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith('EXEC "MSet" "IVR_INTENT=new_service,'), out
+    assert "Traceback" not in err
+    assert "WARNING" in err and f"{blocker / 'spool'}" in err and "spool" in err
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT channel, intent FROM timeline_events").fetchall()
+    assert rows == [("voice", "new_service")]
+
+
 async def test_classic_agi_script_reports_a_configuration_error_in_one_line(
     tmp_path: Path,
 ) -> None:
