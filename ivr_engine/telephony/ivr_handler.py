@@ -5,6 +5,7 @@ Dialplan: ``AGI(agi://HOST:4573/ivr?menu=main)``. The query string picks the men
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -19,7 +20,7 @@ def incoming_call(
     request: AgiRequest, started_at: datetime, menu: str | None = None
 ) -> IncomingCall:
     return IncomingCall(
-        call_id=request.uniqueid or f"agi-{id(request)}",
+        call_id=request.uniqueid or f"agi-{uuid.uuid4()}",  # never id(): reused
         caller_id=request.caller_id,
         channel_name=request.channel or "",
         menu=menu or request.query.get("menu", "main"),

@@ -9,6 +9,7 @@ the agent failed: ``IVR_SCRIPT=reroute`` then the same ``socket`` (see ``outboun
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 
@@ -28,7 +29,7 @@ def incoming_call(data: ChannelData, started_at: datetime) -> IncomingCall:
     """The call as FreeSWITCH announced it; ``received`` is now (the handler runs as soon
     as the ``connect`` reply is in)."""
     return IncomingCall(
-        call_id=data.unique_id or f"esl-{id(data)}",
+        call_id=data.unique_id or f"esl-{uuid.uuid4()}",  # never id(): reused
         caller_id=data.caller_id,
         channel_name=data.channel_name or "",
         menu=data.variable(MENU_VARIABLE) or "main",
