@@ -17,7 +17,7 @@ from ivr_engine.personalize import (
     shortcut_prompt_sequence,
     static_menu,
 )
-from ivr_engine.prompt_checks import available_prompt_ids, check_prompt_files
+from ivr_engine.prompt_checks import available_prompt_ids, check_prompt_sounds
 from ivr_engine.settings import Settings
 from ivr_engine.telephony.agi.channel import read_command_line
 from ivr_engine.telephony.agi.protocol import AGI_BUF_LEN, MAX_COMMAND_BYTES, command_bytes
@@ -41,17 +41,14 @@ def load_checked_menus(settings: Settings) -> Mapping[str, Menu]:
 
 
 def _check_prompt_audio(sounds_dir: Path, menus: Mapping[str, Menu]) -> None:
-    """A WAV prompt Asterisk cannot play as-is (not 8 kHz mono 16-bit, truncated, empty)
-    would be dead air for the caller: refuse to start, naming the file and the problem."""
-    own = {
-        prompt
-        for menu in menus.values()
-        for prompt in referenced_prompts(menu)
-        if (sounds_dir / f"{prompt}.wav").is_file()
-    }
-    problems = check_prompt_files(sounds_dir, own)
+    """A prompt file Asterisk cannot play as-is (a WAV not 8 kHz mono 16-bit, truncated,
+    empty; a GSM, G.711 or signed linear file empty, too short or cut mid-frame) would be
+    dead air for the caller: refuse to start, naming the file and the problem."""
+    own = {prompt for menu in menus.values() for prompt in referenced_prompts(menu)}
+    problems = check_prompt_sounds(sounds_dir, own)
+    problems = {path: why for path, why in problems.items() if why != ["missing file"]}
     if problems:
-        lines = [f"{sounds_dir / prompt}.wav: {'; '.join(why)}" for prompt, why in problems.items()]
+        lines = [f"{path}: {'; '.join(why)}" for path, why in problems.items()]
         raise ConfigError("unplayable prompt files:\n" + "\n".join(lines))
 
 

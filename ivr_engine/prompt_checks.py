@@ -62,6 +62,56 @@ def check_prompt_file(path: Path) -> list[str]:
     return problems
 
 
+# Headerless formats: bytes per second at their rate, and the bytes of one whole unit.
+_RAW_FORMATS: dict[str, tuple[int, int, str]] = {
+    ".gsm": (1650, 33, "33-byte GSM frames"),
+    ".ulaw": (8000, 1, "bytes"),
+    ".ul": (8000, 1, "bytes"),
+    ".alaw": (8000, 1, "bytes"),
+    ".al": (8000, 1, "bytes"),
+    ".sln": (16000, 2, "16-bit samples"),
+    ".sln16": (32000, 2, "16-bit samples"),
+    ".g722": (8000, 1, "bytes"),
+}
+# Bytes that are silence (G.711 codes of 0 and -0; signed linear 0).
+_SILENCE: dict[str, frozenset[int]] = {
+    ".ulaw": frozenset({0xFF, 0x7F}),
+    ".ul": frozenset({0xFF, 0x7F}),
+    ".alaw": frozenset({0xD5, 0x55}),
+    ".al": frozenset({0xD5, 0x55}),
+    ".sln": frozenset({0}),
+    ".sln16": frozenset({0}),
+}
+
+
+def check_sound_file(path: Path) -> list[str]:
+    """``check_prompt_file`` for a ``.wav``; any other format Asterisk plays is checked by
+    its size (empty, a part of a GSM frame or sample, under ``MIN_DURATION_S``) and, for
+    G.711 and signed linear, for silence. Empty if sane."""
+    if path.suffix == ".wav":
+        return check_prompt_file(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return ["missing file"]
+    except OSError as exc:
+        return [f"unreadable: {exc.strerror or exc!r}"]
+    if not data:
+        return ["empty: 0 bytes"]
+    if path.suffix not in _RAW_FORMATS:  # .wav16, .WAV: containers, not inspected here
+        return []
+    per_second, unit, units = _RAW_FORMATS[path.suffix]
+    problems = []
+    if len(data) % unit:
+        problems.append(f"truncated: {len(data)} bytes is not a whole number of {units}")
+    seconds = len(data) / per_second
+    if seconds < MIN_DURATION_S:
+        problems.append(f"too short: {seconds:.3f} s (minimum {MIN_DURATION_S} s)")
+    elif path.suffix in _SILENCE and set(data) <= _SILENCE[path.suffix]:
+        problems.append("silent: every sample is zero")
+    return problems
+
+
 def prompt_duration(path: Path) -> float:
     """Length of a WAV file in seconds."""
     with wave.open(str(path), "rb") as w:
@@ -84,19 +134,32 @@ def available_prompt_ids(sounds_dir: Path) -> set[str]:
     return found
 
 
-def check_prompt_files(sounds_dir: Path, prompt_ids: Iterable[str]) -> dict[str, list[str]]:
-    """``check_prompt_file`` for the WAV behind each id (e.g. ``ivr-engine/welcome``) under
-    ``sounds_dir``; only ids with problems are returned. Missing non-WAV ids are reported too."""
+def check_prompt_sounds(sounds_dir: Path, prompt_ids: Iterable[str]) -> dict[Path, list[str]]:
+    """``check_sound_file`` for every sound file of each id (e.g. ``ivr-engine/welcome``)
+    under ``sounds_dir``: Asterisk may play any of them, by the channel's codec. Keyed by
+    file; an id with no file at all is keyed by its ``.wav`` path ("missing file")."""
     root = Path(sounds_dir)
-    result: dict[str, list[str]] = {}
+    result: dict[Path, list[str]] = {}
     for prompt_id in sorted(set(prompt_ids)):
-        wav_path = root / f"{prompt_id}.wav"
-        if wav_path.is_file():
-            problems = check_prompt_file(wav_path)
-        elif any((root / f"{prompt_id}{ext}").is_file() for ext in SOUND_EXTENSIONS):
-            problems = []  # another format Asterisk plays; not inspected here
-        else:
-            problems = ["missing file"]
-        if problems:
-            result[prompt_id] = problems
+        files = [root / f"{prompt_id}{ext}" for ext in sorted(SOUND_EXTENSIONS)]
+        present = [path for path in files if path.is_file()]
+        if not present:
+            result[root / f"{prompt_id}.wav"] = ["missing file"]
+        for path in present:
+            problems = check_sound_file(path)
+            if problems:
+                result[path] = problems
+    return result
+
+
+def check_prompt_files(sounds_dir: Path, prompt_ids: Iterable[str]) -> dict[str, list[str]]:
+    """``check_prompt_sounds`` by id; only ids with problems are returned. The problems of
+    a WAV read as ``check_prompt_file`` gives them, those of another file start with its
+    name (``legacy.gsm: empty: 0 bytes``)."""
+    result: dict[str, list[str]] = {}
+    root = Path(sounds_dir)
+    for path, problems in check_prompt_sounds(root, prompt_ids).items():
+        prompt_id = path.relative_to(root).with_suffix("").as_posix()
+        named = problems if path.suffix == ".wav" else [f"{path.name}: {p}" for p in problems]
+        result.setdefault(prompt_id, []).extend(named)
     return result

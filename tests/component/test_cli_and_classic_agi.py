@@ -49,6 +49,32 @@ def test_a_broken_prompt_file_stops_start_up_with_its_name(tmp_path: Path) -> No
         load_checked_menus(settings)
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "why"),
+    [
+        ("label-billing.gsm", b"", "empty: 0 bytes"),
+        ("label-billing.gsm", b"\xd8" * 100, "33-byte GSM frames"),
+        ("label-billing.ulaw", b"", "empty: 0 bytes"),
+        ("label-billing.sln", b"\x01" * 11, "too short"),
+    ],
+)
+def test_an_empty_or_cut_prompt_of_another_format_stops_start_up(
+    tmp_path: Path, name: str, content: bytes, why: str
+) -> None:
+    """Asterisk plays whichever format suits the channel's codec: an empty ``.gsm`` or
+    ``.ulaw`` (beside a sane ``.wav`` or instead of it) is dead air for some callers."""
+    sounds = tmp_path / "sounds"
+    shutil.copytree(REPO / "prompts/en", sounds)
+    (sounds / "ivr-engine" / name).write_bytes(content)
+    settings = Settings(menus_dir=REPO / "config/menus", sounds_dir=sounds)
+    with pytest.raises(ConfigError) as caught:
+        load_checked_menus(settings)
+    assert f"{sounds / 'ivr-engine' / name}: " in str(caught.value) and why in str(caught.value)
+    (sounds / "ivr-engine/label-billing.wav").unlink()  # the other format alone: the same
+    with pytest.raises(ConfigError, match=re.escape(f"{name}: ")):
+        load_checked_menus(settings)
+
+
 def test_a_missing_prompt_stops_start_up(tmp_path: Path) -> None:
     sounds = tmp_path / "sounds"
     shutil.copytree(REPO / "prompts/en", sounds)

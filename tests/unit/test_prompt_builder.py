@@ -370,7 +370,7 @@ def test_available_prompt_ids_and_directory_check(tmp_path: Path) -> None:
     ivr.mkdir()
     (ivr / "welcome.wav").write_bytes(make_wav())
     (ivr / "broken.wav").write_bytes(b"garbage")
-    (ivr / "legacy.gsm").write_bytes(b"\xd8" * 33)
+    (ivr / "legacy.gsm").write_bytes(b"\xd8" * 33 * 5)  # 5 frames: 0.1 s, the minimum
     (ivr / "notes.txt").write_text("not a sound")
     (ivr / ".hidden.wav").write_bytes(make_wav())
     assert available_prompt_ids(tmp_path) == {
@@ -413,6 +413,50 @@ def test_sample_menus_only_reference_prompts_that_exist() -> None:
     for menu in load_menus(ROOT / "config" / "menus").values():
         own = {p for p in referenced_prompts(menu) if not p.startswith("digits/")}
         assert own <= available, sorted(own - available)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("p.gsm", b"", "empty: 0 bytes"),
+        ("p.gsm", b"\xd8" * 200, "not a whole number of 33-byte GSM frames"),
+        ("p.gsm", b"\xd8" * 33, "too short: 0.020 s"),
+        ("p.ulaw", b"", "empty"),
+        ("p.ul", b"\x10" * 100, "too short"),
+        ("p.ulaw", b"\xff" * 8000, "silent"),
+        ("p.alaw", b"", "empty"),
+        ("p.al", b"\xd5\x55" * 4000, "silent"),
+        ("p.sln", b"\x01" * 3201, "not a whole number of 16-bit samples"),
+        ("p.sln", bytes(16000), "silent"),
+        ("p.sln16", b"\x01\x02" * 100, "too short"),
+        ("p.g722", b"", "empty"),
+        ("p.wav16", b"", "empty"),
+    ],
+)
+def test_an_empty_or_short_prompt_of_another_format_is_flagged(
+    tmp_path: Path, name: str, content: bytes, expected: str
+) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / name).write_bytes(content)
+    problems = check_prompt_files(tmp_path, {"x/p"})
+    assert list(problems) == ["x/p"] and len(problems["x/p"]) == 1, problems
+    assert problems["x/p"][0].startswith(f"{name}: ") and expected in problems["x/p"][0]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("p.gsm", b"\xd8" * 33 * 50),
+        ("p.ulaw", bytes(range(256)) * 8),
+        ("p.alaw", bytes(range(256)) * 8),
+        ("p.sln", bytes(range(256)) * 16),
+        ("p.g722", b"\x12" * 4000),
+    ],
+)
+def test_a_sane_prompt_of_another_format_passes(tmp_path: Path, name: str, content: bytes) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / name).write_bytes(content)
+    assert check_prompt_files(tmp_path, {"x/p"}) == {}
 
 
 def test_an_unreadable_prompt_says_why(tmp_path: Path) -> None:
