@@ -18,19 +18,25 @@ spooled, and written by a later call's process.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-import sys
-from datetime import UTC, datetime
+from ivr_engine.telephony.hangup_signal import catch_hangup
 
-from ivr_engine.classic_config import load_call_config
-from ivr_engine.domain.errors import ConfigError
-from ivr_engine.flows.ivr_flow import IvrFlow
-from ivr_engine.flows.recorder import CallRecorder
-from ivr_engine.telephony.agi import AgiChannel, AgiRequest, run_stdio_agi
-from ivr_engine.telephony.ivr_handler import incoming_call
-from ivr_engine.timeline.call_path import open_call_path
+# First, before the imports below take their time: a caller who hangs up now is a call
+# recorded as abandoned, not a process killed by SIGHUP's default action (a lost call).
+HANGUP = catch_hangup() if __name__ == "__main__" else None  # not in a process importing it
+
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+
+from ivr_engine.classic_config import load_call_config  # noqa: E402
+from ivr_engine.domain.errors import ConfigError  # noqa: E402
+from ivr_engine.flows.ivr_flow import IvrFlow  # noqa: E402
+from ivr_engine.flows.recorder import CallRecorder  # noqa: E402
+from ivr_engine.telephony.agi import AgiChannel, AgiRequest, run_stdio_agi  # noqa: E402
+from ivr_engine.telephony.ivr_handler import incoming_call  # noqa: E402
+from ivr_engine.timeline.call_path import open_call_path  # noqa: E402
 
 
 def utc_now() -> datetime:
@@ -64,7 +70,7 @@ async def main() -> None:
         await flow.run(incoming_call(request, utc_now(), menu=menu), channel)
 
     try:
-        await run_stdio_agi(handle)
+        await run_stdio_agi(handle, hangup=HANGUP)
     finally:
         await recorder.close()
         await timeline.close()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import sys
@@ -180,6 +183,63 @@ async def test_classic_agi_script_runs_the_call_when_its_spool_cannot_be_made(
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT channel, intent FROM timeline_events").fetchall()
     assert rows == [("voice", "new_service")]
+
+
+async def _open_for_writing(fifo: Path, limit_s: float = 30) -> int:
+    """A write end of ``fifo`` once a reader has it open (ENXIO until then)."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            try:
+                return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+            await asyncio.sleep(0.01)
+
+
+async def test_classic_agi_a_hangup_during_start_up_is_an_abandoned_call(
+    tmp_path: Path,
+) -> None:
+    """Asterisk sends SIGHUP when the caller hangs up; one that comes while the script is
+    still starting (here: held reading its settings file, a FIFO) must not kill it: the
+    call is recorded as abandoned and no AGI command is sent."""
+    db = tmp_path / "classic.db"
+    await upgrade(f"sqlite:///{db}")
+    config = tmp_path / "engine.yaml"
+    os.mkfifo(config)
+    env = {
+        **os.environ,
+        "IVR_ENGINE_CONFIG": str(config),
+        "IVR_ENGINE_DATABASE_URL": f"sqlite:///{db}",
+        "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
+        "PYTHONPATH": str(REPO),
+    }
+    headers = asterisk_env("unused", 0, caller_id="+15557770002", args=["menu=main"])
+    del headers["agi_network"], headers["agi_network_script"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(REPO / "agi_scripts/ivr_agi.py"), cwd=REPO, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        writing = await _open_for_writing(config)  # the script is reading its settings
+        proc.send_signal(signal.SIGHUP)  # the caller hangs up now
+        later = tmp_path / "engine.yaml.new"
+        later.write_text("{}\n")
+        os.replace(later, config)  # later reads find a plain file
+        os.write(writing, b"{}\n")
+        os.close(writing)
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate(header_block(headers))
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, (proc.returncode, err.decode())
+    assert out == b""  # hung up: nothing sent to the channel
+    with sqlite3.connect(db) as conn:
+        rows = [json.loads(data) for (data,) in conn.execute("SELECT data FROM timeline_events")]
+    assert [row["outcome"] for row in rows] == ["abandoned"], rows
 
 
 async def test_classic_agi_script_reports_a_configuration_error_in_one_line(

@@ -17,24 +17,7 @@ import signal
 from ivr_engine.telephony.agi.channel import AgiChannel
 from ivr_engine.telephony.agi.protocol import AgiRequest
 from ivr_engine.telephony.agi.server import DEFAULT_LIMITS, AgiLimits, Handler, handle_agi_streams
-
-
-class _HangupSignal:
-    """SIGHUP handler: marks the current channel hung up (or remembers it for later)."""
-
-    def __init__(self) -> None:
-        self.received = False
-        self.channel: AgiChannel | None = None
-
-    def __call__(self) -> None:
-        self.received = True
-        if self.channel is not None:
-            self.channel.note_hangup()
-
-    def attach(self, channel: AgiChannel) -> None:
-        self.channel = channel
-        if self.received:
-            channel.note_hangup()
+from ivr_engine.telephony.hangup_signal import HangupSignal
 
 
 def _take_fd(fd: int, flags: int) -> int:
@@ -67,14 +50,18 @@ async def _open_stdio_streams(
     return reader, asyncio.StreamWriter(transport, protocol, None, loop), read_transport
 
 
-async def run_stdio_agi(handler: Handler, *, limits: AgiLimits = DEFAULT_LIMITS) -> None:
+async def run_stdio_agi(
+    handler: Handler, *, limits: AgiLimits = DEFAULT_LIMITS, hangup: HangupSignal | None = None
+) -> None:
     """Serve the one AGI session on stdin/stdout with ``handler`` (any script name).
 
+    ``hangup``: the one ``catch_hangup`` installed when the script started, so a SIGHUP
+    that came before this (the caller hung up during the start) still marks the channel.
     The SIGHUP handler stays installed until the event loop closes, so a late SIGHUP cannot
     kill the process while it finishes its own work after the call.
     """
+    hangup = hangup if hangup is not None else HangupSignal()
     reader, writer, read_transport = await _open_stdio_streams(limits.max_line_bytes)
-    hangup = _HangupSignal()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGHUP, hangup)
