@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.domain.plain_text import plain_text
 from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 PROMPT_NAMESPACE = "ivr-engine"
@@ -24,9 +25,10 @@ PROMPT_NAMESPACE = "ivr-engine"
 
 DEFAULT_VOICE = "slt"
 
-_ID_RE = re.compile(r"^[a-z0-9-]+$")
-_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
-_VOICE_RE = re.compile(r"^[A-Za-z0-9_]+$")
+# matched with fullmatch: re's "$" also matches before a final "\n" ("welcome\n" passed)
+_ID_RE = re.compile(r"[a-z0-9-]+")
+_LANGUAGE_RE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
+_VOICE_RE = re.compile(r"[A-Za-z0-9_]+")
 _TOP_LEVEL_KEYS = frozenset({"language", "voice", "prompts"})
 
 
@@ -93,13 +95,13 @@ def load_prompt_texts(path: Path) -> PromptSet:
         raise ConfigError(f"{path}: {unknown[0]}: unknown key (allowed: language, voice, prompts)")
 
     language = data.get("language")
-    if not isinstance(language, str) or not _LANGUAGE_RE.match(language):
+    if not isinstance(language, str) or not _LANGUAGE_RE.fullmatch(language):
         raise ConfigError(
             f"{path}: language: expected an Asterisk language code such as 'en' or 'en_GB', "
             f"got {language!r}"
         )
     voice = data.get("voice", DEFAULT_VOICE)
-    if not isinstance(voice, str) or not _VOICE_RE.match(voice):
+    if not isinstance(voice, str) or not _VOICE_RE.fullmatch(voice):
         raise ConfigError(
             f"{path}: voice: expected a flite voice name such as 'slt' (see `flite -lv`), "
             f"got {voice!r}"
@@ -110,12 +112,17 @@ def load_prompt_texts(path: Path) -> PromptSet:
         raise ConfigError(f"{path}: prompts: expected a non-empty mapping of prompt id -> text")
     prompts: dict[str, str] = {}
     for key, value in raw.items():
-        if not isinstance(key, str) or not _ID_RE.match(key):
+        if not isinstance(key, str) or not _ID_RE.fullmatch(key):
+            shown = key if isinstance(key, str) and key.isprintable() else repr(key)
             raise ConfigError(
-                f"{path}: prompts.{key}: invalid prompt id {key!r} "
+                f"{path}: prompts.{shown}: invalid prompt id {key!r} "
                 "(use lower-case letters, digits and '-'; it becomes the file name)"
             )
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{path}: prompts.{key}: text must be a non-empty string")
-        prompts[key] = " ".join(value.split())
+        text = " ".join(value.split())  # line breaks of a folded YAML text are spaces
+        try:
+            prompts[key] = plain_text(text)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: prompts.{key}: text {exc}") from None
     return PromptSet(source=path, language=language, voice=voice, prompts=MappingProxyType(prompts))

@@ -184,6 +184,14 @@ def test_committed_prompt_texts_are_valid_and_complete() -> None:
         ("language: en\nvoices: slt\nprompts:\n  welcome: Hi\n", "voices"),
         ("- welcome\n", "mapping"),
         ("language: en\nprompts: [welcome\n", "invalid YAML"),
+        # re's "$" matches before a final "\n": these passed, and "welcome\n.wav" was built
+        ('language: en\nprompts:\n  "welcome\\n": Hi\n', "prompts.'welcome\\n': invalid prompt id"),
+        ('language: "en\\n"\nprompts:\n  welcome: Hi\n', "language"),
+        ('language: en\nvoice: "slt\\n"\nprompts:\n  welcome: Hi\n', "voice"),
+        ('language: en\nprompts:\n  "wel\\tcome": Hi\n', "prompts.'wel\\tcome'"),
+        ('language: en\nprompts:\n  welcome: "Hi\\0there"\n', "prompts.welcome: text"),
+        ('language: en\nprompts:\n  welcome: "Hi \\u202Eereht"\n', "U+202E"),
+        ('language: en\nprompts:\n  welcome: "Hi\\x7f"\n', "U+007F"),
     ],
 )
 def test_invalid_prompt_texts_name_file_and_key(tmp_path: Path, body: str, names: str) -> None:
