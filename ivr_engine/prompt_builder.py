@@ -89,7 +89,7 @@ async def build_prompts(
                 raw = await synthesize(text, prompt_set.voice, flite=flite)
                 data = await asyncio.to_thread(to_asterisk_wav, raw)
             except PromptBuildError as exc:
-                raise PromptBuildError(f"{prompt_set.source}: prompts.{prompt_id}: {exc}") from exc
+                raise _PromptFailed(prompt_id, str(exc)) from exc
             target = prompt_set.path_for(Path(out_dir), prompt_id)
             await asyncio.to_thread(_write_if_changed, target, data)
             return target
@@ -100,10 +100,30 @@ async def build_prompts(
     except ExceptionGroup as failed:
         # Report plain errors (as the CLI expects), all of them when they are build errors.
         errors = failed.exceptions
-        if all(isinstance(e, PromptBuildError) for e in errors):
-            raise PromptBuildError("\n".join(str(e) for e in errors)) from errors[0]
+        if all(isinstance(e, _PromptFailed) for e in errors):
+            failures = [e for e in errors if isinstance(e, _PromptFailed)]
+            raise PromptBuildError(_failures_text(prompt_set.source, failures)) from errors[0]
         raise errors[0] from None
     return [t.result() for t in tasks]
+
+
+class _PromptFailed(PromptBuildError):
+    def __init__(self, prompt_id: str, why: str) -> None:
+        super().__init__(f"prompts.{prompt_id}: {why}")
+        self.prompt_id, self.why = prompt_id, why
+
+
+def _failures_text(source: Path, failures: list[_PromptFailed]) -> str:
+    """One line per distinct problem, naming the file and the first key it stopped (a
+    missing flite stops every prompt: said once, not once per prompt)."""
+    by_why: dict[str, list[str]] = {}
+    for failure in failures:
+        by_why.setdefault(failure.why, []).append(failure.prompt_id)
+    lines = []
+    for why, prompt_ids in by_why.items():
+        more = f" (and {len(prompt_ids) - 1} more)" if len(prompt_ids) > 1 else ""
+        lines.append(f"{source}: prompts.{prompt_ids[0]}{more}: {why}")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- command line

@@ -15,6 +15,9 @@ from ivr_engine.prompt_texts import DEFAULT_VOICE
 
 FLITE_TIMEOUT_S = 60.0
 
+_INSTALL = "install the Debian package flite (apt-get install flite)"
+FLITE_MISSING = f"flite not found: {_INSTALL}"
+
 _voice_cache: dict[str, frozenset[str]] = {}
 
 
@@ -35,18 +38,33 @@ async def _run(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
     return proc.returncode if proc.returncode is not None else -1, out, err
 
 
+async def _run_flite(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
+    """``_run`` for flite: a flite that is not there, or not a program that can run (not
+    executable, a broken file), is a ``PromptBuildError`` saying how to install it."""
+    try:
+        return await _run(argv, timeout_s)
+    except FileNotFoundError:
+        raise PromptBuildError(FLITE_MISSING) from None
+    except OSError as exc:  # EACCES, ENOEXEC...
+        why = exc.strerror or repr(exc)
+        raise PromptBuildError(f"flite cannot be run ({argv[0]}: {why}): {_INSTALL}") from None
+
+
+def _stderr(err: bytes) -> str:
+    return err.decode(errors="replace").strip() or "nothing on stderr"
+
+
 async def flite_voices(flite: str = "flite") -> frozenset[str]:
     """Voices compiled into ``flite`` (``flite -lv``)."""
     cached = _voice_cache.get(flite)
     if cached is not None:
         return cached
-    try:
-        code, out, err = await _run([flite, "-lv"], FLITE_TIMEOUT_S)
-    except FileNotFoundError:
-        raise PromptBuildError("flite not found: apt-get install flite") from None
+    code, out, err = await _run_flite([flite, "-lv"], FLITE_TIMEOUT_S)
     listing = out.decode(errors="replace")
     if code != 0 or ":" not in listing:
-        raise PromptBuildError(f"`{flite} -lv` failed: {err.decode(errors='replace').strip()}")
+        raise PromptBuildError(
+            f"`{flite} -lv` failed (exit {code}, {_stderr(err)}): is it flite? {_INSTALL}"
+        )
     voices = frozenset(listing.split(":", 1)[1].split())
     _voice_cache[flite] = voices
     return voices
@@ -73,16 +91,11 @@ async def synthesize(
         )
     with tempfile.TemporaryDirectory(prefix="ivr-prompt-") as tmp:
         out = Path(tmp) / "tts.wav"
-        try:
-            code, _, err = await _run(
-                [flite, "-voice", voice, "-t", text, "-o", str(out)], timeout_s
-            )
-        except FileNotFoundError:
-            raise PromptBuildError("flite not found: apt-get install flite") from None
+        code, _, err = await _run_flite(
+            [flite, "-voice", voice, "-t", text, "-o", str(out)], timeout_s
+        )
         if code != 0:
-            raise PromptBuildError(
-                f"flite failed (exit {code}) for {text!r}: {err.decode(errors='replace').strip()}"
-            )
+            raise PromptBuildError(f"flite failed (exit {code}) for {text!r}: {_stderr(err)}")
         try:
             data = await asyncio.to_thread(out.read_bytes)
         except OSError as exc:

@@ -281,6 +281,40 @@ async def test_failures_outside_the_configuration_are_one_line_not_a_traceback(
     # a port in use is a configuration error naming its setting: tests/component/test_cli_output.py
 
 
+@pytest.mark.parametrize(
+    ("flite", "says"),
+    [
+        (None, "flite not found: install the Debian package flite"),
+        ("not a program", "flite cannot be run (flite: Permission denied): install the Debian"),
+        ("#!/bin/sh\nexit 3\n", "`flite -lv` failed (exit 3, nothing on stderr)"),
+    ],
+    ids=["missing", "not-executable", "failing"],
+)
+async def test_prompts_build_without_a_working_flite_says_how_to_fix_it(
+    tmp_path: Path, flite: str | None, says: str
+) -> None:
+    """A flite that is missing, cannot run or fails: one line per command naming the file,
+    the first prompt and the fix (not 31 lines, not a traceback), no file written."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    if flite is not None:
+        (tools / "flite").write_text(flite)
+        (tools / "flite").chmod(0o755 if flite.startswith("#!") else 0o644)
+    env = {"PATH": f"{tools}:/usr/bin:/bin" if flite and flite.startswith("#!") else str(tools)}
+    out_dir = tmp_path / "out"
+    for argv in (
+        [*CLI, "prompts", "build", "--out", str(out_dir)],
+        [sys.executable, "-m", "ivr_engine.prompt_builder", "prompts/prompts.yaml", str(out_dir)],
+    ):
+        code, _, err = await run(argv, env=env)
+        assert code in (1, 2) and "Traceback" not in err, err
+        lines = [line for line in err.splitlines() if "prompts.yaml" in line]
+        assert len(lines) == 1, err
+        assert re.search(r"prompts/prompts\.yaml: prompts\.welcome \(and \d+ more\): ", lines[0])
+        assert says in lines[0], lines[0]
+    assert not out_dir.exists()
+
+
 async def test_the_settings_file_can_come_from_ivr_engine_config(tmp_path: Path) -> None:
     config = tmp_path / "engine.yaml"
     config.write_text("agi_port: 99999\n")

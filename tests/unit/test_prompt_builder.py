@@ -226,7 +226,8 @@ async def test_only_with_unknown_id_is_a_config_error(tmp_path: Path) -> None:
 
 
 async def test_missing_flite_gives_the_install_command(tmp_path: Path) -> None:
-    with pytest.raises(PromptBuildError, match=r"flite not found: apt-get install flite"):
+    missing = r"flite not found: install the Debian package flite"
+    with pytest.raises(PromptBuildError, match=missing):
         await synthesize("Hello", "slt", flite=str(tmp_path / "no-flite-here"))
 
 
