@@ -17,7 +17,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from pydantic import ValidationError
 
 from ivr_engine.api.outage_log import record_outage
-from ivr_engine.domain.errors import TimelineUnavailable
+from ivr_engine.domain.errors import TimelineDataRejected, TimelineUnavailable
 from ivr_engine.timeline.errors import CustomerNotFound, MergeRejected
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(404, "customer_not_found", str(exc))
     except MergeRejected as exc:
         return error_response(409, "merge_rejected", _clip(str(exc)))
+    except TimelineDataRejected as exc:  # the database is up: it cannot hold a value given
+        log.info("%s %s: value rejected: %s", request.method, request.path, exc)
+        return error_response(
+            400,
+            "value_rejected",
+            _clip(f"{exc}: change or leave out that value"),
+        )
     except TimelineUnavailable as exc:
         record_outage(request, f"{request.method} {request.path}", exc)
         return error_response(503, "timeline_unavailable", "the timeline store is unavailable")

@@ -6,6 +6,10 @@
   emits ``BEGIN`` itself — ``BEGIN IMMEDIATE`` for writes, so concurrent writers queue on
   the busy timeout instead of failing to upgrade a read lock. WAL, ``synchronous=NORMAL``
   and foreign keys are set on every connection.
+
+A value the database cannot hold (SQLSTATE class 22, data exception: a character the
+database's encoding lacks, a value too long, an invalid number) is the request's fault, not
+an outage: ``TimelineDataRejected`` (the API answers 400 ``value_rejected``, not 503).
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ivr_engine.domain.errors import TimelineUnavailable
+from ivr_engine.domain.errors import TimelineDataRejected, TimelineUnavailable
 from ivr_engine.timeline.urls import DatabaseUrl, redact
 
 SQLITE_BUSY_TIMEOUT_S = 5.0
 _BEGIN_OPTION = "ivr_sqlite_begin"
 DB_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, TimeoutError)
+DATA_EXCEPTION = "22"  # SQLSTATE class: the database refuses the value itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +49,7 @@ class Engines:
             async with self.read.connect() as conn:
                 yield conn
         except DB_ERRORS as exc:
-            raise TimelineUnavailable(_message(self.where, exc)) from exc
+            raise _db_error(self.where, exc) from exc
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:
@@ -52,7 +57,7 @@ class Engines:
             async with self.write.begin() as conn:
                 yield conn
         except DB_ERRORS as exc:
-            raise TimelineUnavailable(_message(self.where, exc)) from exc
+            raise _db_error(self.where, exc) from exc
 
     async def dispose(self) -> None:
         await self.base.dispose()
@@ -98,6 +103,22 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))
+
+
+def _db_error(where: str, exc: BaseException) -> TimelineUnavailable:
+    """``TimelineDataRejected`` for a data exception (PostgreSQL's SQLSTATE class 22, which
+    SQLAlchemy's asyncpg adapter keeps as ``orig.sqlstate``), else ``TimelineUnavailable``."""
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(DATA_EXCEPTION):
+        return TimelineDataRejected(f"the database refused a value ({_detail(exc)})")
+    return TimelineUnavailable(_message(where, exc))
+
+
+def _detail(exc: BaseException) -> str:
+    """The driver's own first line, without asyncpg's ``<class '...'>: `` prefix."""
+    text = str(getattr(exc, "orig", None) or exc)
+    first = text.splitlines()[0] if text else repr(exc)
+    return first.split(">: ", 1)[1] if first.startswith("<class ") and ">: " in first else first
 
 
 def _message(where: str, exc: BaseException) -> str:

@@ -60,9 +60,10 @@ class PgDatabases:
         self.prefix = f"ivr_test_{os.getpid()}_{secrets.token_hex(3)}"
         self.names: list[str] = []
 
-    async def create(self) -> str:
+    async def create(self, options: str = "") -> str:
+        """``options``: what follows ``CREATE DATABASE name`` (an encoding, say)."""
         name = f"{self.prefix}_{len(self.names)}"
-        await _admin(f'CREATE DATABASE "{name}"')
+        await _admin(f'CREATE DATABASE "{name}" {options}'.rstrip())
         self.names.append(name)
         return _with_database(PG_ADMIN_URL, name)
 
@@ -90,8 +91,9 @@ def pg_url(pg_databases: PgDatabases) -> str:
 
 
 @pytest.fixture
-def new_pg_database(pg_databases: PgDatabases) -> Callable[[], Coroutine[Any, Any, str]]:
-    """``await new_pg_database()`` → URL of a fresh empty database (dropped at the end)."""
+def new_pg_database(pg_databases: PgDatabases) -> Callable[..., Coroutine[Any, Any, str]]:
+    """``await new_pg_database()`` → URL of a fresh empty database (dropped at the end);
+    ``new_pg_database("ENCODING 'LATIN1' ...")`` with ``CREATE DATABASE`` options."""
     return pg_databases.create
 
 
