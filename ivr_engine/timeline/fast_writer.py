@@ -62,6 +62,7 @@ from ivr_engine.timeline.fast_sql import (
     SQLITE_PHONE_OWNERS,
 )
 from ivr_engine.timeline.inline_sqlite import InlineDeclined, InlineSqlite
+from ivr_engine.timeline.schema_hint import migrate_hint
 from ivr_engine.timeline.urls import parse_database_url, redact
 
 if TYPE_CHECKING:  # imported when a PostgreSQL URL is used (_pg_call), not on SQLite
@@ -181,10 +182,12 @@ class FastCallWriter:
             if (exc.sqlstate or "")[:2] in DATA_ERROR_CLASSES:  # the connection is fine
                 raise TimelineDataRejected(f"{self._where} refused the data: {exc!r}") from exc
             self._drop_pg()
-            raise TimelineUnavailable(f"timeline write failed on {self._where}: {exc!r}") from exc
+            why = f"{exc!r}{migrate_hint(exc)}"
+            raise TimelineUnavailable(f"timeline write failed on {self._where}: {why}") from exc
         except (OSError, asyncpg.InterfaceError, TimeoutError) as exc:
             self._drop_pg()
-            raise TimelineUnavailable(f"timeline write failed on {self._where}: {exc!r}") from exc
+            why = f"{exc!r}{migrate_hint(exc)}"
+            raise TimelineUnavailable(f"timeline write failed on {self._where}: {why}") from exc
 
     def _drop_pg(self) -> None:
         if self._pg is not None:
@@ -264,7 +267,8 @@ class FastCallWriter:
         except sqlite3.Error as exc:
             self._close_sqlite()
             what = "write" if write else "read"
-            raise TimelineUnavailable(f"timeline {what} failed on {self._where}: {exc!r}") from exc
+            why = f"{exc!r}{migrate_hint(exc)}"
+            raise TimelineUnavailable(f"timeline {what} failed on {self._where}: {why}") from exc
 
     def _sqlite_connection(self) -> sqlite3.Connection:
         if self._sqlite is None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ivr_engine.domain.errors import TimelineUnavailable
+from ivr_engine.timeline.schema_hint import migrate_hint
 
 Row = Sequence[Any]
 
@@ -170,14 +171,16 @@ class LookupQueue:
         try:
             return await self._driver.connect()
         except self._driver.errors as exc:
-            raise TimelineUnavailable(f"cannot connect to {self._where}: {exc!r}") from exc
+            why = f"{exc!r}{migrate_hint(exc)}"
+            raise TimelineUnavailable(f"cannot connect to {self._where}: {why}") from exc
 
     async def _fetch(self, conn: Any, batch: Sequence[Pending]) -> list[Row]:
         try:
             rows = await self._driver.fetch(conn, batch)
         except self._driver.errors as exc:
             self._driver.discard(conn)
-            raise TimelineUnavailable(f"lookup failed on {self._where}: {exc!r}") from exc
+            why = f"{exc!r}{migrate_hint(exc)}"
+            raise TimelineUnavailable(f"lookup failed on {self._where}: {why}") from exc
         except BaseException:  # cancelled mid-statement: state unknown, drop it
             self._driver.discard(conn)
             raise

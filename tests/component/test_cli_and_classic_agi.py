@@ -242,6 +242,41 @@ async def test_classic_agi_a_hangup_during_start_up_is_an_abandoned_call(
     assert [row["outcome"] for row in rows] == ["abandoned"], rows
 
 
+@pytest.mark.parametrize("database", ["missing-file", "empty-file", "postgres"])
+async def test_classic_agi_on_an_unmigrated_database_says_to_migrate(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    """The script never migrates: on a database ``ivr-engine migrate`` has not run on, the
+    caller still gets the static menu and the call is spooled, and the warnings say what
+    to run (was: a bare "no such table: identities" / "unable to open database file")."""
+    if database == "postgres":
+        request.applymarker(pytest.mark.postgres)
+        url = await request.getfixturevalue("new_pg_database")()
+    else:
+        db = tmp_path / "classic.db"
+        if database == "empty-file":
+            sqlite3.connect(db).close()
+        url = f"sqlite:///{db}"
+    env = {
+        "IVR_ENGINE_DATABASE_URL": url,
+        "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
+        "PYTHONPATH": str(REPO),
+    }
+    headers = asterisk_env("unused", 0, caller_id="+15557770003", args=["menu=main"])
+    del headers["agi_network"], headers["agi_network_script"]
+    replies = [b"200 result=0\n", b"200 result=1 (1|OK)\n", b"200 result=0\n"]
+    code, out, err = await run(
+        [sys.executable, str(REPO / "agi_scripts/ivr_agi.py")],
+        env=env,
+        stdin=header_block(headers) + b"".join(replies),
+    )
+    assert code == 0, err
+    assert "IVR_DECISION=static,IVR_OUTCOME=routed" in out.splitlines()[-1]
+    warnings = [line for line in err.splitlines() if line.startswith("WARNING")]
+    assert warnings and all("run `ivr-engine migrate`" in line for line in warnings), err
+    assert (tmp_path / "spool" / "calls.jsonl").stat().st_size > 0  # kept for later
+
+
 async def test_classic_agi_script_reports_a_configuration_error_in_one_line(
     tmp_path: Path,
 ) -> None:
