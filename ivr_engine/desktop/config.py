@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from ivr_engine.telephony.peers import Network
 
+# fullmatch: re's "$" also matches before a final "\n" (that origin would never match)
 _ORIGIN_RE = re.compile(
-    r"^https?://[a-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?$"
+    r"https?://[a-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?"
 )
 
 
@@ -56,7 +57,7 @@ class DesktopConfig:
         if not self.base_path.startswith("/") or self.base_path.endswith("/"):
             raise ValueError(f"base_path {self.base_path!r}: start with / and end without /")
         for origin in self.allowed_origins:
-            if not _ORIGIN_RE.match(origin):
+            if not _ORIGIN_RE.fullmatch(origin):
                 raise ValueError(
                     f"allowed_origins: {origin!r} is not scheme://host[:port] in lower case"
                 )

@@ -202,6 +202,8 @@ def test_throttle_locks_out_then_forgets() -> None:
         ({"base_path": "/desktop/"}, "base_path"),
         ({"allowed_origins": frozenset({"https://desk.example.com/"})}, "allowed_origins"),
         ({"allowed_origins": frozenset({"HTTPS://DESK"})}, "allowed_origins"),
+        ({"allowed_origins": frozenset({"https://desk.example.com\n"})}, "allowed_origins"),
+        ({"allowed_origins": frozenset({"https://[::1]\n"})}, "allowed_origins"),
         ({"cookie_secret": b"x"}, "cookie_secret"),
         ({"max_body_bytes": 10}, "max_body_bytes"),
     ],
