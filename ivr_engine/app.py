@@ -20,6 +20,7 @@ from ivr_engine.contact_center.load_link import LoadLink
 from ivr_engine.contact_center.metrics import CountingSink, load_routes
 from ivr_engine.contact_center.reroute import REROUTE_SCRIPT, reroute_handler
 from ivr_engine.contact_center.wiring import ContactCenter
+from ivr_engine.data_dirs import check_spool_dir
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
 from ivr_engine.flows.ivr_flow import CallSink, IvrFlow
@@ -88,6 +89,7 @@ class Engine:
         """Open what calls need, in the order a call uses it; then listen."""
         settings = self.settings
         self.menus = LiveMenus(load_checked_menus(settings))
+        check_spool_dir(settings.spool_dir, create=True)
         timeline, recorder = await self._open_timeline(settings)
         await self._open_contact_center(settings, timeline.store)
         if self._leads:
