@@ -81,6 +81,13 @@ class Settings(BaseModel):
     )
     agi_header_timeout_s: float = Field(5.0, gt=0, le=60)
     agi_command_timeout_s: float = Field(120.0, gt=0, le=3600)
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="on SIGTERM, calls in progress may finish for this long; then each is "
+        "ended with IVR_OUTCOME=failed (the dialplan's static menu)",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     # FreeSWITCH: the outbound Event Socket server (socket app); None: not started.
