@@ -98,11 +98,13 @@ class Supervisor:
 
     async def _prepare(self) -> None:
         from ivr_engine.checked_menus import load_checked_menus
+        from ivr_engine.data_dirs import check_spool_dir
         from ivr_engine.timeline.migrate import upgrade
         from ivr_engine.timeline.urls import parse_database_url
 
         settings = self.settings
         await asyncio.to_thread(load_checked_menus, settings)
+        await asyncio.to_thread(check_spool_dir, settings.spool_dir, create=True)
         if settings.agents_file is not None:
             self._ledger = LoadLedger()
         if parse_database_url(settings.database_url).dialect == "sqlite":
