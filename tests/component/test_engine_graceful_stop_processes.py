@@ -48,6 +48,6 @@ async def test_sigterm_lets_calls_finish_then_ends_the_rest_as_failed(
             said = (await stuck.reader.read()).decode()
         waited = asyncio.get_running_loop().time() - started
         assert said == "SET VARIABLE IVR_OUTCOME failed\n"
-        assert GRACE_S - 0.5 < waited < GRACE_S + 5
+        assert GRACE_S - 1.5 < waited < GRACE_S + 5  # the grace, from the log line seen
         assert await engine.exit_code() == 0
         assert "1 FastAGI connection(s) still in progress after the 3.0 s grace" in engine.log()
