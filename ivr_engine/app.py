@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ivr_engine.contact_center.load_link import LoadLink
 from ivr_engine.contact_center.metrics import CountingSink, load_routes
 from ivr_engine.contact_center.reroute import REROUTE_SCRIPT, reroute_handler
 from ivr_engine.contact_center.wiring import ContactCenter
+from ivr_engine.data_dirs import check_spool_dir
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu
 from ivr_engine.flows.ivr_flow import CallSink, IvrFlow
@@ -88,6 +90,7 @@ class Engine:
         """Open what calls need, in the order a call uses it; then listen."""
         settings = self.settings
         self.menus = LiveMenus(load_checked_menus(settings))
+        check_spool_dir(settings.spool_dir, create=True)
         timeline, recorder = await self._open_timeline(settings)
         await self._open_contact_center(settings, timeline.store)
         if self._leads:
@@ -299,14 +302,22 @@ class Engine:
             None if admin is None else admin.get_secret_value(),
         )
 
+    def stop_accepting(self) -> None:
+        """No new calls from now on (FastAGI, ESL); the ones in progress go on."""
+        for server in (self.agi, self.esl):
+            if server is not None:
+                server.stop_accepting()
+
     async def stop(self) -> None:
-        """Stop taking calls, finish the ones in flight, flush the recorder, close the DB.
+        """Stop taking calls, let the ones in flight finish for ``shutdown_grace_s`` (then
+        end them as failed: the dialplan's static menu), flush the recorder, close the DB.
 
         Every part is closed even when an earlier one fails (logged): a part left open (the
         database's threads) would keep the process alive after SIGTERM."""
+        grace = self.settings.shutdown_grace_s
         parts: list[tuple[str, Callable[[], Awaitable[object]] | None]] = [
-            ("FastAGI server", self.agi.close if self.agi else None),
-            ("ESL server", self.esl.close if self.esl else None),
+            ("FastAGI server", functools.partial(self.agi.close, grace) if self.agi else None),
+            ("ESL server", functools.partial(self.esl.close, grace) if self.esl else None),
             ("HTTP API", self.http.cleanup if self.http else None),
             ("contact centre", self.contact_center.aclose if self.contact_center else None),
             # after the last call's updates

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ivr_engine.data_dirs import make_private_dir
 from ivr_engine.domain.models import Menu
 from ivr_engine.menu_codec import decode_menus, encode_menus
 
@@ -194,7 +195,7 @@ def write_cache(
     document = {"format": FORMAT, "key": key, "digest": _digest(body), "body": body}
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)  # the spool directory
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(json.dumps(document, sort_keys=True).encode())

@@ -16,9 +16,12 @@ from ivr_engine.settings import Settings
 def check_offline(settings: Settings) -> list[str]:
     """Run the checks; one summary line per part checked (``ConfigError`` on a problem)."""
     from ivr_engine.checked_menus import load_checked_menus
+    from ivr_engine.data_dirs import check_spool_dir
 
     menus = load_checked_menus(settings)
     done = [f"ok: {len(menus)} menu(s): {', '.join(sorted(menus))}"]
+    check_spool_dir(settings.spool_dir, create=False)
+    done.append(f"ok: spool_dir {settings.spool_dir}")
     if settings.agents_file is not None:
         from ivr_engine.agents import check_agent_state_url
         from ivr_engine.contact_center.agents_file import load_agent_profiles

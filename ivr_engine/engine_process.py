@@ -116,8 +116,13 @@ async def run_engine(
         if follow is not None:
             keep(loop.create_task(follow(engine), name="follow-settings"))
         await stop.wait()
+        engine.stop_accepting()
         calls = engine.agi.active_calls if engine.agi is not None else 0
-        log.info("stopping: no new calls; %d call(s) in progress may finish", calls)
+        log.info(
+            "stopping: no new calls; %d call(s) in progress may finish within %.1f s",
+            calls,
+            settings.shutdown_grace_s,
+        )
     finally:
         for task in list(reloads):  # a reload still running must not outlive the engine
             task.cancel()

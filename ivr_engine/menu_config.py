@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from ivr_engine.data_dirs import check_menus_dir
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import (
     DigitPolicy,
@@ -251,8 +252,7 @@ def check_prompts_exist(menu: Menu, source: Path, available: Collection[str]) ->
 
 def load_menus(directory: Path) -> Mapping[str, Menu]:
     """Load every ``*.yaml`` menu in ``directory``; menu names must be unique."""
-    if not directory.is_dir():
-        raise ConfigError(f"{directory}: menus directory not found (setting: menus_dir)")
+    check_menus_dir(directory)
     menus: dict[str, Menu] = {}
     for path in sorted(directory.glob("*.y*ml")):
         try:

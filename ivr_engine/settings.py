@@ -28,7 +28,8 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.telephony.peers import parse_networks
-from ivr_engine.timeline.urls import RAW_IN_PASSWORD, redact
+from ivr_engine.timeline.errors import UnsupportedDatabaseUrl
+from ivr_engine.timeline.urls import RAW_IN_PASSWORD, parse_database_url, redact
 from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 ENV_PREFIX = "IVR_ENGINE_"
@@ -42,6 +43,11 @@ LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 # Switch URLs, checked where any settings model (the engine's, the bridge's) takes them.
 AmiUrl = Annotated[str, AfterValidator(lambda url: _parsed(url, parse_ami_url))]
 EslUrl = Annotated[str, AfterValidator(lambda url: _parsed(url, parse_esl_url))]
+# The timeline, Redis and the caller-ID region: refused when the settings load, not at the
+# first call (a region phonenumbers does not know identified nobody, silently).
+DatabaseUrlText = Annotated[str, AfterValidator(lambda url: _parsed(url, check_database_url))]
+RedisUrl = Annotated[str, AfterValidator(lambda url: _parsed(url, check_redis_url))]
+RegionCode = Annotated[str, AfterValidator(lambda code: _parsed(code, check_region))]
 
 
 def _parsed(url: str, parse: Callable[[str], object]) -> str:
@@ -52,7 +58,7 @@ def _parsed(url: str, parse: Callable[[str], object]) -> str:
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    database_url: str = Field(
+    database_url: DatabaseUrlText = Field(
         "sqlite:///data/ivr-engine.db",
         description="sqlite:///FILE (embedded default) or postgresql://USER@HOST:PORT/DB",
     )
@@ -75,6 +81,13 @@ class Settings(BaseModel):
     )
     agi_header_timeout_s: float = Field(5.0, gt=0, le=60)
     agi_command_timeout_s: float = Field(120.0, gt=0, le=3600)
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="on SIGTERM, calls in progress may finish for this long; then each is "
+        "ended with IVR_OUTCOME=failed (the dialplan's static menu)",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     # FreeSWITCH: the outbound Event Socket server (socket app); None: not started.
@@ -83,7 +96,9 @@ class Settings(BaseModel):
     menus_dir: Path = Path("config/menus")
     sounds_dir: Path = Field(Path("prompts/en"), description="checked at start-up for prompts")
     check_prompts: bool = True
-    default_region: str = Field("US", pattern=r"^[A-Z]{2}$")
+    default_region: RegionCode = Field(
+        "US", description="phonenumbers region of caller IDs without a country code"
+    )
     use_withheld_caller_id: bool = Field(
         False, description="identify callers who withheld their number (presentation restricted)"
     )
@@ -140,7 +155,7 @@ class Settings(BaseModel):
         description="the longest a caller waits in silence after pressing * for the SMS to be "
         "written; then they are routed as usual",
     )
-    continuation_redis_url: str | None = Field(
+    continuation_redis_url: RedisUrl | None = Field(
         None,
         description="redis://...: an extra used-token check; single use itself is kept on the "
         "timeline (continuation:{jti}), across processes and restarts",
@@ -301,11 +316,14 @@ class Settings(BaseModel):
             },
         )
 
-    @field_validator("database_url")
+    @field_validator("agent_state_url")
     @classmethod
-    def _known_scheme(cls, value: str) -> str:
-        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError("use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    def _agent_state_url(cls, value: str | None) -> str | None:
+        if value is not None and value != "memory://":
+            try:
+                check_redis_url(value)
+            except ValueError as exc:
+                raise ValueError(f"{exc}; or memory:// (in-process)") from None
         return value
 
 
@@ -328,6 +346,56 @@ def check_token_strength(text: str) -> None:
 def is_shared_state(url: str | None) -> bool:
     """An ``agent_state_url`` every engine process sees alike (Redis), not process memory."""
     return url is not None and url.startswith(("redis://", "rediss://", "unix://"))
+
+
+def check_database_url(url: str) -> None:
+    """``ValueError`` unless the engine can open ``url`` (``timeline.urls``: sqlite:///FILE,
+    postgresql://USER@HOST:PORT/DB, or their +aiosqlite / +asyncpg forms); its password is
+    never in the message."""
+    try:
+        parse_database_url(url)
+    except UnsupportedDatabaseUrl as exc:
+        raise ValueError(str(exc).removeprefix("database_url: ")) from None
+
+
+REDIS_URL_FORM = "redis://:PASSWORD@HOST:6379/0 (or rediss://, unix:///PATH?db=0)"
+
+
+def check_redis_url(url: str) -> None:
+    """``ValueError`` unless redis-py can connect with ``url`` as written: the scheme, a
+    port from 0 to 65535, a numeric database, valid ``?options``. Said without the URL's
+    words (a raw "/" in a password becomes the "port", which urllib's message quotes)."""
+    parts, _ = _split_switch_url(url, REDIS_URL_FORM)
+    shown = redact(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            f"{shown!r}: scheme must be redis, rediss or unix, not "
+            f"{parts.scheme or 'none'!r}: use {REDIS_URL_FORM}"
+        )
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError(f"{shown!r}: no socket path: use unix:///PATH/redis.sock")
+    if parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise ValueError(f"{shown!r}: the database after the port must be a number, e.g. /0")
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError:
+        raise ValueError(
+            f"{shown!r}: refused by redis-py (an ?option with an invalid value?): use "
+            f"{REDIS_URL_FORM}"
+        ) from None
+
+
+def check_region(code: str) -> None:
+    """``ValueError`` unless ``code`` is a region phonenumbers parses national numbers of."""
+    import phonenumbers
+
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(
+            f"{code!r} is not a region phonenumbers knows: use an ISO 3166 code in capitals "
+            "(US, GB, DE, FR, ...)"
+        )
 
 
 def is_loopback(host: str) -> bool:

@@ -47,6 +47,7 @@ from typing import Literal, NamedTuple, TypeVar
 
 from crm_bridge.calls.model import NormalisedEvent
 from crm_bridge.calls.state import CallState, StateChanges
+from ivr_engine.data_dirs import create_private_file, make_private_dir
 from ivr_engine.domain.errors import IvrEngineError
 
 __all__ = ["OutboxBusy", "OutboxError", "OutboxRow", "OutboxSync", "SqliteOutbox"]
@@ -293,7 +294,8 @@ def _connect(path: Path, sync: OutboxSync) -> tuple[int, sqlite3.Connection]:
     if sync not in ("full", "normal"):
         raise OutboxError(f"outbox sync must be 'full' or 'normal', got {sync!r}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
+        create_private_file(path)  # call events are customer data: 0600
         lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise OutboxError(f"{path}: cannot create the call outbox: {exc}") from exc

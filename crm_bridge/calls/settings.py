@@ -20,7 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from crm_bridge.calls.outbox import OutboxSync
 from crm_bridge.calls.state import NormaliserConfig
 from ivr_engine.domain.errors import ConfigError
-from ivr_engine.settings import ESL_URL_FORM, AmiUrl, EslUrl, Settings, parse_esl_url, problem
+from ivr_engine.settings import (
+    ESL_URL_FORM,
+    AmiUrl,
+    DatabaseUrlText,
+    EslUrl,
+    RegionCode,
+    Settings,
+    parse_esl_url,
+    problem,
+)
 
 __all__ = ["ESL_URL_FORM", "BridgeSettings", "Role", "parse_esl_url"]
 
@@ -50,7 +59,7 @@ class BridgeSettings(BaseModel):
         "freeswitch", pattern=_SOURCE, description="names the switch in event ids"
     )
     esl_inbound_contexts: tuple[str, ...] = ("public",)
-    database_url: str | None = Field(None, description="the timeline (consumer)")
+    database_url: DatabaseUrlText | None = Field(None, description="the timeline (consumer)")
     bus_url: str | None = Field(None, description="redis://HOST:6379/0; None: in-process")
     bus_partitions: int = Field(8, ge=1, le=1024)
     stream: str = Field("call-events", pattern=_NAME, description="the bus stream's name")
@@ -71,8 +80,8 @@ class BridgeSettings(BaseModel):
     source: str = Field("asterisk", pattern=_SOURCE, description="names the switch in event ids")
     inbound_contexts: tuple[str, ...] = ("from-trunk",)
     adopt_contexts: tuple[str, ...] = ("from-trunk", "ivr-*")
-    default_region: str = Field(
-        "US", pattern=r"^[A-Z]{2}$", description="region of caller IDs without a country code"
+    default_region: RegionCode = Field(
+        "US", description="region of caller IDs without a country code"
     )
     publish_window_ms: int = Field(
         10, ge=0, le=1000, description="the publisher gathers outbox rows this long"

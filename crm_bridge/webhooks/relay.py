@@ -45,6 +45,7 @@ from crm_bridge.webhooks.sqlite_store import SqliteDeliveryStore
 from crm_bridge.webhooks.store import DeliveryStore
 from crm_bridge.webhooks.subscriptions import load_subscriptions
 from crm_bridge.webhooks.timeline_payload import outbound_event
+from ivr_engine.data_dirs import make_private_dir
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.ports import StoredEvent
 from ivr_engine.stopping import cancel_and_wait
@@ -109,7 +110,7 @@ class WebhookRelay:
         webhook form, or its forms per subscription (``Tailored``: the engine's gives
         continuation links to the SMS gateway only, ``omni.continue_by_sms``)."""
         registry = load_subscriptions(subscriptions_file)
-        await asyncio.to_thread(store_path.parent.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(make_private_dir, store_path.parent)
         store = await SqliteDeliveryStore.open(store_path)
         dispatcher = WebhookDispatcher(registry, store, policy=policy)
         await dispatcher.start()

@@ -21,6 +21,7 @@ from typing import TypeVar
 
 from crm_bridge.webhooks.errors import DeliveryStoreError
 from crm_bridge.webhooks.store import DeadLetter, Delivery
+from ivr_engine.data_dirs import create_private_file
 
 __all__ = ["SqliteDeliveryStore"]
 
@@ -73,6 +74,7 @@ class SqliteDeliveryStore:
         thread = ThreadPoolExecutor(1, thread_name_prefix="webhook-store")
 
         def connect() -> sqlite3.Connection:
+            create_private_file(path)  # webhook payloads are customer data: 0600
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             try:
                 db.execute("PRAGMA busy_timeout = 5000")

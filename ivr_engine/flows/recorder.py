@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from ivr_engine.data_dirs import make_private_dir
 from ivr_engine.flows.call_customers import FastWriter
 from ivr_engine.flows.call_record import CallRecord, CallWrite, to_write
 from ivr_engine.flows.call_writer import CallBatchWriter
@@ -113,7 +114,7 @@ class CallRecorder:
         (read-only parent, a file in the way) is a warning and the call goes on; a call the
         database cannot take then stays in memory until ``close``, which logs it lost."""
         try:
-            self._spool.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(make_private_dir, self._spool.parent)
         except OSError as exc:
             if spool_required:
                 raise
@@ -349,12 +350,12 @@ def _release_after(lock: FileLock, op: asyncio.Future[Any] | None) -> None:
 
 def _append_to_spool_dir(spool: Path, data: bytes) -> None:
     """``append_to_spool``, re-creating the spool directory if it was removed meanwhile."""
-    spool.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(spool.parent)
     append_to_spool(spool, data)
 
 
 def _acquire_in_dir(lock: FileLock) -> bool:
-    lock.path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(lock.path.parent)
     return lock.acquire(wait=False)
 
 

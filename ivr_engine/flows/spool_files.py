@@ -30,6 +30,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from ivr_engine.data_dirs import PRIVATE_FILE_MODE
+
 SPOOL_FILE = "calls.jsonl"
 REPLAY_FILE = "calls.replaying.jsonl"  # taken from the spool; survives a crash mid-replay
 REJECTED_FILE = "calls.rejected.jsonl"  # spool lines that cannot be parsed: kept, not retried
@@ -113,9 +115,11 @@ def append_bytes(path: Path, data: bytes) -> None:
 
 
 def _append(path: Path, blocks: Iterable[bytes]) -> None:
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
     try:
         start = os.lseek(fd, 0, os.SEEK_END)
+        if not start:  # new (or empty): customer data, 0600 whatever the umask
+            os.fchmod(fd, PRIVATE_FILE_MODE)
         try:
             if start and os.pread(fd, 1, start - 1) != b"\n":
                 os.write(fd, b"\n")
@@ -140,8 +144,9 @@ def replace_file(path: Path, data: bytes) -> None:
     and after a power cut ``path`` holds the old or the new content, never an empty file."""
     temporary = path.with_name(path.name + ".new")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
         try:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]

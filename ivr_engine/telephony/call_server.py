@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Self
 
 from ivr_engine.stopping import cancel_and_wait
@@ -25,17 +25,25 @@ class CallTasks:
     def __init__(self, what: str) -> None:
         self._what = what  # "AGI connection", "ESL connection": for the log
         self._tasks: set[asyncio.Task[None]] = set()
+        self._abandon: dict[asyncio.Task[None], Callable[[], None]] = {}
 
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(
+        self, coro: Coroutine[Any, Any, None], abandon: Callable[[], None] | None = None
+    ) -> None:
+        """Run ``coro``; ``abandon``: called if it is still running when a drain's grace
+        ends, just before it is cancelled (tells the switch the call failed)."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
+        if abandon is not None:
+            self._abandon[task] = abandon
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self._abandon.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("%s task failed", self._what, exc_info=task.exception())
 
@@ -44,6 +52,19 @@ class CallTasks:
         pending = set(self._tasks)
         if pending and grace > 0:
             _, pending = await asyncio.wait(pending, timeout=grace)
+        if pending:
+            log.warning(
+                "%d %s(s) still in progress after the %.1f s grace: ended as failed",
+                len(pending),
+                self._what,
+                grace,
+            )
+        for task in pending:
+            if (abandon := self._abandon.get(task)) is not None:
+                try:
+                    abandon()
+                except Exception:  # best effort: the call is cancelled all the same
+                    log.exception("telling the switch a %s failed did not work", self._what)
         await cancel_and_wait(pending)  # a call waiting on Redis can lose one cancel
 
 
@@ -70,6 +91,10 @@ class CallServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> Coroutine[Any, Any, None]:
         raise NotImplementedError
+
+    def _abandon(self, writer: asyncio.StreamWriter) -> None:
+        """A call still running when the stop's grace ends, about to be cancelled: tell the
+        switch (best effort, without waiting) so its dialplan falls back. Default: nothing."""
 
     @property
     def port(self) -> int:
@@ -104,7 +129,7 @@ class CallServer:
             writer.transport.abort()  # nothing read, nothing written
             self._log_refused(host)
             return
-        self._tasks.spawn(self._serve(reader, writer))
+        self._tasks.spawn(self._serve(reader, writer), lambda: self._abandon(writer))
 
     def _log_refused(self, host: str) -> None:
         if host in self._refused or len(self._refused) >= MAX_REFUSED_LOGGED:
@@ -123,8 +148,15 @@ class CallServer:
         assert self._server is not None
         await self._server.serve_forever()
 
+    def stop_accepting(self) -> None:
+        """Close the listening socket now; the calls in progress go on (``close`` drains
+        them)."""
+        if self._server is not None:
+            self._server.close()
+
     async def close(self, grace: float = 5.0) -> None:
-        """Stop accepting; give calls ``grace`` seconds to finish, then cancel the rest."""
+        """Stop accepting; give calls ``grace`` seconds to finish, then end the rest
+        (``_abandon``, then cancelled)."""
         server, self._server = self._server, None
         if server is None:
             return

@@ -18,6 +18,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.exc import SQLAlchemyError
 
+from ivr_engine.data_dirs import create_private_file, make_private_dir
 from ivr_engine.domain.errors import ConfigError, TimelineUnavailable
 from ivr_engine.timeline.urls import DatabaseUrl, parse_database_url, redact
 
@@ -61,7 +62,8 @@ async def upgrade(database_url: str, revision: str = "head") -> Migrated:
 
 def _upgrade_blocking(url: DatabaseUrl, database_url: str, revision: str) -> Migrated:
     if url.sqlite_path is not None:
-        url.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(url.sqlite_path.parent)
+        create_private_file(url.sqlite_path)  # customer data: 0600, not SQLite's 0644
         _enable_wal(url.sqlite_path)
     config = alembic_config(database_url)
     with _lock:

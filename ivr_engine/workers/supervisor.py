@@ -23,13 +23,13 @@ outcome); the supervisor itself reads the HTTP API's tokens again from the setti
 stdin (worker 0 serves the API and puts them in force; ``child.py``) and starts any worker
 restarted later with them; if they fail, it logs why and nothing changes. SIGTERM or SIGINT
 is passed to every worker, which stops accepting and lets its calls finish (the engine's own
-drain), and the supervisor exits 0 once they have all exited (any left after
-``STOP_TIMEOUT_S`` are killed). A worker that exits on its own is restarted, in the same
-role, after a back-off (1 s, doubling while it keeps dying within ``HEALTHY_AFTER_S`` of
-starting, at most 30 s: ``Worker`` in ``worker_process.py``), and logged. Its calls in
-progress were cut off (Asterisk: ``AGISTATUS=FAILURE``, the dialplan's ``ivr-fail`` static
-menu); the other workers' calls are separate processes and go on, and new calls go to the
-workers still listening while it restarts.
+drain, ``shutdown_grace_s``), and the supervisor exits 0 once they have all exited (any left
+``STOP_MARGIN_S`` after the grace are killed). A worker that exits on its own is restarted,
+in the same role, after a back-off (1 s, doubling while it keeps dying within
+``HEALTHY_AFTER_S`` of starting, at most 30 s: ``Worker`` in ``worker_process.py``), and
+logged. Its calls in progress were cut off (Asterisk: ``AGISTATUS=FAILURE``, the dialplan's
+``ivr-fail`` static menu); the other workers' calls are separate processes and go on, and
+new calls go to the workers still listening while it restarts.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from ivr_engine.workers.worker_process import (
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT_S = 60.0  # the engine's drain (5 s of calls) plus the recorder's flush
+STOP_MARGIN_S = 50.0  # after shutdown_grace_s: the recorder's flush, closing the rest
 
 
 @dataclass
@@ -98,11 +98,13 @@ class Supervisor:
 
     async def _prepare(self) -> None:
         from ivr_engine.checked_menus import load_checked_menus
+        from ivr_engine.data_dirs import check_spool_dir
         from ivr_engine.timeline.migrate import upgrade
         from ivr_engine.timeline.urls import parse_database_url
 
         settings = self.settings
         await asyncio.to_thread(load_checked_menus, settings)
+        await asyncio.to_thread(check_spool_dir, settings.spool_dir, create=True)
         if settings.agents_file is not None:
             self._ledger = LoadLedger()
         if parse_database_url(settings.database_url).dialect == "sqlite":
@@ -235,7 +237,7 @@ class Supervisor:
 
     async def _stop(self) -> None:
         """SIGTERM to every worker (each drains its calls); kill what is left after
-        ``STOP_TIMEOUT_S``."""
+        ``shutdown_grace_s`` + ``STOP_MARGIN_S``."""
         self._stopping.set()
         for task in list(self._reloads):
             task.cancel()
@@ -248,11 +250,12 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
         waiting = [*self._watchers, *(p.wait() for p in running)]
+        stop_timeout_s = self.settings.shutdown_grace_s + STOP_MARGIN_S
         try:
-            async with asyncio.timeout(STOP_TIMEOUT_S):
+            async with asyncio.timeout(stop_timeout_s):
                 await asyncio.gather(*waiting)
         except TimeoutError:
-            log.error("workers still running after %.0f s: killed", STOP_TIMEOUT_S)
+            log.error("workers still running after %.0f s: killed", stop_timeout_s)
             for process in running:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()

@@ -484,12 +484,14 @@ async def test_close_cancels_in_flight_calls(make_server: MakeServer) -> None:
 
     server.register("ivr", handler)
     port = server.port
-    call = asyncio.create_task(FakeAsterisk("127.0.0.1", port).call([]))
+    call = asyncio.create_task(FakeAsterisk("127.0.0.1", port).call([b"200 result=1\n"]))
     await started.wait()
     assert server.active_calls == 1
     await server.close(grace=0)
     assert cancelled.is_set() and server.active_calls == 0
-    assert (await call).server_closed
+    transcript = await call  # told to fall back to the static menu, then closed
+    assert transcript.commands == ["SET VARIABLE IVR_OUTCOME failed"]
+    assert transcript.server_closed
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
 

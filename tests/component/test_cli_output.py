@@ -162,6 +162,6 @@ async def test_settings_errors_are_in_our_words_without_pydantics_prefix() -> No
     code, _, err = await run([*CLI, "check-config"], env=env)
     assert code == 2
     assert err.splitlines()[-1] == (
-        "environment: database_url (env IVR_ENGINE_DATABASE_URL): "
-        "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+        "environment: database_url (env IVR_ENGINE_DATABASE_URL): unsupported scheme 'mysql' "
+        "in 'mysql://db/ivr': use sqlite:///PATH/TO/FILE.db or postgresql://USER@HOST:PORT/DB"
     )

@@ -173,6 +173,18 @@ async def test_a_port_taken_by_another_program_is_refused(sqlite_url: str, tmp_p
     assert "worker" not in engine.log().replace("--workers", "")
 
 
+async def test_a_spool_dir_that_is_a_file_is_refused_before_any_worker_starts(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool-file"
+    spool.write_text("not a directory")
+    env = {"IVR_ENGINE_SPOOL_DIR": str(spool)}
+    async with engine_process(tmp_path, run_args(sqlite_url, "--workers", "2"), env) as engine:
+        assert await engine.exit_code() == 2
+    assert f"spool_dir: {spool}: is not a directory" in engine.log()
+    assert "worker" not in engine.log().replace("--workers", "")
+
+
 async def test_workers_that_cannot_start_stop_the_engine_non_zero(
     sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -82,7 +82,7 @@ def test_missing_prompts_are_reported() -> None:
 
 
 def test_directory_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="menus directory not found"):
+    with pytest.raises(ConfigError, match=r"menus_dir: .*nope: does not exist"):
         load_menus(tmp_path / "nope")
     with pytest.raises(ConfigError, match="no menu files"):
         load_menus(tmp_path)

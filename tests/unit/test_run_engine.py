@@ -17,6 +17,7 @@ import pytest
 from ivr_engine import engine_process
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.heap import BRIDGE_YOUNG_THRESHOLD
+from ivr_engine.settings import Settings
 
 
 def test_settle_heap_freezes_what_start_up_left() -> None:
@@ -93,6 +94,9 @@ class ScriptedEngine:
             raise ConfigError("main.yaml: broken")  # logged; the engine goes on
         return {}
 
+    def stop_accepting(self) -> None:
+        pass
+
     async def stop(self) -> None:
         self.steps.append("stop")
 
@@ -104,7 +108,7 @@ async def run_scripted(
     engine = type("Scripted", (ScriptedEngine,), {"SIGNALS": signals, "steps": steps})
     monkeypatch.setattr(engine_process, "Engine", engine)
     monkeypatch.setattr(engine_process, "settle_heap", lambda: steps.append("settle"))
-    await engine_process.run_engine(None)  # type: ignore[arg-type]
+    await engine_process.run_engine(Settings())
     return steps
 
 
@@ -130,7 +134,7 @@ async def test_a_stopping_engine_says_so(
         await run_scripted(monkeypatch, (0.05, signal.SIGTERM))
     said = [r.getMessage() for r in caplog.records if r.name == "ivr_engine.engine_process"]
     assert said[-2:] == [
-        "stopping: no new calls; 0 call(s) in progress may finish",
+        "stopping: no new calls; 0 call(s) in progress may finish within 10.0 s",
         "engine stopped",
     ]
 
@@ -148,7 +152,7 @@ async def test_a_failed_settings_follower_is_said_at_once_without_its_message(
         raise RuntimeError("api_tokens: tok-0123456789abcdef")
 
     with caplog.at_level(logging.ERROR, logger="ivr_engine.engine_process"):
-        await engine_process.run_engine(None, follow=follow)  # type: ignore[arg-type]
+        await engine_process.run_engine(Settings(), follow=follow)
     said = [r.getMessage() for r in caplog.records if r.name == "ivr_engine.engine_process"]
     assert len(said) == 1, said
     assert said[0].startswith("follow-settings task ended: unexpected RuntimeError (in ")

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[AgiRequest, AgiChannel], Awaitable[None]]
 
 REPORT_TIMEOUT = 2.0  # for the best-effort "IVR_OUTCOME=failed" after an error
+FAILED_ON_STOP = f"SET VARIABLE {OUTCOME} {CallOutcome.FAILED.value}\n".encode()
 CLOSE_TIMEOUT = 1.0
 
 
@@ -183,3 +184,11 @@ class FastAgiServer(CallServer):
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> Coroutine[Any, Any, None]:
         return handle_agi_streams(reader, writer, self.handlers, limits=self._limits)
+
+    def _abandon(self, writer: asyncio.StreamWriter) -> None:
+        """``IVR_OUTCOME=failed`` queued on the connection, not awaited: Asterisk runs it
+        after the command it is in (a ``Read`` the caller is answering), then sees the
+        connection close, and the dialplan plays its static menu (``ivr-fail``), not dead
+        air. A line of its own in the write buffer: never inside another command's."""
+        if not writer.is_closing():
+            writer.write(FAILED_ON_STOP)

@@ -1,0 +1,53 @@
+"""SIGTERM to ``ivr-engine run``: no new calls, the calls in progress may finish for
+``shutdown_grace_s``, and a call still running then is ended with ``IVR_OUTCOME=failed``
+so the dialplan plays its static menu (``ivr-fail``), not dead air. Before, the grace was a
+fixed 5 s and a call still running was cut off with nothing said to the channel. A real
+engine process, a real SQLite timeline, FastAGI clients speaking for Asterisk."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.component.engine_workers import HeldCall, engine_process
+
+pytestmark = [
+    pytest.mark.processes,
+    pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="Linux only"),
+]
+
+GRACE_S = 3.0
+
+
+async def test_sigterm_lets_calls_finish_then_ends_the_rest_as_failed(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "engine.yaml"
+    settings = {"database_url": sqlite_url, "shutdown_grace_s": GRACE_S}
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    args = ["--config", str(config), "run", "--agi-port", "0", "--http-port", "0"]
+    async with engine_process(tmp_path, args) as engine:
+        ready = await engine.wait_log(r"engine ready: FastAGI 127\.0\.0\.1:(\d+)")
+        port = int(ready[0][1])
+        finishing = await HeldCall.open(port, "+15550100001")
+        stuck = await HeldCall.open(port, "+15550100002")  # its caller never answers
+        engine.process.send_signal(signal.SIGTERM)
+        await engine.wait_log(
+            r"stopping: no new calls; 2 call\(s\) in progress may finish within 3\.0 s"
+        )
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", port)
+        started = asyncio.get_running_loop().time()
+        assert (await finishing.finish("1"))["IVR_OUTCOME"] == "routed"  # within the grace
+        async with asyncio.timeout(GRACE_S + 10):
+            said = (await stuck.reader.read()).decode()
+        waited = asyncio.get_running_loop().time() - started
+        assert said == "SET VARIABLE IVR_OUTCOME failed\n"
+        assert GRACE_S - 1.5 < waited < GRACE_S + 5  # the grace, from the log line seen
+        assert await engine.exit_code() == 0
+        assert "1 FastAGI connection(s) still in progress after the 3.0 s grace" in engine.log()
