@@ -6,7 +6,7 @@ the HTTP API and admin paths use ``TimelineStore``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol, runtime_checkable
@@ -136,9 +136,17 @@ class TimelineStore(TimelineWriter, Protocol):
         that is stamped later. Returns the field as stored."""
         ...
 
-    async def customer_for_identity(self, identity: Identity) -> tuple[str, bool]:
-        """``create_customer_for_identity``, and whether this call created the customer
-        (False: it found the one owner, e.g. created by a concurrent call)."""
+    async def append_event_for_identity(
+        self,
+        identity: Identity,
+        event_for: Callable[[str], NewTimelineEvent],
+        fields: Sequence[KnownField] | None = None,
+    ) -> tuple[str, bool] | None:
+        """Append ``event_for(customer_id)`` (with ``fields``, as ``append_event_with_fields``;
+        None: as ``append_events``) for the one owner of ``identity``, or for a new customer
+        owning it: customer, identity, event and fields in one transaction, or nothing.
+        Returns (customer_id, whether this call created it); None: the ``event_id`` is taken
+        (nothing was written)."""
         ...
 
     async def append_event_with_fields(

@@ -4,7 +4,7 @@ Pipeline for every prompt id in ``prompts/prompts.yaml`` (``prompt_texts``):
 
 1. flite speaks the text at the voice's native rate (``prompt_synthesis``), as an asyncio
    subprocess, so building never blocks the event loop.
-2. pydub and ffmpeg convert it, in a worker thread (``prompt_conversion``): mono, 16-bit,
+2. ffmpeg and pydub convert it, in a worker thread (``prompt_conversion``): mono, 16-bit,
    low-passed to the telephone band, resampled to 8,000 Hz, trimmed, faded, normalised to
    -3 dBFS and padded with 50 ms of silence on each side.
 3. The samples are written with a fixed 44-byte RIFF/WAVE header and nothing else
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.prompt_checks import check_prompt_file, prompt_duration
-from ivr_engine.prompt_conversion import to_asterisk_wav
+from ivr_engine.prompt_conversion import check_ffmpeg, to_asterisk_wav
 from ivr_engine.prompt_format import PromptBuildError
 from ivr_engine.prompt_synthesis import synthesize
 from ivr_engine.prompt_texts import load_prompt_texts
@@ -66,10 +66,12 @@ async def build_prompts(
     *,
     concurrency: int = 4,
     flite: str = "flite",
+    ffmpeg: str = "ffmpeg",
 ) -> list[Path]:
     """Synthesise every prompt (or just ``only``) to ``out_dir/<language>/ivr-engine/<id>.wav``.
 
-    Returns the files, in prompt-file order. Same input -> byte-identical files.
+    Returns the files, in prompt-file order. Same input -> byte-identical files. An ffmpeg
+    that is missing or does not run is one error before any prompt is spoken.
     """
     prompt_set = await asyncio.to_thread(load_prompt_texts, Path(prompts_yaml))
     ids = list(prompt_set.prompts)
@@ -80,6 +82,7 @@ async def build_prompts(
                 f"{prompt_set.source}: prompts: no such prompt id(s): {', '.join(unknown)}"
             )
         ids = [i for i in ids if i in only]
+    await asyncio.to_thread(check_ffmpeg, ffmpeg)
     limit = asyncio.Semaphore(max(1, concurrency))
 
     async def build_one(prompt_id: str) -> Path:
@@ -87,7 +90,7 @@ async def build_prompts(
             text = prompt_set.prompts[prompt_id]
             try:
                 raw = await synthesize(text, prompt_set.voice, flite=flite)
-                data = await asyncio.to_thread(to_asterisk_wav, raw)
+                data = await asyncio.to_thread(to_asterisk_wav, raw, ffmpeg)
             except PromptBuildError as exc:
                 raise _PromptFailed(prompt_id, str(exc)) from exc
             target = prompt_set.path_for(Path(out_dir), prompt_id)

@@ -35,6 +35,10 @@ async def _run(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
         proc.kill()
         await proc.wait()
         raise PromptBuildError(f"{argv[0]} did not finish within {timeout_s:g} s") from None
+    except asyncio.CancelledError:  # another prompt failed: leave no orphan (nor a transport
+        proc.kill()  # collected after the loop closed, printing a traceback at exit)
+        await proc.wait()
+        raise
     return proc.returncode if proc.returncode is not None else -1, out, err
 
 

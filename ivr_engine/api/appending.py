@@ -7,12 +7,12 @@ loses no delivery. A replay (same ``event_id``) inserts nothing and is delivered
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
 from ivr_engine.domain.models import KnownField
-from ivr_engine.ports import NewTimelineEvent, TimelineStore
+from ivr_engine.ports import Identity, NewTimelineEvent, TimelineStore
 
 __all__ = ["APPENDER", "Appender"]
 
@@ -30,6 +30,17 @@ class Appender:
     ) -> bool:
         """Append one event and, only if it was inserted, its known fields (one transaction)."""
         return await self._store.append_event_with_fields(event, fields)
+
+    async def append_for_identity(
+        self,
+        identity: Identity,
+        event_for: Callable[[str], NewTimelineEvent],
+        fields: Sequence[KnownField] | None = None,
+    ) -> tuple[str, bool] | None:
+        """Append for the owner of ``identity``, created with the event if nobody owns it
+        (one transaction: a refused event leaves no customer). Returns (customer_id,
+        created); None: the ``event_id`` was stored already (nothing was written)."""
+        return await self._store.append_event_for_identity(identity, event_for, fields)
 
 
 APPENDER = web.AppKey[Appender]("appender")

@@ -2,6 +2,15 @@
 
 Validation failures name the field path; unexpected exceptions are logged and answered
 with a generic 500 that leaks nothing about the internals.
+
+Not the requests aiohttp's HTTP parser refuses before any application code runs (a request
+line or header over 8 KiB, too many headers, a bad method or version, a Content-Encoding it
+cannot decode such as br or zstd, a malformed chunk in the first packet): those get
+aiohttp's own ``text/plain`` 400 (``web_protocol.RequestHandler.handle_error``, reached with
+no route, so neither middlewares nor ``on_response_prepare`` run). aiohttp 3.14 has no public
+hook for them (aio-libs/aiohttp#3287, #6463); replacing its ``RequestHandler`` would mean
+overriding private parts of ``Server`` and ``AppRunner``. Their log records are shortened by
+``bad_requests.py``.
 """
 
 from __future__ import annotations

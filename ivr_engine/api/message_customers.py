@@ -19,25 +19,27 @@ from ivr_engine.ports import CaseEventHead, Identity, TimelineStore
 
 async def message_customer(
     store: TimelineStore, body: MessageIn, heads: Sequence[CaseEventHead]
-) -> tuple[str, bool]:
-    """The customer a new message belongs to, and whether it was created for it."""
+) -> str | Identity:
+    """The customer a new message belongs to, or the sender's identity when nobody owns it
+    yet (its customer is then created with the message, in one transaction)."""
     members = case_customers(heads)
     if body.customer_id is not None:
-        customer_id, created = await _survivor(store, body.customer_id), False
+        customer_id = await _survivor(store, body.customer_id)
     elif body.direction == "outbound":
-        return _conversation_customer(body.conversation_id, members), False
+        return _conversation_customer(body.conversation_id, members)
     else:
         assert body.customer_address is not None  # check_message
         identity = Identity(CHANNEL_IDENTITY[body.channel], body.customer_address)
-        customer_id, created = await _sender(store, identity, members)
+        owner = await _sender(store, identity, members)
+        if owner is None:
+            return identity
+        customer_id = owner
     if members and customer_id not in members:
         raise _mismatch(customer_id, members)
-    return customer_id, created
+    return customer_id
 
 
-async def _sender(
-    store: TimelineStore, identity: Identity, members: Sequence[str]
-) -> tuple[str, bool]:
+async def _sender(store: TimelineStore, identity: Identity, members: Sequence[str]) -> str | None:
     owners = await store.find_customers(identity)
     if len(owners) > 1:
         raise ApiError(
@@ -48,10 +50,10 @@ async def _sender(
             extra={"candidate_ids": [c.customer_id for c in owners]},
         )
     if owners:
-        return owners[0].customer_id, False
+        return owners[0].customer_id
     if members:  # a stranger writing into someone's conversation: do not create
         raise _mismatch(None, members)
-    return await store.customer_for_identity(identity)  # a concurrent twin may create it
+    return None
 
 
 async def _survivor(store: TimelineStore, customer_id: str) -> str:

@@ -60,10 +60,11 @@ _EVENT_REPLAYS = (
     "an identity it owns), channel, event_type, intent, case_id, data (numbers compared by "
     "value), occurred_at when given, and the same fields. Anything else under a stored "
     "event_id is 409 event_id_conflict, its differs naming what differs, and writes "
-    "nothing. customer_created is true only in the answer to the request that created the "
-    "customer: a replay says false, unless it created the customer while a concurrent twin "
-    "stored the event. Events stored before schema revision 0005 kept no fields: a replay's "
-    "fields are not compared with them. "
+    "nothing. An identity nobody owns gets its new customer in the event's transaction: an "
+    "event the database refuses leaves no customer. customer_created is true only in the "
+    "answer to the request that created the customer (and stored the event): a replay, also "
+    "a concurrent twin's, says false. Events stored before schema revision 0005 kept no "
+    "fields: a replay's fields are not compared with them. "
 )
 
 

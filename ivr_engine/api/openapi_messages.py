@@ -20,10 +20,9 @@ _MESSAGE_REPLAYS = (
     "conversation_id, and writes nothing; a different message under the same message_id is "
     "409 message_id_conflict. customer_created and conversation_created say what this "
     "request created, as on POST /v1/events: true only in the answer to the request that "
-    "created the customer (the conversation: the request that stored the message). A replay "
-    "says false for both, except that of two concurrent twins for a new sender, the one "
-    "that created the customer says customer_created: true even when the other stored the "
-    "message (that one answers 201 with customer_created: false)."
+    "created the customer (the conversation: the request that stored the message). A new "
+    "sender's customer is created in the message's transaction, so a message the database "
+    "refuses leaves no customer, and a replay (also a concurrent twin's) says false for both."
 )
 _CONVERSATION_NUMBERS = (
     "Numbers in the events' data read back the same on SQLite and PostgreSQL: a whole "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from aiohttp import web
 
@@ -54,27 +55,14 @@ async def post_event(request: web.Request) -> web.Response:
     fields = [KnownField(n, v, body.channel, occurred_at) for n, v in body.fields.items()]
     stored = await request.app[CONVERSATIONS].find_event(body.event_id)
     if stored is not None:  # before any customer is created: a conflict creates nothing
-        return await _replayed(store, body, stored, created=False)
-    if body.customer_id is not None:
-        customer_id, created = body.customer_id, False
-    else:
-        assert body.identity is not None  # the model requires one of the two
-        customer_id, created = await _resolve(store, body.identity)
-    event = NewTimelineEvent(
-        event_id=body.event_id,
-        customer_id=customer_id,
-        occurred_at=occurred_at,
-        channel=body.channel,
-        event_type=body.event_type,
-        intent=body.intent,
-        case_id=body.case_id,
-        data=body.data,
-    )
-    if not await request.app[APPENDER].append_with_fields(event, fields):
-        twin = await request.app[CONVERSATIONS].find_event(body.event_id)  # took the id
+        return await _replayed(store, body, stored)
+    appended = await _append(request, body, occurred_at, fields)
+    if appended is None:  # a concurrent twin took the id first
+        twin = await request.app[CONVERSATIONS].find_event(body.event_id)
         if twin is None:
             raise RuntimeError(f"event {body.event_id!r} neither inserted nor stored")
-        return await _replayed(store, body, twin, created=created)
+        return await _replayed(store, body, twin)
+    customer_id, created = appended
     result: EventResultJson = {
         "inserted": True,
         "event_id": body.event_id,
@@ -82,6 +70,38 @@ async def post_event(request: web.Request) -> web.Response:
         "customer_created": created,
     }
     return web.json_response(result, status=201)
+
+
+async def _append(
+    request: web.Request, body: EventIn, occurred_at: datetime, fields: Sequence[KnownField]
+) -> tuple[str, bool] | None:
+    """Append the event with its fields: (customer_id, created), or None when the
+    ``event_id`` is taken (nothing was written). When nobody owns the identity, its new
+    customer is created in the event's transaction: a refused event leaves none behind."""
+
+    def event_for(customer_id: str) -> NewTimelineEvent:
+        return NewTimelineEvent(
+            event_id=body.event_id,
+            customer_id=customer_id,
+            occurred_at=occurred_at,
+            channel=body.channel,
+            event_type=body.event_type,
+            intent=body.intent,
+            case_id=body.case_id,
+            data=body.data,
+        )
+
+    appender = request.app[APPENDER]
+    customer_id = body.customer_id
+    if customer_id is None:
+        assert body.identity is not None  # the model requires one of the two
+        customer_id = await _owner(request.app[STORE], body.identity)
+        if customer_id is None:
+            identity = Identity(body.identity.kind, body.identity.value)
+            return await appender.append_for_identity(identity, event_for, fields)
+    if await appender.append_with_fields(event_for(customer_id), fields):
+        return customer_id, False
+    return None
 
 
 @routes.get("/v1/customers/{id}/timeline")
@@ -97,8 +117,6 @@ async def _replayed(
     store: TimelineStore,
     body: EventIn,
     stored: StoredEvent,
-    *,
-    created: bool,
 ) -> web.Response:
     """200 for a true replay of ``stored`` (nothing is written), else 409."""
     owner = await _survivor(store, stored.customer_id)
@@ -118,7 +136,7 @@ async def _replayed(
         "inserted": False,
         "event_id": body.event_id,
         "customer_id": owner,  # the survivor: merges move events
-        "customer_created": created,
+        "customer_created": False,  # a customer is only created with its event
     }
     return web.json_response(result, status=200)
 
@@ -162,19 +180,16 @@ def replay_differences(stored: StoredEvent, body: EventIn) -> list[str]:
     return differ
 
 
-async def _resolve(store: TimelineStore, given: IdentityIn) -> tuple[str, bool]:
-    """The one customer owning ``given`` (created when nobody does); 409 when ambiguous."""
-    identity = Identity(given.kind, given.value)
-    owners = await store.find_customers(identity)
+async def _owner(store: TimelineStore, given: IdentityIn) -> str | None:
+    """The one customer owning ``given``; None when nobody does; 409 when ambiguous."""
+    owners = await store.find_customers(Identity(given.kind, given.value))
     if len(owners) > 1:
         candidates = [c.customer_id for c in owners]
         raise ApiError(
             409,
             "ambiguous_identity",
-            f"{identity.kind} identity belongs to {len(owners)} customers; send customer_id "
+            f"{given.kind} identity belongs to {len(owners)} customers; send customer_id "
             "or merge them first",
             extra={"candidate_ids": candidates},
         )
-    if owners:
-        return owners[0].customer_id, False
-    return await store.customer_for_identity(identity)  # a concurrent twin may create it
+    return owners[0].customer_id if owners else None

@@ -13,21 +13,20 @@ Idempotency: the event id is ``msg:<channel>:<message_id>``; a conversation crea
 message gets an id derived from that, so a replay (even a concurrent one) answers the same
 customer and conversation; a replay whose content differs is 409 ``message_id_conflict``.
 ``customer_created`` and ``conversation_created`` say what the request itself created, as
-on ``POST /v1/events``: true only in the answer to the request that created the customer
-(the conversation: the one that stored the message). Of two concurrent twins for a new
-sender, one may create the customer and the other store the message first; then the
-first answers 200 with ``customer_created: true`` and the second 201 with ``false``. A
-later replay created nothing and says ``false`` for both.
+on ``POST /v1/events``: true only in the answer to the request that stored the message. A
+new sender's customer is created in the message's transaction (a refused message leaves
+no empty customer), so a replay, concurrent or later, created nothing and says ``false``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web
 
-from ivr_engine.api.appending import APPENDER
+from ivr_engine.api.appending import APPENDER, Appender
 from ivr_engine.api.conversation_rules import (
     case_customers,
     close_events,
@@ -56,6 +55,7 @@ from ivr_engine.ports import (
     CaseEventHead,
     ConversationPage,
     ConversationReader,
+    Identity,
     NewTimelineEvent,
     StoredEvent,
     TimelineStore,
@@ -97,25 +97,30 @@ async def post_message(request: web.Request) -> web.Response:
     event_id = message_event_id(body.channel, body.message_id)
     stored = await reader.find_event(event_id)
     if stored is not None:
-        return await _replayed(store, body, stored, created=False)
+        return await _replayed(store, body, stored)
     heads = await reader.case_heads(body.conversation_id) if body.conversation_id else ()
-    customer_id, created = await message_customer(store, body, heads)
+    owner = await message_customer(store, body, heads)
     conversation_id = body.conversation_id or minted_conversation_id(event_id)
-    event = NewTimelineEvent(
-        event_id=event_id,
-        customer_id=customer_id,
-        occurred_at=body.occurred_at or now,
-        channel=body.channel,
-        event_type=f"message.{body.direction}",
-        intent=body.intent,
-        case_id=conversation_id,
-        data=message_data(body),
-    )
-    if await request.app[APPENDER].append([event]) == 0:  # a concurrent twin was first
+
+    def event_for(customer_id: str) -> NewTimelineEvent:
+        return NewTimelineEvent(
+            event_id=event_id,
+            customer_id=customer_id,
+            occurred_at=body.occurred_at or now,
+            channel=body.channel,
+            event_type=f"message.{body.direction}",
+            intent=body.intent,
+            case_id=conversation_id,
+            data=message_data(body),
+        )
+
+    appended = await _append(request.app[APPENDER], owner, event_for)
+    if appended is None:  # a concurrent twin was first
         twin = await reader.find_event(event_id)
         if twin is None:
             raise RuntimeError(f"event {event_id!r} neither inserted nor stored")
-        return await _replayed(store, body, twin, created=created)
+        return await _replayed(store, body, twin)
+    customer_id, created = appended
     result: MessageResultJson = {
         "inserted": True,
         "message_id": body.message_id,
@@ -168,11 +173,18 @@ async def close_conversation(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- helpers
 
 
-async def _replayed(
-    store: TimelineStore, body: MessageIn, stored: StoredEvent, *, created: bool
-) -> web.Response:
-    """200 for a true replay of ``stored``, else 409. ``created``: this request created the
-    customer (a concurrent twin then stored the message): only its answer says so."""
+async def _append(
+    appender: Appender, owner: str | Identity, event_for: Callable[[str], NewTimelineEvent]
+) -> tuple[str, bool] | None:
+    """(customer_id, created), or None when the event id is taken (nothing was written).
+    A sender nobody owns gets a customer in the message's transaction, or none at all."""
+    if isinstance(owner, Identity):
+        return await appender.append_for_identity(owner, event_for)
+    return (owner, False) if await appender.append([event_for(owner)]) else None
+
+
+async def _replayed(store: TimelineStore, body: MessageIn, stored: StoredEvent) -> web.Response:
+    """200 for a true replay of ``stored``, else 409 (a replay created nothing)."""
     differs = replay_conflict(body, stored)
     if differs is None and body.customer_id is not None:
         owner = await _survivor_or_none(store, stored.customer_id)
@@ -190,7 +202,7 @@ async def _replayed(
         "message_id": body.message_id,
         "event_id": stored.event_id,
         "customer_id": stored.customer_id,  # the survivor: merges move events
-        "customer_created": created,
+        "customer_created": False,
         "conversation_id": stored.case_id,
         "conversation_created": False,
     }

@@ -8,7 +8,7 @@ a customer that was merged away land on the surviving customer.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,21 +75,22 @@ class SqlTimelineStore:
     async def create_customer_for_identity(self, identity: Identity) -> str:
         """A new customer owning ``identity``; if exactly one customer already owns it
         (a concurrent call created it a moment ago), that one is returned instead."""
-        return (await self.customer_for_identity(identity))[0]
-
-    async def customer_for_identity(self, identity: Identity) -> tuple[str, bool]:
-        """``create_customer_for_identity``, telling whether this call created it."""
         async with self._db.writing() as conn:
-            if self._dialect == "postgresql":  # serialise creators of the same identity
-                key = f"{identity.kind}\x1f{identity.value}"
-                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
-            owners = await sql.owners_of(conn, identity, limit=2)
-            if len(owners) == 1:
-                return owners[0], False
-            customer_id = str(uuid.uuid4())
-            await sql.insert_customer(conn, customer_id, None, _now())
-            await sql.insert_identities(conn, self._dialect, customer_id, [identity])
-            return customer_id, True
+            return (await self._owner_or_new(conn, identity))[0]
+
+    async def _owner_or_new(self, conn: AsyncConnection, identity: Identity) -> tuple[str, bool]:
+        """The one owner of ``identity``, else a new customer owning it (and True), in the
+        caller's write transaction."""
+        if self._dialect == "postgresql":  # serialise creators of the same identity
+            key = f"{identity.kind}\x1f{identity.value}"
+            await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": key})
+        owners = await sql.owners_of(conn, identity, limit=2)
+        if len(owners) == 1:
+            return owners[0], False
+        customer_id = str(uuid.uuid4())
+        await sql.insert_customer(conn, customer_id, None, _now())
+        await sql.insert_identities(conn, self._dialect, customer_id, [identity])
+        return customer_id, True
 
     async def get_customer(self, customer_id: str) -> Customer | None:
         async with self._db.reading() as conn:
@@ -212,7 +213,7 @@ class SqlTimelineStore:
         customer, in one transaction; the event keeps them as ``saved_fields`` ({name:
         value}), for replays to compare. False: the ``event_id`` was stored already
         (nothing is written)."""
-        kept = {event.event_id: {f.name: f.value for f in fields}}
+        kept = {event.event_id: _by_name(fields)}
         async with self._db.writing() as conn:
             owners = await sql.survivors(conn, self._dialect, [event.customer_id])
             inserted = await sql.insert_events(conn, self._dialect, [event], owners, _now(), kept)
@@ -220,6 +221,30 @@ class SqlTimelineStore:
                 return False
             await sql.upsert_fields(conn, self._dialect, owners[event.customer_id], fields)
         return True
+
+    async def append_event_for_identity(
+        self,
+        identity: Identity,
+        event_for: Callable[[str], NewTimelineEvent],
+        fields: Sequence[KnownField] | None = None,
+    ) -> tuple[str, bool] | None:
+        """Append ``event_for(customer_id)`` for the one owner of ``identity``, or for a new
+        customer owning it, with ``fields`` (as ``append_event_with_fields``; None: none, and
+        no ``saved_fields``, as ``append_events``): all in ONE transaction, so an event the
+        database refuses leaves no empty customer behind. Returns (customer_id, created);
+        None: the ``event_id`` is taken (nothing was written, no customer created)."""
+        try:
+            async with self._db.writing() as conn:
+                customer_id, created = await self._owner_or_new(conn, identity)
+                event = event_for(customer_id)
+                kept = None if fields is None else {event.event_id: _by_name(fields)}
+                owners = await sql.survivors(conn, self._dialect, [customer_id])
+                if not await sql.insert_events(conn, self._dialect, [event], owners, _now(), kept):
+                    raise _EventIdTaken  # roll the new customer back
+                await sql.upsert_fields(conn, self._dialect, owners[customer_id], fields or ())
+        except _EventIdTaken:
+            return None
+        return customer_id, created
 
     # ------------------------------------------------------------------ cases (conversations)
 
@@ -317,6 +342,14 @@ class SqlTimelineStore:
         if customer_id not in found:
             raise CustomerNotFound(customer_id)
         return found[customer_id]
+
+
+class _EventIdTaken(Exception):
+    """Raised inside a write transaction to roll it back: the event was stored already."""
+
+
+def _by_name(fields: Sequence[KnownField]) -> dict[str, str]:
+    return {f.name: f.value for f in fields}
 
 
 def stored_event(row: Any) -> StoredEvent:

@@ -240,8 +240,8 @@ async def test_of_concurrent_twins_only_the_one_that_created_the_customer_says_s
     client: Client, new_phone: Phone
 ) -> None:
     """As README and ``POST /v1/events``: ``customer_created`` is true only in the answer to
-    the request that created the customer, also when its twin stored the message first (so
-    some answer always says it); the conversation was created by the one that stored it."""
+    the request that created the customer, which is the one that stored the message (in the
+    same transaction), as it created the conversation."""
     for _ in range(20):
         body = _msg(**{"from": new_phone()})
         answers = await asyncio.gather(*(client.post("/v1/messages", json=body) for _ in range(2)))
@@ -251,6 +251,7 @@ async def test_of_concurrent_twins_only_the_one_that_created_the_customer_says_s
         stored = [g for a, g in zip(answers, got, strict=True) if a.status == 201]
         assert [g["conversation_created"] for g in got].count(True) == 1, got
         assert stored[0]["conversation_created"] is True, got
+        assert stored[0]["customer_created"] is True, got
         assert len({(g["customer_id"], g["conversation_id"]) for g in got}) == 1, got
         again = await _send(client, body, 200)  # a later replay created nothing
         assert (again["customer_created"], again["conversation_created"]) == (False, False)
@@ -551,7 +552,7 @@ def test_openapi_paths_for_messages() -> None:
     assert {"message_id", "channel", "direction", "text"} <= set(schemas["MessageIn"]["required"])
     assert "from" in schemas["MessageIn"]["properties"]
     replays = paths["/v1/messages"]["post"]["description"]
-    assert "customer_created: true even when the other stored the message" in replays
+    assert "a message the database refuses leaves no customer" in replays
     for ref in _refs(paths) + _refs(schemas):
         assert ref.removeprefix("#/components/schemas/") in schemas, ref
 

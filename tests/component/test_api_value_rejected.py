@@ -88,6 +88,9 @@ async def test_a_value_the_database_cannot_hold_is_a_400(
     for method, path, body in REFUSED:
         response = await client.request(method, path, json=body)
         assert _is_value_rejected(response.status, await response.json()), (path, body)
+    for identity in ({"email": EMAIL["value"]}, {"phone": "+15551230000"}):
+        response = await client.get("/v1/customers", params=identity)
+        assert await response.json() == {"customers": []}, identity  # no empty customer left
     response = await client.get("/v1/customers", params={"email": "李@example.com"})
     assert _is_value_rejected(response.status, await response.json())  # a read alike
     response = await client.post(

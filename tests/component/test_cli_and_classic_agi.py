@@ -332,6 +332,9 @@ async def test_prompts_build_without_a_working_flite_says_how_to_fix_it(
     the first prompt and the fix (not 31 lines, not a traceback), no file written."""
     tools = tmp_path / "bin"
     tools.mkdir()
+    ffmpeg = shutil.which("ffmpeg")  # checked first, before any prompt is spoken
+    assert ffmpeg is not None, "install the Debian package ffmpeg"
+    (tools / "ffmpeg").symlink_to(ffmpeg)
     if flite is not None:
         (tools / "flite").write_text(flite)
         (tools / "flite").chmod(0o755 if flite.startswith("#!") else 0o644)
@@ -347,6 +350,55 @@ async def test_prompts_build_without_a_working_flite_says_how_to_fix_it(
         assert len(lines) == 1, err
         assert re.search(r"prompts/prompts\.yaml: prompts\.welcome \(and \d+ more\): ", lines[0])
         assert says in lines[0], lines[0]
+    assert not out_dir.exists()
+
+
+_CONVERTS = '#!/bin/sh\ncase "$*" in *-version*) echo "ffmpeg version 5";; *) '
+
+
+@pytest.mark.parametrize(
+    ("ffmpeg", "says"),
+    [
+        (None, "ffmpeg not found: install the Debian package ffmpeg (apt-get install ffmpeg)"),
+        ("not a program", "ffmpeg cannot be run (ffmpeg: Permission denied): install the Debian"),
+        ("#!/bin/sh\nexit 3\n", "`ffmpeg -version` failed (exit 3, nothing on stderr): is it"),
+        (
+            _CONVERTS + 'echo "pipe:0: Invalid data" >&2; exit 183;; esac\n',
+            "ffmpeg failed (exit 183, pipe:0: Invalid data)",
+        ),
+        (_CONVERTS + "exit 0;; esac\n", "ffmpeg produced no audio (it exited 0 and wrote nothing)"),
+    ],
+    ids=["missing", "not-executable", "failing", "conversion-fails", "no-output"],
+)
+async def test_prompts_build_without_a_working_ffmpeg_says_so_in_one_line(
+    tmp_path: Path, ffmpeg: str | None, says: str
+) -> None:
+    """An ffmpeg that is missing, cannot run or fails -version: one line with the fix before
+    any prompt is spoken; one that fails a conversion: its exit code and its own error, once
+    (not pydub's message with its command and temporary files); one that writes nothing is
+    said to, not reported as silent audio. No traceback, no file written."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    flite = shutil.which("flite")
+    assert flite is not None, "install the Debian package flite"
+    (tools / "flite").symlink_to(flite)
+    if ffmpeg is not None:
+        (tools / "ffmpeg").write_text(ffmpeg)
+        (tools / "ffmpeg").chmod(0o755 if ffmpeg.startswith("#!") else 0o644)
+    out_dir = tmp_path / "out"
+    for argv in (
+        [*CLI, "prompts", "build", "--out", str(out_dir)],
+        [sys.executable, "-m", "ivr_engine.prompt_builder", "prompts/prompts.yaml", str(out_dir)],
+    ):
+        code, _, err = await run(argv, env={"PATH": str(tools)})
+        assert code in (1, 2) and "Traceback" not in err and "Exception" not in err, err
+        lines = [line for line in err.splitlines() if "ffmpeg" in line]
+        assert len(lines) == 1, err
+        assert says in lines[0], lines[0]
+        if "exit 183" in says or "no audio" in says:  # a prompt's conversion: named
+            assert re.search(
+                r"prompts/prompts\.yaml: prompts\.[a-z-]+( \(and \d+ more\))?: ", lines[0]
+            )
     assert not out_dir.exists()
 
 

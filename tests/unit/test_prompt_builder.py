@@ -8,8 +8,11 @@ Spectra are measured with a small pure-Python DFT (numpy is not a dependency).
 from __future__ import annotations
 
 import array
+import asyncio
+import gc
 import io
 import math
+import os
 import shutil
 import sys
 import wave
@@ -28,7 +31,7 @@ from ivr_engine.prompt_checks import (
 )
 from ivr_engine.prompt_conversion import to_asterisk_wav
 from ivr_engine.prompt_format import PromptBuildError, wav_bytes
-from ivr_engine.prompt_synthesis import synthesize
+from ivr_engine.prompt_synthesis import _run, synthesize
 from ivr_engine.prompt_texts import load_prompt_texts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -472,3 +475,22 @@ def test_an_unreadable_prompt_says_why(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "cut.wav").write_bytes(b"RIFF")  # the wave module: EOFError, no text
     assert check_prompt_files(tmp_path, {"x/cut"}) == {"x/cut": ["unreadable WAV: truncated"]}
+
+
+async def test_a_cancelled_flite_run_is_killed_not_orphaned(tmp_path: Path) -> None:
+    """A build stops its other prompts when one fails: their flite must not run on (and its
+    transport, collected after the loop closed, printed a traceback at exit)."""
+    started = tmp_path / "started"
+    os.mkfifo(started)  # the script writes its pid there: read it once it runs
+    script = f"echo $$ > {started}; exec sleep 30"
+    gc.disable()  # the transport sits in a reference cycle: only a gc pass killed flite
+    try:
+        running = asyncio.create_task(_run(["/bin/sh", "-c", script], 60))
+        pid = int(await asyncio.to_thread(started.read_text))
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        with pytest.raises(ProcessLookupError):  # killed and reaped by the time it returns
+            os.kill(pid, 0)
+    finally:
+        gc.enable()
