@@ -72,10 +72,10 @@ def test_a_comma_list_in_an_event_is_quoted() -> None:
 
 
 def engine_variables() -> set[str]:
-    """Every channel variable the engine sets: the names of ivr_engine/flows/variables.py
-    (the engine's one module of them) and the ``IVR_READ`` its ``Read`` fills."""
+    """Every channel variable the engine sets: the names of ivr_engine/flows/variables.py,
+    the engine's one module of them. (Not ``IVR_READ``: every ``Read`` sets it before the
+    engine reads it, and a sensitive read must leave it unset, not even empty.)"""
     from ivr_engine.flows import variables
-    from ivr_engine.telephony.agi.channel import READ_VARIABLE
 
     names = {
         value
@@ -83,7 +83,7 @@ def engine_variables() -> set[str]:
         if name.isupper() and isinstance(value, str) and value.startswith("IVR_")
     }
     assert {"IVR_OUTCOME", "IVR_AGENT_ENDPOINT", "IVR_CASE_ID", "IVR_WAIT_START"} <= names
-    return names | {READ_VARIABLE}
+    return names
 
 
 def assigned_before(lines: list[str], marker: str) -> dict[str, str]:
