@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ivr_engine.domain.errors import CallerHungUp, ChannelError
@@ -854,6 +854,27 @@ async def test_set_variables_one_value_is_one_set_variable(make_server: MakeServ
         max_size=MSET_MAX_PAIRS,
     )
 )
+@example({f"V{n}": ")" for n in range(MSET_MAX_PAIRS)})  # the 24th would stay "\\)"
 def test_mset_options_read_back_as_the_values(values: dict[str, str]) -> None:
     """Whatever a value holds, MSet (as Asterisk parses it) sets exactly it."""
     assert read_mset_options(mset_options(values)) == values
+
+
+def test_mset_options_refuses_a_pair_asterisk_would_read_unescaped() -> None:
+    """Asterisk's MSet parses at most 24 arguments, the 24th being the rest of the string as
+    it is (escapes kept): 23 pairs is the most one MSet carries exactly."""
+    with pytest.raises(ValueError, match="at most 23"):
+        mset_options({f"V{n}": "x" for n in range(24)})
+
+
+async def test_set_variables_beyond_one_mset_sends_them_in_order(make_server: MakeServer) -> None:
+    server = await make_server()
+    values = {f"V{n}": f"a,{n}" for n in range(30)}
+
+    async def script(request: AgiRequest, channel: AgiChannel) -> Any:
+        await channel.set_variables(values)
+
+    transcript, _ = await run_call(server, script, [b"200 result=0\n"] * 2)
+    first, second = (read_mset_options(split_command_args(c)[2]) for c in transcript.commands)
+    assert list(first) == [f"V{n}" for n in range(23)]
+    assert {**first, **second} == values

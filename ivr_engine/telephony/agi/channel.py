@@ -42,7 +42,9 @@ _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # removed) would read as syntax in a value: a "," ends the pair, quotes and backslashes are
 # dropped, an unbalanced "(" or "[" swallows the commas after it. Each is backslash-escaped.
 _MSET_SYNTAX = re.compile(r'[\\",()\[\]]')
-MSET_MAX_PAIRS = 24  # main/pbx_variables.c: AST_APP_ARG(pair)[24] (99 in later releases)
+_MSET_ARGS = 24  # main/pbx_variables.c: AST_APP_ARG(pair)[24] (99 in later releases)
+# The last of those arguments is the rest of the string, its escapes NOT removed: 23 pairs.
+MSET_MAX_PAIRS = _MSET_ARGS - 1
 READ_VARIABLE = "IVR_READ"
 EXEC = "EXEC"
 READ_STATUSES = frozenset({"OK", "TIMEOUT", "INTERRUPTED", "SKIPPED", "ERROR"})
@@ -58,7 +60,7 @@ def mset_options(values: Mapping[str, str]) -> str:
     bad = [name for name in values if not _VARIABLE_NAME.fullmatch(name)]
     if bad:
         raise ValueError(f"not a channel variable name: {bad[0]!r}")
-    if len(values) > MSET_MAX_PAIRS:  # the rest would be one value, commas and all
+    if len(values) > MSET_MAX_PAIRS:  # a 24th pair would be read with its escapes in it
         raise ValueError(f"MSet sets at most {MSET_MAX_PAIRS} variables, not {len(values)}")
     return ",".join(f"{name}={_MSET_SYNTAX.sub(_escaped, v)}" for name, v in values.items())
 
@@ -72,7 +74,7 @@ def read_mset_options(options: str) -> dict[str, str]:
     the pairs split at ``,``, each pair at its first ``=``, a pair without one ignored): for
     the simulated and fake switches, and to check ``mset_options`` against."""
     found: dict[str, str] = {}
-    for pair in _separate_args(options, ",", MSET_MAX_PAIRS):
+    for pair in _separate_args(options, ",", _MSET_ARGS):
         name_value = _separate_args(pair, "=", 2)
         if len(name_value) == 2:
             found[name_value[0]] = name_value[1]
@@ -357,7 +359,7 @@ class AgiChannel:
             await self.set_variable(name, value)
             return
         pairs = list(values.items())
-        for start in range(0, len(pairs), MSET_MAX_PAIRS):  # one batch for up to 24
+        for start in range(0, len(pairs), MSET_MAX_PAIRS):  # one batch for up to 23
             await self.exec_app("MSet", mset_options(dict(pairs[start : start + MSET_MAX_PAIRS])))
 
     async def get_variable(self, name: str) -> str | None:
