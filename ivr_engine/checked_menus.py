@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import Menu, PresentedOption, ShortcutOffer
-from ivr_engine.menu_config import check_prompts_exist, load_menus, referenced_prompts
+from ivr_engine.menu_config import check_prompts_exist, load_menu_files, referenced_prompts
 from ivr_engine.personalize import (
     digit_prompt,
     menu_prompt_sequence,
@@ -27,15 +27,16 @@ Read = tuple[str, tuple[str, ...], int, int]  # what it is, prompts, timeout (ms
 
 def load_checked_menus(settings: Settings) -> Mapping[str, Menu]:
     """Menus validated, and every prompt they reference present (when checking is on)."""
-    menus = load_menus(settings.menus_dir)
-    for menu in menus.values():
-        check_read_lines(menu, _menu_file(settings.menus_dir, menu.name))
+    files = load_menu_files(settings.menus_dir)
+    for path, menu in files.values():
+        check_read_lines(menu, path)
+    menus = {name: menu for name, (_, menu) in files.items()}
     if settings.check_prompts:
         if not settings.sounds_dir.is_dir():
             raise ConfigError(f"sounds_dir: {settings.sounds_dir} is not a directory")
         available = available_prompt_ids(settings.sounds_dir)
-        for menu in menus.values():
-            check_prompts_exist(menu, settings.menus_dir / f"{menu.name}.yaml", available)
+        for path, menu in files.values():
+            check_prompts_exist(menu, path, available)
         _check_prompt_audio(settings.sounds_dir, menus)
     return menus
 
@@ -50,14 +51,6 @@ def _check_prompt_audio(sounds_dir: Path, menus: Mapping[str, Menu]) -> None:
     if problems:
         lines = [f"{path}: {'; '.join(why)}" for path, why in problems.items()]
         raise ConfigError("unplayable prompt files:\n" + "\n".join(lines))
-
-
-def _menu_file(menus_dir: Path, name: str) -> Path:
-    """The file a menu most likely came from (``load_menus`` does not say), for messages."""
-    for suffix in (".yaml", ".yml"):
-        if (menus_dir / f"{name}{suffix}").is_file():
-            return menus_dir / f"{name}{suffix}"
-    return menus_dir / f"<the file with menu: {name}>"
 
 
 def check_read_lines(menu: Menu, source: Path) -> None:

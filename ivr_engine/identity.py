@@ -8,6 +8,7 @@ lower-cased; chat and messenger handles are trimmed; account numbers are decimal
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
 from functools import lru_cache
 
@@ -38,10 +39,8 @@ def normalize_phone(raw: str, default_region: str = "US") -> str:
         text = text[4:]
     if not text or len(text) > 40:
         raise InvalidIdentity(f"not a phone number: {raw!r}")
-    if text.startswith("00"):
-        text = "+" + text[2:]
     try:
-        number = phonenumbers.parse(text, default_region)
+        number = _parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidIdentity(f"not a phone number: {raw!r} ({exc})") from exc
     if not phonenumbers.is_possible_number(number):
@@ -50,6 +49,21 @@ def normalize_phone(raw: str, default_region: str = "US") -> str:
     if len(e164) > _MAX_E164_LENGTH:  # "possible" national-only ranges (JP, DE) can be longer
         raise InvalidIdentity(f"longer than E.164 allows (15 digits): {raw!r}")
     return e164
+
+
+def _parse(text: str, default_region: str) -> phonenumbers.PhoneNumber:
+    """The number as dialled in ``default_region``. Its own international prefix first (011
+    in the US, 0011 in Australia, 00700 in Korea: phonenumbers knows each region's), so
+    ``0011 44 1632 960961`` from Sydney is +44 and not read as ``+11...``; only then is a
+    leading ``00`` taken as the international prefix most of the world dials (a US caller
+    ID ``0044...``)."""
+    if not text.startswith("00"):
+        return phonenumbers.parse(text, default_region)
+    with contextlib.suppress(phonenumbers.NumberParseException):
+        number = phonenumbers.parse(text, default_region, keep_raw_input=True)
+        if number.country_code_source == phonenumbers.CountryCodeSource.FROM_NUMBER_WITH_IDD:
+            return number
+    return phonenumbers.parse("+" + text[2:], default_region)
 
 
 def normalize_caller_id(raw: str | None, default_region: str = "US") -> str | None:

@@ -173,10 +173,10 @@ def prompt_keys(menu: Menu) -> dict[str, list[str]]:
     keys: dict[str, list[str]] = {}
     for name in named:
         keys.setdefault(getattr(prompts, name), []).append(f"prompts.{name}")
-    for option in menu.options:
-        keys.setdefault(option.prompt, []).append(f"options[{option.intent}].prompt")
+    for index, option in enumerate(menu.options):  # the index in the file's options: list
+        keys.setdefault(option.prompt, []).append(f"options[{index}].prompt")
         if option.shortcut_prompt and menu.shortcut.enabled:
-            where = f"options[{option.intent}].shortcut_prompt"
+            where = f"options[{index}].shortcut_prompt"
             keys.setdefault(option.shortcut_prompt, []).append(where)
     for name, spec in menu.fields.items():
         keys.setdefault(spec.prompt, []).append(f"fields.{name}.prompt")
@@ -252,8 +252,14 @@ def check_prompts_exist(menu: Menu, source: Path, available: Collection[str]) ->
 
 def load_menus(directory: Path) -> Mapping[str, Menu]:
     """Load every ``*.yaml`` menu in ``directory``; menu names must be unique."""
+    return {name: menu for name, (_, menu) in load_menu_files(directory).items()}
+
+
+def load_menu_files(directory: Path) -> Mapping[str, tuple[Path, Menu]]:
+    """``load_menus`` with the file each menu came from (its name need not be the menu's),
+    for the checks after loading to name it."""
     check_menus_dir(directory)
-    menus: dict[str, Menu] = {}
+    menus: dict[str, tuple[Path, Menu]] = {}
     for path in sorted(directory.glob("*.y*ml")):
         try:
             text = path.read_text(encoding="utf-8")
@@ -261,8 +267,9 @@ def load_menus(directory: Path) -> Mapping[str, Menu]:
             raise ConfigError(f"{path}: cannot read: {exc}") from exc
         menu = parse_menu(path, text)
         if menu.name in menus:
-            raise ConfigError(f"{path}: menu: {menu.name!r} is defined twice")
-        menus[menu.name] = menu
+            other = menus[menu.name][0]
+            raise ConfigError(f"{path}: menu: {menu.name!r} is defined twice (also in {other})")
+        menus[menu.name] = (path, menu)
     if not menus:
         raise ConfigError(f"{directory}: no menu files (*.yaml) found")
     return menus

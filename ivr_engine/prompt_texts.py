@@ -8,11 +8,10 @@ directory for that language.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import yaml
 
@@ -48,24 +47,6 @@ class PromptSet:
 # --------------------------------------------------------------------------- prompt texts
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate mapping keys (PyYAML keeps the last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[Hashable] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, Hashable) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"duplicate key: {key}",  # an id, said unquoted: a quoted piece is masked
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_prompt_texts(path: Path) -> PromptSet:
     """Read and validate ``prompts.yaml``; every error names the file and the key.
 
@@ -82,7 +63,7 @@ def load_prompt_texts(path: Path) -> PromptSet:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read prompt texts: {exc}") from exc
     try:
-        data = load_yaml(text, _UniqueKeyLoader)  # a SafeLoader subclass
+        data = load_yaml(text)  # duplicate keys refused
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {describe_yaml_error(exc)}") from None
     if not isinstance(data, dict):

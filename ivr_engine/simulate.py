@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ivr_engine.telephony.agi.channel import read_mset_options
+
 
 @dataclass
 class SimulatedCall:
@@ -75,10 +77,8 @@ def _reply(call: SimulatedCall, command: str, presses: list[str]) -> str:
             return "200 result=-1\nHANGUP"
         keys = (presses.pop(0) if presses else "")[: int(parts[4]) if len(parts) > 4 else 255]
         return f"200 result={keys}" if keys else "200 result= (timeout)"
-    if verb == "EXEC MSET":  # MSet(a=1,b=2)
-        for pair in parts[2].split(","):
-            key, _, val = pair.partition("=")
-            call.variables[key] = val
+    if verb == "EXEC MSET":  # MSet(a=1,b=2), escapes read as Asterisk reads them
+        call.variables.update(read_mset_options(parts[2]))
         return "200 result=0"
     if verb == "GET FULL":  # GET FULL VARIABLE "${A}|${B}"
         expanded = re.sub(r"\$\{(\w+)\}", lambda m: call.variables.get(m[1], ""), parts[3])

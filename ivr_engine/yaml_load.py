@@ -15,6 +15,7 @@ to 200 characters of it), and a configuration file holds secrets.
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from typing import Any
 
 import yaml
@@ -47,8 +48,41 @@ class UnbuildableValue(yaml.MarkedYAMLError):
         return cls(problem=f"{what} ({type(exc).__name__})", problem_mark=mark)
 
 
-def load_yaml(text: str, loader: type[yaml.SafeLoader] = yaml.SafeLoader) -> Any:
-    """``yaml.load`` with a safe loader; anything it raises is a ``yaml.YAMLError``."""
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a mapping key given twice (PyYAML keeps the last one
+    silently: a second ``api_tokens:`` or ``digit:`` would quietly win). The error says where
+    the mapping starts and where the key comes again (line, column), and the key when it is
+    short: a name, not a value. Keys merged in with ``<<`` may be overridden, as YAML says."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[Hashable] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    _duplicate(key),
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _duplicate(key: object) -> str:
+    """``duplicate key: welcome_back``, unquoted (a quoted piece would be masked as a
+    possible secret); a long key (not a name) is not shown."""
+    shown = str(key)
+    if len(shown) > 64 or not shown.isprintable():
+        return "duplicate key"
+    return f"duplicate key: {shown}"
+
+
+def load_yaml(text: str, loader: type[yaml.SafeLoader] = UniqueKeyLoader) -> Any:
+    """``yaml.load`` with a safe loader that refuses duplicate keys; anything it raises is a
+    ``yaml.YAMLError``."""
     reader = loader(text)
     try:
         return reader.get_single_data()

@@ -309,13 +309,16 @@ class IvrFlow:
         return history
 
     async def _ask_field(self, channel: CallChannel, menu: Menu, spec: FieldSpec) -> str | None:
+        """The value the caller keyed in, checked by the field's own rule (``FieldSpec.accepts``:
+        digits 0-9, ``min..max`` long; a ``*`` or ``A`` is no account number); an invalid or
+        missing entry is asked again up to ``spec.attempts`` times, then None (never saved)."""
         lead_in: Sequence[str] = ()
         for _ in range(spec.attempts):
             prompts = (*lead_in, spec.prompt)
             reply = await channel.read_digits(
                 prompts, spec.timeout_ms, spec.max_digits, sensitive=spec.sensitive
             )
-            if spec.min_digits <= len(reply.digits) <= spec.max_digits:
+            if spec.accepts(reply.digits):
                 return reply.digits
             lead_in = (menu.prompts.invalid if reply.digits else menu.prompts.no_input,)
         return None

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from ivr_engine.telephony.agi.channel import read_mset_options
 from tests.component.fake_asterisk import asterisk_env, header_block
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,9 +211,7 @@ class HeldCall:
             typed = keys if max_digits == 1 else "12345678"
             return f"200 result=1 ({typed}|OK)\n".encode(), max_digits
         if line.startswith('EXEC "MSet"') or line.startswith("EXEC MSet"):
-            for pair in parts[2].split(","):
-                name, _, value = pair.partition("=")
-                self.variables[name] = value
+            self.variables.update(read_mset_options(parts[2]))
         elif line.startswith("SET VARIABLE"):
             self.variables[parts[2]] = parts[3] if len(parts) > 3 else ""
             return b"200 result=1\n", max_digits

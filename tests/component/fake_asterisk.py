@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ivr_engine.telephony.agi import split_command_args
+from ivr_engine.telephony.agi.channel import read_mset_options
 
 DROP = None  # a scripted "reply" that closes the connection (the caller's line goes dead)
 Reply = bytes | None
@@ -239,8 +240,7 @@ class AsteriskChannel:
         if verb.startswith("CHANNEL STATUS"):
             return b"200 result=6\n"
         if args[0].upper() == "EXEC" and args[1].upper() == "MSET":
-            for pair in args[2].split(","):
-                name, _, value = pair.partition("=")
+            for name, value in read_mset_options(args[2]).items():
                 self.set(name, value)
         elif args[0].upper() == "EXEC" and args[1].upper() == "READ":
             self._read(args[2])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ivr_engine.domain.errors import CallerHungUp, ChannelError
@@ -25,7 +25,9 @@ from ivr_engine.telephony.agi import (
     GetDataResult,
     InvalidCommand,
     UsageError,
+    split_command_args,
 )
+from ivr_engine.telephony.agi.channel import MSET_MAX_PAIRS, mset_options, read_mset_options
 from tests.component.fake_asterisk import (
     DEAD_CHANNEL,
     DROP,
@@ -810,17 +812,71 @@ async def test_stdio_agi_sighup_marks_the_call_hung_up() -> None:
     assert proc.returncode == 0, err  # SIGHUP marked the call hung up instead of killing it
 
 
-async def test_set_variables_uses_one_mset_and_set_variable_for_unsafe_values(
+async def test_set_variables_sends_every_value_in_the_one_mset_with_the_outcome(
     make_server: MakeServer,
 ) -> None:
+    """An agent's endpoint (``/``), the tried list (``,``), quotes, ``|``: all in the ONE
+    ``MSet`` that carries the outcome, so a dialplan never sees the endpoint without it (was:
+    each such value in its own ``SET VARIABLE`` first, the outcome after)."""
+    server = await make_server()
+    values = {
+        "IVR_AGENT_ENDPOINT": "PJSIP/agent-1",
+        "IVR_TRIED_AGENTS": "a1,a2",
+        "IVR_CASE_ID": "say \"hi\" (1, [2]) \\ | 'x' = ${X}",
+        "IVR_AGENT_ID": "",
+        "IVR_OUTCOME": "routed",
+    }
+
+    async def script(request: AgiRequest, channel: AgiChannel) -> Any:
+        await channel.set_variables(values)
+
+    transcript, outcome = await run_call(server, script, [b"200 result=0\n"])
+    assert outcome[0] is None
+    (command,) = transcript.commands
+    assert command.startswith(
+        'EXEC "MSet" "IVR_AGENT_ENDPOINT=PJSIP/agent-1,IVR_TRIED_AGENTS=a1\\\\,a2,'
+    )
+    assert read_mset_options(split_command_args(command)[2]) == values
+
+
+async def test_set_variables_one_value_is_one_set_variable(make_server: MakeServer) -> None:
     server = await make_server()
 
     async def script(request: AgiRequest, channel: AgiChannel) -> Any:
-        await channel.set_variables({"A": "x", "B": "queue:sales", "C": "a, b", "D": ""})
+        await channel.set_variables({"C": "a, b"})
 
-    transcript, outcome = await run_call(server, script, [b"200 result=1\n", b"200 result=0\n"])
-    assert outcome[0] is None
-    assert transcript.commands == [
-        'SET VARIABLE "C" "a, b"',
-        'EXEC "MSet" "A=x,B=queue:sales,D="',
-    ]
+    transcript, _ = await run_call(server, script, [b"200 result=1\n"])
+    assert transcript.commands == ['SET VARIABLE "C" "a, b"']
+
+
+@given(
+    st.dictionaries(
+        st.text("ABZ_az09", min_size=1, max_size=8).filter(lambda s: not s[0].isdigit()),
+        st.text(st.characters(blacklist_characters="\r\n\x00")),
+        max_size=MSET_MAX_PAIRS,
+    )
+)
+@example({f"V{n}": ")" for n in range(MSET_MAX_PAIRS)})  # the 24th would stay "\\)"
+def test_mset_options_read_back_as_the_values(values: dict[str, str]) -> None:
+    """Whatever a value holds, MSet (as Asterisk parses it) sets exactly it."""
+    assert read_mset_options(mset_options(values)) == values
+
+
+def test_mset_options_refuses_a_pair_asterisk_would_read_unescaped() -> None:
+    """Asterisk's MSet parses at most 24 arguments, the 24th being the rest of the string as
+    it is (escapes kept): 23 pairs is the most one MSet carries exactly."""
+    with pytest.raises(ValueError, match="at most 23"):
+        mset_options({f"V{n}": "x" for n in range(24)})
+
+
+async def test_set_variables_beyond_one_mset_sends_them_in_order(make_server: MakeServer) -> None:
+    server = await make_server()
+    values = {f"V{n}": f"a,{n}" for n in range(30)}
+
+    async def script(request: AgiRequest, channel: AgiChannel) -> Any:
+        await channel.set_variables(values)
+
+    transcript, _ = await run_call(server, script, [b"200 result=0\n"] * 2)
+    first, second = (read_mset_options(split_command_args(c)[2]) for c in transcript.commands)
+    assert list(first) == [f"V{n}" for n in range(23)]
+    assert {**first, **second} == values

@@ -258,6 +258,32 @@ async def test_short_account_number_is_asked_again(
     assert heard.heard[1:] == [ASK_ACCOUNT, ["ivr-engine/invalid-option", *ASK_ACCOUNT]]
 
 
+async def test_an_account_number_with_star_or_letter_keys_is_asked_again_not_saved(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """The field's own rule (FieldSpec.accepts: digits 0-9, 6 to 10 of them) decides, not
+    the length alone: ``4001*345`` is 8 keys but no account number."""
+    phone = new_phone()
+    heard = await call(engine, phone, ["2", "4001*345", "40012345"])
+    assert heard.heard[1:] == [ASK_ACCOUNT, ["ivr-engine/invalid-option", *ASK_ACCOUNT]]
+    await call_event(store(engine), phone)
+    (customer,) = await store(engine).find_customers(Identity("phone", phone))
+    assert customer.known_fields["account_number"].value == "40012345"
+
+
+async def test_invalid_entries_on_every_attempt_are_never_saved(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    phone = new_phone()
+    heard = await call(engine, phone, ["6", "4001*345", "A0012345"])  # attempts: 2
+    assert heard.heard[1:] == [ASK_ACCOUNT, ["ivr-engine/invalid-option", *ASK_ACCOUNT]]
+    assert heard.variables["IVR_INTENT"] == "billing"  # routed without it
+    event = await call_event(store(engine), phone)
+    assert event.data["entered"] == []
+    (customer,) = await store(engine).find_customers(Identity("phone", phone))
+    assert "account_number" not in customer.known_fields
+
+
 async def test_hangup_mid_menu_is_abandoned(engine: Engine, new_phone: Callable[[], str]) -> None:
     phone = new_phone()
     heard = await call(engine, phone, [], hangup_at_read=1)

@@ -209,3 +209,46 @@ async def test_a_caller_hanging_up_in_a_sensitive_read_is_a_hangup(
     assert_sipp_ok(result)
     assert "hung up" in str(outcome.get("hung_up")), outcome
     assert outcome["commands"] == 2  # GET DATA, CHANNEL STATUS
+
+
+MSET_VALUES = {
+    "IVR_AGENT_ENDPOINT": "PJSIP/agent-1",
+    "IVR_TRIED_AGENTS": "a1,a2,a3",
+    "V_QUOTES": "\"double\" and 'single'",
+    "V_PIPE": "a|b||c",
+    "V_PARENS": "f(x, [y) ] (",
+    "V_BACKSLASH": "C:\\dir\\ \\, end\\",
+    "V_EQUALS": "a=b=c",
+    "V_DOLLAR": "${CALLERID(num)} $[1+1]",
+    "V_SPACES": "  two sides  ",
+    "V_UTF8": "Zo\u00eb \u2013 \u6771\u4eac",
+    "V_EMPTY": "",
+    "IVR_OUTCOME": "abandoned",  # then the dialplan hangs up
+}
+
+
+async def test_one_mset_sets_values_with_separators_quotes_and_slashes_whole(
+    asterisk: Testbed, ami: AmiClient
+) -> None:
+    """``set_variables`` is ONE ``EXEC MSet`` whatever the values hold (the endpoint comes
+    with the outcome), and Asterisk 22's MSet sets each value exactly (``GET VARIABLE``
+    answers the value as stored, unsubstituted)."""
+    caller = "+15551230047"
+    outcome: dict[str, object] = {}
+
+    async def script(agi: AgiSession) -> None:
+        channel = AgiChannel(agi.reader, agi.writer, command_timeout=15)
+        await channel.set_variables(MSET_VALUES)
+        outcome["commands"] = channel.commands_sent
+        for name in MSET_VALUES:
+            outcome[name] = await agi.command(f"GET VARIABLE {name}")
+        agi.close()
+
+    async with InlineFastAgi(script) as server:
+        call = asyncio.create_task(run_sipp_call(caller_id=caller))
+        await server.finished_session()
+        result = await call
+    assert_sipp_ok(result)
+    assert outcome["commands"] == 1
+    got = {name: outcome[name] for name in MSET_VALUES}
+    assert got == {name: f"200 result=1 ({value})" for name, value in MSET_VALUES.items()}

@@ -291,6 +291,43 @@ async def test_engine_unreachable_falls_back_to_static_menu(
     assert ami.agi_commands(caller_id=caller) == []
 
 
+async def test_an_engine_failing_after_setting_an_agent_leaves_nothing_to_ring(
+    asterisk: Testbed, ami: AmiClient
+) -> None:
+    """The engine set the reserved agent's endpoint (its own ``SET VARIABLE``), then failed:
+    ivr-fail clears every engine variable, so key 6 of its static menu overflows to billing's
+    target; the agent the engine gave back is never rung, no stale id reaches an event."""
+    caller = "+15551230006"
+
+    async def script(agi: AgiSession) -> None:
+        await agi.command('SET VARIABLE IVR_AGENT_ENDPOINT "PJSIP/agent-1"')
+        await agi.command("SET VARIABLE IVR_AGENT_ID agent-1")
+        await agi.command("SET VARIABLE IVR_CUSTOMER_ID stale-customer")
+        await agi.command("SET VARIABLE IVR_OUTCOME failed")
+        agi.close()
+
+    async with InlineFastAgi(script) as server:
+        call = asyncio.create_task(run_sipp_call([("wait", 3000), ("dtmf", "6")], caller_id=caller))
+        await server.finished_session()
+        result = await call
+
+    fallback = await ami.wait_for_event("UserEvent", UserEvent="IvrFallback", CallerIDNum=caller)
+    assert fallback["Outcome"] == "failed"
+    routed = await ami.wait_for_event(
+        "UserEvent", UserEvent="IvrRouted", CallerIDNum=caller, Intent="billing"
+    )
+    assert (routed["Agent"], routed["Customer"]) == ("", "")
+    overflow = await ami.wait_for_event(
+        "UserEvent", UserEvent="IvrOverflow", CallerIDNum=caller, Intent="billing"
+    )
+    assert overflow["Target"] == "queue:billing"
+    dialled = ami.find(
+        lambda e: e.get("UserEvent") == "IvrAgentDial" and e.get("CallerIDNum") == caller
+    )
+    assert dialled is None
+    assert_sipp_ok(result)
+
+
 async def test_caller_hangs_up_mid_prompt(asterisk: Testbed, ami: AmiClient) -> None:
     """What the FastAGI server sees when the caller hangs up during a prompt.
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from ivr_engine.menu_config import load_menus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,3 +69,55 @@ def test_a_comma_list_in_an_event_is_quoted() -> None:
         if "UserEvent(IvrOverflow" in x
     )
     assert 'Tried: "${IVR_TRIED_AGENTS}"' in line
+
+
+def engine_variables() -> set[str]:
+    """Every channel variable the engine sets: the names of ivr_engine/flows/variables.py,
+    the engine's one module of them. (Not ``IVR_READ``: every ``Read`` sets it before the
+    engine reads it, and a sensitive read must leave it unset, not even empty.)"""
+    from ivr_engine.flows import variables
+
+    names = {
+        value
+        for name, value in vars(variables).items()
+        if name.isupper() and isinstance(value, str) and value.startswith("IVR_")
+    }
+    assert {"IVR_OUTCOME", "IVR_AGENT_ENDPOINT", "IVR_CASE_ID", "IVR_WAIT_START"} <= names
+    return names
+
+
+def assigned_before(lines: list[str], marker: str) -> dict[str, str]:
+    """What the ``Set``/``MSet`` steps of a context give each variable before the first line
+    holding ``marker``."""
+    values: dict[str, str] = {}
+    for line in lines:
+        if marker in line:
+            return values
+        for args in re.findall(r"\bMSet\(([^)]*)\)", line):
+            values.update(pair.split("=", 1) for pair in args.split(","))  # type: ignore[misc]
+        for name, value in re.findall(r"\bSet\((\w+)=([^)]*)\)", line):
+            values[name] = value
+    raise AssertionError(f"no {marker!r} in the context")
+
+
+@pytest.mark.parametrize(
+    ("context", "marker"), [("ivr-entry", "AGI("), ("ivr-fail", "Background(")]
+)
+def test_entry_and_fallback_clear_every_engine_variable_first(context: str, marker: str) -> None:
+    """A value from a transfer back into the IVR, or set by an engine that then failed (an
+    agent's endpoint set before the outcome), must never route the call."""
+    lines = _contexts(ROOT / "dialplans" / "ivr-engine.conf")[context]
+    values = assigned_before(lines, marker)
+    missing = sorted(engine_variables() - set(values))
+    assert not missing, f"[{context}] does not clear {missing}"
+    kept = {n: values[n] for n in engine_variables() if values[n] and n != "IVR_DECISION"}
+    assert not kept, kept
+    assert values["IVR_DECISION"] == ("" if context == "ivr-entry" else "dialplan-fallback")
+
+
+def test_ids_in_the_continued_event_are_filtered() -> None:
+    """A case id may come from another channel: a "," in it would add UserEvent keys."""
+    text = (ROOT / "dialplans" / "ivr-engine.conf").read_text()
+    (line,) = [x for x in text.splitlines() if "UserEvent(IvrContinued" in x.split(";", 1)[0]]
+    assert "${FILTER(" in line
+    assert re.search(r"(?<!,)\$\{IVR_\w+\}", line) is None, line

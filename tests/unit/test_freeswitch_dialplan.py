@@ -130,3 +130,25 @@ def test_the_bridge_takes_the_caller_from_the_channel_not_from_a_caller_header()
     }
     out = [n for h in (create, fallback) for n in normalise_esl(EslEvent(h), state, at=now)]
     assert out[1].data == {"outcome": "failed", "caller": "+15551230001"}
+
+
+@pytest.mark.parametrize(
+    ("extension", "before"), [("ivr-entry", "socket"), ("ivr-fail", "play_and_get_digits")]
+)
+def test_entry_and_fallback_clear_every_engine_variable_first(extension: str, before: str) -> None:
+    """As in the Asterisk dialplan: nothing from an earlier pass, or set by an engine that
+    then failed (an agent's endpoint), may route the call."""
+    from tests.unit.test_dialplan_samples import engine_variables
+
+    actions = extensions()[extension]
+    until = next(i for i, (app, _) in enumerate(actions) if app == before)
+    values = {
+        name: value
+        for name in engine_variables()
+        for value in [sets(a, name) for a in actions[:until]]
+        if value is not None
+    }
+    missing = sorted(engine_variables() - set(values))
+    assert not missing, f"{extension} does not clear {missing}"
+    kept = {n: v for n, v in values.items() if v and n != "IVR_DECISION"}
+    assert not kept, kept

@@ -91,3 +91,29 @@ def test_an_email_that_lower_casing_makes_too_long_is_refused() -> None:
     with pytest.raises(InvalidIdentity):
         normalize_identity("email", "\u0130" * 300 + "@x.yz")
     assert normalize_identity("email", "\u0130" * 10 + "@x.yz") == "i\u0307" * 10 + "@x.yz"
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        # the region's own international prefix, longer than "00" or other than it
+        ("0011 44 1632 960961", "AU", "+441632960961"),  # was: +11441632960961, refused
+        ("0011 1 212 555 0123", "AU", "+12125550123"),
+        ("00700 44 1632 960961", "KR", "+441632960961"),  # was: +700441632960961 (+7)
+        ("001 44 1632 960961", "KR", "+441632960961"),
+        ("0014 44 1632 960961", "BR", "+441632960961"),  # carrier code 14
+        ("001 44 1632 960961", "SG", "+441632960961"),
+        ("011 44 1632 960961", "US", "+441632960961"),
+        ("010 44 1632 960961", "JP", "+441632960961"),
+        ("00 44 1632 960961", "FR", "+441632960961"),
+        # not the region's prefix: the generic "00" rule
+        ("00 44 1632 960961", "US", "+441632960961"),
+        ("0044 1632 960961", "BR", "+441632960961"),
+        ("0061 2 9876 5432", "AU", "+61298765432"),
+    ],
+)
+def test_the_regions_own_international_prefix_comes_before_the_00_rule(
+    raw: str, region: str, expected: str
+) -> None:
+    assert normalize_phone(raw, region) == expected
+    assert normalize_caller_id(raw.replace(" ", ""), region) == expected

@@ -2,9 +2,11 @@ from pathlib import Path
 
 import pytest
 
+from ivr_engine.checked_menus import load_checked_menus
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import DigitPolicy
 from ivr_engine.menu_config import check_prompts_exist, load_menus, parse_menu, referenced_prompts
+from ivr_engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "config" / "menus" / "main.yaml"
@@ -101,5 +103,34 @@ def test_a_missing_prompt_names_the_keys_that_use_it() -> None:
     with pytest.raises(ConfigError) as caught:
         check_prompts_exist(menu, Path("x.yaml"), available)
     message = str(caught.value)
-    assert "ivr-engine/label-billing (options[billing].prompt)" in message
+    assert "ivr-engine/label-billing (options[0].prompt)" in message
     assert "ivr-engine/for (prompts.for_word)" in message
+
+
+def test_checks_after_loading_name_the_menus_own_file_and_the_options_index(
+    tmp_path: Path,
+) -> None:
+    """The file a menu came from is named even when it is not ``<menu>.yaml`` (was: a guess,
+    ``menus/small.yaml``, a file that does not exist), and an option by its index in the
+    file's ``options:`` list, as the load errors say it (was: ``options[operator]``)."""
+    menus, sounds = tmp_path / "menus", tmp_path / "sounds"
+    menus.mkdir()
+    sounds.mkdir()
+    (menus / "after-hours.yml").write_text(MINIMAL)
+    settings = Settings(menus_dir=menus, sounds_dir=sounds, check_prompts=True)
+    with pytest.raises(ConfigError) as caught:
+        load_checked_menus(settings)
+    message = str(caught.value)
+    assert message.startswith(f"{menus / 'after-hours.yml'}: prompts not found: ")
+    assert "ivr-engine/label-operator (options[1].prompt)" in message
+    assert "ivr-engine/enter-account-number (fields.account_number.prompt)" in message
+
+
+def test_a_menu_defined_twice_names_both_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(MINIMAL)
+    (tmp_path / "b.yml").write_text(MINIMAL)
+    with pytest.raises(ConfigError) as caught:
+        load_menus(tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path / 'b.yml'}: menu: 'small' is defined twice (also in {tmp_path / 'a.yaml'})"
+    )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from crm_bridge.webhooks.subscriptions import load_subscriptions
 from ivr_engine.contact_center.agents_file import load_agent_profiles
@@ -16,6 +17,8 @@ from ivr_engine.domain.errors import ConfigError
 from ivr_engine.menu_config import load_menus
 from ivr_engine.prompt_texts import load_prompt_texts
 from ivr_engine.routing.config import load_routing_config
+from ivr_engine.settings import load_settings
+from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 SECRET = "s3cret-" + "x" * 40
 
@@ -83,3 +86,34 @@ def test_pyyaml_token_names_are_not_masked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_routing_config(path)
     assert "but found '<scalar>' (line 3, column 2)" in str(raised.value)
+
+
+def _settings(path: Path) -> object:
+    return load_settings(path, environ={})
+
+
+@pytest.mark.parametrize("loader", [*LOADERS, "settings"])
+def test_a_key_given_twice_is_refused_by_file_line_and_column(tmp_path: Path, loader: str) -> None:
+    """PyYAML keeps the last of two equal keys silently: a second ``digit:`` or ``admin_token:``
+    would quietly win. Every loader refuses it, naming the file, the key and where."""
+    name, load = LOADERS.get(loader, ("engine.yaml", _settings))
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("first: 1\nnested:\n  a: 1\n  b: 2\n  a: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ")
+    assert message.endswith("duplicate key: a (line 5, column 3)")
+
+
+def test_keys_merged_in_may_be_overridden_and_a_long_key_is_not_shown() -> None:
+    assert load_yaml("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  x: 3\n") == {
+        "base": {"x": 1, "y": 2},
+        "other": {"x": 3, "y": 2},
+    }
+    with pytest.raises(yaml.YAMLError) as raised:
+        load_yaml(f"{SECRET}{SECRET}: 1\n{SECRET}{SECRET}: 2\n")
+    described = describe_yaml_error(raised.value)
+    assert described.endswith("duplicate key (line 2, column 1)")
+    assert "xxxxxxxx" not in described

@@ -38,11 +38,78 @@ MAX_BLOCK_LINES = 256  # lines in one multi-line (520-) reply
 _DTMF = re.compile(r"[0-9*#A-Da-d]*")
 _PROMPT_ID = re.compile(r"[^,&|\s\"]+")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_MSET_SAFE = re.compile(r"[A-Za-z0-9_.:@+\-]*")  # names and values MSet passes unchanged
+# What MSet's argument parser (main/app.c __ast_app_separate_args, backslashes and quotes
+# removed) would read as syntax in a value: a "," ends the pair, quotes and backslashes are
+# dropped, an unbalanced "(" or "[" swallows the commas after it. Each is backslash-escaped.
+_MSET_SYNTAX = re.compile(r'[\\",()\[\]]')
+_MSET_ARGS = 24  # main/pbx_variables.c: AST_APP_ARG(pair)[24] (99 in later releases)
+# The last of those arguments is the rest of the string, its escapes NOT removed: 23 pairs.
+MSET_MAX_PAIRS = _MSET_ARGS - 1
 READ_VARIABLE = "IVR_READ"
 EXEC = "EXEC"
 READ_STATUSES = frozenset({"OK", "TIMEOUT", "INTERRUPTED", "SKIPPED", "ERROR"})
 _READ_OUTCOME = f"${{{READ_VARIABLE}}}|${{READSTATUS}}"  # "1234|OK"
+
+
+def mset_options(values: Mapping[str, str]) -> str:
+    """``MSet``'s argument for ``values``: ``A=1,B=PJSIP/agent-1,C=a\\,b``. The app splits it
+    at unescaped commas (removing backslashes and quotes, counting parentheses and brackets),
+    then each pair at its first ``=``, the value taken as it is left: so a value's own
+    ``\\ " , ( ) [ ]`` are backslash-escaped and everything else (``/``, ``|``, ``'``,
+    ``=``, spaces, ``${...}``: EXEC does not substitute) passes unchanged."""
+    bad = [name for name in values if not _VARIABLE_NAME.fullmatch(name)]
+    if bad:
+        raise ValueError(f"not a channel variable name: {bad[0]!r}")
+    if len(values) > MSET_MAX_PAIRS:  # a 24th pair would be read with its escapes in it
+        raise ValueError(f"MSet sets at most {MSET_MAX_PAIRS} variables, not {len(values)}")
+    return ",".join(f"{name}={_MSET_SYNTAX.sub(_escaped, v)}" for name, v in values.items())
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return "\\" + match[0]
+
+
+def read_mset_options(options: str) -> dict[str, str]:
+    """What ``MSet(options)`` sets, read as Asterisk reads it (``pbx_builtin_setvar_multiple``:
+    the pairs split at ``,``, each pair at its first ``=``, a pair without one ignored): for
+    the simulated and fake switches, and to check ``mset_options`` against."""
+    found: dict[str, str] = {}
+    for pair in _separate_args(options, ",", _MSET_ARGS):
+        name_value = _separate_args(pair, "=", 2)
+        if len(name_value) == 2:
+            found[name_value[0]] = name_value[1]
+    return found
+
+
+def _separate_args(text: str, delim: str, most: int) -> list[str]:
+    """main/app.c ``__ast_app_separate_args`` with ``remove_chars``: split at ``delim`` outside
+    quotes, parentheses and brackets; quotes and backslashes removed (a backslash keeps the
+    next character as it is); the last of ``most`` arguments is the rest, untouched."""
+    args: list[str] = []
+    i, paren, bracket, quote, ended_by_delim = 0, 0, 0, False, False
+    while i < len(text) and len(args) < most - 1:
+        current: list[str] = []
+        ended_by_delim = False
+        while i < len(text):
+            char = text[i]
+            i += 1
+            if char == '"' and delim != '"':
+                quote = not quote
+                continue
+            if char == "\\":
+                current.append(text[i : i + 1])
+                i += 1
+                continue
+            if char == delim and not (paren or bracket or quote):
+                ended_by_delim = True
+                break
+            paren += {"(": 1, ")": -1 if paren else 0}.get(char, 0)
+            bracket += {"[": 1, "]": -1 if bracket else 0}.get(char, 0)
+            current.append(char)
+        args.append("".join(current))
+    if i < len(text) or ended_by_delim:
+        args.append(text[i:])
+    return args
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,18 +350,17 @@ class AgiChannel:
         await self.send(format_command("SET VARIABLE", name, value))
 
     async def set_variables(self, values: Mapping[str, str]) -> None:
-        """Several variables in ONE command (``EXEC MSet``): fewer round trips and less
-        work for Asterisk than a ``SET VARIABLE`` each. A value MSet cannot carry as-is
-        (quotes, backslashes, separators, spaces) is set with its own ``SET VARIABLE``."""
-        plain = {k: v for k, v in values.items() if _MSET_SAFE.fullmatch(k + v)}
-        for name, value in values.items():
-            if name not in plain:
-                await self.set_variable(name, value)
-        if len(plain) == 1:
-            ((name, value),) = plain.items()
+        """Several variables in ONE command (``EXEC MSet``), whatever their values hold
+        (``/``, ``,``, ``|``, quotes, spaces: ``mset_options`` escapes them), so the dialplan
+        never sees some without the others: an agent's endpoint set and the outcome not (a
+        hang-up or an error between two commands). Fewer round trips, too."""
+        if len(values) == 1:
+            ((name, value),) = values.items()
             await self.set_variable(name, value)
-        elif plain:
-            await self.exec_app("MSet", ",".join(f"{k}={v}" for k, v in plain.items()))
+            return
+        pairs = list(values.items())
+        for start in range(0, len(pairs), MSET_MAX_PAIRS):  # one batch for up to 23
+            await self.exec_app("MSet", mset_options(dict(pairs[start : start + MSET_MAX_PAIRS])))
 
     async def get_variable(self, name: str) -> str | None:
         """The variable's value, or None when it is not set. At most 1023 bytes of it:
