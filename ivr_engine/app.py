@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from ivr_engine.omni.wiring import Continuation, open_continuation
 from ivr_engine.ports import CallerLookup, TimelineStore
 from ivr_engine.settings import Settings, is_loopback
 from ivr_engine.telephony.agi import FastAgiServer
+from ivr_engine.telephony.call_server import CallServer
 from ivr_engine.telephony.esl import EslOutboundServer, OutboundLimits
 from ivr_engine.telephony.esl.ivr_handler import esl_ivr_handler, esl_reroute_handler
 from ivr_engine.telephony.ivr_handler import IVR_SCRIPT, ivr_handler
@@ -314,10 +314,9 @@ class Engine:
 
         Every part is closed even when an earlier one fails (logged): a part left open (the
         database's threads) would keep the process alive after SIGTERM."""
-        grace = self.settings.shutdown_grace_s
+        calls = self.agi is not None or self.esl is not None
         parts: list[tuple[str, Callable[[], Awaitable[object]] | None]] = [
-            ("FastAGI server", functools.partial(self.agi.close, grace) if self.agi else None),
-            ("ESL server", functools.partial(self.esl.close, grace) if self.esl else None),
+            ("call servers", self._close_call_servers if calls else None),
             ("HTTP API", self.http.cleanup if self.http else None),
             ("contact centre", self.contact_center.aclose if self.contact_center else None),
             # after the last call's updates
@@ -334,3 +333,22 @@ class Engine:
                 await close()
             except Exception:
                 log.exception("stopping the %s failed; stopping the rest", name)
+
+    async def _close_call_servers(self) -> None:
+        """FastAGI and ESL drained together, under one ``shutdown_grace_s``: one after the
+        other, the ESL calls had a second grace once the FastAGI one had run out (the stop
+        then outlasted the supervisor's ``shutdown_grace_s + STOP_MARGIN_S``)."""
+        grace = self.settings.shutdown_grace_s
+        pairs: tuple[tuple[str, CallServer | None], ...] = (
+            ("FastAGI server", self.agi),
+            ("ESL server", self.esl),
+        )
+        servers = [(name, server) for name, server in pairs if server is not None]
+        results = await asyncio.gather(
+            *(server.close(grace) for _, server in servers), return_exceptions=True
+        )
+        for (name, _), result in zip(servers, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("stopping the %s failed; stopping the rest", name, exc_info=result)
+            elif isinstance(result, BaseException):
+                raise result

@@ -29,7 +29,6 @@ from datetime import datetime
 from ivr_engine.agents import AgentStateStore
 from ivr_engine.agents.errors import AgentStateError
 from ivr_engine.contact_center.router import AgentRouter
-from ivr_engine.domain.errors import CallerHungUp
 from ivr_engine.flows import variables
 from ivr_engine.flows.call_record import CallRecord, IncomingCall
 from ivr_engine.telephony.agi import AgiChannel, AgiRequest
@@ -88,11 +87,12 @@ class Rerouter:
         self._agents = agents
 
     async def reroute(self, request: RerouteRequest, write: VariableWriter) -> None:
-        """Decide, then ``write`` the variables; a hang-up meanwhile frees the new agent."""
+        """Decide, then ``write`` the variables; a hang-up meanwhile, or the stop's grace
+        ending (cancelled: the dialplan overflows), frees the new agent."""
         values = await self.decide(request)
         try:
             await write(values)
-        except CallerHungUp:
+        except BaseException:  # hung up (or stopped): the dialplan will not dial the agent
             chosen = values[variables.AGENT_ID]
             if chosen:
                 await self._release(chosen, request.call.call_id)

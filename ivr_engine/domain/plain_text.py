@@ -1,17 +1,18 @@
 """Text shown to people (agent names, teams, prompt names) holds no control characters.
 
 Refused: C0/C1 controls (``\\n``, ``\\x00``, DEL...), the line and paragraph separators,
-and the bidirectional controls (U+202E RIGHT-TO-LEFT OVERRIDE and its kin), which make a
-name display as something else than it is. Joiners (U+200C/U+200D) stay: scripts need them.
+and the bidirectional embeddings, overrides and isolates (U+202E RIGHT-TO-LEFT OVERRIDE and
+its kin), which make a name display as something else than it is. Joiners (U+200C/U+200D)
+stay: scripts need them; so do the implicit marks (U+200E LRM, U+200F RLM, U+061C ALM):
+invisible strong letters that reorder nothing, which a name mixing right-to-left and Latin
+text needs to show right ("<Hebrew>\\u200f (Miriam)").
 """
 
 from __future__ import annotations
 
 import unicodedata
 
-BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _REFUSED_CATEGORIES = ("Cc", "Zl", "Zp")
 
 

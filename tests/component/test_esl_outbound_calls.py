@@ -16,6 +16,7 @@ import pytest
 
 from ivr_engine.app import Engine
 from ivr_engine.settings import Settings
+from tests.component.fake_asterisk import asterisk_env, header_block
 from tests.component.fake_freeswitch import FsCall, dial_outbound
 from tests.component.test_ivr_flow import WELCOME, call_event, labels, seed, store
 
@@ -148,3 +149,31 @@ async def test_menu_is_chosen_by_channel_variable_and_calls_run_concurrently(
     done = await asyncio.gather(*(fs_call(engine, c) for c in calls))
     assert all(c.variables["IVR_INTENT"] == "new_service" for c in done)
     assert all(c.variables["IVR_DECISION"] == "static" for c in done)
+
+
+async def test_one_grace_for_fastagi_and_esl_calls_on_stop(sqlite_url: str, tmp_path: Path) -> None:
+    """The stop's ``shutdown_grace_s`` is one deadline for every call in progress: the
+    FastAGI and the ESL connections are drained together. Drained one after the other, the
+    ESL calls had a second grace once the FastAGI one had run out (the stop took twice it)."""
+    grace = 1.5
+    settings = esl_settings(sqlite_url, tmp_path, shutdown_grace_s=grace)
+    engine = Engine(settings)
+    await engine.start()
+    assert engine.agi is not None and engine.esl is not None
+    agi = await asyncio.open_connection("127.0.0.1", engine.agi.port)
+    agi[1].write(header_block(asterisk_env("127.0.0.1", engine.agi.port)))
+    esl = await asyncio.open_connection("127.0.0.1", engine.esl.port)
+    async with asyncio.timeout(5):  # each call in progress: the engine waits for the switch
+        assert (await agi[0].readline()).startswith(b"EXEC ")  # the menu's Read
+        assert await esl[0].readuntil(b"\n\n") == b"connect\n\n"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    engine.stop_accepting()
+    await engine.stop()
+    took = loop.time() - started
+    assert grace - 0.1 < took < grace + 1.0, took  # one grace, not two (3 s)
+    assert engine.agi.active_calls == engine.esl.active_calls == 0
+    assert await agi[0].read() == b"SET VARIABLE IVR_OUTCOME failed\n"  # then closed
+    assert await esl[0].read() == b""  # closed
+    for _, writer in (agi, esl):
+        writer.close()

@@ -13,6 +13,7 @@ waiting; overflow to queue:billing, to callback after 240 s) over a roster of tw
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -147,4 +148,34 @@ async def test_an_unusable_wait_start_counts_from_now_and_still_routes(
     assert (heard["IVR_AGENT_ID"], heard["IVR_AGENT_ENDPOINT"]) == ("", "")
     assert heard["IVR_TARGET"] == "queue:billing"
     assert heard["IVR_TRIED_AGENTS"] == "senior"
+    assert (await rig.agents.get("junior")).state is AgentState.AVAILABLE
+
+
+async def test_a_reroute_ended_by_the_stop_gives_its_new_agent_back(rig: Rig) -> None:
+    """The stop's grace ends while the reroute writes the new agent to the channel: the
+    call is ended as failed (the dialplan overflows, nobody dials that agent), so the agent
+    it reserved is released, not left ringing for nobody (shared agent state outlives the
+    engine). A hang-up there released it already; a stop did not."""
+    await rig.agents.set_state("junior", AgentState.AVAILABLE)
+    channel = AsteriskChannel(
+        {"IVR_INTENT": "billing", "IVR_TARGET": "queue:billing", "IVR_AGENT_ID": "senior"}
+    )
+    stuck = asyncio.Event()
+
+    def answer(command: str) -> bytes | None:
+        if command.startswith('SET VARIABLE "IVR_AGENT_ENDPOINT"'):
+            stuck.set()
+            return b""  # Asterisk busy: the engine waits for the reply
+        return channel(command)
+
+    fake = FakeAsterisk("127.0.0.1", rig.server.port)
+    wait_start = unix(now() - timedelta(seconds=30))  # the junior agent fits
+    channel.variables["IVR_WAIT_START"] = wait_start
+    call = asyncio.create_task(fake.call(answer, env=fake.env("reroute")))
+    async with asyncio.timeout(5):
+        await stuck.wait()
+    assert (await rig.agents.get("junior")).state is AgentState.RINGING
+    await rig.server.close(grace=0)
+    transcript = await call
+    assert transcript.commands[-1] == "SET VARIABLE IVR_OUTCOME failed"
     assert (await rig.agents.get("junior")).state is AgentState.AVAILABLE

@@ -59,3 +59,25 @@ def test_a_control_character_in_a_name_or_team_is_refused(escaped: str, key: str
         message = str(caught.value)
         assert message.startswith(f"conf/agents.yaml: agents.0.{key}: "), message
         assert "control character U+" in message
+
+
+@pytest.mark.parametrize(
+    "escaped",
+    [
+        "\\u05DE\\u05E8\\u05D9\\u05DD\\u200F (Miriam)",  # RLM: the parenthesis after the Hebrew
+        "Ada \\u200E\\u05D0\\u05D3\\u05D4",  # LRM
+        "\\u0645\\u062D\\u0645\\u062F\\u061C 2",  # ARABIC LETTER MARK
+        "\\u0645\\u062D\\u0645\\u062F\\u200C\\u0639\\u0644\\u06CC",  # ZWNJ (Persian)
+        "\\u0915\\u0943\\u0937\\u094D\\u0923\\u200D",  # ZWJ (Devanagari)
+    ],
+)
+def test_names_with_implicit_direction_marks_and_joiners_load(escaped: str) -> None:
+    """The implicit marks (LRM, RLM, ALM) reorder nothing: they are strong, invisible
+    letters that mixed right-to-left and Latin names (a Hebrew name with a Latin part in
+    parentheses) need to show right, as scripts need the joiners. Only the embeddings,
+    overrides and isolates (U+202A-U+202E, U+2066-U+2069) are refused."""
+    text = ONE.replace("    name: Ada\n", "") + f'    name: "{escaped}"\n    team: "{escaped}"\n'
+    text += f"    password_hash: {HASH}\n"
+    name = parse_agent_profiles(Path("a.yaml"), text)[0].name
+    assert name == escaped.encode().decode("unicode_escape")
+    assert parse_agent_directory(Path("a.yaml"), text).get("a1") is not None
