@@ -1,7 +1,9 @@
 """Every failure leaves the API as ``{"error": {"code": ..., "message": ...}}``.
 
 Validation failures name the field path; unexpected exceptions are logged and answered
-with a generic 500 that leaks nothing about the internals.
+with a generic 500 that leaks nothing about the internals. A client that hangs up before its
+request is done (mid-body, say) is one DEBUG line: any client can do that, and there is
+nobody left to answer (``client_gone``).
 
 Not the requests aiohttp's HTTP parser refuses before any application code runs (a request
 line or header over 8 KiB, too many headers, a bad method or version, a Content-Encoding it
@@ -142,9 +144,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = error_response(exc.status, code, exc.reason)
         _keep_headers(exc, response)
         return response
+    except ConnectionResetError as exc:  # aiohttp's ClientConnectionResetError is one too
+        if not client_gone(request):
+            log.exception("%s %s: unhandled error", request.method, request.path)
+            return error_response(500, "internal_error", "internal server error")
+        log.debug("%s %s: the client hung up: %s", request.method, request.path, exc)
+        # aiohttp must be given a response; writing it to the closed connection fails, and
+        # aiohttp drops that quietly ("Ignored premature client disconnection")
+        return error_response(400, "client_gone", "the client closed the connection")
     except Exception:
         log.exception("%s %s: unhandled error", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")
+
+
+def client_gone(request: web.BaseRequest) -> bool:
+    """True once the client's connection is closed or closing: a reset met then is the
+    client's doing (a body read that broke off, a write to it), not a server fault. A reset
+    while the client is still connected (a database's connection, say) is a server error."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _keep_headers(exc: web.HTTPException, response: web.Response) -> None:
