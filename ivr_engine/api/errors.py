@@ -115,7 +115,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.extra)
+        response = error_response(exc.status, exc.code, exc.message, exc.details, exc.extra)
+        if exc.status == 408:
+            await _answer_and_close(request, response)
+        return response
     except CustomerNotFound as exc:
         return error_response(404, "customer_not_found", str(exc))
     except MergeRejected as exc:
@@ -155,6 +158,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("%s %s: unhandled error", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> None:
+    """Sends ``response`` and closes the connection. The rest of a body that did not arrive
+    in time may never come; aiohttp would wait for it after the answer ("lingering", 10 s),
+    even once the client has gone, and hold an engine's stop that long."""
+    response.force_close()  # Connection: close
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionResetError:  # gone meanwhile: nobody to answer
+        pass
+    request.protocol.force_close()  # what was written is flushed before the socket closes
 
 
 def client_gone(request: web.BaseRequest) -> bool:
