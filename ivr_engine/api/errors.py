@@ -17,6 +17,7 @@ overriding private parts of ``Server`` and ``AppRunner``. Their log records are 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.http import HttpProcessingError
 from aiohttp.typedefs import Handler
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from pydantic import ValidationError
 
 from ivr_engine.api.outage_log import record_outage
@@ -48,6 +49,7 @@ _HTTP_CODES: Mapping[int, str] = {
 
 
 _BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH})
+_JSON = "application/json"
 
 
 class ApiError(Exception):
@@ -102,12 +104,23 @@ def error_response(
     details: Sequence[Mapping[str, Any]] = (),
     extra: Mapping[str, Any] | None = None,
 ) -> web.Response:
+    return web.json_response(
+        text=_error_text(code, message, details, extra), status=status, content_type=_JSON
+    )
+
+
+def _error_text(
+    code: str,
+    message: str,
+    details: Sequence[Mapping[str, Any]] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> str:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = list(details)
     if extra:
         body.update(extra)
-    return web.json_response({"error": body}, status=status)
+    return json.dumps({"error": body})
 
 
 @web.middleware
@@ -115,10 +128,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        response = error_response(exc.status, exc.code, exc.message, exc.details, exc.extra)
-        if exc.status == 408:
-            await _answer_and_close(request, response)
-        return response
+        if exc.status == 408:  # the rest of the body may never come
+            text = _error_text(exc.code, exc.message, exc.details, exc.extra)
+            return _ClosingResponse(request.protocol, text=text, status=408, content_type=_JSON)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.extra)
     except CustomerNotFound as exc:
         return error_response(404, "customer_not_found", str(exc))
     except MergeRejected as exc:
@@ -160,17 +173,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(500, "internal_error", "internal server error")
 
 
-async def _answer_and_close(request: web.Request, response: web.Response) -> None:
-    """Sends ``response`` and closes the connection. The rest of a body that did not arrive
-    in time may never come; aiohttp would wait for it after the answer ("lingering", 10 s),
-    even once the client has gone, and hold an engine's stop that long."""
-    response.force_close()  # Connection: close
-    try:
-        await response.prepare(request)
-        await response.write_eof()
-    except ConnectionResetError:  # gone meanwhile: nobody to answer
-        pass
-    request.protocol.force_close()  # what was written is flushed before the socket closes
+class _ClosingResponse(web.Response):
+    """A response that closes its connection once sent (``Connection: close``, then the
+    socket). After a body that did not arrive in time aiohttp would otherwise go on reading
+    the rest of it ("lingering", 10 s), even once the client has gone, and hold an engine's
+    stop that long. Closed when sent, not before: outer middlewares still add headers."""
+
+    def __init__(self, protocol: RequestHandler, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.force_close()
+        self._connection = protocol
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        try:
+            await super().write_eof(data)
+        finally:
+            self._connection.force_close()  # what was written is flushed before it closes
 
 
 def client_gone(request: web.BaseRequest) -> bool:

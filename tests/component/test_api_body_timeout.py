@@ -16,7 +16,9 @@ from aiohttp import web
 
 from ivr_engine.api.app import create_api_app
 from ivr_engine.app import Engine
+from ivr_engine.desktop import DesktopConfig
 from ivr_engine.timeline import open_timeline
+from tests.component.test_desktop_app import _desk
 from tests.component.test_ivr_flow import settings_for
 
 TIMEOUT_S = 0.5
@@ -131,3 +133,22 @@ async def test_the_engine_applies_http_body_timeout_s(sqlite_url: str, tmp_path:
         assert _error(answer)[1]["message"] == "the body did not arrive whole within 0.5 s"
     finally:
         await engine.stop()
+
+
+async def test_the_desktops_408_keeps_its_headers_and_closes(sqlite_url: str) -> None:
+    """The desktop's own body timeout goes through the same middleware: the 408 is closed
+    too, and still carries the desktop's security headers."""
+    config = DesktopConfig(secure_cookie=False, body_timeout_s=TIMEOUT_S)
+    desks = _desk(sqlite_url, config)
+    desk = await anext(desks)
+    try:
+        port = desk.client.server.port
+        assert port is not None
+        head = _head(port, "Content-Length: 100", "/desktop/login")
+        answer = await _exchange(port, head + b'{"agent_id": ', [], pause_s=0)
+    finally:
+        await desks.aclose()
+    head_lines, error = _error(answer)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert error["code"] == "body_timeout"
+    assert b"\r\nX-Frame-Options: DENY" in head_lines and b"\r\nConnection: close" in head_lines
