@@ -223,6 +223,7 @@ class Engine:
             menus=self.menus,
             clock=utc_now,
             default_region=settings.default_region,
+            body_timeout_s=settings.http_body_timeout_s,
             allowed_hosts=settings.api_host_names(),
             tokens=self.tokens,
         )

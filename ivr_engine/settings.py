@@ -90,6 +90,13 @@ class Settings(BaseModel):
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
+    http_body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a JSON body of the HTTP API must arrive whole within this, else 408 "
+        "body_timeout (a slow, stalled or broken body no longer holds its handler)",
+    )
     # FreeSWITCH: the outbound Event Socket server (socket app); None: not started.
     esl_host: str = "127.0.0.1"
     esl_port: int | None = Field(None, ge=0, le=65535, description="e.g. 8084; None: off")

@@ -1,6 +1,7 @@
 """The HTTP API app factory: text channels and admins write into the shared timeline.
 
-Every failure is a JSON error (see ``errors``); bodies are capped at ``max_body_bytes``.
+Every failure is a JSON error (see ``errors``); bodies are capped at ``max_body_bytes`` and
+must arrive whole within ``body_timeout_s``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ivr_engine.api.auth import LiveTokens, auth_middleware
 from ivr_engine.api.bad_requests import quiet_bad_requests
 from ivr_engine.api.errors import error_middleware
 from ivr_engine.api.keys import (
+    BODY_TIMEOUT_S,
     CLOCK,
     DEFAULT_REGION,
     LOOKUP,
@@ -33,6 +35,7 @@ from ivr_engine.domain.models import Menu
 from ivr_engine.ports import CallerLookup, TimelineStore
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
+DEFAULT_BODY_TIMEOUT_S = 10.0  # the setting http_body_timeout_s
 # A well-formed id nobody has: a read that proves the store answers.
 _HEALTH_PROBE_ID = "00000000-0000-0000-0000-000000000000"
 
@@ -51,6 +54,7 @@ def create_api_app(
     clock: Callable[[], datetime] = _utc_now,
     default_region: str = "US",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     api_tokens: Sequence[str] = (),
     admin_token: str | None = None,
     allowed_hosts: Iterable[str] = (),
@@ -59,11 +63,14 @@ def create_api_app(
     """With ``api_tokens``, every route of this app and of what is added to it later needs
     one of them or ``admin_token`` (``auth``: all but ``OPEN_PATHS``/``OPEN_PREFIXES``).
     Without, only requests whose ``Host`` is a loopback name or in ``allowed_hosts``.
+    ``body_timeout_s``: a JSON body not in whole by then is a 408 (``schemas.parse_body``).
     ``tokens``: the tokens in force, which a reload may replace (then ``api_tokens`` and
     ``admin_token`` are not used).
 
     Webhooks are not the API's business: the relay tails the committed timeline
     (``crm_bridge.webhooks.relay``)."""
+    if not body_timeout_s > 0:
+        raise ValueError(f"body_timeout_s must be > 0, not {body_timeout_s!r}")
     checked = auth_middleware(
         tokens if tokens is not None else LiveTokens(api_tokens, admin_token), allowed_hosts
     )
@@ -77,6 +84,7 @@ def create_api_app(
     app[CLOCK] = clock
     app[DEFAULT_REGION] = default_region
     app[MAX_BODY_BYTES] = max_body_bytes
+    app[BODY_TIMEOUT_S] = body_timeout_s
     for table in (routes.routes, routes_events.routes, preview.routes, meta):
         app.add_routes(table)
     routes_messages.install(app)

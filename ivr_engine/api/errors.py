@@ -1,7 +1,9 @@
 """Every failure leaves the API as ``{"error": {"code": ..., "message": ...}}``.
 
 Validation failures name the field path; unexpected exceptions are logged and answered
-with a generic 500 that leaks nothing about the internals.
+with a generic 500 that leaks nothing about the internals. A client that hangs up before its
+request is done (mid-body, say) is one DEBUG line: any client can do that, and there is
+nobody left to answer (``client_gone``).
 
 Not the requests aiohttp's HTTP parser refuses before any application code runs (a request
 line or header over 8 KiB, too many headers, a bad method or version, a Content-Encoding it
@@ -15,6 +17,7 @@ overriding private parts of ``Server`` and ``AppRunner``. Their log records are 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,7 +25,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.http import HttpProcessingError
 from aiohttp.typedefs import Handler
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from pydantic import ValidationError
 
 from ivr_engine.api.outage_log import record_outage
@@ -46,6 +49,7 @@ _HTTP_CODES: Mapping[int, str] = {
 
 
 _BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH})
+_JSON = "application/json"
 
 
 class ApiError(Exception):
@@ -100,12 +104,23 @@ def error_response(
     details: Sequence[Mapping[str, Any]] = (),
     extra: Mapping[str, Any] | None = None,
 ) -> web.Response:
+    return web.json_response(
+        text=_error_text(code, message, details, extra), status=status, content_type=_JSON
+    )
+
+
+def _error_text(
+    code: str,
+    message: str,
+    details: Sequence[Mapping[str, Any]] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> str:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = list(details)
     if extra:
         body.update(extra)
-    return web.json_response({"error": body}, status=status)
+    return json.dumps({"error": body})
 
 
 @web.middleware
@@ -113,6 +128,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
+        if exc.status == 408:  # the rest of the body may never come
+            text = _error_text(exc.code, exc.message, exc.details, exc.extra)
+            return _ClosingResponse(request.protocol, text=text, status=408, content_type=_JSON)
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.extra)
     except CustomerNotFound as exc:
         return error_response(404, "customer_not_found", str(exc))
@@ -142,9 +160,43 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = error_response(exc.status, code, exc.reason)
         _keep_headers(exc, response)
         return response
+    except ConnectionResetError as exc:  # aiohttp's ClientConnectionResetError is one too
+        if not client_gone(request):
+            log.exception("%s %s: unhandled error", request.method, request.path)
+            return error_response(500, "internal_error", "internal server error")
+        log.debug("%s %s: the client hung up: %s", request.method, request.path, exc)
+        # aiohttp must be given a response; writing it to the closed connection fails, and
+        # aiohttp drops that quietly ("Ignored premature client disconnection")
+        return error_response(400, "client_gone", "the client closed the connection")
     except Exception:
         log.exception("%s %s: unhandled error", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")
+
+
+class _ClosingResponse(web.Response):
+    """A response that closes its connection once sent (``Connection: close``, then the
+    socket). After a body that did not arrive in time aiohttp would otherwise go on reading
+    the rest of it ("lingering", 10 s), even once the client has gone, and hold an engine's
+    stop that long. Closed when sent, not before: outer middlewares still add headers."""
+
+    def __init__(self, protocol: RequestHandler, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.force_close()
+        self._connection = protocol
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        try:
+            await super().write_eof(data)
+        finally:
+            self._connection.force_close()  # what was written is flushed before it closes
+
+
+def client_gone(request: web.BaseRequest) -> bool:
+    """True once the client's connection is closed or closing: a reset met then is the
+    client's doing (a body read that broke off, a write to it), not a server fault. A reset
+    while the client is still connected (a database's connection, say) is a server error."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _keep_headers(exc: web.HTTPException, response: web.Response) -> None:

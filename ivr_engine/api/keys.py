@@ -16,4 +16,5 @@ MENUS = web.AppKey[Mapping[str, Menu]]("menus")
 CLOCK = web.AppKey[Callable[[], datetime]]("clock")
 DEFAULT_REGION = web.AppKey[str]("default_region")
 MAX_BODY_BYTES = web.AppKey[int]("max_body_bytes")
+BODY_TIMEOUT_S = web.AppKey[float]("body_timeout_s")
 CONVERSATIONS = web.AppKey[ConversationReader]("conversations")  # event lookups by id too

@@ -27,6 +27,7 @@ _REF = "#/components/schemas/{model}"
 _ERRORS = {
     "400": "Invalid request: the message names the field path",
     "404": "Not found",
+    "408": "body_timeout: the body did not arrive whole within http_body_timeout_s",
     "409": "Conflict",
     "413": "Body too large",
     "415": "Body is not application/json",
@@ -113,6 +114,7 @@ class _Builder:
             op["parameters"] = params
         if body is not None:
             op["requestBody"] = {"required": True, "content": _content(self.model(body))}
+            responses["408"] = _json(_ERRORS["408"], error)
         return op
 
 

@@ -194,3 +194,14 @@ def test_the_ring_expiry_must_outlast_the_ring() -> None:
     for bad in ("0", "-5", "3601", "nan"):
         with pytest.raises(ConfigError, match="ring_expiry_s"):
             load_settings(environ={"IVR_ENGINE_RING_EXPIRY_S": bad})
+
+
+def test_the_http_body_timeout_is_bounded() -> None:
+    """A body of the HTTP API must arrive within 10 s by default; 0, negative or over 300 s
+    (a handler held for minutes) is refused, naming the key."""
+    assert load_settings(environ={}).http_body_timeout_s == 10.0
+    env = "IVR_ENGINE_HTTP_BODY_TIMEOUT_S"
+    assert load_settings(environ={env: "2.5"}).http_body_timeout_s == 2.5
+    for bad in ("0", "-1", "301"):
+        with pytest.raises(ConfigError, match=rf"http_body_timeout_s \(env {env}\)"):
+            load_settings(environ={env: bad})
