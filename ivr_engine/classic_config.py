@@ -38,7 +38,25 @@ CONFIG_ENV = "IVR_ENGINE_CONFIG"  # the settings file; not a setting itself
 SETTINGS_ENV_PREFIX = "IVR_ENGINE_"
 DEFAULT_SPOOL_DIR = "data/spool"  # Settings.spool_dir's default (a test checks)
 _PACKAGE = Path(__file__).parent
-_VALIDATORS = ("settings.py", "menu_config.py", "menu_codec.py", "domain/models.py")
+# Every module of ours that validating the settings and menus imports (a test keeps the list
+# whole): a change to any of them must miss the cache.
+_VALIDATORS = (
+    "__init__.py",
+    "data_dirs.py",
+    "domain/__init__.py",
+    "domain/errors.py",
+    "domain/models.py",
+    "menu_codec.py",
+    "menu_config.py",
+    "ports.py",
+    "settings.py",
+    "telephony/__init__.py",
+    "telephony/peers.py",
+    "timeline/__init__.py",
+    "timeline/errors.py",
+    "timeline/urls.py",
+    "yaml_load.py",
+)
 _MISS_ERRORS = (ValueError, KeyError, TypeError, AttributeError, RecursionError)
 log = logging.getLogger(__name__)
 
@@ -104,7 +122,8 @@ def settings_key(config_file: Path | None, environ: Mapping[str, str]) -> str | 
     try:
         for name in _VALIDATORS:
             digest.update(_PACKAGE.joinpath(name).read_bytes())
-        digest.update(_pydantic_version())
+        digest.update(_library_file("pydantic", "version.py"))
+        digest.update(_library_file("phonenumbers", "__init__.py"))  # default_region's regions
         if config_file is not None:
             digest.update(config_file.read_bytes())
     except OSError:
@@ -237,11 +256,12 @@ def _decode_settings(data: dict[str, Any]) -> CallSettings:
     )
 
 
-def _pydantic_version() -> bytes:
-    """The first ``pydantic/version.py`` on ``sys.path`` (read, not imported: importing
-    pydantic is what the cache saves; ``importlib.util.find_spec`` alone costs ~3 ms)."""
+def _library_file(package: str, name: str) -> bytes:
+    """A library's file holding its version, from the first ``package`` on ``sys.path``
+    (read, not imported: importing pydantic is what the cache saves;
+    ``importlib.util.find_spec`` alone costs ~3 ms)."""
     for entry in sys.path:
-        version = Path(entry or ".") / "pydantic" / "version.py"
+        version = Path(entry or ".") / package / name
         if version.is_file():
             return version.read_bytes()
-    return b"no pydantic"
+    return f"no {package}".encode()

@@ -5,6 +5,8 @@ goes back to the full validation (and its errors), never to other behaviour."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -209,3 +211,33 @@ def test_an_unwritable_spool_only_costs_the_cache(
     env["IVR_ENGINE_SPOOL_DIR"] = str(blocker / "spool")  # cannot be made: a file is there
     first = load_call_config(env)
     assert load_call_config(env) == first and len(validations) == 2
+
+
+def test_the_cache_key_covers_every_module_the_validation_imports() -> None:
+    """A change to any module of ours that validating settings and menus runs (the URL
+    parser, the data-dir checks, YAML loading...) must miss the cache; a module left out of
+    the key would let an old cache pass what the new code refuses."""
+    probe = (
+        "import json, sys; import ivr_engine.settings, ivr_engine.menu_config, "
+        "ivr_engine.menu_codec; print(json.dumps(sorted(m.__file__ for n, m in "
+        "sys.modules.items() if n.startswith('ivr_engine') and getattr(m, '__file__', None))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout
+    package = Path(classic_config.__file__).parent
+    imported = {Path(f).relative_to(package).as_posix() for f in json.loads(out)}
+    assert imported <= set(classic_config._VALIDATORS), imported - set(classic_config._VALIDATORS)
+
+
+def test_a_new_phonenumbers_release_misses_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """default_region is checked against the regions phonenumbers knows: another release of
+    it must validate again."""
+    before = classic_config.settings_key(None, {})
+    fake = tmp_path / "phonenumbers"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('__version__ = "0.0.1"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert classic_config.settings_key(None, {}) != before
