@@ -302,6 +302,11 @@ class Engine:
             None if admin is None else admin.get_secret_value(),
         )
 
+    @property
+    def active_calls(self) -> int:
+        """Calls in progress, FastAGI and ESL."""
+        return sum(server.active_calls for server in (self.agi, self.esl) if server is not None)
+
     def stop_accepting(self) -> None:
         """No new calls from now on (FastAGI, ESL); the ones in progress go on."""
         for server in (self.agi, self.esl):

@@ -117,10 +117,9 @@ async def run_engine(
             keep(loop.create_task(follow(engine), name="follow-settings"))
         await stop.wait()
         engine.stop_accepting()
-        calls = engine.agi.active_calls if engine.agi is not None else 0
         log.info(
             "stopping: no new calls; %d call(s) in progress may finish within %.1f s",
-            calls,
+            engine.active_calls,
             settings.shutdown_grace_s,
         )
     finally:

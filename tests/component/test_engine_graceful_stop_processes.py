@@ -51,3 +51,27 @@ async def test_sigterm_lets_calls_finish_then_ends_the_rest_as_failed(
         assert GRACE_S - 1.5 < waited < GRACE_S + 5  # the grace, from the log line seen
         assert await engine.exit_code() == 0
         assert "1 FastAGI connection(s) still in progress after the 3.0 s grace" in engine.log()
+
+
+async def test_stop_log_counts_esl_calls_too(sqlite_url: str, tmp_path: Path) -> None:
+    """The stop's "N call(s) in progress" line counts every call the grace applies to: the
+    FreeSWITCH (ESL) ones as well as the FastAGI ones (it said 1 here before: FastAGI only)."""
+    config = tmp_path / "engine.yaml"
+    settings = {"database_url": sqlite_url, "shutdown_grace_s": 0.5, "esl_port": 0}
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    args = ["--config", str(config), "run", "--agi-port", "0", "--http-port", "0"]
+    async with engine_process(tmp_path, args) as engine:
+        esl_port = int((await engine.wait_log(r"outbound socket on 127\.0\.0\.1:(\d+)"))[0][1])
+        ready = await engine.wait_log(r"engine ready: FastAGI 127\.0\.0\.1:(\d+)")
+        agi_call = await HeldCall.open(int(ready[0][1]), "+15550100003")
+        esl_reader, esl_writer = await asyncio.open_connection("127.0.0.1", esl_port)
+        async with asyncio.timeout(10):  # the engine waits for the switch's answer
+            assert await esl_reader.readuntil(b"\n\n") == b"connect\n\n"
+        engine.process.send_signal(signal.SIGTERM)
+        await engine.wait_log(r"stopping: no new calls; \d+ call\(s\) in progress")
+        assert "stopping: no new calls; 2 call(s) in progress may finish within 0.5 s" in (
+            engine.log()
+        )
+        assert await engine.exit_code() == 0
+        for writer in (agi_call.writer, esl_writer):
+            writer.close()
