@@ -85,6 +85,7 @@ class Engine:
     # The HTTP API's tokens in force (api_tokens, admin_token): a reload replaces them.
     tokens: LiveTokens = field(default_factory=LiveTokens)
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _grace_ended: bool = False  # ``end_grace``: the stop gives calls no (more) grace
 
     async def start(self) -> None:
         """Open what calls need, in the order a call uses it; then listen."""
@@ -313,6 +314,16 @@ class Engine:
             if server is not None:
                 server.stop_accepting()
 
+    def end_grace(self) -> int:
+        """End the stop's grace now (a second SIGTERM or SIGINT): the calls in progress are
+        told failed and cancelled at once; the rest of the stop (the recorder writes or
+        spools every call, these included) goes on as usual. How many calls were cut."""
+        self._grace_ended = True
+        for server in (self.agi, self.esl):
+            if server is not None:
+                server.end_grace()
+        return self.active_calls
+
     async def stop(self) -> None:
         """Stop taking calls, let the ones in flight finish for ``shutdown_grace_s`` (then
         end them as failed: the dialplan's static menu), flush the recorder, close the DB.
@@ -343,7 +354,7 @@ class Engine:
         """FastAGI and ESL drained together, under one ``shutdown_grace_s``: one after the
         other, the ESL calls had a second grace once the FastAGI one had run out (the stop
         then outlasted the supervisor's ``shutdown_grace_s + STOP_MARGIN_S``)."""
-        grace = self.settings.shutdown_grace_s
+        grace = 0.0 if self._grace_ended else self.settings.shutdown_grace_s
         pairs: tuple[tuple[str, CallServer | None], ...] = (
             ("FastAGI server", self.agi),
             ("ESL server", self.esl),
