@@ -85,6 +85,7 @@ class Engine:
     # The HTTP API's tokens in force (api_tokens, admin_token): a reload replaces them.
     tokens: LiveTokens = field(default_factory=LiveTokens)
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _grace_ended: bool = False  # ``end_grace``: the stop gives calls no (more) grace
 
     async def start(self) -> None:
         """Open what calls need, in the order a call uses it; then listen."""
@@ -303,11 +304,26 @@ class Engine:
             None if admin is None else admin.get_secret_value(),
         )
 
+    @property
+    def active_calls(self) -> int:
+        """Calls in progress, FastAGI and ESL."""
+        return sum(server.active_calls for server in (self.agi, self.esl) if server is not None)
+
     def stop_accepting(self) -> None:
         """No new calls from now on (FastAGI, ESL); the ones in progress go on."""
         for server in (self.agi, self.esl):
             if server is not None:
                 server.stop_accepting()
+
+    def end_grace(self) -> int:
+        """End the stop's grace now (a second SIGTERM or SIGINT): the calls in progress are
+        told failed and cancelled at once; the rest of the stop (the recorder writes or
+        spools every call, these included) goes on as usual. How many calls were cut."""
+        self._grace_ended = True
+        for server in (self.agi, self.esl):
+            if server is not None:
+                server.end_grace()
+        return self.active_calls
 
     async def stop(self) -> None:
         """Stop taking calls, let the ones in flight finish for ``shutdown_grace_s`` (then
@@ -339,7 +355,7 @@ class Engine:
         """FastAGI and ESL drained together, under one ``shutdown_grace_s``: one after the
         other, the ESL calls had a second grace once the FastAGI one had run out (the stop
         then outlasted the supervisor's ``shutdown_grace_s + STOP_MARGIN_S``)."""
-        grace = self.settings.shutdown_grace_s
+        grace = 0.0 if self._grace_ended else self.settings.shutdown_grace_s
         pairs: tuple[tuple[str, CallServer | None], ...] = (
             ("FastAGI server", self.agi),
             ("ESL server", self.esl),

@@ -1,5 +1,6 @@
 """The engine as a running process (``ivr-engine run``, or one worker of several): start it,
-settle the heap, write the ready file, then run until SIGINT/SIGTERM; SIGHUP reloads the
+settle the heap, write the ready file, then run until SIGINT/SIGTERM (a second one ends the
+stop's grace at once: ``stop_signals``); SIGHUP reloads the
 menus and the HTTP API's tokens (``token_reload.py``), SIGUSR1 dumps the tasks
 (``task_dump.py``)."""
 
@@ -22,6 +23,9 @@ from ivr_engine.token_reload import SettingsSource, describe, describe_unexpecte
 from ivr_engine.workers.role import WorkerRole
 
 log = logging.getLogger(__name__)
+
+# From the supervisor to its workers only: end the stop's grace now (its second stop signal).
+END_GRACE_SIGNAL = signal.SIGUSR2
 
 
 async def reload_logged(engine: Engine) -> bool:
@@ -56,6 +60,27 @@ async def reload_tokens_logged(engine: Engine, source: SettingsSource) -> bool:
     return True
 
 
+def stop_signals(engine: Engine, stop: asyncio.Event, *, worker: bool) -> Callable[[int], None]:
+    """The handler of the stop signals: the first SIGTERM or SIGINT stops the engine
+    (``stop``), a second one ends the stop's grace now (``Engine.end_grace``). A worker
+    (``worker``) takes the end of its grace from its supervisor only (``END_GRACE_SIGNAL``):
+    it gets SIGINT and SIGTERM twice on one stop (Ctrl-C reaches its whole process group,
+    or a service manager signals every process, and the supervisor passes the stop on)."""
+
+    def on_signal(sig: int) -> None:
+        name = "the supervisor's" if sig == END_GRACE_SIGNAL else signal.Signals(sig).name
+        if sig == END_GRACE_SIGNAL or (stop.is_set() and not worker):
+            stop.set()
+            cut = engine.end_grace()
+            log.warning("second signal (%s): ending the grace now, %d call(s) cut", name, cut)
+        elif stop.is_set():
+            log.info("%s: already stopping (the supervisor says when to end the grace)", name)
+        else:
+            stop.set()
+
+    return on_signal
+
+
 async def run_engine(
     settings: Settings,
     ready_file: Path | None = None,
@@ -76,9 +101,10 @@ async def run_engine(
     engine.load_link_fd = load_link_fd
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    on_stop_signal = stop_signals(engine, stop, worker=role is not None)
+    for sig in (signal.SIGINT, signal.SIGTERM, *((END_GRACE_SIGNAL,) if role is not None else ())):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_stop_signal, sig)
     reloads: set[asyncio.Task[Any]] = set()
 
     def keep(task: asyncio.Task[Any]) -> None:
@@ -117,10 +143,9 @@ async def run_engine(
             keep(loop.create_task(follow(engine), name="follow-settings"))
         await stop.wait()
         engine.stop_accepting()
-        calls = engine.agi.active_calls if engine.agi is not None else 0
         log.info(
             "stopping: no new calls; %d call(s) in progress may finish within %.1f s",
-            calls,
+            engine.active_calls,
             settings.shutdown_grace_s,
         )
     finally:

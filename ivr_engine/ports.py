@@ -229,6 +229,12 @@ class CallChannel(Protocol):
 
     async def set_variable(self, name: str, value: str) -> None: ...
 
+    def keep_outcome(self) -> None:
+        """From now on the call's outcome is decided and must stand (the caller was texted a
+        link): a stop whose grace ends before the call does, or a failure, does not tell the
+        switch ``IVR_OUTCOME=failed`` (the caller would get the SMS and the fallback menu)."""
+        ...
+
     async def set_variables(self, values: Mapping[str, str]) -> None:
         """Several channel variables, in as few commands as the switch allows."""
         ...

@@ -251,6 +251,8 @@ class IvrFlow:
             record.step("continue_sms_failed")
             return False
         record.step("continued_by_sms", case=case_id)
+        record.outcome = CallOutcome.CONTINUED  # the link is sent: the call ends so, whatever
+        channel.keep_outcome()  # comes next (a stop's grace ending: not told failed)
         await channel.set_variables(
             {
                 variables.CASE_ID: case_id,
@@ -258,7 +260,6 @@ class IvrFlow:
                 variables.OUTCOME: CallOutcome.CONTINUED.value,
             }
         )
-        record.outcome = CallOutcome.CONTINUED
         return True
 
     # ------------------------------------------------------------------ fields

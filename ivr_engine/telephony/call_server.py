@@ -26,6 +26,7 @@ class CallTasks:
         self._what = what  # "AGI connection", "ESL connection": for the log
         self._tasks: set[asyncio.Task[None]] = set()
         self._abandon: dict[asyncio.Task[None], Callable[[], None]] = {}
+        self._grace_over = asyncio.Event()  # ``end_grace``: a drain waits no longer
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -47,17 +48,24 @@ class CallTasks:
         if not task.cancelled() and task.exception() is not None:
             log.error("%s task failed", self._what, exc_info=task.exception())
 
+    def end_grace(self) -> None:
+        """A drain in progress (or to come) waits no longer: the calls left are ended now."""
+        self._grace_over.set()
+
     async def drain(self, grace: float) -> None:
-        """Let the tasks finish for ``grace`` seconds, then cancel and await the rest."""
+        """Let the tasks finish for ``grace`` seconds (less if ``end_grace`` is called), then
+        cancel and await the rest."""
         pending = set(self._tasks)
-        if pending and grace > 0:
-            _, pending = await asyncio.wait(pending, timeout=grace)
+        if pending and grace > 0 and not self._grace_over.is_set():
+            pending = await self._wait(pending, grace)
         if pending:
             log.warning(
-                "%d %s(s) still in progress after the %.1f s grace: ended as failed",
+                "%d %s(s) still in progress %s: ended as failed",
                 len(pending),
                 self._what,
-                grace,
+                "when the grace was cut short"
+                if self._grace_over.is_set()
+                else f"after the {grace:.1f} s grace",
             )
         for task in pending:
             if (abandon := self._abandon.get(task)) is not None:
@@ -66,6 +74,16 @@ class CallTasks:
                 except Exception:  # best effort: the call is cancelled all the same
                     log.exception("telling the switch a %s failed did not work", self._what)
         await cancel_and_wait(pending)  # a call waiting on Redis can lose one cancel
+
+    async def _wait(self, tasks: set[asyncio.Task[None]], grace: float) -> set[asyncio.Task[None]]:
+        """The tasks still running after ``grace`` seconds or ``end_grace``, whichever first."""
+        cut = asyncio.create_task(self._grace_over.wait())
+        ended = asyncio.create_task(asyncio.wait(tasks))  # cancelling it cancels no call
+        try:
+            await asyncio.wait({ended, cut}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait({cut, ended})
+        return {task for task in tasks if not task.done()}
 
 
 class CallServer:
@@ -153,6 +171,11 @@ class CallServer:
         them)."""
         if self._server is not None:
             self._server.close()
+
+    def end_grace(self) -> None:
+        """The calls ``close`` is giving a grace (or will) are ended now (a second stop
+        signal): told failed where the server can, then cancelled."""
+        self._tasks.end_grace()
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop accepting; give calls ``grace`` seconds to finish, then end the rest

@@ -24,10 +24,12 @@ stdin (worker 0 serves the API and puts them in force; ``child.py``) and starts 
 restarted later with them; if they fail, it logs why and nothing changes. SIGTERM or SIGINT
 is passed to every worker, which stops accepting and lets its calls finish (the engine's own
 drain, ``shutdown_grace_s``), and the supervisor exits 0 once they have all exited (any left
-``STOP_MARGIN_S`` after the grace are killed). A worker that exits on its own is restarted,
-in the same role, after a back-off (1 s, doubling while it keeps dying within
-``HEALTHY_AFTER_S`` of starting, at most 30 s: ``Worker`` in ``worker_process.py``), and
-logged. Its calls in progress were cut off (Asterisk: ``AGISTATUS=FAILURE``, the dialplan's
+``STOP_MARGIN_S`` after the grace are killed); a second SIGTERM or SIGINT ends the workers'
+grace at once (passed on as ``END_GRACE_SIGNAL``: a worker may get SIGTERM/SIGINT twice on one
+stop, so it takes the end of its grace from the supervisor only). A worker that exits on its
+own is restarted, in the same role, after a back-off (1 s, doubling while it keeps dying
+within ``HEALTHY_AFTER_S`` of starting, at most 30 s: ``Worker`` in ``worker_process.py``),
+and logged. Its calls in progress were cut off (Asterisk: ``AGISTATUS=FAILURE``, the dialplan's
 ``ivr-fail`` static menu); the other workers' calls are separate processes and go on, and
 new calls go to the workers still listening while it restarts.
 """
@@ -44,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.engine_process import END_GRACE_SIGNAL
 from ivr_engine.settings import Settings
 from ivr_engine.task_dump import log_tasks
 from ivr_engine.token_reload import (
@@ -124,9 +127,23 @@ class Supervisor:
     def _handle_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stopping.set)
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         loop.add_signal_handler(signal.SIGUSR1, self._dump_tasks)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        """The first SIGTERM/SIGINT stops (``_stop``); a second one ends the workers' grace
+        now: passed on to each worker as ``END_GRACE_SIGNAL`` (each tells its calls left
+        they failed, writes or spools them, and exits)."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            return
+        told = self._signal_workers(END_GRACE_SIGNAL)
+        log.warning(
+            "second signal (%s): ending the grace now, %d worker(s) told to cut their calls",
+            sig.name,
+            told,
+        )
 
     def _reload(self) -> None:
         log.info(

@@ -30,6 +30,7 @@ from ivr_engine.omni.wiring import continuation_key
 from ivr_engine.ports import Identity, NewTimelineEvent, StoredEvent
 from ivr_engine.timeline import open_timeline
 from ivr_engine.timeline.migrate import upgrade
+from tests.component.engine_workers import HeldCall
 from tests.component.test_ivr_flow import call, call_event, settings_for, store
 
 SECRET = "ab" * 32
@@ -435,3 +436,42 @@ async def _timeline_after(url: str, customer_id: str) -> list[StoredEvent]:
         return list((await opened.store.timeline(customer_id)).events)
     finally:
         await opened.close()
+
+
+async def test_a_stop_while_the_continued_outcome_is_written_does_not_end_it_as_failed(
+    sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    """The caller pressed * and was texted the link; the stop's grace ends while the engine
+    writes ``IVR_OUTCOME=continued`` (Asterisk has not answered the MSet yet). That outcome
+    stands: the call is not told ``failed`` after it (before, it was, and the caller got the
+    SMS and then the fallback menu), and the timeline records it as continued."""
+    settings = settings_for(
+        sqlite_url,
+        tmp_path,
+        continuation_secret=SECRET,
+        public_url="https://seed.example",
+        shutdown_grace_s=0,
+    )
+    running = Engine(settings)
+    await running.start()
+    try:
+        assert running.agi is not None
+        phone = new_phone()
+        held = await HeldCall.open(running.agi.port, phone)
+        held.writer.write(b"200 result=0\n")  # the menu's Read: then its keys are asked for
+        async with asyncio.timeout(10):
+            assert (await held.reader.readline()).startswith(b"GET FULL VARIABLE")
+            held.writer.write(b"200 result=1 (*|OK)\n")
+            mset = (await held.reader.readline()).decode()  # never answered
+        assert mset.startswith('EXEC "MSet"') and "IVR_OUTCOME=continued" in mset
+        running.stop_accepting()
+    finally:
+        await running.stop()
+    async with asyncio.timeout(10):
+        assert await held.reader.read() == b""  # closed, nothing after the MSet
+    held.writer.close()
+    timeline = await open_timeline(sqlite_url)
+    try:
+        assert (await call_event(timeline.store, phone)).data["outcome"] == "continued"
+    finally:
+        await timeline.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,6 +26,7 @@ from tests.component.engine_workers import (
     listening_pids,
     process_gone,
 )
+from tests.component.test_engine_graceful_stop_processes import recorded_outcome
 from tests.component.test_ivr_flow import labels
 from tests.component.test_menu_reload import DEFAULT_ORDER, without_moving
 
@@ -141,6 +143,42 @@ async def test_sigterm_lets_every_workers_calls_finish_then_exits_0(
     assert "all workers stopped" in two_workers.log()
     for pid in workers:
         await process_gone(pid)
+
+
+async def test_a_second_ctrl_c_ends_every_workers_grace_at_once(
+    sqlite_url: str, tmp_path: Path, menus_dir: Path, new_phone: Callable[[], str]
+) -> None:
+    """Ctrl-C signals the whole process group: the supervisor and each worker get SIGINT,
+    then each worker the supervisor's SIGTERM too; that one Ctrl-C only starts the grace
+    (a call still finishes as routed). A second Ctrl-C ends it at once: the supervisor
+    passes it on, each worker tells its calls left they failed, writes them and exits.
+    Before, the second signal was ignored by the supervisor and the workers alike: only
+    SIGKILL cut a long grace short, and lost the calls not yet written."""
+    env = {"IVR_ENGINE_MENUS_DIR": str(menus_dir), "IVR_ENGINE_SHUTDOWN_GRACE_S": "300"}
+    async with engine_process(tmp_path, run_args(sqlite_url, "--workers", "2"), env) as engine:
+        await engine.wait_log(r"engine ready: 2 workers")
+        workers = pids(engine)
+        held = await calls_on_each(engine.agi_port, workers, new_phone)
+
+        def ctrl_c() -> None:
+            for pid in (engine.process.pid, *workers):
+                os.kill(pid, signal.SIGINT)
+
+        ctrl_c()
+        await engine.wait_log(r"stopping: SIGTERM to 2 worker")  # each: SIGINT, then SIGTERM
+        await engine.wait_log(r"stopping: no new calls", count=2)
+        assert (await held[workers[0]].pop().finish("1"))["IVR_OUTCOME"] == "routed"
+        ctrl_c()
+        left = [call for calls in held.values() for call in calls]
+        async with asyncio.timeout(10):  # not the 300 s grace
+            said = [(await call.reader.read()).decode() for call in left]
+        assert said == ["SET VARIABLE IVR_OUTCOME failed\n"] * len(left)
+        assert await engine.exit_code() == 0
+        log = engine.log()
+        assert "second signal (SIGINT): ending the grace now, 2 worker(s) told" in log
+        assert len(re.findall(r"ending the grace now, \d+ call\(s\) cut", log)) == 2
+        for call in left:  # written by the worker that cut it, not lost
+            assert recorded_outcome(sqlite_url, call.uniqueid) == "failed"
 
 
 async def test_workers_stop_when_the_supervisor_is_killed(two_workers: EngineProcess) -> None:

@@ -79,6 +79,7 @@ class ScriptedEngine:
     SIGNALS: ClassVar[tuple[tuple[float, signal.Signals], ...]] = ((0.05, signal.SIGTERM),)
     steps: ClassVar[list[str]] = []
     agi = None
+    active_calls = 0
 
     def __init__(self, settings: object) -> None:
         pass

@@ -170,10 +170,19 @@ class AgiChannel:
         self._hung_up = False
         self._broken: str | None = None  # why the connection is out of step, if it is
         self._commands_sent = 0
+        self._outcome_kept = False
 
     @property
     def hung_up(self) -> bool:
         return self._hung_up
+
+    @property
+    def outcome_kept(self) -> bool:
+        """``keep_outcome`` was called: nothing may tell the switch this call failed."""
+        return self._outcome_kept
+
+    def keep_outcome(self) -> None:
+        self._outcome_kept = True
 
     @property
     def commands_sent(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -86,8 +87,10 @@ async def handle_agi_streams(
     *,
     default: Handler | None = None,
     limits: AgiLimits = DEFAULT_LIMITS,
+    opened: Callable[[AgiChannel], None] | None = None,
 ) -> None:
-    """Serve one AGI session on a stream pair, then close the writer."""
+    """Serve one AGI session on a stream pair, then close the writer. ``opened``: told the
+    call's channel once the header is read."""
     try:
         try:
             request = await read_request(reader, limits)
@@ -100,6 +103,8 @@ async def handle_agi_streams(
             command_timeout=limits.command_timeout,
             max_line_bytes=limits.max_line_bytes,
         )
+        if opened is not None:
+            opened(channel)
         handler = handlers.get(request.script, default)
         if handler is None:
             await _refuse(request, channel)
@@ -167,6 +172,10 @@ class FastAgiServer(CallServer):
         )
         self._limits = AgiLimits(header_timeout, max_header_bytes, command_timeout, max_line_bytes)
         self._handlers: dict[str, Handler] = {}
+        # each call's channel, for ``_abandon`` (an entry goes with its connection)
+        self._channels: weakref.WeakKeyDictionary[asyncio.StreamWriter, AgiChannel] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def register(self, name: str, handler: Handler) -> None:
         """Serve ``agi://host/<name>``; a name can be registered once."""
@@ -183,12 +192,21 @@ class FastAgiServer(CallServer):
     def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> Coroutine[Any, Any, None]:
-        return handle_agi_streams(reader, writer, self.handlers, limits=self._limits)
+        def opened(channel: AgiChannel) -> None:
+            self._channels[writer] = channel
+
+        return handle_agi_streams(reader, writer, self.handlers, limits=self._limits, opened=opened)
 
     def _abandon(self, writer: asyncio.StreamWriter) -> None:
         """``IVR_OUTCOME=failed`` queued on the connection, not awaited: Asterisk runs it
         after the command it is in (a ``Read`` the caller is answering), then sees the
         connection close, and the dialplan plays its static menu (``ivr-fail``), not dead
-        air. A line of its own in the write buffer: never inside another command's."""
+        air. A line of its own in the write buffer: never inside another command's. Not for
+        a call whose outcome is kept (``AgiChannel.keep_outcome``: continued by SMS, the
+        caller already has the link): the variables it is writing stand."""
+        channel = self._channels.get(writer)
+        if channel is not None and channel.outcome_kept:
+            log.info("a call continued by SMS keeps its outcome: not told failed on the stop")
+            return
         if not writer.is_closing():
             writer.write(FAILED_ON_STOP)

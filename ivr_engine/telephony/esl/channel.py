@@ -129,6 +129,10 @@ class EslChannel:
         _check_variable(name, value)
         await self.execute("set", f"{name}={value}")
 
+    def keep_outcome(self) -> None:
+        """Nothing to hold back: an ESL call is never told ``failed`` on a stop (it is
+        closed; what was set stays)."""
+
     async def set_variables(self, values: Mapping[str, str]) -> None:
         """One ``multiset`` for plain values (it splits on spaces), ``set`` for the rest."""
         for name, value in values.items():
