@@ -236,6 +236,7 @@ def desktop_config(settings: Settings) -> DesktopConfig:
         allowed_origins=frozenset(settings.desktop_allowed_origins),
         secure_cookie=settings.desktop_secure_cookie,
         trusted_proxies=parse_networks(settings.desktop_trusted_proxies),
+        body_timeout_s=settings.http_body_timeout_s,
     )
 
 

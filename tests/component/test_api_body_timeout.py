@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ivr_engine.api.app import create_api_app
 from ivr_engine.app import Engine
+from ivr_engine.contact_center.wiring import desktop_config
 from ivr_engine.desktop import DesktopConfig
 from ivr_engine.timeline import open_timeline
 from tests.component.test_desktop_app import _desk
@@ -133,6 +134,12 @@ async def test_the_engine_applies_http_body_timeout_s(sqlite_url: str, tmp_path:
         assert _error(answer)[1]["message"] == "the body did not arrive whole within 0.5 s"
     finally:
         await engine.stop()
+
+
+def test_the_desktop_uses_http_body_timeout_s(sqlite_url: str, tmp_path: Path) -> None:
+    """Not a fixed 10 s of its own: the engine's setting applies to the desktop's bodies."""
+    settings = settings_for(sqlite_url, tmp_path, http_body_timeout_s=TIMEOUT_S)
+    assert desktop_config(settings).body_timeout_s == TIMEOUT_S
 
 
 async def test_the_desktops_408_keeps_its_headers_and_closes(sqlite_url: str) -> None:
