@@ -114,12 +114,26 @@ def append_bytes(path: Path, data: bytes) -> None:
     _append(path, [data])
 
 
+def _open_to_append(path: Path) -> tuple[int, bool]:
+    """The file descriptor, and whether this call created the file."""
+    flags = os.O_RDWR | os.O_APPEND
+    while True:
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE), True
+        except FileExistsError:
+            pass
+        try:
+            return os.open(path, flags), False
+        except FileNotFoundError:  # removed in between (a replay took it): create it
+            continue
+
+
 def _append(path: Path, blocks: Iterable[bytes]) -> None:
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, PRIVATE_FILE_MODE)
+    fd, created = _open_to_append(path)
     try:
-        start = os.lseek(fd, 0, os.SEEK_END)
-        if not start:  # new (or empty): customer data, 0600 whatever the umask
+        if created:  # customer data: 0600 whatever the umask; an existing file keeps its mode
             os.fchmod(fd, PRIVATE_FILE_MODE)
+        start = os.lseek(fd, 0, os.SEEK_END)
         try:
             if start and os.pread(fd, 1, start - 1) != b"\n":
                 os.write(fd, b"\n")

@@ -60,6 +60,18 @@ def test_spool_files_are_written_private(tmp_path: Path) -> None:
     assert {f.name: mode(f) for f in written} == {f.name: 0o600 for f in written}
 
 
+def test_an_existing_spool_file_keeps_its_mode_even_empty(tmp_path: Path) -> None:
+    """Only files the engine creates are made 0600: an operator's mode on an existing one
+    stays, also when that file is empty (before, an empty one was taken for a new one)."""
+    for name, content in (("empty.jsonl", b""), ("full.jsonl", b"{}\n")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        path.chmod(0o640)
+        append_to_spool(path, b'{"call": 1}\n')
+        assert mode(path) == 0o640, name
+        assert path.read_bytes() == content + b'{"call": 1}\n'
+
+
 async def test_the_delivery_stores_are_created_private(tmp_path: Path) -> None:
     (tmp_path / "hooks").mkdir()  # the relay makes it (in spool_dir)
     store = await SqliteDeliveryStore.open(tmp_path / "hooks" / "webhooks.db")
