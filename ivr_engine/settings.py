@@ -383,6 +383,13 @@ def check_redis_url(url: str) -> None:
     if parts.scheme == "unix" and not parts.path:
         raise ValueError(f"{shown!r}: no socket path: use unix:///PATH/redis.sock")
     if parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        if "@" in parts.path:  # a raw "/" in the user or password ended the userinfo early
+            # no URL in the message: what stands for the host may be a piece of the password
+            raise ValueError(
+                "the user or password holds a raw '/' (the URL has an '@' after it): in "
+                f"the user and password '/' must be percent-encoded as %2F, '@' as %40: "
+                f"use {REDIS_URL_FORM}"
+            )
         raise ValueError(f"{shown!r}: the database after the port must be a number, e.g. /0")
     from redis.connection import parse_url
 

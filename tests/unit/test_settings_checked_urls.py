@@ -59,6 +59,9 @@ def test_a_database_url_the_engine_cannot_open_is_refused_on_load(
         ("redis://:pa/ss@h:6379/0", "the port is not a number"),
         ("redis://h:99999/0", "the port is not a number"),
         ("redis://h:6379/zero", "the database after the port must be a number"),
+        ("redis://u:hun@pa/ss@h/0", "'/' must be percent-encoded as %2F, '@' as %40"),
+        ("redis://u:hun@pa/ss@h:6379/0", "'/' must be percent-encoded as %2F, '@' as %40"),
+        ("rediss://pa/ss@h/0", "'/' must be percent-encoded as %2F, '@' as %40"),
         ("redis://h:6379/0?socket_timeout=soon", "refused by redis-py"),
         ("unix://", "no socket path"),
     ],
@@ -67,7 +70,9 @@ def test_a_redis_url_redis_py_cannot_use_is_refused_on_load(key: str, url: str, 
     env = f"IVR_ENGINE_{key.upper()}"
     with pytest.raises(ConfigError, match=rf"environment: {key} \(env {env}\): ") as caught:
         load_settings(environ={env: url})
-    assert said in str(caught.value) and "pa/ss" not in str(caught.value)
+    assert said in str(caught.value)
+    assert "pa/ss" not in str(caught.value) and "ss@" not in str(caught.value)
+    assert "hun" not in str(caught.value)
 
 
 def test_redis_urls_redis_py_takes_are_taken() -> None:
