@@ -232,7 +232,14 @@ class Engine:
         ui = create_timeline_ui_app(self.timeline.store, token_required=bool(api_tokens))
         app.add_subapp("/timeline", ui)
         if self.continuation is not None:
-            app.add_routes(redeem_routes(self.continuation.tokens, self.timeline.store, utc_now))
+            app.add_routes(
+                redeem_routes(
+                    self.continuation.tokens,
+                    self.timeline.store,
+                    utc_now,
+                    body_timeout_s=settings.http_body_timeout_s,
+                )
+            )
         if self.webhooks is not None:
             app.add_routes(webhook_admin_routes(self.webhooks.dispatcher, self.tokens))
         if self.contact_center is not None:

@@ -18,7 +18,6 @@ from ivr_engine.contact_center.load_json import LoadSnapshot
 from ivr_engine.contact_center.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ivr_engine.domain.models import Channel
 from ivr_engine.omni import webhook_admin_json as hooks
-from ivr_engine.omni.redeem_api import BODY_TIMEOUT_S as REDEEM_BODY_TIMEOUT_S
 from ivr_engine.omni.redeem_api import MAX_BODY as REDEEM_MAX_BODY
 from ivr_engine.omni.webhook_admin import LIST_PATH, REDRIVE_PATH
 
@@ -95,7 +94,7 @@ def _redeem_paths(b: OperationBuilder) -> dict[str, Any]:
     }
     op["responses"]["404"]["description"] = "The link's customer is not in the timeline"
     op["responses"]["408"] = {
-        "description": f"The body did not arrive within {REDEEM_BODY_TIMEOUT_S:g} s",
+        "description": "body_timeout: the body did not arrive whole within http_body_timeout_s",
         "content": {"application/json": {"schema": _ERROR}},
     }
     op["responses"]["409"]["description"] = "This link was already used"

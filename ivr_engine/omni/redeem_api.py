@@ -30,6 +30,7 @@ from crm_bridge.continuation_errors import (
     TokenAlreadyUsed,
     UsedTokenStoreUnavailable,
 )
+from ivr_engine.api.errors import ApiError
 from ivr_engine.ports import NewTimelineEvent, TimelineStore
 
 MAX_BODY = 4096
@@ -57,19 +58,24 @@ async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
 
 
 def redeem_routes(
-    tokens: ContinuationTokens, store: TimelineStore, clock: Callable[[], datetime]
+    tokens: ContinuationTokens,
+    store: TimelineStore,
+    clock: Callable[[], datetime],
+    *,
+    body_timeout_s: float = BODY_TIMEOUT_S,  # the engine passes http_body_timeout_s
 ) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
     @routes.post("/v1/continuations/redeem")
     async def redeem(request: web.Request) -> web.Response:
         try:
-            async with asyncio.timeout(BODY_TIMEOUT_S):
+            async with asyncio.timeout(body_timeout_s):
                 raw = await read_body(request)
         except _BodyTooLarge:
             return _error(413, "body_too_large", f"at most {MAX_BODY} bytes")
-        except TimeoutError:
-            return _error(408, "body_timeout", "the request body took too long to arrive")
+        except TimeoutError:  # raised: the API's middleware closes the connection after it
+            message = f"the body did not arrive whole within {body_timeout_s:g} s"
+            raise ApiError(408, "body_timeout", message) from None
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: recursion

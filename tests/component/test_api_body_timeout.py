@@ -136,6 +136,31 @@ async def test_the_engine_applies_http_body_timeout_s(sqlite_url: str, tmp_path:
         await engine.stop()
 
 
+async def test_the_redeem_route_applies_http_body_timeout_s(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Not a fixed 10 s of its own (``_exchange`` gives up after 5 s), and the connection
+    is closed after the 408 as the API's other routes do (it was kept alive)."""
+    settings = settings_for(
+        sqlite_url, tmp_path, http_body_timeout_s=TIMEOUT_S, continuation_secret="ab" * 32
+    )
+    engine = Engine(settings)
+    await engine.start()
+    try:
+        port = engine.http_port
+        head = _head(port, "Content-Length: 100", "/v1/continuations/redeem")
+        answer = await _exchange(port, head + b'{"token": ', [], pause_s=0)
+    finally:
+        await engine.stop()
+    head_lines, error = _error(answer)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"\r\nConnection: close" in head_lines  # the rest of the body may never come
+    assert error == {
+        "code": "body_timeout",
+        "message": "the body did not arrive whole within 0.5 s",
+    }
+
+
 def test_the_desktop_uses_http_body_timeout_s(sqlite_url: str, tmp_path: Path) -> None:
     """Not a fixed 10 s of its own: the engine's setting applies to the desktop's bodies."""
     settings = settings_for(sqlite_url, tmp_path, http_body_timeout_s=TIMEOUT_S)
