@@ -114,10 +114,13 @@ def append_bytes(path: Path, data: bytes) -> None:
     _append(path, [data])
 
 
+_OPEN_TRIES = 10  # each a file removed between two opens: a replay taking it
+
+
 def _open_to_append(path: Path) -> tuple[int, bool]:
     """The file descriptor, and whether this call created the file."""
     flags = os.O_RDWR | os.O_APPEND
-    while True:
+    for _ in range(_OPEN_TRIES):
         try:
             return os.open(path, flags | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE), True
         except FileExistsError:
@@ -125,7 +128,11 @@ def _open_to_append(path: Path) -> tuple[int, bool]:
         try:
             return os.open(path, flags), False
         except FileNotFoundError:  # removed in between (a replay took it): create it
-            continue
+            if os.path.islink(path):  # dangling: O_EXCL refuses it, a plain open finds nothing
+                break
+    # a symbolic link to a file not there yet: created through it, as a plain O_CREAT does
+    # (and not tried again and again forever, holding the spool's lock)
+    return os.open(path, flags | os.O_CREAT, PRIVATE_FILE_MODE), True
 
 
 def _append(path: Path, blocks: Iterable[bytes]) -> None:

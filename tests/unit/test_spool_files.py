@@ -199,3 +199,18 @@ async def test_an_offset_left_without_its_replay_file_skips_nothing(tmp_path: Pa
 
 def files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
+
+
+def test_an_append_through_a_dangling_symlink_creates_its_target_once(tmp_path: Path) -> None:
+    # O_CREAT | O_EXCL refuses a dangling link (EEXIST) and a plain open finds nothing
+    # (ENOENT): retried without end, the append spun forever holding the spool's lock
+    target = tmp_path / "elsewhere.jsonl"
+    (tmp_path / SPOOL_FILE).symlink_to(target)
+    code = (
+        "import sys; from pathlib import Path; "
+        "from ivr_engine.flows.spool_files import append_to_spool; "
+        "append_to_spool(Path(sys.argv[1]), b'a\\n')"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / SPOOL_FILE)], check=True, timeout=10)
+    assert target.read_bytes() == b"a\n"
+    assert target.stat().st_mode & 0o777 == 0o600
