@@ -94,9 +94,9 @@ class Settings(BaseModel):
         10.0,
         gt=0,
         le=300,
-        description="a JSON body of the HTTP API (the desktop too) must arrive whole within "
-        "this, else 408 body_timeout (a slow, stalled or broken body no longer holds its "
-        "handler)",
+        description="a JSON body of the HTTP API (the desktop too) must arrive within this "
+        "plus 1 s per KiB received, else 408 body_timeout (a stalled, dripping or broken body "
+        "no longer holds its handler)",
     )
     # FreeSWITCH: the outbound Event Socket server (socket app); None: not started.
     esl_host: str = "127.0.0.1"

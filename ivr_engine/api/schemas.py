@@ -8,7 +8,6 @@ app's default region, so handlers only ever see E.164 phones and lower-case e-ma
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from ivr_engine.api.body_time import read_in_time
 from ivr_engine.api.errors import ApiError, bad_request, from_validation_error
 from ivr_engine.api.keys import BODY_TIMEOUT_S, DEFAULT_REGION, MAX_BODY_BYTES
 from ivr_engine.domain.models import Channel, IdentityKind
@@ -234,17 +234,17 @@ def check_not_ahead(occurred_at: datetime | None, now: datetime) -> None:
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """Read, size-check, decode and validate a JSON body into ``model``.
 
-    The body must be in whole within ``BODY_TIMEOUT_S`` (408): a slow or stalled one, or a
-    malformed chunk in a later TCP segment than the headers (aiohttp's C parser never passes
-    that error on to the body), would otherwise hold the handler until the client hangs up."""
+    The body must arrive in time (408; ``body_time.read_in_time``, from ``BODY_TIMEOUT_S``): a
+    stalled one, a drip, or a malformed chunk in a later TCP segment than the headers
+    (aiohttp's C parser never passes that error on to the body), would otherwise hold the
+    handler until the client hangs up."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     limit, timeout_s = request.app[MAX_BODY_BYTES], request.app[BODY_TIMEOUT_S]
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "body_too_large", f"the body exceeds {limit} bytes")
-    try:
-        async with asyncio.timeout(timeout_s):
-            raw = await request.read()  # aiohttp enforces client_max_size while reading
+    try:  # aiohttp enforces client_max_size while reading
+        raw = await read_in_time(request, request.read(), timeout_s)
     except TimeoutError:
         message = f"the body did not arrive whole within {timeout_s:g} s"
         raise ApiError(408, "body_timeout", message) from None

@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TypeVar
 
 from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationError
 
+from ivr_engine.api.body_time import read_in_time
 from ivr_engine.api.errors import ApiError, from_validation_error
 from ivr_engine.desktop.directory import DesktopAgent
 from ivr_engine.desktop.keys import CONFIG, DIRECTORY, SESSIONS
@@ -101,8 +101,9 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     try:
-        async with asyncio.timeout(request.app[CONFIG].body_timeout_s):
-            raw = await _read_capped(request, limit)
+        raw = await read_in_time(
+            request, _read_capped(request, limit), request.app[CONFIG].body_timeout_s
+        )
     except TimeoutError:
         raise ApiError(408, "body_timeout", "the request body took too long to arrive") from None
     try:

@@ -15,7 +15,6 @@ that cannot be written is a 503 and consumes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -30,6 +29,7 @@ from crm_bridge.continuation_errors import (
     TokenAlreadyUsed,
     UsedTokenStoreUnavailable,
 )
+from ivr_engine.api.body_time import read_in_time
 from ivr_engine.api.errors import ApiError
 from ivr_engine.ports import NewTimelineEvent, TimelineStore
 
@@ -69,8 +69,7 @@ def redeem_routes(
     @routes.post("/v1/continuations/redeem")
     async def redeem(request: web.Request) -> web.Response:
         try:
-            async with asyncio.timeout(body_timeout_s):
-                raw = await read_body(request)
+            raw = await read_in_time(request, read_body(request), body_timeout_s)
         except _BodyTooLarge:
             return _error(413, "body_too_large", f"at most {MAX_BODY} bytes")
         except TimeoutError:  # raised: the API's middleware closes the connection after it

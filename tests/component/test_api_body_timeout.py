@@ -123,6 +123,29 @@ async def test_a_body_in_segments_within_the_timeout_is_read(port: int) -> None:
     assert answer.startswith(b"HTTP/1.1 201 Created\r\n"), answer
 
 
+async def test_a_large_body_over_a_slow_link_that_keeps_coming_is_read(port: int) -> None:
+    """6 KB at ~3.4 KB/s takes 1.8 s, over three times the timeout: a link slow for its size,
+    not a stalled or dripping client (each KiB received gives the body another second). A
+    whole-body deadline refused it: 256 KiB in the default 10 s needs 26 KB/s."""
+    identities = b'"identities": [{"kind": "email", "value": "ada@example.com"}]'
+    body = b"{" + b" " * 6000 + identities + b"}"
+    head = _head(port, f"Content-Length: {len(body)}")
+    parts = [body[i : i + 512] for i in range(512, len(body), 512)]
+    started = time.monotonic()
+    answer = await _exchange(port, head + body[:512], parts, pause_s=0.15, closed=False)
+    assert answer.startswith(b"HTTP/1.1 201 Created\r\n"), answer
+    assert time.monotonic() - started > 3 * TIMEOUT_S
+
+
+async def test_a_body_that_stalls_after_a_few_kib_is_still_a_408(port: int) -> None:
+    body = b'{"display_name": "Ada Lovelace"' + b" " * 6000 + b"}"
+    head = _head(port, f"Content-Length: {len(body)}")
+    started = time.monotonic()
+    answer = await _exchange(port, head + body[:2048], [], pause_s=0)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert time.monotonic() - started < TIMEOUT_S + 2048 / 1024 + 1
+
+
 async def test_the_engine_applies_http_body_timeout_s(sqlite_url: str, tmp_path: Path) -> None:
     engine = Engine(settings_for(sqlite_url, tmp_path, http_body_timeout_s=TIMEOUT_S))
     await engine.start()
