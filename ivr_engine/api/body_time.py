@@ -37,3 +37,8 @@ async def read_in_time(request: web.BaseRequest, read: Awaitable[bytes], timeout
                 return reading.result()
     finally:
         await cancel_and_wait({reading})
+
+
+def late_body_message(timeout_s: float) -> str:
+    """The 408's message: the deadline as ``read_in_time`` applies it."""
+    return f"the body did not arrive whole within {timeout_s:g} s (+1 s per KiB received)"

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from ivr_engine.api.body_time import read_in_time
+from ivr_engine.api.body_time import late_body_message, read_in_time
 from ivr_engine.api.errors import ApiError, bad_request, from_validation_error
 from ivr_engine.api.keys import BODY_TIMEOUT_S, DEFAULT_REGION, MAX_BODY_BYTES
 from ivr_engine.domain.models import Channel, IdentityKind
@@ -246,7 +246,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     try:  # aiohttp enforces client_max_size while reading
         raw = await read_in_time(request, request.read(), timeout_s)
     except TimeoutError:
-        message = f"the body did not arrive whole within {timeout_s:g} s"
+        message = late_body_message(timeout_s)
         raise ApiError(408, "body_timeout", message) from None
     try:
         text = raw.decode("utf-8")

@@ -29,7 +29,7 @@ from crm_bridge.continuation_errors import (
     TokenAlreadyUsed,
     UsedTokenStoreUnavailable,
 )
-from ivr_engine.api.body_time import read_in_time
+from ivr_engine.api.body_time import late_body_message, read_in_time
 from ivr_engine.api.errors import ApiError
 from ivr_engine.ports import NewTimelineEvent, TimelineStore
 
@@ -73,7 +73,7 @@ def redeem_routes(
         except _BodyTooLarge:
             return _error(413, "body_too_large", f"at most {MAX_BODY} bytes")
         except TimeoutError:  # raised: the API's middleware closes the connection after it
-            message = f"the body did not arrive whole within {body_timeout_s:g} s"
+            message = late_body_message(body_timeout_s)
             raise ApiError(408, "body_timeout", message) from None
         try:
             body = json.loads(raw)
