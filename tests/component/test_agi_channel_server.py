@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -438,6 +440,27 @@ async def test_caller_hangup_in_handler_is_a_normal_end(make_server: MakeServer)
     server.register("ivr", handler)
     transcript = await FakeAsterisk("127.0.0.1", server.port).call([DEAD_CHANNEL])
     assert transcript.commands == ["ANSWER"]  # no IVR_OUTCOME=failed for a hangup
+
+
+async def test_a_finished_call_leaves_nothing_behind_in_the_server(
+    make_server: MakeServer,
+) -> None:
+    """The channel kept for ``_abandon`` goes with its connection: a weak-keyed map whose
+    value (the channel) holds its key (the writer) never let go, so every call ever served
+    stayed in memory."""
+    server = await make_server()
+    seen: list[weakref.ref[AgiChannel]] = []
+
+    async def handler(request: AgiRequest, channel: AgiChannel) -> None:
+        seen.append(weakref.ref(channel))
+        await channel.answer()
+
+    server.register("ivr", handler)
+    for _ in range(3):
+        await FakeAsterisk("127.0.0.1", server.port).call([b"200 result=0\n"])
+    await server.close(grace=5)  # every connection served to its end
+    gc.collect()
+    assert len(seen) == 3 and [ref() for ref in seen] == [None, None, None]
 
 
 async def test_query_string_and_args_reach_the_handler(make_server: MakeServer) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -172,10 +171,9 @@ class FastAgiServer(CallServer):
         )
         self._limits = AgiLimits(header_timeout, max_header_bytes, command_timeout, max_line_bytes)
         self._handlers: dict[str, Handler] = {}
-        # each call's channel, for ``_abandon`` (an entry goes with its connection)
-        self._channels: weakref.WeakKeyDictionary[asyncio.StreamWriter, AgiChannel] = (
-            weakref.WeakKeyDictionary()
-        )
+        # each call's channel, for ``_abandon``; removed when its connection is served (not a
+        # WeakKeyDictionary: the channel holds its writer, so an entry would never go)
+        self._channels: dict[asyncio.StreamWriter, AgiChannel] = {}
 
     def register(self, name: str, handler: Handler) -> None:
         """Serve ``agi://host/<name>``; a name can be registered once."""
@@ -195,7 +193,15 @@ class FastAgiServer(CallServer):
         def opened(channel: AgiChannel) -> None:
             self._channels[writer] = channel
 
-        return handle_agi_streams(reader, writer, self.handlers, limits=self._limits, opened=opened)
+        async def serve() -> None:
+            try:
+                await handle_agi_streams(
+                    reader, writer, self.handlers, limits=self._limits, opened=opened
+                )
+            finally:
+                self._channels.pop(writer, None)
+
+        return serve()
 
     def _abandon(self, writer: asyncio.StreamWriter) -> None:
         """``IVR_OUTCOME=failed`` queued on the connection, not awaited: Asterisk runs it
