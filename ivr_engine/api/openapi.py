@@ -27,7 +27,8 @@ _REF = "#/components/schemas/{model}"
 _ERRORS = {
     "400": "Invalid request: the message names the field path",
     "404": "Not found",
-    "408": "body_timeout: the body did not arrive whole within http_body_timeout_s",
+    "408": "body_timeout: the body did not arrive whole in time (http_body_timeout_s, "
+    "+1 s per KiB received)",
     "409": "Conflict",
     "413": "Body too large",
     "415": "Body is not application/json",

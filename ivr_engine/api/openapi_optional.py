@@ -94,7 +94,8 @@ def _redeem_paths(b: OperationBuilder) -> dict[str, Any]:
     }
     op["responses"]["404"]["description"] = "The link's customer is not in the timeline"
     op["responses"]["408"] = {
-        "description": "body_timeout: the body did not arrive whole within http_body_timeout_s",
+        "description": "body_timeout: the body did not arrive whole in time "
+        "(http_body_timeout_s, +1 s per KiB received)",
         "content": {"application/json": {"schema": _ERROR}},
     }
     op["responses"]["409"]["description"] = "This link was already used"
