@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from ivr_engine.api.app import create_api_app
 from ivr_engine.app import Engine
 from ivr_engine.contact_center.wiring import desktop_config
 from ivr_engine.desktop import DesktopConfig
 from ivr_engine.timeline import open_timeline
+from tests.component.api_socket import served_like_the_engine
 from tests.component.test_desktop_app import _desk
 from tests.component.test_ivr_flow import settings_for
 
@@ -31,14 +31,10 @@ async def port(tmp_path: Path) -> AsyncIterator[int]:
     app = create_api_app(
         store=timeline.store, lookup=timeline.lookup, menus={}, body_timeout_s=TIMEOUT_S
     )
-    runner = web.AppRunner(app, access_log=None)  # as the engine runs it
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield runner.addresses[0][1]
+        async with served_like_the_engine(app) as port:
+            yield port
     finally:
-        await runner.cleanup()
         await timeline.close()
 
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from ivr_engine.api.app import create_api_app
 from ivr_engine.timeline import open_timeline
+from tests.component.api_socket import served_like_the_engine
 
 ERRORS_LOGGER = "ivr_engine.api.errors"
 BROKEN_PATH = "/test/database-reset"
@@ -33,14 +34,10 @@ async def port(tmp_path: Path) -> AsyncIterator[int]:
     timeline = await open_timeline("sqlite:///" + str(tmp_path / "t.db"))
     app = create_api_app(store=timeline.store, lookup=timeline.lookup, menus={})
     app.router.add_get(BROKEN_PATH, _database_reset)
-    runner = web.AppRunner(app, access_log=None)  # as the engine runs it
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield runner.addresses[0][1]
+        async with served_like_the_engine(app) as port:
+            yield port
     finally:
-        await runner.cleanup()
         await timeline.close()
 
 
