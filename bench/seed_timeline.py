@@ -58,7 +58,12 @@ PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 CUSTOMER_COLUMNS = ("id", "display_name", "created_at", "updated_at")
 IDENTITY_COLUMNS = ("id", "customer_id", "kind", "value")
 FIELD_COLUMNS = ("customer_id", "name", "value", "source_channel", "updated_at", "verified")
-EVENT_COLUMNS = [c.name for c in timeline_events.columns]  # the order Seed.events yields
+# The columns Seed.events yields, in its order; the others (saved_fields, added by migration
+# 0005 for API replays) are NULL for seeded events, as for calls and messages.
+EVENT_COLUMNS = [
+    "seq", "event_id", "customer_id", "occurred_at", "recorded_at", "channel", "event_type",
+    "intent", "case_id", "data",
+]  # fmt: skip
 SECONDARY_INDEXES: tuple[Index, ...] = tuple(
     ix for t in (identities, timeline_events) for ix in sorted(t.indexes, key=lambda i: str(i.name))
 )
