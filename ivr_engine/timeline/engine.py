@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ivr_engine.domain.errors import TimelineDataRejected, TimelineUnavailable
+from ivr_engine.timeline.pg_connect import engine_options
 from ivr_engine.timeline.urls import DatabaseUrl, redact
 
 SQLITE_BUSY_TIMEOUT_S = 5.0
@@ -72,10 +73,11 @@ def create_engines(url: DatabaseUrl, database_url: str, pool_size: int) -> Engin
             max_overflow=pool_size,
             pool_pre_ping=True,
             skip_autocommit_rollback=True,
-            connect_args={
-                "timeout": 5,
-                "server_settings": {"application_name": "ivr-engine-store", "TimeZone": "UTC"},
-            },
+            **engine_options(
+                url,
+                connect_timeout_s=5,
+                server_settings={"application_name": "ivr-engine-store", "TimeZone": "UTC"},
+            ),
         )
         read = base.execution_options(isolation_level="AUTOCOMMIT")
         return Engines(base, read, base, "postgresql", where)
