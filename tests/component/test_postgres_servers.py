@@ -12,6 +12,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,8 @@ from ivr_engine.timeline.migrate import check_schema_current, upgrade
 from ivr_engine.timeline.pg_connect import NoServerAvailable, connect_postgres
 from ivr_engine.timeline.store import SqlTimelineStore
 from ivr_engine.timeline.urls import parse_database_url, split_url
+from tests.component.fake_asterisk import asterisk_env, header_block
+from tests.component.test_cli_and_classic_agi import CLI, run
 
 pytestmark = pytest.mark.postgres
 REPO = Path(__file__).resolve().parents[2]
@@ -199,6 +202,47 @@ async def test_a_live_server_refusing_the_database_ends_the_search(
     url = f"postgresql://postgres@{live},{refused}/no_such_database_here"
     with pytest.raises(ConfigError, match="refused the connection"):
         await check_schema_current(url)
+
+
+async def test_the_classic_agi_script_takes_a_call_through_the_second_server(
+    pg_url: str, refused: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    phone = new_phone()
+    env = {
+        "IVR_ENGINE_DATABASE_URL": listing(pg_url, refused, password=SECRET),
+        "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
+        "PYTHONPATH": str(REPO),
+    }
+    headers = asterisk_env("unused", 0, caller_id=phone, args=["menu=main"])
+    del headers["agi_network"], headers["agi_network_script"]
+    headers["agi_request"] = "/usr/share/asterisk/agi-bin/ivr_agi.py"
+    replies = [b"200 result=0\n", b"200 result=1 (1|OK)\n", b"200 result=0\n"]
+    code, out, err = await run(
+        [sys.executable, str(REPO / "agi_scripts/ivr_agi.py")],
+        env=env,
+        stdin=header_block(headers) + b"".join(replies),
+    )
+    assert code == 0, err
+    assert out.splitlines()[-1].endswith('IVR_DECISION=static,IVR_OUTCOME=routed"')
+    store = SqlTimelineStore(pg_url, pool_size=1)
+    try:
+        (customer,) = await store.find_customers(Identity("phone", phone))  # written
+        page = await store.timeline(customer.customer_id)
+        assert [(e.channel, e.intent) for e in page.events] == [("voice", "new_service")]
+    finally:
+        await store.close()
+
+
+async def test_check_config_says_which_server_of_the_list_is_malformed() -> None:
+    good = f"postgresql://ivr:{SECRET}@10.0.0.1:5432,10.0.0.2:5432/ivr"
+    code, out, err = await run([*CLI, "check-config"], env={"IVR_ENGINE_DATABASE_URL": good})
+    assert code == 0, err
+    bad = f"postgresql://ivr:{SECRET}@10.0.0.1:5432,10.0.0.2:5o32/ivr"
+    code, out, err = await run([*CLI, "check-config"], env={"IVR_ENGINE_DATABASE_URL": bad})
+    assert code == 2
+    assert "database_url (env IVR_ENGINE_DATABASE_URL)" in err
+    assert "host 2 of 2: the port '5o32' is not a number from 1 to 65535" in err
+    assert SECRET not in err + out
 
 
 # ------------------------------------------------- a read-only server before the writable one
