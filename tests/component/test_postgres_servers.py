@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from ivr_engine.app import Engine
@@ -260,18 +261,18 @@ def _as_postgres(*args: str) -> None:
     subprocess.run(command, check=True, capture_output=True, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def read_only_server() -> Iterator[str]:
-    """A throw-away PostgreSQL cluster whose sessions are read-only (as a standby's are)."""
-    base = Path(tempfile.mkdtemp(prefix="ivr-pg-ro-"))
+@contextlib.contextmanager
+def _private_cluster(*settings: str) -> Iterator[str]:
+    """A throw-away PostgreSQL cluster (``settings``: ``name=value`` for the server)."""
+    base = Path(tempfile.mkdtemp(prefix="ivr-pg-servers-"))
     shutil.chown(base, "postgres")
     data = str(base / "data")
     _as_postgres("initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1"
-    options += " -c default_transaction_read_only=on"
+    options = " ".join([f"-p {port} -k {base} -c listen_addresses=127.0.0.1"])
+    options += "".join(f" -c {setting}" for setting in settings)
     _as_postgres("pg_ctl", "-D", data, "-o", options, "-l", str(base / "log"), "-w", "start")
     try:
         yield f"127.0.0.1:{port}"
@@ -279,6 +280,19 @@ def read_only_server() -> Iterator[str]:
         with contextlib.suppress(subprocess.CalledProcessError):
             _as_postgres("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def read_only_server() -> Iterator[str]:
+    """A server whose sessions are read-only (as a standby's are)."""
+    with _private_cluster("default_transaction_read_only=on") as server:
+        yield server
+
+
+@pytest.fixture
+def private_server() -> Iterator[str]:
+    with _private_cluster() as server:
+        yield server
 
 
 async def test_read_write_passes_over_a_read_only_server(
@@ -293,3 +307,56 @@ async def test_read_write_passes_over_a_read_only_server(
             assert await conn.fetchval("SELECT inet_server_port()") == port, attrs
         finally:
             await conn.close()
+
+
+async def test_a_server_made_read_only_under_the_store_is_left_for_the_writable_one(
+    pg_url: str, private_server: str, new_phone: Callable[[], str]
+) -> None:
+    """A failover that demotes the first server without closing its sessions: the store's
+    pooled connection is dropped at the first refused write, and the next write goes to
+    the server now writable (before, the pool kept the standby's connection: every write
+    failed until it was recycled)."""
+    database = split_url(pg_url).database
+    admin = await asyncpg.connect(f"postgresql://postgres@{private_server}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        first = f"postgresql://postgres@{private_server}/{database}"
+        await upgrade(first)
+        store = SqlTimelineStore(listing(pg_url, private_server), pool_size=1)
+        try:
+            ada = await store.create_customer("Ada", [Identity("phone", new_phone())], [])
+            assert await _customers_named(first, ada.customer_id) == 1  # the first server
+            await admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+            assert await admin.fetchval("SELECT pg_reload_conf()")
+            for _ in range(500):  # until the postmaster has reloaded (and so has signalled
+                if await _default_read_only(first) == "on":  # the store's session)
+                    break
+                await asyncio.sleep(0.02)
+            with pytest.raises(TimelineUnavailable, match="read-only transaction"):
+                await store.create_customer("Bob", [Identity("phone", new_phone())], [])
+            cy = await store.create_customer("Cy", [Identity("phone", new_phone())], [])
+            assert await _customers_named(pg_url, cy.customer_id) == 1  # the second server
+        finally:
+            await store.close()
+    finally:
+        await admin.close()
+
+
+async def _customers_named(url: str, customer_id: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM customers WHERE id = $1", customer_id
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+async def _default_read_only(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        value: str = await conn.fetchval("SHOW default_transaction_read_only")
+        return value
+    finally:
+        await conn.close()
