@@ -54,6 +54,7 @@ _VALIDATORS = (
     "telephony/peers.py",
     "timeline/__init__.py",
     "timeline/errors.py",
+    "timeline/pg_servers.py",
     "timeline/urls.py",
     "yaml_load.py",
 )

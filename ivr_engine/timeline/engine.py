@@ -10,6 +10,10 @@
 A value the database cannot hold (SQLSTATE class 22, data exception: a character the
 database's encoding lacks, a value too long, an invalid number) is the request's fault, not
 an outage: ``TimelineDataRejected`` (the API answers 400 ``value_rejected``, not 503).
+
+A write refused because the server is read-only (SQLSTATE 25006: it became a standby, a
+failover without a restart) counts as a disconnect: the pool is emptied, and the next
+connection goes to the server now writable (``pg_connect``), not to the same standby.
 """
 
 from __future__ import annotations
@@ -20,17 +24,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ivr_engine.domain.errors import TimelineDataRejected, TimelineUnavailable
+from ivr_engine.timeline.pg_connect import engine_options
 from ivr_engine.timeline.urls import DatabaseUrl, redact
 
 SQLITE_BUSY_TIMEOUT_S = 5.0
 _BEGIN_OPTION = "ivr_sqlite_begin"
 DB_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, TimeoutError)
 DATA_EXCEPTION = "22"  # SQLSTATE class: the database refuses the value itself
+READ_ONLY_SQL_TRANSACTION = "25006"  # a write on a standby
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +78,13 @@ def create_engines(url: DatabaseUrl, database_url: str, pool_size: int) -> Engin
             max_overflow=pool_size,
             pool_pre_ping=True,
             skip_autocommit_rollback=True,
-            connect_args={
-                "timeout": 5,
-                "server_settings": {"application_name": "ivr-engine-store", "TimeZone": "UTC"},
-            },
+            **engine_options(
+                url,
+                connect_timeout_s=5,
+                server_settings={"application_name": "ivr-engine-store", "TimeZone": "UTC"},
+            ),
         )
+        event.listen(base.sync_engine, "handle_error", _read_only_is_a_disconnect)
         read = base.execution_options(isolation_level="AUTOCOMMIT")
         return Engines(base, read, base, "postgresql", where)
     base = create_async_engine(
@@ -89,6 +97,11 @@ def create_engines(url: DatabaseUrl, database_url: str, pool_size: int) -> Engin
     event.listen(base.sync_engine, "begin", _sqlite_begin)
     write = base.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
     return Engines(base, base, write, "sqlite", where)
+
+
+def _read_only_is_a_disconnect(context: ExceptionContext) -> None:
+    if getattr(context.original_exception, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:
+        context.is_disconnect = True  # SQLAlchemy then empties the pool
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -33,7 +33,8 @@ from ivr_engine.domain.models import CallerHistory, HistoryEvent, KnownField
 from ivr_engine.ports import LookupResult
 from ivr_engine.timeline.inline_sqlite import InlineDeclined, InlineSqlite
 from ivr_engine.timeline.lookup_queue import LookupQueue, Pending, Row
-from ivr_engine.timeline.urls import parse_database_url, redact
+from ivr_engine.timeline.pg_connect import connect_postgres
+from ivr_engine.timeline.urls import DatabaseUrl, parse_database_url, redact
 
 APPLICATION_NAME = "ivr-engine-lookup"
 
@@ -111,7 +112,7 @@ _DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError)
 
 
 class _Postgres:
-    def __init__(self, dsn: str, connect_timeout_s: float, batch_cap: int) -> None:
+    def __init__(self, url: DatabaseUrl, connect_timeout_s: float, batch_cap: int) -> None:
         # Imported here, not at the top: a process per call on SQLite (the classic AGI
         # script) would pay ~70 ms of CPU for a driver it never uses.
         import asyncpg
@@ -123,16 +124,14 @@ class _Postgres:
             OSError,
             TimeoutError,
         )
-        self._dsn = dsn
+        self._url = url
         self._timeout = connect_timeout_s
         self.batch_cap = batch_cap
 
     async def connect(self) -> Any:
-        import asyncpg  # already loaded by __init__: a dictionary look-up
-
-        return await asyncpg.connect(
-            self._dsn,
-            timeout=self._timeout,
+        return await connect_postgres(
+            self._url,
+            connect_timeout_s=self._timeout,
             max_cached_statement_lifetime=0,
             server_settings=PG_SESSION_SETTINGS,
         )
@@ -221,7 +220,7 @@ class FastCallerLookup:
         self._driver: _Postgres | _Sqlite
         self._inline: InlineSqlite | None = None
         if url.postgres_dsn is not None:
-            self._driver = _Postgres(url.postgres_dsn, connect_timeout_s, batch_cap)
+            self._driver = _Postgres(url, connect_timeout_s, batch_cap)
         else:
             assert url.sqlite_path is not None
             self._driver = _Sqlite(url.sqlite_path, min(connect_timeout_s, 1.0))

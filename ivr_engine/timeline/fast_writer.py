@@ -62,6 +62,7 @@ from ivr_engine.timeline.fast_sql import (
     SQLITE_PHONE_OWNERS,
 )
 from ivr_engine.timeline.inline_sqlite import InlineDeclined, InlineSqlite
+from ivr_engine.timeline.pg_connect import connect_postgres
 from ivr_engine.timeline.schema_hint import migrate_hint
 from ivr_engine.timeline.urls import parse_database_url, redact
 
@@ -82,6 +83,7 @@ class FastCallWriter:
     ) -> None:
         url = parse_database_url(database_url)
         self._where = redact(database_url)
+        self._url = url
         self._pg_dsn = url.postgres_dsn
         self._sqlite_path: Path | None = url.sqlite_path
         self._timeout = connect_timeout_s
@@ -171,10 +173,9 @@ class FastCallWriter:
 
         try:
             if self._pg is None or self._pg.is_closed():
-                assert self._pg_dsn is not None
-                self._pg = await asyncpg.connect(
-                    self._pg_dsn,
-                    timeout=self._timeout,
+                self._pg = await connect_postgres(
+                    self._url,
+                    connect_timeout_s=self._timeout,
                     server_settings={"application_name": "ivr-engine-writer"},
                 )
             return await work(self._pg)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ivr_engine.data_dirs import create_private_file, make_private_dir
 from ivr_engine.domain.errors import ConfigError, TimelineUnavailable
+from ivr_engine.timeline.pg_connect import connect_postgres
 from ivr_engine.timeline.urls import DatabaseUrl, parse_database_url, redact
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ async def check_schema_current(database_url: str) -> None:
     if url.postgres_dsn is None:
         return  # SQLite is migrated at start by whoever opens it (open_timeline)
     try:
-        current = await _postgres_revision(url.postgres_dsn)
+        current = await _postgres_revision(url)
     except _Refused as exc:
         raise ConfigError(
             f"database_url: {redact(database_url)} refused the connection: {exc.reason} "
@@ -132,11 +133,11 @@ class _Refused(Exception):
         self.reason = reason
 
 
-async def _postgres_revision(dsn: str) -> str | None:
+async def _postgres_revision(url: DatabaseUrl) -> str | None:
     import asyncpg  # PostgreSQL only: SQLite users never import it
 
     try:
-        conn = await asyncpg.connect(dsn, timeout=SCHEMA_CHECK_TIMEOUT_S)
+        conn = await connect_postgres(url, connect_timeout_s=SCHEMA_CHECK_TIMEOUT_S)
     except (
         asyncpg.InvalidAuthorizationSpecificationError,  # no such role, no pg_hba entry
         asyncpg.InvalidPasswordError,

@@ -4,6 +4,9 @@ Accepted (what users configure):
 
 * ``sqlite:///relative/file.db``, ``sqlite:////absolute/file.db`` (embedded default)
 * ``postgresql://user:password@host:port/db`` (``postgres://`` is an alias)
+* several servers, libpq's way: ``postgresql://user@h1:5432,h2:5432/db`` or
+  ``?host=h1:5432&host=h2:5432`` (``pg_servers``: the engine connects to the first one that
+  takes a read-write session, ``pg_connect``)
 
 The async forms ``sqlite+aiosqlite://`` and ``postgresql+asyncpg://`` are accepted too.
 
@@ -22,6 +25,14 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, quote, quote_plus, unquote
 
 from ivr_engine.timeline.errors import UnsupportedDatabaseUrl
+from ivr_engine.timeline.pg_servers import (
+    Entry,
+    HostListError,
+    PgServer,
+    servers_of,
+    session_attrs,
+    split_host_list,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -71,6 +82,7 @@ class UrlParts:
     port: int | None = None
     database: str | None = None
     query: tuple[tuple[str, str], ...] = ()
+    hosts: tuple[Entry, ...] = ()  # several servers in the URL (h1:5432,h2): host is None
 
     def render(self, *, hide_password: bool = True) -> str:
         """``URL.render_as_string``: the same text, character for character. Hiding, every
@@ -93,6 +105,7 @@ class UrlParts:
             text += f"[{host}]" if ":" in host else host
         if self.port is not None:
             text += f":{self.port}"
+        text += ",".join(_host_entry(name, port) for name, port in self.hosts)
         if self.database is not None:
             text += "/" + quote(self.database, safe=" +/")
         if self.query:
@@ -104,7 +117,8 @@ class UrlParts:
         from sqlalchemy.engine import URL  # only engines and migrations need it
 
         query: dict[str, str | list[str]] = {}
-        for key, value in self.query:
+        hosts = tuple(("host", _host_entry(name, port)) for name, port in self.hosts)
+        for key, value in hosts + self.query:
             known = query.get(key)
             query[key] = value if known is None else [*_as_list(known), value]
         return URL.create(
@@ -123,6 +137,11 @@ def _query_pair(key: str, value: str, hide: bool) -> str:
     return f"{quote_plus(key)}={'***' if secret else quote_plus(value)}"
 
 
+def _host_entry(name: str, port: int | None) -> str:
+    host = f"[{name}]" if ":" in name else name
+    return host if port is None else f"{host}:{port}"
+
+
 def _as_list(value: str | list[str]) -> list[str]:
     return value if isinstance(value, list) else [value]
 
@@ -137,6 +156,10 @@ def split_url(database_url: str) -> UrlParts:
     match = _URL.match(database_url)
     if match is None:
         raise ValueError("not a database URL")
+    hosts, rest = _host_list(database_url, match)
+    if hosts:  # the database and query, as read after a one-host stand-in for the list
+        match = _URL.match(rest)
+        assert match is not None  # the same text with one host instead of the list
     parts = match.groupdict()
     query = tuple(parse_qsl(parts["query"])) if parts["query"] is not None else ()
     username, password, database = (
@@ -147,11 +170,27 @@ def split_url(database_url: str) -> UrlParts:
         parts["name"],
         username=username,
         password=password,
-        host=parts["ipv4host"] or parts["ipv6host"],
-        port=int(parts["port"]) if parts["port"] else None,
+        host=None if hosts else parts["ipv4host"] or parts["ipv6host"],
+        port=int(parts["port"]) if parts["port"] and not hosts else None,
         database=database,
         query=query,
+        hosts=hosts,
     )
+
+
+def _host_list(database_url: str, match: re.Match[str]) -> tuple[tuple[Entry, ...], str]:
+    """The URL's servers when it lists several (``h1:5432,h2``), else ``()``, and the URL
+    with a one-host stand-in for the list; ``HostListError`` for a malformed list."""
+    if match["username"] is None:
+        start = match.end("name") + len("://")
+    else:  # just after the "@" that ends the userinfo
+        start = match.end("password" if match["password"] is not None else "username") + 1
+    ends = [i for i in (database_url.find("/", start), database_url.find("?", start)) if i >= 0]
+    end = min(ends, default=len(database_url))
+    spec = database_url[start:end]
+    if "," not in spec:
+        return (), database_url
+    return split_host_list(spec), f"{database_url[:start]}h{database_url[end:]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +201,9 @@ class DatabaseUrl:
     async_parts: UrlParts  # sqlite+aiosqlite / postgresql+asyncpg
     sqlite_path: Path | None = None  # for aiosqlite.connect / sqlite3.connect
     postgres_dsn: str | None = None  # for asyncpg.connect(dsn)
+    # several servers (pg_connect tries them in order), and the session they must take
+    servers: tuple[PgServer, ...] = ()
+    session_attrs: str | None = None
 
     @property
     def async_url(self) -> URL:
@@ -209,6 +251,8 @@ def parse_database_url(database_url: str) -> DatabaseUrl:
     """Parse and check a configured URL; ``UnsupportedDatabaseUrl`` says what to use."""
     try:
         url = split_url(database_url)
+    except HostListError as exc:
+        raise UnsupportedDatabaseUrl(f"database_url: {redact(database_url)!r}: {exc}") from None
     except ValueError as exc:
         raise UnsupportedDatabaseUrl(
             f"database_url: cannot parse {redact(database_url)!r}: {_HINT}"
@@ -225,7 +269,7 @@ def parse_database_url(database_url: str) -> DatabaseUrl:
 
 def _sqlite(url: UrlParts, shown: str) -> DatabaseUrl:
     database = url.database or ""
-    if url.host or url.username or url.port:
+    if url.host or url.username or url.port or url.hosts:
         raise UnsupportedDatabaseUrl(
             f"database_url: {shown!r}: a SQLite URL has no host; use three slashes, "
             "sqlite:///relative.db, or four for an absolute path, sqlite:////var/lib/x.db"
@@ -247,7 +291,30 @@ def _postgres(url: UrlParts, shown: str) -> DatabaseUrl:
         raise UnsupportedDatabaseUrl(
             f"database_url: {shown!r}: name the database: postgresql://USER@HOST:PORT/DB"
         )
-    dsn = replace(url, drivername="postgresql").render(hide_password=False)
+    try:
+        named = url.hosts or (((url.host, url.port),) if url.host else ())
+        servers, query = servers_of(named, url.query)
+        attrs = session_attrs(url.query, several=bool(servers))
+    except HostListError as exc:
+        raise UnsupportedDatabaseUrl(f"database_url: {shown!r}: {exc}") from None
+    if not servers:
+        dsn = replace(url, drivername="postgresql").render(hide_password=False)
+        async_parts = replace(url, drivername="postgresql+asyncpg")
+        return DatabaseUrl("postgresql", async_parts, postgres_dsn=dsn, session_attrs=attrs)
+    # one spelling for every path: the servers in the DSN, the session asked for in its query
+    assert attrs is not None
+    query = (
+        *((k, v) for k, v in query if k != "target_session_attrs"),
+        ("target_session_attrs", attrs),
+    )
+    listed = tuple((server.host, server.port) for server in servers)
+    dsn_parts = replace(url, drivername="postgresql", hosts=listed, query=query)
+    # SQLAlchemy connects through pg_connect (engine.py): its URL names no server
+    async_parts = replace(url, drivername="postgresql+asyncpg", hosts=(), query=query)
     return DatabaseUrl(
-        "postgresql", replace(url, drivername="postgresql+asyncpg"), postgres_dsn=dsn
+        "postgresql",
+        async_parts,
+        postgres_dsn=dsn_parts.render(hide_password=False),
+        servers=servers,
+        session_attrs=attrs,
     )

@@ -1,5 +1,6 @@
 """Database URLs are parsed without SQLAlchemy (the classic AGI script's path), exactly as
-``sqlalchemy.make_url`` parses and renders them."""
+``sqlalchemy.make_url`` parses and renders them (a list of servers, ``h1,h2:5433``, is
+read as libpq reads it instead: tests/unit/test_pg_servers.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ URLS = [
     "postgres://u@db/ivr",
     "postgresql+asyncpg://u@db/ivr",
     "postgresql://u@[::1]:5432/ivr",
-    "postgresql://u@h1,h2:5433/ivr",
     "postgresql://u@db/ivr?sslmode=require&application_name=a%20b&target_session_attrs=any",
     "postgresql://u@db/ivr?options=-c%20x&options=-c%20y",
     "postgresql://user%40corp:pw@db/ivr",

@@ -20,26 +20,28 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from ivr_engine.timeline.pg_connect import engine_options
 from ivr_engine.timeline.schema import metadata
-from ivr_engine.timeline.urls import parse_database_url
+from ivr_engine.timeline.urls import DatabaseUrl, parse_database_url
 
 config = context.config
 target_metadata = metadata
 
 # Any constant will do: serialises concurrent ``migrate`` runs against one PostgreSQL DB.
 _PG_MIGRATION_LOCK = 0x1F7E_11E0
+MIGRATE_CONNECT_TIMEOUT_S = 10.0  # per server, when the URL lists several
 
 
-def _database_url() -> str:
+def _database_url() -> DatabaseUrl:
     url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
     if not url:
         raise RuntimeError("no database: set config.attributes['database_url']")
-    return parse_database_url(str(url)).async_url_string
+    return parse_database_url(str(url))
 
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=_database_url(),
+        url=_database_url().async_url_string,
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -67,7 +69,12 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_async_migrations() -> None:
-    engine = create_async_engine(_database_url(), poolclass=pool.NullPool)
+    url = _database_url()
+    # several servers: connected as everywhere else (pg_connect), to the writable one
+    options = (
+        engine_options(url, connect_timeout_s=MIGRATE_CONNECT_TIMEOUT_S) if url.servers else {}
+    )
+    engine = create_async_engine(url.async_url_string, poolclass=pool.NullPool, **options)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)
