@@ -15,6 +15,7 @@ from functools import lru_cache
 import phonenumbers
 
 from ivr_engine.domain.models import IDENTITY_KINDS
+from ivr_engine.domain.plain_text import control_character_message, first_control_character
 
 _MAX_IDENTITY_LENGTH = 320
 _MAX_E164_LENGTH = 16  # "+" and at most 15 digits (ITU-T E.164)
@@ -96,8 +97,10 @@ def normalize_identity(kind: str, value: str, default_region: str = "US") -> str
     if kind == "phone":
         return normalize_phone(value, default_region)
     text = value.strip()
-    if not text or len(text) > _MAX_IDENTITY_LENGTH or any(map(_is_control, text)):
+    if not text or len(text) > _MAX_IDENTITY_LENGTH:
         raise InvalidIdentity(f"invalid {kind} identity: {value!r}")
+    if (char := first_control_character(text)) is not None:  # shown to agents: as names
+        raise InvalidIdentity(f"invalid {kind} identity: {control_character_message(char)}")
     if kind == "email":
         local, sep, domain = text.rpartition("@")
         if not sep or not local or "." not in domain:
@@ -109,12 +112,6 @@ def normalize_identity(kind: str, value: str, default_region: str = "US") -> str
     if kind == "account":
         return _account_number(text, value)
     return text
-
-
-def _is_control(char: str) -> bool:
-    """C0 and C1 controls, DEL, and the Unicode line and paragraph separators."""
-    code = ord(char)
-    return code < 32 or 0x7F <= code <= 0x9F or char in "\u2028\u2029"
 
 
 def _account_number(text: str, raw: str) -> str:

@@ -29,25 +29,25 @@ from pydantic import (
 from ivr_engine.api.body_time import late_body_message, read_in_time
 from ivr_engine.api.errors import ApiError, bad_request, from_validation_error
 from ivr_engine.api.keys import BODY_TIMEOUT_S, DEFAULT_REGION, MAX_BODY_BYTES
+from ivr_engine.api.plain_fields import PLAIN
 from ivr_engine.domain.models import Channel, IdentityKind
 from ivr_engine.identity import InvalidIdentity, normalize_identity
 from ivr_engine.personalize.ranking import FUTURE_SKEW
 
-_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 _CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,36}$")
 _FIELD_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 CustomerId = Annotated[str, StringConstraints(pattern=_CUSTOMER_ID_RE.pattern)]
 FieldName = Annotated[str, StringConstraints(pattern=_FIELD_NAME_RE.pattern)]
-FieldValue = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_NO_CONTROL)]
+FieldValue = Annotated[str, StringConstraints(min_length=1, max_length=256), PLAIN]
 DisplayName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=_NO_CONTROL)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), PLAIN
 ]
 EventId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,200}$")]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.\-]{0,63}$")]
 Intent = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 CaseId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,64}$")]
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=_NO_CONTROL)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=500), PLAIN]
 IdentityValue = Annotated[str, StringConstraints(min_length=1, max_length=320)]
 MenuName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 

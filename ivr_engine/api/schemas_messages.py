@@ -22,6 +22,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from ivr_engine.api.errors import bad_request
+from ivr_engine.api.plain_fields import PLAIN
 from ivr_engine.api.schemas import (
     CaseId,
     CustomerId,
@@ -47,16 +48,16 @@ CHANNEL_IDENTITY: Final[dict[str, str]] = {
 MAX_TEXT_CHARS: Final = 16_000  # stays well inside the body cap and PostgreSQL JSONB
 MAX_SUBJECT_CHARS: Final = 998  # RFC 5322 line limit
 
-# Text may hold line breaks and tabs; no other control character (and never NUL).
+# Text (a body) may hold line breaks and tabs; no other C0 control (and never NUL). The
+# single-line fields (addresses, subject) are ``PLAIN``: no control, separator or bidi override.
 _TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 
 MessageId = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,128}$")]
-Address = Annotated[str, StringConstraints(min_length=1, max_length=320, pattern=_NO_CONTROL)]
+Address = Annotated[str, StringConstraints(min_length=1, max_length=320), PLAIN]
 MessageText = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=_TEXT)
 ]
-Subject = Annotated[str, StringConstraints(max_length=MAX_SUBJECT_CHARS, pattern=_NO_CONTROL)]
+Subject = Annotated[str, StringConstraints(max_length=MAX_SUBJECT_CHARS), PLAIN]
 AgentId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]  # as desktop
 
 

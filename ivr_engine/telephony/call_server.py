@@ -22,20 +22,23 @@ MAX_REFUSED_LOGGED = 256  # distinct refused peers warned about (then: debug)
 
 
 class CallTasks:
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, *, abandon_wait_s: float = 0.0) -> None:
         self._what = what  # "AGI connection", "ESL connection": for the log
+        self._abandon_wait_s = abandon_wait_s  # see ``spawn``
         self._tasks: set[asyncio.Task[None]] = set()
-        self._abandon: dict[asyncio.Task[None], Callable[[], None]] = {}
+        self._abandon: dict[asyncio.Task[None], Callable[[], bool]] = {}
         self._grace_over = asyncio.Event()  # ``end_grace``: a drain waits no longer
 
     def __len__(self) -> int:
         return len(self._tasks)
 
     def spawn(
-        self, coro: Coroutine[Any, Any, None], abandon: Callable[[], None] | None = None
+        self, coro: Coroutine[Any, Any, None], abandon: Callable[[], bool] | None = None
     ) -> None:
         """Run ``coro``; ``abandon``: called if it is still running when a drain's grace
-        ends, just before it is cancelled (tells the switch the call failed)."""
+        ends (tells the switch the call failed). False: the task is cancelled at once; True:
+        the task now ends by itself (it tells the switch, bounded), and is cancelled only if
+        it still runs ``abandon_wait_s`` later."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         if abandon is not None:
@@ -67,13 +70,22 @@ class CallTasks:
                 if self._grace_over.is_set()
                 else f"after the {grace:.1f} s grace",
             )
-        for task in pending:
-            if (abandon := self._abandon.get(task)) is not None:
-                try:
-                    abandon()
-                except Exception:  # best effort: the call is cancelled all the same
-                    log.exception("telling the switch a %s failed did not work", self._what)
-        await cancel_and_wait(pending)  # a call waiting on Redis can lose one cancel
+        ending = {task for task in pending if self._abandoned(task)}
+        await cancel_and_wait(pending - ending)  # a call waiting on Redis can lose one cancel
+        if ending:
+            await asyncio.wait(ending, timeout=self._abandon_wait_s)
+            await cancel_and_wait(ending)
+
+    def _abandoned(self, task: asyncio.Task[None]) -> bool:
+        """``task``'s abandon called: whether the task now ends by itself."""
+        abandon = self._abandon.get(task)
+        if abandon is None:
+            return False
+        try:
+            return abandon()
+        except Exception:  # best effort: the call is cancelled all the same
+            log.exception("telling the switch a %s failed did not work", self._what)
+            return False
 
     async def _wait(self, tasks: set[asyncio.Task[None]], grace: float) -> set[asyncio.Task[None]]:
         """The tasks still running after ``grace`` seconds or ``end_grace``, whichever first."""
@@ -90,13 +102,23 @@ class CallServer:
     """A TCP server the switch connects to for each call; subclasses say how a connection is
     served (``_serve``)."""
 
-    def __init__(self, what: str, host: str, port: int, *, backlog: int, stream_limit: int) -> None:
+    def __init__(
+        self,
+        what: str,
+        host: str,
+        port: int,
+        *,
+        backlog: int,
+        stream_limit: int,
+        abandon_wait_s: float = 0.0,
+    ) -> None:
         self._what = what  # "FastAGI server", "ESL outbound server": for errors
         self._host = host
         self._port = port
         self._backlog = backlog
         self._stream_limit = stream_limit
-        self._tasks = CallTasks(what.replace("server", "connection"))
+        what_connection = what.replace("server", "connection")
+        self._tasks = CallTasks(what_connection, abandon_wait_s=abandon_wait_s)
         self._server: asyncio.Server | None = None
         self._allowlist = PeerAllowlist()
         self._refused: set[str] = set()
@@ -110,9 +132,12 @@ class CallServer:
     ) -> Coroutine[Any, Any, None]:
         raise NotImplementedError
 
-    def _abandon(self, writer: asyncio.StreamWriter) -> None:
-        """A call still running when the stop's grace ends, about to be cancelled: tell the
-        switch (best effort, without waiting) so its dialplan falls back. Default: nothing."""
+    def _abandon(self, writer: asyncio.StreamWriter) -> bool:
+        """A call still running when the stop's grace ends: tell the switch (best effort) so
+        its dialplan falls back. False: done (without waiting), cancel the call now; True:
+        the call tells the switch itself and ends within ``abandon_wait_s``. Default:
+        nothing told, False."""
+        return False
 
     @property
     def port(self) -> int:

@@ -32,6 +32,15 @@ engine's ESL code), so a misunderstanding in the engine is not mirrored here.
   run. A scripted malformed frame replaces the answer to the n-th ``read``.
   ``hangup_after_connect``: the caller hangs up as soon as the session is set up (after the
   handshake's last command, ``resume``; events and notice as above, no execute completion).
+  ``held_read``: the n-th ``read`` plays on (``FsCall.playing`` set) until the test sets
+  ``FsCall.release``; then it ends unkeyed (``read_result=timeout``). A ``sendmsg`` that
+  comes meanwhile is answered ``+OK`` at once and its application queued behind the read
+  (``async`` mode, ``event-lock``; ``FsCall.queued``), to run once the read has ended, in
+  order, only if the engine still holds the socket: an application still queued when the
+  engine closes is never run (the listener is gone; what FreeSWITCH does with such
+  leftovers is not documented, so the fake takes the case that loses them).
+  ``dead_at_read``: from the n-th ``read`` on the switch answers nothing (a hung peer)
+  and keeps the socket open; what the engine sends is in ``FsCall.unanswered``.
 * ``event_application(data, channel)``: the headers of the event mod_dptools' ``event``
   application fires: ``data`` split like ``switch_separate_string`` with a ``,`` (outside
   ``'...'``, backslash escapes; quotes and surrounding spaces removed), each ``name=value``
@@ -189,6 +198,12 @@ class FsCall:
     keys: Sequence[str] = ()
     hangup_at_read: int | None = None
     hangup_after_connect: bool = False
+    held_read: int | None = None
+    dead_at_read: int | None = None
+    playing: asyncio.Event = field(default_factory=asyncio.Event)  # the held read started
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # the test: end it now
+    queued: list[str] = field(default_factory=list)  # applications sent during the read
+    engine_acted: asyncio.Event = field(default_factory=asyncio.Event)  # queued or closed
     malformed_at_read: int | None = None
     malformed: bytes = b"Content-Type: text/event-plain\nContent-Length: 12x\n\n"
     full: bool = False  # the socket application's `full` keyword
@@ -243,8 +258,22 @@ class OutboundDial:
         self.call, self.reader, self.writer = call, reader, writer
         self.reads = 0
         self.linger_s: int | None = None  # set by `linger N` (full sockets only)
+        self.dead = False  # ``dead_at_read`` reached: nothing is answered any more
+        self.held: asyncio.Task[None] | None = None  # the held read and what follows it
+        self.reading = False  # the held read is playing
+        self.waiting: list[dict[str, str]] = []  # sendmsg queued behind the held read
 
     async def run(self) -> None:
+        try:
+            await self._commands()
+        finally:
+            self.call.engine_acted.set()
+            if self.held is not None:  # the engine has closed: nothing queued runs any more
+                self.held.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.held
+
+    async def _commands(self) -> None:
         while True:
             try:
                 raw = await self.reader.readuntil(b"\n\n")
@@ -253,6 +282,12 @@ class OutboundDial:
                 return
             line, headers = parse_command(raw)
             self.call.commands.append(line)
+            if self.dead:
+                self.call.unanswered.append(line)
+                continue
+            if self.reading and line.startswith("sendmsg"):
+                await self._queue(headers)
+                continue
             if not await self._answer(line, headers):
                 if self.call.switch_closed:
                     await self._after_goodbye()
@@ -312,13 +347,33 @@ class OutboundDial:
         headers.update({"Event-Name": name, "Event-Date-Timestamp": _now_us(), **extra})
         return event_frame(headers)
 
-    async def _execute(self, headers: dict[str, str]) -> bool:
+    async def _queue(self, headers: dict[str, str]) -> None:
+        """``sendmsg`` while the held read plays: ``+OK`` now, run after the read."""
+        self.waiting.append(headers)
+        app, arg = headers.get("execute-app-name", ""), headers.get("execute-app-arg", "")
+        self.call.queued.append(f"{app} {arg}")
+        await self._send(reply_frame("+OK"))
+        self.call.engine_acted.set()
+
+    async def _play_held(self, tag: dict[str, str]) -> None:
+        """The held read until ``release``; then its end and the applications queued."""
+        self.call.playing.set()
+        await self.call.release.wait()
+        self.reading = False
+        self.call.variables.update({"IVR_READ": "", "read_result": "timeout"})
+        done = {**tag, "Application-Response": "_none_"}
+        await self._send(self._event("CHANNEL_EXECUTE_COMPLETE", **done))
+        while self.waiting:
+            await self._execute(self.waiting.pop(0), replied=True)
+
+    async def _execute(self, headers: dict[str, str], *, replied: bool = False) -> bool:
         app = headers.get("execute-app-name", "")
         arg = headers.get("execute-app-arg", "")
         tag = {"Application": app, "Application-Data": arg}
         tag["Application-UUID"] = headers.get("Event-UUID", "")
         self.call.apps.append((app, arg))
-        await self._send(reply_frame("+OK"))
+        if not replied:
+            await self._send(reply_frame("+OK"))
         await self._send(self._event("CHANNEL_EXECUTE", **tag))
         if app == "read":
             return await self._read(arg, tag)
@@ -346,6 +401,14 @@ class OutboundDial:
             return True  # keep listening: the engine must give up on its own
         if call.hangup_at_read == self.reads:
             return await self._hang_up(tag)
+        if call.dead_at_read == self.reads:
+            self.dead = True
+            call.playing.set()  # and never ends
+            return True
+        if call.held_read == self.reads:
+            self.reading = True
+            self.held = asyncio.create_task(self._play_held(tag))
+            return True
         keys = call.keys[self.reads - 1] if self.reads <= len(call.keys) else ""
         for key in keys:
             await self._send(self._event("DTMF", **{"DTMF-Digit": key, "DTMF-Duration": "1600"}))

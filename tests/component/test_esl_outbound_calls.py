@@ -16,8 +16,12 @@ import pytest
 
 from ivr_engine.app import Engine
 from ivr_engine.settings import Settings
+from ivr_engine.telephony.esl.channel import EslChannel
+from ivr_engine.telephony.esl.outbound import EslOutboundServer
+from ivr_engine.telephony.esl.protocol import ChannelData
+from ivr_engine.timeline import open_timeline
 from tests.component.fake_asterisk import asterisk_env, header_block
-from tests.component.fake_freeswitch import FsCall, dial_outbound
+from tests.component.fake_freeswitch import WAIT_S, FsCall, dial_outbound
 from tests.component.test_ivr_flow import WELCOME, call_event, labels, seed, store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,3 +181,83 @@ async def test_one_grace_for_fastagi_and_esl_calls_on_stop(sqlite_url: str, tmp_
     assert await esl[0].read() == b""  # closed
     for _, writer in (agi, esl):
         writer.close()
+
+
+async def _stop_during_a_read(
+    sqlite_url: str, tmp_path: Path, call: FsCall, release: bool
+) -> FsCall:
+    """``call`` is in its first ``read`` when the engine stops (no grace left): the stop is
+    started, and once the engine has done something about the call (queued a command, or
+    closed), the read ends if ``release``. Every wait is bounded: a hang fails the test."""
+    engine = Engine(esl_settings(sqlite_url, tmp_path, shutdown_grace_s=0.1))
+    await engine.start()
+    assert engine.esl is not None
+    try:
+        dialled = asyncio.create_task(fs_call(engine, call))
+        async with asyncio.timeout(WAIT_S):
+            await call.playing.wait()
+    finally:  # stopped once, always
+        engine.stop_accepting()
+        stopping = asyncio.create_task(engine.stop())
+    async with asyncio.timeout(WAIT_S):
+        await call.engine_acted.wait()
+        if release:
+            call.release.set()
+        await stopping
+        await dialled
+    assert engine.esl.active_calls == 0
+    return call
+
+
+async def test_a_call_cut_by_the_stop_is_told_failed_as_on_asterisk(
+    sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    """When the stop's grace ends with the caller still in the menu, FreeSWITCH gets
+    ``set IVR_OUTCOME=failed`` (queued behind the read still playing) and the socket
+    closes only once it has run, as Asterisk gets ``SET VARIABLE IVR_OUTCOME failed``.
+    The socket used to be closed with the outcome left empty."""
+    phone = new_phone()
+    call = await _stop_during_a_read(sqlite_url, tmp_path, FsCall(phone, held_read=1), True)
+    assert call.queued == ["set IVR_OUTCOME=failed"]
+    assert call.variables["IVR_OUTCOME"] == "failed"  # the dialplan plays the static menu
+    assert call.dialplan_continues
+    timeline = await open_timeline(sqlite_url, migrate=False)
+    try:
+        event = await call_event(timeline.store, phone)
+    finally:
+        await timeline.close()
+    assert event.data["outcome"] == "failed"
+
+
+async def test_a_dead_switch_holds_the_stop_a_bounded_while(
+    sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    """A switch that answers nothing any more: the ``set`` goes out, no reply comes, and
+    the engine closes the socket anyway (``REPORT_TIMEOUT``), so the stop ends."""
+    call = FsCall(new_phone(), dead_at_read=1)
+    await _stop_during_a_read(sqlite_url, tmp_path, call, release=False)
+    assert call.unanswered[-1:] == ["sendmsg"]  # the set, never answered
+    assert "IVR_OUTCOME" not in call.variables
+    assert call.server_closed
+
+
+async def test_a_kept_outcome_is_not_told_failed_on_the_stop(new_phone: Callable[[], str]) -> None:
+    """A call whose outcome must stand (``keep_outcome``: continued by SMS, the caller has
+    the link) is closed as it is when the stop cuts it, as on Asterisk."""
+    kept = asyncio.Event()
+
+    async def keeps_and_waits(data: ChannelData, channel: EslChannel) -> None:
+        channel.keep_outcome()
+        kept.set()
+        await asyncio.Event().wait()  # until the stop cancels it
+
+    server = EslOutboundServer(keeps_and_waits, port=0)
+    await server.start()
+    call = FsCall(new_phone())
+    dialled = asyncio.create_task(dial_outbound(server.port, call))
+    async with asyncio.timeout(WAIT_S):
+        await kept.wait()
+        await server.close(grace=0)
+        await dialled
+    assert call.apps == [] and call.unanswered == []  # nothing sent after the handshake
+    assert call.dialplan_continues and server.active_calls == 0

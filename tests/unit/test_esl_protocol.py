@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import cast
+from collections.abc import Coroutine
+from typing import Any, cast
 from urllib.parse import quote
 
 import pytest
@@ -248,3 +249,49 @@ def test_max_header_bytes_above_the_default_is_honoured() -> None:
     assert asyncio.run(_frames(big, EslLimits())) == 0  # the 64 KiB default still refuses it
     with pytest.raises(EslProtocolError, match="larger than 100 bytes"):
         parse_header_block(b"X-A: " + b"a" * 100 + b"\n\n", 100)
+
+
+async def _cancelled(conn: EslConnection, waiting: Coroutine[Any, Any, object]) -> None:
+    """Run ``waiting`` until it blocks on the stream, then cancel it."""
+    task = asyncio.create_task(waiting)
+    for _ in range(5):
+        await asyncio.sleep(0)  # a few loop turns: it is waiting on the reader now
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _after_a_cancel(head: bytes, command: bool) -> str:
+    """Cancel a wait for an event (``command``: for a reply) once ``head`` has come, then
+    send one command whose reply follows: what it gets."""
+    reader = asyncio.StreamReader()
+    reader.feed_data(head)
+    conn = EslConnection(reader, cast(asyncio.StreamWriter, _Writer()))
+    await _cancelled(conn, conn.api("status") if command else conn.next_event())
+    reader.feed_data(_api(b"version reply"))
+    try:
+        return await conn.api("version")
+    except EslProtocolError as exc:
+        return f"EslProtocolError: {exc}"
+
+
+def test_a_cancel_before_a_frame_began_leaves_the_stream_in_step() -> None:
+    """A call cut by the stop while it waits for an event (a ``read`` playing) can still
+    tell the channel it failed: nothing of a frame was taken. The stream used to be marked
+    out of step at any cancel."""
+    assert asyncio.run(_after_a_cancel(b"", command=False)) == "version reply"
+
+
+@pytest.mark.parametrize(
+    ("head", "command"),
+    [
+        (b"Content-Type: api/response\nContent-Length: 10\n\nabc", False),  # inside a body
+        (b"", True),  # a command's reply still owed
+    ],
+)
+def test_a_cancel_inside_a_frame_or_before_a_reply_leaves_it_out_of_step(
+    head: bytes, command: bool
+) -> None:
+    assert asyncio.run(_after_a_cancel(head, command)).startswith(
+        "EslProtocolError: ESL stream out of step"
+    )

@@ -203,7 +203,7 @@ class FastAgiServer(CallServer):
 
         return serve()
 
-    def _abandon(self, writer: asyncio.StreamWriter) -> None:
+    def _abandon(self, writer: asyncio.StreamWriter) -> bool:
         """``IVR_OUTCOME=failed`` queued on the connection, not awaited: Asterisk runs it
         after the command it is in (a ``Read`` the caller is answering), then sees the
         connection close, and the dialplan plays its static menu (``ivr-fail``), not dead
@@ -213,6 +213,7 @@ class FastAgiServer(CallServer):
         channel = self._channels.get(writer)
         if channel is not None and channel.outcome_kept:
             log.info("a call continued by SMS keeps its outcome: not told failed on the stop")
-            return
+            return False
         if not writer.is_closing():
             writer.write(FAILED_ON_STOP)
+        return False  # the call is cancelled now: Asterisk reads the line on its own

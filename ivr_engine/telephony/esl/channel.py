@@ -61,6 +61,7 @@ class EslChannel:
         self._timeout = command_timeout
         self._suffix = prompt_suffix
         self._hung_up = False
+        self._outcome_kept = False
         self.commands_sent = 0
 
     @property
@@ -130,8 +131,12 @@ class EslChannel:
         await self.execute("set", f"{name}={value}")
 
     def keep_outcome(self) -> None:
-        """Nothing to hold back: an ESL call is never told ``failed`` on a stop (it is
-        closed; what was set stays)."""
+        """From now on the call is not told ``IVR_OUTCOME=failed`` (a stop, a failure)."""
+        self._outcome_kept = True
+
+    @property
+    def outcome_kept(self) -> bool:
+        return self._outcome_kept
 
     async def set_variables(self, values: Mapping[str, str]) -> None:
         """One ``multiset`` for plain values (it splits on spaces), ``set`` for the rest."""

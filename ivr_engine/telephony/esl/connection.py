@@ -10,6 +10,9 @@ inside a frame (timeout, cancellation, malformed bytes), or an event refused (it
 decode) while a command waits for its reply, leaves the stream out of step: every later call
 raises ``EslProtocolError`` without reading, so that reply never goes to the next command.
 An event refused by ``next_event`` leaves the stream in step (no reply is pending).
+A cancellation while waiting for a frame's first header line leaves it in step too
+(``readuntil`` takes nothing until a whole header block is there), unless a command's reply
+is still owed: so a call cut by the stop can still tell the channel it failed.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class EslConnection:
         self._events: collections.deque[EslEvent] = collections.deque()
         self._lock = asyncio.Lock()
         self._broken: str | None = None
+        self._inside_frame = False  # a header block taken, its body not yet
         self.disconnect_notice: EslFrame | None = None
 
     @property
@@ -83,8 +87,13 @@ class EslConnection:
         if self._broken is not None:
             raise EslProtocolError(f"ESL stream out of step: {self._broken}")
         self._broken = "a frame was only partly read"
+        self._inside_frame = False
         try:
             frame = await self._read_one()
+        except asyncio.CancelledError:
+            if not self._inside_frame:  # nothing of a frame taken: still in step
+                self._broken = None
+            raise
         except EslDisconnected:
             self._broken = "the peer closed the connection"
             raise
@@ -99,6 +108,7 @@ class EslConnection:
             head = await self._reader.readuntil(b"\n\n")
             while head.strip(b"\r\n") == b"":  # stray blank lines between frames
                 head = await self._reader.readuntil(b"\n\n")
+            self._inside_frame = True
             headers = parse_header_block(head, self._limits.max_header_bytes)
             check_frame(headers)
             length = body_length(headers, self._limits.max_body_bytes)
@@ -172,8 +182,12 @@ class EslConnection:
         async with self._lock:
             if self._broken is not None:
                 raise EslProtocolError(f"ESL stream out of step: {self._broken}")
-            await self.send_raw(data)
-            return await self._next_reply()
+            try:
+                await self.send_raw(data)
+                return await self._next_reply()
+            except asyncio.CancelledError:  # the reply would go to the next command
+                self._broken = self._broken or "cancelled before a command's reply"
+                raise
 
     async def command(self, line: str, headers: Iterable[tuple[str, str]] = ()) -> EslReply:
         return decode_reply(await self.request(line, headers))

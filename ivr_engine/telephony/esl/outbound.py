@@ -9,6 +9,15 @@ effort) and the socket is closed; after a malformed frame nothing more is sent. 
 FreeSWITCH goes on with the dialplan after ``socket``, where an outcome that is not
 ``routed`` (or is empty) leads to the static fallback menu.
 
+A call still in progress when the stop's grace ends (``stop``, set by the server's
+``_abandon``) is told so as Asterisk's are: its handler is cancelled (the flow records the
+call), then ``set IVR_OUTCOME=failed`` goes to the channel and the socket closes once
+FreeSWITCH has run it, or after ``REPORT_TIMEOUT`` (a dead peer, or a ``read`` still
+playing: the ``set`` is queued behind it). Waiting matters: an application still queued when
+the socket closes may never run. Not when the connection is out of step (the cancel came
+between a command and its reply) nor for a call whose outcome is kept (``keep_outcome``):
+those are closed as they are.
+
 Going on after ``socket`` needs ``resume``: mod_event_socket answers it ``+OK``, sets the
 listener's ``LFLAG_RESUME`` and the channel variable ``socket_resume=true``, and only with
 one of them does it hand the channel back to the dialplan when the socket closes
@@ -43,9 +52,15 @@ from typing import Any
 from ivr_engine.domain.errors import CallerHungUp, IvrEngineError
 from ivr_engine.domain.models import CallOutcome
 from ivr_engine.flows.variables import OUTCOME
+from ivr_engine.stopping import cancel_and_wait
 from ivr_engine.telephony.call_server import CallServer
 from ivr_engine.telephony.esl.channel import DEFAULT_COMMAND_TIMEOUT, EslChannel
-from ivr_engine.telephony.esl.connection import DEFAULT_LIMITS, EslConnection, EslLimits
+from ivr_engine.telephony.esl.connection import (
+    CLOSE_TIMEOUT,
+    DEFAULT_LIMITS,
+    EslConnection,
+    EslLimits,
+)
 from ivr_engine.telephony.esl.errors import EslCommandError, EslError
 from ivr_engine.telephony.esl.protocol import ChannelData, decode_channel_data
 
@@ -53,6 +68,7 @@ log = logging.getLogger(__name__)
 
 EslHandler = Callable[[ChannelData, EslChannel], Awaitable[None]]
 REPORT_TIMEOUT = 2.0
+STOP_WAIT_S = REPORT_TIMEOUT + CLOSE_TIMEOUT + 0.5  # a cut call's own end, then cancelled
 SCRIPT_VARIABLE = "IVR_SCRIPT"
 HANDSHAKE = ("myevents", "resume")  # after connect; all allowed without `full`
 
@@ -84,8 +100,13 @@ async def serve_esl_call(
     writer: asyncio.StreamWriter,
     handler: EslHandler,
     limits: OutboundLimits = DEFAULT_OUTBOUND,
+    *,
+    stop: asyncio.Event | None = None,
+    opened: Callable[[], None] | None = None,
 ) -> None:
-    """Serve one outbound-socket call on a stream pair, then close it."""
+    """Serve one outbound-socket call on a stream pair, then close it. ``opened``: called
+    once the call has started (handshake done); from then on, ``stop`` set ends the call
+    as failed (``_run_until_stopped``)."""
     conn = EslConnection(reader, writer, limits.wire)
     try:
         try:
@@ -96,9 +117,29 @@ async def serve_esl_call(
         channel = EslChannel(
             conn, data, command_timeout=limits.command_timeout, prompt_suffix=".wav"
         )
-        await _run(handler, data, channel)
+        if opened is not None:
+            opened()
+        await _run_until_stopped(handler, data, channel, stop or asyncio.Event())
     finally:
         await conn.close()
+
+
+async def _run_until_stopped(
+    handler: EslHandler, data: ChannelData, channel: EslChannel, stop: asyncio.Event
+) -> None:
+    """The handler; if ``stop`` is set first, the handler is cancelled and the channel told
+    ``IVR_OUTCOME=failed``."""
+    call = asyncio.create_task(_run(handler, data, channel))
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({call, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait({call, stopped})
+    if not call.cancelled():
+        call.result()  # it ended first: what it raised past ``_run`` goes on
+        return
+    log.info("call %s: ended by the stop; telling FreeSWITCH it failed", data.unique_id)
+    await report_failure(channel)
 
 
 async def _run(handler: EslHandler, data: ChannelData, channel: EslChannel) -> None:
@@ -112,7 +153,11 @@ async def _run(handler: EslHandler, data: ChannelData, channel: EslChannel) -> N
 
 
 async def report_failure(channel: EslChannel) -> None:
-    """Best effort: ``IVR_OUTCOME=failed`` so the dialplan goes to its fallback."""
+    """Best effort: ``IVR_OUTCOME=failed`` so the dialplan goes to its fallback; waits at
+    most ``REPORT_TIMEOUT`` for FreeSWITCH to have run it."""
+    if channel.outcome_kept:
+        log.info("a call continued by SMS keeps its outcome: not told failed")
+        return
     if not channel.usable:
         return  # out of step or gone: the socket closes and the outcome stays empty
     try:
@@ -137,10 +182,11 @@ class EslOutboundServer(CallServer):
     ) -> None:
         super().__init__(
             "ESL outbound server", host, port, backlog=backlog,
-            stream_limit=limits.wire.stream_limit,
+            stream_limit=limits.wire.stream_limit, abandon_wait_s=STOP_WAIT_S,
         )  # fmt: skip
         self._handlers: dict[str, EslHandler] = {"": handler}
         self._limits = limits
+        self._stops: dict[asyncio.StreamWriter, asyncio.Event] = {}  # calls past handshake
 
     def register(self, name: str, handler: EslHandler) -> None:
         """Serve calls whose ``IVR_SCRIPT`` is ``name``; a name can be registered once."""
@@ -161,4 +207,26 @@ class EslOutboundServer(CallServer):
     def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> Coroutine[Any, Any, None]:
-        return serve_esl_call(reader, writer, self._dispatch, self._limits)
+        stop = asyncio.Event()
+
+        def opened() -> None:
+            self._stops[writer] = stop
+
+        async def serve() -> None:
+            try:
+                await serve_esl_call(
+                    reader, writer, self._dispatch, self._limits, stop=stop, opened=opened
+                )
+            finally:
+                self._stops.pop(writer, None)
+
+        return serve()
+
+    def _abandon(self, writer: asyncio.StreamWriter) -> bool:
+        """The stop's grace is over: a started call ends itself, told ``failed`` (module
+        docstring); one still in its handshake is cancelled and closed."""
+        stop = self._stops.get(writer)
+        if stop is None:
+            return False
+        stop.set()
+        return True
