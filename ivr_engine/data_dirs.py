@@ -53,10 +53,19 @@ def create_private_file(path: Path) -> bool:
     return True
 
 
+def from_working_dir(path: Path) -> str:
+    """For an error about ``path``: where a relative one was looked up. The defaults are
+    relative (config/menus, config/routing.yaml) and a service rarely runs in the checkout."""
+    return "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+
+
 def check_menus_dir(path: Path) -> None:
     """``menus_dir`` exists, is a directory and can be listed."""
     if not path.exists():
-        raise ConfigError(f"menus_dir: {path}: does not exist (the directory of menu *.yaml)")
+        raise ConfigError(
+            f"menus_dir: {path}: does not exist (the directory of menu *.yaml)"
+            + from_working_dir(path)
+        )
     if not path.is_dir():
         raise ConfigError(f"menus_dir: {path}: is not a directory (the directory of menu *.yaml)")
     try:

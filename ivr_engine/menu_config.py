@@ -48,6 +48,9 @@ RESERVED_KEYS = {
 def _not_reserved(value: object) -> object:
     if isinstance(value, str) and value in RESERVED_KEYS:
         raise ValueError(f"{RESERVED_KEYS[value]}: use 0-9")
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 9:
+        # YAML reads `digit: 3` as a number; "should be '0', ..., '9'" hid the fix
+        raise ValueError(f'a key is text: quote it, "{value}", not {value}')
     return value
 
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ivr_engine.contact_center.agent_bodies import Endpoint, Name, Team
+from ivr_engine.data_dirs import from_working_dir
 from ivr_engine.desktop.directory import AGENT_ID_PATTERN
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.routing import Agent, RoutingConfig
@@ -84,5 +85,8 @@ def load_agent_profiles(path: Path, config: RoutingConfig | None = None) -> list
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the agents file: {exc.strerror}") from None
+        raise ConfigError(
+            f"agents_file: {path}: cannot read the agents file: {exc.strerror}"
+            + from_working_dir(path)
+        ) from None
     return parse_agent_profiles(path, text, config)

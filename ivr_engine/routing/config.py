@@ -16,6 +16,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ivr_engine.data_dirs import from_working_dir
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.routing.models import (
     MAX_PROFICIENCY,
@@ -193,7 +194,11 @@ def load_routing_config(path: Path) -> RoutingConfig:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read routing configuration: {exc}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigError(
+            f"routing_file: {path}: cannot read routing configuration: {reason}"
+            + from_working_dir(Path(path))
+        ) from exc
     return parse_routing_config(Path(path), text)
 
 

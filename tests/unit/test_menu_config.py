@@ -65,6 +65,9 @@ def test_minimal_menu_parses() -> None:
         (('digit: "1"', 'digit: "#"'), "options[0].digit: '#' ends input in Asterisk's Read"),
         (('digit: "1"', 'digit: "*"'), "options[0].digit: '*' is the engine's key to continue"),
         (("menu: small", "menu: small\nshortcut: {no_digit: '#'}"), "shortcut.no_digit: '#'"),
+        # unquoted, YAML reads a key as a number: "should be '0', '1', ..." named no fix
+        (('digit: "1"', "digit: 1"), 'options[0].digit: a key is text: quote it, "1", not 1'),
+        (("menu: small", "menu: small\nshortcut: {yes_digit: 9}"), "shortcut.yes_digit: a key"),
     ],
 )
 def test_errors_name_file_and_key(change: tuple[str, str], expected: str) -> None:

@@ -420,6 +420,20 @@ def test_committed_prompt_durations_are_plausible() -> None:
     assert all(0.3 < seconds < 6.0 for seconds in durations.values()), durations
 
 
+def test_sample_menu_announcements_read_as_english() -> None:
+    """An option is announced as "For" + its label + "press" + the digit, so a label is a
+    noun phrase: "to report an outage," was heard as "For to report an outage, press 4"."""
+    texts = load_prompt_texts(PROMPTS_YAML).prompts
+    heard = []
+    for menu in load_menus(ROOT / "config" / "menus").values():
+        for_word = texts[menu.prompts.for_word.removeprefix("ivr-engine/")]
+        for option in menu.options:
+            label = texts[option.prompt.removeprefix("ivr-engine/")]
+            heard.append(f"{for_word} {label} press {option.digit}")
+    assert heard
+    assert [h for h in heard if h.lower().startswith("for to ")] == []
+
+
 def test_sample_menus_only_reference_prompts_that_exist() -> None:
     available = available_prompt_ids(COMMITTED)
     for menu in load_menus(ROOT / "config" / "menus").values():
