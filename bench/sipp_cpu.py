@@ -4,7 +4,7 @@
     .venv/bin/python bench/sipp_cpu.py --seconds 20 --cpu-repeats 1 --no-write
 
 SIPp callers -> the real Asterisk 22 (scripts/asterisk-testbed.sh, configs bench/asterisk/)
-in one session, up to five variants of the same menu (config/menus/main.yaml) interleaved:
+in one session, up to six variants of the same menu (config/menus/main.yaml) interleaved:
 
 * ``fastagi``: the full personalised flow (``ivr-engine run``, SQLite timeline seeded with
   ``--customers`` callers with mostly-billing history and a known account number): the
@@ -16,9 +16,14 @@ in one session, up to five variants of the same menu (config/menus/main.yaml) in
 * ``bare``: a FastAGI session that only hands variables to the dialplan (the trivial
   server's ``/bare``: one MSet), then the pure-dialplan menu: what a FastAGI session alone
   costs, i.e. the floor of a design that decides over AGI and plays the menu in dialplan.
+* ``async``: the trivial menu (same commands, same MSet) over AsyncAGI
+  (bench/trivial_asyncagi.py): ``AGI(agi:async)``, every call driven over one persistent AMI
+  connection instead of a TCP connection per call. Its server (and so its AMI session) runs
+  only during its own runs: a connected AMI session costs Asterisk a wake-up per event of
+  every call, which must not load the other variants' calls.
 
 Per run: CPU = delta of utime+stime of Asterisk (+ cutime+cstime: its reaped AGI children)
-and of the variant's FastAGI server (engine or trivial/bare), from /proc/<pid>/stat, divided by
+and of the variant's AGI server (engine, trivial/bare or async), from /proc/<pid>/stat, divided by
 the calls. A run is clean with 0 failed calls, INVITE retransmissions < 0.1 %, call set-up
 (INVITE -> 200 OK) p99 < 100 ms, and every call routed to billing (AMI UserEvent IvrRouted;
 personalised for the engine variants), i.e. no missed digit. Phase 1 measures CPU per call
@@ -67,6 +72,8 @@ VARIANTS = {
     # The pure-dialplan menu after a FastAGI session that only hands over variables (one
     # MSet, as a decide-only engine would): what a FastAGI session alone costs.
     "bare": Variant("bare", "5000", "6", "dialplan-fallback", 2500),
+    # The trivial menu over AsyncAGI (one persistent AMI connection, no TCP per call).
+    "async": Variant("async", "6000", "6", "trivial", 2500),
 }
 TRIVIAL_PORT = 4575
 
@@ -114,6 +121,7 @@ class Bench:
         self.args, self.workdir, self.asterisk = args, workdir, asterisk
         self.engine: int = 0
         self.trivial: int = 0  # the trivial FastAGI server's pid
+        self.asyncagi: int = 0  # the AsyncAGI server's pid, during the async runs only
         self.ami = tb.RoutedCounter()
         self.results: list[RunResult] = []
         self.callers = write_callers(
@@ -122,6 +130,15 @@ class Bench:
 
     async def run(
         self, variant: Variant, rate: float, phase: str, seconds: float | None = None
+    ) -> RunResult:
+        if variant.name != "async":
+            return await self._measure(variant, rate, phase, seconds)
+        async with tb.asyncagi_server() as pid:  # logged in before, out after the window
+            self.asyncagi = pid
+            return await self._measure(variant, rate, phase, seconds)
+
+    async def _measure(
+        self, variant: Variant, rate: float, phase: str, seconds: float | None
     ) -> RunResult:
         calls = max(1, round(rate * (seconds or self.args.seconds)))
         run_dir = self.workdir / f"{len(self.results):02d}-{phase}-{variant.name}-{rate:g}"
@@ -136,7 +153,8 @@ class Bench:
         if left:
             print(f"warning: {left} calls still up before this run", flush=True)
         before_counts = self.ami.counts.copy()
-        servers = {"fastagi": self.engine, "trivial": self.trivial, "bare": self.trivial}
+        servers = {"fastagi": self.engine, "trivial": self.trivial, "bare": self.trivial,
+                   "async": self.asyncagi}  # fmt: skip
         server = servers.get(variant.name)
         ast0, t0 = tb.cpu_ticks(self.asterisk), time.monotonic()
         eng0 = tb.cpu_ticks(server) if server else None
@@ -210,6 +228,7 @@ class Bench:
             "classic": self.args.classic_ladder,
             "trivial": self.args.ladder,
             "bare": self.args.ladder,
+            "async": self.args.ladder,
         }
         active = set(self.args.variants)
         for step in range(max(len(v) for v in ladders.values())):
@@ -265,7 +284,8 @@ def markdown(meta: dict[str, object], results: list[RunResult], summary: Summary
              "fastagi": "full personalised flow, FastAGI engine (shortcut, key 1)",
              "classic": "classic process-per-call AGI (agi_scripts/ivr_agi.py, key 1)",
              "trivial": "trivial FastAGI, no DB (bench/trivial_fastagi.py, key 6)",
-             "bare": "bare FastAGI session (one MSet) + pure-dialplan menu (key 6)"}  # fmt: skip
+             "bare": "bare FastAGI session (one MSet) + pure-dialplan menu (key 6)",
+             "async": "trivial menu over AsyncAGI, one AMI connection (key 6)"}  # fmt: skip
     lines = [
         HEADING,
         "",
@@ -319,18 +339,19 @@ def write_section(text: str) -> None:
 
 
 METHOD = """Method: `bench/sipp_cpu.py` starts the testbed Asterisk with `bench/asterisk/` (the e2e
-configs with verbose logging off, func_env, RTP 10000-29999; numbers 1000 -> ivr-entry,
-2000 -> ivr-fail, 3000 -> ivr-entry with the classic AGI script, 4000 -> the trivial
-FastAGI server, 5000 -> a bare FastAGI session (the trivial server's `/bare`: one MSet)
-then ivr-fail's menu), the engine (`ivr-engine run`, SQLite), and an AMI listener (`Events:
-user`). Each call: SIPp INVITE with the caller id from `-inf` (seeded customers: history
-billing x4 + tech_support, account number known), ACK, one RFC 4733 key 2.5 s later
-(classic: {classic_key_s:g} s, as its process takes seconds to start and a key sent before
-its Read is lost; stock sip-tester capture), the `transfer` prompt, BYE from Asterisk. CPU
-per call = delta utime+stime (+ cutime+cstime, i.e. the reaped classic AGI processes) of
-Asterisk, plus the engine's for the FastAGI variant and the trivial server's for the
-trivial and bare ones (4000 -> bench/trivial_fastagi.py: one Read, one GET, one MSet, no
-database; 5000: one MSet),
+configs with verbose logging off, func_env, RTP 10000-29999; numbers 1000 -> ivr-entry, 2000
+-> ivr-fail, 3000 -> ivr-entry with the classic AGI script, 4000 -> the trivial FastAGI
+server, 5000 -> a bare FastAGI session (the trivial server's `/bare`: one MSet) then
+ivr-fail's menu, 6000 -> the trivial menu over AsyncAGI, bench/trivial_asyncagi.py, whose
+AMI session is up only during its own runs), the engine (`ivr-engine run`, SQLite), and an
+AMI listener (`Events: user`). Each call: SIPp INVITE with the caller id from `-inf` (seeded
+customers: history billing x4 + tech_support, account number known), ACK, one RFC 4733 key
+2.5 s later (classic: {classic_key_s:g} s, as its process takes seconds to start and a key
+sent before its Read is lost; stock sip-tester capture), the `transfer` prompt, BYE from
+Asterisk. CPU per call = delta utime+stime (+ cutime+cstime, i.e. the reaped classic AGI
+processes) of Asterisk, plus the engine's for the FastAGI variant, the trivial server's for
+the trivial and bare ones (4000 -> bench/trivial_fastagi.py: one Read, one GET, one MSet, no
+database; 5000: one MSet) and the AsyncAGI server's for the async one (the same commands),
 over the run (first INVITE until every call ended and 0.5 s more), divided by the calls.
 Clean = 0 failed calls, retransmissions < 0.1 %, set-up (INVITE -> 200 OK, SIPp
 `-trace_rtt`) p99 < 100 ms, every call's IvrRouted = billing with the expected Decision (a
@@ -392,15 +413,16 @@ async def _session(args: argparse.Namespace, workdir: Path) -> tuple[list[RunRes
         engine = trivial = None
         try:
             asterisk = tb.start_asterisk(classic_env)
-            engine = tb.start_engine(f"sqlite:///{fast_db}", workdir)
+            if "fastagi" in args.variants:  # port 4573 is free for others otherwise
+                engine = tb.start_engine(f"sqlite:///{fast_db}", workdir)
             trivial = subprocess.Popen(  # noqa: ASYNC220 - before any call, like start_engine
                 [sys.executable, str(tb.REPO / "bench/trivial_fastagi.py"), "--port",
                  str(TRIVIAL_PORT)], cwd=tb.REPO,
             )  # fmt: skip
-            backlog = tb.listen_backlog(tb.AGI_PORT)
-            print(f"asterisk pid {asterisk}, engine pid {engine.pid}, backlog {backlog}")
+            backlog = tb.listen_backlog(tb.AGI_PORT) if engine else None
+            print(f"asterisk pid {asterisk}, engine {engine and engine.pid}, backlog {backlog}")
             bench = Bench(args, workdir, asterisk)
-            bench.engine, bench.trivial = engine.pid, trivial.pid
+            bench.engine, bench.trivial = engine.pid if engine else 0, trivial.pid
             await bench.ami.start()
             try:
                 for variant in (VARIANTS[n] for n in args.variants):

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -253,6 +253,26 @@ def stop_engine(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def asyncagi_server() -> AsyncIterator[int]:
+    """bench/trivial_asyncagi.py, logged in to AMI (it prints ``ready``): yields its pid."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(REPO / "bench" / "trivial_asyncagi.py"), cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            line = await proc.stdout.readline()
+        if line.strip() != b"ready":
+            raise RuntimeError(f"AsyncAGI server did not log in: {line!r}")
+        yield proc.pid
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()
 
 
 def copy_db(source: Path, target: Path) -> None:
