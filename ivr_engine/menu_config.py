@@ -11,7 +11,6 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -21,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from ivr_engine.config_errors import load_mapping, validation_problems
 from ivr_engine.data_dirs import check_menus_dir
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.models import (
@@ -32,7 +32,6 @@ from ivr_engine.domain.models import (
     RankingPolicy,
     ShortcutPolicy,
 )
-from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 _KEY = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 _PROMPT = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$", max_length=120)]
@@ -211,29 +210,13 @@ def _to_domain(model: _MenuModel) -> Menu:
     )
 
 
-def _format_pydantic(path: Path, error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        key = ".".join(
-            f"[{part}]" if isinstance(part, int) else str(part) for part in item["loc"]
-        ).replace(".[", "[")
-        message = item["msg"].removeprefix("Value error, ")  # our validators' own words
-        lines.append(f"{path}: {key or '<top>'}: {message}")
-    return "\n".join(lines)
-
-
 def parse_menu(path: Path, text: str) -> Menu:
     """Parse and validate one menu document; raise ``ConfigError`` naming file and key."""
-    try:
-        raw = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: <top>: expected a mapping with 'menu:' and 'options:'")
+    raw = load_mapping(path, text, "'menu:' and 'options:'")
     try:
         model = _MenuModel.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_pydantic(path, exc)) from exc
+        raise ConfigError(validation_problems(path, exc)) from exc
     problems = _check_consistency(model)
     if problems:
         raise ConfigError("\n".join(f"{path}: {key}: {msg}" for key, msg in problems))

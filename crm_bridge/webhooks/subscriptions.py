@@ -21,19 +21,17 @@ file, the key and the fix, like the engine's other configuration.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from ivr_engine.config_errors import TOP, load_document, plain_message, validation_problems
 from ivr_engine.domain.errors import ConfigError
-from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 __all__ = [
     "LOCAL_HOSTS",
@@ -49,7 +47,6 @@ MIN_SECRET_CHARS = 16
 _WORD = r"[a-z][a-z0-9_]{0,39}"
 _PATTERN = rf"^(\*|{_WORD}(\.{_WORD}){{0,3}}\.\*|{_WORD}(\.{_WORD}){{1,3}})$"
 _SUB_ID = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]+")
 _HINTS = {
     "id": "use 1-64 of [a-z0-9_-], starting with a letter or digit",
     "events": "use an event type like 'call.ended', a family like 'call.*', or '*'",
@@ -161,19 +158,9 @@ class SubscriptionRegistry:
         return len(self._by_id)
 
 
-def _key(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + (part if _PLAIN_KEY.fullmatch(part) else repr(part))
-    return text or "<top>"
-
-
 def _message(error: ErrorDetails) -> str:
     if error["type"] != "string_pattern_mismatch":
-        return error["msg"].removeprefix("Value error, ")
+        return plain_message(error)
     names = [part for part in error["loc"] if isinstance(part, str)]
     return f"{error['input']!r} is not valid ({_HINTS.get(names[-1], 'see docs/webhooks.md')})"
 
@@ -209,19 +196,15 @@ def parse_subscriptions(
     source: str, text: str, environ: Mapping[str, str] | None = None
 ) -> SubscriptionRegistry:
     """Parse one YAML document; raise ``ConfigError`` naming ``source``, the key and the fix."""
-    try:
-        raw = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {describe_yaml_error(exc)}") from None
+    raw = load_document(source, text)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: <top>: expected a mapping with 'subscriptions:'")
+        raise ConfigError(f"{source}: {TOP}: expected a mapping with 'subscriptions:'")
     try:
         model = _FileModel.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{source}: {_key(e['loc'])}: {_message(e)}" for e in exc.errors()]
-        raise ConfigError("\n".join(lines)) from exc
+        raise ConfigError(validation_problems(source, exc, _message)) from exc
     return _to_registry(source, model, os.environ if environ is None else environ)
 
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ivr_engine.config_errors import load_document, validation_problems
 from ivr_engine.contact_center.agent_bodies import Endpoint, Name, Team
 from ivr_engine.data_dirs import from_working_dir
 from ivr_engine.desktop.directory import AGENT_ID_PATTERN
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.routing import Agent, RoutingConfig
 from ivr_engine.routing.models import language_key
-from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 
 class _Profile(BaseModel):
@@ -43,15 +42,11 @@ class _File(BaseModel):
 
 
 def parse_agent_profiles(path: Path, text: str, config: RoutingConfig | None = None) -> list[Agent]:
+    raw = load_document(path, text)
     try:
-        raw = load_yaml(text)
         model = _File.model_validate(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from None
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {key}: {first['msg']}") from None
+        raise ConfigError(validation_problems(path, exc)) from None
     agents = [
         Agent(
             agent_id=p.agent_id,

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -38,6 +37,7 @@ from pydantic import (
     field_validator,
 )
 
+from ivr_engine.config_errors import load_document, validation_problems
 from ivr_engine.desktop.passwords import (
     PasswordHash,
     dummy_hash,
@@ -48,7 +48,6 @@ from ivr_engine.desktop.passwords import (
 )
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.domain.plain_text import plain_text
-from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
@@ -218,16 +217,11 @@ def _to_agent(model: _AgentModel) -> DesktopAgent:
 
 def parse_agent_directory(path: Path, text: str) -> AgentDirectory:
     """YAML text → directory; ``ConfigError`` names ``path``, the key and the problem."""
-    try:
-        raw = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from None
+    raw = load_document(path, text)
     try:
         model = _DirectoryModel.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {key}: {first['msg']}") from None
+        raise ConfigError(validation_problems(path, exc)) from None
     try:
         return AgentDirectory(_to_agent(agent) for agent in model.agents)
     except ValueError as exc:

@@ -7,15 +7,15 @@ increasing stage times, stages that only ever relax) are checked after it, with 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
+from ivr_engine.config_errors import key_path, load_mapping, plain_message, validation_problems
 from ivr_engine.data_dirs import from_working_dir
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.routing.models import (
@@ -28,13 +28,11 @@ from ivr_engine.routing.models import (
     RoutingConfig,
     SkillRequirement,
 )
-from ivr_engine.yaml_load import describe_yaml_error, load_yaml
 
 _KEY = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 _TARGET = Annotated[str, Field(pattern=r"^(queue:[A-Za-z0-9_\-]{1,80}|callback)$")]
 _LEVEL = Annotated[int, Field(strict=True, ge=MIN_PROFICIENCY, le=MAX_PROFICIENCY)]
 _SECONDS = Annotated[float, Field(ge=0, le=86400)]
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-:]+")
 _FIX_TARGET = "use 'queue:<name>' (an Asterisk queue) or 'callback'"
 
 
@@ -153,36 +151,20 @@ def _to_domain(model: _RoutingModel) -> RoutingConfig:
     )
 
 
-def _key_part(part: int | str) -> str:
-    """``[3]`` for a list index; a key as written, quoted when it is not a plain name."""
-    if isinstance(part, int):
-        return f"[{part}]"
-    return part if _PLAIN_KEY.fullmatch(part) else repr(part)
-
-
-def _format_pydantic(path: Path, error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        key = ".".join(_key_part(part) for part in item["loc"]).replace(".[", "[")
-        message = item["msg"]
-        if item["type"] == "string_pattern_mismatch" and "target" in key:
-            message = f"{message} ({_FIX_TARGET})"
-        lines.append(f"{path}: {key or '<top>'}: {message}")
-    return "\n".join(lines)
+def _message(error: ErrorDetails) -> str:
+    message = plain_message(error)
+    if error["type"] == "string_pattern_mismatch" and "target" in key_path(error["loc"]):
+        return f"{message} ({_FIX_TARGET})"
+    return message
 
 
 def parse_routing_config(path: Path, text: str) -> RoutingConfig:
     """Parse and validate one routing document; raise ``ConfigError`` naming file and key."""
-    try:
-        raw = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {describe_yaml_error(exc)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: <top>: expected a mapping with 'skills:' and 'intents:'")
+    raw = load_mapping(path, text, "'skills:' and 'intents:'")
     try:
         model = _RoutingModel.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_pydantic(path, exc)) from exc
+        raise ConfigError(validation_problems(path, exc, _message)) from exc
     problems = _check_consistency(model)
     if problems:
         raise ConfigError("\n".join(f"{path}: {key}: {msg}" for key, msg in problems))

@@ -120,9 +120,9 @@ def test_directory_loads_from_yaml(tmp_path: Path) -> None:
     ("text", "needle"),
     [
         (_yaml(_agent(), _agent()), "agents: agent 'a100' is listed twice"),
-        (_yaml(_agent("bad id")), "agents.0.agent_id"),
-        (_yaml(_agent("a1", "    colour: red\n")), "agents.0.colour"),
-        (_yaml(_agent("a1", "    max_concurrent: '2'\n")), "agents.0.max_concurrent"),
+        (_yaml(_agent("bad id")), "agents[0].agent_id"),
+        (_yaml(_agent("a1", "    colour: red\n")), "agents[0].colour"),
+        (_yaml(_agent("a1", "    max_concurrent: '2'\n")), "agents[0].max_concurrent"),
         (
             "agents:\n  - agent_id: a1\n    name: A\n    sip_endpoint: PJSIP/a\n",
             "needs a password_hash or a token_sha256",
@@ -130,15 +130,15 @@ def test_directory_loads_from_yaml(tmp_path: Path) -> None:
         (
             "agents:\n  - agent_id: a1\n    name: A\n    sip_endpoint: PJSIP/a\n"
             "    password_hash: plain-text\n",
-            "agents.0.password_hash",
+            "agents[0].password_hash",
         ),
         (
             "agents:\n  - agent_id: a1\n    name: A\n    sip_endpoint: PJSIP/a\n"
             "    token_sha256: abc\n",
-            "agents.0.token_sha256",
+            "agents[0].token_sha256",
         ),
         ("agents: [\n", "not valid YAML"),
-        ("- a\n", "(top level)"),
+        ("- a\n", "<top>"),
     ],
 )
 def test_directory_errors_name_file_and_key(tmp_path: Path, text: str, needle: str) -> None:

@@ -31,16 +31,17 @@ def test_the_sample_roster_and_a_plain_agent_load() -> None:
     ("change", "key"),
     [
         # a "," becomes extra Dial() options in the dialplan: U(...) runs a subroutine
-        (("PJSIP/agent-100", '"PJSIP/agent-100,60,U(evil)"'), "agents.0.sip_endpoint"),
+        (("PJSIP/agent-100", '"PJSIP/agent-100,60,U(evil)"'), "agents[0].sip_endpoint"),
         (("PJSIP/agent-100", '"{origination_caller_id_number=1}user/100"'), "sip_endpoint"),
-        (("agent_id: a1", 'agent_id: "a 1"'), "agents.0.agent_id"),
+        (("agent_id: a1", 'agent_id: "a 1"'), "agents[0].agent_id"),
     ],
 )
 def test_a_dial_string_or_id_outside_the_rules_is_refused(
     change: tuple[str, str], key: str
 ) -> None:
-    with pytest.raises(ConfigError, match=key):
+    with pytest.raises(ConfigError) as caught:
         parse_agent_profiles(Path("a.yaml"), ONE.replace(*change))
+    assert key in str(caught.value)
 
 
 @pytest.mark.parametrize("escaped", ["Ada\\nEve", "Ada\\0", "\\u202Eeve", "Ada\\u2069", "Ada\\x85"])
@@ -57,7 +58,7 @@ def test_a_control_character_in_a_name_or_team_is_refused(escaped: str, key: str
         with pytest.raises(ConfigError) as caught:
             parse(Path("conf/agents.yaml"), text)
         message = str(caught.value)
-        assert message.startswith(f"conf/agents.yaml: agents.0.{key}: "), message
+        assert message.startswith(f"conf/agents.yaml: agents[0].{key}: "), message
         assert "control character U+" in message
 
 
