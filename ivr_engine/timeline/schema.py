@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -73,6 +74,17 @@ class Base(DeclarativeBase):
 
 class CustomerRow(Base):
     __tablename__ = "customers"
+    __table_args__ = (
+        # A merge re-points the customers merged into its source (``merged_into = source``):
+        # without this index that read every customer (migration 0006). Partial: only
+        # merged customers have an entry.
+        Index(
+            "ix_customers_merged_into",
+            "merged_into",
+            postgresql_where=text("merged_into IS NOT NULL"),
+            sqlite_where=text("merged_into IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4 text
     display_name: Mapped[str | None] = mapped_column(String(200))
@@ -128,9 +140,15 @@ Index(
     _events.c.intent,
     _events.c.case_id,
 )
+# A customer's timeline page (newest first by seq, ``store.timeline``) is one index range
+# scan: ordered by the index above (occurred_at first), it read and sorted ALL of a busy
+# customer's events for every page (migration 0006).
+Index("ix_timeline_events_customer_seq", _events.c.customer_id, _events.c.seq)
+# A case's page (by seq) reads only that page's events (migration 0006 added seq).
 Index(
-    "ix_timeline_events_case_id",
+    "ix_timeline_events_case_seq",
     _events.c.case_id,
+    _events.c.seq,
     postgresql_where=_events.c.case_id.is_not(None),
     sqlite_where=_events.c.case_id.is_not(None),
 )

@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, Table, select, update
+from sqlalchemy import RowMapping, Select, Table, Update, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -314,11 +314,34 @@ async def case_page(
     conn: AsyncConnection, case_id: str, limit: int, after_seq: int | None
 ) -> list[RowMapping]:
     """Up to ``limit`` events of the case after ``after_seq``, oldest first."""
+    return [row._mapping for row in await conn.execute(case_page_query(case_id, limit, after_seq))]
+
+
+def case_page_query(case_id: str, limit: int, after_seq: int | None) -> Select[Any]:
+    """``case_page``'s statement: a range of ``ix_timeline_events_case_seq``, no sort."""
     t = timeline_events.c
     query = select(timeline_events).where(t.case_id == case_id).order_by(t.seq)
     if after_seq is not None:
         query = query.where(t.seq > after_seq)
-    return [row._mapping for row in await conn.execute(query.limit(limit))]
+    return query.limit(limit)
+
+
+def timeline_page_query(customer_id: str, limit: int, before_seq: int | None) -> Select[Any]:
+    """Up to ``limit`` events of the customer, newest ``seq`` first, below ``before_seq``: a
+    range of ``ix_timeline_events_customer_seq``, no sort of the customer's events."""
+    t = timeline_events.c
+    query = select(timeline_events).where(t.customer_id == customer_id)
+    if before_seq is not None:
+        query = query.where(t.seq < before_seq)
+    return query.order_by(t.seq.desc()).limit(limit)
+
+
+def repoint_merged(source_id: str, target_id: str) -> Update:
+    """The customers merged into ``source_id`` now point at ``target_id`` (chains stay one
+    hop); found through ``ix_customers_merged_into``, not by reading every customer."""
+    return (
+        update(customers).where(customers.c.merged_into == source_id).values(merged_into=target_id)
+    )
 
 
 async def case_heads(conn: AsyncConnection, case_id: str) -> list[tuple[Any, ...]]:

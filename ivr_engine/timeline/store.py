@@ -136,11 +136,7 @@ class SqlTimelineStore:
                         f"customer {cid!r} was already merged into {merged_into[cid]!r}"
                     )
             moved = await self._move_everything(conn, source_id, target_id)
-            await conn.execute(
-                update(customers)
-                .where(customers.c.merged_into == source_id)
-                .values(merged_into=target_id)  # keep chains flat: always one hop
-            )
+            await conn.execute(sql.repoint_merged(source_id, target_id))  # chains: one hop
             await conn.execute(
                 update(customers)
                 .where(customers.c.id == source_id)
@@ -297,14 +293,7 @@ class SqlTimelineStore:
         """Newest first by ``seq``; pages do not shift when new events arrive."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        query = (
-            select(timeline_events)
-            .where(timeline_events.c.customer_id == customer_id)
-            .order_by(timeline_events.c.seq.desc())
-            .limit(limit + 1)
-        )
-        if before_seq is not None:
-            query = query.where(timeline_events.c.seq < before_seq)
+        query = sql.timeline_page_query(customer_id, limit + 1, before_seq)
         async with self._db.reading() as conn:
             rows = (await conn.execute(query)).all()
             if not rows and not await sql.customer_exists(conn, customer_id):
