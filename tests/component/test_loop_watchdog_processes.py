@@ -141,3 +141,21 @@ async def test_under_workers_only_the_supervisor_notifies_systemd(
             said += await received(sock, 2)
             assert [state for state, _ in said[-2:]] == ["WATCHDOG=1", "WATCHDOG=1"]
             assert {pid for _, pid in said} == {eng.process.pid}
+
+
+async def test_the_watchdog_does_not_fire_during_a_graceful_stop_longer_than_it(
+    sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    """The drain is async: the loop beats on through a grace longer than the watchdog's
+    bound (a beat kept by a task the stop cancels would end the stop with code 70)."""
+    env = {**WATCHDOG_ENV, "IVR_ENGINE_SHUTDOWN_GRACE_S": "3"}
+    async with engine_process(tmp_path, run_args(sqlite_url), env) as engine:
+        await engine.wait_log(r"event-loop watchdog armed")
+        port = int((await engine.wait_log(r"engine ready: FastAGI 127\.0\.0\.1:(\d+)"))[0][1])
+        stuck = await HeldCall.open(port, new_phone())  # its caller never answers
+        engine.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(DEADLINE_S):
+            said = (await stuck.reader.read()).decode()
+        assert said == "SET VARIABLE IVR_OUTCOME failed\n"  # the grace ended, not the process
+        assert await engine.exit_code() == 0
+        assert "event loop stuck" not in engine.log()
