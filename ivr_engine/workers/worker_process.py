@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ivr_engine
+from ivr_engine.loop_watchdog import EXIT_LOOP_STUCK
 from ivr_engine.workers.child import EXIT_CONFIG, NO_LINK, REFUSED
 from ivr_engine.workers.liveness import BeatPipe
 from ivr_engine.workers.load_ledger import LoadLedger
@@ -90,6 +91,8 @@ class Worker:
 def describe_exit(returncode: int | None) -> str:
     if returncode is not None and returncode < 0:
         return f"killed by {signal.Signals(-returncode).name}"
+    if returncode == EXIT_LOOP_STUCK:
+        return f"exit code {returncode}: its event loop was stuck, see its CRITICAL record"
     return f"exit code {returncode}"
 
 

@@ -14,6 +14,7 @@ from ivr_engine.domain.errors import ConfigError
 from ivr_engine.loop_watchdog import EXIT_LOOP_STUCK, LoopWatchdog, stuck_for
 from ivr_engine.settings import load_settings
 from ivr_engine.workers.liveness import BeatPipe, silent_workers
+from ivr_engine.workers.worker_process import describe_exit
 
 BOUND_S = 30.0  # a bounded wait for an event, never a measure of speed
 
@@ -107,3 +108,9 @@ async def test_the_supervisor_hears_beats_and_names_the_silent_workers() -> None
     finally:
         os.close(write_fd)
         pipe.close()
+
+
+def test_the_supervisor_says_why_a_worker_exited_with_the_watchdogs_code() -> None:
+    said = describe_exit(EXIT_LOOP_STUCK)
+    assert said.startswith("exit code 70") and "event loop was stuck" in said
+    assert describe_exit(1) == "exit code 1"
