@@ -10,13 +10,15 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from ivr_engine.app import Engine
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.heap import settle_heap
+from ivr_engine.loop_watchdog import LoopWatchdog
+from ivr_engine.sd_notify import READY, STOPPING, Notifier
 from ivr_engine.settings import Settings
 from ivr_engine.task_dump import dump_tasks_on_sigusr1
 from ivr_engine.token_reload import SettingsSource, describe, describe_unexpected
@@ -90,12 +92,15 @@ async def run_engine(
     load_link_fd: int | None = None,
     source: SettingsSource | None = None,
     follow: Callable[[Engine], Coroutine[Any, Any, None]] | None = None,
+    beats: Sequence[Callable[[], None]] = (),
 ) -> None:
     """Run until SIGINT/SIGTERM; SIGHUP reloads the menus, and with ``source`` (where
     ``settings`` came from) the API's tokens. ``role``: one of several workers
     (``ivr_engine.workers``); ``on_ready``: called once the engine takes calls;
     ``load_link_fd``: the worker's socket to the supervisor's load ledger; ``follow``: run
-    once the engine is ready, until it stops (a worker's settings from its supervisor)."""
+    once the engine is ready, until it stops (a worker's settings from its supervisor);
+    ``beats``: called at each beat of the loop watchdog (a worker's beat to its supervisor).
+    With ``NOTIFY_SOCKET`` set (systemd), READY/WATCHDOG/STOPPING go there (``sd_notify.py``)."""
     engine = Engine(settings)
     engine.role = role
     engine.load_link_fd = load_link_fd
@@ -132,6 +137,8 @@ async def run_engine(
         await engine.stop()  # what started (threads, pools) must not keep the process alive
         raise
     settle_heap()
+    notifier = Notifier()
+    watchdog = arm_watchdog(settings, [*beats, notifier.watchdog])
     try:
         if ready_file is not None:
             assert engine.agi is not None
@@ -139,9 +146,11 @@ async def run_engine(
             await asyncio.to_thread(ready_file.write_text, ports, encoding="utf-8")
         if on_ready is not None:
             on_ready(engine)
+        notifier.send(READY)
         if follow is not None:
             keep(loop.create_task(follow(engine), name="follow-settings"))
         await stop.wait()
+        notifier.send(STOPPING)
         engine.stop_accepting()
         log.info(
             "stopping: no new calls; %d call(s) in progress may finish within %.1f s",
@@ -152,5 +161,21 @@ async def run_engine(
         for task in list(reloads):  # a reload still running must not outlive the engine
             task.cancel()
         await asyncio.gather(*reloads, return_exceptions=True)
-        await engine.stop()
+        try:
+            await engine.stop()  # async: the loop beats on through the drain
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+            notifier.close()
     log.info("engine stopped")
+
+
+def arm_watchdog(settings: Settings, beats: list[Callable[[], None]]) -> LoopWatchdog | None:
+    """The loop watchdog started (``loop_watchdog_s``), or None when it is 0 (off: no beats,
+    so none to a supervisor or systemd either, which then watch nothing)."""
+    if settings.loop_watchdog_s == 0:
+        log.warning("loop_watchdog_s is 0: a stuck event loop leaves its callers in silence")
+        return None
+    watchdog = LoopWatchdog(settings.loop_watchdog_s, on_beat=beats)
+    watchdog.start()
+    return watchdog

@@ -88,6 +88,14 @@ class Settings(BaseModel):
         description="on SIGTERM, calls in progress may finish for this long; then each is "
         "ended with IVR_OUTCOME=failed (the dialplan's static menu)",
     )
+    loop_watchdog_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="an engine process whose event loop has not run for this long logs "
+        "where it is stuck and exits (code 70) so its calls' sockets close (the dialplan's "
+        "static menu) and it is restarted; 0: off; at least 1 otherwise",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     http_body_timeout_s: float = Field(
@@ -206,6 +214,13 @@ class Settings(BaseModel):
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         parse_networks(value)
+        return value
+
+    @field_validator("loop_watchdog_s")
+    @classmethod
+    def _watchdog_off_or_a_second(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (off) or at least 1 (seconds)")
         return value
 
     @field_validator("log_level", mode="before")

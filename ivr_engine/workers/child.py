@@ -1,6 +1,6 @@
 """One engine worker process, started by the supervisor (``supervisor.py``), never by hand:
 
-    python -m ivr_engine.workers.child INDEX COUNT SUPERVISOR_PID LOAD_LINK_FD  < settings JSON
+    python -m ivr_engine.workers.child INDEX COUNT SUPERVISOR_PID LOAD_LINK_FD BEAT_FD  < settings
 
 The settings come on stdin as one JSON line, already validated by the supervisor (secrets
 included: they never appear in the command line, the environment or a file). The pipe stays
@@ -13,11 +13,15 @@ then points its stdout at stderr. It logs to stderr with its index. If the super
 the kernel sends the worker SIGTERM (Linux ``PR_SET_PDEATHSIG``): it drains its calls and
 exits instead of serving on unsupervised. ``LOAD_LINK_FD`` is the worker's end of its socket
 to the supervisor's load ledger (``load_ledger.py``), ``-`` for none (no agents).
+``BEAT_FD`` is the write end of a pipe to the supervisor: one byte per beat of the loop
+watchdog (``loop_watchdog.py``), so the supervisor sees a worker frozen whole (``SIGSTOP``)
+and replaces it; ``-`` for none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -25,6 +29,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import IO, Any
 
 from pydantic import SecretStr, ValidationError
@@ -163,6 +168,18 @@ def describe_invalid(exc: ValidationError, most: int = 5) -> str:
     return "; ".join(said) + (f"; and {more} more" if more > 0 else "")
 
 
+def beat_to(fd: int) -> Callable[[], None]:
+    """One byte down the supervisor's beat pipe, never waited for: a full pipe (the
+    supervisor reads later) or a closed one (it is gone) drops the beat."""
+    os.set_blocking(fd, False)
+
+    def beat() -> None:
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(fd, b".")
+
+    return beat
+
+
 def _die_with(parent: int) -> None:
     """SIGTERM when the supervisor goes, however it goes (Linux); gone already: exit."""
     name = ctypes.util.find_library("c")
@@ -175,6 +192,7 @@ def _die_with(parent: int) -> None:
 def main(argv: list[str]) -> int:
     index, count, parent = (int(arg) for arg in argv[:3])
     link = argv[3] if len(argv) > 3 else NO_LINK
+    beat_fd = argv[4] if len(argv) > 4 else NO_LINK
     _die_with(parent)
     role = WorkerRole(index, count)
     try:
@@ -196,6 +214,7 @@ def main(argv: list[str]) -> int:
                 on_ready=announce,
                 load_link_fd=link_fd,
                 follow=follow_supervisor,
+                beats=() if beat_fd == NO_LINK else (beat_to(int(beat_fd)),),
             )
         )
     except ConfigError as exc:

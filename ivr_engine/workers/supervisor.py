@@ -32,6 +32,14 @@ within ``HEALTHY_AFTER_S`` of starting, at most 30 s: ``Worker`` in ``worker_pro
 and logged. Its calls in progress were cut off (Asterisk: ``AGISTATUS=FAILURE``, the dialplan's
 ``ivr-fail`` static menu); the other workers' calls are separate processes and go on, and
 new calls go to the workers still listening while it restarts.
+
+A worker whose event loop stops (``loop_watchdog_s``, ``loop_watchdog.py``) exits by itself
+with code 70 and is restarted like any other death; a worker frozen whole (``SIGSTOP``)
+cannot: each worker writes a byte per beat down a pipe to the supervisor
+(``liveness.py``), and a ready worker silent for ``loop_watchdog_s`` is killed (SIGKILL) and
+restarted. With ``NOTIFY_SOCKET`` (systemd) the supervisor sends ``READY=1`` once every worker
+is ready, ``WATCHDOG=1`` from its own loop, ``STOPPING=1`` at the stop (``sd_notify.py``);
+the workers do not get ``NOTIFY_SOCKET``.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ from pathlib import Path
 
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.engine_process import END_GRACE_SIGNAL
+from ivr_engine.loop_watchdog import beat_interval
+from ivr_engine.sd_notify import READY, STOPPING, Notifier
 from ivr_engine.settings import Settings
 from ivr_engine.task_dump import log_tasks
 from ivr_engine.token_reload import (
@@ -57,6 +67,7 @@ from ivr_engine.token_reload import (
 )
 from ivr_engine.workers.child import EXIT_CONFIG, settings_json
 from ivr_engine.workers.child_watcher import watch_children_by_pidfd
+from ivr_engine.workers.liveness import silent_workers
 from ivr_engine.workers.load_ledger import LoadLedger
 from ivr_engine.workers.port_reservation import hold_port
 from ivr_engine.workers.role import WorkerRole
@@ -86,6 +97,7 @@ class Supervisor:
     _ledger: LoadLedger | None = None  # with agents_file: the load view's state
     _reloads: set[asyncio.Task[None]] = field(default_factory=set)
     _reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _notifier: Notifier = field(default_factory=Notifier)
 
     async def run(self) -> int:
         """Until SIGTERM/SIGINT (0), or the workers could not start (non-zero)."""
@@ -207,7 +219,10 @@ class Supervisor:
             asyncio.create_task(self._watch(w), name=w.role.name) for w in self.workers
         ]
         await self._write_ready()
+        self._notifier.send(READY)
+        self._watchers.append(asyncio.create_task(self._check_beats(), name="worker-beats"))
         await self._stopping.wait()
+        self._notifier.send(STOPPING)
         await self._stop()
         return 0
 
@@ -225,7 +240,8 @@ class Supervisor:
         """Start the worker's process; return once it says it takes calls (with the
         settings of a token reload made meanwhile)."""
         sent = self._worker_settings
-        await start_worker(worker, sent, self._ledger, self._stopping)
+        watch = self.settings.loop_watchdog_s > 0
+        await start_worker(worker, sent, self._ledger, self._stopping, watch_beats=watch)
         if self._worker_settings != sent:
             await worker.send_settings(self._worker_settings)
 
@@ -251,6 +267,37 @@ class Supervisor:
                 await self._start(worker)
             except WorkerFailed as exc:
                 log.error("restart failed: %s", exc)
+
+    async def _check_beats(self) -> None:
+        """Until the stop: ``WATCHDOG=1`` to systemd, and every ready worker that has not
+        beaten for ``loop_watchdog_s`` killed (its watch restarts it). Off at 0."""
+        timeout_s = self.settings.loop_watchdog_s
+        if timeout_s == 0:
+            return
+        while not self._stopping.is_set():
+            self._notifier.watchdog()
+            for worker in self._silent(timeout_s):
+                assert worker.process is not None
+                log.error(
+                    "%s (pid %d): no beat of its event loop for over %.1f s (loop_watchdog_s; "
+                    "frozen or stopped): killing it, its calls get the dialplan's static menu",
+                    worker.role.name, worker.process.pid, timeout_s,
+                )  # fmt: skip
+                worker.ready = False
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.kill()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(beat_interval(timeout_s)):
+                    await self._stopping.wait()
+
+    def _silent(self, timeout_s: float) -> list[Worker]:
+        watched = {
+            w.role.name: w
+            for w in self.workers
+            if w.ready and w.beats is not None and w.process and w.process.returncode is None
+        }
+        beats = [(name, w.beats) for name, w in watched.items() if w.beats is not None]
+        return [watched[name] for name, _ in silent_workers(beats, time.monotonic(), timeout_s)]
 
     async def _stop(self) -> None:
         """SIGTERM to every worker (each drains its calls); kill what is left after
@@ -279,6 +326,10 @@ class Supervisor:
             await asyncio.gather(*(p.wait() for p in running))
         if self._ledger is not None:
             await self._ledger.aclose()
+        for worker in self.workers:
+            if worker.beats is not None:
+                worker.beats.close()
+        self._notifier.close()
         log.info("all workers stopped")
 
 

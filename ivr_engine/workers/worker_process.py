@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ivr_engine
+from ivr_engine.loop_watchdog import EXIT_LOOP_STUCK
 from ivr_engine.workers.child import EXIT_CONFIG, NO_LINK, REFUSED
+from ivr_engine.workers.liveness import BeatPipe
 from ivr_engine.workers.load_ledger import LoadLedger
 from ivr_engine.workers.role import WorkerRole
 
@@ -49,6 +51,7 @@ class Worker:
     ready: bool = False
     started: float = 0.0
     deaths: int = 0  # in a row, each within HEALTHY_AFTER_S of its start
+    beats: BeatPipe | None = None  # its loop's beats (``liveness.py``); None: not watched
 
     async def send_settings(self, text: str) -> bool:
         """The settings (one JSON line) down the worker's stdin; True once the line is
@@ -88,15 +91,32 @@ class Worker:
 def describe_exit(returncode: int | None) -> str:
     if returncode is not None and returncode < 0:
         return f"killed by {signal.Signals(-returncode).name}"
+    if returncode == EXIT_LOOP_STUCK:
+        return f"exit code {returncode}: its event loop was stuck, see its CRITICAL record"
     return f"exit code {returncode}"
 
 
 async def start_worker(
-    worker: Worker, worker_settings: str, ledger: LoadLedger | None, stopping: asyncio.Event
+    worker: Worker,
+    worker_settings: str,
+    ledger: LoadLedger | None,
+    stopping: asyncio.Event,
+    *,
+    watch_beats: bool = False,
 ) -> None:
-    """Start the worker's process; return once it says it takes calls."""
+    """Start the worker's process; return once it says it takes calls. ``watch_beats``:
+    give it a beat pipe (``worker.beats``, read from its start on)."""
     role = worker.role
-    process = await spawn_worker(role, ledger)
+    if worker.beats is not None:
+        worker.beats.close()
+    worker.beats = BeatPipe.open() if watch_beats else None
+    try:
+        process = await spawn_worker(role, ledger, worker.beats)
+    finally:
+        if worker.beats is not None:
+            worker.beats.handed_over()
+    if worker.beats is not None:
+        worker.beats.listen()
     worker.process, worker.started = process, time.monotonic()
     if stopping.is_set():
         process.terminate()
@@ -120,25 +140,33 @@ async def start_worker(
         code = await process.wait()
         raise WorkerFailed(role, code, f"exited before it was ready ({describe_exit(code)})")
     worker.ready = True
+    if worker.beats is not None:
+        worker.beats.reset(time.monotonic())  # silent from now on: watched (supervisor)
     log.info("%s ready (pid %d)", role.name, process.pid)
 
 
-async def spawn_worker(role: WorkerRole, ledger: LoadLedger | None) -> asyncio.subprocess.Process:
-    """The worker's process; with a load ledger, its channel to it passed down."""
+async def spawn_worker(
+    role: WorkerRole, ledger: LoadLedger | None, beats: BeatPipe | None = None
+) -> asyncio.subprocess.Process:
+    """The worker's process; with a load ledger, its channel to it passed down; with
+    ``beats``, the write end of its beat pipe."""
     command = [sys.executable, "-P", "-m", "ivr_engine.workers.child"]  # -P: not the cwd
     command += [str(role.index), str(role.count), str(os.getpid())]
     env = same_code_environment()
+    beat_fds = () if beats is None or beats.write_fd is None else (beats.write_fd,)
+    beat_arg = str(beat_fds[0]) if beat_fds else NO_LINK
     if ledger is None:
         return await asyncio.create_subprocess_exec(
-            *command, NO_LINK, stdin=PIPE, stdout=PIPE, env=env
+            *command, NO_LINK, beat_arg, stdin=PIPE, stdout=PIPE, env=env, pass_fds=beat_fds
         )
     ours, theirs = LoadLedger.channel()
     with theirs:  # the worker's once it runs: its exit ends the channel
         fd = theirs.fileno()
         try:
             process = await asyncio.create_subprocess_exec(
-                *command, str(fd), stdin=PIPE, stdout=PIPE, env=env, pass_fds=(fd,)
-            )
+                *command, str(fd), beat_arg, stdin=PIPE, stdout=PIPE, env=env,
+                pass_fds=(fd, *beat_fds),
+            )  # fmt: skip
         except BaseException:
             ours.close()
             raise
@@ -147,7 +175,9 @@ async def spawn_worker(role: WorkerRole, ledger: LoadLedger | None) -> asyncio.s
 
 
 def same_code_environment() -> dict[str, str]:
-    """The environment for a worker: it imports the very ``ivr_engine`` this process runs."""
+    """The environment for a worker: it imports the very ``ivr_engine`` this process runs;
+    without ``NOTIFY_SOCKET``: the supervisor is the process systemd watches (``sd_notify``)."""
     root = str(Path(ivr_engine.__file__).resolve().parents[1])
     paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    env = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
+    return {**env, "PYTHONPATH": os.pathsep.join(paths)}

@@ -93,12 +93,16 @@ class EngineProcess:
 
 @contextlib.asynccontextmanager
 async def engine_process(
-    tmp_path: Path, args: Sequence[str], env: dict[str, str] | None = None
+    tmp_path: Path,
+    args: Sequence[str],
+    env: dict[str, str] | None = None,
+    *,
+    module: str = "ivr_engine",
 ) -> AsyncIterator[EngineProcess]:
     """``ivr-engine ARGS`` (``run`` gets ``--ready-file``); stopped and reaped on exit,
-    workers included."""
+    workers included. ``module``: run instead of ``ivr_engine`` (a test's wrapper of it)."""
     ready = tmp_path / "ready"
-    command = [sys.executable, "-m", "ivr_engine", *args]
+    command = [sys.executable, "-m", module, *args]
     if "run" in args:
         command += ["--ready-file", str(ready)]
     environ = {
