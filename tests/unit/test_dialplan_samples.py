@@ -131,3 +131,17 @@ def test_ids_in_the_continued_event_are_filtered() -> None:
     (line,) = [x for x in text.splitlines() if "UserEvent(IvrContinued" in x.split(";", 1)[0]]
     assert "${FILTER(" in line
     assert re.search(r"(?<!,)\$\{IVR_\w+\}", line) is None, line
+
+
+def test_a_callback_overflow_is_told_so_before_any_queue() -> None:
+    """IVR_TARGET=callback (a routing.yaml overflow) goes to ivr-callback, which plays the
+    callback prompt and hangs up; the branch comes before the [ivr-target-<intent>] jumps, and
+    the caller's own ID enters the expression only through FILTER and LEN."""
+    route = _contexts(ROOT / "dialplans" / "ivr-engine.conf")["ivr-route"]
+    branch = next(i for i, line in enumerate(route) if "?ivr-callback,s,1" in line)
+    first_target = next(i for i, line in enumerate(route) if "ivr-target-${IVR_INTENT}" in line)
+    assert branch < first_target
+    assert '"${IVR_TARGET}" = "callback"' in route[branch]
+    assert "${LEN(${FILTER(0-9,${CALLERID(num)})})} > 0" in route[branch]
+    callback = _contexts(ROOT / "dialplans" / "ivr-engine.conf")["ivr-callback"]
+    assert callback[1:3] == ["same => n,Playback(ivr-engine/callback-later)", "same => n,Hangup()"]
