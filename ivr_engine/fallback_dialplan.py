@@ -32,7 +32,7 @@ OPTIONS_PER_LINE = 4  # options per Background() line: readable lines, same soun
 _SAFE = re.compile(r"^[A-Za-z0-9_:\-/.@]*$")
 _MARKER_LINE = re.compile(
     r"^; ivr-engine-fallback: menu=(?P<menu>\S+) context=(?P<context>\S+) "
-    r"source=(?P<source>\S+) sha256=(?P<sha>[0-9a-f]{64})$"
+    r"source=(?P<source>.+) sha256=(?P<sha>[0-9a-f]{64})$"
 )
 
 

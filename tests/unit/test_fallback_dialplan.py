@@ -228,3 +228,12 @@ def test_find_generated_reads_marker_and_body() -> None:
     )
     assert found.body.lstrip().startswith("; The static menu main")
     assert "; end of ivr-engine-fallback" not in found.body
+
+
+def test_a_menu_path_with_a_space_is_still_found(tmp_path: Path) -> None:
+    menus = tmp_path / "my menus"
+    menus.mkdir()
+    (menus / "main.yaml").write_text(_main_text())
+    path, menu = _menu(menus)
+    (found,) = find_generated(render_fallback(menu, path.as_posix()))
+    assert found.source == path.as_posix()
