@@ -87,10 +87,26 @@ def _parser() -> argparse.ArgumentParser:
         run.add_argument(flag, dest=name, type=int, metavar=metavar, help=_overrides(name, what))
     run.add_argument("--ready-file", type=Path, help="write 'AGI_PORT HTTP_PORT' when ready")
     command("migrate", "create or upgrade the timeline schema")
-    command(
+    check = command(
         "check-config",
         "validate everything run would, short of connecting (settings, menus, prompts, "
         "agents, routing, webhooks, URLs), then exit",
+    )
+    check.add_argument(
+        "--dialplan",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="also check that the static fallback menu generated in FILE (or a file it "
+        "#includes) still matches its menu YAML; repeatable",
+    )
+    dialplan = command("dialplan", "Asterisk dialplan tools")
+    dialplan.add_argument("action", choices=["fallback"])
+    dialplan.add_argument(
+        "--menu", default="main", help="the menu (its menu: name) to generate for (default main)"
+    )
+    dialplan.add_argument(
+        "--output", type=Path, metavar="FILE", help="write FILE (default: standard output)"
     )
     command("demo", "a new and a returning caller through the engine")
     _agents_command(command("agents", "agent directory tools"))
@@ -179,7 +195,12 @@ async def _dispatch(
     elif args.command == "check-config":
         from ivr_engine.config_check import check_offline
 
-        print("\n".join(await asyncio.to_thread(check_offline, settings)))
+        dialplans = getattr(args, "dialplan", None) or []
+        print("\n".join(await asyncio.to_thread(check_offline, settings, dialplans)))
+    elif args.command == "dialplan":
+        from ivr_engine.fallback_files import write_fallback
+
+        print(await asyncio.to_thread(write_fallback, settings, args.menu, args.output))
     elif args.command == "bridge":
         from crm_bridge.calls import BridgeSettings, run_bridge
 

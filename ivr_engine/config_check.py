@@ -10,16 +10,26 @@ Each problem is a ``ConfigError`` naming the file or setting, as at start-up.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from ivr_engine.settings import Settings
 
 
-def check_offline(settings: Settings) -> list[str]:
-    """Run the checks; one summary line per part checked (``ConfigError`` on a problem)."""
+def check_offline(settings: Settings, dialplans: Sequence[Path] = ()) -> list[str]:
+    """Run the checks; one summary line per part checked (``ConfigError`` on a problem).
+    ``dialplans``: Asterisk dialplan files whose generated static fallback menu must still
+    match the menu YAML (``check-config --dialplan``)."""
     from ivr_engine.checked_menus import load_checked_menus
     from ivr_engine.data_dirs import check_spool_dir
+    from ivr_engine.fallback_drift import check_fallback_dialplan
+    from ivr_engine.menu_config import load_menu_files
 
     menus = load_checked_menus(settings)
     done = [f"ok: {len(menus)} menu(s): {', '.join(sorted(menus))}"]
+    if dialplans:
+        files = load_menu_files(settings.menus_dir)
+        done += [check_fallback_dialplan(path, files) for path in dialplans]
     check_spool_dir(settings.spool_dir, create=False)
     done.append(f"ok: spool_dir {settings.spool_dir}")
     if settings.agents_file is not None:

@@ -54,9 +54,19 @@ def test_every_prompt_the_dialplans_play_is_built() -> None:
     assert played and not missing, missing
 
 
-def test_no_event_carries_the_callers_raw_caller_id() -> None:
+def _dialplan_contexts() -> dict[str, list[str]]:
+    """The contexts of ivr-engine.conf and of the generated fallback it includes."""
+    return {
+        **_contexts(ROOT / "dialplans" / "ivr-engine.conf"),
+        **_contexts(ROOT / "dialplans" / "ivr-fail-main.conf"),
+    }
+
+
+@pytest.mark.parametrize("name", ["ivr-engine.conf", "ivr-fail-main.conf"])
+def test_no_event_carries_the_callers_raw_caller_id(name: str) -> None:
     """A "," in a caller ID would add or override UserEvent keys (it splits on commas)."""
-    text = (ROOT / "dialplans" / "ivr-engine.conf").read_text()
+    text = (ROOT / "dialplans" / name).read_text()
+    assert "UserEvent(" in text
     for line in text.splitlines():
         if "UserEvent(" in line.split(";", 1)[0]:
             assert re.search(r"(?<!,)\$\{CALLERID\(", line) is None, line
@@ -106,7 +116,7 @@ def assigned_before(lines: list[str], marker: str) -> dict[str, str]:
 def test_entry_and_fallback_clear_every_engine_variable_first(context: str, marker: str) -> None:
     """A value from a transfer back into the IVR, or set by an engine that then failed (an
     agent's endpoint set before the outcome), must never route the call."""
-    lines = _contexts(ROOT / "dialplans" / "ivr-engine.conf")[context]
+    lines = _dialplan_contexts()[context]
     values = assigned_before(lines, marker)
     missing = sorted(engine_variables() - set(values))
     assert not missing, f"[{context}] does not clear {missing}"
@@ -121,3 +131,17 @@ def test_ids_in_the_continued_event_are_filtered() -> None:
     (line,) = [x for x in text.splitlines() if "UserEvent(IvrContinued" in x.split(";", 1)[0]]
     assert "${FILTER(" in line
     assert re.search(r"(?<!,)\$\{IVR_\w+\}", line) is None, line
+
+
+def test_a_callback_overflow_is_told_so_before_any_queue() -> None:
+    """IVR_TARGET=callback (a routing.yaml overflow) goes to ivr-callback, which plays the
+    callback prompt and hangs up; the branch comes before the [ivr-target-<intent>] jumps, and
+    the caller's own ID enters the expression only through FILTER and LEN."""
+    route = _contexts(ROOT / "dialplans" / "ivr-engine.conf")["ivr-route"]
+    branch = next(i for i, line in enumerate(route) if "?ivr-callback,s,1" in line)
+    first_target = next(i for i, line in enumerate(route) if "ivr-target-${IVR_INTENT}" in line)
+    assert branch < first_target
+    assert '"${IVR_TARGET}" = "callback"' in route[branch]
+    assert "${LEN(${FILTER(0-9,${CALLERID(num)})})} > 0" in route[branch]
+    callback = _contexts(ROOT / "dialplans" / "ivr-engine.conf")["ivr-callback"]
+    assert callback[1:3] == ["same => n,Playback(ivr-engine/callback-later)", "same => n,Hangup()"]

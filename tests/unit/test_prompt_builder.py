@@ -70,6 +70,7 @@ REQUIRED_IDS = {
     "goodbye",
     "technical-difficulty",
     "nobody-available",
+    "callback-later",
 }
 
 
