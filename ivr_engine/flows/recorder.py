@@ -296,7 +296,8 @@ class CallRecorder:
             chunk = await self._in_thread(
                 read_chunk, self._spool, start, self._max_batch, self._max_line
             )
-            failed, refused = await self._writer.write(chunk.calls) if chunk.calls else ([], [])
+            calls = chunk.calls
+            failed, refused = await self._writer.write(calls, replayed=True) if calls else ([], [])
             if len(failed) == len(chunk.calls) > 0:  # down or slow: this chunk and the
                 self._spool_may_hold = True  # rest stay in the replay file, for later
                 self._log_replayed(written, chunk.size - chunk.start)
