@@ -154,8 +154,9 @@ def to_write(record: CallRecord) -> CallWrite:
 def call_event_id(call_id: str) -> str:
     """``voice:<call key>:ivr``, the idempotency key of the call's event (``call_id`` is
     the call's ``call_key``; spool lines written before it hold ``voice:<uniqueid>:ivr``,
-    replayed as they are). A key that would not fit the column (or holds a NUL, which PostgreSQL text refuses) is cut and
-    completed with a digest of the whole id: still one key per call, the same every time."""
+    replayed as they are). A key that would not fit the column (or holds a NUL, which
+    PostgreSQL text refuses) is cut and completed with a digest of the whole key: still
+    one key per call, the same every time."""
     event_id = f"voice:{call_id}:ivr"
     if len(event_id) <= EVENT_ID_MAX and "\x00" not in call_id:
         return event_id

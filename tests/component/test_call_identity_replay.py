@@ -47,15 +47,23 @@ def line(rec: CallRecord, event_id: str | None = None) -> str:
     return json.dumps(raw)
 
 
-async def replay(timeline: Timeline, spool_dir: Path, lines: list[str]) -> None:
+def write_spool(spool_dir: Path, lines: list[str]) -> None:
     spool_dir.mkdir(exist_ok=True)
     (spool_dir / SPOOL_FILE).write_text("".join(f"{t}\n" for t in lines))
+
+
+async def replay(timeline: Timeline, spool_dir: Path, lines: list[str]) -> None:
+    write_spool(spool_dir, lines)
     recorder = CallRecorder(timeline.store, spool_dir, fast=timeline.writer)
     try:
         assert await recorder.replay_spool() == len(lines)
     finally:
         await recorder.close()
-    assert not (spool_dir / SPOOL_FILE).exists()
+    assert not spooled(spool_dir)
+
+
+def spooled(spool_dir: Path) -> bool:
+    return (spool_dir / SPOOL_FILE).exists()
 
 
 async def only_customer(timeline: Timeline, phone: str) -> Customer:
