@@ -7,7 +7,9 @@ batch or closing ends the wait at once.
 
 No call is lost: a write that fails (database down, slow) goes to a spool file of JSON
 lines; the spool is replayed when the database answers again and on start-up. Writes are
-idempotent (event ids derive from the call id), so a replay after a partial write is safe.
+idempotent (event ids derive from the call's key, chosen when it started and kept in the
+spooled record), so a replay after a partial write is safe; a replay first looks its event
+ids up, so an older spool line whose id holds another call gets a fresh one (``call_identity``).
 
 How each call is written (known customers, first-time callers) is up to ``CallBatchWriter``
 (``call_writer``); the spool's line format is in ``spool_lines``.
