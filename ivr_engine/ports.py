@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
 from ivr_engine.domain.models import CallerHistory, KnownField
 
@@ -34,6 +34,18 @@ class NewTimelineEvent:
     intent: str | None = None
     case_id: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class StoredCallEvent(NamedTuple):
+    """A stored event as a replay is compared on: all but its (maybe merged) customer."""
+
+    customer_id: str
+    occurred_at: datetime  # aware
+    channel: str
+    event_type: str
+    intent: str | None
+    case_id: str | None
+    data: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ MAX_REASONS = 20
 class Ring:
     """One call ringing at one agent, as the routing code hands it to ``DesktopHub.pop``."""
 
-    call_id: str
+    call_id: str  # the switch's id (shown to the agent)
     customer_id: str | None = None  # None: caller not identified
     intent: str | None = None
     caller_id: str | None = None
@@ -41,6 +41,7 @@ class Ring:
     routing_reasons: Sequence[str] = ()  # why this agent was chosen
     verified: bool = False  # the caller proved who they are (caller ID alone is not proof)
     rang_at: datetime | None = None
+    call_key: str | None = None  # the call's timeline key (``IncomingCall.call_key``)
 
 
 #: The field an identity of this kind is entered as in the IVR (``IvrFlow``).
@@ -110,6 +111,7 @@ def ring_from_call(
         routing_reasons=tuple(routing_reasons),
         verified=verified,
         rang_at=rang_at,
+        call_key=record.call.call_key,
     )
 
 
@@ -241,8 +243,10 @@ def _contact(event: StoredEvent, labels: Mapping[str, str]) -> PopContactJson:
     }
 
 
-def _is_this_call(event: StoredEvent, call_id: str) -> bool:
-    return event.event_id.startswith(f"voice:{call_id}:")
+def _is_this_call(event: StoredEvent, ring: Ring) -> bool:
+    """An event the ringing call wrote (``voice:<call key>:...``); by the switch's id only
+    for a ring without a key (another switch's call may share that id)."""
+    return event.event_id.startswith(f"voice:{ring.call_key or ring.call_id}:")
 
 
 def build_screen_pop(
@@ -258,7 +262,7 @@ def build_screen_pop(
     """The pop for ``ring``; the newest ``max_contacts`` of ``events`` (any channel, the
     ringing call itself left out) become the recent contacts."""
     newest_first = sorted(events, key=lambda e: e.occurred_at, reverse=True)
-    contacts = [e for e in newest_first if not _is_this_call(e, ring.call_id)][:max_contacts]
+    contacts = [e for e in newest_first if not _is_this_call(e, ring)][:max_contacts]
     return {
         "call_id": _clip(ring.call_id),
         "rang_at": None if ring.rang_at is None else iso_time(ring.rang_at),

@@ -6,6 +6,7 @@ Pure: ``to_write`` turns a finished record into the events and known fields to s
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,17 +18,35 @@ CALL_EVENT_TYPE = "call.ivr"
 EVENT_ID_MAX = 200  # timeline_events.event_id is VARCHAR(200)
 
 
+def new_call_nonce() -> str:
+    """A call's own random part of its timeline key (64 bits, hex)."""
+    return secrets.token_hex(8)
+
+
 @dataclass(frozen=True, slots=True)
 class IncomingCall:
-    """A call as the switch announced it (built by the telephony adapter)."""
+    """A call as the switch announced it (built by the telephony adapter).
 
-    call_id: str  # Asterisk uniqueid / FreeSWITCH UUID: idempotency key of the call's events
+    ``call_id`` is the switch's id (Asterisk uniqueid, FreeSWITCH UUID): what the switch's
+    own events (AMI, ESL) and the agent reservations are matched by. It is not unique
+    across switches (Asterisk's is ``<epoch>.<counter>`` without ``systemname``), so the
+    call's timeline identity is ``call_key``: the switch's id plus ``nonce``, chosen once
+    when the call starts and carried in the record (a spooled call replays its key)."""
+
+    call_id: str  # Asterisk uniqueid / FreeSWITCH UUID: correlation with the switch
     caller_id: str | None  # raw caller ID as received
     channel_name: str
     menu: str
     started_at: datetime
     received: float = 0.0  # time.perf_counter() when the switch's request was in; 0: unknown
     caller_withheld: bool = False  # the caller asked not to show their number (restricted)
+    nonce: str = field(default_factory=new_call_nonce)
+
+    @property
+    def call_key(self) -> str:
+        """``<call id>~<nonce>``: the call's identity on the timeline (its event ids, the
+        id of a first-time caller's new customer, its continue-by-SMS case)."""
+        return f"{self.call_id}~{self.nonce}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +119,7 @@ def to_write(record: CallRecord) -> CallWrite:
     ended = record.ended_at or record.call.started_at
     data: dict[str, Any] = {
         "outcome": record.outcome.value,
+        "call_id": record.call.call_id,  # the switch's id: the call bridge's events carry it
         "caller_id": record.phone or record.call.caller_id,
         "channel_name": record.call.channel_name,
         "menu": record.call.menu,
@@ -115,7 +135,7 @@ def to_write(record: CallRecord) -> CallWrite:
         "duration_ms": round((ended - record.call.started_at).total_seconds() * 1000),
     }
     event = NewTimelineEvent(
-        event_id=call_event_id(record.call.call_id),
+        event_id=call_event_id(record.call.call_key),
         customer_id=record.customer_id or "",
         occurred_at=record.call.started_at,
         channel="voice",
@@ -132,9 +152,11 @@ def to_write(record: CallRecord) -> CallWrite:
 
 
 def call_event_id(call_id: str) -> str:
-    """``voice:<call id>:ivr``, the idempotency key of the call's event. A call id that
-    would not fit the column (or holds a NUL, which PostgreSQL text refuses) is cut and
-    completed with a digest of the whole id: still one key per call, the same every time."""
+    """``voice:<call key>:ivr``, the idempotency key of the call's event (``call_id`` is
+    the call's ``call_key``; spool lines written before it hold ``voice:<uniqueid>:ivr``,
+    replayed as they are). A key that would not fit the column (or holds a NUL, which
+    PostgreSQL text refuses) is cut and completed with a digest of the whole key: still
+    one key per call, the same every time."""
     event_id = f"voice:{call_id}:ivr"
     if len(event_id) <= EVENT_ID_MAX and "\x00" not in call_id:
         return event_id

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from ivr_engine.domain.errors import IvrEngineError, TimelineDataRejected
 from ivr_engine.flows.call_customers import (
@@ -23,11 +23,24 @@ from ivr_engine.flows.call_customers import (
     customers_by_phone,
     store_call,
 )
+from ivr_engine.flows.call_identity import resolve_stored
 from ivr_engine.flows.call_record import CallWrite
-from ivr_engine.ports import CustomerWrite, TimelineStore
+from ivr_engine.ports import (
+    ConversationReader,
+    CustomerWrite,
+    StoredCallEvent,
+    TimelineStore,
+)
 
 log = logging.getLogger(__name__)
 UNAVAILABLE = (TimeoutError, IvrEngineError, OSError)  # but TimelineDataRejected: the data
+
+
+@runtime_checkable
+class StoredEvents(Protocol):
+    """A writer that reads back stored events by id (``FastCallWriter``)."""
+
+    async def stored_events(self, event_ids: Sequence[str]) -> dict[str, StoredCallEvent]: ...
 
 
 class Written(NamedTuple):
@@ -59,10 +72,21 @@ class CallBatchWriter:
         self._write_timeout_s = write_timeout_s
         self.written = 0
 
-    async def write(self, batch: Sequence[CallWrite]) -> Written:
+    async def write(self, batch: Sequence[CallWrite], *, replayed: bool = False) -> Written:
         """Write ``batch``; returns the writes that failed (to be spooled), in order, and
-        those the database refused."""
+        those the database refused. ``replayed`` (calls from the spool): first look their
+        event ids up, so a call already stored is written again on the customer that has
+        it, and one whose event id holds another call (a spool line of an older version,
+        keyed by the switch's uniqueid alone) is logged and stored under a fresh key."""
         written_before = self.written
+        if replayed:
+            try:
+                async with asyncio.timeout(self._write_timeout_s):
+                    batch = await self._resolve_stored(batch)
+            except TimelineDataRejected:
+                raise
+            except UNAVAILABLE as exc:
+                return Written(_Down(exc, batch).unwritten, [])
         try:
             return Written(await self._write(batch), [])
         except _Down as down:
@@ -84,6 +108,34 @@ class CallBatchWriter:
                 log.error("call %s rejected (%r): moved to the rejected calls", ids, exc)
                 rejected.append(write)
         return Written(failed, rejected)
+
+    async def _resolve_stored(self, batch: Sequence[CallWrite]) -> list[CallWrite]:
+        ids = sorted({e.event_id for w in batch for e in w.events})
+        stored = await self._stored_events(ids)
+        resolved = resolve_stored(batch, stored)
+        for taken, fresh in resolved.collisions:
+            log.error(
+                "call event %s is another call's on the timeline (a different call under the "
+                "same switch id: give each PBX its own systemname); stored as %s",
+                taken,
+                fresh,
+            )
+        return resolved.writes
+
+    async def _stored_events(self, ids: Sequence[str]) -> dict[str, StoredCallEvent]:
+        if isinstance(self._fast, StoredEvents):
+            return await self._fast.stored_events(ids)
+        if not isinstance(self._store, ConversationReader):
+            return {}  # a store that cannot read events back: written as before
+        found: dict[str, StoredCallEvent] = {}
+        for event_id in ids:  # a store without the raw writer: one look-up each
+            event = await self._store.find_event(event_id)
+            if event is not None:
+                found[event_id] = StoredCallEvent(
+                    event.customer_id, event.occurred_at, event.channel, event.event_type,
+                    event.intent, event.case_id, event.data,
+                )  # fmt: skip
+        return found
 
     async def _write(self, batch: Sequence[CallWrite]) -> list[CallWrite]:
         """Calls whose customer is known go through the fast writer in one transaction; the

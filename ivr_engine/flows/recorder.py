@@ -7,7 +7,9 @@ batch or closing ends the wait at once.
 
 No call is lost: a write that fails (database down, slow) goes to a spool file of JSON
 lines; the spool is replayed when the database answers again and on start-up. Writes are
-idempotent (event ids derive from the call id), so a replay after a partial write is safe.
+idempotent (event ids derive from the call's key, chosen when it started and kept in the
+spooled record), so a replay after a partial write is safe; a replay first looks its event
+ids up, so an older spool line whose id holds another call gets a fresh one (``call_identity``).
 
 How each call is written (known customers, first-time callers) is up to ``CallBatchWriter``
 (``call_writer``); the spool's line format is in ``spool_lines``.
@@ -296,7 +298,8 @@ class CallRecorder:
             chunk = await self._in_thread(
                 read_chunk, self._spool, start, self._max_batch, self._max_line
             )
-            failed, refused = await self._writer.write(chunk.calls) if chunk.calls else ([], [])
+            calls = chunk.calls
+            failed, refused = await self._writer.write(calls, replayed=True) if calls else ([], [])
             if len(failed) == len(chunk.calls) > 0:  # down or slow: this chunk and the
                 self._spool_may_hold = True  # rest stay in the replay file, for later
                 self._log_replayed(written, chunk.size - chunk.start)

@@ -87,7 +87,8 @@ class SmsContinuer:
         """Issue the token, write the outbound SMS event; returns the case id."""
         assert record.phone is not None
         customer_id = record.customer_id or await customer_for_phone(self._store, record.phone)
-        case_id = record.case_id or f"case-{uuid.uuid5(uuid.NAMESPACE_URL, record.call.call_id)}"
+        key = record.call.call_key  # per call: two switches' calls may share a uniqueid
+        case_id = record.case_id or f"case-{uuid.uuid5(uuid.NAMESPACE_URL, key)}"
         token = self._tokens.issue(
             case_id=case_id,
             customer_id=customer_id,
@@ -97,7 +98,7 @@ class SmsContinuer:
             clear=self._clear,
         )
         claims = self._tokens.inspect(token)
-        event_id = f"voice:{record.call.call_id}:continue-sms"
+        event_id = f"voice:{key}:continue-sms"
         unsigned = unsigned_part(token)
         seal = continuation_seal(self._tokens.keyring, event_id, record.phone, unsigned)
         assert seal is not None  # signed with the keyring's current key just now

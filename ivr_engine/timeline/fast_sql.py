@@ -93,3 +93,7 @@ SQLITE_FIELD = (
     "INSERT INTO known_fields (customer_id, name, value, source_channel, updated_at, verified) "
     f"VALUES (?, ?, ?, ?, ?, ?) {FIELD_UPDATE}"
 )
+# the events a replayed call may find stored (``FastCallWriter.stored_events``)
+_STORED = "SELECT event_id, customer_id, occurred_at, channel, event_type, intent, case_id, data"
+PG_STORED_EVENTS = f"{_STORED} FROM timeline_events WHERE event_id = ANY($1::text[])"
+SQLITE_STORED_EVENTS = f"{_STORED} FROM timeline_events WHERE event_id IN ({{}})"

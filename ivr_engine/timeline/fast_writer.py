@@ -28,6 +28,7 @@ are in ``fast_sql.py``, the pure row building in ``fast_rows.py``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ivr_engine.domain.errors import TimelineDataRejected, TimelineUnavailable
-from ivr_engine.ports import CustomerWrite
+from ivr_engine.ports import CustomerWrite, StoredCallEvent
 from ivr_engine.timeline.fast_rows import (
     EventRow,
     group_owners,
@@ -55,15 +56,18 @@ from ivr_engine.timeline.fast_sql import (
     PG_NEW_CUSTOMERS,
     PG_NEW_PHONES,
     PG_PHONE_OWNERS,
+    PG_STORED_EVENTS,
     SQLITE_EVENT,
     SQLITE_FIELD,
     SQLITE_NEW_CUSTOMER,
     SQLITE_NEW_PHONE,
     SQLITE_PHONE_OWNERS,
+    SQLITE_STORED_EVENTS,
 )
 from ivr_engine.timeline.inline_sqlite import InlineDeclined, InlineSqlite
 from ivr_engine.timeline.pg_connect import connect_postgres
 from ivr_engine.timeline.schema_hint import migrate_hint
+from ivr_engine.timeline.timestamps import to_utc
 from ivr_engine.timeline.urls import parse_database_url, redact
 
 if TYPE_CHECKING:  # imported when a PostgreSQL URL is used (_pg_call), not on SQLite
@@ -127,6 +131,24 @@ class FastCallWriter:
                 return {row[0]: list(row[1]) for row in rows}
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._thread, self._owners_sqlite, phones)
+
+    async def stored_events(self, event_ids: Sequence[str]) -> dict[str, StoredCallEvent]:
+        """The events stored under any of ``event_ids`` (a replayed call's, or another's)."""
+        if not event_ids:
+            return {}
+        async with self._lock:
+            if self._pg_dsn is not None:
+                rows = await self._pg_call(lambda c: c.fetch(PG_STORED_EVENTS, list(event_ids)))
+            else:
+                sql = SQLITE_STORED_EVENTS.format(", ".join("?" * len(event_ids)))
+                loop = asyncio.get_running_loop()
+                rows = await loop.run_in_executor(
+                    self._thread,
+                    lambda: self._sqlite_call(
+                        lambda c: c.execute(sql, list(event_ids)).fetchall(), write=False
+                    ),
+                )
+        return {row[0]: _stored_call_event(row) for row in rows}
 
     async def create_customers(
         self, phones: Sequence[str | None], keys: Sequence[str | None] = ()
@@ -286,6 +308,15 @@ class FastCallWriter:
         if self._sqlite is not None:
             conn, self._sqlite = self._sqlite, None
             conn.close()
+
+
+def _stored_call_event(row: Sequence[Any]) -> StoredCallEvent:
+    """A row of ``*_STORED_EVENTS`` (SQLite: times as UTC text, data as JSON text)."""
+    occurred = row[2]
+    if isinstance(occurred, str):
+        occurred = datetime.fromisoformat(occurred)
+    data = json.loads(row[7]) if isinstance(row[7], str | bytes) else row[7]
+    return StoredCallEvent(row[1], to_utc(occurred), row[3], row[4], row[5], row[6], data)
 
 
 def _sqlite_write(

@@ -4,6 +4,7 @@ database that is down (or for a bug), and what the database holds."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -66,18 +67,30 @@ def recorder(writer: Switchable, spool_dir: Path, **kw: float) -> CallRecorder:
     return CallRecorder(None, spool_dir, fast=writer, **options)  # type: ignore[arg-type]
 
 
+_NONCE = re.compile(r"~[0-9a-f]{16}(?=:ivr$)")
+
+
+def plain_id(event_id: str) -> str:
+    """``voice:<call id>~<nonce>:ivr`` as ``voice:<call id>:ivr``: the nonce is random per
+    call (``IncomingCall.nonce``); these tests name calls by their call id."""
+    return _NONCE.sub("", event_id)
+
+
 async def event_ids(url: str) -> list[str]:
+    """The stored event ids, each as ``plain_id``, sorted."""
     if url.startswith("sqlite"):
         conn = sqlite3.connect(url.removeprefix("sqlite:///"))
         try:
-            return sorted(r[0] for r in conn.execute("SELECT event_id FROM timeline_events"))
+            rows = [r[0] for r in conn.execute("SELECT event_id FROM timeline_events")]
         finally:
             conn.close()
-    pg = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        return sorted(r[0] for r in await pg.fetch("SELECT event_id FROM timeline_events"))
-    finally:
-        await pg.close()
+    else:
+        pg = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            rows = [r[0] for r in await pg.fetch("SELECT event_id FROM timeline_events")]
+        finally:
+            await pg.close()
+    return sorted(plain_id(r) for r in rows)
 
 
 async def count(url: str, table: str) -> int:

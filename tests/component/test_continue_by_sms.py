@@ -92,6 +92,24 @@ async def test_star_sends_a_link_and_the_chat_resumes_the_same_case(
     assert {e.case_id for e in thread} == {case_id}
 
 
+async def test_two_pbxs_calls_with_one_uniqueid_get_their_own_sms_and_case(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """Two PBXs without their own ``systemname`` send the same uniqueid: each caller's SMS
+    is written (the old code kept the first and took the second for a retry) and each is
+    on a case of its own (the old code derived both from the uniqueid)."""
+    cases = []
+    for phone in (new_phone(), new_phone()):
+        heard = await call(engine, phone, ["*"], uniqueid="1700000100.1")
+        assert heard.variables["IVR_OUTCOME"] == "continued"
+        event = await call_event(store(engine), phone)
+        (sms,) = [e for e in (await store(engine).timeline(event.customer_id)).events
+                  if e.channel == "sms"]  # fmt: skip
+        assert sms.data["to"] == phone and sms.case_id == heard.variables["IVR_CASE_ID"]
+        cases.append(sms.case_id)
+    assert cases[0] != cases[1]
+
+
 async def test_without_a_secret_nothing_is_offered(
     sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
 ) -> None:

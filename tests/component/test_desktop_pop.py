@@ -223,6 +223,17 @@ def test_recent_contacts_newest_first_capped_and_without_this_call() -> None:
     assert pop["recent_contacts"][-1]["outcome"] == "abandoned"
 
 
+def test_this_call_is_told_by_its_key_not_by_the_switchs_id() -> None:
+    """Another PBX's call with the same uniqueid is a contact like any other."""
+    events = [
+        _event(5, 0, "voice", "billing", event_id="voice:1700.1~aaaa:ivr"),  # the ringing call
+        _event(4, 1, "voice", "moving", event_id="voice:1700.1~bbbb:ivr"),  # another PBX's
+    ]
+    ring = Ring(call_id="1700.1", call_key="1700.1~aaaa")
+    pop = build_screen_pop(ring, CUSTOMER, events, masking=MASKING)
+    assert [c["intent"] for c in pop["recent_contacts"]] == ["moving"]
+
+
 def test_unknown_caller_and_no_history() -> None:
     pop = build_screen_pop(Ring(call_id="c"), None, [], masking=MASKING, history_available=False)
     assert pop["customer"] is None and pop["recent_contacts"] == []
@@ -254,7 +265,9 @@ def test_ring_from_a_finished_ivr_call() -> None:
     record.entered = {"postcode": "90210"}
     known = {"account_number": KnownField("account_number", "12345678", "web", NOW)}
     ring = ring_from_call(record, known_fields=known, routing_reasons=("idle 40 s",), rang_at=NOW)
+    assert ring.call_key == call.call_key and call.call_key.startswith("1700.1~")
     assert ring == Ring(
+        call_key=call.call_key,
         call_id="1700.1",
         customer_id="c-1",
         intent="moving",

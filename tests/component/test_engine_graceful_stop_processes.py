@@ -31,10 +31,10 @@ LONG_GRACE_S = 300.0  # the most there is: only a second signal ends it within t
 def recorded_outcome(sqlite_url: str, call_id: str) -> str | None:
     """The outcome the timeline holds for the call, None if it holds no such call."""
     path = sqlite_url.removeprefix("sqlite:///")
-    event_id = f"voice:{call_id}:ivr"
+    pattern = f"voice:{call_id}~%:ivr"  # the call id, then the call's own nonce
     with contextlib.closing(sqlite3.connect(path)) as db:
-        sql = "SELECT data FROM timeline_events WHERE event_id = ?"
-        row = db.execute(sql, (event_id,)).fetchone()
+        sql = "SELECT data FROM timeline_events WHERE event_id LIKE ?"
+        row = db.execute(sql, (pattern,)).fetchone()
     return None if row is None else str(json.loads(row[0])["outcome"])
 
 

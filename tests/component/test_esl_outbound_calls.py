@@ -96,7 +96,9 @@ async def test_returning_billing_caller_hears_billing_first_and_call_is_recorded
     event = await call_event(store(engine), phone)
     assert event.customer_id == ada.customer_id
     assert event.intent == "billing" and event.data["outcome"] == "routed"
-    assert event.event_id == f"voice:{call.uuid}:ivr"  # the FreeSWITCH UUID is the call id
+    # the FreeSWITCH UUID is the call id, with the call's own key part (one rule for both)
+    assert event.event_id.startswith(f"voice:{call.uuid}~") and event.event_id.endswith(":ivr")
+    assert event.data["call_id"] == call.uuid
     assert 0 < event.data["decision_ms"] <= event.data["first_prompt_ms"] < 5000
 
 

@@ -78,7 +78,7 @@ async def test_an_unexpected_error_in_a_write_does_not_end_the_recorder(
 
     def on_disk() -> bool:
         files = [spool_dir / n for n in (SPOOL_FILE, REJECTED_FILE)]
-        return any(f.exists() and b"voice:first:ivr" in f.read_bytes() for f in files)
+        return any(f.exists() and b"voice:first~" in f.read_bytes() for f in files)
 
     async def kept() -> bool:
         return on_disk()

@@ -25,6 +25,7 @@ from tests.component.recorder_support import (
     Switchable,
     count,
     event_ids,
+    plain_id,
     record,
     recorder,
     until,
@@ -42,7 +43,7 @@ class Logged(Switchable):
         self.hang = False
 
     async def write(self, batch: Sequence[CustomerWrite]) -> set[str]:
-        self.ids.append([e.event_id for w in batch for e in w.events])
+        self.ids.append([plain_id(e.event_id) for w in batch for e in w.events])
         if self.fail_from is not None and len(self.ids) > self.fail_from:
             if self.hang:
                 await asyncio.Event().wait()

@@ -12,10 +12,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ivr_engine.flows.call_record import to_write
 from ivr_engine.flows.recorder import SPOOL_FILE
 from ivr_engine.timeline import FastCallWriter
-from tests.component.recorder_support import Switchable, record, recorder
+from tests.component.recorder_support import Switchable, plain_id, record, recorder
 
 pytestmark = pytest.mark.postgres
 
@@ -38,5 +37,5 @@ async def test_a_batch_cut_off_by_close_is_spooled(pg_url: str, tmp_path: Path) 
         await locker.close()
         await real.close()
     spooled = (tmp_path / "spool" / SPOOL_FILE).read_text().splitlines()
-    ids = sorted(json.loads(line)["events"][0]["event_id"] for line in spooled)
-    assert ids == [to_write(record(call_id=f"{tag}-{n}")).events[0].event_id for n in range(3)]
+    ids = sorted(plain_id(json.loads(line)["events"][0]["event_id"]) for line in spooled)
+    assert ids == [f"voice:{tag}-{n}:ivr" for n in range(3)]
