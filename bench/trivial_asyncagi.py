@@ -25,20 +25,8 @@ import contextlib
 import itertools
 from urllib.parse import unquote
 
-OPTIONS = [
-    ("new-service", 1), ("tech-support", 2), ("moving", 3), ("outage", 4), ("cancel", 5),
-    ("billing", 6), ("operator", 0),
-]  # fmt: skip
-MENU = "&".join(
-    ["ivr-engine/welcome"]
-    + [
-        f"ivr-engine/for&ivr-engine/label-{name}&ivr-engine/press&digits/{key}"
-        for name, key in OPTIONS
-    ]
-)
-INTENTS = {"1": "new_service", "2": "tech_support", "3": "moving", "4": "outage",
-           "5": "cancel", "6": "billing", "0": "operator"}  # fmt: skip
-TARGETS = {"billing": "queue:billing", "operator": "queue:general"}
+from trivial_fastagi import INTENTS, MENU, TARGETS  # the same menu and outcome
+
 USER, SECRET = "ivrasync", "ivrasync"
 
 
