@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,19 +17,10 @@ from ivr_engine.flows.call_record import CallRecord, to_write
 from ivr_engine.flows.recorder import SPOOL_FILE, CallRecorder
 from ivr_engine.flows.spool_lines import write_to_json
 from ivr_engine.ports import Customer, Identity
-from ivr_engine.timeline import Timeline, open_timeline
+from ivr_engine.timeline import Timeline
 from tests.component.recorder_support import record
 
 OLD_ID = "voice:1700000100.1:ivr"  # how an older version keyed every call with this uniqueid
-
-
-@pytest.fixture
-async def timeline(database_url: str) -> AsyncIterator[Timeline]:
-    opened = await open_timeline(database_url, migrate=False)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def caller(phone: str, postcode: str | None = None) -> CallRecord:
