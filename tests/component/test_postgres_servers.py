@@ -26,7 +26,6 @@ from ivr_engine.app import Engine
 from ivr_engine.domain.errors import ConfigError, TimelineUnavailable
 from ivr_engine.domain.models import KnownField
 from ivr_engine.ports import Identity, NewTimelineEvent
-from ivr_engine.settings import Settings
 from ivr_engine.simulate import SimulatedCall, simulate_call
 from ivr_engine.timeline.fast_lookup import FastCallerLookup
 from ivr_engine.timeline.fast_writer import FastCallWriter
@@ -36,6 +35,7 @@ from ivr_engine.timeline.store import SqlTimelineStore
 from ivr_engine.timeline.urls import parse_database_url, split_url
 from tests.component.fake_asterisk import asterisk_env, header_block
 from tests.component.test_cli_and_classic_agi import CLI, run
+from tests.component.test_ivr_flow import settings_for
 
 pytestmark = pytest.mark.postgres
 REPO = Path(__file__).resolve().parents[2]
@@ -66,19 +66,6 @@ def silent() -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(8)
         yield f"127.0.0.1:{sock.getsockname()[1]}"
-
-
-def settings_for(url: str, tmp_path: Path) -> Settings:
-    return Settings.model_validate(
-        {
-            "database_url": url,
-            "agi_port": 0,
-            "http_port": 0,
-            "menus_dir": REPO / "config/menus",
-            "sounds_dir": REPO / "prompts/en",
-            "spool_dir": tmp_path / "spool",
-        }
-    )
 
 
 @pytest.fixture
