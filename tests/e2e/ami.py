@@ -204,7 +204,17 @@ class AmiClient:
 
     @staticmethod
     def describe(events: list[Message]) -> str:
-        keys = ("Event", "UserEvent", "Channel", "CallerIDNum", "Command", "Result", "Cause")
+        keys = (
+            "Event",
+            "UserEvent",
+            "Channel",
+            "CallerIDNum",
+            "Variable",
+            "Value",
+            "Command",
+            "Result",
+            "Cause",
+        )
         return "\n".join("  " + " ".join(f"{k}={e[k]!r}" for k in keys if k in e) for e in events)
 
     # --- reader -----------------------------------------------------------------------

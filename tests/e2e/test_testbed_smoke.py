@@ -412,17 +412,43 @@ async def test_concurrent_calls(asterisk: Testbed, ami: AmiClient) -> None:
         await agi.command(f"SET VARIABLE IVR_INTENT pressed-{reply.removeprefix('200 result=')}")
         agi.close()
 
+    log_mark = asterisk.log_size()
     async with InlineFastAgi(script) as server:
         calls = [
             run_sipp_call([("wait", 1500), ("dtmf", digit)], caller_id=caller)
             for caller, digit in callers.items()
         ]
         results = await asyncio.gather(*calls)
-        for _ in callers:
-            await server.finished_session()
+        # SIPp first: a call that failed on the SIP side never reaches the AGI server, and
+        # its SIPp trace says why, where a missing session alone would only time out.
+        for caller, result in zip(callers, results, strict=True):
+            assert result.ok, f"caller {caller}: {result.describe()}"
+        arrived: list[str] = []
+        try:
+            for _ in callers:
+                session = await server.finished_session(timeout_s=15)
+                arrived.append(session.env.get("agi_callerid", "?"))
+        except TimeoutError:
+            missing = [
+                c
+                for c in callers
+                if c.removeprefix("+") not in {a.removeprefix("+") for a in arrived}
+            ]
+            events = [
+                e
+                for e in ami.events
+                if e.get("CallerIDNum") in missing
+                and (
+                    e.get("Event") not in ("VarSet", "Newexten") or e.get("Variable") == "AGISTATUS"
+                )
+            ]
+            pytest.fail(
+                f"no finished FastAGI session for {missing} (arrived: {arrived})\n"
+                f"--- their AMI events\n{ami.describe(events)}\n"
+                f"--- Asterisk log during the test\n{asterisk.log_since(log_mark)[-6000:]}",
+                pytrace=False,
+            )
 
-    for result in results:
-        assert_sipp_ok(result)
     for caller, digit in callers.items():
         await ami.wait_for_event(
             "UserEvent", UserEvent="IvrRouted", CallerIDNum=caller, Intent=f"pressed-{digit}"
