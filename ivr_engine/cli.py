@@ -98,10 +98,18 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar="FILE",
         help="also check that the static fallback menu generated in FILE (or a file it "
-        "#includes) still matches its menu YAML; repeatable",
+        "includes: Asterisk #include, FreeSWITCH include pre-process) still matches its "
+        "menu YAML; repeatable",
     )
-    dialplan = command("dialplan", "Asterisk dialplan tools")
+    dialplan = command("dialplan", "Asterisk and FreeSWITCH dialplan tools")
     dialplan.add_argument("action", choices=["fallback"])
+    dialplan.add_argument(
+        "--pbx",
+        choices=["asterisk", "freeswitch"],
+        default="asterisk",
+        help="asterisk: an [ivr-fail] context to #include; freeswitch: ivr-fail extensions "
+        "for an include inside the ivr-engine context (default asterisk)",
+    )
     dialplan.add_argument(
         "--menu", default="main", help="the menu (its menu: name) to generate for (default main)"
     )
@@ -200,7 +208,7 @@ async def _dispatch(
     elif args.command == "dialplan":
         from ivr_engine.fallback_files import write_fallback
 
-        print(await asyncio.to_thread(write_fallback, settings, args.menu, args.output))
+        print(await asyncio.to_thread(write_fallback, settings, args.menu, args.output, args.pbx))
     elif args.command == "bridge":
         from crm_bridge.calls import BridgeSettings, run_bridge
 

@@ -45,6 +45,12 @@ class GeneratedFallback:
     source: str  # the menu file it was generated from, as written in the header
     sha256: str  # of the body when generated
     body: str  # the body as it is in the file now
+    pbx: str = "asterisk"  # or "freeswitch" (ivr_engine/fallback_freeswitch.py)
+
+    @property
+    def label(self) -> str:
+        """``[ivr-fail]`` (an Asterisk context) or ``extension ivr-fail`` (FreeSWITCH)."""
+        return f"[{self.context}]" if self.pbx == "asterisk" else f"extension {self.context}"
 
 
 def context_name(menu_name: str) -> str:
@@ -70,7 +76,7 @@ def render_fallback(menu: Menu, source: str) -> str:
 
 
 def render_body(menu: Menu, context: str) -> str:
-    _check_safe(menu, context)
+    check_safe(menu, context)
     lines = [*_prologue(menu, context), *_menu_steps(menu)]
     for option in menu.options:
         lines += ["", *_choice(option)]
@@ -79,7 +85,7 @@ def render_body(menu: Menu, context: str) -> str:
 
 
 def _prologue(menu: Menu, context: str) -> Iterator[str]:
-    cleared = [f"{name}=" for name in _engine_variables()]
+    cleared = [f"{name}=" for name in engine_variables()]
     cleared[cleared.index(f"{variables.DECISION}=")] = f"{variables.DECISION}=dialplan-fallback"
     yield ""
     yield f"; The static menu {menu.name}: its default order and digits, played by Asterisk"
@@ -145,7 +151,7 @@ def _retries(menu: Menu) -> Iterator[str]:
         yield " same => n,Goto(s,menu)"
 
 
-def _engine_variables() -> list[str]:
+def engine_variables() -> list[str]:
     """Every channel variable the engine sets, in the order of ivr_engine/flows/variables.py."""
     return [
         value
@@ -158,7 +164,7 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:g}"
 
 
-def _check_safe(menu: Menu, context: str) -> None:
+def check_safe(menu: Menu, context: str) -> None:
     prompts = menu_prompt_sequence(static_menu(menu, ""), menu.prompts, greeting=True)
     values = [
         context,
@@ -175,13 +181,21 @@ def _check_safe(menu: Menu, context: str) -> None:
 
 def find_generated(text: str) -> list[GeneratedFallback]:
     """Every generated fallback in a dialplan file's text (marker line to end marker)."""
+    return find_marked(text, _MARKER_LINE, END_MARKER + " menu={menu}", "asterisk")
+
+
+def find_marked(
+    text: str, marker: re.Pattern[str], end_line: str, pbx: str
+) -> list[GeneratedFallback]:
+    """The fallbacks whose marker line matches ``marker`` (groups menu, context, source,
+    sha), each body up to the line ``end_line.format(menu=...)`` (or the end of the text)."""
     found: list[GeneratedFallback] = []
     lines = text.splitlines(keepends=True)
     for index, line in enumerate(lines):
-        match = _MARKER_LINE.match(line.rstrip("\n"))
+        match = marker.match(line.rstrip("\n"))
         if match is None:
             continue
-        end = f"{END_MARKER} menu={match['menu']}"
+        end = end_line.format(menu=match["menu"])
         rest = lines[index + 1 :]
         stop = next((i for i, x in enumerate(rest) if x.rstrip("\n") == end), len(rest))
         found.append(
@@ -191,6 +205,7 @@ def find_generated(text: str) -> list[GeneratedFallback]:
                 source=match["source"],
                 sha256=match["sha"],
                 body="".join(rest[:stop]),
+                pbx=pbx,
             )
         )
     return found

@@ -1,4 +1,5 @@
-"""``ivr-engine dialplan fallback``: the static fallback menu of one menu, to a file or out."""
+"""``ivr-engine dialplan fallback``: the static fallback menu of one menu, to a file or out
+(``pbx``: ``asterisk``, an ``[ivr-fail]`` context; ``freeswitch``, ``ivr-fail`` extensions)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from pathlib import Path
 
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.fallback_dialplan import render_fallback
+from ivr_engine.fallback_freeswitch import render_fallback_xml
 from ivr_engine.menu_config import load_menu_files
 from ivr_engine.settings import Settings
 
 
-def write_fallback(settings: Settings, menu_name: str, output: Path | None) -> str:
+def write_fallback(
+    settings: Settings, menu_name: str, output: Path | None, pbx: str = "asterisk"
+) -> str:
     """The generated dialplan (no ``output``), or a line saying what was written where."""
     files = load_menu_files(settings.menus_dir)
     if menu_name not in files:
@@ -20,10 +24,14 @@ def write_fallback(settings: Settings, menu_name: str, output: Path | None) -> s
             f"(menus: {', '.join(sorted(files))})"
         )
     source, menu = files[menu_name]
-    text = render_fallback(menu, source.as_posix())
+    render = render_fallback if pbx == "asterisk" else render_fallback_xml
+    try:
+        text = render(menu, source.as_posix())
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     if output is None:
         return text.rstrip("\n")
     partial = output.with_name(f".{output.name}.tmp")
     partial.write_text(text, encoding="utf-8")
-    os.replace(partial, output)  # Asterisk's reload never reads half a file
-    return f"wrote the static fallback menu of {menu_name} ({source}) to {output}"
+    os.replace(partial, output)  # a dialplan reload (or reloadxml) never reads half a file
+    return f"wrote the {pbx} static fallback menu of {menu_name} ({source}) to {output}"
