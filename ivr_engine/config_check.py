@@ -18,8 +18,8 @@ from ivr_engine.settings import Settings
 
 def check_offline(settings: Settings, dialplans: Sequence[Path] = ()) -> list[str]:
     """Run the checks; one summary line per part checked (``ConfigError`` on a problem).
-    ``dialplans``: Asterisk dialplan files whose generated static fallback menu must still
-    match the menu YAML (``check-config --dialplan``)."""
+    ``dialplans``: Asterisk or FreeSWITCH dialplan files whose generated static fallback
+    menu must still match the menu YAML (``check-config --dialplan``)."""
     from ivr_engine.checked_menus import load_checked_menus
     from ivr_engine.data_dirs import check_spool_dir
     from ivr_engine.fallback_drift import check_fallback_dialplan
