@@ -11,7 +11,7 @@ import json
 import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,9 +25,7 @@ from ivr_engine.live_menus import LiveMenus
 from ivr_engine.personalize import FUTURE_SKEW
 from ivr_engine.ports import CallerLookup, LookupResult, TimelineStore
 from ivr_engine.timeline import Timeline, open_timeline
-
-NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
-Client = TestClient[Any, Any]
+from tests.component.api_client import NOW, Client, json_body
 
 
 def _option(digit: str, intent: str, label: str, **kw: Any) -> MenuOption:
@@ -99,15 +97,8 @@ async def client(api_timeline: Timeline) -> AsyncIterator[Client]:
         yield c
 
 
-async def _json(resp: Any, status: int) -> Any:
-    body = await resp.text()
-    assert resp.status == status, body
-    assert resp.content_type == "application/json"
-    return json.loads(body)
-
-
 async def _error(resp: Any, status: int, code: str | None = None) -> Mapping[str, Any]:
-    body = await _json(resp, status)
+    body = await json_body(resp, status)
     assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
     if code is not None:
         assert body["error"]["code"] == code, body
@@ -116,17 +107,17 @@ async def _error(resp: Any, status: int, code: str | None = None) -> Mapping[str
 
 async def _customer(client: Client, phone: str, **extra: Any) -> dict[str, Any]:
     body = {"identities": [{"kind": "phone", "value": phone}], **extra}
-    return cast(dict[str, Any], await _json(await client.post("/v1/customers", json=body), 201))
+    return cast(dict[str, Any], await json_body(await client.post("/v1/customers", json=body), 201))
 
 
 async def _event(client: Client, status: int = 201, **fields: Any) -> dict[str, Any]:
     body = {"channel": "chat", "event_type": "chat.message", **fields}
-    return cast(dict[str, Any], await _json(await client.post("/v1/events", json=body), status))
+    return cast(dict[str, Any], await json_body(await client.post("/v1/events", json=body), status))
 
 
 async def _preview(client: Client, **query: str) -> dict[str, Any]:
     return cast(
-        dict[str, Any], await _json(await client.get("/v1/menu-preview", params=query), 200)
+        dict[str, Any], await json_body(await client.get("/v1/menu-preview", params=query), 200)
     )
 
 
@@ -146,14 +137,14 @@ async def test_create_get_and_rename_customer(client: Client) -> None:
     assert created["fields"]["postcode"]["source_channel"] == "web"
     cid = created["customer_id"]
 
-    got = await _json(await client.get(f"/v1/customers/{cid}"), 200)
+    got = await json_body(await client.get(f"/v1/customers/{cid}"), 200)
     assert got == created
 
-    renamed = await _json(
+    renamed = await json_body(
         await client.patch(f"/v1/customers/{cid}", json={"display_name": "A"}), 200
     )
     assert renamed["display_name"] == "A"
-    cleared = await _json(
+    cleared = await json_body(
         await client.patch(f"/v1/customers/{cid}", json={"display_name": None}), 200
     )
     assert cleared["display_name"] is None
@@ -170,7 +161,7 @@ async def test_add_identity_and_lookup_forms(client: Client) -> None:
     resp = await client.post(
         f"/v1/customers/{cid}/identities", json={"kind": "email", "value": "Ada@Example.COM"}
     )
-    added = await _json(resp, 200)
+    added = await json_body(resp, 200)
     assert {"kind": "email", "value": "ada@example.com"} in added["identities"]
 
     for query in (
@@ -178,9 +169,9 @@ async def test_add_identity_and_lookup_forms(client: Client) -> None:
         {"email": "ADA@example.com"},
         {"kind": "phone", "value": "+15551230002"},
     ):
-        found = await _json(await client.get("/v1/customers", params=query), 200)
+        found = await json_body(await client.get("/v1/customers", params=query), 200)
         assert [c["customer_id"] for c in found["customers"]] == [cid], query
-    none = await _json(await client.get("/v1/customers", params={"phone": "5559990000"}), 200)
+    none = await json_body(await client.get("/v1/customers", params={"phone": "5559990000"}), 200)
     assert none == {"customers": []}
 
     error = await _error(
@@ -198,19 +189,19 @@ async def test_add_identity_and_lookup_forms(client: Client) -> None:
 async def test_shared_number_stays_two_customers_until_merged(client: Client) -> None:
     first = (await _customer(client, "5551230003", display_name="Parent"))["customer_id"]
     second = (await _customer(client, "5551230003", display_name="Kid"))["customer_id"]
-    found = await _json(await client.get("/v1/customers", params={"phone": "5551230003"}), 200)
+    found = await json_body(await client.get("/v1/customers", params={"phone": "5551230003"}), 200)
     assert {c["customer_id"] for c in found["customers"]} == {first, second}
 
     await _event(client, event_id="kid-1", customer_id=second, intent="billing")
     body = {"source_customer_id": second, "reason": "same household"}
-    merged = await _json(await client.post(f"/v1/customers/{first}/merge", json=body), 200)
+    merged = await json_body(await client.post(f"/v1/customers/{first}/merge", json=body), 200)
     assert merged["customer_id"] == first
 
-    found = await _json(await client.get("/v1/customers", params={"phone": "5551230003"}), 200)
+    found = await json_body(await client.get("/v1/customers", params={"phone": "5551230003"}), 200)
     assert [c["customer_id"] for c in found["customers"]] == [first]
-    source = await _json(await client.get(f"/v1/customers/{second}"), 200)
+    source = await json_body(await client.get(f"/v1/customers/{second}"), 200)
     assert source["merged_into"] == first
-    page = await _json(await client.get(f"/v1/customers/{first}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{first}/timeline"), 200)
     assert {e["event_id"] for e in page["events"]} >= {"kid-1"}
     assert any(e["event_type"] == "customer.merged" for e in page["events"])
 
@@ -227,11 +218,11 @@ async def test_shared_number_stays_two_customers_until_merged(client: Client) ->
 async def test_put_known_field(client: Client) -> None:
     cid = (await _customer(client, "5551230004"))["customer_id"]
     body = {"value": "12345678", "source_channel": "chat", "verified": True}
-    saved = await _json(
+    saved = await json_body(
         await client.put(f"/v1/customers/{cid}/fields/account_number", json=body), 200
     )
     assert saved["name"] == "account_number" and saved["verified"] is True
-    customer = await _json(await client.get(f"/v1/customers/{cid}"), 200)
+    customer = await json_body(await client.get(f"/v1/customers/{cid}"), 200)
     assert customer["fields"]["account_number"]["value"] == "12345678"
     assert customer["fields"]["account_number"]["source_channel"] == "chat"
 
@@ -261,7 +252,7 @@ async def test_known_field_values_follow_the_live_menus_field_specs(
             assert error["message"] == f"value: {rule} (fields.account_number)", bad
             assert bad not in error["message"]  # never echoed (the spec may be sensitive)
         free = {"value": "SW1A 1AA", "source_channel": "web"}
-        await _json(await client.put(f"/v1/customers/{cid}/fields/postcode", json=free), 200)
+        await json_body(await client.put(f"/v1/customers/{cid}/fields/postcode", json=free), 200)
 
         fields = {"postcode": "SW1A 1AA", "account_number": "ABC123"}
         body = {"identities": [{"kind": "phone", "value": "5551230019"}], "fields": fields}
@@ -271,13 +262,15 @@ async def test_known_field_values_follow_the_live_menus_field_specs(
         event = {"event_id": "fs-1", "identity": ident, "channel": "web", "event_type": "x"}
         error = await _error(await client.post("/v1/events", json=event | {"fields": fields}), 400)
         assert error["message"].startswith(f"fields.account_number: {rule}")
-        nobody = await _json(await client.get("/v1/customers", params={"phone": "5551230020"}), 200)
+        nobody = await json_body(
+            await client.get("/v1/customers", params={"phone": "5551230020"}), 200
+        )
         assert nobody == {"customers": []}  # refused before the identity was resolved
 
         spec = replace(MENU.fields["account_number"], min_digits=4, max_digits=4)
         menus.replace({"main": replace(MENU, fields={"account_number": spec})})
         four = {"value": "1234", "source_channel": "web"}
-        await _json(await client.put(url, json=four), 200)
+        await json_body(await client.put(url, json=four), 200)
         error = await _error(await client.put(url, json=four | {"value": "123456"}), 400)
         assert "account_number must be exactly 4 digits (0-9)" in error["message"]
 
@@ -291,7 +284,7 @@ async def test_event_is_idempotent_on_event_id(client: Client) -> None:
     assert first["inserted"] is True and first["customer_id"] == cid
     again = await _event(client, 200, event_id="evt-1", customer_id=cid, intent="billing")
     assert again["inserted"] is False
-    page = await _json(await client.get(f"/v1/customers/{cid}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{cid}/timeline"), 200)
     assert [e["event_id"] for e in page["events"]] == ["evt-1"]
     event = page["events"][0]
     assert event["occurred_at"] == NOW.isoformat()  # defaulted from the app clock
@@ -318,11 +311,11 @@ async def test_event_by_identity_creates_resolves_and_saves_fields(client: Clien
     )
     assert (second["customer_id"], second["customer_created"]) == (cid, False)
 
-    customer = await _json(await client.get(f"/v1/customers/{cid}"), 200)
+    customer = await json_body(await client.get(f"/v1/customers/{cid}"), 200)
     assert customer["identities"] == [{"kind": "email", "value": "new.person@example.org"}]
     known = customer["fields"]["account_number"]
     assert (known["value"], known["source_channel"]) == ("99887766", "web")
-    page = await _json(await client.get(f"/v1/customers/{cid}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{cid}/timeline"), 200)
     stored = next(e for e in page["events"] if e["event_id"] == "web-1")
     assert stored["occurred_at"] == "2025-03-09T13:30:00+00:00"
     assert stored["data"] == {"form": "contact", "tags": ["a", "b"]}
@@ -379,7 +372,7 @@ async def test_event_in_the_future_is_refused_as_a_message_is(client: Client) ->
         assert error["message"] == "occurred_at: more than 5 minutes in the future"
     just_in = (NOW + FUTURE_SKEW).isoformat()
     await _event(client, 201, event_id="f-2", customer_id=cid, occurred_at=just_in)
-    page = await _json(await client.get(f"/v1/customers/{cid}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{cid}/timeline"), 200)
     assert [e["event_id"] for e in page["events"]] == ["f-2"]  # nothing of the refused one
 
 
@@ -392,7 +385,9 @@ async def test_timeline_paging(client: Client) -> None:
     sizes = []
     while True:
         params = {"limit": "3"} | ({"before": str(before)} if before is not None else {})
-        page = await _json(await client.get(f"/v1/customers/{cid}/timeline", params=params), 200)
+        page = await json_body(
+            await client.get(f"/v1/customers/{cid}/timeline", params=params), 200
+        )
         sizes.append(len(page["events"]))
         seen += [e["event_id"] for e in page["events"]]
         before = page["next_before"]
@@ -621,7 +616,7 @@ async def test_random_json_never_causes_a_server_error(client: Client) -> None:
 
 
 async def test_openapi_document_lists_every_route(client: Client) -> None:
-    doc = await _json(await client.get("/openapi.json"), 200)
+    doc = await json_body(await client.get("/openapi.json"), 200)
     assert doc["openapi"].startswith("3.1")
     expected = {
         "/v1/customers": {"get", "post"},
@@ -665,7 +660,7 @@ async def test_unknown_route_and_method_are_json(client: Client) -> None:
 
 
 async def test_healthz(client: Client) -> None:
-    assert await _json(await client.get("/healthz"), 200) == {"status": "ok"}
+    assert await json_body(await client.get("/healthz"), 200) == {"status": "ok"}
 
 
 class _FaultyStore:
@@ -723,9 +718,9 @@ async def test_a_reused_event_id_with_another_event_is_a_409(client: Client) -> 
     # nothing of the refused bodies was saved, not even their known fields
     body = first | {"intent": "moving", "fields": {"postcode": "12345"}}
     await _error(await client.post("/v1/events", json=CHAT | body), 409, "event_id_conflict")
-    customer = await _json(await client.get(f"/v1/customers/{cid}"), 200)
+    customer = await json_body(await client.get(f"/v1/customers/{cid}"), 200)
     assert "postcode" not in customer["fields"]
-    page = await _json(await client.get(f"/v1/customers/{cid}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{cid}/timeline"), 200)
     assert [(e["event_id"], e["intent"]) for e in page["events"]] == [("crm-9", "billing")]
 
 

@@ -13,14 +13,13 @@ import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from ivr_engine.api import routes_messages, serialize
-from ivr_engine.api.app import create_api_app
 from ivr_engine.api.conversation_rules import close_events, is_open
 from ivr_engine.api.openapi import _Builder
 from ivr_engine.api.openapi_messages import message_paths
@@ -29,15 +28,14 @@ from ivr_engine.api.schemas_messages import CloseIn
 from ivr_engine.domain.models import RankingPolicy
 from ivr_engine.personalize.ranking import rank_intents
 from ivr_engine.timeline import Timeline
+from tests.component.api_client import NOW, Client, json_body, timeline_api
 
-NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
-Client = TestClient[Any, Any]
 Phone = Callable[[], str]
 
 
 @pytest.fixture
 async def client(timeline: Timeline) -> AsyncIterator[Client]:
-    app = create_api_app(store=timeline.store, lookup=timeline.lookup, menus={}, clock=lambda: NOW)
+    app = timeline_api(timeline)
     routes_messages.install(app)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
@@ -51,15 +49,8 @@ def _email() -> str:
     return f"{_uid('ada')}@example.com"
 
 
-async def _json(resp: Any, status: int) -> Any:
-    body = await resp.text()
-    assert resp.status == status, body
-    assert resp.content_type == "application/json"
-    return json.loads(body)
-
-
 async def _error(resp: Any, status: int, code: str | None = None) -> Mapping[str, Any]:
-    body = await _json(resp, status)
+    body = await json_body(resp, status)
     assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
     if code is not None:
         assert body["error"]["code"] == code, body
@@ -77,29 +68,31 @@ def _msg(**fields: Any) -> dict[str, Any]:
 
 
 async def _send(client: Client, body: Mapping[str, Any], status: int = 201) -> dict[str, Any]:
-    return cast(dict[str, Any], await _json(await client.post("/v1/messages", json=body), status))
+    return cast(
+        dict[str, Any], await json_body(await client.post("/v1/messages", json=body), status)
+    )
 
 
 async def _customer(client: Client, *identities: tuple[str, str]) -> str:
     body = {"identities": [{"kind": k, "value": v} for k, v in identities]}
-    created = await _json(await client.post("/v1/customers", json=body), 201)
+    created = await json_body(await client.post("/v1/customers", json=body), 201)
     return cast(str, created["customer_id"])
 
 
 async def _timeline(client: Client, customer_id: str) -> list[dict[str, Any]]:
-    page = await _json(await client.get(f"/v1/customers/{customer_id}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{customer_id}/timeline"), 200)
     return cast(list[dict[str, Any]], page["events"])
 
 
 async def _conversation(client: Client, conversation_id: str, **query: str) -> dict[str, Any]:
     resp = await client.get(f"/v1/conversations/{conversation_id}", params=query)
-    return cast(dict[str, Any], await _json(resp, 200))
+    return cast(dict[str, Any], await json_body(resp, 200))
 
 
 async def _close(client: Client, conversation_id: str, status: int, **body: Any) -> Any:
     path = f"/v1/conversations/{conversation_id}/close"
     resp = await (client.post(path, json=body) if body else client.post(path))
-    return await _json(resp, status)
+    return await json_body(resp, status)
 
 
 # --------------------------------------------------------------------------- identity
@@ -114,7 +107,7 @@ async def test_inbound_sms_from_a_new_number_creates_a_customer_and_then_joins_i
     assert first["inserted"] and first["customer_created"] and first["conversation_created"]
     cid, conversation = first["customer_id"], first["conversation_id"]
     assert uuid.UUID(conversation)
-    customer = await _json(await client.get(f"/v1/customers/{cid}"), 200)
+    customer = await json_body(await client.get(f"/v1/customers/{cid}"), 200)
     assert customer["identities"] == [{"kind": "phone", "value": phone}]
 
     reply = await _send(client, _msg(**{"from": phone, "conversation_id": conversation}))
@@ -272,7 +265,7 @@ async def test_shared_number_is_409_until_merged_then_accepted(
     named = await _send(client, _msg(customer_id=kid, **{"from": phone}))  # client decides
     assert named["customer_id"] == kid
     merge = {"source_customer_id": kid, "reason": "same household"}
-    await _json(await client.post(f"/v1/customers/{parent}/merge", json=merge), 200)
+    await json_body(await client.post(f"/v1/customers/{parent}/merge", json=merge), 200)
 
     accepted = await _send(client, body)
     assert accepted["customer_id"] == parent
@@ -336,7 +329,7 @@ async def test_conversation_thread_across_channels_including_a_call(
         "intent": "billing",
         "case_id": conv,
     }
-    await _json(await client.post("/v1/events", json=call), 201)
+    await json_body(await client.post("/v1/events", json=call), 201)
     await _send(client, _msg(channel="chat", conversation_id=conv, **{"from": handle}))
 
     whole = await _conversation(client, conv)
@@ -367,7 +360,7 @@ async def test_a_conversation_takes_messages_of_its_own_customers_only(
             "/v1/messages", json=_msg(conversation_id=conv, **{"from": sender})
         )
         await _error(resp, 409, "conversation_mismatch")
-    found = await _json(await client.get("/v1/customers", params={"phone": stranger}), 200)
+    found = await json_body(await client.get("/v1/customers", params={"phone": stranger}), 200)
     assert found == {"customers": []}  # refused before any customer was created
     named = _msg(conversation_id=conv, customer_id=other, **{"from": other_phone})
     await _error(await client.post("/v1/messages", json=named), 409, "conversation_mismatch")
