@@ -19,16 +19,12 @@ CLASSIC_SCRIPT = REPO / "agi_scripts/ivr_agi.py"
 PRESSES_1 = b"200 result=0\n200 result=1 (1|OK)\n200 result=0\n"
 
 
-async def run(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str] | None = None,
-    stdin: bytes = b"",
-    limit_s: float = 60,
-) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of ``argv`` run in the repository with ``env`` on top of
-    this process's environment and ``stdin`` as its input."""
-    proc = await asyncio.create_subprocess_exec(
+async def start(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """``argv`` started in the repository with ``env`` on top of this process's environment;
+    its stdin, stdout and stderr are pipes."""
+    return await asyncio.create_subprocess_exec(
         *argv,
         cwd=REPO,
         env={**os.environ, **(env or {})},
@@ -36,6 +32,17 @@ async def run(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: bytes = b"",
+    limit_s: float = 60,
+) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``argv`` run as ``start`` runs it, ``stdin`` its input."""
+    proc = await start(argv, env=env)
     async with asyncio.timeout(limit_s):
         out, err = await proc.communicate(stdin)
     assert proc.returncode is not None

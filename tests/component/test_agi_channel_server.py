@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sys
 import threading
@@ -41,7 +40,7 @@ from tests.component.fake_asterisk import (
     header_block,
     read_until_closed,
 )
-from tests.component.script_runs import classic_headers
+from tests.component.script_runs import classic_headers, start
 
 ROOT = Path(__file__).resolve().parents[2]
 FAILED = 'SET VARIABLE "IVR_OUTCOME" "failed"'
@@ -775,16 +774,7 @@ asyncio.run(run_stdio_agi(handler))
 
 
 async def run_stdio(stdin: bytes) -> tuple[bytes, bytes, int]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        STDIO_SCRIPT,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = await start([sys.executable, "-c", STDIO_SCRIPT], env={"PYTHONPATH": str(ROOT)})
     async with asyncio.timeout(15):
         out, err = await proc.communicate(stdin)
     assert proc.returncode is not None
@@ -810,16 +800,7 @@ async def test_stdio_agi_failure_and_hangup() -> None:
 
 
 async def test_stdio_agi_sighup_marks_the_call_hung_up() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        STDIO_SCRIPT,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = await start([sys.executable, "-c", STDIO_SCRIPT], env={"PYTHONPATH": str(ROOT)})
     assert proc.stdin is not None and proc.stdout is not None
     async with asyncio.timeout(15):
         proc.stdin.write(header_block(classic_headers(args=[])))

@@ -28,6 +28,7 @@ from tests.component.script_runs import (
     classic_headers,
     run,
     run_classic_call,
+    start,
 )
 
 
@@ -175,18 +176,13 @@ async def test_classic_agi_a_hangup_during_start_up_is_an_abandoned_call(
     config = tmp_path / "engine.yaml"
     os.mkfifo(config)
     env = {
-        **os.environ,
         "IVR_ENGINE_CONFIG": str(config),
         "IVR_ENGINE_DATABASE_URL": f"sqlite:///{db}",
         "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
         "PYTHONPATH": str(REPO),
     }
     headers = classic_headers("+15557770002")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(CLASSIC_SCRIPT), cwd=REPO, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc = await start([sys.executable, str(CLASSIC_SCRIPT)], env=env)
     try:
         writing = await _open_for_writing(config)  # the script is reading its settings
         proc.send_signal(signal.SIGHUP)  # the caller hangs up now
