@@ -7,6 +7,7 @@
 * ``sqlite_url``: a migrated SQLite file in the test's ``tmp_path`` (copied from a
   template migrated once per session).
 * ``database_url``: parametrised over both; the PostgreSQL case is marked ``postgres``.
+* ``peer``: an in-process fake Asterisk AMI server (``test_ami_fake_peer.FakeAmi``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pytest
 
 from ivr_engine.timeline import Timeline, open_timeline
 from ivr_engine.timeline.migrate import upgrade
+from tests.component.test_ami_fake_peer import FakeAmi
 
 T = TypeVar("T")
 PG_ADMIN_URL = os.environ.get("IVR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -134,3 +136,9 @@ _phones = itertools.count(int(uuid.uuid4().int % 9_000_000) + 1_000_000)
 def new_phone() -> Callable[[], str]:
     """Fresh E.164 numbers (unique within the session, so tests can share a database)."""
     return lambda: f"+1555{next(_phones) % 10_000_000:07d}"
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[FakeAmi]:
+    async with FakeAmi() as fake:
+        yield fake

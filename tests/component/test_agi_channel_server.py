@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sys
 import threading
@@ -41,6 +40,7 @@ from tests.component.fake_asterisk import (
     header_block,
     read_until_closed,
 )
+from tests.component.script_runs import classic_headers, start
 
 ROOT = Path(__file__).resolve().parents[2]
 FAILED = 'SET VARIABLE "IVR_OUTCOME" "failed"'
@@ -774,32 +774,16 @@ asyncio.run(run_stdio_agi(handler))
 
 
 async def run_stdio(stdin: bytes) -> tuple[bytes, bytes, int]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        STDIO_SCRIPT,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = await start([sys.executable, "-c", STDIO_SCRIPT], env={"PYTHONPATH": str(ROOT)})
     async with asyncio.timeout(15):
         out, err = await proc.communicate(stdin)
     assert proc.returncode is not None
     return out, err, proc.returncode
 
 
-def classic_env(*args: str) -> dict[str, str]:
-    env = asterisk_env("unused", 0, args=args)
-    del env["agi_network"], env["agi_network_script"]
-    env["agi_request"] = "/usr/share/asterisk/agi-bin/ivr_agi.py"
-    return env
-
-
 async def test_stdio_agi_runs_the_handler_over_stdin_stdout() -> None:
     replies = b"200 result=0\n200 result=12 (timeout)\n200 result=1\n"
-    out, err, code = await run_stdio(header_block(classic_env("menu=main")) + replies)
+    out, err, code = await run_stdio(header_block(classic_headers()) + replies)
     assert code == 0, err
     assert out == b'ANSWER\nGET DATA "hello" 1000 2\nSET VARIABLE "ARGS" "menu=main/12"\n'
     assert b"log line for stderr" in err and b"stray print" not in out + err
@@ -807,28 +791,19 @@ async def test_stdio_agi_runs_the_handler_over_stdin_stdout() -> None:
 
 async def test_stdio_agi_failure_and_hangup() -> None:
     replies = b"200 result=0\n200 result=1\n200 result=1\n200 result=1\n"
-    out, err, code = await run_stdio(header_block(classic_env("boom")) + replies)
+    out, err, code = await run_stdio(header_block(classic_headers(args=["boom"])) + replies)
     assert code == 0, err
     assert out.splitlines()[-1].decode() == FAILED
-    out, err, code = await run_stdio(header_block(classic_env()) + b"200 result=-1\n")
+    out, err, code = await run_stdio(header_block(classic_headers(args=[])) + b"200 result=-1\n")
     assert code == 0, err
     assert out == b"ANSWER\n"
 
 
 async def test_stdio_agi_sighup_marks_the_call_hung_up() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        STDIO_SCRIPT,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    proc = await start([sys.executable, "-c", STDIO_SCRIPT], env={"PYTHONPATH": str(ROOT)})
     assert proc.stdin is not None and proc.stdout is not None
     async with asyncio.timeout(15):
-        proc.stdin.write(header_block(classic_env()))
+        proc.stdin.write(header_block(classic_headers(args=[])))
         assert await proc.stdout.readline() == b"ANSWER\n"  # handler installed, command sent
         proc.send_signal(signal.SIGHUP)  # Asterisk's classic-AGI hangup notice
         _, err = await proc.communicate(b"200 result=0\n")

@@ -4,7 +4,6 @@ EventList collection, repeated headers both ways, timeouts, refused injection.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -25,12 +24,6 @@ from tests.component.test_ami_fake_peer import (
     connected_client,
     next_event,
 )
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[FakeAmi]:
-    async with FakeAmi() as fake:
-        yield fake
 
 
 async def test_ping_response_like_asterisk(peer: FakeAmi) -> None:

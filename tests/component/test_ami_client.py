@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -32,12 +31,6 @@ from tests.component.test_ami_fake_peer import (
     make_client,
     next_event,
 )
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[FakeAmi]:
-    async with FakeAmi() as fake:
-        yield fake
 
 
 async def test_logs_in_and_reports_banner_version(peer: FakeAmi) -> None:

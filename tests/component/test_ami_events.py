@@ -4,7 +4,6 @@ overflow, filters, reconnects, close; and the typed event helpers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -26,12 +25,6 @@ from tests.component.test_ami_fake_peer import (
     connected_client,
     next_event,
 )
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[FakeAmi]:
-    async with FakeAmi() as fake:
-        yield fake
 
 
 async def test_events_are_delivered_in_wire_order(peer: FakeAmi) -> None:

@@ -8,23 +8,9 @@ from hypothesis import strategies as st
 
 from ivr_engine.telephony.ami.errors import AmiProtocolError
 from ivr_engine.telephony.ami.framing import AmiFramer
-from ivr_engine.telephony.ami.parsing import decode_line, parse_header_line
+from tests.component.test_ami_protocol import _line_by_line
 
 Framed = list[list[tuple[str, str]]]
-
-
-def _reference(data: bytes) -> Framed:
-    """One line at a time (every complete line of ``data``), as a line reader would."""
-    messages: Framed = []
-    headers: list[tuple[str, str]] = []
-    for raw in data.split(b"\n")[:-1]:
-        line = decode_line(raw)
-        if line:
-            headers.append(parse_header_line(line))
-        elif headers:
-            messages.append(headers)
-            headers = []
-    return messages
 
 
 def _framed(data: bytes, cuts: list[int], max_line: int = 64 * 1024) -> Framed:
@@ -70,7 +56,7 @@ _raw = st.sampled_from([b"\xff", b"\xc3", b"\xc3\xa9", b"\r", b"\n", b"\r\n\r\n"
 )
 def test_any_stream_any_cuts_same_as_line_at_a_time(parts: list[bytes], cuts: list[int]) -> None:
     data = b"".join(parts)
-    assert _outcome(lambda: _framed(data, cuts)) == _outcome(lambda: _reference(data))
+    assert _outcome(lambda: _framed(data, cuts)) == _outcome(lambda: _line_by_line(data))
 
 
 @given(st.lists(st.integers(0, 2000), max_size=4))
@@ -80,7 +66,7 @@ def test_asterisk_shaped_events_are_framed_whole(cuts: list[int]) -> None:
         "CallerIDName: Jos\u00e9\r\nAccountCode: \r\nUniqueid: 1700000000.1\r\n\r\n"
     ).encode()
     data = event * 5
-    assert _framed(data, cuts) == _reference(data)
+    assert _framed(data, cuts) == _line_by_line(data)
     assert len(_framed(data, cuts)) == 5
 
 
@@ -95,5 +81,5 @@ def test_a_cr_and_an_lf_apart_inside_a_value_are_not_a_crlf() -> None:
     # "x\ry" and the LF after "y" stand side by side and looked like one CRLF, so the fast
     # path took the block as plain and failed with a ValueError instead of framing it.
     data = b"Event: x\ry\nEvent: \r\n\r\n"
-    assert _framed(data, []) == _reference(data) == [[("Event", "x\ry"), ("Event", "")]]
-    assert _framed(data, [9, 14]) == _reference(data)
+    assert _framed(data, []) == _line_by_line(data) == [[("Event", "x\ry"), ("Event", "")]]
+    assert _framed(data, [9, 14]) == _line_by_line(data)

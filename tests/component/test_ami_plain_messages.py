@@ -15,7 +15,7 @@ from ivr_engine.telephony.ami.framing import AmiFramer, plain_text
 from ivr_engine.telephony.ami.messages import AmiEvent, AmiMessage, AmiResponse
 from ivr_engine.telephony.ami.parsing import build_message, build_plain
 from tests.component.test_ami_fake_peer import encode
-from tests.component.test_ami_framing_fast import _reference as reference_headers
+from tests.component.test_ami_protocol import _line_by_line as reference_headers
 from tests.component.test_call_bridge_fakes import Switch
 
 Built = AmiResponse | AmiEvent | None

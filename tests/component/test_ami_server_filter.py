@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -24,12 +24,6 @@ from tests.component.test_ami_fake_peer import (
 )
 
 WANTED = ("Newchannel", "Hangup", "FullyBooted")
-
-
-@pytest.fixture
-async def peer() -> AsyncIterator[FakeAmi]:
-    async with FakeAmi() as fake:
-        yield fake
 
 
 def filters_asked(session: PeerSession) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ import json
 import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,9 +25,7 @@ from ivr_engine.live_menus import LiveMenus
 from ivr_engine.personalize import FUTURE_SKEW
 from ivr_engine.ports import CallerLookup, LookupResult, TimelineStore
 from ivr_engine.timeline import Timeline, open_timeline
-
-NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
-Client = TestClient[Any, Any]
+from tests.component.api_client import NOW, Client, error_body, json_body
 
 
 def _option(digit: str, intent: str, label: str, **kw: Any) -> MenuOption:
@@ -99,34 +97,19 @@ async def client(api_timeline: Timeline) -> AsyncIterator[Client]:
         yield c
 
 
-async def _json(resp: Any, status: int) -> Any:
-    body = await resp.text()
-    assert resp.status == status, body
-    assert resp.content_type == "application/json"
-    return json.loads(body)
-
-
-async def _error(resp: Any, status: int, code: str | None = None) -> Mapping[str, Any]:
-    body = await _json(resp, status)
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
-    if code is not None:
-        assert body["error"]["code"] == code, body
-    return cast(Mapping[str, Any], body["error"])
-
-
 async def _customer(client: Client, phone: str, **extra: Any) -> dict[str, Any]:
     body = {"identities": [{"kind": "phone", "value": phone}], **extra}
-    return cast(dict[str, Any], await _json(await client.post("/v1/customers", json=body), 201))
+    return cast(dict[str, Any], await json_body(await client.post("/v1/customers", json=body), 201))
 
 
 async def _event(client: Client, status: int = 201, **fields: Any) -> dict[str, Any]:
     body = {"channel": "chat", "event_type": "chat.message", **fields}
-    return cast(dict[str, Any], await _json(await client.post("/v1/events", json=body), status))
+    return cast(dict[str, Any], await json_body(await client.post("/v1/events", json=body), status))
 
 
 async def _preview(client: Client, **query: str) -> dict[str, Any]:
     return cast(
-        dict[str, Any], await _json(await client.get("/v1/menu-preview", params=query), 200)
+        dict[str, Any], await json_body(await client.get("/v1/menu-preview", params=query), 200)
     )
 
 
@@ -146,23 +129,25 @@ async def test_create_get_and_rename_customer(client: Client) -> None:
     assert created["fields"]["postcode"]["source_channel"] == "web"
     cid = created["customer_id"]
 
-    got = await _json(await client.get(f"/v1/customers/{cid}"), 200)
+    got = await json_body(await client.get(f"/v1/customers/{cid}"), 200)
     assert got == created
 
-    renamed = await _json(
+    renamed = await json_body(
         await client.patch(f"/v1/customers/{cid}", json={"display_name": "A"}), 200
     )
     assert renamed["display_name"] == "A"
-    cleared = await _json(
+    cleared = await json_body(
         await client.patch(f"/v1/customers/{cid}", json={"display_name": None}), 200
     )
     assert cleared["display_name"] is None
 
-    await _error(await client.patch(f"/v1/customers/{cid}", json={}), 400, "validation_error")
+    await error_body(await client.patch(f"/v1/customers/{cid}", json={}), 400, "validation_error")
     missing = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
-    await _error(await client.get(f"/v1/customers/{missing}"), 404, "customer_not_found")
-    await _error(await client.get("/v1/customers/not%20an%20id"), 404)
-    await _error(await client.patch(f"/v1/customers/{missing}", json={"display_name": "x"}), 404)
+    await error_body(await client.get(f"/v1/customers/{missing}"), 404, "customer_not_found")
+    await error_body(await client.get("/v1/customers/not%20an%20id"), 404)
+    await error_body(
+        await client.patch(f"/v1/customers/{missing}", json={"display_name": "x"}), 404
+    )
 
 
 async def test_add_identity_and_lookup_forms(client: Client) -> None:
@@ -170,7 +155,7 @@ async def test_add_identity_and_lookup_forms(client: Client) -> None:
     resp = await client.post(
         f"/v1/customers/{cid}/identities", json={"kind": "email", "value": "Ada@Example.COM"}
     )
-    added = await _json(resp, 200)
+    added = await json_body(resp, 200)
     assert {"kind": "email", "value": "ada@example.com"} in added["identities"]
 
     for query in (
@@ -178,71 +163,71 @@ async def test_add_identity_and_lookup_forms(client: Client) -> None:
         {"email": "ADA@example.com"},
         {"kind": "phone", "value": "+15551230002"},
     ):
-        found = await _json(await client.get("/v1/customers", params=query), 200)
+        found = await json_body(await client.get("/v1/customers", params=query), 200)
         assert [c["customer_id"] for c in found["customers"]] == [cid], query
-    none = await _json(await client.get("/v1/customers", params={"phone": "5559990000"}), 200)
+    none = await json_body(await client.get("/v1/customers", params={"phone": "5559990000"}), 200)
     assert none == {"customers": []}
 
-    error = await _error(
+    error = await error_body(
         await client.post(f"/v1/customers/{cid}/identities", json={"kind": "phone", "value": "x"}),
         400,
     )
     assert error["message"].startswith("value:")
     for bad in ({}, {"phone": "5551230002", "email": "a@b.co"}, {"kind": "phone"}):
-        await _error(await client.get("/v1/customers", params=bad), 400)
-    await _error(await client.get("/v1/customers?phone=5551230002&phone=5551230003"), 400)
-    error = await _error(await client.get("/v1/customers", params={"email": "nope"}), 400)
+        await error_body(await client.get("/v1/customers", params=bad), 400)
+    await error_body(await client.get("/v1/customers?phone=5551230002&phone=5551230003"), 400)
+    error = await error_body(await client.get("/v1/customers", params={"email": "nope"}), 400)
     assert error["message"].startswith("email:")
 
 
 async def test_shared_number_stays_two_customers_until_merged(client: Client) -> None:
     first = (await _customer(client, "5551230003", display_name="Parent"))["customer_id"]
     second = (await _customer(client, "5551230003", display_name="Kid"))["customer_id"]
-    found = await _json(await client.get("/v1/customers", params={"phone": "5551230003"}), 200)
+    found = await json_body(await client.get("/v1/customers", params={"phone": "5551230003"}), 200)
     assert {c["customer_id"] for c in found["customers"]} == {first, second}
 
     await _event(client, event_id="kid-1", customer_id=second, intent="billing")
     body = {"source_customer_id": second, "reason": "same household"}
-    merged = await _json(await client.post(f"/v1/customers/{first}/merge", json=body), 200)
+    merged = await json_body(await client.post(f"/v1/customers/{first}/merge", json=body), 200)
     assert merged["customer_id"] == first
 
-    found = await _json(await client.get("/v1/customers", params={"phone": "5551230003"}), 200)
+    found = await json_body(await client.get("/v1/customers", params={"phone": "5551230003"}), 200)
     assert [c["customer_id"] for c in found["customers"]] == [first]
-    source = await _json(await client.get(f"/v1/customers/{second}"), 200)
+    source = await json_body(await client.get(f"/v1/customers/{second}"), 200)
     assert source["merged_into"] == first
-    page = await _json(await client.get(f"/v1/customers/{first}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{first}/timeline"), 200)
     assert {e["event_id"] for e in page["events"]} >= {"kid-1"}
     assert any(e["event_type"] == "customer.merged" for e in page["events"])
 
-    await _error(
+    await error_body(
         await client.post(f"/v1/customers/{first}/merge", json=body), 409, "merge_rejected"
     )
     self_merge = {"source_customer_id": first, "reason": "oops"}
-    await _error(await client.post(f"/v1/customers/{first}/merge", json=self_merge), 409)
+    await error_body(await client.post(f"/v1/customers/{first}/merge", json=self_merge), 409)
     ghost = {"source_customer_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7", "reason": "x"}
-    await _error(await client.post(f"/v1/customers/{first}/merge", json=ghost), 404)
-    await _error(await client.post(f"/v1/customers/{first}/merge", json={"reason": "x"}), 400)
+    await error_body(await client.post(f"/v1/customers/{first}/merge", json=ghost), 404)
+    await error_body(await client.post(f"/v1/customers/{first}/merge", json={"reason": "x"}), 400)
 
 
 async def test_put_known_field(client: Client) -> None:
     cid = (await _customer(client, "5551230004"))["customer_id"]
     body = {"value": "12345678", "source_channel": "chat", "verified": True}
-    saved = await _json(
+    saved = await json_body(
         await client.put(f"/v1/customers/{cid}/fields/account_number", json=body), 200
     )
     assert saved["name"] == "account_number" and saved["verified"] is True
-    customer = await _json(await client.get(f"/v1/customers/{cid}"), 200)
+    customer = await json_body(await client.get(f"/v1/customers/{cid}"), 200)
     assert customer["fields"]["account_number"]["value"] == "12345678"
     assert customer["fields"]["account_number"]["source_channel"] == "chat"
 
-    await _error(await client.put(f"/v1/customers/{cid}/fields/Bad-Name", json=body), 400)
+    await error_body(await client.put(f"/v1/customers/{cid}/fields/Bad-Name", json=body), 400)
     bad_channel = {**body, "source_channel": "fax"}
-    error = await _error(
+    error = await error_body(
         await client.put(f"/v1/customers/{cid}/fields/account_number", json=bad_channel), 400
     )
     assert error["message"].startswith("source_channel:")
     missing = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
-    await _error(await client.put(f"/v1/customers/{missing}/fields/x", json=body), 404)
+    await error_body(await client.put(f"/v1/customers/{missing}/fields/x", json=body), 404)
 
 
 async def test_known_field_values_follow_the_live_menus_field_specs(
@@ -257,28 +242,32 @@ async def test_known_field_values_follow_the_live_menus_field_specs(
         rule = "account_number must be 6 to 12 digits (0-9), as menu 'main' collects it"
         for bad in ("SW1A1AA", "12345", "1" * 13, "123 456", "١٢٣٤٥٦"):
             body = {"value": bad, "source_channel": "web"}
-            error = await _error(await client.put(url, json=body), 400, "validation_error")
+            error = await error_body(await client.put(url, json=body), 400, "validation_error")
             assert error["message"] == f"value: {rule} (fields.account_number)", bad
             assert bad not in error["message"]  # never echoed (the spec may be sensitive)
         free = {"value": "SW1A 1AA", "source_channel": "web"}
-        await _json(await client.put(f"/v1/customers/{cid}/fields/postcode", json=free), 200)
+        await json_body(await client.put(f"/v1/customers/{cid}/fields/postcode", json=free), 200)
 
         fields = {"postcode": "SW1A 1AA", "account_number": "ABC123"}
         body = {"identities": [{"kind": "phone", "value": "5551230019"}], "fields": fields}
-        error = await _error(await client.post("/v1/customers", json=body), 400)
+        error = await error_body(await client.post("/v1/customers", json=body), 400)
         assert error["message"].startswith(f"fields.account_number: {rule}")
         ident = {"kind": "phone", "value": "5551230020"}
         event = {"event_id": "fs-1", "identity": ident, "channel": "web", "event_type": "x"}
-        error = await _error(await client.post("/v1/events", json=event | {"fields": fields}), 400)
+        error = await error_body(
+            await client.post("/v1/events", json=event | {"fields": fields}), 400
+        )
         assert error["message"].startswith(f"fields.account_number: {rule}")
-        nobody = await _json(await client.get("/v1/customers", params={"phone": "5551230020"}), 200)
+        nobody = await json_body(
+            await client.get("/v1/customers", params={"phone": "5551230020"}), 200
+        )
         assert nobody == {"customers": []}  # refused before the identity was resolved
 
         spec = replace(MENU.fields["account_number"], min_digits=4, max_digits=4)
         menus.replace({"main": replace(MENU, fields={"account_number": spec})})
         four = {"value": "1234", "source_channel": "web"}
-        await _json(await client.put(url, json=four), 200)
-        error = await _error(await client.put(url, json=four | {"value": "123456"}), 400)
+        await json_body(await client.put(url, json=four), 200)
+        error = await error_body(await client.put(url, json=four | {"value": "123456"}), 400)
         assert "account_number must be exactly 4 digits (0-9)" in error["message"]
 
 
@@ -291,7 +280,7 @@ async def test_event_is_idempotent_on_event_id(client: Client) -> None:
     assert first["inserted"] is True and first["customer_id"] == cid
     again = await _event(client, 200, event_id="evt-1", customer_id=cid, intent="billing")
     assert again["inserted"] is False
-    page = await _json(await client.get(f"/v1/customers/{cid}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{cid}/timeline"), 200)
     assert [e["event_id"] for e in page["events"]] == ["evt-1"]
     event = page["events"][0]
     assert event["occurred_at"] == NOW.isoformat()  # defaulted from the app clock
@@ -318,11 +307,11 @@ async def test_event_by_identity_creates_resolves_and_saves_fields(client: Clien
     )
     assert (second["customer_id"], second["customer_created"]) == (cid, False)
 
-    customer = await _json(await client.get(f"/v1/customers/{cid}"), 200)
+    customer = await json_body(await client.get(f"/v1/customers/{cid}"), 200)
     assert customer["identities"] == [{"kind": "email", "value": "new.person@example.org"}]
     known = customer["fields"]["account_number"]
     assert (known["value"], known["source_channel"]) == ("99887766", "web")
-    page = await _json(await client.get(f"/v1/customers/{cid}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{cid}/timeline"), 200)
     stored = next(e for e in page["events"] if e["event_id"] == "web-1")
     assert stored["occurred_at"] == "2025-03-09T13:30:00+00:00"
     assert stored["data"] == {"form": "contact", "tags": ["a", "b"]}
@@ -341,7 +330,7 @@ async def test_event_for_ambiguous_identity_is_409_with_candidates(client: Clien
             "event_type": "sms.received",
         },
     )
-    error = await _error(resp, 409, "ambiguous_identity")
+    error = await error_body(resp, 409, "ambiguous_identity")
     assert set(error["candidate_ids"]) == {a, b}
 
 
@@ -362,10 +351,10 @@ async def test_event_validation(client: Client) -> None:
         ({k: v for k, v in base.items() if k != "event_id"} | {"customer_id": cid}, "event_id"),
     ]
     for body, field in cases:
-        error = await _error(await client.post("/v1/events", json=body), 400)
+        error = await error_body(await client.post("/v1/events", json=body), 400)
         assert error["message"].startswith(f"{field}:"), (body, error)
     missing = {**base, "customer_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7"}
-    await _error(await client.post("/v1/events", json=missing), 404, "customer_not_found")
+    await error_body(await client.post("/v1/events", json=missing), 404, "customer_not_found")
 
 
 async def test_event_in_the_future_is_refused_as_a_message_is(client: Client) -> None:
@@ -375,11 +364,11 @@ async def test_event_in_the_future_is_refused_as_a_message_is(client: Client) ->
     for ahead in ("9999-12-31T23:59:59Z", too_late):
         body = {"event_id": "f-1", "customer_id": cid, "occurred_at": ahead}
         resp = await client.post("/v1/events", json=body | {"channel": "web", "event_type": "x"})
-        error = await _error(resp, 400, "validation_error")
+        error = await error_body(resp, 400, "validation_error")
         assert error["message"] == "occurred_at: more than 5 minutes in the future"
     just_in = (NOW + FUTURE_SKEW).isoformat()
     await _event(client, 201, event_id="f-2", customer_id=cid, occurred_at=just_in)
-    page = await _json(await client.get(f"/v1/customers/{cid}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{cid}/timeline"), 200)
     assert [e["event_id"] for e in page["events"]] == ["f-2"]  # nothing of the refused one
 
 
@@ -392,7 +381,9 @@ async def test_timeline_paging(client: Client) -> None:
     sizes = []
     while True:
         params = {"limit": "3"} | ({"before": str(before)} if before is not None else {})
-        page = await _json(await client.get(f"/v1/customers/{cid}/timeline", params=params), 200)
+        page = await json_body(
+            await client.get(f"/v1/customers/{cid}/timeline", params=params), 200
+        )
         sizes.append(len(page["events"]))
         seen += [e["event_id"] for e in page["events"]]
         before = page["next_before"]
@@ -401,9 +392,9 @@ async def test_timeline_paging(client: Client) -> None:
     assert sizes == [3, 3, 1]
     assert seen == [f"p-{n}" for n in reversed(range(7))]  # newest first, no repeats
     for bad in ({"limit": "0"}, {"limit": "abc"}, {"limit": "100000"}, {"before": "-1"}):
-        await _error(await client.get(f"/v1/customers/{cid}/timeline", params=bad), 400)
+        await error_body(await client.get(f"/v1/customers/{cid}/timeline", params=bad), 400)
     missing = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
-    await _error(await client.get(f"/v1/customers/{missing}/timeline"), 404)
+    await error_body(await client.get(f"/v1/customers/{missing}/timeline"), 404)
 
 
 # --------------------------------------------------------------------------- menu preview
@@ -479,16 +470,16 @@ async def test_menu_preview_reports_prefilled_fields_masked_when_sensitive(
 
 
 async def test_menu_preview_validation(client: Client) -> None:
-    await _error(
+    await error_body(
         await client.get("/v1/menu-preview", params={"phone": "5557770004", "menu": "nope"}), 404
     )
-    await _error(await client.get("/v1/menu-preview"), 400)
+    await error_body(await client.get("/v1/menu-preview"), 400)
     both = {"phone": "5557770004", "customer_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7"}
-    await _error(await client.get("/v1/menu-preview", params=both), 400)
-    error = await _error(await client.get("/v1/menu-preview", params={"phone": "abc"}), 400)
+    await error_body(await client.get("/v1/menu-preview", params=both), 400)
+    error = await error_body(await client.get("/v1/menu-preview", params={"phone": "abc"}), 400)
     assert error["message"].startswith("phone:")
     ghost = {"customer_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7"}
-    await _error(await client.get("/v1/menu-preview", params=ghost), 404)
+    await error_body(await client.get("/v1/menu-preview", params=ghost), 404)
 
 
 async def test_menu_preview_for_a_shared_number_is_static(client: Client) -> None:
@@ -526,13 +517,13 @@ async def test_hostile_bodies_are_400_never_500(client: Client) -> None:
     async def post(data: bytes | str, path: str = "/v1/customers") -> Any:
         return await client.post(path, data=data, headers=json_headers)
 
-    await _error(await post("{not json"), 400, "invalid_json")
-    await _error(await post(b"\xff\xfe{}"), 400, "invalid_encoding")
-    await _error(await post(""), 400, "invalid_json")
+    await error_body(await post("{not json"), 400, "invalid_json")
+    await error_body(await post(b"\xff\xfe{}"), 400, "invalid_encoding")
+    await error_body(await post(""), 400, "invalid_json")
     for non_object in ("[]", '"text"', "42", "null", "true"):
-        await _error(await post(non_object), 400, "validation_error")
+        await error_body(await post(non_object), 400, "validation_error")
     deep = '{"identities": ' + "[" * 1000 + "]" * 1000 + "}"
-    await _error(await post(deep), 400)
+    await error_body(await post(deep), 400)
     deep_data = (
         '{"event_id": "d", "customer_id": "x", "channel": "chat", "event_type": "t", "data": '
         + '{"a": ' * 1000
@@ -540,19 +531,19 @@ async def test_hostile_bodies_are_400_never_500(client: Client) -> None:
         + "}" * 1000
         + "}"
     )
-    await _error(await post(deep_data, "/v1/events"), 400)
+    await error_body(await post(deep_data, "/v1/events"), 400)
     wrong_types = {"identities": [{"kind": "phone", "value": 5551230001}], "display_name": 7}
-    error = await _error(await client.post("/v1/customers", json=wrong_types), 400)
+    error = await error_body(await client.post("/v1/customers", json=wrong_types), 400)
     locs = {d["loc"] for d in error["details"]}
     assert {"identities.0.value", "display_name"} <= locs
     extra = {"identities": [{"kind": "phone", "value": "5551230009"}], "is_admin": True}
-    error = await _error(await client.post("/v1/customers", json=extra), 400)
+    error = await error_body(await client.post("/v1/customers", json=extra), 400)
     assert error["message"].startswith("is_admin:")
     huge = {"identities": [{"kind": "phone", "value": "5551230009"}], "display_name": "x" * 5000}
-    error = await _error(await client.post("/v1/customers", json=huge), 400)
+    error = await error_body(await client.post("/v1/customers", json=huge), 400)
     assert error["message"].startswith("display_name:") and len(error["message"]) < 400
     control = {"identities": [{"kind": "chat", "value": "a\x00b"}]}
-    await _error(await client.post("/v1/customers", json=control), 400)
+    await error_body(await client.post("/v1/customers", json=control), 400)
 
 
 async def test_body_size_and_media_type(client: Client) -> None:
@@ -560,7 +551,7 @@ async def test_body_size_and_media_type(client: Client) -> None:
     resp = await client.post(
         "/v1/customers", data=io.BytesIO(big), headers={"Content-Type": "application/json"}
     )
-    await _error(resp, 413, "body_too_large")
+    await error_body(resp, 413, "body_too_large")
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: capped while reading
         yield b'{"display_name": "'
@@ -571,11 +562,11 @@ async def test_body_size_and_media_type(client: Client) -> None:
     resp = await client.post(
         "/v1/customers", data=chunks(), headers={"Content-Type": "application/json"}
     )
-    await _error(resp, 413, "body_too_large")
+    await error_body(resp, 413, "body_too_large")
     resp = await client.post("/v1/customers", data="{}", headers={"Content-Type": "text/plain"})
-    await _error(resp, 415, "unsupported_media_type")
+    await error_body(resp, 415, "unsupported_media_type")
     resp = await client.post("/v1/customers", data=b"{}")  # no content type at all
-    await _error(resp, 415)
+    await error_body(resp, 415)
 
 
 async def test_random_json_never_causes_a_server_error(client: Client) -> None:
@@ -621,7 +612,7 @@ async def test_random_json_never_causes_a_server_error(client: Client) -> None:
 
 
 async def test_openapi_document_lists_every_route(client: Client) -> None:
-    doc = await _json(await client.get("/openapi.json"), 200)
+    doc = await json_body(await client.get("/openapi.json"), 200)
     assert doc["openapi"].startswith("3.1")
     expected = {
         "/v1/customers": {"get", "post"},
@@ -660,12 +651,12 @@ def _walk(node: Any) -> list[Any]:
 
 
 async def test_unknown_route_and_method_are_json(client: Client) -> None:
-    await _error(await client.get("/v2/nothing"), 404, "not_found")
-    await _error(await client.delete("/v1/events"), 405, "method_not_allowed")
+    await error_body(await client.get("/v2/nothing"), 404, "not_found")
+    await error_body(await client.delete("/v1/events"), 405, "method_not_allowed")
 
 
 async def test_healthz(client: Client) -> None:
-    assert await _json(await client.get("/healthz"), 200) == {"status": "ok"}
+    assert await json_body(await client.get("/healthz"), 200) == {"status": "ok"}
 
 
 class _FaultyStore:
@@ -686,9 +677,9 @@ async def test_store_down_is_503_and_bugs_are_500_without_details(
 ) -> None:
     down = cast(TimelineStore, _FaultyStore(TimelineUnavailable("db at 10.0.0.5 refused")))
     async for client in _client(down, api_timeline.lookup):
-        await _error(await client.get("/healthz"), 503, "timeline_unavailable")
+        await error_body(await client.get("/healthz"), 503, "timeline_unavailable")
         resp = await client.get("/v1/customers", params={"phone": "5551230010"})
-        error = await _error(resp, 503, "timeline_unavailable")
+        error = await error_body(resp, 503, "timeline_unavailable")
         assert "10.0.0.5" not in error["message"]
     broken = cast(TimelineStore, _FaultyStore(RuntimeError("secret password=hunter2")))
     async for client in _client(broken, api_timeline.lookup):
@@ -716,24 +707,24 @@ async def test_a_reused_event_id_with_another_event_is_a_409(client: Client) -> 
         ({"occurred_at": (NOW - timedelta(minutes=4)).isoformat()}, ["occurred_at"]),
     ]:
         body = first | {"data": {"n": 1.5, "tags": ["a"]}} | change
-        error = await _error(
+        error = await error_body(
             await client.post("/v1/events", json=CHAT | body), 409, "event_id_conflict"
         )
         assert error["differs"] == differs, error
     # nothing of the refused bodies was saved, not even their known fields
     body = first | {"intent": "moving", "fields": {"postcode": "12345"}}
-    await _error(await client.post("/v1/events", json=CHAT | body), 409, "event_id_conflict")
-    customer = await _json(await client.get(f"/v1/customers/{cid}"), 200)
+    await error_body(await client.post("/v1/events", json=CHAT | body), 409, "event_id_conflict")
+    customer = await json_body(await client.get(f"/v1/customers/{cid}"), 200)
     assert "postcode" not in customer["fields"]
-    page = await _json(await client.get(f"/v1/customers/{cid}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{cid}/timeline"), 200)
     assert [(e["event_id"], e["intent"]) for e in page["events"]] == [("crm-9", "billing")]
 
 
 async def test_a_query_rule_is_named_query_in_plain_words(client: Client) -> None:
     """It said 'body: Value error, give exactly one of ...' for a GET without parameters."""
-    error = await _error(await client.get("/v1/customers"), 400, "validation_error")
+    error = await error_body(await client.get("/v1/customers"), 400, "validation_error")
     assert error["message"].startswith("query: give exactly one of "), error
     assert error["details"][0]["loc"] == "query"
-    error = await _error(await client.get("/v1/menu-preview"), 400, "validation_error")
+    error = await error_body(await client.get("/v1/menu-preview"), 400, "validation_error")
     assert error["message"].startswith("query: "), error
     assert "Value error" not in error["message"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
@@ -19,37 +19,29 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ivr_engine.api.app import create_api_app
 from ivr_engine.timeline import Timeline
-
-NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
-Client = TestClient[Any, Any]
+from tests.component.api_client import NOW, Client, json_body, timeline_api
 
 
 @pytest.fixture
 async def client(timeline: Timeline) -> AsyncIterator[Client]:
-    app = create_api_app(store=timeline.store, lookup=timeline.lookup, menus={}, clock=lambda: NOW)
+    app = timeline_api(timeline)
     async with TestClient(TestServer(app)) as c:
         yield c
 
 
-async def _json(resp: Any, status: int) -> Any:
-    text = await resp.text()
-    assert resp.status == status, text
-    return json.loads(text)
-
-
 async def _customer(client: Client, phone: str) -> str:
     body = {"identities": [{"kind": "phone", "value": phone}]}
-    created = await _json(await client.post("/v1/customers", json=body), 201)
+    created = await json_body(await client.post("/v1/customers", json=body), 201)
     return cast(str, created["customer_id"])
 
 
 async def _fields(client: Client, customer_id: str) -> dict[str, Any]:
-    got = await _json(await client.get(f"/v1/customers/{customer_id}"), 200)
+    got = await json_body(await client.get(f"/v1/customers/{customer_id}"), 200)
     return cast(dict[str, Any], got["fields"])
 
 
 async def _event_ids(client: Client, customer_id: str) -> list[str]:
-    page = await _json(await client.get(f"/v1/customers/{customer_id}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{customer_id}/timeline"), 200)
     return [e["event_id"] for e in page["events"]]
 
 
@@ -62,10 +54,10 @@ async def test_an_event_id_reused_for_another_customer_is_a_conflict(
 ) -> None:
     first, second = await _customer(client, new_phone()), await _customer(client, new_phone())
     event_id = f"reuse-{first}"
-    await _json(await client.post("/v1/events", json=_body(event_id, customer_id=first)), 201)
+    await json_body(await client.post("/v1/events", json=_body(event_id, customer_id=first)), 201)
 
     other = _body(event_id, customer_id=second, fields={"postcode": "90210"})
-    error = await _json(await client.post("/v1/events", json=other), 409)
+    error = await json_body(await client.post("/v1/events", json=other), 409)
     assert error["error"]["code"] == "event_id_conflict"
     assert error["error"]["differs"] == ["customer_id", "fields"]
     assert await _fields(client, second) == {}
@@ -73,9 +65,9 @@ async def test_an_event_id_reused_for_another_customer_is_a_conflict(
 
     stranger = new_phone()
     by_identity = _body(event_id, identity={"kind": "phone", "value": stranger})
-    error = await _json(await client.post("/v1/events", json=by_identity), 409)
+    error = await json_body(await client.post("/v1/events", json=by_identity), 409)
     assert error["error"]["differs"] == ["identity"]
-    found = await _json(await client.get("/v1/customers", params={"phone": stranger}), 200)
+    found = await json_body(await client.get("/v1/customers", params={"phone": stranger}), 200)
     assert found == {"customers": []}  # nothing created for a conflicting request
 
 
@@ -85,14 +77,14 @@ async def test_a_replay_may_name_the_customer_before_or_after_a_merge(
     phone = new_phone()
     source, target = await _customer(client, phone), await _customer(client, new_phone())
     event_id = f"merged-{source}"
-    await _json(await client.post("/v1/events", json=_body(event_id, customer_id=source)), 201)
+    await json_body(await client.post("/v1/events", json=_body(event_id, customer_id=source)), 201)
     merge = {"source_customer_id": source, "reason": "duplicate"}
-    await _json(await client.post(f"/v1/customers/{target}/merge", json=merge), 200)
+    await json_body(await client.post(f"/v1/customers/{target}/merge", json=merge), 200)
 
     by_identity = _body(event_id, identity={"kind": "phone", "value": phone})
     for body in (_body(event_id, customer_id=source), _body(event_id, customer_id=target)):
         for replay in (body, by_identity):
-            got = await _json(await client.post("/v1/events", json=replay), 200)
+            got = await json_body(await client.post("/v1/events", json=replay), 200)
             assert (got["inserted"], got["customer_id"]) == (False, target)
             assert got["customer_created"] is False
 
@@ -136,16 +128,16 @@ async def test_a_retry_with_large_floats_is_a_replay_on_both_backends(
     data = {"amount": 1e23, "huge": 1.5e300, "wide": 12345678901234567890.0, "n": [2.0, 0.1]}
     raw = json.dumps(_body(f"float-{customer_id}", customer_id=customer_id, data=data))
     headers = {"Content-Type": "application/json"}
-    await _json(await client.post("/v1/events", data=raw, headers=headers), 201)
-    again = await _json(await client.post("/v1/events", data=raw, headers=headers), 200)
+    await json_body(await client.post("/v1/events", data=raw, headers=headers), 201)
+    again = await json_body(await client.post("/v1/events", data=raw, headers=headers), 200)
     assert again["inserted"] is False
 
     for n, other in enumerate(({"amount": 1e22}, {"flag": True})):
         first = _body(f"other-{n}-{customer_id}", customer_id=customer_id, data=other)
-        await _json(await client.post("/v1/events", json=first), 201)
+        await json_body(await client.post("/v1/events", json=first), 201)
         changed = {"amount": 1e23} if "amount" in other else {"flag": 1}  # true is not 1
         resp = await client.post("/v1/events", json=first | {"data": changed})
-        assert (await _json(resp, 409))["error"]["differs"] == ["data"]
+        assert (await json_body(resp, 409))["error"]["differs"] == ["data"]
 
 
 async def test_a_replay_with_other_fields_is_a_conflict_that_saves_nothing(
@@ -154,7 +146,7 @@ async def test_a_replay_with_other_fields_is_a_conflict_that_saves_nothing(
     customer_id = await _customer(client, new_phone())
     event_id = f"fields-{customer_id}"
     first = _body(event_id, customer_id=customer_id, fields={"plan": "basic", "zone": "7"})
-    await _json(await client.post("/v1/events", json=first), 201)
+    await json_body(await client.post("/v1/events", json=first), 201)
     saved = await _fields(client, customer_id)
 
     for fields in (
@@ -164,24 +156,24 @@ async def test_a_replay_with_other_fields_is_a_conflict_that_saves_nothing(
         {},  # none
     ):
         resp = await client.post("/v1/events", json=first | {"fields": fields})
-        error = (await _json(resp, 409))["error"]
+        error = (await json_body(resp, 409))["error"]
         assert (error["code"], error["differs"]) == ("event_id_conflict", ["fields"]), fields
     both = first | {"fields": {"plan": "premium"}, "intent": "billing"}
-    error = (await _json(await client.post("/v1/events", json=both), 409))["error"]
+    error = (await json_body(await client.post("/v1/events", json=both), 409))["error"]
     assert error["differs"] == ["intent", "fields"]
     assert await _fields(client, customer_id) == saved  # no value, no new field
     assert await _event_ids(client, customer_id) == [event_id]
 
     bare = _body(f"bare-{customer_id}", customer_id=customer_id)  # saved no fields
-    await _json(await client.post("/v1/events", json=bare), 201)
+    await json_body(await client.post("/v1/events", json=bare), 201)
     resp = await client.post("/v1/events", json=bare | {"fields": {"tier": "gold"}})
-    assert (await _json(resp, 409))["error"]["differs"] == ["fields"]
+    assert (await json_body(resp, 409))["error"]["differs"] == ["fields"]
     assert await _fields(client, customer_id) == saved
 
     reordered = first | {"fields": {"zone": "7", "plan": "basic"}}  # an object: unordered
-    got = await _json(await client.post("/v1/events", json=reordered), 200)
+    got = await json_body(await client.post("/v1/events", json=reordered), 200)
     assert got["inserted"] is False
-    assert await _json(await client.post("/v1/events", json=bare), 200)
+    assert await json_body(await client.post("/v1/events", json=bare), 200)
 
 
 async def test_a_true_replay_writes_nothing_not_even_its_fields_again(
@@ -196,13 +188,13 @@ async def test_a_true_replay_writes_nothing_not_even_its_fields_again(
     async with TestClient(TestServer(app)) as client:
         customer_id = await _customer(client, new_phone())
         event = _body(f"retry-{customer_id}", customer_id=customer_id, fields={"plan": "basic"})
-        await _json(await client.post("/v1/events", json=event), 201)
+        await json_body(await client.post("/v1/events", json=event), 201)
         clock[0] = NOW + timedelta(seconds=1)
         put = {"value": "premium", "source_channel": "chat"}
         path = f"/v1/customers/{customer_id}/fields/plan"
-        corrected = await _json(await client.put(path, json=put), 200)
+        corrected = await json_body(await client.put(path, json=put), 200)
         clock[0] = NOW + timedelta(seconds=2)
-        got = await _json(await client.post("/v1/events", json=event), 200)
+        got = await json_body(await client.post("/v1/events", json=event), 200)
         assert (got["inserted"], got["customer_id"]) == (False, customer_id)
         fields = await _fields(client, customer_id)
         assert fields["plan"] == {k: v for k, v in corrected.items() if k != "name"}
@@ -264,7 +256,7 @@ async def test_numbers_in_data_read_back_the_same_on_both_backends(
     head = f'{{"event_id": "{event_id}", "customer_id": "{customer_id}", "channel": "web"'
     raw = f'{head}, "event_type": "form.sent", "case_id": "CASE-{event_id}", "data": {data}}}'
     headers = {"Content-Type": "application/json"}
-    await _json(await client.post("/v1/events", data=raw, headers=headers), 201)
+    await json_body(await client.post("/v1/events", data=raw, headers=headers), 201)
 
     shown = ", ".join(f'"n{i}": {text}' for i, (_, text) in enumerate(_NUMBERS))
     listed = ", ".join(text for _, text in _NUMBERS)
@@ -273,9 +265,9 @@ async def test_numbers_in_data_read_back_the_same_on_both_backends(
     page = await client.get(f"/v1/customers/{customer_id}/timeline")
     case = await client.get(f"/v1/conversations/CASE-{event_id}")
     for resp in (page, case):
-        got = (await _json(resp, 200))["events"][0]["data"]
+        got = (await json_body(resp, 200))["events"][0]["data"]
         # as text: 0.0 is not -0.0, 1e+23 not 100000000000000000000000 (keys: JSONB sorts)
         assert json.dumps(got, sort_keys=True) == json.dumps(json.loads(expected), sort_keys=True)
 
-    again = await _json(await client.post("/v1/events", data=raw, headers=headers), 200)
+    again = await json_body(await client.post("/v1/events", data=raw, headers=headers), 200)
     assert again["inserted"] is False  # a replay still compares by value

@@ -13,14 +13,13 @@ import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from ivr_engine.api import routes_messages, serialize
-from ivr_engine.api.app import create_api_app
 from ivr_engine.api.conversation_rules import close_events, is_open
 from ivr_engine.api.openapi import _Builder
 from ivr_engine.api.openapi_messages import message_paths
@@ -29,15 +28,14 @@ from ivr_engine.api.schemas_messages import CloseIn
 from ivr_engine.domain.models import RankingPolicy
 from ivr_engine.personalize.ranking import rank_intents
 from ivr_engine.timeline import Timeline
+from tests.component.api_client import NOW, Client, error_body, json_body, timeline_api
 
-NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
-Client = TestClient[Any, Any]
 Phone = Callable[[], str]
 
 
 @pytest.fixture
 async def client(timeline: Timeline) -> AsyncIterator[Client]:
-    app = create_api_app(store=timeline.store, lookup=timeline.lookup, menus={}, clock=lambda: NOW)
+    app = timeline_api(timeline)
     routes_messages.install(app)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
@@ -51,21 +49,6 @@ def _email() -> str:
     return f"{_uid('ada')}@example.com"
 
 
-async def _json(resp: Any, status: int) -> Any:
-    body = await resp.text()
-    assert resp.status == status, body
-    assert resp.content_type == "application/json"
-    return json.loads(body)
-
-
-async def _error(resp: Any, status: int, code: str | None = None) -> Mapping[str, Any]:
-    body = await _json(resp, status)
-    assert set(body) == {"error"} and {"code", "message"} <= set(body["error"])
-    if code is not None:
-        assert body["error"]["code"] == code, body
-    return cast(Mapping[str, Any], body["error"])
-
-
 def _msg(**fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "message_id": _uid(),
@@ -77,29 +60,31 @@ def _msg(**fields: Any) -> dict[str, Any]:
 
 
 async def _send(client: Client, body: Mapping[str, Any], status: int = 201) -> dict[str, Any]:
-    return cast(dict[str, Any], await _json(await client.post("/v1/messages", json=body), status))
+    return cast(
+        dict[str, Any], await json_body(await client.post("/v1/messages", json=body), status)
+    )
 
 
 async def _customer(client: Client, *identities: tuple[str, str]) -> str:
     body = {"identities": [{"kind": k, "value": v} for k, v in identities]}
-    created = await _json(await client.post("/v1/customers", json=body), 201)
+    created = await json_body(await client.post("/v1/customers", json=body), 201)
     return cast(str, created["customer_id"])
 
 
 async def _timeline(client: Client, customer_id: str) -> list[dict[str, Any]]:
-    page = await _json(await client.get(f"/v1/customers/{customer_id}/timeline"), 200)
+    page = await json_body(await client.get(f"/v1/customers/{customer_id}/timeline"), 200)
     return cast(list[dict[str, Any]], page["events"])
 
 
 async def _conversation(client: Client, conversation_id: str, **query: str) -> dict[str, Any]:
     resp = await client.get(f"/v1/conversations/{conversation_id}", params=query)
-    return cast(dict[str, Any], await _json(resp, 200))
+    return cast(dict[str, Any], await json_body(resp, 200))
 
 
 async def _close(client: Client, conversation_id: str, status: int, **body: Any) -> Any:
     path = f"/v1/conversations/{conversation_id}/close"
     resp = await (client.post(path, json=body) if body else client.post(path))
-    return await _json(resp, status)
+    return await json_body(resp, status)
 
 
 # --------------------------------------------------------------------------- identity
@@ -114,7 +99,7 @@ async def test_inbound_sms_from_a_new_number_creates_a_customer_and_then_joins_i
     assert first["inserted"] and first["customer_created"] and first["conversation_created"]
     cid, conversation = first["customer_id"], first["conversation_id"]
     assert uuid.UUID(conversation)
-    customer = await _json(await client.get(f"/v1/customers/{cid}"), 200)
+    customer = await json_body(await client.get(f"/v1/customers/{cid}"), 200)
     assert customer["identities"] == [{"kind": "phone", "value": phone}]
 
     reply = await _send(client, _msg(**{"from": phone, "conversation_id": conversation}))
@@ -176,10 +161,10 @@ async def test_replay_is_idempotent_and_a_changed_replay_is_a_conflict(
 
     for changed in ({"text": "other"}, {"direction": "outbound", "to": body["from"]}):
         resp = await client.post("/v1/messages", json=body | changed | {"customer_id": "x"})
-        error = await _error(resp, 409, "message_id_conflict")
+        error = await error_body(resp, 409, "message_id_conflict")
         assert "differs" in error["message"]
     other = body | {"conversation_id": "CASE-OTHER"}
-    await _error(await client.post("/v1/messages", json=other), 409, "message_id_conflict")
+    await error_body(await client.post("/v1/messages", json=other), 409, "message_id_conflict")
     as_chat = await _send(client, body | {"channel": "chat"})  # ids are per channel
     assert as_chat["inserted"] and as_chat["customer_id"] != first["customer_id"]
 
@@ -204,7 +189,7 @@ async def test_a_replay_must_repeat_every_field_of_the_message(
         {"customer_id": other},
     ):
         resp = await client.post("/v1/messages", json=inbound | changed)
-        error = await _error(resp, 409, "message_id_conflict")
+        error = await error_body(resp, 409, "message_id_conflict")
         assert f"({next(iter(changed))} differs)" in error["message"], (changed, error)
     same_instant = inbound | {"occurred_at": "2025-03-10T12:00:00+01:00"}
     assert (await _send(client, same_instant, 200))["event_id"] == first["event_id"]
@@ -220,7 +205,7 @@ async def test_a_replay_must_repeat_every_field_of_the_message(
     await _send(client, outbound)
     for changed in ({"agent_id": "agent-8"}, {"from": "support@example.com"}):
         resp = await client.post("/v1/messages", json=outbound | changed)
-        error = await _error(resp, 409, "message_id_conflict")
+        error = await error_body(resp, 409, "message_id_conflict")
         assert f"({next(iter(changed))} differs)" in error["message"], (changed, error)
     await _send(client, outbound, 200)
 
@@ -265,14 +250,16 @@ async def test_shared_number_is_409_until_merged_then_accepted(
     parent = await _customer(client, ("phone", phone))
     kid = await _customer(client, ("phone", phone))
     body = _msg(**{"from": phone})
-    error = await _error(await client.post("/v1/messages", json=body), 409, "ambiguous_identity")
+    error = await error_body(
+        await client.post("/v1/messages", json=body), 409, "ambiguous_identity"
+    )
     assert set(error["candidate_ids"]) == {parent, kid}
     assert await _timeline(client, parent) == [] and await _timeline(client, kid) == []
 
     named = await _send(client, _msg(customer_id=kid, **{"from": phone}))  # client decides
     assert named["customer_id"] == kid
     merge = {"source_customer_id": kid, "reason": "same household"}
-    await _json(await client.post(f"/v1/customers/{parent}/merge", json=merge), 200)
+    await json_body(await client.post(f"/v1/customers/{parent}/merge", json=merge), 200)
 
     accepted = await _send(client, body)
     assert accepted["customer_id"] == parent
@@ -290,11 +277,11 @@ async def test_outbound_names_a_conversation_or_a_customer(
 ) -> None:
     phone = new_phone()
     out = _msg(direction="outbound", agent_id="agent.7", **{"to": phone, "from": "+15550000000"})
-    error = await _error(await client.post("/v1/messages", json=out), 400)
+    error = await error_body(await client.post("/v1/messages", json=out), 400)
     assert error["message"].startswith("conversation_id:")
     unknown = out | {"conversation_id": _uid("case")}
-    await _error(await client.post("/v1/messages", json=unknown), 404, "conversation_not_found")
-    await _error(await client.post("/v1/messages", json=out | {"customer_id": "nobody"}), 404)
+    await error_body(await client.post("/v1/messages", json=unknown), 404, "conversation_not_found")
+    await error_body(await client.post("/v1/messages", json=out | {"customer_id": "nobody"}), 404)
 
     cid = await _customer(client, ("phone", phone))
     started = await _send(client, out | {"customer_id": cid})
@@ -312,7 +299,7 @@ async def test_outbound_names_a_conversation_or_a_customer(
         (_msg(agent_id="agent.7", **{"from": phone}), "agent_id"),
         (_msg(), "from"),
     ):
-        error = await _error(await client.post("/v1/messages", json=body), 400)
+        error = await error_body(await client.post("/v1/messages", json=body), 400)
         assert error["message"].startswith(f"{field}:"), error
 
 
@@ -336,7 +323,7 @@ async def test_conversation_thread_across_channels_including_a_call(
         "intent": "billing",
         "case_id": conv,
     }
-    await _json(await client.post("/v1/events", json=call), 201)
+    await json_body(await client.post("/v1/events", json=call), 201)
     await _send(client, _msg(channel="chat", conversation_id=conv, **{"from": handle}))
 
     whole = await _conversation(client, conv)
@@ -348,10 +335,10 @@ async def test_conversation_thread_across_channels_including_a_call(
     rest = await _conversation(client, conv, limit="3", after=str(first["next_after"]))
     assert rest["events"] == whole["events"][3:] and rest["next_after"] is None
 
-    await _error(await client.get(f"/v1/conversations/{_uid('none')}"), 404)
-    await _error(await client.get("/v1/conversations/" + "x" * 65), 404)
+    await error_body(await client.get(f"/v1/conversations/{_uid('none')}"), 404)
+    await error_body(await client.get("/v1/conversations/" + "x" * 65), 404)
     for bad in ({"limit": "0"}, {"limit": "abc"}, {"after": "-1"}, {"page": "2"}):
-        await _error(await client.get(f"/v1/conversations/{conv}", params=bad), 400)
+        await error_body(await client.get(f"/v1/conversations/{conv}", params=bad), 400)
 
 
 async def test_a_conversation_takes_messages_of_its_own_customers_only(
@@ -366,11 +353,11 @@ async def test_a_conversation_takes_messages_of_its_own_customers_only(
         resp = await client.post(
             "/v1/messages", json=_msg(conversation_id=conv, **{"from": sender})
         )
-        await _error(resp, 409, "conversation_mismatch")
-    found = await _json(await client.get("/v1/customers", params={"phone": stranger}), 200)
+        await error_body(resp, 409, "conversation_mismatch")
+    found = await json_body(await client.get("/v1/customers", params={"phone": stranger}), 200)
     assert found == {"customers": []}  # refused before any customer was created
     named = _msg(conversation_id=conv, customer_id=other, **{"from": other_phone})
-    await _error(await client.post("/v1/messages", json=named), 409, "conversation_mismatch")
+    await error_body(await client.post("/v1/messages", json=named), 409, "conversation_mismatch")
 
 
 async def test_close_is_seen_by_the_menu_ranking_and_new_activity_reopens(
@@ -409,11 +396,11 @@ async def test_close_is_seen_by_the_menu_ranking_and_new_activity_reopens(
     assert (await _timeline(client, cid))[0]["occurred_at"] == later  # not before the message
     assert await _open_case_in_ranking(timeline, phone) is False
 
-    await _error(await client.post(f"/v1/conversations/{_uid()}/close"), 404)
+    await error_body(await client.post(f"/v1/conversations/{_uid()}/close"), 404)
     bad = await client.post(f"/v1/conversations/{conv}/close", json={"reason": 7})
-    assert (await _error(bad, 400))["message"].startswith("reason:")
+    assert (await error_body(bad, 400))["message"].startswith("reason:")
     extra = await client.post(f"/v1/conversations/{conv}/close", json={"state": "closed"})
-    await _error(extra, 400)
+    await error_body(extra, 400)
 
 
 async def _open_case_in_ranking(timeline: Timeline, phone: str) -> bool:
@@ -474,7 +461,7 @@ async def test_message_validation_names_the_field(client: Client, new_phone: Pho
         ({k: v for k, v in base.items() if k != "message_id"}, "message_id"),
     ]
     for body, field in cases:
-        error = await _error(await client.post("/v1/messages", json=body), 400)
+        error = await error_body(await client.post("/v1/messages", json=body), 400)
         assert error["message"].startswith(f"{field}:"), (body, error)
         assert len(error["message"]) < 400
     ok = await _send(client, base | {"text": "line one\r\nline two\ttab " + "é" * 15_000})
@@ -486,17 +473,19 @@ async def test_hostile_bodies_are_4xx_never_5xx(client: Client) -> None:
     conv = (await _send(client, _msg(channel="chat", **{"from": _uid("h")})))["conversation_id"]
     close = f"/v1/conversations/{conv}/close"
     for path in ("/v1/messages", close):
-        await _error(await client.post(path, data="{nope", headers=headers), 400, "invalid_json")
-        await _error(await client.post(path, data=b"\xff{}", headers=headers), 400)
+        await error_body(
+            await client.post(path, data="{nope", headers=headers), 400, "invalid_json"
+        )
+        await error_body(await client.post(path, data=b"\xff{}", headers=headers), 400)
         for non_object in ("[]", '"x"', "42", "null"):
-            await _error(await client.post(path, data=non_object, headers=headers), 400)
+            await error_body(await client.post(path, data=non_object, headers=headers), 400)
         deep = '{"text": ' + "[" * 5000 + "]" * 5000 + "}"
-        await _error(await client.post(path, data=deep, headers=headers), 400)
-        await _error(
+        await error_body(await client.post(path, data=deep, headers=headers), 400)
+        await error_body(
             await client.post(path, data="{}", headers={"Content-Type": "text/plain"}), 415
         )
         big = b'{"text": "' + b"x" * (1024 * 1024) + b'"}'
-        await _error(await client.post(path, data=io.BytesIO(big), headers=headers), 413)
+        await error_body(await client.post(path, data=io.BytesIO(big), headers=headers), 413)
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: capped while reading
         yield b'{"text": "'
@@ -505,7 +494,7 @@ async def test_hostile_bodies_are_4xx_never_5xx(client: Client) -> None:
         yield b'"}'
 
     resp = await client.post("/v1/messages", data=chunks(), headers=headers)
-    await _error(resp, 413, "body_too_large")
+    await error_body(resp, 413, "body_too_large")
 
     rng = random.Random(20250310)
     keys = [

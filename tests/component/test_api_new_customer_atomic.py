@@ -5,11 +5,9 @@ the insert of the test's events (a failure between the customer and the event)."
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import closing
-from typing import Any
 
 import asyncpg
 import pytest
@@ -17,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ivr_engine.api.app import create_api_app
 from ivr_engine.timeline import Timeline
+from tests.component.api_client import Client, json_body
 
-Client = TestClient[Any, Any]
 REFUSED = "refused-by-test"  # the trigger aborts the insert of events whose id has this
 
 _SQLITE_TRIGGER = (
@@ -60,14 +58,8 @@ async def client(timeline: Timeline, database_url: str) -> AsyncIterator[Client]
         await _ddl(database_url, _PG_DROP, "DROP TRIGGER IF EXISTS refuse_test_events")
 
 
-async def _json(resp: Any, status: int) -> Any:
-    text = await resp.text()
-    assert resp.status == status, text
-    return json.loads(text)
-
-
 async def _owners(client: Client, phone: str) -> list[str]:
-    found = await _json(await client.get("/v1/customers", params={"phone": phone}), 200)
+    found = await json_body(await client.get("/v1/customers", params={"phone": phone}), 200)
     return [c["customer_id"] for c in found["customers"]]
 
 
@@ -82,11 +74,13 @@ async def test_a_refused_event_creates_no_customer(
         "event_type": "form.sent",
         "fields": {"postcode": "90210"},
     }
-    error = await _json(await client.post("/v1/events", json=event), 503)
+    error = await json_body(await client.post("/v1/events", json=event), 503)
     assert error["error"]["code"] == "timeline_unavailable"
     assert await _owners(client, phone) == []  # was: an empty customer owning the phone
 
-    accepted = await _json(await client.post("/v1/events", json={**event, "event_id": phone}), 201)
+    accepted = await json_body(
+        await client.post("/v1/events", json={**event, "event_id": phone}), 201
+    )
     assert accepted["customer_created"] is True
     assert await _owners(client, phone) == [accepted["customer_id"]]
 
@@ -102,11 +96,11 @@ async def test_a_refused_message_creates_no_customer(
         "from": phone,
         "text": "hello",
     }
-    error = await _json(await client.post("/v1/messages", json=message), 503)
+    error = await json_body(await client.post("/v1/messages", json=message), 503)
     assert error["error"]["code"] == "timeline_unavailable"
     assert await _owners(client, phone) == []  # was: an empty customer owning the phone
 
-    accepted = await _json(
+    accepted = await json_body(
         await client.post("/v1/messages", json={**message, "message_id": phone}), 201
     )
     assert accepted["customer_created"] is True

@@ -32,6 +32,7 @@ from tests.component.test_call_bridge_flow import (
     customer_of,
     events_of,
     running,
+    settings_over,
     store_of,
 )
 from tests.component.test_call_bridge_processes import REPO, FreezingProxy, _count, _stored, _until
@@ -150,18 +151,7 @@ def esl_url(fake: FakeInbound) -> str:
 def esl_settings(
     fake: FakeInbound, database_url: str, tmp_path: Path, **extra: Any
 ) -> BridgeSettings:
-    values: dict[str, Any] = {
-        "esl_url": esl_url(fake),
-        "database_url": database_url,
-        "bus_url": REDIS_URL,
-        "stream": f"calls-{uuid.uuid4().hex[:12]}",
-        "outbox_path": tmp_path / "call-outbox.db",
-        "consumer_name": "c1",
-        "db_retry_cap_s": 0.2,
-        "shutdown_grace_s": 2.0,
-    }
-    values.update(extra)
-    return BridgeSettings.build(**values)
+    return settings_over(database_url, tmp_path, **({"esl_url": esl_url(fake)} | extra))
 
 
 async def play(fake: FakeInbound, events: list[dict[str, str]]) -> None:

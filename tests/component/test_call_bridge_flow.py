@@ -34,11 +34,10 @@ from tests.redis_support import REDIS_URL, delete_prefix, require_redis
 WAIT_S = 15.0
 
 
-def bridge_settings(
-    peer: FakeAmi, database_url: str, tmp_path: Path, **extra: Any
-) -> BridgeSettings:
-    values: dict[str, Any] = {
-        "ami_url": f"ami://{peer.username}:{peer.secret}@127.0.0.1:{peer.port}",
+def settings_over(database_url: str, tmp_path: Path, **values: Any) -> BridgeSettings:
+    """The bridge's settings for a test (a stream of its own, quick retries) with ``values``
+    (the call source's URL and any other setting) on top."""
+    defaults: dict[str, Any] = {
         "database_url": database_url,
         "bus_url": REDIS_URL,
         "stream": f"calls-{uuid.uuid4().hex[:12]}",
@@ -47,8 +46,14 @@ def bridge_settings(
         "db_retry_cap_s": 0.2,
         "shutdown_grace_s": 2.0,
     }
-    values.update(extra)
-    return BridgeSettings.build(**values)
+    return BridgeSettings.build(**(defaults | values))
+
+
+def bridge_settings(
+    peer: FakeAmi, database_url: str, tmp_path: Path, **extra: Any
+) -> BridgeSettings:
+    ami_url = f"ami://{peer.username}:{peer.secret}@127.0.0.1:{peer.port}"
+    return settings_over(database_url, tmp_path, **({"ami_url": ami_url} | extra))
 
 
 def switch_clock(fake: FakeAsterisk) -> Callable[[], datetime]:

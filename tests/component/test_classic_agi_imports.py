@@ -6,18 +6,14 @@ spool when the database is down."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sqlite3
 import sys
 from pathlib import Path
 
 from ivr_engine.timeline.migrate import upgrade
-from tests.component.fake_asterisk import asterisk_env, header_block
+from tests.component.script_runs import CLASSIC_SCRIPT, run_classic_call
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "agi_scripts/ivr_agi.py"
 HEAVY = ("sqlalchemy", "alembic", "aiohttp", "asyncpg", "pydantic", "yaml")
 VALIDATION = "LOADED=pydantic,yaml\n"  # the first process validates and caches
 # The script as Asterisk runs it, reporting at exit (on stderr) which heavy packages it loaded.
@@ -26,32 +22,17 @@ import atexit, runpy, sys
 heavy = {HEAVY!r}
 atexit.register(lambda: print("LOADED=" + ",".join(m for m in heavy if m in sys.modules),
                               file=sys.stderr))
-sys.argv = [{str(SCRIPT)!r}, "menu=main"]
+sys.argv = [{str(CLASSIC_SCRIPT)!r}, "menu=main"]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-REPLIES = b"200 result=0\n200 result=1 (1|OK)\n200 result=0\n"  # Read, key 1, MSet
 
 
 async def classic_call(db: Path, spool: Path, caller: str) -> tuple[list[str], str]:
     """(AGI commands the script sent, what it said on stderr); fails on a non-zero exit."""
-    headers = asterisk_env("unused", 0, caller_id=caller, args=["menu=main"])
-    del headers["agi_network"], headers["agi_network_script"]
-    headers["agi_request"] = str(SCRIPT)
-    env = {
-        **os.environ,
-        "IVR_ENGINE_DATABASE_URL": f"sqlite:///{db}",
-        "IVR_ENGINE_SPOOL_DIR": str(spool),
-        "PYTHONPATH": str(REPO),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", PROBE, cwd=REPO, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate(header_block(headers) + REPLIES)
-    assert proc.returncode == 0, err.decode()
-    return out.decode().splitlines(), err.decode()
+    env = {"IVR_ENGINE_DATABASE_URL": f"sqlite:///{db}", "IVR_ENGINE_SPOOL_DIR": str(spool)}
+    code, out, err = await run_classic_call(env, caller, argv=[sys.executable, "-c", PROBE])
+    assert code == 0, err
+    return out.splitlines(), err
 
 
 def calls_stored(db: Path) -> list[tuple[str, str, str | None]]:

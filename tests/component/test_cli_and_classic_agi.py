@@ -20,27 +20,16 @@ from ivr_engine.checked_menus import load_checked_menus
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.settings import Settings
 from ivr_engine.timeline.migrate import upgrade
-from tests.component.fake_asterisk import asterisk_env, header_block
-
-REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "ivr_engine"]
-
-
-async def run(
-    argv: list[str], *, env: dict[str, str] | None = None, stdin: bytes = b"", limit_s: float = 60
-) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(limit_s):
-        out, err = await proc.communicate(stdin)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+from tests.component.fake_asterisk import header_block
+from tests.component.script_runs import (
+    CLASSIC_SCRIPT,
+    CLI,
+    REPO,
+    classic_headers,
+    run,
+    run_classic_call,
+    start,
+)
 
 
 def test_a_broken_prompt_file_stops_start_up_with_its_name(tmp_path: Path) -> None:
@@ -126,20 +115,8 @@ async def test_classic_agi_script_runs_the_flow_and_stores_the_call(tmp_path: Pa
     env = {
         "IVR_ENGINE_DATABASE_URL": f"sqlite:///{db}",
         "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
-        "PYTHONPATH": str(REPO),
     }
-    headers = asterisk_env("unused", 0, caller_id="+15557770001", args=["menu=main"])
-    del headers["agi_network"], headers["agi_network_script"]
-    headers["agi_request"] = "/usr/share/asterisk/agi-bin/ivr_agi.py"
-    replies = [
-        b"200 result=0\n",  # EXEC Read (the menu)
-        b"200 result=1 (1|OK)\n",  # GET FULL VARIABLE: the caller pressed 1
-        b"200 result=0\n",  # EXEC MSet (intent, target, customer, decision, outcome)
-    ]
-    stdin = header_block(headers) + b"".join(replies)
-    code, out, err = await run(
-        [sys.executable, str(REPO / "agi_scripts/ivr_agi.py")], env=env, stdin=stdin
-    )
+    code, out, err = await run_classic_call(env, "+15557770001")  # the caller presses 1
     assert code == 0, err
     commands = out.splitlines()
     assert commands[0].startswith('EXEC "Read" "IVR_READ,ivr-engine/welcome&')
@@ -165,17 +142,8 @@ async def test_classic_agi_script_runs_the_call_when_its_spool_cannot_be_made(
     env = {
         "IVR_ENGINE_DATABASE_URL": f"sqlite:///{db}",
         "IVR_ENGINE_SPOOL_DIR": str(blocker / "spool"),
-        "PYTHONPATH": str(REPO),
     }
-    headers = asterisk_env("unused", 0, caller_id="+15557770001", args=["menu=main"])
-    del headers["agi_network"], headers["agi_network_script"]
-    headers["agi_request"] = "/usr/share/asterisk/agi-bin/ivr_agi.py"
-    replies = [b"200 result=0\n", b"200 result=1 (1|OK)\n", b"200 result=0\n"]
-    code, out, err = await run(
-        [sys.executable, str(REPO / "agi_scripts/ivr_agi.py")],
-        env=env,
-        stdin=header_block(headers) + b"".join(replies),
-    )
+    code, out, err = await run_classic_call(env, "+15557770001")
     assert code == 0, err
     assert out.splitlines()[-1].startswith('EXEC "MSet" "IVR_INTENT=new_service,'), out
     assert "Traceback" not in err
@@ -208,19 +176,13 @@ async def test_classic_agi_a_hangup_during_start_up_is_an_abandoned_call(
     config = tmp_path / "engine.yaml"
     os.mkfifo(config)
     env = {
-        **os.environ,
         "IVR_ENGINE_CONFIG": str(config),
         "IVR_ENGINE_DATABASE_URL": f"sqlite:///{db}",
         "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
         "PYTHONPATH": str(REPO),
     }
-    headers = asterisk_env("unused", 0, caller_id="+15557770002", args=["menu=main"])
-    del headers["agi_network"], headers["agi_network_script"]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(REPO / "agi_scripts/ivr_agi.py"), cwd=REPO, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    headers = classic_headers("+15557770002")
+    proc = await start([sys.executable, str(CLASSIC_SCRIPT)], env=env)
     try:
         writing = await _open_for_writing(config)  # the script is reading its settings
         proc.send_signal(signal.SIGHUP)  # the caller hangs up now
@@ -257,19 +219,8 @@ async def test_classic_agi_on_an_unmigrated_database_says_to_migrate(
         if database == "empty-file":
             sqlite3.connect(db).close()
         url = f"sqlite:///{db}"
-    env = {
-        "IVR_ENGINE_DATABASE_URL": url,
-        "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
-        "PYTHONPATH": str(REPO),
-    }
-    headers = asterisk_env("unused", 0, caller_id="+15557770003", args=["menu=main"])
-    del headers["agi_network"], headers["agi_network_script"]
-    replies = [b"200 result=0\n", b"200 result=1 (1|OK)\n", b"200 result=0\n"]
-    code, out, err = await run(
-        [sys.executable, str(REPO / "agi_scripts/ivr_agi.py")],
-        env=env,
-        stdin=header_block(headers) + b"".join(replies),
-    )
+    env = {"IVR_ENGINE_DATABASE_URL": url, "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool")}
+    code, out, err = await run_classic_call(env, "+15557770003")
     assert code == 0, err
     assert "IVR_DECISION=static,IVR_OUTCOME=routed" in out.splitlines()[-1]
     warnings = [line for line in err.splitlines() if line.startswith("WARNING")]
@@ -284,14 +235,8 @@ async def test_classic_agi_script_reports_a_configuration_error_in_one_line(
         "IVR_ENGINE_DATABASE_URL": f"sqlite:///{tmp_path / 'classic.db'}",
         "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
         "IVR_ENGINE_MENUS_DIR": str(tmp_path / "no-such-menus"),
-        "PYTHONPATH": str(REPO),
     }
-    headers = asterisk_env("unused", 0, caller_id="+15557770001", args=["menu=main"])
-    code, out, err = await run(
-        [sys.executable, str(REPO / "agi_scripts/ivr_agi.py")],
-        env=env,
-        stdin=header_block(headers),
-    )
+    code, out, err = await run_classic_call(env, "+15557770001", replies=b"")
     assert code == 2
     assert out == ""  # no AGI command: the dialplan sees no IVR_OUTCOME -> static menu
     assert "Traceback" not in err

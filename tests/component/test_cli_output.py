@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ivr_engine.timeline.migrate import _known_revisions, upgrade
-from tests.component.test_cli_and_classic_agi import CLI, run
+from tests.component.script_runs import CLI, run
 
 BRIDGE = [sys.executable, "-m", "crm_bridge.calls"]
 NewDatabase = Callable[[], Coroutine[Any, Any, str]]

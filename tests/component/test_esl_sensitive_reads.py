@@ -10,19 +10,14 @@ from pathlib import Path
 import pytest
 
 from ivr_engine.app import Engine
-from tests.component.fake_freeswitch import FsCall, dial_outbound
-from tests.component.test_esl_outbound_calls import esl_settings, running_engine
+from tests.component.fake_freeswitch import FsCall
+from tests.component.test_esl_outbound_calls import esl_settings, fs_call, running_engine
 
 
 @pytest.fixture
 async def engine(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
     async with running_engine(esl_settings(sqlite_url, tmp_path)) as running:
         yield running
-
-
-async def fs_call(engine: Engine, call: FsCall) -> FsCall:
-    assert engine.esl is not None
-    return await dial_outbound(engine.esl.port, call)
 
 
 async def test_the_postcode_is_unset_after_its_read(

@@ -12,7 +12,6 @@ import contextlib
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,12 +32,10 @@ from ivr_engine.timeline.migrate import check_schema_current, upgrade
 from ivr_engine.timeline.pg_connect import NoServerAvailable, connect_postgres
 from ivr_engine.timeline.store import SqlTimelineStore
 from ivr_engine.timeline.urls import parse_database_url, split_url
-from tests.component.fake_asterisk import asterisk_env, header_block
-from tests.component.test_cli_and_classic_agi import CLI, run
+from tests.component.script_runs import CLI, run, run_classic_call
 from tests.component.test_ivr_flow import settings_for
 
 pytestmark = pytest.mark.postgres
-REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-Pw"  # trust auth: the server never asks for it
 
 
@@ -199,17 +196,8 @@ async def test_the_classic_agi_script_takes_a_call_through_the_second_server(
     env = {
         "IVR_ENGINE_DATABASE_URL": listing(pg_url, refused, password=SECRET),
         "IVR_ENGINE_SPOOL_DIR": str(tmp_path / "spool"),
-        "PYTHONPATH": str(REPO),
     }
-    headers = asterisk_env("unused", 0, caller_id=phone, args=["menu=main"])
-    del headers["agi_network"], headers["agi_network_script"]
-    headers["agi_request"] = "/usr/share/asterisk/agi-bin/ivr_agi.py"
-    replies = [b"200 result=0\n", b"200 result=1 (1|OK)\n", b"200 result=0\n"]
-    code, out, err = await run(
-        [sys.executable, str(REPO / "agi_scripts/ivr_agi.py")],
-        env=env,
-        stdin=header_block(headers) + b"".join(replies),
-    )
+    code, out, err = await run_classic_call(env, phone)
     assert code == 0, err
     assert out.splitlines()[-1].endswith('IVR_DECISION=static,IVR_OUTCOME=routed"')
     store = SqlTimelineStore(pg_url, pool_size=1)

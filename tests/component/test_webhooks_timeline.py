@@ -30,14 +30,13 @@ from crm_bridge.webhooks import DeliveryPolicy, verify_signature
 from crm_bridge.webhooks.fan_out import OutboundEvent
 from crm_bridge.webhooks.relay import RelaySettings, WebhookRelay
 from crm_bridge.webhooks.timeline_payload import outbound_event, webhook_event_id
-from ivr_engine.api.app import create_api_app
 from ivr_engine.app import Engine
 from ivr_engine.ports import StoredEvent
 from ivr_engine.telephony.ami import AmiEvent
 from ivr_engine.timeline import Timeline
 from ivr_engine.timeline.migrate import upgrade
+from tests.component.api_client import Client, timeline_api
 from tests.component.test_ami_fake_peer import FakeAmi
-from tests.component.test_api_messages import NOW
 from tests.component.test_call_bridge_fakes import FakeAsterisk, Switch
 from tests.component.test_call_bridge_flow import bridge_settings, committed, running
 from tests.component.test_call_bridge_normalise import run
@@ -47,7 +46,6 @@ SECRET = "receiver-secret-0123456789"
 FAST_RETRIES = DeliveryPolicy(max_attempts=100, base_delay_s=0.02, max_delay_s=0.1)
 WAIT_S = 15.0
 AMI_URL = "ami://user:secret@127.0.0.1:5038"
-Client = TestClient[Any, Any]
 
 
 class Receiver:
@@ -137,7 +135,7 @@ async def api_with_relay(
     relay = await WebhookRelay.start(
         database_url, hooks, store, policy=FAST_RETRIES, settings=settings
     )
-    app = create_api_app(store=timeline.store, lookup=timeline.lookup, menus={}, clock=lambda: NOW)
+    app = timeline_api(timeline)
     try:
         await relay.wait_leader()
         async with TestClient(TestServer(app)) as client:
@@ -251,7 +249,7 @@ async def test_a_render_failing_on_one_event_sends_it_plain_and_the_relay_goes_o
         database_url, hooks, tmp_path / "hooks.db", policy=FAST_RETRIES, settings=settings,
         render=render,
     )  # fmt: skip
-    app = create_api_app(store=timeline.store, lookup=timeline.lookup, menus={}, clock=lambda: NOW)
+    app = timeline_api(timeline)
     try:
         await relay.wait_leader()
         async with TestClient(TestServer(app)) as client:

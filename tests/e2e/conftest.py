@@ -85,6 +85,15 @@ class Testbed:
             f.seek(mark)
             return f.read().decode(errors="replace")
 
+    def played_since(self, mark: int, channel: str) -> list[str]:
+        """The files ``channel`` played since ``mark``, in order, as Asterisk names them: with
+        the format it picked (``ivr-engine/welcome.slin``, ``digits/1.gsm``)."""
+        return [
+            line.split("Playing '", 1)[1].split("'", 1)[0]
+            for line in self.log_since(mark).splitlines()
+            if f"<{channel}> Playing '" in line
+        ]
+
     def cli(self, command: str, timeout: float = 20) -> str:
         proc = _testbed("cli", command, timeout=timeout)
         if proc.returncode != 0:

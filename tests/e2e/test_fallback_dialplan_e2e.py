@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ami import AmiClient
+from ami import AmiClient, Message
 from conftest import Testbed
 from engine_harness import REPO
 from sipp import run_sipp_call
@@ -92,27 +92,26 @@ async def _routed_to_callback(agi: AgiSession) -> None:
     agi.close()
 
 
-def _played(asterisk: Testbed, mark: int, channel: str) -> list[str]:
-    return [
-        line.split("Playing '", 1)[1].split("'", 1)[0]
-        for line in asterisk.log_since(mark).splitlines()
-        if f"<{channel}> Playing '" in line
-    ]
-
-
-async def test_a_callback_overflow_says_so_and_ends_the_call(
-    asterisk: Testbed, ami: AmiClient
-) -> None:
-    caller = "+15551230032"
+async def _callback_overflow_call(
+    asterisk: Testbed, ami: AmiClient, caller: str
+) -> tuple[Message, list[str]]:
+    """A call from ``caller`` that the engine routes to a callback: its ``IvrOverflow`` event
+    and the files its channel played; SIPp saw no error and Asterisk ended the call."""
     mark = asterisk.log_size()
     async with InlineFastAgi(_routed_to_callback) as server:
         result = await run_sipp_call([("wait", 20000)], caller_id=caller)
         session = await server.finished_session()
     overflow = await ami.wait_for_event("UserEvent", UserEvent="IvrOverflow", CallerIDNum=caller)
-    assert (overflow["Intent"], overflow["Target"]) == ("billing", "callback")
     assert_sipp_ok(result)
     assert result.hung_up_by == "asterisk"
-    played = _played(asterisk, mark, session.env["agi_channel"])
+    return overflow, asterisk.played_since(mark, session.env["agi_channel"])
+
+
+async def test_a_callback_overflow_says_so_and_ends_the_call(
+    asterisk: Testbed, ami: AmiClient
+) -> None:
+    overflow, played = await _callback_overflow_call(asterisk, ami, "+15551230032")
+    assert (overflow["Intent"], overflow["Target"]) == ("billing", "callback")
     assert played[-1] == "ivr-engine/callback-later.slin", played
 
 
@@ -121,15 +120,7 @@ async def test_a_callback_overflow_without_a_number_goes_on_as_before(
 ) -> None:
     """No digits to call back: the usual overflow to [ivr-target-<intent>] (none in the
     testbed: the call ends after the transfer prompt), not the callback promise."""
-    caller = "nocallerid"
-    mark = asterisk.log_size()
-    async with InlineFastAgi(_routed_to_callback) as server:
-        result = await run_sipp_call([("wait", 20000)], caller_id=caller)
-        session = await server.finished_session()
-    overflow = await ami.wait_for_event("UserEvent", UserEvent="IvrOverflow", CallerIDNum=caller)
+    overflow, played = await _callback_overflow_call(asterisk, ami, "nocallerid")
     assert overflow["Target"] == "callback"
-    assert_sipp_ok(result)
-    assert result.hung_up_by == "asterisk"
-    played = _played(asterisk, mark, session.env["agi_channel"])
     assert played and "ivr-engine/callback-later.slin" not in played, played
     assert played[-1] == "ivr-engine/transfer.slin", played

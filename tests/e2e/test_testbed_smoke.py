@@ -211,11 +211,7 @@ async def test_read_app_plays_a_prompt_list(asterisk: Testbed, ami: AmiClient) -
     assert replies["digit"] == "200 result=1 (2)"
     assert replies["status_key"] == "200 result=1 (OK)"
     channel = session.env["agi_channel"]
-    played = [
-        line.split("Playing '", 1)[1].split("'", 1)[0]
-        for line in asterisk.log_since(log_mark).splitlines()
-        if f"<{channel}> Playing '" in line
-    ]
+    played = asterisk.played_since(log_mark, channel)
     # Asterisk names the format it picked: our WAVs are 8 kHz slin, the core digits GSM.
     assert played[:4] == [
         "ivr-engine/welcome.slin",
