@@ -371,6 +371,7 @@ class IvrFlow:
                 ring_s = routing.ring_timeout_s
                 values[variables.RING_TIMEOUT] = variables.ring_timeout_value(ring_s)
             values[variables.WAIT_START] = variables.wait_start_value(self._clock())
+            values[variables.CALL_KEY] = record.call.call_key
         values[variables.INTENT] = option.intent
         values[variables.TARGET] = target
         values[variables.CUSTOMER_ID] = record.customer_id or ""
