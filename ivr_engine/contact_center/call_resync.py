@@ -44,7 +44,7 @@ from ivr_engine.agents.model import AgentSnapshot
 from ivr_engine.contact_center.linked_load import READ_TIMEOUT_S, LinkedLoadTracker
 from ivr_engine.contact_center.load_tracker import LoadTracker, LoadUnavailable
 from ivr_engine.contact_center.load_view import WaitingCall
-from ivr_engine.flows.variables import CALL_KEY
+from ivr_engine.flows.call_record import CALL_KEY_VARIABLE
 from ivr_engine.telephony.ami import AmiEvent, chan_variables
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ class ChannelList:
         ]
         callers = {event.get("Uniqueid", ""): event.get("CallerIDNum", "") for event in listed}
         keys = {
-            event.get("Uniqueid", ""): chan_variables(event).get(CALL_KEY, "") for event in listed
+            event.get("Uniqueid", ""): chan_variables(event).get(CALL_KEY_VARIABLE, "")
+            for event in listed
         }
         return cls(asked_at, frozenset(callers), MappingProxyType(callers), MappingProxyType(keys))
 

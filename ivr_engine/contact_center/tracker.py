@@ -50,7 +50,7 @@ from ivr_engine.contact_center.agent_call_timeline import (
 )
 from ivr_engine.contact_center.load_tracker import LoadTracker
 from ivr_engine.contact_center.router import AGENT_ANSWERED
-from ivr_engine.flows import variables
+from ivr_engine.flows.call_record import CALL_KEY_VARIABLE
 from ivr_engine.ports import TimelineStore
 from ivr_engine.stopping import cancel_and_wait
 from ivr_engine.telephony.ami import AmiClient, AmiError, AmiEvent, AmiState, chan_variables
@@ -124,11 +124,11 @@ class AgentCallTracker(AgentCallResync):
             elif name == "AgentConnect":  # a queue member answered; Uniqueid: the caller
                 self._load.call_answered(uniqueid)
         if name == "UserEvent" and event.get("UserEvent") == "IvrAgentDial":
-            call_key = chan_variables(event).get(variables.CALL_KEY, "")
+            call_key = chan_variables(event).get(CALL_KEY_VARIABLE, "")
             if call_key and agent_call_key(uniqueid, call_key) == uniqueid:
                 log.warning("call %s: %s %r is not this call's key (<uniqueid>~<nonce>): its "
                             "agent events are keyed by the uniqueid", uniqueid,
-                            variables.CALL_KEY, call_key[:100])  # fmt: skip
+                            CALL_KEY_VARIABLE, call_key[:100])  # fmt: skip
             self._legs[uniqueid] = AgentLeg(
                 call_id=uniqueid,
                 agent_id=event.get("Agent") or "",

@@ -15,13 +15,6 @@ TRIED_AGENTS: Final = "IVR_TRIED_AGENTS"  # agents already rung for this call, c
 CASE_ID: Final = "IVR_CASE_ID"  # the open case the caller chose to continue, if any
 RING_TIMEOUT: Final = "IVR_RING_TIMEOUT"  # seconds the dialplan rings the agent (ring_timeout_s)
 WAIT_START: Final = "IVR_WAIT_START"  # unix time the caller started waiting for an agent
-# The call's timeline key (``IncomingCall.call_key``, ``<uniqueid>~<nonce>``), set with the
-# routing: the AMI tracker keys its agent events by it (manager.conf ``channelvars``).
-CALL_KEY: Final = "IVR_CALL_KEY"
-# Read over AMI, never by the dialplan: a value left from an earlier pass through the IVR
-# routes nothing (the routing sets it again before any agent is dialled), so the dialplans
-# need not clear it on entry as they clear the others.
-AMI_ONLY: Final = frozenset({CALL_KEY})
 
 
 def ring_timeout_value(seconds: float | None) -> str:

@@ -84,15 +84,14 @@ def test_a_comma_list_in_an_event_is_quoted() -> None:
 def engine_variables() -> set[str]:
     """Every channel variable the engine sets: the names of ivr_engine/flows/variables.py,
     the engine's one module of them. (Not ``IVR_READ``: every ``Read`` sets it before the
-    engine reads it, and a sensitive read must leave it unset, not even empty. Not those
-    only AMI reads, ``variables.AMI_ONLY``: the dialplan never reads them.)"""
+    engine reads it, and a sensitive read must leave it unset, not even empty.)"""
     from ivr_engine.flows import variables
 
     names = {
         value
         for name, value in vars(variables).items()
         if name.isupper() and isinstance(value, str) and value.startswith("IVR_")
-    } - variables.AMI_ONLY
+    }
     assert {"IVR_OUTCOME", "IVR_AGENT_ENDPOINT", "IVR_CASE_ID", "IVR_WAIT_START"} <= names
     return names
 
