@@ -7,7 +7,8 @@ After every AMI login, a subscription overflow and the tracker's start (a restar
 timeline: when and how it ended is unknown, and the call-event bridge, which owns the
 durable call record, closes it from its own resync. Agent calls still up that the tracker
 never saw dialled are adopted; their later events are recorded with ``recovered: true``
-(ring and talk times counted from the agent's last state change).
+(ring and talk times counted from the agent's last state change), under the call key the
+channel list shows (``IVR_CALL_KEY``), as the tracker that saw the dial wrote them.
 
 ``AgentCallResync`` is the tracker's base class: it works on the tracker's own state (the
 attributes declared below, set by ``AgentCallTracker.__init__``).
@@ -115,7 +116,8 @@ class AgentCallResync:
         for hold in plan.adopt:  # still up, never seen dialled (a restarted worker 0)
             answered_at = hold.since if hold.answered else None
             leg = AgentLeg(hold.call_id, hold.agent_id, "", channels.caller(hold.call_id),
-                           hold.since, answered_at, recovered=True)  # fmt: skip
+                           hold.since, answered_at, recovered=True,
+                           call_key=channels.call_key(hold.call_id))  # fmt: skip
             self._legs[hold.call_id] = leg
         return ended
 

@@ -5,7 +5,13 @@
 ``call.agent_ended``) for the customer the dialplan named, else the one customer owning the
 caller's number.
 
-Timeline event ids derive from the call id, so a replay or a second tracker writes nothing
+Timeline event ids are ``voice:<call key>:<what>:<agent>``: the call key the engine set on
+the caller's channel with the routing (``IVR_CALL_KEY``, ``<uniqueid>~<nonce>``, read from
+the AMI event's ``ChanVariable``: manager.conf ``channelvars = IVR_CALL_KEY``), the key of
+the call's own IVR event, so two PBXs' calls sharing a uniqueid get events of their own and
+the screen pop knows them as the call's; the bare uniqueid when no key of this call is
+there (a call the engine did not route, no ``channelvars``). Either way the id is the
+same every time the same fact is seen, so a replay or a second tracker writes nothing
 twice. Where the call-event bridge (crm_bridge.calls) runs on the same Asterisk, it records
 the answer and the end durably (``call.answered_by_agent``, ``call.ended``); with
 ``record_on_timeline=False`` (setting ``agent_events_on_timeline: false``) the tracker then
@@ -17,6 +23,7 @@ with the call id; it is not retried.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,9 +42,29 @@ AGENT_ENDED = "call.agent_ended"
 BRIDGE_RECORDS = frozenset({AGENT_ANSWERED, AGENT_ENDED})
 
 
+# A call key's random part (``call_record.new_call_nonce``: 16 hex digits), with room to spare.
+_NONCE = re.compile(r"[0-9A-Za-z]{1,64}")
+
+
+def agent_call_key(call_id: str, channel_key: str) -> str:
+    """What the tracker's events of the call ``call_id`` (the caller's uniqueid) are keyed
+    by: ``channel_key`` (``IVR_CALL_KEY``) when it is this call's key, ``<call_id>~<nonce>``;
+    else (empty: not routed by the engine or no ``channelvars``; another channel's, or not
+    a key) ``call_id`` itself. Pure."""
+    head, sep, nonce = channel_key.rpartition("~")
+    if sep and head == call_id and _NONCE.fullmatch(nonce):
+        return channel_key
+    return call_id
+
+
+def agent_event_id(leg: AgentLeg, suffix: str) -> str:
+    """``voice:<call key>:<suffix>:<agent>``, the same for every sighting of the fact."""
+    return f"voice:{agent_call_key(leg.call_id, leg.call_key)}:{suffix}:{leg.agent_id}"
+
+
 @dataclass(slots=True)
 class AgentLeg:
-    call_id: str
+    call_id: str  # the caller's Uniqueid: what AMI events and the reservation are keyed by
     agent_id: str
     customer_id: str
     caller: str
@@ -47,6 +74,7 @@ class AgentLeg:
     done: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     recovered: bool = False  # adopted by a resync: its times are approximate
+    call_key: str = ""  # IVR_CALL_KEY as the AMI event carried it (``agent_call_key``)
 
 
 class AgentCallTimeline:
@@ -74,7 +102,7 @@ class AgentCallTimeline:
                 )
                 return
             event = NewTimelineEvent(
-                event_id=f"voice:{leg.call_id}:{suffix}:{leg.agent_id}",
+                event_id=agent_event_id(leg, suffix),
                 customer_id=customer_id,
                 occurred_at=self._clock(),
                 channel="voice",
@@ -92,4 +120,12 @@ class AgentCallTimeline:
         return found[0].customer_id if len(found) == 1 else ""
 
 
-__all__ = ["AGENT_ENDED", "AGENT_MISSED", "BRIDGE_RECORDS", "AgentCallTimeline", "AgentLeg"]
+__all__ = [
+    "AGENT_ENDED",
+    "AGENT_MISSED",
+    "BRIDGE_RECORDS",
+    "AgentCallTimeline",
+    "AgentLeg",
+    "agent_call_key",
+    "agent_event_id",
+]

@@ -34,7 +34,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
@@ -44,7 +44,8 @@ from ivr_engine.agents.model import AgentSnapshot
 from ivr_engine.contact_center.linked_load import READ_TIMEOUT_S, LinkedLoadTracker
 from ivr_engine.contact_center.load_tracker import LoadTracker, LoadUnavailable
 from ivr_engine.contact_center.load_view import WaitingCall
-from ivr_engine.telephony.ami import AmiEvent
+from ivr_engine.flows.call_record import CALL_KEY_VARIABLE
+from ivr_engine.telephony.ami import AmiEvent, chan_variables
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,21 @@ class ChannelList:
     asked_at: datetime
     uniqueids: frozenset[str]
     callers: Mapping[str, str]  # Uniqueid -> CallerIDNum
+    call_keys: Mapping[str, str] = field(default_factory=dict)  # Uniqueid -> IVR_CALL_KEY
 
     @classmethod
     def from_events(cls, events: Iterable[AmiEvent], asked_at: datetime) -> ChannelList:
-        callers = {
-            event.get("Uniqueid", ""): event.get("CallerIDNum", "")
+        listed = [
+            event
             for event in events
             if event.name.casefold() == "coreshowchannel" and event.get("Uniqueid")
+        ]
+        callers = {event.get("Uniqueid", ""): event.get("CallerIDNum", "") for event in listed}
+        keys = {
+            event.get("Uniqueid", ""): chan_variables(event).get(CALL_KEY_VARIABLE, "")
+            for event in listed
         }
-        return cls(asked_at, frozenset(callers), MappingProxyType(callers))
+        return cls(asked_at, frozenset(callers), MappingProxyType(callers), MappingProxyType(keys))
 
     def gone(self, uniqueid: str) -> bool:
         """Not listed, and an id Asterisk would have listed."""
@@ -81,6 +88,10 @@ class ChannelList:
     def caller(self, uniqueid: str) -> str:
         number = self.callers.get(uniqueid, "")
         return "" if number in ("", "<unknown>") else number
+
+    def call_key(self, uniqueid: str) -> str:
+        """The channel's ``IVR_CALL_KEY`` (manager.conf ``channelvars``); empty if not listed."""
+        return self.call_keys.get(uniqueid, "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@
 The dialplan raises ``UserEvent(IvrAgentDial, Agent, Customer, Intent)`` on the caller's
 channel just before ``Dial`` (dialplans/ivr-engine.conf), so the tracker needs no shared
 memory with the FastAGI process that routed the call: everything is keyed by the caller's
-``Uniqueid`` (the call id the reservation was made with).
+``Uniqueid`` (the call id the reservation was made with). Its timeline events go under the
+call's key instead when the event carries it (``IVR_CALL_KEY``, set with the routing;
+manager.conf ``channelvars``): ``agent_call_timeline.agent_call_key``.
 
 * ``DialEnd`` ANSWER → the agent is on the call (ringing → on_call); timeline
   ``call.agent_answered`` {agent_id, ring_ms} (the last-agent affinity reads it).
@@ -44,12 +46,14 @@ from ivr_engine.contact_center.agent_call_timeline import (
     AGENT_MISSED,
     AgentCallTimeline,
     AgentLeg,
+    agent_call_key,
 )
 from ivr_engine.contact_center.load_tracker import LoadTracker
 from ivr_engine.contact_center.router import AGENT_ANSWERED
+from ivr_engine.flows.call_record import CALL_KEY_VARIABLE
 from ivr_engine.ports import TimelineStore
 from ivr_engine.stopping import cancel_and_wait
-from ivr_engine.telephony.ami import AmiClient, AmiError, AmiEvent, AmiState
+from ivr_engine.telephony.ami import AmiClient, AmiError, AmiEvent, AmiState, chan_variables
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +124,18 @@ class AgentCallTracker(AgentCallResync):
             elif name == "AgentConnect":  # a queue member answered; Uniqueid: the caller
                 self._load.call_answered(uniqueid)
         if name == "UserEvent" and event.get("UserEvent") == "IvrAgentDial":
+            call_key = chan_variables(event).get(CALL_KEY_VARIABLE, "")
+            if call_key and agent_call_key(uniqueid, call_key) == uniqueid:
+                log.warning("call %s: %s %r is not this call's key (<uniqueid>~<nonce>): its "
+                            "agent events are keyed by the uniqueid", uniqueid,
+                            CALL_KEY_VARIABLE, call_key[:100])  # fmt: skip
             self._legs[uniqueid] = AgentLeg(
                 call_id=uniqueid,
                 agent_id=event.get("Agent") or "",
                 customer_id=event.get("Customer") or "",
                 caller=event.get("CallerIDNum") or "",
                 dialled_at=self._clock(),
+                call_key=call_key,
             )
             return
         if name == "Hangup" and uniqueid in self._agent_channels:

@@ -15,6 +15,11 @@ from ivr_engine.domain.models import CallOutcome, IdentifiedBy, KnownField, Menu
 from ivr_engine.ports import NewTimelineEvent
 
 CALL_EVENT_TYPE = "call.ivr"
+# The channel variable the routing sets to the call's key, for the AMI tracker (manager.conf
+# ``channelvars``), which keys its agent events by it. Not in ``variables.py``: no dialplan
+# reads it (a value from an earlier pass routes nothing: the routing sets it again before
+# any agent is dialled), so the dialplans need not clear it as they clear those.
+CALL_KEY_VARIABLE = "IVR_CALL_KEY"
 EVENT_ID_MAX = 200  # timeline_events.event_id is VARCHAR(200)
 
 

@@ -27,7 +27,7 @@ from ivr_engine.domain.models import (
     MenuOption,
 )
 from ivr_engine.flows import variables
-from ivr_engine.flows.call_record import CallRecord, IncomingCall, RouteResult
+from ivr_engine.flows.call_record import CALL_KEY_VARIABLE, CallRecord, IncomingCall, RouteResult
 from ivr_engine.identity import normalize_caller_id
 from ivr_engine.personalize import (
     decide_menu,
@@ -371,6 +371,7 @@ class IvrFlow:
                 ring_s = routing.ring_timeout_s
                 values[variables.RING_TIMEOUT] = variables.ring_timeout_value(ring_s)
             values[variables.WAIT_START] = variables.wait_start_value(self._clock())
+            values[CALL_KEY_VARIABLE] = record.call.call_key
         values[variables.INTENT] = option.intent
         values[variables.TARGET] = target
         values[variables.CUSTOMER_ID] = record.customer_id or ""

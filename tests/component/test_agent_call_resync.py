@@ -329,10 +329,13 @@ async def test_a_restarted_tracker_adopts_agent_calls_still_up(
 ) -> None:
     """Worker 0 restarted (``--workers N``): a new tracker knows no call, the agent state
     (shared in Redis) still holds them. Calls gone are given back; calls still up are
-    adopted, so their later ``Hangup`` ends them (before, the agent stayed on the call)."""
+    adopted, so their later ``Hangup`` ends them (before, the agent stayed on the call),
+    under the call key the channel list shows (``IVR_CALL_KEY``), as the old tracker did."""
     caller = new_phone()
     customer = await rig.timeline.store.create_customer("Cy", [Identity("phone", caller)])
     talking, ringing, gone = new_call(), new_call(), new_call()
+    talking_key = f"{talking}~0123456789abcdef"
+    rig.peer.channel_vars[talking] = {"IVR_CALL_KEY": talking_key}
     await rig.route(talking, "a1", caller)
     await rig.agents.confirm("a1", talking)  # answered while nobody was listening
     await rig.route(ringing, "a2")
@@ -357,5 +360,7 @@ async def test_a_restarted_tracker_adopts_agent_calls_still_up(
         await until(ended_count, 1)
         ended = await rig.ended_on_timeline(customer.customer_id)
         assert ended[0]["recovered"] is True
+        page = await rig.timeline.store.timeline(customer.customer_id)
+        assert [e.event_id for e in page.events] == [f"voice:{talking_key}:ended:a1"]
     finally:
         await successor.aclose()

@@ -74,6 +74,8 @@ async def test_billing_expert_gets_the_billing_call_over_an_idle_generalist(
     event = await call_event(store(engine), phone)
     routing = event.data["routing"]
     assert routing["agent_id"] == "a1" and routing["target"] == "agent:a1"
+    # the call's key, for the AMI tracker's agent events (voice:<key>:answered:a1, ...)
+    assert event.event_id == f"voice:{heard.variables['IVR_CALL_KEY']}:ivr"
     assert any("billing proficiency 5" in reason for reason in routing["reasons"])
     await asyncio.sleep(0.2)  # the pop runs in the background
     pop = center(engine).hub.latest_pop("a1")

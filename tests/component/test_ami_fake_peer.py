@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -96,10 +96,14 @@ def channel_event(n: int, event: str = "CoreShowChannel", action_id: str | None 
     return pairs
 
 
-def listed_channel(uniqueid: str, caller: str, action_id: str) -> Pairs:
-    """A ``CoreShowChannel`` item for the channel ``uniqueid`` (its own Linkedid)."""
+def listed_channel(
+    uniqueid: str, caller: str, action_id: str, variables: Mapping[str, str] = {}
+) -> Pairs:
+    """A ``CoreShowChannel`` item for the channel ``uniqueid`` (its own Linkedid), with
+    ``variables`` as manager.conf ``channelvars`` adds them (``ChanVariable: NAME=value``)."""
     named = {"Uniqueid": uniqueid, "Linkedid": uniqueid, "CallerIDNum": caller}
-    return [(k, named.get(k, v)) for k, v in channel_event(0, action_id=action_id)]
+    pairs = [(k, named.get(k, v)) for k, v in channel_event(0, action_id=action_id)]
+    return pairs + [("ChanVariable", f"{name}={value}") for name, value in variables.items()]
 
 
 class PeerSession:
@@ -195,6 +199,7 @@ class FakeAmi:
     command_output: dict[str, list[str]] = field(default_factory=dict)
     channels: int = 0  # channels listed by CoreShowChannels
     live_channels: dict[str, str] = field(default_factory=dict)  # also listed: Uniqueid -> caller
+    channel_vars: dict[str, dict[str, str]] = field(default_factory=dict)  # Uniqueid -> vars
     handlers: dict[str, Handler] = field(default_factory=dict)  # by lower-case action name
     port: int = 0
     sessions: list[PeerSession] = field(default_factory=list)
@@ -327,7 +332,8 @@ class FakeAmi:
         for n in range(1, self.channels + 1):
             await session.send_pairs(channel_event(n, action_id=aid))
         for uniqueid, caller in list(self.live_channels.items()):
-            await session.send_pairs(listed_channel(uniqueid, caller, aid))
+            variables = self.channel_vars.get(uniqueid, {})
+            await session.send_pairs(listed_channel(uniqueid, caller, aid, variables))
         await session.send_pairs(
             [
                 ("Event", "CoreShowChannelsComplete"),

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from ami import AmiClient, Message
 from conftest import Testbed
-from engine_harness import REPO, engine_settings, running_engine, seed_customer, store_of
+from engine_harness import (
+    REPO,
+    engine_settings,
+    running_engine,
+    seed_customer,
+    store_of,
+    wait_for_call_event,
+)
 from sipp import SippResult, run_sipp_call
 from sipp_agent import Mode, SippAgent
 
@@ -118,11 +125,18 @@ async def test_billing_expert_gets_the_call_over_an_idle_generalist(
         tracked = await agent_events(store_of(engine), customer_id, TRACKED, 2)
         state = (await contact_center(engine).agents.get("a1")).state
         pop = contact_center(engine).hub.latest_pop("a1")
+        _, ivr_event = await wait_for_call_event(store_of(engine), caller)
+        page = await store_of(engine).timeline(customer_id, limit=50)
     assert_ok(result)
     assert [e["Agent"] for e in user_events(ami, "IvrAgentDial", caller)] == ["a1"]
     assert phones["a1"].invites == 1 and phones["a2"].invites == 0
     assert tracked == [("call.agent_answered", "a1"), ("call.agent_ended", "a1")]
     assert state is AgentState.WRAP_UP
+    # keyed by the call's key (IVR_CALL_KEY via manager.conf channelvars), as its IVR event
+    key = ivr_event.event_id.removeprefix("voice:").removesuffix(":ivr")
+    assert "~" in key
+    agent_ids = sorted(e.event_id for e in page.events if e.event_type in TRACKED)
+    assert agent_ids == [f"voice:{key}:answered:a1", f"voice:{key}:ended:a1"]
     assert pop is not None and pop["intent"] == "billing"
     assert pop["customer"] is not None and pop["customer"]["customer_id"] == customer_id
 

@@ -29,6 +29,7 @@ from ivr_engine.telephony.ami import (
     AmiState,
     LoginFailed,
     Subscription,
+    chan_variables,
     channel_snapshot,
     hangup_info,
     user_event_name,
@@ -161,7 +162,13 @@ async def test_events_of_a_real_call_in_order(asterisk: Testbed) -> None:
             assert fallback.get("AgiStatus") == "FAILURE"
             assert fallback.get("Uniqueid") == snapshot.uniqueid
 
-            # While the call is up, the event list shows it.
+            # While the call is up, the event list shows it, with the variables manager.conf
+            # channelvars names (the call key the engine's tracker reads on a resync).
+            key = f"{snapshot.uniqueid}~0123456789abcdef"
+            setvar = await client.action(
+                "Setvar", Channel=snapshot.channel, Variable="IVR_CALL_KEY", Value=key
+            )
+            assert setvar.ok, setvar.to_dict()
             listed = await client.action_list("CoreShowChannels")
             mine = [e for e in listed.events if e.get("Uniqueid") == snapshot.uniqueid]
             # Seen once (clean-clone CI, 2026-12-01): Asterisk 22.10 listed this channel
@@ -170,6 +177,7 @@ async def test_events_of_a_real_call_in_order(asterisk: Testbed) -> None:
             # snapshot is replaced). What matters here: the call is listed, and where.
             assert mine, [e.to_dict() for e in listed.events]
             assert {e.get("Context") for e in mine} == {"ivr-fail"}
+            assert {chan_variables(e).get("IVR_CALL_KEY") for e in mine} == {key}
 
             hangup = await _next(events)
             info = hangup_info(hangup)
