@@ -24,7 +24,13 @@ from ivr_engine.fallback_freeswitch import (
 from ivr_engine.menu_config import load_menu_files
 from ivr_engine.personalize import menu_prompt_sequence, static_menu
 from ivr_engine.telephony.esl import outbound
-from tests.unit.test_fallback_dialplan import _main_text, _menus_dir, _moved, _run
+from tests.unit.test_fallback_dialplan import (
+    SAMPLE_MENU_ROUTES,
+    _main_text,
+    _menus_dir,
+    _moved,
+    _run,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FS_DIR = ROOT / "dialplans" / "freeswitch"
@@ -78,15 +84,7 @@ def test_the_committed_file_is_what_the_command_generates_now(
     args = ("dialplan", "fallback", "--pbx", "freeswitch", "--output", str(out))
     assert _run(monkeypatch, Path("config/menus"), *args) == 0
     assert out.read_text() == GENERATED.read_text()
-    assert _keys(GENERATED.read_text()) == {
-        "1": ("new_service", "queue:sales"),
-        "2": ("tech_support", "queue:support"),
-        "3": ("moving", "queue:moving"),
-        "4": ("outage", "queue:support"),
-        "5": ("cancel", "queue:retention"),
-        "6": ("billing", "queue:billing"),
-        "0": ("operator", "queue:general"),
-    }
+    assert _keys(GENERATED.read_text()) == SAMPLE_MENU_ROUTES
 
 
 def test_the_default_pbx_is_still_asterisk(
