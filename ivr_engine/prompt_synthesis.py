@@ -7,6 +7,7 @@ It runs as an asyncio subprocess, so building never blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -21,6 +22,13 @@ FLITE_MISSING = f"flite not found: {_INSTALL}"
 _voice_cache: dict[str, frozenset[str]] = {}
 
 
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    """Kill ``proc`` unless it is already gone: when the deadline fires just as it exits,
+    asyncio has closed its transport and ``kill()`` raises ``ProcessLookupError``."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+
+
 async def _run(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
     proc = await asyncio.create_subprocess_exec(
         *argv,
@@ -32,11 +40,11 @@ async def _run(argv: list[str], timeout_s: float) -> tuple[int, bytes, bytes]:
         async with asyncio.timeout(timeout_s):
             out, err = await proc.communicate()
     except TimeoutError:
-        proc.kill()
+        _kill(proc)
         await proc.wait()
         raise PromptBuildError(f"{argv[0]} did not finish within {timeout_s:g} s") from None
     except asyncio.CancelledError:  # another prompt failed: leave no orphan (nor a transport
-        proc.kill()  # collected after the loop closed, printing a traceback at exit)
+        _kill(proc)  # collected after the loop closed, printing a traceback at exit)
         await proc.wait()
         raise
     return proc.returncode if proc.returncode is not None else -1, out, err

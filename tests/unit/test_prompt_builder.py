@@ -31,7 +31,7 @@ from ivr_engine.prompt_checks import (
 )
 from ivr_engine.prompt_conversion import to_asterisk_wav
 from ivr_engine.prompt_format import PromptBuildError, wav_bytes
-from ivr_engine.prompt_synthesis import _run, synthesize
+from ivr_engine.prompt_synthesis import _run, _run_flite, synthesize
 from ivr_engine.prompt_texts import load_prompt_texts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -509,3 +509,43 @@ async def test_a_cancelled_flite_run_is_killed_not_orphaned(tmp_path: Path) -> N
             os.kill(pid, 0)
     finally:
         gc.enable()
+
+
+async def test_a_deadline_that_runs_out_as_flite_exits_is_a_timeout_not_a_broken_flite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race seen under load: the deadline fired after flite had exited and asyncio had
+    closed its transport, so ``kill()`` raised ``ProcessLookupError`` (an ``OSError``) and the
+    build said "flite cannot be run". The run here is real; only the moment the deadline fires
+    is pinned: right after the process was reaped."""
+    communicate = asyncio.subprocess.Process.communicate
+
+    async def exits_then_deadline(
+        self: asyncio.subprocess.Process, input: bytes | None = None
+    ) -> tuple[bytes, bytes]:
+        await communicate(self, input)
+        await self.wait()  # transport closed: kill() now raises ProcessLookupError
+        raise TimeoutError  # what asyncio.timeout raises when the deadline fires
+
+    monkeypatch.setattr(asyncio.subprocess.Process, "communicate", exits_then_deadline)
+    with pytest.raises(PromptBuildError, match="did not finish within 7 s"):
+        await _run_flite(["/bin/true"], 7)
+
+
+async def test_a_flite_cancelled_as_it_exits_stays_cancelled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same race on the cancel path (another prompt failed and the build stops the rest):
+    the run must end cancelled, not with ``ProcessLookupError`` reported as a broken flite."""
+    communicate = asyncio.subprocess.Process.communicate
+
+    async def exits_then_cancelled(
+        self: asyncio.subprocess.Process, input: bytes | None = None
+    ) -> tuple[bytes, bytes]:
+        await communicate(self, input)
+        await self.wait()
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(asyncio.subprocess.Process, "communicate", exits_then_cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        await _run_flite(["/bin/true"], 7)
