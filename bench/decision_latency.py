@@ -148,6 +148,58 @@ async def ensure_seeded(url: str, customers: int, events: int) -> None:
     await asyncio.to_thread(subprocess.run, [*seed, *sizes], cwd=ROOT, check=True)
 
 
+# --------------------------------------------------------------------------- warm cache
+
+PG_RELATIONS = """
+    SELECT c.oid::regclass::text, pg_relation_size(c.oid) FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'i', 't')
+    ORDER BY pg_relation_size(c.oid) DESC
+"""
+
+
+async def _pg_prewarm(url: str) -> str:
+    """Read every table and index of the schema into the OS page cache (``pg_prewarm``
+    ``'read'``): the issue's figures are for a warm cache, and a freshly seeded database
+    larger than ``shared_buffers`` is otherwise read from disk by the first calls."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        except asyncpg.PostgresError as exc:
+            return f"not prewarmed (pg_prewarm unavailable: {exc})"
+        relations = await conn.fetch(PG_RELATIONS)
+        for name, _ in relations:
+            await conn.fetchval("SELECT pg_prewarm($1::regclass, 'read')", name)
+        shared = await conn.fetchval("SHOW shared_buffers")
+    finally:
+        await conn.close()
+    size = sum(row[1] for row in relations)
+    return (
+        f"{len(relations)} relations, {size / 2**30:.2f} GiB read into the OS page cache with"
+        f" `pg_prewarm(..., 'read')` (shared_buffers {shared})"
+    )
+
+
+def _sqlite_prewarm(path: Path) -> str:
+    """Read the SQLite file once so its pages are in the OS page cache."""
+    size = 0
+    with path.open("rb") as db:
+        while chunk := db.read(1 << 20):
+            size += len(chunk)
+    return f"the {size / 2**30:.2f} GiB file read once into the OS page cache"
+
+
+async def prewarm(url: str) -> str:
+    """Warm the cache before measuring; a sentence saying what was read and how long it took."""
+    started = time.perf_counter()
+    if url.startswith("sqlite"):
+        done = await asyncio.to_thread(_sqlite_prewarm, sqlite_path(url))
+    else:
+        done = await _pg_prewarm(url)
+    return f"{done}, {time.perf_counter() - started:.0f} s"
+
+
 # --------------------------------------------------------------------------- the engine
 
 
@@ -816,8 +868,10 @@ included) and "load avg" columns.
 
 **How measured.** `bench/decision_latency.py` seeds each database once with
 `bench/seed_timeline.py` ({args.customers:,} customers, {args.events:,} events; skipped when
-already seeded), starts the real engine as a separate process (`ivr-engine run`, the repo's
-`config/menus` and `prompts/en`, default settings, a temporary spool directory), and dials it
+already seeded), reads every table and index into the OS page cache (`pg_prewarm`; the
+SQLite file read once; `--no-prewarm` skips it), starts the real engine as a separate
+process (`ivr-engine run`, the repo's `config/menus` and `prompts/en`, default settings, a
+temporary spool directory), and dials it
 from a second process with an asyncio FastAGI client that speaks like Asterisk 22 (the header
 block of `tests/component/fake_asterisk.py`). Per call: connect, then the clock starts when the
 header block is written and stops when the first line starting with `EXEC "Read"` arrives (TCP
@@ -869,6 +923,7 @@ class DatabaseRun:
     results: list[LoadResult]
     floors: list[dict[str, str]]
     code: str  # the engine sources it ran
+    warm: str  # what was read into the cache before the runs
 
 
 def engine_code() -> str:
@@ -887,6 +942,11 @@ async def bench_database(name: str, url: str, args: argparse.Namespace) -> Datab
     if not args.skip_seed:
         await ensure_seeded(url, args.customers, args.events)
     await migrate(url)
+    warm = "not prewarmed (--no-prewarm)"
+    if args.prewarm:
+        print(f"{name}: prewarming ...", flush=True)
+        warm = await prewarm(url)
+        print(f"{name}: {warm}", flush=True)
     after_seq = await last_event_seq(url)
     rng = random.Random(args.seed)
     log_path = ROOT / f"bench/.work/decision-latency-engine-{name}.log"
@@ -908,7 +968,7 @@ async def bench_database(name: str, url: str, args: argparse.Namespace) -> Datab
         print(f"{name}: decision step alone, gap {gap_ms} ms, pool {pool} ...", flush=True)
         floor_mix = CallerMix(args.customers, args.unknown_share, rng, pool)
         floors.append(await decision_floor(url, floor_mix, args.floor, gap_ms))
-    return DatabaseRun(results, floors, f"{name}: {code}")
+    return DatabaseRun(results, floors, f"{name}: {code}", f"{name}: {warm}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -921,6 +981,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--skip-seed", action="store_true", help="use the databases as they are")
+    parser.add_argument(
+        "--no-prewarm",
+        dest="prewarm",
+        action="store_false",
+        help="measure without reading the tables and indexes into the OS page cache first",
+    )
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS, help=Scenario.__doc__)
     parser.add_argument("--warmup", type=int, default=1000, help="unmeasured calls first")
     parser.add_argument("--calls", type=int, default=5000, help="measured calls per run")
@@ -962,6 +1028,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
     (ROOT / f"bench/.work/decision-latency-{stamp}.json").write_text(json.dumps(raw))
     if not args.no_write:
         notes = await data_notes(args, urls)
+        notes += " Cache before the runs: " + "; ".join(run.warm for run in runs) + "."
         notes += " Engine code: " + "; ".join(run.code for run in runs) + "."
         write_section(args.results, render_section(rows, floors, args, notes))
         print(f"wrote the '{SECTION}' section of {args.results}")
