@@ -641,7 +641,12 @@ async def stored_decisions(url: str, after_seq: int, tag: str) -> dict[str, Engi
             rows = await conn.fetch(query, after_seq, f"voice:{tag}.%")
         finally:
             await conn.close()
-    return {str(r[0]).split(":")[1]: (_float(r[1]), _float(r[2])) for r in rows}
+    return {_call_id(str(r[0])): (_float(r[1]), _float(r[2])) for r in rows}
+
+
+def _call_id(event_id: str) -> str:
+    """The uniqueid in ``voice:<uniqueid>~<nonce>:ivr`` (older trees: no ``~<nonce>``)."""
+    return event_id.split(":")[1].split("~")[0]
 
 
 ENGINE_TIMES = ("decision_ms", "first_prompt_ms")
