@@ -143,6 +143,10 @@ class TimelineStore(TimelineWriter, Protocol):
         self, customer_id: str, *, limit: int = 50, before_seq: int | None = None
     ) -> TimelinePage: ...
 
+    async def recent_events(self, customer_id: str, *, limit: int = 50) -> tuple[StoredEvent, ...]:
+        """Newest first by ``occurred_at`` (then ``seq``): the per-call lookup's order."""
+        ...
+
     async def put_known_field(self, customer_id: str, field: KnownField) -> KnownField:
         """Save one field as an explicit correction: it replaces the stored value even if
         that is stamped later. Returns the field as stored."""

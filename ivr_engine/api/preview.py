@@ -122,15 +122,10 @@ async def _by_customer(store: TimelineStore, menu: Menu, customer_id: str) -> Lo
         customer = await store.get_customer(customer.merged_into)
     if customer is None:
         raise ApiError(404, "customer_not_found", "customer not found")
-    page = await store.timeline(customer.customer_id, limit=menu.ranking.max_events)
-    events = sorted(
-        (
-            HistoryEvent(e.occurred_at, e.channel, e.event_type, e.intent, e.case_id)
-            for e in page.events
-        ),
-        key=lambda e: e.occurred_at,
-        reverse=True,
-    )
+    recent = await store.recent_events(customer.customer_id, limit=menu.ranking.max_events)
+    events = [
+        HistoryEvent(e.occurred_at, e.channel, e.event_type, e.intent, e.case_id) for e in recent
+    ]
     history = CallerHistory(
         customer_id=customer.customer_id,
         display_name=customer.display_name,

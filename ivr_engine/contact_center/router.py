@@ -247,15 +247,15 @@ class AgentRouter:
             return None
         try:
             async with asyncio.timeout(self._store_timeout_s):
-                page = await self._timeline.timeline(customer_id, limit=50)
+                recent = await self._timeline.recent_events(customer_id, limit=50)
         except (TimeoutError, IvrEngineError) as exc:
             log.info("last agent of %s unknown (%r); no affinity", customer_id, exc)
             return None
         if case_id is not None:
-            in_case = last_agent_from(e for e in page.events if e.case_id == case_id)
+            in_case = last_agent_from(e for e in recent if e.case_id == case_id)
             if in_case is not None:
                 return in_case
-        return last_agent_from(e for e in page.events if e.event_type in AGENT_ANSWER_TYPES)
+        return last_agent_from(e for e in recent if e.event_type in AGENT_ANSWER_TYPES)
 
     def _default_target(self, record: CallRecord) -> str:
         return record.target or self._config.fallback_target

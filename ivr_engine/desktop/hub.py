@@ -27,7 +27,7 @@ from ivr_engine.desktop.messages import ByeMessage, Message, state_message
 from ivr_engine.desktop.pop import FieldMasking, Ring, ScreenPopJson, build_screen_pop
 from ivr_engine.desktop.relay import DesktopNote, DesktopRelay, DesktopRelayUnavailable
 from ivr_engine.domain.errors import CustomerNotFound, TimelineUnavailable
-from ivr_engine.ports import Customer, StoredEvent, TimelinePage
+from ivr_engine.ports import Customer, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ class CustomerHistory(Protocol):
 
     async def get_customer(self, customer_id: str) -> Customer | None: ...
 
-    async def timeline(
-        self, customer_id: str, *, limit: int = 50, before_seq: int | None = None
-    ) -> TimelinePage: ...
+    async def recent_events(
+        self, customer_id: str, *, limit: int = 50
+    ) -> tuple[StoredEvent, ...]: ...
 
 
 class DesktopHub:
@@ -245,8 +245,10 @@ class DesktopHub:
                     customer = await store.get_customer(customer.merged_into) or customer
                 if customer is None:
                     return None, (), True
-                page = await store.timeline(customer.customer_id, limit=self._max_contacts + 1)
-            return customer, page.events, True
+                recent = await store.recent_events(
+                    customer.customer_id, limit=self._max_contacts + 1
+                )
+            return customer, recent, True
         except (TimelineUnavailable, TimeoutError, CustomerNotFound):
             log.warning("screen pop for customer %s without history", customer_id, exc_info=True)
             return customer, (), False

@@ -301,6 +301,19 @@ class SqlTimelineStore:
         page = tuple(stored_event(row._mapping) for row in rows[:limit])
         return TimelinePage(page, page[-1].seq if len(rows) > limit else None)
 
+    async def recent_events(self, customer_id: str, *, limit: int = 50) -> tuple[StoredEvent, ...]:
+        """The customer's newest events by when they happened (``occurred_at``, then
+        ``seq``), as the per-call lookup reads them: what "recent history" means for the
+        menu preview, the screen pop and the last-agent affinity."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query = sql.recent_events_query(customer_id, limit)
+        async with self._db.reading() as conn:
+            rows = (await conn.execute(query)).all()
+            if not rows and not await sql.customer_exists(conn, customer_id):
+                raise CustomerNotFound(customer_id)
+        return tuple(stored_event(row._mapping) for row in rows)
+
     # ------------------------------------------------------------------ the webhook relay
 
     async def events_after_seq(self, after_seq: int, limit: int) -> tuple[StoredEvent, ...]:

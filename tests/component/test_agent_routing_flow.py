@@ -244,6 +244,25 @@ async def test_last_agent_affinity_reads_the_bridge_form_of_an_answer(
     assert last.helped_at == now - timedelta(minutes=20)
 
 
+async def test_last_agent_is_the_newest_answer_even_when_written_late(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """A lagging bridge (or a spool replay) stores an older call's answer after the newer
+    one: the caller's last agent is the one who answered most recently, not the one whose
+    event was written last."""
+    customer = await store(engine).create_customer("Ada", [Identity("phone", new_phone())])
+    now = datetime.now(UTC)
+    for n, (minutes, agent) in enumerate([(10, "a2"), (40, "a1")]):  # a1's, older, lands last
+        answer = NewTimelineEvent(
+            f"late:{customer.customer_id}:{n}", customer.customer_id,
+            now - timedelta(minutes=minutes), "voice", "call.answered_by_agent",
+            data={"agent_id": agent, "via": "dial"},
+        )  # fmt: skip
+        await store(engine).append_events([answer])
+    last = await center(engine).router._last_agent(customer.customer_id, None)
+    assert last is not None and last.agent_id == "a2"
+
+
 async def test_the_dialplan_rings_each_agent_for_ring_timeout_s(
     sqlite_url: str, tmp_path: Path, new_phone: Callable[[], str]
 ) -> None:

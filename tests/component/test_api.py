@@ -490,6 +490,26 @@ async def test_menu_preview_for_a_shared_number_is_static(client: Client) -> Non
     assert _intents(preview) == DEFAULT_ORDER
 
 
+async def test_menu_preview_by_customer_reads_the_history_a_call_reads(client: Client) -> None:
+    """A call's lookup reads the newest events by when they happened; the preview by
+    customer id read the newest by when they were WRITTEN, so events stored late (a call
+    replayed from the spool, a back-filled import) replaced the recent history there."""
+    cid = (await _customer(client, "5557770007"))["customer_id"]
+    for n in range(50):  # recent: billing
+        when = (NOW - timedelta(hours=n + 1)).isoformat()
+        await _event(client, event_id=f"b{n}", customer_id=cid, intent="billing", occurred_at=when)
+    for n in range(50):  # written afterwards, happened a month ago: tech support
+        when = (NOW - timedelta(days=30, hours=n)).isoformat()
+        await _event(
+            client, event_id=f"t{n}", customer_id=cid, intent="tech_support", occurred_at=when
+        )
+    by_phone = await _preview(client, phone="5557770007")
+    assert by_phone["entries"][0]["intent"] == "billing"
+    by_id = await _preview(client, customer_id=cid)
+    assert by_id["entries"] == by_phone["entries"]
+    assert by_id["ranking"] == by_phone["ranking"] and by_id["shortcut"] == by_phone["shortcut"]
+
+
 class _DownLookup:
     """Fault injection: the timeline database is unreachable."""
 

@@ -41,7 +41,7 @@ from ivr_engine.desktop.redis_sessions import RedisSessionStore
 from ivr_engine.desktop.sessions import SessionStore
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.menu_config import load_menus
-from ivr_engine.ports import Customer, Identity, NewTimelineEvent, TimelinePage
+from ivr_engine.ports import Customer, Identity, NewTimelineEvent, StoredEvent
 from ivr_engine.timeline import Timeline, open_timeline
 from tests.redis_support import REDIS_URL, delete_prefix
 
@@ -573,9 +573,7 @@ class BrokenTimeline:
     async def get_customer(self, customer_id: str) -> Customer | None:
         raise TimelineUnavailable("database is down")
 
-    async def timeline(
-        self, customer_id: str, *, limit: int = 50, before_seq: int | None = None
-    ) -> TimelinePage:
+    async def recent_events(self, customer_id: str, *, limit: int = 50) -> tuple[StoredEvent, ...]:
         raise TimelineUnavailable("database is down")
 
 

@@ -272,6 +272,32 @@ async def test_waiting_lookups_are_served_in_arrival_order(
     assert done == list(range(30))
 
 
+async def test_recent_events_are_the_history_the_lookup_reads(
+    timeline: Timeline, new_phone: NewPhone
+) -> None:
+    """The menu preview, the screen pop and the last-agent affinity read "recent history"
+    through the store: the same events, in the same order, as the per-call lookup."""
+    phone = new_phone()
+    customer = await timeline.store.create_customer(None, [Identity("phone", phone)])
+    cid = customer.customer_id
+    minutes = list(range(60))
+    random.Random(2).shuffle(minutes)  # insertion order (seq) differs from occurred_at
+    await timeline.store.append_events([event(f"{phone}:{m}", cid, m) for m in minutes])
+    await timeline.store.append_events([event(f"{phone}:tie", cid, 0, "moving")])
+
+    recent = await timeline.store.recent_events(cid, limit=50)
+    looked_up = await timeline.lookup.lookup("phone", phone, max_events=50)
+    assert looked_up.history is not None
+    assert [(e.occurred_at, e.intent) for e in recent] == [
+        (e.occurred_at, e.intent) for e in looked_up.history.events
+    ]
+    assert [e.event_id for e in recent[:3]] == [f"{phone}:tie", f"{phone}:0", f"{phone}:1"]
+    with pytest.raises(CustomerNotFound):
+        await timeline.store.recent_events("no-such-customer")
+    with pytest.raises(ValueError, match="at least 1"):
+        await timeline.store.recent_events(cid, limit=0)
+
+
 async def test_paging_is_stable(timeline: Timeline, new_phone: NewPhone) -> None:
     phone = new_phone()
     customer = await timeline.store.create_customer(None, [Identity("phone", phone)])
