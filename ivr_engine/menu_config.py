@@ -157,6 +157,28 @@ def _check_consistency(model: _MenuModel) -> list[tuple[str, str]]:
         problems.append(("fallback_intent", f"{model.fallback_intent!r} is not an option's intent"))
     if model.shortcut.enabled and model.shortcut.yes_digit == model.shortcut.no_digit:
         problems.append(("shortcut.no_digit", "must differ from shortcut.yes_digit"))
+    if model.shortcut.enabled:
+        problems += _shortcut_keys_on_pinned_options(model)
+    return problems
+
+
+def _shortcut_keys_on_pinned_options(model: _MenuModel) -> list[tuple[str, str]]:
+    """A pinned option's key works at the shortcut question too, but the question's own
+    yes/no keys win there: on the same key, a caller pressing it for (say) the operator
+    would get the shortcut's topic instead."""
+    problems = []
+    for name in ("yes_digit", "no_digit"):
+        digit = getattr(model.shortcut, name)
+        for index, option in enumerate(model.options):
+            if option.pinned and option.digit == digit:
+                problems.append(
+                    (
+                        f"shortcut.{name}",
+                        f"{digit} is the pinned key of options[{index}] ({option.intent!r}):"
+                        " callers pressing it at the shortcut question would not reach"
+                        f" {option.intent!r}; pick another key",
+                    )
+                )
     return problems
 
 

@@ -68,6 +68,15 @@ def test_minimal_menu_parses() -> None:
         # unquoted, YAML reads a key as a number: "should be '0', '1', ..." named no fix
         (('digit: "1"', "digit: 1"), 'options[0].digit: a key is text: quote it, "1", not 1'),
         (("menu: small", "menu: small\nshortcut: {yes_digit: 9}"), "shortcut.yes_digit: a key"),
+        # the shortcut question's keys win over a pinned key pressed there
+        (
+            ("menu: small", "menu: small\nshortcut: {yes_digit: '0'}"),
+            "shortcut.yes_digit: 0 is the pinned key of options[1] ('operator')",
+        ),
+        (
+            ("menu: small", "menu: small\nshortcut: {no_digit: '0'}"),
+            "shortcut.no_digit: 0 is the pinned key of options[1] ('operator')",
+        ),
     ],
 )
 def test_errors_name_file_and_key(change: tuple[str, str], expected: str) -> None:
