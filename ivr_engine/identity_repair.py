@@ -126,8 +126,8 @@ def describe(
         )
     lines.append(
         f"{len(plan.changes)} {verb}, {len(plan.conflicts)} conflict(s), "
-        f"{len(ambiguous)} ambiguous (valid numbers the old rule could also have made of "
-        "other input: left as they are"
+        f"{len(ambiguous)} ambiguous (valid as stored, or with several valid readings: "
+        "left as they are"
         + ("" if list_ambiguous or not ambiguous else "; --list-ambiguous lists them")
         + ")"
         + ("" if applied or not plan.changes else "; run again with --apply to change them")
