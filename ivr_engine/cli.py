@@ -118,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     command("demo", "a new and a returning caller through the engine")
     _agents_command(command("agents", "agent directory tools"))
+    _identities_command(command("identities", "stored customer identity tools"))
     bridge = command(
         "bridge",
         "AMI or ESL call events -> durable outbox -> bus -> timeline (ami_url or --esl-url)",
@@ -165,6 +166,32 @@ def _agents_command(agents: argparse.ArgumentParser) -> None:
     agents.add_argument("--force", action="store_true", help="replace an existing --out file")
     agents.add_argument(
         "--to-database", action="store_true", help="upsert into the roster table instead"
+    )
+
+
+def _identities_command(identities: argparse.ArgumentParser) -> None:
+    identities.add_argument(
+        "action",
+        choices=["renormalize"],
+        help="renormalize: re-read phone identities stored under the earlier "
+        "international-prefix rule (before 2fa2187); lists what would change",
+    )
+    identities.add_argument(
+        "--apply", action="store_true", help="make the changes listed (default: dry run)"
+    )
+    identities.add_argument(
+        "--region",
+        type=str.upper,
+        metavar="REGION",
+        help="the default_region the identities were stored under (default: default_region)",
+    )
+    identities.add_argument(
+        "--list-ambiguous",
+        action="store_true",
+        help="also list the values left as they are because they are valid numbers as stored",
+    )
+    identities.add_argument(
+        "--batch-size", type=int, default=500, metavar="N", help="rows per statement (500)"
     )
 
 
@@ -234,6 +261,8 @@ async def _dispatch(
                 )
             count = import_agents_csv(args.csv, args.out, routing)
             print(f"wrote {count} agent(s) to {args.out}")
+    elif args.command == "identities":
+        return await _renormalize(args, settings)
     elif args.command == "demo":
         from ivr_engine.demo import run_demo
 
@@ -244,6 +273,32 @@ async def _dispatch(
         only = set(args.only) if args.only else None
         written = await build_prompts(args.texts, args.out, only)
         return await asyncio.to_thread(report_build, written, args.out)
+    return 0
+
+
+async def _renormalize(args: argparse.Namespace, settings: Settings) -> int:
+    import phonenumbers
+
+    from ivr_engine.identity_repair import describe
+    from ivr_engine.timeline.renormalize import renormalize_phones
+
+    region = args.region or settings.default_region
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"identities renormalize: --region {region}: not a phonenumbers region")
+    if args.batch_size < 1:
+        raise ConfigError(f"identities renormalize: --batch-size {args.batch_size}: give 1 or more")
+    done = await renormalize_phones(
+        settings.database_url, region, apply=args.apply, batch_size=args.batch_size
+    )
+    lines = describe(
+        done.plan, done.ambiguous, applied=done.applied, list_ambiguous=args.list_ambiguous
+    )
+    lines[-1:-1] = [
+        f"skipped (changed since the scan): identity {c.row.row_id}: {c.row.value}"
+        for c in done.skipped
+    ]
+    print(f"phone identities re-read in region {region}:")
+    print("\n".join(lines))
     return 0
 
 
