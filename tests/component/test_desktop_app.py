@@ -37,6 +37,7 @@ from ivr_engine.desktop import (
     masking_from_menus,
 )
 from ivr_engine.desktop.passwords import token_digest
+from ivr_engine.desktop.pop import iso_time
 from ivr_engine.desktop.redis_sessions import RedisSessionStore
 from ivr_engine.desktop.sessions import SessionStore
 from ivr_engine.domain.errors import TimelineUnavailable
@@ -509,6 +510,28 @@ async def test_pop_reaches_every_tab_with_customer_history_and_masking(desk: Des
         ]
         assert contacts[2]["outcome"] == "routed" and pop["history_available"]
         assert pop["routing_reasons"] == ["speaks en", "longest idle: 42 s"]
+
+
+async def test_pop_shows_the_newest_contacts_even_after_a_late_stored_one(desk: Desk) -> None:
+    """An old contact stored late (a back-fill, a spool replay) does not push the newest
+    ones out of the pop: recent means when it happened, not when it was written."""
+    customer = await desk.timeline.store.create_customer("Ada", [])
+    now = datetime.now(UTC)
+    late = [("email", 30 * 24)]  # a month old, written after the others
+    await desk.timeline.store.append_events(
+        [
+            NewTimelineEvent(f"c-{n}", customer.customer_id, now - timedelta(hours=hours),
+                             channel, "contact", intent="billing")
+            for n, (channel, hours) in enumerate([("chat", h) for h in range(1, 12)] + late)
+        ]
+    )  # fmt: skip
+    await desk.login()
+    ws = await desk.ws()
+    await receive(ws, "hello")
+    await desk.hub.pop("a100", _ring(customer.customer_id))
+    contacts = (await receive(ws, "pop"))["pop"]["recent_contacts"]
+    assert len(contacts) == 10 and {c["channel"] for c in contacts} == {"chat"}
+    assert contacts[0]["occurred_at"] == iso_time(now - timedelta(hours=1)), contacts[0]
 
 
 async def test_verified_caller_shows_sensitive_fields(desk: Desk) -> None:
