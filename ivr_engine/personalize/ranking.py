@@ -8,8 +8,9 @@ Contacts (``contacts.py``): one per call, conversation or message outside one, w
 intent, not one per event (follow-up events of a call or case are not contacts), weighted
 ``0.5 ** (age_days / half_life_days)``. Cases: windowed events grouped by ``case_id``; a case
 is open unless its newest event is ``case.closed`` or older than ``open_case_max_age_days``;
-its intent is that of its newest event carrying one. Order: open-case intents first (if boosted; newest case activity first), then
-score, latest contact, intent name. Ties never depend on the input order.
+its intent is that of its newest event carrying one. Order: open-case intents first (if
+boosted; newest case activity first), then score, latest contact, intent name. Ties never
+depend on the input order.
 """
 
 from __future__ import annotations
