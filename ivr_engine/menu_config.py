@@ -92,6 +92,7 @@ class _RankingModel(_Strict):
     max_age_days: float = Field(365.0, gt=0, le=36500)
     open_case_boost: bool = True
     min_contacts: int = Field(2, ge=1, le=100)
+    open_case_max_age_days: float = Field(14.0, gt=0, le=36500)
 
 
 class _ShortcutModel(_Strict):

@@ -132,6 +132,7 @@ class RankingPolicy:
     max_age_days: float = 365.0
     open_case_boost: bool = True  # intents with an open case rank first
     min_contacts: int = 2  # contacts with an intent before it moves up (an open case: always)
+    open_case_max_age_days: float = 14.0  # a case quiet for longer counts as closed
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,13 @@ Window: events at most ``FUTURE_SKEW`` ahead of ``now`` (clock skew between chan
 ones are ignored) and at most ``max_age_days`` old, newest first, cut to the newest
 ``max_events`` (the same cut the hot-path lookup makes, so pre-cut input ranks the same).
 
-Contacts: every windowed event whose intent is a menu intent is one contact, weighted
+Contacts (``contacts.py``): one per call, conversation or message outside one, with a menu
+intent, not one per event (follow-up events of a call or case are not contacts), weighted
 ``0.5 ** (age_days / half_life_days)``. Cases: windowed events grouped by ``case_id``; a case
-is open unless its newest event is ``case.closed``; its intent is that of its newest event
-carrying one. Order: open-case intents first (if boosted; newest case activity first), then
-score, latest contact, intent name. Ties never depend on the input order.
+is open unless its newest event is ``case.closed`` or older than ``open_case_max_age_days``;
+its intent is that of its newest event carrying one. Order: open-case intents first (if
+boosted; newest case activity first), then score, latest contact, intent name. Ties never
+depend on the input order.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import datetime, timedelta
 
 from ivr_engine.domain.models import HistoryEvent, IntentScore, RankingPolicy
 from ivr_engine.personalize._time import age_days, ago, as_utc, window_start
+from ivr_engine.personalize.contacts import contacts
 
 FUTURE_SKEW = timedelta(minutes=5)
 CASE_CLOSED = "case.closed"
@@ -48,7 +51,7 @@ def rank_intents(
     """Menu intents of this caller, most likely first, each with a human-readable reason."""
     window = windowed_events(events, now, policy)
     tallies = _tally(window, now, policy.half_life_days, known_intents)
-    cases = _open_cases(window, known_intents)
+    cases = _open_cases(window, known_intents, now, policy.open_case_max_age_days)
     total = sum(t.contacts for t in tallies.values())
     scores = [
         _score(intent, tallies.get(intent, _Tally()), total, cases.get(intent), now)
@@ -83,20 +86,20 @@ def _tally(
     window: Sequence[HistoryEvent], now: datetime, half_life: float, known: Collection[str]
 ) -> dict[str, _Tally]:
     tallies: dict[str, _Tally] = {}
-    for event in window:  # newest first: the first contact seen per intent is the latest
-        intent = event.intent
-        if intent is None or intent not in known:
-            continue
-        tally = tallies.get(intent)
-        if tally is None:  # not setdefault: that would build a _Tally for every event
-            tally = tallies[intent] = _Tally(latest_at=as_utc(event.occurred_at))
+    for contact in contacts(window, known):  # newest first: the first one per intent is the latest
+        tally = tallies.get(contact.intent)
+        if tally is None:  # not setdefault: that would build a _Tally for every contact
+            tally = tallies[contact.intent] = _Tally(latest_at=contact.at)
         tally.contacts += 1
-        tally.score += 0.5 ** (age_days(event.occurred_at, now) / half_life)
+        tally.score += 0.5 ** (age_days(contact.at, now) / half_life)
     return tallies
 
 
-def _open_cases(window: Sequence[HistoryEvent], known: Collection[str]) -> dict[str, _OpenCase]:
-    """Open cases by intent; an intent with several open cases keeps the most active one."""
+def _open_cases(
+    window: Sequence[HistoryEvent], known: Collection[str], now: datetime, max_age_days: float
+) -> dict[str, _OpenCase]:
+    """Open cases by intent; an intent with several open cases keeps the most active one.
+    A case without activity for more than ``max_age_days`` counts as closed."""
     by_case: dict[str, list[HistoryEvent]] = {}
     for event in window:
         if event.case_id is not None:
@@ -104,7 +107,7 @@ def _open_cases(window: Sequence[HistoryEvent], known: Collection[str]) -> dict[
     found: dict[str, _OpenCase] = {}
     for case_id in sorted(by_case):
         case = _open_case(case_id, by_case[case_id], known)
-        if case is None:
+        if case is None or age_days(case.last_at, now) > max_age_days:
             continue
         best = found.get(case.intent)
         if best is None or case.last_at > best.last_at:

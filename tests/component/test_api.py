@@ -432,7 +432,7 @@ async def test_menu_preview_puts_a_frequent_billing_caller_first(client: Client)
             event_id=f"bill-{n}",
             customer_id=cid,
             channel="voice" if n % 2 else "chat",
-            event_type="call.ended" if n % 2 else "chat.message",
+            event_type="call.ivr" if n % 2 else "chat.message",
             intent="billing",
             occurred_at=when,
         )

@@ -30,6 +30,12 @@ def test_sample_menu_loads() -> None:
     assert billing.required_fields == ("account_number",)
     assert menu.digit_policy is DigitPolicy.POSITIONAL
     assert menu.fields["postcode"].sensitive
+    assert menu.ranking.open_case_max_age_days == 14
+
+
+def test_open_case_max_age_days_is_read() -> None:
+    text = MINIMAL.replace("menu: small", "menu: small\nranking: {open_case_max_age_days: 3.5}")
+    assert parse_menu(Path("x.yaml"), text).ranking.open_case_max_age_days == 3.5
 
 
 def test_sample_menu_prompts_are_all_built() -> None:
@@ -76,6 +82,14 @@ def test_minimal_menu_parses() -> None:
         (
             ("menu: small", "menu: small\nshortcut: {no_digit: '0'}"),
             "shortcut.no_digit: 0 is the pinned key of options[1] ('operator')",
+        ),
+        (
+            ("menu: small", "menu: small\nranking: {open_case_max_age_days: 0}"),
+            "menus/x.yaml: ranking.open_case_max_age_days: Input should be greater than 0",
+        ),
+        (
+            ("menu: small", "menu: small\nranking: {open_case_max_age_days: soon}"),
+            "ranking.open_case_max_age_days: Input should be a valid number",
         ),
     ],
 )

@@ -29,17 +29,22 @@ from ivr_engine.personalize import (
     rank_intents,
     reorder_menu,
 )
+from ivr_engine.personalize.contacts import FOLLOW_UP_EVENT_TYPES
 from ivr_engine.personalize.ranking import windowed_events
 from ivr_engine.personalize.reorder import KEY_ORDER, key_rank
 
 # for this module's tests only (a profile loaded here would change every later module's)
 PROPERTY = settings(max_examples=150, deadline=None)
 
+EVENT_TYPES = (
+    *("call.ivr", "chat.message", "case.opened", "case.closed", "call.ivr_routed"),
+    *("call.ended", "message.inbound", "message.outbound", "call.agent_answered"),
+)
 events_st = st.builds(
     HistoryEvent,
     occurred_at=st.integers(-3 * 86400, 500 * 86400).map(lambda s: NOW - timedelta(seconds=s)),
     channel=st.sampled_from(["voice", "chat", "email", "sms"]),
-    event_type=st.sampled_from(["call.ivr", "chat.message", "case.opened", "case.closed"]),
+    event_type=st.sampled_from(EVENT_TYPES),
     intent=st.sampled_from([*INTENTS, "lottery", None]),
     case_id=st.sampled_from([None, None, "A", "B", "C"]),
 )
@@ -50,6 +55,7 @@ ranking_policies_st = st.builds(
     max_events=st.integers(1, 60),
     max_age_days=st.floats(1, 400),
     open_case_boost=st.booleans(),
+    open_case_max_age_days=st.floats(0.5, 400),
 )
 digit_policies_st = st.sampled_from(list(DigitPolicy))
 
@@ -185,3 +191,75 @@ def test_field_plan_partitions_required_fields(
     assert plan.readable <= set(plan.prefilled)
     for name in plan.prefilled:
         assert (name in plan.readable) == (verified or not FIELDS[name].sensitive)
+
+
+# --------------------------------------------------------------------------- contacts, not events
+
+# A policy whose window holds every generated event: adding events cuts none out.
+WIDE = RankingPolicy(max_events=1000, max_age_days=1000)
+follow_ups_st = st.lists(
+    st.builds(
+        HistoryEvent,
+        occurred_at=events_st.map(lambda e: e.occurred_at),
+        channel=st.sampled_from(["voice", "chat", "sms"]),
+        event_type=st.sampled_from(sorted(FOLLOW_UP_EVENT_TYPES)),
+        intent=st.sampled_from([*INTENTS, None]),
+    ),
+    max_size=20,
+)
+
+
+@PROPERTY
+@given(histories_st, follow_ups_st)
+def test_follow_up_events_change_no_ranking(
+    events: list[HistoryEvent], follow_ups: list[HistoryEvent]
+) -> None:
+    expected = rank_intents(events, NOW, WIDE, INTENTS)
+    assert rank_intents([*events, *follow_ups], NOW, WIDE, INTENTS) == expected
+
+
+@PROPERTY
+@given(
+    st.lists(events_st.filter(lambda e: e.event_type != "call.ivr_routed"), max_size=40),
+    st.data(),
+)
+def test_the_bridge_routing_of_an_engine_call_changes_no_ranking(
+    events: list[HistoryEvent], data: st.DataObject
+) -> None:
+    routings = [
+        HistoryEvent(
+            e.occurred_at + timedelta(seconds=data.draw(st.integers(0, 600))),
+            "voice",
+            "call.ivr_routed",
+            e.intent,
+        )
+        for e in events
+        if e.event_type == "call.ivr" and e.intent is not None
+    ]
+    expected = rank_intents(events, NOW, WIDE, INTENTS)
+    assert rank_intents([*events, *routings], NOW, WIDE, INTENTS) == expected
+
+
+@PROPERTY
+@given(histories_st, ranking_policies_st)
+def test_a_case_is_at_most_one_contact_per_intent(
+    events: list[HistoryEvent], policy: RankingPolicy
+) -> None:
+    window = windowed_events(events, NOW, policy)
+    for s in rank_intents(events, NOW, policy, INTENTS):
+        mine = [e for e in window if e.intent == s.intent]
+        cases = {e.case_id for e in mine if e.case_id is not None}
+        loose = [e for e in mine if e.case_id is None and e.event_type not in FOLLOW_UP_EVENT_TYPES]
+        assert s.contacts <= len(cases) + len(loose)
+
+
+@PROPERTY
+@given(histories_st, ranking_policies_st, st.floats(0.5, 400))
+def test_a_longer_open_case_age_closes_no_case(
+    events: list[HistoryEvent], policy: RankingPolicy, longer: float
+) -> None:
+    shorter = replace(policy, open_case_max_age_days=min(longer, policy.open_case_max_age_days))
+    wider = replace(policy, open_case_max_age_days=max(longer, policy.open_case_max_age_days))
+    open_short = {s.intent for s in rank_intents(events, NOW, shorter, INTENTS) if s.open_case}
+    open_wide = {s.intent for s in rank_intents(events, NOW, wider, INTENTS) if s.open_case}
+    assert open_short <= open_wide

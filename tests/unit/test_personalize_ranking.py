@@ -202,7 +202,7 @@ def test_two_open_cases_same_intent_reports_most_active() -> None:
 
 
 def test_open_case_boost_can_be_disabled() -> None:
-    events = [ev(1 + i, "billing") for i in range(5)] + [_case(20, "case.opened", "outage")]
+    events = [ev(1 + i, "billing") for i in range(5)] + [_case(10, "case.opened", "outage")]
     policy = RankingPolicy(open_case_boost=False)
     scores = rank_intents(events, NOW, policy, INTENTS)
     assert [(s.intent, s.open_case) for s in scores] == [("billing", False), ("outage", True)]

@@ -54,7 +54,7 @@ def test_min_contacts_minus_one_is_refused() -> None:
 
 def test_open_case_is_offered_regardless_of_thresholds() -> None:
     ranking = ranked(
-        ev(30, "outage", event_type="case.opened", case_id="C7"),
+        ev(10, "outage", event_type="case.opened", case_id="C7"),
         *(ev(1, "billing") for _ in range(4)),
     )
     offer, reason = evaluate_shortcut(sample_menu(), ranking)
