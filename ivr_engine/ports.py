@@ -6,7 +6,7 @@ the HTTP API and admin paths use ``TimelineStore``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
@@ -143,7 +143,9 @@ class TimelineStore(TimelineWriter, Protocol):
         self, customer_id: str, *, limit: int = 50, before_seq: int | None = None
     ) -> TimelinePage: ...
 
-    async def recent_events(self, customer_id: str, *, limit: int = 50) -> tuple[StoredEvent, ...]:
+    async def recent_events(
+        self, customer_id: str, *, limit: int = 50, without_types: Collection[str] = ()
+    ) -> tuple[StoredEvent, ...]:
         """Newest first by ``occurred_at`` (then ``seq``): the per-call lookup's order."""
         ...
 

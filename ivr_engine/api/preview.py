@@ -31,6 +31,7 @@ from ivr_engine.domain.models import (
     PresentedOption,
 )
 from ivr_engine.personalize import decide_menu, plan_fields, static_menu
+from ivr_engine.personalize.contacts import CALL_FOLLOW_UP_EVENT_TYPES
 from ivr_engine.ports import CallerLookup, LookupResult, TimelineStore
 
 routes = web.RouteTableDef()
@@ -122,7 +123,11 @@ async def _by_customer(store: TimelineStore, menu: Menu, customer_id: str) -> Lo
         customer = await store.get_customer(customer.merged_into)
     if customer is None:
         raise ApiError(404, "customer_not_found", "customer not found")
-    recent = await store.recent_events(customer.customer_id, limit=menu.ranking.max_events)
+    recent = await store.recent_events(
+        customer.customer_id,
+        limit=menu.ranking.max_events,
+        without_types=CALL_FOLLOW_UP_EVENT_TYPES,  # as the per-call lookup's window
+    )
     events = [
         HistoryEvent(e.occurred_at, e.channel, e.event_type, e.intent, e.case_id) for e in recent
     ]

@@ -32,7 +32,11 @@ BRIDGE_ROUTED = "call.ivr_routed"  # crm_bridge.calls: the dialplan's routing of
 SAME_CALL_AFTER = timedelta(minutes=10)  # an engine call's menu and routing take less
 SAME_CALL_BEFORE = timedelta(minutes=1)  # clock skew between the switch and the engine
 
-FOLLOW_UP_EVENT_TYPES = frozenset(
+# A call's own follow-ups: never a contact, never a case's activity of their own (the
+# call's ``call.ivr`` / ``call.ivr_routed`` carries its case). The per-call lookup leaves
+# them out (timeline.fast_lookup), so its ``max_events`` window holds contacts, not the
+# 7-10 events each bridged call leaves.
+CALL_FOLLOW_UP_EVENT_TYPES = frozenset(
     {
         # the call-event bridge (crm_bridge.calls.model.CallEventKind), after its routing
         "call.started",
@@ -47,12 +51,15 @@ FOLLOW_UP_EVENT_TYPES = frozenset(
         "call.agent_answered",
         "call.agent_missed",
         "call.agent_ended",
-        # the business to the customer (agent replies, continue by SMS), and case changes
-        "message.outbound",
-        "continuation.redeemed",
-        "case.closed",
     }
 )
+FOLLOW_UP_EVENT_TYPES = CALL_FOLLOW_UP_EVENT_TYPES | {
+    # the business to the customer (agent replies, continue by SMS), and case changes: not
+    # contacts, but a case's activity (and ``case.closed`` closes it)
+    "message.outbound",
+    "continuation.redeemed",
+    "case.closed",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ import aiosqlite
 
 from ivr_engine.domain.errors import TimelineUnavailable
 from ivr_engine.domain.models import CallerHistory, HistoryEvent, KnownField
+from ivr_engine.personalize.contacts import CALL_FOLLOW_UP_EVENT_TYPES
 from ivr_engine.ports import LookupResult
 from ivr_engine.timeline.inline_sqlite import InlineDeclined, InlineSqlite
 from ivr_engine.timeline.lookup_queue import LookupQueue, Pending, Row
@@ -38,13 +40,28 @@ from ivr_engine.timeline.urls import DatabaseUrl, parse_database_url, redact
 
 APPLICATION_NAME = "ivr-engine-lookup"
 
+
+def _sql_list(values: frozenset[str]) -> str:
+    """Constant event types as an SQL list (checked: letters, digits, ``.`` and ``_``)."""
+    for value in values:
+        if not re.fullmatch(r"[a-z0-9_.]+", value):
+            raise ValueError(f"not a plain event type: {value!r}")
+    return ", ".join(f"'{value}'" for value in sorted(values))
+
+
+# A call's follow-up events (the bridge's call.transferred ... call.ended, the tracker's
+# call.agent_*) are never contacts: left out, so the window of ``max_events`` holds the
+# caller's contacts rather than the last few bridged calls' 7-10 events each. The filter
+# reads the covering index ix_timeline_events_customer_recent (event_type is in it).
+_NOT_FOLLOW_UP = f"t.event_type NOT IN ({_sql_list(CALL_FOLLOW_UP_EVENT_TYPES)})"
+
 # The per-customer parts of the PostgreSQL lookup, shared by the one-phone statement and
 # the batch: the newest events (up to a limit) and the known fields of customer ``c``.
-_PG_EVENTS = """(SELECT json_agg(json_build_array(e.occurred_at, e.channel, e.event_type,
+_PG_EVENTS = f"""(SELECT json_agg(json_build_array(e.occurred_at, e.channel, e.event_type,
                                   e.intent, e.case_id) ORDER BY e.occurred_at DESC, e.seq DESC)
    FROM (SELECT t.seq, t.occurred_at, t.channel, t.event_type, t.intent, t.case_id
-           FROM timeline_events t WHERE t.customer_id = c.id
-          ORDER BY t.occurred_at DESC, t.seq DESC LIMIT {limit}) e)"""
+           FROM timeline_events t WHERE t.customer_id = c.id AND {_NOT_FOLLOW_UP}
+          ORDER BY t.occurred_at DESC, t.seq DESC LIMIT {{limit}}) e)"""
 _PG_FIELDS = """(SELECT json_agg(json_build_array(f.name, f.value, f.source_channel,
                                   f.updated_at, f.verified))
    FROM known_fields f WHERE f.customer_id = c.id)"""
@@ -79,7 +96,7 @@ PG_BATCH_CAP = 32  # lookups in one statement, at most
 
 # json_group_array keeps the subquery's order in practice, but SQLite does not promise
 # it before 3.44: seq is returned too and the rows are sorted again in Python.
-SQLITE_LOOKUP_SQL = """\
+SQLITE_LOOKUP_SQL = f"""\
 WITH ids AS (
     SELECT DISTINCT customer_id FROM identities WHERE kind = ?1 AND value = ?2 LIMIT 2
 ), hit AS (
@@ -89,7 +106,7 @@ SELECT hit.n, c.id, c.display_name,
     (SELECT json_group_array(json_array(e.occurred_at, e.channel, e.event_type, e.intent,
                                         e.case_id, e.seq))
        FROM (SELECT t.seq, t.occurred_at, t.channel, t.event_type, t.intent, t.case_id
-               FROM timeline_events t WHERE t.customer_id = c.id
+               FROM timeline_events t WHERE t.customer_id = c.id AND {_NOT_FOLLOW_UP}
               ORDER BY t.occurred_at DESC, t.seq DESC LIMIT ?3) e) AS events,
     (SELECT json_group_array(json_array(f.name, f.value, f.source_channel, f.updated_at,
                                         f.verified))

@@ -336,13 +336,17 @@ def timeline_page_query(customer_id: str, limit: int, before_seq: int | None) ->
     return query.order_by(t.seq.desc()).limit(limit)
 
 
-def recent_events_query(customer_id: str, limit: int) -> Select[Any]:
+def recent_events_query(
+    customer_id: str, limit: int, without_types: Collection[str] = ()
+) -> Select[Any]:
     """Up to ``limit`` events of the customer, newest ``occurred_at`` first (``seq`` breaks
     ties): the per-call lookup's order (``fast_lookup``), a range of
     ``ix_timeline_events_customer_recent``. An event stored late (a call replayed from the
     spool, a lagging bridge) sorts by when it happened, not by when it was written."""
     t = timeline_events.c
     query = select(timeline_events).where(t.customer_id == customer_id)
+    if without_types:
+        query = query.where(t.event_type.not_in(sorted(without_types)))
     return query.order_by(t.occurred_at.desc(), t.seq.desc()).limit(limit)
 
 

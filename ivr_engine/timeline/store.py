@@ -301,13 +301,16 @@ class SqlTimelineStore:
         page = tuple(stored_event(row._mapping) for row in rows[:limit])
         return TimelinePage(page, page[-1].seq if len(rows) > limit else None)
 
-    async def recent_events(self, customer_id: str, *, limit: int = 50) -> tuple[StoredEvent, ...]:
+    async def recent_events(
+        self, customer_id: str, *, limit: int = 50, without_types: Collection[str] = ()
+    ) -> tuple[StoredEvent, ...]:
         """The customer's newest events by when they happened (``occurred_at``, then
         ``seq``), as the per-call lookup reads them: what "recent history" means for the
-        menu preview, the screen pop and the last-agent affinity."""
+        menu preview, the screen pop and the last-agent affinity. ``without_types``: event
+        types left out (the lookup's window leaves out a call's follow-ups)."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        query = sql.recent_events_query(customer_id, limit)
+        query = sql.recent_events_query(customer_id, limit, without_types)
         async with self._db.reading() as conn:
             rows = (await conn.execute(query)).all()
             if not rows and not await sql.customer_exists(conn, customer_id):

@@ -510,6 +510,26 @@ async def test_menu_preview_by_customer_reads_the_history_a_call_reads(client: C
     assert by_id["ranking"] == by_phone["ranking"] and by_id["shortcut"] == by_phone["shortcut"]
 
 
+async def test_menu_preview_by_customer_leaves_out_a_calls_follow_ups_as_a_call_does(
+    client: Client,
+) -> None:
+    """The lookup's window leaves out a call's follow-up events (the bridge's, the
+    tracker's); the preview by customer id must read the same window."""
+    cid = (await _customer(client, "5557770008"))["customer_id"]
+    for n in range(3):  # three moving calls a week ago
+        when = (NOW - timedelta(days=7, hours=n)).isoformat()
+        await _event(client, event_id=f"m{n}", customer_id=cid, channel="voice",
+                     event_type="call.ivr", intent="moving", occurred_at=when)  # fmt: skip
+    for n in range(50):  # then a newer call's many follow-ups (as a bridge writes them)
+        when = (NOW - timedelta(minutes=n + 1)).isoformat()
+        await _event(client, event_id=f"f{n}", customer_id=cid, channel="voice",
+                     event_type="call.held", intent="billing", occurred_at=when)  # fmt: skip
+    by_phone = await _preview(client, phone="5557770008")
+    assert by_phone["entries"][0]["intent"] == "moving"
+    by_id = await _preview(client, customer_id=cid)
+    assert by_id["entries"] == by_phone["entries"] and by_id["ranking"] == by_phone["ranking"]
+
+
 class _DownLookup:
     """Fault injection: the timeline database is unreachable."""
 

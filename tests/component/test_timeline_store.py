@@ -7,6 +7,7 @@ import random
 import shutil
 import socket
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ivr_engine.domain.errors import ConfigError, TimelineUnavailable
 from ivr_engine.domain.models import KnownField
+from ivr_engine.personalize.contacts import CALL_FOLLOW_UP_EVENT_TYPES
 from ivr_engine.ports import (
     CallerLookup,
     Identity,
@@ -270,6 +272,27 @@ async def test_waiting_lookups_are_served_in_arrival_order(
     finally:
         await lookup.close()
     assert done == list(range(30))
+
+
+async def test_lookup_window_holds_contacts_not_a_calls_follow_ups(
+    timeline: Timeline, new_phone: NewPhone
+) -> None:
+    """Each bridged call leaves 7-10 events (call.transferred ... call.ended, the tracker's
+    call.agent_*): the lookup leaves them out, so its window of ``max_events`` still reaches
+    the caller's earlier contacts (and a case's other events: outbound, closed)."""
+    phone = new_phone()
+    customer = await timeline.store.create_customer(None, [Identity("phone", phone)])
+    cid = customer.customer_id
+    older = [event(f"{phone}:call{n}", cid, 600 + n, "tech_support") for n in range(3)]
+    closed = replace(event(f"{phone}:closed", cid, 500, None), event_type="case.closed")
+    follow_ups = [
+        replace(event(f"{phone}:f{n}", cid, n), event_type=kind)
+        for n, kind in enumerate(sorted(CALL_FOLLOW_UP_EVENT_TYPES) * 6)
+    ]
+    await timeline.store.append_events([*older, closed, *follow_ups])
+    result = await timeline.lookup.lookup("phone", phone, max_events=50)
+    assert result.history is not None
+    assert [e.event_type for e in result.history.events] == ["case.closed"] + ["call.ivr"] * 3
 
 
 async def test_recent_events_are_the_history_the_lookup_reads(
