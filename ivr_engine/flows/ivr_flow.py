@@ -17,6 +17,8 @@ from typing import Protocol
 
 from ivr_engine.domain.errors import CallerHungUp, IvrEngineError, TimelineUnavailable
 from ivr_engine.domain.models import (
+    ACCOUNT_FIELD,
+    ACCOUNT_IDENTITY,
     CallerHistory,
     CallOutcome,
     FieldSpec,
@@ -295,7 +297,7 @@ class IvrFlow:
             if value is None:
                 continue
             record.entered[spec.name] = value
-            if spec.name != "account_number":
+            if spec.name != ACCOUNT_FIELD:
                 continue
             found = await self._identify_by_account(menu, value, record)
             if found is None:
@@ -330,7 +332,7 @@ class IvrFlow:
         try:
             async with asyncio.timeout(self._deadline_s):
                 result = await self._lookup.lookup(
-                    "account", account, max_events=menu.ranking.max_events
+                    ACCOUNT_IDENTITY, account, max_events=menu.ranking.max_events
                 )
         except (TimeoutError, TimelineUnavailable) as exc:
             log.warning("call %s: account lookup failed: %r", record.call.call_id, exc)
