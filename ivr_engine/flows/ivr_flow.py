@@ -279,7 +279,8 @@ class IvrFlow:
         An account number entered identifies the caller, even one the caller ID matched to
         another customer (a household's shared line; the account is the specific claim):
         the call and what was entered are stored under the account's customer, whose known
-        fields spare the questions still to come and whose history (last agent, ...) routes.
+        fields spare the questions still to come (not a sensitive one: the caller is not
+        verified, ``plan_fields``) and whose history (last agent, ...) routes.
         """
         if record.case_id is not None:
             record.step("fields_skipped", reason=f"continuing case {record.case_id}")
