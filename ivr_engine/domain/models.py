@@ -16,6 +16,10 @@ Channel = Literal["voice", "chat", "email", "sms", "messenger", "web"]
 CHANNELS: frozenset[str] = frozenset({"voice", "chat", "email", "sms", "messenger", "web"})
 IdentityKind = Literal["phone", "email", "chat", "messenger", "account"]
 IDENTITY_KINDS: frozenset[str] = frozenset({"phone", "email", "chat", "messenger", "account"})
+# The known field that is an account number: the IVR identifies a caller by the value keyed
+# in for it, and a customer whose field is saved owns the ``account`` identity of that value.
+ACCOUNT_FIELD = "account_number"
+ACCOUNT_IDENTITY = "account"
 
 
 class DigitPolicy(StrEnum):
@@ -212,8 +216,8 @@ class FieldPlan:
     prefilled: Mapping[str, KnownField]
     to_ask: tuple[FieldSpec, ...]
     reasons: tuple[str, ...]
-    # prefilled names whose values may be read back / shown: a sensitive value only when the
-    # caller is verified (caller ID can be spoofed; it steers routing, never unlocks data)
+    # prefilled names whose values may be read back / shown (a sensitive field is prefilled
+    # only when the caller is verified: caller ID can be spoofed, an account number guessed)
     readable: frozenset[str] = frozenset()
 
 

@@ -17,6 +17,8 @@ from typing import Protocol
 
 from ivr_engine.domain.errors import CallerHungUp, IvrEngineError, TimelineUnavailable
 from ivr_engine.domain.models import (
+    ACCOUNT_FIELD,
+    ACCOUNT_IDENTITY,
     CallerHistory,
     CallOutcome,
     FieldSpec,
@@ -277,7 +279,8 @@ class IvrFlow:
         An account number entered identifies the caller, even one the caller ID matched to
         another customer (a household's shared line; the account is the specific claim):
         the call and what was entered are stored under the account's customer, whose known
-        fields spare the questions still to come and whose history (last agent, ...) routes.
+        fields spare the questions still to come (not a sensitive one: the caller is not
+        verified, ``plan_fields``) and whose history (last agent, ...) routes.
         """
         if record.case_id is not None:
             record.step("fields_skipped", reason=f"continuing case {record.case_id}")
@@ -295,7 +298,7 @@ class IvrFlow:
             if value is None:
                 continue
             record.entered[spec.name] = value
-            if spec.name != "account_number":
+            if spec.name != ACCOUNT_FIELD:
                 continue
             found = await self._identify_by_account(menu, value, record)
             if found is None:
@@ -330,7 +333,7 @@ class IvrFlow:
         try:
             async with asyncio.timeout(self._deadline_s):
                 result = await self._lookup.lookup(
-                    "account", account, max_events=menu.ranking.max_events
+                    ACCOUNT_IDENTITY, account, max_events=menu.ranking.max_events
                 )
         except (TimeoutError, TimelineUnavailable) as exc:
             log.warning("call %s: account lookup failed: %r", record.call.call_id, exc)

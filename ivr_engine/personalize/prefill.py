@@ -3,8 +3,11 @@
 A field known from any channel is prefilled and not asked again, if the value is one the
 IVR could have collected for it (``FieldSpec.accepts``: the digits, the length); a value
 that does not fit (stored before the API checked it, or before the menu's rule changed) is
-asked again. Caller ID can be spoofed: prefilled data steers routing, but a sensitive value
-may be read back or shown (``FieldPlan.readable``) only when the caller is verified.
+asked again. Caller ID can be spoofed, and an account number keyed in is no secret: a
+sensitive field (``FieldSpec.sensitive``, e.g. the postcode that checks who is calling) is
+prefilled only for a verified caller, and asked of anyone else even when it is known, so
+identifying a customer never skips their check. Every prefilled value may be read back or
+shown (``FieldPlan.readable``).
 """
 
 from __future__ import annotations
@@ -48,11 +51,14 @@ def plan_fields(
                 f"{name}: the known value is not {spec.length_rule} digits, will ask again"
             )
             continue
+        if spec.sensitive and not caller_verified:
+            to_ask.append(spec)
+            known_from = _known_from(field, now)
+            reasons.append(f"{name}: {known_from}, sensitive: asked, caller not verified")
+            continue
         prefilled[name] = field
-        may_read = caller_verified or not spec.sensitive
-        if may_read:
-            readable.add(name)
-        reasons.append(_known_reason(name, field, now, may_read))
+        readable.add(name)
+        reasons.append(f"{name}: {_known_from(field, now)}, not asked")
     return FieldPlan(option.intent, prefilled, tuple(to_ask), tuple(reasons), frozenset(readable))
 
 
@@ -66,12 +72,9 @@ def _spec(option: MenuOption, specs: Mapping[str, FieldSpec], name: str) -> Fiel
     return spec
 
 
-def _known_reason(name: str, field: KnownField, now: datetime | None, readable: bool) -> str:
+def _known_from(field: KnownField, now: datetime | None) -> str:
     when = ago(field.updated_at, now) if now is not None else f"on {_date(field.updated_at)}"
-    reason = f"{name}: known from {field.source_channel} {when}, not asked"
-    if not readable:
-        reason += " (sensitive: not read back, caller not verified)"
-    return reason
+    return f"known from {field.source_channel} {when}"
 
 
 def _date(moment: datetime) -> str:

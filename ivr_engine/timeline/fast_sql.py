@@ -56,7 +56,7 @@ WITH locked AS (
     {FIELD_UPDATE}
     RETURNING 1
 )
-SELECT id FROM owners
+SELECT id, owner FROM owners
 """
 PG_PHONE_OWNERS = """
 SELECT value, array_agg(DISTINCT customer_id ORDER BY customer_id) FROM identities
@@ -92,6 +92,30 @@ SQLITE_EVENT = (
 SQLITE_FIELD = (
     "INSERT INTO known_fields (customer_id, name, value, source_channel, updated_at, verified) "
     f"VALUES (?, ?, ?, ?, ?, ?) {FIELD_UPDATE}"
+)
+# a saved account number's identity (``fast_accounts``): $2 / ?2 is the field name, $3 / ?3
+# the identity kind; PostgreSQL locks each number as the store does (``account_identities``)
+PG_ACCOUNT_FIELDS = (
+    "SELECT customer_id, value FROM known_fields WHERE customer_id = ANY($1::text[]) AND name = $2"
+)
+PG_LOCK_ACCOUNTS = """
+SELECT pg_advisory_xact_lock(h) FROM (
+    SELECT DISTINCT hashtext($2 || chr(31) || a) AS h FROM unnest($1::text[]) AS a
+    ORDER BY h) AS keys"""
+PG_ACCOUNT_OWNERS = (
+    "SELECT value, customer_id FROM identities WHERE value = ANY($1::text[]) AND kind = $2"
+)
+PG_NEW_ACCOUNTS = """
+INSERT INTO identities (customer_id, kind, value)
+SELECT c, $3, a FROM unnest($1::text[], $2::text[]) AS t(c, a)
+ON CONFLICT (customer_id, kind, value) DO NOTHING"""
+SQLITE_ACCOUNT_FIELDS = (
+    "SELECT customer_id, value FROM known_fields WHERE name = ? AND customer_id IN ({})"
+)
+SQLITE_ACCOUNT_OWNERS = "SELECT value, customer_id FROM identities WHERE kind = ? AND value IN ({})"
+SQLITE_NEW_ACCOUNT = (
+    "INSERT INTO identities (customer_id, kind, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (customer_id, kind, value) DO NOTHING"
 )
 # the events a replayed call may find stored (``FastCallWriter.stored_events``)
 _STORED = "SELECT event_id, customer_id, occurred_at, channel, event_type, intent, case_id, data"

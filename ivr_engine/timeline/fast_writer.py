@@ -10,6 +10,8 @@ store's rules:
 
 * an event whose ``event_id`` is stored already is skipped (``ON CONFLICT DO NOTHING``);
 * a known field is replaced only by a newer one (``updated_at``);
+* a saved account number gives its customer the ``account`` identity unless another
+  customer owns it (``fast_accounts``; PostgreSQL then writes the batch in a transaction);
 * writes for a customer merged into another go to the survivor;
 * a customer id that does not exist is NOT written and is returned to the caller (the
   recorder then stores that call by phone), so nothing is dropped silently.
@@ -39,6 +41,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ivr_engine.domain.errors import TimelineDataRejected, TimelineUnavailable
 from ivr_engine.ports import CustomerWrite, StoredCallEvent
+from ivr_engine.timeline.fast_accounts import (
+    batch_saves_account,
+    claim_accounts_pg,
+    claim_accounts_sqlite,
+)
 from ivr_engine.timeline.fast_rows import (
     EventRow,
     group_owners,
@@ -106,6 +113,9 @@ class FastCallWriter:
         async with self._lock:
             if self._pg_dsn is not None:
                 ids = sorted({w.customer_id for w in batch})
+                if batch_saves_account(batch):  # rare: a caller keyed in an account number
+                    columns = pg_columns(batch)
+                    return await self._pg_call(lambda c: _write_pg_claiming(c, ids, now, columns))
                 return await self._write_pg(ids, now, pg_columns(batch))
             return await self._write_sqlite(lambda conn: _sqlite_write(conn, batch, now))
 
@@ -328,6 +338,8 @@ def _sqlite_write(
     events, fields = row_tuples(batch, owners, now, sqlite_time_text, json_text)
     conn.executemany(SQLITE_EVENT, events)
     conn.executemany(SQLITE_FIELD, fields)
+    if batch_saves_account(batch):
+        claim_accounts_sqlite(conn, sorted(set(owners.values())))
     return set(ids) - set(owners)
 
 
@@ -348,6 +360,17 @@ def _sqlite_survivors(conn: sqlite3.Connection, ids: list[str]) -> dict[str, str
         f"SELECT id, COALESCE(merged_into, id) FROM customers WHERE id IN ({marks})", ids
     ).fetchall()
     return {row[0]: row[1] for row in found}
+
+
+async def _write_pg_claiming(
+    conn: asyncpg.Connection, ids: list[str], now: datetime, columns: list[list[Any]]
+) -> set[str]:
+    """``PG_BATCH`` and then the account identities of the account numbers it saved, in one
+    transaction (the batch statement alone needs none)."""
+    async with conn.transaction():
+        found = await conn.fetch(PG_BATCH, ids, now, *columns)
+        await claim_accounts_pg(conn, sorted({row[1] for row in found}))
+    return set(ids) - {row[0] for row in found}
 
 
 async def _create_pg(

@@ -27,6 +27,7 @@ from ivr_engine.ports import (
     TimelinePage,
 )
 from ivr_engine.timeline import sql
+from ivr_engine.timeline.account_identities import claim_accounts, saves_account
 from ivr_engine.timeline.engine import create_engines
 from ivr_engine.timeline.errors import CustomerNotFound, MergeRejected
 from ivr_engine.timeline.schema import customers, identities, known_fields, timeline_events
@@ -69,7 +70,7 @@ class SqlTimelineStore:
         async with self._db.writing() as conn:
             await sql.insert_customer(conn, customer_id, display_name, _now())
             await sql.insert_identities(conn, self._dialect, customer_id, identities)
-            await sql.upsert_fields(conn, self._dialect, customer_id, fields)
+            await self._save_fields(conn, customer_id, fields)
             return await self._load_one(conn, customer_id)
 
     async def create_customer_for_identity(self, identity: Identity) -> str:
@@ -215,7 +216,7 @@ class SqlTimelineStore:
             inserted = await sql.insert_events(conn, self._dialect, [event], owners, _now(), kept)
             if not inserted:
                 return False
-            await sql.upsert_fields(conn, self._dialect, owners[event.customer_id], fields)
+            await self._save_fields(conn, owners[event.customer_id], fields)
         return True
 
     async def append_event_for_identity(
@@ -237,7 +238,7 @@ class SqlTimelineStore:
                 owners = await sql.survivors(conn, self._dialect, [customer_id])
                 if not await sql.insert_events(conn, self._dialect, [event], owners, _now(), kept):
                     raise _EventIdTaken  # roll the new customer back
-                await sql.upsert_fields(conn, self._dialect, owners[customer_id], fields or ())
+                await self._save_fields(conn, owners[customer_id], fields or ())
         except _EventIdTaken:
             return None
         return customer_id, created
@@ -271,7 +272,7 @@ class SqlTimelineStore:
             return
         async with self._db.writing() as conn:
             owner = (await sql.survivors(conn, self._dialect, [customer_id]))[customer_id]
-            await sql.upsert_fields(conn, self._dialect, owner, fields)
+            await self._save_fields(conn, owner, fields)
 
     async def put_known_field(self, customer_id: str, field: KnownField) -> KnownField:
         """Save ``field`` over the stored one even if that is stamped later (a clock ahead
@@ -282,7 +283,7 @@ class SqlTimelineStore:
             before = await sql.field_of(conn, owner, field.name)
             if before is not None and before.updated_at >= field.updated_at:
                 field = replace(field, updated_at=before.updated_at + _TICK)
-            await sql.upsert_fields(conn, self._dialect, owner, [field])
+            await self._save_fields(conn, owner, [field])
             stored = await sql.field_of(conn, owner, field.name)
         assert stored is not None  # just written, in this transaction
         return stored
@@ -341,6 +342,15 @@ class SqlTimelineStore:
         return tuple(stored_event(row._mapping) for row in rows)
 
     # ------------------------------------------------------------------ helpers
+
+    async def _save_fields(
+        self, conn: AsyncConnection, owner: str, fields: Sequence[KnownField]
+    ) -> None:
+        """Upsert ``fields`` on ``owner`` (a survivor); a saved account number also gives
+        them its ``account`` identity if no other customer owns it (``account_claims``)."""
+        await sql.upsert_fields(conn, self._dialect, owner, fields)
+        if saves_account(fields):
+            await claim_accounts(conn, self._dialect, [owner])
 
     async def _load_one(self, conn: AsyncConnection, customer_id: str) -> Customer:
         found = await sql.load_customers(conn, [customer_id])

@@ -308,7 +308,10 @@ async def test_event_by_identity_creates_resolves_and_saves_fields(client: Clien
     assert (second["customer_id"], second["customer_created"]) == (cid, False)
 
     customer = await json_body(await client.get(f"/v1/customers/{cid}"), 200)
-    assert customer["identities"] == [{"kind": "email", "value": "new.person@example.org"}]
+    assert customer["identities"] == [
+        {"kind": "email", "value": "new.person@example.org"},
+        {"kind": "account", "value": "99887766"},  # a saved account number identifies them
+    ]
     known = customer["fields"]["account_number"]
     assert (known["value"], known["source_channel"]) == ("99887766", "web")
     page = await json_body(await client.get(f"/v1/customers/{cid}/timeline"), 200)
@@ -451,16 +454,17 @@ async def test_menu_preview_puts_a_frequent_billing_caller_first(client: Client)
     assert by_id["shortcut"] == by_phone["shortcut"]
 
 
-async def test_menu_preview_reports_prefilled_fields_masked_when_sensitive(
+async def test_menu_preview_asks_sensitive_known_fields_and_shows_the_others(
     client: Client,
 ) -> None:
     cid = (await _customer(client, "5557770003", fields={"account_number": "12345678"}))[
         "customer_id"
     ]
-    masked = _entry(await _preview(client, phone="5557770003"), "billing")["field_plan"]
-    assert masked["to_ask"] == []
-    assert [(p["name"], p["masked"]) for p in masked["prefilled"]] == [("account_number", True)]
-    assert "12345678" not in json.dumps(masked)
+    sensitive = _entry(await _preview(client, phone="5557770003"), "billing")["field_plan"]
+    assert sensitive["to_ask"] == ["account_number"]  # the caller is not verified: asked
+    assert sensitive["prefilled"] == []
+    assert sensitive["reasons"][0].endswith(", sensitive: asked, caller not verified")
+    assert "12345678" not in json.dumps(sensitive)
 
     plain = _entry(await _preview(client, customer_id=cid, menu="plain"), "billing")
     prefilled = plain["field_plan"]["prefilled"]

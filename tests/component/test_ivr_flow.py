@@ -8,8 +8,10 @@ in tests/e2e/test_engine_calls.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +29,14 @@ from ivr_engine.simulate import SimulatedCall, simulate_call
 REPO = Path(__file__).resolve().parents[2]
 WELCOME = "ivr-engine/welcome"
 ASK_ACCOUNT = ["ivr-engine/enter-account-number"]
+ASK_POSTCODE = ["ivr-engine/enter-postcode"]
+_accounts = itertools.count(uuid.uuid4().int % 50_000_000 + 10_000_000)
+
+
+def new_account() -> str:
+    """A fresh 8-digit account number: a saved one identifies its customer, and the
+    PostgreSQL database is shared by the session's tests."""
+    return str(next(_accounts))
 
 
 def labels(prompts: list[str]) -> list[str]:
@@ -108,6 +118,23 @@ async def call_event(target: TimelineStore, phone: str, timeout_s: float = 10) -
     raise AssertionError(f"no call event for {phone}")
 
 
+async def call_events_of(
+    target: TimelineStore, customer_id: str, count: int, timeout_s: float = 10
+) -> list[StoredEvent]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        page = await target.timeline(customer_id)
+        found = [
+            e
+            for e in page.events
+            if e.event_id.startswith("voice:") and e.event_id.endswith(":ivr")
+        ]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} call events for {customer_id}")
+
+
 # ---------------------------------------------------------------------------- callers
 
 
@@ -132,8 +159,8 @@ async def test_new_caller_default_order_customer_created(
 async def test_returning_billing_caller_shortcut_accepted(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
-    phone = new_phone()
-    ada = await seed(store(engine), phone, ["billing"] * 5, {"account_number": "40012345"})
+    phone, account = new_phone(), new_account()
+    ada = await seed(store(engine), phone, ["billing"] * 5, {"account_number": account})
     heard = await call(engine, phone, ["1"])
     assert heard.heard == [
         [
@@ -155,9 +182,9 @@ async def test_returning_billing_caller_shortcut_accepted(
 async def test_returning_caller_declines_shortcut_and_gets_billing_on_1(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
-    phone = new_phone()
+    phone, account = new_phone(), new_account()
     history = ["billing", "billing", "tech_support", "billing", "billing"]
-    await seed(store(engine), phone, history, {"account_number": "40012345"})
+    await seed(store(engine), phone, history, {"account_number": account})
     heard = await call(engine, phone, ["2", "1"])
     assert labels(heard.heard[1])[:2] == ["billing", "new-service"]  # 1 tech_support: stays
     assert heard.heard[1][:4] == [
@@ -170,8 +197,8 @@ async def test_returning_caller_declines_shortcut_and_gets_billing_on_1(
 async def test_pinned_operator_key_during_the_shortcut_question_reaches_the_operator(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
-    phone = new_phone()
-    await seed(store(engine), phone, ["billing"] * 5, {"account_number": "40012345"})
+    phone, account = new_phone(), new_account()
+    await seed(store(engine), phone, ["billing"] * 5, {"account_number": account})
     heard = await call(engine, phone, ["0"])
     assert len(heard.heard) == 1  # the shortcut question only: no menu read out after it
     assert heard.variables["IVR_INTENT"] == "operator"
@@ -182,13 +209,13 @@ async def test_pinned_operator_key_during_the_shortcut_question_reaches_the_oper
 async def test_unknown_account_is_asked_saved_then_prefilled(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
-    phone = new_phone()
-    first = await call(engine, phone, ["2", "40012345"])
+    phone, account = new_phone(), new_account()
+    first = await call(engine, phone, ["2", account])
     assert first.heard[1] == ASK_ACCOUNT
     await call_event(store(engine), phone)
     (customer,) = await store(engine).find_customers(Identity("phone", phone))
     saved = customer.known_fields["account_number"]
-    assert (saved.value, saved.source_channel) == ("40012345", "voice")
+    assert (saved.value, saved.source_channel) == (account, "voice")
     second = await call(engine, phone, ["2"])
     assert ASK_ACCOUNT not in second.heard
     assert second.variables["IVR_CUSTOMER_ID"] == customer.customer_id
@@ -197,28 +224,74 @@ async def test_unknown_account_is_asked_saved_then_prefilled(
 async def test_account_entered_by_unknown_number_identifies_the_customer(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
-    known, other = new_phone(), new_phone()
-    ada = await seed(store(engine), known, [], {"account_number": "55500011"})
-    await store(engine).add_identity(ada.customer_id, Identity("account", "55500011"))
-    heard = await call(engine, other, ["6", "55500011"])
+    """Ada's account number is known only as a field (no identity added by hand)."""
+    known, other, account = new_phone(), new_phone(), new_account()
+    ada = await seed(store(engine), known, [], {"account_number": account})
+    heard = await call(engine, other, ["6", account])
     assert heard.variables["IVR_CUSTOMER_ID"] == ada.customer_id
     event = await call_event(store(engine), known)
     assert event.data["identified_by"] == "account_number"
+    owners = await store(engine).find_customers(Identity("account", account))
+    assert [c.customer_id for c in owners] == [ada.customer_id]
 
 
-async def test_account_entered_by_unknown_number_prefills_the_customers_other_fields(
+async def test_account_keyed_in_on_an_earlier_call_identifies_the_caller_on_another_line(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
-    known, other = new_phone(), new_phone()
-    fields = {"account_number": "55500022", "postcode": "75001"}
-    ada = await seed(store(engine), known, [], fields)
-    await store(engine).add_identity(ada.customer_id, Identity("account", "55500022"))
-    heard = await call(engine, other, ["3", "55500022"])  # 3: moving (account, postcode)
-    assert heard.heard[1:] == [ASK_ACCOUNT]  # the postcode is known: not asked
+    """Saved by the call writer as a known field: keyed in again from another line, the
+    call is the same customer's, and no second customer holds that account number."""
+    home, mobile, account = new_phone(), new_phone(), new_account()
+    await call(engine, home, ["6", account])
+    await call_event(store(engine), home)
+    (ada,) = await store(engine).find_customers(Identity("phone", home))
+    heard = await call(engine, mobile, ["6", account])
+    assert heard.heard[1:] == [ASK_ACCOUNT]
+    assert heard.variables["IVR_CUSTOMER_ID"] == ada.customer_id
+    owners = await store(engine).find_customers(Identity("account", account))
+    assert [c.customer_id for c in owners] == [ada.customer_id]
+    await call_events_of(store(engine), ada.customer_id, 2)  # both calls are Ada's
+    assert await store(engine).find_customers(Identity("phone", mobile)) == []
+
+
+async def test_account_put_as_a_field_identifies_the_caller_on_another_line(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """``PUT /v1/customers/{id}/fields/account_number`` (the store's ``put_known_field``)."""
+    known, other, account = new_phone(), new_phone(), new_account()
+    ada = await seed(store(engine), known, [])
+    now = datetime.now(UTC)
+    await store(engine).put_known_field(
+        ada.customer_id, KnownField("account_number", account, "web", now)
+    )
+    heard = await call(engine, other, ["6", account])
+    assert heard.variables["IVR_CUSTOMER_ID"] == ada.customer_id
+
+
+async def test_account_entered_by_unknown_number_still_asks_the_customers_postcode(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """A keyed-in account number is no proof of who calls: the known postcode (sensitive)
+    is asked, not prefilled; other known fields still are."""
+    known, other, account = new_phone(), new_phone(), new_account()
+    ada = await seed(store(engine), known, [], {"account_number": account, "postcode": "75001"})
+    heard = await call(engine, other, ["3", account, "75001"])  # 3: moving (account, postcode)
+    assert heard.heard[1:] == [ASK_ACCOUNT, ASK_POSTCODE]
     assert heard.variables["IVR_CUSTOMER_ID"] == ada.customer_id
     event = await call_event(store(engine), known)
-    assert event.data["prefilled"] == ["postcode"]
+    assert event.data["prefilled"] == []
     assert event.data["identified_by"] == "account_number"
+
+
+async def test_known_postcode_is_asked_of_a_caller_identified_by_caller_id(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    phone, account = new_phone(), new_account()
+    ada = await seed(store(engine), phone, [], {"account_number": account, "postcode": "75001"})
+    heard = await call(engine, phone, ["3", "75001"])  # moving: account known, postcode asked
+    assert heard.heard[1:] == [ASK_POSTCODE]
+    assert heard.variables["IVR_CUSTOMER_ID"] == ada.customer_id
+    event = await call_event(store(engine), phone)
+    assert event.data["prefilled"] == ["account_number"]
 
 
 async def test_account_of_another_customer_entered_on_a_known_line_is_stored_under_it(
@@ -226,11 +299,10 @@ async def test_account_of_another_customer_entered_on_a_known_line_is_stored_und
 ) -> None:
     """A household line owned by Ada; Bob keys in his account number: the call is Bob's, and
     Bob's account number is not saved onto Ada."""
-    line, bobs = new_phone(), new_phone()
+    line, bobs, account = new_phone(), new_phone(), new_account()
     ada = await seed(store(engine), line, [])
-    bob = await seed(store(engine), bobs, [], {"account_number": "55500033"})
-    await store(engine).add_identity(bob.customer_id, Identity("account", "55500033"))
-    heard = await call(engine, line, ["6", "55500033"])  # 6: billing (account)
+    bob = await seed(store(engine), bobs, [], {"account_number": account})
+    heard = await call(engine, line, ["6", account])  # 6: billing (account)
     assert heard.heard[1:] == [ASK_ACCOUNT]
     assert heard.variables["IVR_CUSTOMER_ID"] == bob.customer_id
     event = await call_event(store(engine), bobs)
@@ -254,7 +326,7 @@ async def test_invalid_and_missing_keys_retry_then_operator(
 async def test_short_account_number_is_asked_again(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
-    heard = await call(engine, new_phone(), ["2", "12", "40012345"])
+    heard = await call(engine, new_phone(), ["2", "12", new_account()])
     assert heard.heard[1:] == [ASK_ACCOUNT, ["ivr-engine/invalid-option", *ASK_ACCOUNT]]
 
 
@@ -263,12 +335,12 @@ async def test_an_account_number_with_star_or_letter_keys_is_asked_again_not_sav
 ) -> None:
     """The field's own rule (FieldSpec.accepts: digits 0-9, 6 to 10 of them) decides, not
     the length alone: ``4001*345`` is 8 keys but no account number."""
-    phone = new_phone()
-    heard = await call(engine, phone, ["2", "4001*345", "40012345"])
+    phone, account = new_phone(), new_account()
+    heard = await call(engine, phone, ["2", "4001*345", account])
     assert heard.heard[1:] == [ASK_ACCOUNT, ["ivr-engine/invalid-option", *ASK_ACCOUNT]]
     await call_event(store(engine), phone)
     (customer,) = await store(engine).find_customers(Identity("phone", phone))
-    assert customer.known_fields["account_number"].value == "40012345"
+    assert customer.known_fields["account_number"].value == account
 
 
 async def test_invalid_entries_on_every_attempt_are_never_saved(
@@ -320,7 +392,7 @@ async def test_slow_database_gives_the_static_menu_within_the_deadline(
         await lock.start()
         await locker.execute("LOCK TABLE identities IN ACCESS EXCLUSIVE MODE")
         started = time.perf_counter()
-        heard = await call(engine, phone, ["6", "40012345"])
+        heard = await call(engine, phone, ["6", new_account()])
         elapsed = time.perf_counter() - started
         await lock.rollback()
         event = await call_event(store(engine), phone, timeout_s=20)

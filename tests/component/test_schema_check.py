@@ -38,7 +38,7 @@ async def test_an_older_revision_is_refused_and_names_both_revisions(
 ) -> None:
     url = await new_pg_database()
     await upgrade(url, "0002")
-    with pytest.raises(ConfigError, match="at revision 0002, this engine needs 0006"):
+    with pytest.raises(ConfigError, match="at revision 0002, this engine needs 0007"):
         await open_timeline(url)
 
 

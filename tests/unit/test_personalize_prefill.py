@@ -53,20 +53,33 @@ def test_blank_known_value_is_asked() -> None:
     assert plan.to_ask == (FIELDS["account_number"],) and plan.prefilled == {}
 
 
-def test_sensitive_known_field_not_readable_unless_verified() -> None:
-    known = {"postcode": POSTCODE}
+def test_sensitive_known_field_is_asked_of_an_unverified_caller() -> None:
+    """Caller ID can be spoofed and an account number keyed in is no secret: a known
+    sensitive value (the postcode that checks who calls) is no reason to skip asking."""
+    known = {"account_number": ACCOUNT, "postcode": POSTCODE}
     plan = plan_fields(MOVING, FIELDS, known, caller_verified=False, now=NOW)
-    assert dict(plan.prefilled) == {"postcode": POSTCODE}  # still steers routing
-    assert plan.to_ask == (FIELDS["account_number"],)
-    assert plan.readable == frozenset()
+    assert dict(plan.prefilled) == {"account_number": ACCOUNT}
+    assert plan.to_ask == (FIELDS["postcode"],)
+    assert plan.readable == frozenset({"account_number"})
     assert plan.reasons == (
-        "account_number: unknown, will ask",
-        "postcode: known from web 5 hours ago, not asked "
-        "(sensitive: not read back, caller not verified)",
+        "account_number: known from chat 3 days ago, not asked",
+        "postcode: known from web 5 hours ago, sensitive: asked, caller not verified",
     )
-    verified = plan_fields(MOVING, FIELDS, known, caller_verified=True, now=NOW)
-    assert verified.readable == frozenset({"postcode"})
-    assert verified.reasons[1] == "postcode: known from web 5 hours ago, not asked"
+
+
+def test_sensitive_known_field_is_prefilled_for_a_verified_caller() -> None:
+    plan = plan_fields(MOVING, FIELDS, {"postcode": POSTCODE}, caller_verified=True, now=NOW)
+    assert dict(plan.prefilled) == {"postcode": POSTCODE}
+    assert plan.to_ask == (FIELDS["account_number"],)
+    assert plan.readable == frozenset({"postcode"})
+    assert plan.reasons[1] == "postcode: known from web 5 hours ago, not asked"
+
+
+def test_sensitive_value_that_does_not_fit_says_so_verified_or_not() -> None:
+    stale = KnownField("postcode", "12", "web", NOW)
+    for verified in (False, True):
+        plan = plan_fields(MOVING, FIELDS, {"postcode": stale}, caller_verified=verified)
+        assert plan.reasons[1] == "postcode: the known value is not 4 to 8 digits, will ask again"
 
 
 def test_fields_asked_in_the_options_order() -> None:
