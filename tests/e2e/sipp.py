@@ -18,7 +18,9 @@ Actions:
   one SSRC and sequence space, so "2" then "1" went backwards and Asterisk dropped the "1".
 
 ``run_sipp_call`` runs SIPp for one call on a free local port (calls may run concurrently) and
-returns a ``SippResult`` (exit code, output, SIPp's error log and message trace).
+returns a ``SippResult`` (exit code, output, SIPp's error log and message trace). The ports
+are outside the kernel's ephemeral range, and a call whose SIPp found a port taken (it exits
+before its INVITE: no call, no FastAGI session) is placed again on other ports.
 """
 
 from __future__ import annotations
@@ -70,6 +72,16 @@ class SippResult:
     def ok(self) -> bool:
         """SIPp exits 0 when every call (here: the one call) succeeded."""
         return self.returncode == 0 and not self.timed_out
+
+    @property
+    def could_not_bind(self) -> bool:
+        """SIPp exited before the call: one of its ports (SIP, audio or video RTP) was taken
+        (``Unable to bind main socket`` / ``... audio RTP socket``, errno 98)."""
+        return (
+            self.returncode not in (0, None)
+            and "Unable to bind" in self.stderr + self.errors
+            and "message sent" not in self.messages
+        )
 
     def describe(self) -> str:
         """Everything useful for an assertion message."""
@@ -303,10 +315,16 @@ def write_scenario(
     return path
 
 
-# Ports for SIPp, away from Asterisk's (5060, RTP 20000-20999) and the agents' (5071-5072).
+# Ports for SIPp, away from Asterisk's (5060, RTP 20000-20999), the agents' (5071-5073), the
+# bench's SIPp (5090, 40000) and Linux's ephemeral range (32768-60999 by default), from which
+# any process's UDP socket (a DNS query) may take a port between our check and SIPp's bind.
 # Spread by process id so parallel test sessions rarely even try the same port.
-_SIP_PORTS = itertools.cycle(range(15100 + os.getpid() % 500 * 4, 17100, 4))
-_MEDIA_PORTS = itertools.cycle(range(30000 + os.getpid() % 500 * 8, 34000, 8))
+SIP_PORT_RANGE = range(15100, 17100)
+MEDIA_PORT_RANGE = range(21000, 32760)  # each call: 4 ports from a multiple of 8
+_SIP_PORTS = itertools.cycle(range(SIP_PORT_RANGE.start + os.getpid() % 500 * 4, 17100, 4))
+_MEDIA_PORTS = itertools.cycle(range(MEDIA_PORT_RANGE.start + os.getpid() % 500 * 8, 32760, 8))
+#: Attempts of a call whose SIPp could not bind its ports (taken after ``_free_port`` looked).
+BIND_ATTEMPTS = 5
 
 
 def _udp_free(port: int) -> bool:
@@ -337,85 +355,107 @@ async def run_sipp_call(
     timeout_s: float = 60.0,
     workdir: Path | None = None,
 ) -> SippResult:
-    """Place one call with SIPp and wait for it to end (at most ``timeout_s``)."""
+    """Place one call with SIPp and wait for it to end (at most ``timeout_s``).
+
+    A port ``_free_port`` found free can be taken by another process before SIPp binds it;
+    SIPp then exits at once, before sending anything (``could_not_bind``). Such a call never
+    started, so it is placed again on other ports (up to ``BIND_ATTEMPTS`` times)."""
     own_dir = None
     if workdir is None:
         own_dir = tempfile.TemporaryDirectory(prefix="ivr-sipp-")
         workdir = Path(own_dir.name)
     try:
-        sip_port = _free_port(_SIP_PORTS, 1)
-        media_port = _free_port(_MEDIA_PORTS, 4)
-        scenario = write_scenario(
-            workdir / f"call-{sip_port}.xml",
-            caller_id=caller_id,
-            destination=destination,
-            actions=actions,
-            hangup_after_ms=hangup_after_ms,
-        )
-        error_file = workdir / f"call-{sip_port}-errors.log"
-        message_file = workdir / f"call-{sip_port}-messages.log"
-        cmd = [
-            "sipp",
-            target,
-            "-sf",
-            str(scenario),
-            "-m",
-            "1",
-            "-l",
-            "1",
-            "-i",
-            LOCAL_IP,
-            "-mi",
-            LOCAL_IP,
-            "-p",
-            str(sip_port),
-            "-mp",
-            str(media_port),
-            "-nostdin",
-            "-trace_err",
-            "-error_file",
-            str(error_file),
-            "-trace_msg",
-            "-message_file",
-            str(message_file),
-            "-timeout",
-            f"{max(1, int(timeout_s))}s",
-            "-timeout_error",
-        ]
-        proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            cwd=workdir,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        timed_out = False
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout_s + 10)
-        except TimeoutError:
-            timed_out = True
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            out, err = await proc.communicate()
-        except asyncio.CancelledError:
-            # A test that cancels a call still running (e.g. across an Asterisk restart)
-            # must not leave SIPp running, nor its pipes to be collected after the loop.
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await asyncio.shield(proc.communicate())
-            raise
-        return SippResult(
-            returncode=None if timed_out else proc.returncode,
-            stdout=out.decode(errors="replace"),
-            stderr=err.decode(errors="replace"),
-            errors=_read(error_file),
-            messages=_read(message_file),
-            scenario=scenario.read_text(),
-            timed_out=timed_out,
-        )
+        for _ in range(BIND_ATTEMPTS):
+            sip_port = _free_port(_SIP_PORTS, 1)
+            media_port = _free_port(_MEDIA_PORTS, 4)
+            scenario = write_scenario(
+                workdir / f"call-{sip_port}.xml",
+                caller_id=caller_id,
+                destination=destination,
+                actions=actions,
+                hangup_after_ms=hangup_after_ms,
+            )
+            result = await _run_sipp(
+                scenario, scenario.read_text(), sip_port, media_port, target, timeout_s
+            )
+            if not result.could_not_bind:
+                break
+        return result
     finally:
         if own_dir is not None:
             own_dir.cleanup()
+
+
+async def _run_sipp(
+    scenario: Path,
+    scenario_text: str,
+    sip_port: int,
+    media_port: int,
+    target: str,
+    timeout_s: float,
+) -> SippResult:
+    workdir = scenario.parent
+    error_file = workdir / f"call-{sip_port}-errors.log"
+    message_file = workdir / f"call-{sip_port}-messages.log"
+    cmd = [
+        "sipp",
+        target,
+        "-sf",
+        str(scenario),
+        "-m",
+        "1",
+        "-l",
+        "1",
+        "-i",
+        LOCAL_IP,
+        "-mi",
+        LOCAL_IP,
+        "-p",
+        str(sip_port),
+        "-mp",
+        str(media_port),
+        "-nostdin",
+        "-trace_err",
+        "-error_file",
+        str(error_file),
+        "-trace_msg",
+        "-message_file",
+        str(message_file),
+        "-timeout",
+        f"{max(1, int(timeout_s))}s",
+        "-timeout_error",
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        cwd=workdir,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    timed_out = False
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s + 10)
+    except TimeoutError:
+        timed_out = True
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        out, err = await proc.communicate()
+    except asyncio.CancelledError:
+        # A test that cancels a call still running (e.g. across an Asterisk restart)
+        # must not leave SIPp running, nor its pipes to be collected after the loop.
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await asyncio.shield(proc.communicate())
+        raise
+    return SippResult(
+        returncode=None if timed_out else proc.returncode,
+        stdout=out.decode(errors="replace"),
+        stderr=err.decode(errors="replace"),
+        errors=_read(error_file),
+        messages=_read(message_file),
+        scenario=scenario_text,
+        timed_out=timed_out,
+    )
 
 
 def _read(path: Path) -> str:

@@ -121,11 +121,30 @@ class InlineFastAgi:
             await self.done.put((session, error))
 
     async def finished_session(self, timeout_s: float = 30) -> AgiSession:
-        """The next finished call; re-raises what the script raised (failed assertions)."""
+        """The next finished call; re-raises what the script raised (failed assertions).
+
+        Any other error of the script (a read that timed out, a closed connection) comes as
+        ``ScriptFailed`` naming the caller: a TimeoutError would read as "no session arrived
+        within ``timeout_s``", which is this method's own TimeoutError."""
         session, error = await asyncio.wait_for(self.done.get(), timeout_s)
-        if error is not None:
+        if isinstance(error, AssertionError):
             raise error
+        if error is not None:
+            raise ScriptFailed(session, error) from error
         return session
+
+
+class ScriptFailed(Exception):
+    """A FastAGI session arrived, and its script raised (not an assertion)."""
+
+    def __init__(self, session: AgiSession, error: BaseException) -> None:
+        caller = session.env.get("agi_callerid", "?")
+        lines = len(session.received)
+        super().__init__(
+            f"the FastAGI script of caller {caller} raised {error!r} "
+            f"(environment {'read' if session.env else 'not read'}, {lines} lines after it)"
+        )
+        self.session = session
 
 
 def assert_sipp_ok(result: SippResult) -> None:
