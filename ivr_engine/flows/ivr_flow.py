@@ -170,6 +170,7 @@ class IvrFlow:
         except (TimeoutError, TimelineUnavailable) as exc:
             reason = _unavailable_reason(exc, self._deadline_s)
             log.warning("call %s: %s; static menu", record.call.call_id, reason)
+            record.lookup_failed = True
             decision = static_menu(menu, reason)
             return self._decided(record, None, decision, started)
         history = result.history
@@ -323,10 +324,14 @@ class IvrFlow:
     ) -> bool:
         """Check a sensitive answer against the customer's known value (knowledge-based ID&V):
         True when it verifies the caller. A match is not saved again, a mismatch never
-        overwrites the known value; only an answer with nothing to check against is saved.
-        The path names the field, never the value."""
+        overwrites the known value; only an answer with nothing to check against is saved,
+        and not when the caller ID could not be looked up (the recorder would store it under
+        the line's customer, unchecked). The path names the field, never the value."""
         check = check_known_answer(name, value, known)
         if check is KnowledgeCheck.NOT_KNOWN:
+            if record.customer_id is None and record.lookup_failed:
+                record.step("not_saved", field=name, reason="caller not looked up")
+                return False  # the line's customer may well know it: never overwritten unchecked
             record.entered[name] = value
             return False
         if check is KnowledgeCheck.MISMATCHED:

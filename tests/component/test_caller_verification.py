@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from ivr_engine.agents.model import AgentState
@@ -226,3 +227,33 @@ async def test_the_agents_screen_pop_says_the_caller_is_verified(
     assert heard.variables["IVR_AGENT_ID"] == "a2"
     pop = await pop_of(engine, "a2")
     assert pop["verified"] is True
+
+
+async def test_a_postcode_keyed_while_the_timeline_is_stalled_is_not_saved_unchecked(
+    pg_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    """The caller ID could not be looked up (another session locks the identities table past
+    the decision deadline): nothing to check the postcode against, and the recorder would
+    store it under the line's customer, Ada: it is not saved."""
+    phone, account = new_phone(), new_account()
+    engine = Engine(settings_for(pg_url, tmp_path, decision_deadline_ms=150))
+    await engine.start()
+    locker = await asyncpg.connect(pg_url.replace("postgresql://", "postgres://"))
+    try:
+        ada = await seed(
+            store(engine), phone, [], {"account_number": account, "postcode": POSTCODE}
+        )
+        lock = locker.transaction()
+        await lock.start()
+        await locker.execute("LOCK TABLE identities IN ACCESS EXCLUSIVE MODE")
+        heard = await call(engine, phone, ["3", account, "99999"])
+        await lock.rollback()
+        event = await call_event(store(engine), phone, timeout_s=20)
+        assert heard.variables["IVR_DECISION"] == "static"
+        assert await postcode_of(engine, ada.customer_id) == (POSTCODE, "chat")
+        assert steps(event, "not_saved") == [
+            {"step": "not_saved", "field": "postcode", "reason": "caller not looked up"}
+        ]
+    finally:
+        await locker.close()
+        await engine.stop()
