@@ -269,7 +269,9 @@ class AgentRouter:
     ) -> None:
         if self._hub is None:
             return
-        ring = ring_from_call(record, known_fields=known, routing_reasons=reasons)
+        ring = ring_from_call(
+            record, known_fields=known, routing_reasons=reasons, verified=record.verified
+        )
         task = asyncio.create_task(self._hub.pop(agent_id, ring), name=f"pop-{agent_id}")
         self._pops[task] = record.call.call_id
         task.add_done_callback(self._pop_done)

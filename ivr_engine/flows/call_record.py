@@ -80,6 +80,8 @@ class CallRecord:
     path: list[dict[str, Any]] = field(default_factory=list)
     prefilled: list[str] = field(default_factory=list)
     entered: dict[str, str] = field(default_factory=dict)
+    verified: bool = False  # a sensitive answer matched the customer's known value
+    lookup_failed: bool = False  # caller ID not looked up (timeline slow or down)
     routing: RouteResult | None = None
     case_id: str | None = None  # an open case (chat, e-mail, ...) this call continues
     ended_at: datetime | None = None
@@ -135,6 +137,7 @@ def to_write(record: CallRecord) -> CallWrite:
         "path": record.path,
         "prefilled": record.prefilled,
         "entered": sorted(record.entered),
+        "verified": record.verified,
         "target": record.target,
         "routing": _routing_summary(record.routing),
         "duration_ms": round((ended - record.call.started_at).total_seconds() * 1000),

@@ -32,6 +32,8 @@ from ivr_engine.flows import variables
 from ivr_engine.flows.call_record import CALL_KEY_VARIABLE, CallRecord, IncomingCall, RouteResult
 from ivr_engine.identity import normalize_caller_id
 from ivr_engine.personalize import (
+    KnowledgeCheck,
+    check_known_answer,
     decide_menu,
     interpret_menu_choice,
     interpret_shortcut,
@@ -168,6 +170,7 @@ class IvrFlow:
         except (TimeoutError, TimelineUnavailable) as exc:
             reason = _unavailable_reason(exc, self._deadline_s)
             log.warning("call %s: %s; static menu", record.call.call_id, reason)
+            record.lookup_failed = True
             decision = static_menu(menu, reason)
             return self._decided(record, None, decision, started)
         history = result.history
@@ -279,23 +282,30 @@ class IvrFlow:
         An account number entered identifies the caller, even one the caller ID matched to
         another customer (a household's shared line; the account is the specific claim):
         the call and what was entered are stored under the account's customer, whose known
-        fields spare the questions still to come (not a sensitive one: the caller is not
-        verified, ``plan_fields``) and whose history (last agent, ...) routes.
+        fields spare the questions still to come and whose history (last agent, ...) routes.
+        Neither identifies a *verified* caller: a sensitive field known for the customer is
+        asked, and the answer checked against it (``_check_answer``).
         """
         if record.case_id is not None:
             record.step("fields_skipped", reason=f"continuing case {record.case_id}")
             return history  # the case already holds what the customer told us on the other channel
         known = history.known_fields if history is not None else {}
-        plan = plan_fields(option, menu.fields, known, caller_verified=False)
+        plan = plan_fields(option, menu.fields, known, caller_verified=record.verified)
         record.prefilled = sorted(plan.prefilled)
         if plan.prefilled:
             record.step("prefilled", fields=sorted(plan.prefilled))
         to_ask = list(plan.to_ask)
+        answers: dict[str, str] = {}  # sensitive answers, checked again if the customer changes
         while to_ask:
             spec = to_ask.pop(0)
             value = await self._ask_field(channel, menu, spec)
             record.step("asked", field=spec.name, answered=value is not None)
             if value is None:
+                continue
+            if spec.sensitive and spec.name != ACCOUNT_FIELD:  # an account number identifies
+                answers[spec.name] = value
+                if self._check_answer(spec.name, value, known, record):
+                    to_ask = self._prefill_later(option, menu, known, to_ask, record, "verified")
                 continue
             record.entered[spec.name] = value
             if spec.name != ACCOUNT_FIELD:
@@ -303,14 +313,67 @@ class IvrFlow:
             found = await self._identify_by_account(menu, value, record)
             if found is None:
                 continue
-            history = found
-            later = plan_fields(option, menu.fields, found.known_fields, caller_verified=False)
-            known_now = sorted(set(later.prefilled) & {s.name for s in to_ask})
-            if known_now:
-                record.prefilled = sorted({*record.prefilled, *known_now})
-                record.step("prefilled", fields=known_now, by="account_number")
-                to_ask = [s for s in to_ask if s.name not in known_now]
+            history, known = found, found.known_fields
+            self._check_again(answers, known, record)
+            to_ask = self._prefill_later(option, menu, known, to_ask, record, "account_number")
         return history
+
+    @staticmethod
+    def _check_answer(
+        name: str, value: str, known: Mapping[str, KnownField], record: CallRecord
+    ) -> bool:
+        """Check a sensitive answer against the customer's known value (knowledge-based ID&V):
+        True when it verifies the caller. A match is not saved again, a mismatch never
+        overwrites the known value; only an answer with nothing to check against is saved,
+        and not when the caller ID could not be looked up (the recorder would store it under
+        the line's customer, unchecked). The path names the field, never the value."""
+        check = check_known_answer(name, value, known)
+        if check is KnowledgeCheck.NOT_KNOWN:
+            if record.customer_id is None and record.lookup_failed:
+                record.step("not_saved", field=name, reason="caller not looked up")
+                return False  # the line's customer may well know it: never overwritten unchecked
+            record.entered[name] = value
+            return False
+        if check is KnowledgeCheck.MISMATCHED:
+            record.step("verification_failed", field=name)
+            return False
+        newly = not record.verified
+        record.verified = True
+        record.step("verified", field=name)
+        return newly
+
+    def _check_again(
+        self, answers: Mapping[str, str], known: Mapping[str, KnownField], record: CallRecord
+    ) -> None:
+        """The call is now another customer's (an account number keyed in after a sensitive
+        answer): what verified the caller, or was to be saved, counted for the first one."""
+        if not answers:
+            return
+        if record.verified:
+            record.verified = False
+            record.step("verification_dropped", by="account_number")
+        for name, value in answers.items():
+            record.entered.pop(name, None)
+            self._check_answer(name, value, known, record)
+
+    @staticmethod
+    def _prefill_later(
+        option: MenuOption,
+        menu: Menu,
+        known: Mapping[str, KnownField],
+        to_ask: list[FieldSpec],
+        record: CallRecord,
+        by: str,
+    ) -> list[FieldSpec]:
+        """The questions still to come, less those now known (the customer changed, or the
+        caller is now verified: a sensitive known field is then not asked either)."""
+        later = plan_fields(option, menu.fields, known, caller_verified=record.verified)
+        known_now = sorted(set(later.prefilled) & {s.name for s in to_ask})
+        if not known_now:
+            return to_ask
+        record.prefilled = sorted({*record.prefilled, *known_now})
+        record.step("prefilled", fields=known_now, by=by)
+        return [s for s in to_ask if s.name not in known_now]
 
     async def _ask_field(self, channel: CallChannel, menu: Menu, spec: FieldSpec) -> str | None:
         """The value the caller keyed in, checked by the field's own rule (``FieldSpec.accepts``:

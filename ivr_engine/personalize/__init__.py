@@ -21,12 +21,15 @@ from ivr_engine.personalize.prefill import plan_fields
 from ivr_engine.personalize.ranking import CASE_CLOSED, FUTURE_SKEW, rank_intents
 from ivr_engine.personalize.reorder import default_entries, reorder_menu
 from ivr_engine.personalize.shortcut import evaluate_shortcut, offer_shortcut
+from ivr_engine.personalize.verification import KnowledgeCheck, check_known_answer
 
 __all__ = [
     "CASE_CLOSED",
     "FUTURE_SKEW",
     "NEW_CALLER",
     "NO_RECENT_CONTACTS",
+    "KnowledgeCheck",
+    "check_known_answer",
     "decide_menu",
     "default_entries",
     "digit_prompt",

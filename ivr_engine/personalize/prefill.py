@@ -6,7 +6,8 @@ that does not fit (stored before the API checked it, or before the menu's rule c
 asked again. Caller ID can be spoofed, and an account number keyed in is no secret: a
 sensitive field (``FieldSpec.sensitive``, e.g. the postcode that checks who is calling) is
 prefilled only for a verified caller, and asked of anyone else even when it is known, so
-identifying a customer never skips their check. Every prefilled value may be read back or
+identifying a customer never skips their check (the answer is compared with the known
+value: ``verification.check_known_answer``). Every prefilled value may be read back or
 shown (``FieldPlan.readable``).
 """
 
