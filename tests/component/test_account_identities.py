@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -246,3 +247,12 @@ async def test_migration_backfills_unambiguous_account_identities(
         assert await owners(store, "666666") == []
     finally:
         await timeline.close()
+    if dialect == "pg":  # statistics refreshed: stale ones made the writer scan every account
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            analyzed = await conn.fetchval(
+                "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'identities'"
+            )
+        finally:
+            await conn.close()
+        assert analyzed is not None
