@@ -48,6 +48,14 @@ def account_values(rows: Iterable[tuple[str, str]]) -> dict[str, str]:
     return found
 
 
+def owners_by_account(rows: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(account, customer_id) identity rows → account: the customers owning it."""
+    owners: dict[str, list[str]] = {}
+    for account, customer_id in rows:
+        owners.setdefault(account, []).append(customer_id)
+    return owners
+
+
 def plan_account_claims(
     stored: Mapping[str, str], owners: Mapping[str, Sequence[str]]
 ) -> AccountClaims:

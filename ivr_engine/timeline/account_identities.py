@@ -19,7 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ivr_engine.domain.models import ACCOUNT_FIELD, ACCOUNT_IDENTITY, KnownField
 from ivr_engine.ports import Identity
 from ivr_engine.timeline import sql
-from ivr_engine.timeline.account_claims import AccountClaims, account_values, plan_account_claims
+from ivr_engine.timeline.account_claims import (
+    AccountClaims,
+    account_values,
+    owners_by_account,
+    plan_account_claims,
+)
 from ivr_engine.timeline.schema import identities, known_fields
 
 log = logging.getLogger(__name__)
@@ -57,10 +62,7 @@ async def claim_accounts(
             identities.c.kind == ACCOUNT_IDENTITY, identities.c.value.in_(accounts)
         )
     )
-    owners: dict[str, list[str]] = {}
-    for value, customer_id in owned:
-        owners.setdefault(value, []).append(customer_id)
-    claims = plan_account_claims(stored, owners)
+    claims = plan_account_claims(stored, owners_by_account((row[0], row[1]) for row in owned))
     for customer_id, account in claims.add:
         identity = Identity(ACCOUNT_IDENTITY, account)
         await sql.insert_identities(conn, dialect, customer_id, [identity])

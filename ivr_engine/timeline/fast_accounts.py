@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ivr_engine.domain.models import ACCOUNT_FIELD, ACCOUNT_IDENTITY
 from ivr_engine.ports import CustomerWrite
-from ivr_engine.timeline.account_claims import AccountClaims, account_values, plan_account_claims
+from ivr_engine.timeline.account_claims import (
+    AccountClaims,
+    account_values,
+    owners_by_account,
+    plan_account_claims,
+)
 from ivr_engine.timeline.fast_sql import (
     PG_ACCOUNT_FIELDS,
     PG_ACCOUNT_OWNERS,
@@ -44,7 +49,7 @@ async def claim_accounts_pg(conn: asyncpg.Connection, owners: Sequence[str]) -> 
     accounts = sorted(set(stored.values()))
     await conn.execute(PG_LOCK_ACCOUNTS, accounts, ACCOUNT_IDENTITY)
     owned = await conn.fetch(PG_ACCOUNT_OWNERS, accounts, ACCOUNT_IDENTITY)
-    claims = plan_account_claims(stored, _grouped((row[0], row[1]) for row in owned))
+    claims = plan_account_claims(stored, owners_by_account((row[0], row[1]) for row in owned))
     if claims.add:
         customers, values = [c for c, _ in claims.add], [a for _, a in claims.add]
         await conn.execute(PG_NEW_ACCOUNTS, customers, values, ACCOUNT_IDENTITY)
@@ -63,17 +68,12 @@ def claim_accounts_sqlite(conn: sqlite3.Connection, owners: Sequence[str]) -> Ac
     found = conn.execute(
         SQLITE_ACCOUNT_OWNERS.format(", ".join("?" * len(accounts))), [ACCOUNT_IDENTITY, *accounts]
     )
-    claims = plan_account_claims(stored, _grouped((row[0], row[1]) for row in found.fetchall()))
+    claims = plan_account_claims(
+        stored, owners_by_account((row[0], row[1]) for row in found.fetchall())
+    )
     conn.executemany(SQLITE_NEW_ACCOUNT, [(c, ACCOUNT_IDENTITY, a) for c, a in claims.add])
     _log_refused(claims)
     return claims
-
-
-def _grouped(rows: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    owners: dict[str, list[str]] = {}
-    for value, customer_id in rows:
-        owners.setdefault(value, []).append(customer_id)
-    return owners
 
 
 def _log_refused(claims: AccountClaims) -> None:
