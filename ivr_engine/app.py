@@ -32,6 +32,7 @@ from ivr_engine.omni.webhook_feed import open_webhook_relay
 from ivr_engine.omni.wiring import Continuation, open_continuation
 from ivr_engine.ports import CallerLookup, TimelineStore
 from ivr_engine.settings import Settings, is_loopback
+from ivr_engine.speech_wiring import Speech, open_speech
 from ivr_engine.telephony.agi import FastAgiServer
 from ivr_engine.telephony.call_server import CallServer
 from ivr_engine.telephony.esl import EslOutboundServer, OutboundLimits
@@ -76,6 +77,7 @@ class Engine:
     contact_center: ContactCenter | None = None
     continuation: Continuation | None = None
     webhooks: WebhookRelay | None = None
+    speech: Speech | None = None  # a menu with speech enabled: the recogniser
     # None: the only engine process (everything, as always); else one of several workers
     # sharing the call ports (ivr_engine/workers/role.py: what runs in worker 0 only).
     role: WorkerRole | None = None
@@ -97,6 +99,7 @@ class Engine:
         if self._leads:
             self.webhooks = await open_webhook_relay(settings)
         self.continuation = open_continuation(settings, self.menus, timeline.store, utc_now)
+        self.speech = await open_speech(settings, self.menus)
         flow = self._call_flow(settings, timeline.lookup, recorder)
         allowlist = PeerAllowlist(settings.pbx_allowlist)
         if allowlist.open_to_all and not is_loopback(settings.agi_host):
@@ -170,6 +173,7 @@ class Engine:
             continuation=self.continuation.continuer if self.continuation else None,
             continue_deadline_s=settings.continue_sms_deadline_ms / 1000,
             use_withheld_caller_id=settings.use_withheld_caller_id,
+            speech=self.speech.listener if self.speech is not None else None,
         )
 
     async def _start_agi(
@@ -347,6 +351,7 @@ class Engine:
             ("load link", self.load_link.aclose if self.load_link else None),
             ("continuation", self.continuation.aclose if self.continuation else None),
             ("webhooks", self.webhooks.aclose if self.webhooks else None),
+            ("speech recogniser", self.speech.aclose if self.speech else None),
             ("call recorder", self.recorder.close if self.recorder else None),
             ("timeline", self.timeline.close if self.timeline else None),
         ]

@@ -19,6 +19,7 @@ from ivr_engine.domain.models import (
     MenuPrompts,
     RankingPolicy,
     ShortcutPolicy,
+    SpeechPolicy,
 )
 
 T = TypeVar("T")
@@ -51,13 +52,15 @@ def _decode_menu(data: dict[str, Any]) -> Menu:
             "shortcut": ShortcutPolicy(**_exact(ShortcutPolicy, values["shortcut"])),
             "prompts": MenuPrompts(**_exact(MenuPrompts, values["prompts"])),
             "fields": {name: FieldSpec(**_exact(FieldSpec, s)) for name, s in specs.items()},
+            "speech": SpeechPolicy(**_exact(SpeechPolicy, values["speech"])),
         }
     )
 
 
 def _decode_option(data: dict[str, Any]) -> MenuOption:
     values = _exact(MenuOption, data)
-    return MenuOption(**{**values, "required_fields": tuple(values["required_fields"])})
+    tuples = {key: tuple(values[key]) for key in ("required_fields", "phrases")}
+    return MenuOption(**{**values, **tuples})
 
 
 def _exact(cls: type[T], data: object) -> dict[str, Any]:

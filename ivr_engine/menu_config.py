@@ -31,10 +31,13 @@ from ivr_engine.domain.models import (
     MenuPrompts,
     RankingPolicy,
     ShortcutPolicy,
+    SpeechPolicy,
 )
 
 _KEY = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 _PROMPT = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$", max_length=120)]
+# a phrase a caller may say: lower-case words (a letter, then letters or apostrophes), 1-6 words
+_PHRASE = Annotated[str, Field(pattern=r"^[a-z][a-z']*( [a-z][a-z']*){0,5}$", max_length=80)]
 _DIGIT = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
 _MENU_DIGITS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")
 # Keys a menu may not give an option: why, in the error that names the file and key.
@@ -84,6 +87,7 @@ class _OptionModel(_Strict):
     required_fields: tuple[_KEY, ...] = ()
     target: str = Field("", max_length=120, pattern=r"^[A-Za-z0-9_:\-/.@]*$")
     shortcut_prompt: _PROMPT | None = None
+    phrases: tuple[_PHRASE, ...] = Field((), max_length=20)
 
 
 class _RankingModel(_Strict):
@@ -120,6 +124,14 @@ class _PromptsModel(_Strict):
     transfer: _PROMPT = "ivr-engine/transfer"
 
 
+class _SpeechModel(_Strict):
+    enabled: bool = False
+    prompt: _PROMPT = "ivr-engine/say-or-press"
+    key_wait_ms: int = Field(700, ge=100, le=10000)
+    listen_ms: int = Field(5000, ge=1000, le=20000)
+    silence_s: int = Field(2, ge=1, le=5)
+
+
 class _MenuModel(_Strict):
     menu: _KEY
     digit_policy: DigitPolicy = DigitPolicy.POSITIONAL
@@ -130,6 +142,7 @@ class _MenuModel(_Strict):
     shortcut: _ShortcutModel = _ShortcutModel()
     prompts: _PromptsModel = _PromptsModel()
     fields: dict[_KEY, _FieldModel] = {}
+    speech: _SpeechModel = _SpeechModel()
     options: tuple[_OptionModel, ...] = Field(min_length=1, max_length=10)  # keys 0-9
 
 
@@ -160,6 +173,22 @@ def _check_consistency(model: _MenuModel) -> list[tuple[str, str]]:
         problems.append(("shortcut.no_digit", "must differ from shortcut.yes_digit"))
     if model.shortcut.enabled:
         problems += _shortcut_keys_on_pinned_options(model)
+    problems += _speech_phrases(model)
+    return problems
+
+
+def _speech_phrases(model: _MenuModel) -> list[tuple[str, str]]:
+    """A speech menu needs something to say; one phrase cannot choose two options."""
+    problems: list[tuple[str, str]] = []
+    owners: dict[str, int] = {}
+    for index, option in enumerate(model.options):
+        for phrase in option.phrases:
+            other = owners.setdefault(phrase, index)
+            if other != index:
+                where = f"options[{index}].phrases"
+                problems.append((where, f"{phrase!r} is also a phrase of options[{other}]"))
+    if model.speech.enabled and not owners:
+        problems.append(("speech.enabled", "no option has phrases: to say, give options phrases:"))
     return problems
 
 
@@ -198,6 +227,8 @@ def prompt_keys(menu: Menu) -> dict[str, list[str]]:
     keys: dict[str, list[str]] = {}
     for name in named:
         keys.setdefault(getattr(prompts, name), []).append(f"prompts.{name}")
+    if menu.speech.enabled:
+        keys.setdefault(menu.speech.prompt, []).append("speech.prompt")
     for index, option in enumerate(menu.options):  # the index in the file's options: list
         keys.setdefault(option.prompt, []).append(f"options[{index}].prompt")
         if option.shortcut_prompt and menu.shortcut.enabled:
@@ -230,6 +261,7 @@ def _to_domain(model: _MenuModel) -> Menu:
         input_timeout_ms=model.input_timeout_ms,
         attempts=model.attempts,
         fallback_intent=model.fallback_intent,
+        speech=SpeechPolicy(**model.speech.model_dump()),
     )
 
 

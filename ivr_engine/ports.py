@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
 from ivr_engine.domain.models import CallerHistory, KnownField
@@ -232,6 +233,26 @@ class DigitsResult(Protocol):
     def timed_out(self) -> bool: ...
 
 
+class HeardSpeech(Protocol):
+    """What a recogniser made of one recording: the option's intent it accepted (None: none),
+    the configured phrase that matched, and its open transcript."""
+
+    @property
+    def intent(self) -> str | None: ...
+
+    @property
+    def phrase(self) -> str | None: ...
+
+    @property
+    def transcript(self) -> str: ...
+
+
+class SpeechRecognizer(Protocol):
+    async def recognise(self, menu: str, wav_path: Path, *, timeout_s: float = 3.0) -> HeardSpeech:
+        """Never raises for a bad file, an unknown menu or a timeout: intent None."""
+        ...
+
+
 class CallChannel(Protocol):
     """The few things a call flow does with a live call (AGI and ESL adapters implement it).
 
@@ -243,6 +264,12 @@ class CallChannel(Protocol):
     ) -> DigitsResult:
         """Play the prompts in order and collect up to ``max_digits`` keys. ``sensitive``:
         the digits are not left in a channel variable after the read."""
+        ...
+
+    async def record_utterance(self, path: str, max_ms: int, silence_s: int) -> str | None:
+        """Record what the caller says into ``path`` + ``.wav`` (a path as the switch sees
+        it), up to ``max_ms``, ended by ``silence_s`` of silence or by a key, which is returned
+        (None otherwise). ``RecordingFailed`` when the switch could not record."""
         ...
 
     async def set_variable(self, name: str, value: str) -> None: ...

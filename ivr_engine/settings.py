@@ -119,6 +119,22 @@ class Settings(BaseModel):
         False, description="identify callers who withheld their number (presentation restricted)"
     )
     decision_deadline_ms: int = Field(150, ge=10, le=5000)
+    # Speech menus ("say or press", a menu's speech: enabled): unused without one.
+    speech_recordings_dir: Path = Field(
+        Path("data/speech"),
+        description="where the engine reads (then deletes) what the switch recorded of a "
+        "caller; the switch must be able to write there",
+    )
+    speech_switch_dir: str | None = Field(
+        None,
+        pattern=r"^/[A-Za-z0-9_./-]{0,200}$",
+        description="the same directory as Asterisk names it (a chroot, a shared mount); "
+        "None: the engine's absolute path",
+    )
+    speech_workers: int = Field(1, ge=1, le=16, description="recogniser processes")
+    speech_timeout_ms: int = Field(
+        3000, ge=200, le=30000, description="longest wait for a recognition: then no input"
+    )
     spool_dir: Path = Field(Path("data/spool"), description="events kept here while DB is down")
     spool_max_line_bytes: int = Field(
         1 << 20,

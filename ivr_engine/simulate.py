@@ -89,6 +89,8 @@ def _reply(call: SimulatedCall, command: str, presses: list[str]) -> str:
     if verb == "SET VARIABLE":
         call.variables[parts[2]] = parts[3] if len(parts) > 3 else ""
         return "200 result=1"
+    if verb == "RECORD FILE":  # a speech menu: the simulated caller says nothing
+        return "200 result=0 (timeout) endpos=0"
     return "200 result=0"
 
 

@@ -19,6 +19,11 @@ class ChannelError(IvrEngineError):
     """The telephony peer refused a command (bad syntax, usage error, invalid command)."""
 
 
+class RecordingFailed(ChannelError):
+    """The switch could not record the caller (cannot write the file, cannot record on this
+    switch): the caller is still there, the flow goes on as if nothing was said."""
+
+
 class TimelineUnavailable(IvrEngineError):
     """The timeline store could not answer (down, slow, or refused the query)."""
 

@@ -118,6 +118,7 @@ class MenuOption:
     required_fields: tuple[str, ...] = ()
     target: str = ""  # routing target handed to the dialplan, e.g. "queue:billing"
     shortcut_prompt: str | None = None  # "your bill", for "calling about your bill again?"
+    phrases: tuple[str, ...] = ()  # what a caller may say for it ("my bill"), speech menus only
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,20 @@ class MenuPrompts:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechPolicy:
+    """ "Say or press": after the menu's prompts (and ``prompt``, "or tell me what you are
+    calling about") a caller who pressed nothing within ``key_wait_ms`` is recorded for up to
+    ``listen_ms`` (ended by ``silence_s`` of silence or a key) and the recording is matched
+    against the options' ``phrases``. Nothing recognised is the menu's no-input path."""
+
+    enabled: bool = False
+    prompt: str = "ivr-engine/say-or-press"
+    key_wait_ms: int = 700
+    listen_ms: int = 5000
+    silence_s: int = 2
+
+
+@dataclass(frozen=True, slots=True)
 class Menu:
     name: str
     options: tuple[MenuOption, ...]  # in default order
@@ -169,6 +184,7 @@ class Menu:
     input_timeout_ms: int = 5000
     attempts: int = 3
     fallback_intent: str = "operator"  # where a caller goes after too many bad tries
+    speech: SpeechPolicy = field(default_factory=SpeechPolicy)
 
     def option(self, intent: str) -> MenuOption | None:
         return next((o for o in self.options if o.intent == intent), None)

@@ -28,6 +28,7 @@ from ivr_engine.domain.models import (
 from ivr_engine.flows import variables
 from ivr_engine.flows.call_record import CALL_KEY_VARIABLE, CallRecord, IncomingCall, RouteResult
 from ivr_engine.flows.field_collection import FieldCollector
+from ivr_engine.flows.speech_choice import SpeechListener
 from ivr_engine.identity import normalize_caller_id
 from ivr_engine.personalize import (
     decide_menu,
@@ -96,6 +97,7 @@ class IvrFlow:
         continuation: SmsContinuation | None = None,
         continue_deadline_s: float = 1.5,
         use_withheld_caller_id: bool = False,
+        speech: SpeechListener | None = None,
     ) -> None:
         self._menus = menus
         self._lookup = lookup
@@ -108,6 +110,7 @@ class IvrFlow:
         self._continue_deadline_s = continue_deadline_s
         self._use_withheld = use_withheld_caller_id
         self._unknown_menus: set[str] = set()
+        self._speech = speech
         self._fields = FieldCollector(lookup, decision_deadline_s)
 
     def menu_for(self, name: str) -> Menu:
@@ -224,17 +227,26 @@ class IvrFlow:
         lead_in: tuple[str, ...] = ()
         offer_sms = self._continuation is not None and self._continuation.can_continue(record)
         tail = (menu.prompts.continue_sms_offer,) if offer_sms else ()
+        speech = self._speech if menu.speech.enabled else None
+        say = (menu.speech.prompt,) if speech is not None else ()
+        wait_ms = menu.speech.key_wait_ms if speech is not None else menu.input_timeout_ms
         for attempt in range(1, menu.attempts + 1):
             prompts = lead_in + menu_prompt_sequence(decision, menu.prompts, greeting=greeting)
-            reply = await channel.read_digits(prompts + tail, menu.input_timeout_ms, 1)
-            if offer_sms and reply.digits == CONTINUE_KEY:
-                record.step("menu", attempt=attempt, digits=reply.digits, intent=None)
+            digits = (await channel.read_digits(prompts + say + tail, wait_ms, 1)).digits
+            if speech is not None and not digits:
+                listened = await speech.listen(channel, menu, record, attempt)
+                if listened.intent is not None and menu.option(listened.intent) is not None:
+                    record.step("menu", attempt=attempt, said=True, intent=listened.intent)
+                    return listened.intent
+                digits = listened.key or ""
+            if offer_sms and digits == CONTINUE_KEY:
+                record.step("menu", attempt=attempt, digits=digits, intent=None)
                 return None
-            intent = interpret_menu_choice(decision, reply.digits)
-            record.step("menu", attempt=attempt, digits=reply.digits, intent=intent)
+            intent = interpret_menu_choice(decision, digits)
+            record.step("menu", attempt=attempt, digits=digits, intent=intent)
             if intent is not None:
                 return intent
-            lead_in = (menu.prompts.invalid if reply.digits else menu.prompts.no_input,)
+            lead_in = (menu.prompts.invalid if digits else menu.prompts.no_input,)
             greeting = False
         record.step("menu_exhausted", intent=menu.fallback_intent)
         return menu.fallback_intent

@@ -22,6 +22,7 @@ import itertools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ivr_engine.telephony.agi import split_command_args
 from ivr_engine.telephony.agi.channel import read_mset_options
@@ -206,6 +207,10 @@ class AsteriskChannel:
     * ``GET DATA prompt timeout max``: the next entry of ``keys`` in the reply (``200
       result=12``, none: ``200 result= (timeout)``); a prompt in ``missing``: ``200
       result=-1``, nothing read. ``EXEC Playback "a&b"``: heard; ``CHANNEL STATUS``: up (6).
+    * ``RECORD FILE path wav ...``: the next entry of ``utterances``: bytes (a WAV file) are
+      written to ``path.wav`` as Asterisk's recording, ``200 result=0 (timeout) endpos=N``;
+      a one-character str is a key pressed while recorded (``(dtmf)``), a longer one the
+      reason of a failure (``200 result=-1 (writefile)``); none left: an empty recording.
     * anything else: ``200 result=0``.
 
     ``set_log``: every (variable, value) set, in order: what AMI ``VarSet`` events show.
@@ -217,6 +222,8 @@ class AsteriskChannel:
     knows_set: bool = True
     missing: frozenset[str] = frozenset()
     set_log: list[tuple[str, str]] = field(default_factory=list)
+    utterances: list[bytes | str] = field(default_factory=list)
+    recorded: list[str] = field(default_factory=list)  # the paths RECORD FILE was given
 
     def set(self, name: str, value: str) -> None:
         self.variables[name] = value
@@ -239,6 +246,8 @@ class AsteriskChannel:
             return self._get_data(args[2], int(args[4]))
         if verb.startswith("CHANNEL STATUS"):
             return b"200 result=6\n"
+        if verb.startswith("RECORD FILE"):
+            return self._record(args[2])
         if args[0].upper() == "EXEC" and args[1].upper() == "MSET":
             for name, value in read_mset_options(args[2]).items():
                 self.set(name, value)
@@ -254,6 +263,17 @@ class AsteriskChannel:
         pressed = (self.keys.pop(0) if self.keys else "")[: int(max_digits or 255)]
         self.set(variable, pressed)
         self.set("READSTATUS", "OK" if pressed else "TIMEOUT")
+
+    def _record(self, path: str) -> bytes:
+        self.recorded.append(path)
+        said = self.utterances.pop(0) if self.utterances else b""
+        if isinstance(said, str) and len(said) > 1:  # a failure: "writefile", "randomerror"
+            return f"200 result=-1 ({said})\n".encode()
+        if isinstance(said, str):
+            return f"200 result={ord(said)} (dtmf) endpos=800\n".encode()
+        if said:
+            Path(f"{path}.wav").write_bytes(said)
+        return f"200 result=0 (timeout) endpos={max(len(said) - 44, 0) // 2}\n".encode()
 
     def _get_data(self, prompt: str, max_digits: int) -> bytes:
         if prompt in self.missing:

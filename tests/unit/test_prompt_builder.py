@@ -42,6 +42,7 @@ REQUIRED_IDS = {
     "welcome",
     "for",
     "press",
+    "say-or-press",
     "label-new-service",
     "label-tech-support",
     "label-moving",

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ivr_engine.domain.errors import CallerHungUp, ChannelError
+from ivr_engine.domain.errors import CallerHungUp, ChannelError, RecordingFailed
 from ivr_engine.telephony.agi.protocol import (
     MAX_LINE_CHARS,
     AgiProtocolError,
@@ -36,6 +36,9 @@ DEFAULT_COMMAND_TIMEOUT = 120.0
 MAX_LINE_BYTES = MAX_LINE_CHARS
 MAX_BLOCK_LINES = 256  # lines in one multi-line (520-) reply
 _DTMF = re.compile(r"[0-9*#A-Da-d]*")
+#: Keys that end a recording and count as the caller's choice (``#`` is not a menu key).
+RECORD_ESCAPE_DIGITS = "0123456789*"
+_RECORD_PATH = re.compile(r"/[A-Za-z0-9_./-]{1,250}")
 _PROMPT_ID = re.compile(r"[^,&|\s\"]+")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # What MSet's argument parser (main/app.c __ast_app_separate_args, backslashes and quotes
@@ -351,6 +354,37 @@ class AgiChannel:
         if status not in READ_STATUSES or not _DTMF.fullmatch(digits):
             raise AgiProtocolError(f"unexpected Read outcome: {reply.line!r}")
         return GetDataResult(digits=digits, timed_out=status == "TIMEOUT")
+
+    async def record_utterance(self, path: str, max_ms: int, silence_s: int) -> str | None:
+        """``RECORD FILE <path> wav 0123456789* <max_ms> s=<silence_s>``: what the caller says,
+        into ``<path>.wav`` on Asterisk's side. Ends after ``silence_s`` of silence (Asterisk
+        counts silence from the start too, and cuts the trailing silence off), at ``max_ms``,
+        or at a key: the key is returned (None when it ended by silence or time).
+
+        res_agi.c answers ``(timeout)`` for silence and time alike, ``(dtmf)`` with the key's
+        code, ``-1 (hangup)`` and ``-1 (writefile)`` (Asterisk could not create the file:
+        ``RecordingFailed``, the caller is still there), ``(randomerror)`` / ``(waitfor)``."""
+        if not _RECORD_PATH.fullmatch(path):
+            raise ValueError(f"record path must be an absolute path without spaces: {path!r}")
+        if max_ms < 1 or silence_s < 1:
+            raise ValueError(f"max_ms and silence_s must be positive ({max_ms}, {silence_s})")
+        silence = f"s={silence_s}"
+        reply = await self.send(
+            format_command("RECORD FILE", path, "wav", RECORD_ESCAPE_DIGITS, max_ms, silence)
+        )
+        if reply.data == "writefile":
+            raise RecordingFailed(f"Asterisk could not write {path}.wav: {reply.line}")
+        if reply.data == "dtmf":
+            return _digit(reply)
+        if reply.data == "hangup":
+            self._hung_up = True
+            raise CallerHungUp(f"caller hung up while recorded: {reply.line}")
+        if reply.data == "timeout" and reply.result != "-1":
+            return None
+        if reply.data in ("randomerror", "waitfor", "timeout"):
+            await self.send("CHANNEL STATUS")  # 511 (CallerHungUp) if the caller has gone
+            raise RecordingFailed(f"recording failed: {reply.line}")
+        raise AgiProtocolError(f"unexpected RECORD FILE reply: {reply.line!r}")
 
     async def wait_for_digit(self, timeout_ms: int) -> str | None:
         return _digit(await self._result("WAIT FOR DIGIT", timeout_ms))

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ivr_engine.domain.errors import CallerHungUp
+from ivr_engine.domain.errors import CallerHungUp, RecordingFailed
 from ivr_engine.telephony.esl.connection import EslConnection
 from ivr_engine.telephony.esl.errors import EslCommandError, EslDisconnected, EslProtocolError
 from ivr_engine.telephony.esl.protocol import ChannelData, EslEvent, execute_headers
@@ -125,6 +125,11 @@ class EslChannel:
         if result not in READ_RESULTS or not _DTMF.fullmatch(digits):
             raise EslProtocolError(f"unexpected read outcome: {result!r} {digits[:20]!r}")
         return ReadResult(digits=digits, timed_out=result == "timeout")
+
+    async def record_utterance(self, path: str, max_ms: int, silence_s: int) -> str | None:
+        """Not on FreeSWITCH yet: a speech menu there behaves as if the caller said nothing
+        (the flow's no-input path), never dead air."""
+        raise RecordingFailed("speech input is not implemented for FreeSWITCH (ESL) yet")
 
     async def set_variable(self, name: str, value: str) -> None:
         _check_variable(name, value)
