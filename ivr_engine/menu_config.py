@@ -173,6 +173,7 @@ def _check_consistency(model: _MenuModel) -> list[tuple[str, str]]:
         problems.append(("shortcut.no_digit", "must differ from shortcut.yes_digit"))
     if model.shortcut.enabled:
         problems += _shortcut_keys_on_pinned_options(model)
+        problems += _shortcut_keys_the_prompts_say(model)
     problems += _speech_phrases(model)
     return problems
 
@@ -189,6 +190,34 @@ def _speech_phrases(model: _MenuModel) -> list[tuple[str, str]]:
                 problems.append((where, f"{phrase!r} is also a phrase of options[{other}]"))
     if model.speech.enabled and not owners:
         problems.append(("speech.enabled", "no option has phrases: to say, give options phrases:"))
+    return problems
+
+
+#: The sample prompts that name the shortcut question's keys in their words ("If so, press 1.
+#: For all other options, press 2."): other keys need other recordings.
+_PROMPTS_SAYING_1_AND_2 = {
+    "shortcut_again": "ivr-engine/shortcut-again",
+    "continue_question": "ivr-engine/continue-question",
+}
+
+
+def _shortcut_keys_the_prompts_say(model: _MenuModel) -> list[tuple[str, str]]:
+    """Keys other than 1/2 with the sample question prompts: callers would press the key
+    they are told and get the full menu instead."""
+    keys = (model.shortcut.yes_digit, model.shortcut.no_digit)
+    if keys == ("1", "2"):
+        return []
+    problems = []
+    for name, sample in _PROMPTS_SAYING_1_AND_2.items():
+        if getattr(model.prompts, name) == sample:
+            problems.append(
+                (
+                    f"prompts.{name}",
+                    f"{sample} says 'press 1' for yes and 'press 2' for no, but"
+                    f" shortcut.yes_digit/no_digit are {keys[0]}/{keys[1]}: record a prompt"
+                    " that says those keys and name it here",
+                )
+            )
     return problems
 
 

@@ -83,6 +83,15 @@ def test_minimal_menu_parses() -> None:
             ("menu: small", "menu: small\nshortcut: {no_digit: '0'}"),
             "shortcut.no_digit: 0 is the pinned key of options[1] ('operator')",
         ),
+        # the sample question prompts say "press 1" / "press 2" in their words
+        (
+            ("menu: small", "menu: small\nshortcut: {yes_digit: '3', no_digit: '4'}"),
+            "prompts.shortcut_again: ivr-engine/shortcut-again says 'press 1' for yes",
+        ),
+        (
+            ("menu: small", "menu: small\nshortcut: {yes_digit: '2', no_digit: '1'}"),
+            "prompts.continue_question: ivr-engine/continue-question says 'press 1'",
+        ),
         (
             ("menu: small", "menu: small\nranking: {open_case_max_age_days: 0}"),
             "menus/x.yaml: ranking.open_case_max_age_days: Input should be greater than 0",
@@ -95,6 +104,17 @@ def test_minimal_menu_parses() -> None:
 )
 def test_errors_name_file_and_key(change: tuple[str, str], expected: str) -> None:
     assert expected in _error(MINIMAL.replace(*change, 1))
+
+
+def test_other_shortcut_keys_pass_with_prompts_that_say_them() -> None:
+    own = (
+        "menu: small\nshortcut: {yes_digit: '3', no_digit: '4'}\n"
+        "prompts: {shortcut_again: acme/again-3-4, continue_question: acme/continue-3-4}"
+    )
+    menu = parse_menu(Path("x.yaml"), MINIMAL.replace("menu: small", own, 1))
+    assert (menu.shortcut.yes_digit, menu.shortcut.no_digit) == ("3", "4")
+    off = "menu: small\nshortcut: {enabled: false, yes_digit: '3', no_digit: '4'}"
+    assert not parse_menu(Path("x.yaml"), MINIMAL.replace("menu: small", off, 1)).shortcut.enabled
 
 
 def test_broken_yaml_and_wrong_top_level() -> None:
