@@ -17,6 +17,9 @@ Actions:
   replayed from a renumbered copy (``numbered_dtmf_pcap``): as shipped, the captures share
   one SSRC and sequence space, so "2" then "1" went backwards and Asterisk dropped the "1".
 
+* ``("audio", path)``: play a capture of speech (``speech_pcap`` makes one from a WAV) in the
+  background, as the caller talking; the scenario goes on at once (follow it with a wait).
+
 ``run_sipp_call`` runs SIPp for one call on a free local port (calls may run concurrently) and
 returns a ``SippResult`` (exit code, output, SIPp's error log and message trace). The ports
 are outside the kernel's ephemeral range, and a call whose SIPp found a port taken (it exits
@@ -26,11 +29,15 @@ before its INVITE: no call, no FastAGI session) is placed again on other ports.
 from __future__ import annotations
 
 import asyncio
+import audioop
 import contextlib
+import io
 import itertools
 import os
 import socket
+import struct
 import tempfile
+import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +50,7 @@ DTMF_PCAP_DIR = Path("/usr/share/sip-tester")
 #: Pause after each key: the capture lasts 140 ms, plus an inter-digit gap.
 DTMF_GAP_MS = 250
 
-Action = tuple[Literal["wait"], int] | tuple[Literal["dtmf"], str]
+Action = tuple[Literal["wait"], int] | tuple[Literal["dtmf"], str] | tuple[Literal["audio"], Path]
 
 _DTMF_NAMES = {"*": "star", "#": "pound", **{str(d): str(d) for d in range(10)}}
 
@@ -136,6 +143,34 @@ def numbered_dtmf_pcap(key: str, press: int, directory: Path) -> Path:
     return path
 
 
+def speech_pcap(wav: bytes, path: Path) -> Path:
+    """A capture SIPp can replay as the caller speaking: the WAV's audio (8 kHz mono 16-bit
+    PCM) as G.711 mu-law RTP (payload 0, the SDP's PCMU), 160 samples per 20 ms packet, in
+    an Ethernet/IPv4/UDP pcap like Debian's DTMF captures. Its own SSRC, sequence numbers
+    and timestamps (those of the DTMF captures start at 20,000 and 160,000)."""
+    with wave.open(io.BytesIO(wav)) as audio:
+        if (audio.getframerate(), audio.getnchannels(), audio.getsampwidth()) != (8000, 1, 2):
+            raise ValueError("speech_pcap needs 8 kHz mono 16-bit PCM")
+        pcm = audio.readframes(audio.getnframes())
+    ulaw = audioop.lin2ulaw(pcm, 2)
+    ulaw += b"\xff" * (-len(ulaw) % 160)  # mu-law silence to a whole packet
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    for n in range(len(ulaw) // 160):
+        rtp = struct.pack("!BBHII", 0x80, 0, (40_000 + n) % 65_536, 400_000 + 160 * n, 0x5EED)
+        udp_payload = rtp + ulaw[160 * n : 160 * (n + 1)]
+        udp = struct.pack("!HHHH", 6000, 6000, 8 + len(udp_payload), 0) + udp_payload
+        ip = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n & 0xFFFF, 0, 64, 17, 0,
+            bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]),
+        )  # fmt: skip
+        frame = b"\0" * 12 + b"\x08\x00" + ip + udp
+        seconds, micros = divmod(n * 20_000, 1_000_000)
+        out += struct.pack("<IIII", 1_700_000_000 + seconds, micros, len(frame), len(frame))
+        out += frame
+    path.write_bytes(bytes(out))
+    return path
+
+
 def _wait_xml(ms: int, label: str) -> list[str]:
     """A pause that also accepts Asterisk's BYE (then jumps to answer it)."""
     return [
@@ -175,6 +210,17 @@ def _actions_xml(actions: Sequence[Action], pcap_dir: Path | None) -> list[str]:
                     "  </nop>",
                 ]
                 last_was_key = True
+        elif kind == "audio":
+            if not isinstance(value, Path) or not value.is_file():
+                raise ValueError(f"audio needs a capture file, got {value!r}")
+            lines += [
+                "  <nop>",
+                "    <action>",
+                f"      <exec play_pcap_audio={quoteattr(str(value))}/>",
+                "    </action>",
+                "  </nop>",
+            ]
+            last_was_key = False
         else:
             raise ValueError(f"unknown action {action!r}")
     return lines
