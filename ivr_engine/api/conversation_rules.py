@@ -3,19 +3,26 @@
 A conversation is a case: its events share a ``case_id``. A message's event id is
 ``msg:<channel>:<message_id>`` and a conversation created for a message gets an id derived
 from that (``minted_conversation_id``), so a replay names the same one; ``replay_conflict``
-tells a replay from a different message reusing the id. A case is open while some
-customer's newest event of it is not ``case.closed`` (the menu ranking's rule,
-``personalize.ranking``); ``close_events`` closes each customer's open part.
+tells a replay from a different message reusing the id.
+
+``conversation_state``: each customer's part of the case is open, closed or aged out by the
+menu ranking's rule (``personalize.cases.case_state``); the conversation is open while some
+part is open, else aged out when some part went quiet without a close, else closed. The age
+limit is the menus' ``open_case_max_age_days`` (``open_case_max_age``: the largest of the
+menus in force, so "aged out" means no menu offers the case any more; the default without
+menus). ``close_events`` closes each customer's part that is not closed yet (an aged-out
+part too: the close records who ended it).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from ivr_engine.api.schemas_messages import CloseIn, MessageIn, message_data
-from ivr_engine.personalize.ranking import CASE_CLOSED
+from ivr_engine.domain.models import Menu, RankingPolicy
+from ivr_engine.personalize.cases import CASE_CLOSED, CaseState, case_state, recency
 from ivr_engine.ports import CaseEventHead, NewTimelineEvent, StoredEvent
 
 _CONVERSATION_NS = uuid.uuid5(uuid.NAMESPACE_URL, "urn:ivr-engine:conversation")
@@ -56,7 +63,7 @@ def case_customers(heads: Iterable[CaseEventHead]) -> list[str]:
 
 def _newest(heads: Iterable[CaseEventHead]) -> CaseEventHead:
     # as the ranking orders a case: by time, a close counting as newer at the same instant
-    return max(heads, key=lambda h: (h.occurred_at, h.event_type == CASE_CLOSED, h.seq))
+    return max(heads, key=lambda h: (*recency(h.occurred_at, h.event_type), h.seq))
 
 
 def _per_customer(heads: Iterable[CaseEventHead]) -> dict[str, list[CaseEventHead]]:
@@ -66,18 +73,32 @@ def _per_customer(heads: Iterable[CaseEventHead]) -> dict[str, list[CaseEventHea
     return grouped
 
 
-def is_open(heads: Iterable[CaseEventHead]) -> bool:
-    """Open while some customer's newest event of the case is not a close (the ranking's
-    rule, which reads each customer's history on its own)."""
-    return any(_newest(h).event_type != CASE_CLOSED for h in _per_customer(heads).values())
+def open_case_max_age(menus: Mapping[str, Menu]) -> float:
+    """The age limit the conversation API applies: the largest ``open_case_max_age_days``
+    of the menus in force (the default ranking policy's when there are none)."""
+    ages = [menu.ranking.open_case_max_age_days for menu in menus.values()]
+    return max(ages, default=RankingPolicy().open_case_max_age_days)
+
+
+def conversation_state(
+    heads: Iterable[CaseEventHead], now: datetime, max_age_days: float
+) -> CaseState:
+    """Open while some customer's part is open (the ranking reads each customer's history
+    on its own), else aged out when some part is, else closed."""
+    states = {
+        case_state(newest.event_type, newest.occurred_at, now, max_age_days)
+        for newest in map(_newest, _per_customer(heads).values())
+    }
+    return "open" if "open" in states else "aged_out" if "aged_out" in states else "closed"
 
 
 def close_events(
     case_id: str, heads: Iterable[CaseEventHead], now: datetime, body: CloseIn
 ) -> list[NewTimelineEvent]:
-    """One ``case.closed`` per customer whose part is open, timed no earlier than that
-    part's newest event (so the ranking sees it as the newest); the id names the newest
-    ``seq``, so a repeated close adds nothing and a close after new activity does."""
+    """One ``case.closed`` per customer whose part is not closed (open or aged out), timed
+    no earlier than that part's newest event (so the ranking sees it as the newest); the id
+    names the newest ``seq``, so a repeated close adds nothing and a close after new
+    activity does."""
     events = []
     for customer_id, own in sorted(_per_customer(heads).items()):
         newest = _newest(own)
@@ -101,8 +122,9 @@ def close_events(
 __all__ = [
     "case_customers",
     "close_events",
-    "is_open",
+    "conversation_state",
     "message_event_id",
     "minted_conversation_id",
+    "open_case_max_age",
     "replay_conflict",
 ]

@@ -24,6 +24,12 @@ _MESSAGE_REPLAYS = (
     "sender's customer is created in the message's transaction, so a message the database "
     "refuses leaves no customer, and a replay (also a concurrent twin's) says false for both."
 )
+_CONVERSATION_STATE = (
+    "state is open, closed (each customer's newest event of it is case.closed) or aged_out "
+    "(no case.closed, but no activity for longer than open_case_max_age_days, the largest of "
+    "the menus in force: no menu offers it as an open case any more); open is state == open. "
+    "Any new event of the conversation opens it again. "
+)
 _CONVERSATION_NUMBERS = (
     "Numbers in the events' data read back the same on SQLite and PostgreSQL: a whole "
     "number of magnitude 1e16 or more as a plain integer (1e23 as "
@@ -83,7 +89,7 @@ def message_paths(b: OperationBuilder) -> dict[str, Any]:
                 b.shape(sm.ConversationJson),
                 params=[_ID, *b.query(sm.ConversationQuery)],
             )
-            | {"description": _CONVERSATION_NUMBERS},
+            | {"description": _CONVERSATION_STATE + _CONVERSATION_NUMBERS},
         },
         "/v1/conversations/{id}/close": {"post": close},
     }

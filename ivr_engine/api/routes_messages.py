@@ -4,7 +4,10 @@ A message is one timeline event, ``message.inbound`` or ``message.outbound``, wh
 ``case_id`` is the conversation id: a conversation *is* a case, so a call or any event
 posted to ``/v1/events`` with the same ``case_id`` joins the thread. Closing appends
 ``case.closed``, the event type the menu ranking (``personalize.ranking``) reads as "this
-case is no longer open"; any later event of the case opens it again.
+case is no longer open"; any later event of the case opens it again. A conversation quiet
+for longer than the menus' ``open_case_max_age_days`` is shown as the ranking treats it:
+not open, ``state: "aged_out"`` (read from ``app[MENUS]`` at each request, so a menu
+reload changes it at once).
 
 Whose message it is (never a silent wrong merge) is decided in ``message_customers.py``;
 the pure case rules (ids, open or closed, closing) are in ``conversation_rules.py``.
@@ -30,13 +33,14 @@ from ivr_engine.api.appending import APPENDER, Appender
 from ivr_engine.api.conversation_rules import (
     case_customers,
     close_events,
-    is_open,
+    conversation_state,
     message_event_id,
     minted_conversation_id,
+    open_case_max_age,
     replay_conflict,
 )
 from ivr_engine.api.errors import ApiError
-from ivr_engine.api.keys import CLOCK, CONVERSATIONS, STORE
+from ivr_engine.api.keys import CLOCK, CONVERSATIONS, MENUS, STORE
 from ivr_engine.api.message_customers import message_customer
 from ivr_engine.api.schemas import parse_body, parse_query
 from ivr_engine.api.schemas_messages import (
@@ -140,9 +144,12 @@ async def get_conversation(request: web.Request) -> web.Response:
     reader = request.app[CONVERSATIONS]
     heads = await _existing_case(reader, case_id)
     page = await reader.conversation(case_id, limit=query.limit, after_seq=query.after)
+    max_age = open_case_max_age(request.app[MENUS])
+    state = conversation_state(heads, request.app[CLOCK](), max_age)
     result: ConversationJson = {
         "conversation_id": case_id,
-        "open": is_open(heads),
+        "open": state == "open",
+        "state": state,
         "customer_ids": case_customers(heads),
         "events": [event_json(e) for e in page.events],
         "next_after": page.next_after,

@@ -34,6 +34,7 @@ from ivr_engine.api.schemas import (
     check_not_ahead,
 )
 from ivr_engine.api.serialize import EventJson
+from ivr_engine.personalize.cases import CaseState
 
 TextChannel = Literal["chat", "email", "sms", "messenger"]
 Direction = Literal["inbound", "outbound"]
@@ -154,7 +155,8 @@ class MessageResultJson(TypedDict):
 
 class ConversationJson(TypedDict):
     conversation_id: str
-    open: bool  # as the menu ranking sees it: some customer's newest event is not a close
+    open: bool  # as the menu ranking sees it: state == "open"
+    state: CaseState  # "open", "closed" (by case.closed) or "aged_out" (quiet too long)
     customer_ids: list[str]
     events: list[EventJson]  # oldest first (in the order the timeline recorded them)
     next_after: int | None  # pass as ``after`` for the next (newer) page

@@ -11,6 +11,7 @@ from ivr_engine.personalize.announce import (
     pinned_choice,
     shortcut_prompt_sequence,
 )
+from ivr_engine.personalize.cases import CASE_CLOSED
 from ivr_engine.personalize.decide import (
     NEW_CALLER,
     NO_RECENT_CONTACTS,
@@ -18,7 +19,7 @@ from ivr_engine.personalize.decide import (
     static_menu,
 )
 from ivr_engine.personalize.prefill import plan_fields
-from ivr_engine.personalize.ranking import CASE_CLOSED, FUTURE_SKEW, rank_intents
+from ivr_engine.personalize.ranking import FUTURE_SKEW, rank_intents
 from ivr_engine.personalize.reorder import default_entries, reorder_menu
 from ivr_engine.personalize.shortcut import evaluate_shortcut, offer_shortcut
 from ivr_engine.personalize.verification import KnowledgeCheck, check_known_answer

@@ -7,10 +7,10 @@ ones are ignored) and at most ``max_age_days`` old, newest first, cut to the new
 Contacts (``contacts.py``): one per call, conversation or message outside one, with a menu
 intent, not one per event (follow-up events of a call or case are not contacts), weighted
 ``0.5 ** (age_days / half_life_days)``. Cases: windowed events grouped by ``case_id``; a case
-is open unless its newest event is ``case.closed`` or older than ``open_case_max_age_days``;
-its intent is that of its newest event carrying one. Order: open-case intents first (if
-boosted; newest case activity first), then score, latest contact, intent name. Ties never
-depend on the input order.
+is open unless its newest event is ``case.closed`` or older than ``open_case_max_age_days``
+(``cases.case_state``, the conversation API's rule too); its intent is that of its newest
+event carrying one. Order: open-case intents first (if boosted; newest case activity first),
+then score, latest contact, intent name. Ties never depend on the input order.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 
 from ivr_engine.domain.models import HistoryEvent, IntentScore, RankingPolicy
 from ivr_engine.personalize._time import age_days, ago, as_utc, window_start
+from ivr_engine.personalize.cases import case_state, recency
 from ivr_engine.personalize.contacts import contacts
 
 FUTURE_SKEW = timedelta(minutes=5)
-CASE_CLOSED = "case.closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +73,7 @@ def windowed_events(
 def _newest_first(event: HistoryEvent) -> tuple[datetime, bool, str, str, str, str]:
     # at the same instant a case.closed counts as the newer event: the case is closed
     return (
-        as_utc(event.occurred_at),
-        event.event_type == CASE_CLOSED,
+        *recency(event.occurred_at, event.event_type),
         event.channel,
         event.event_type,
         event.intent or "",
@@ -98,16 +97,19 @@ def _tally(
 def _open_cases(
     window: Sequence[HistoryEvent], known: Collection[str], now: datetime, max_age_days: float
 ) -> dict[str, _OpenCase]:
-    """Open cases by intent; an intent with several open cases keeps the most active one.
-    A case without activity for more than ``max_age_days`` counts as closed."""
+    """Open cases by intent (``cases.case_state``: neither closed nor quiet for more than
+    ``max_age_days``); an intent with several open cases keeps the most active one."""
     by_case: dict[str, list[HistoryEvent]] = {}
     for event in window:
         if event.case_id is not None:
             by_case.setdefault(event.case_id, []).append(event)
     found: dict[str, _OpenCase] = {}
     for case_id in sorted(by_case):
+        newest = by_case[case_id][0]
+        if case_state(newest.event_type, newest.occurred_at, now, max_age_days) != "open":
+            continue
         case = _open_case(case_id, by_case[case_id], known)
-        if case is None or age_days(case.last_at, now) > max_age_days:
+        if case is None:
             continue
         best = found.get(case.intent)
         if best is None or case.last_at > best.last_at:
@@ -118,9 +120,8 @@ def _open_cases(
 def _open_case(
     case_id: str, newest_first: Sequence[HistoryEvent], known: Collection[str]
 ) -> _OpenCase | None:
+    """The case as the menu shows it (it is open), or None when it has no menu intent."""
     newest = newest_first[0]
-    if newest.event_type == CASE_CLOSED:
-        return None
     intent = next((e.intent for e in newest_first if e.intent is not None), None)
     if intent is None or intent not in known:
         return None

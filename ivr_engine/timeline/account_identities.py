@@ -25,15 +25,13 @@ from ivr_engine.timeline.account_claims import (
     owners_by_account,
     plan_account_claims,
 )
+from ivr_engine.timeline.identity_locks import pg_lock_identities
 from ivr_engine.timeline.schema import identities, known_fields
 
 log = logging.getLogger(__name__)
 
 # the same key as the store's ``_owner_or_new`` lock for this identity, in hash order
-PG_LOCK_ACCOUNTS = """
-SELECT pg_advisory_xact_lock(h) FROM (
-    SELECT DISTINCT hashtext('account' || chr(31) || a) AS h
-    FROM unnest(CAST(:accounts AS text[])) AS a ORDER BY h) AS keys"""
+PG_LOCK_ACCOUNTS = pg_lock_identities(":accounts", ":kind")
 
 
 def saves_account(fields: Iterable[KnownField]) -> bool:
@@ -56,7 +54,8 @@ async def claim_accounts(
         return AccountClaims()
     accounts = sorted(set(stored.values()))
     if dialect == "postgresql":
-        await conn.execute(text(PG_LOCK_ACCOUNTS), {"accounts": accounts})
+        lock = {"accounts": accounts, "kind": ACCOUNT_IDENTITY}
+        await conn.execute(text(PG_LOCK_ACCOUNTS), lock)
     owned = await conn.execute(
         select(identities.c.value, identities.c.customer_id).where(
             identities.c.kind == ACCOUNT_IDENTITY, identities.c.value.in_(accounts)

@@ -6,6 +6,8 @@ customers of a batch of new callers are created under per-phone advisory locks.
 
 from __future__ import annotations
 
+from ivr_engine.timeline.identity_locks import pg_lock_identities
+
 EVENT_COLUMNS = (
     "event_id, customer_id, occurred_at, recorded_at, channel, event_type, intent, case_id, data"
 )
@@ -62,10 +64,7 @@ PG_PHONE_OWNERS = """
 SELECT value, array_agg(DISTINCT customer_id ORDER BY customer_id) FROM identities
 WHERE kind = 'phone' AND value = ANY($1::text[]) GROUP BY value"""
 # the store's create_customer_for_identity lock key, taken in key order (no deadlock)
-PG_LOCK_PHONES = """
-SELECT pg_advisory_xact_lock(h) FROM (
-    SELECT DISTINCT hashtext('phone' || chr(31) || p) AS h FROM unnest($1::text[]) AS p
-    ORDER BY h) AS keys"""
+PG_LOCK_PHONES = pg_lock_identities("$1", "'phone'")
 PG_NEW_CUSTOMERS = """
 INSERT INTO customers (id, display_name, created_at, updated_at)
 SELECT id, NULL, $2, $2 FROM unnest($1::text[]) AS id
@@ -98,10 +97,7 @@ SQLITE_FIELD = (
 PG_ACCOUNT_FIELDS = (
     "SELECT customer_id, value FROM known_fields WHERE customer_id = ANY($1::text[]) AND name = $2"
 )
-PG_LOCK_ACCOUNTS = """
-SELECT pg_advisory_xact_lock(h) FROM (
-    SELECT DISTINCT hashtext($2 || chr(31) || a) AS h FROM unnest($1::text[]) AS a
-    ORDER BY h) AS keys"""
+PG_LOCK_ACCOUNTS = pg_lock_identities("$1", "$2")
 PG_ACCOUNT_OWNERS = (
     "SELECT value, customer_id FROM identities WHERE value = ANY($1::text[]) AND kind = $2"
 )

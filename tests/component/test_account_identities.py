@@ -24,7 +24,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ivr_engine.domain.models import KnownField
 from ivr_engine.ports import CustomerWrite, Identity, NewTimelineEvent, TimelineStore
-from ivr_engine.timeline import FastCallWriter, Timeline, open_timeline
+from ivr_engine.timeline import (
+    FastCallWriter,
+    Timeline,
+    account_identities,
+    fast_sql,
+    open_timeline,
+)
 from ivr_engine.timeline.migrate import upgrade
 from ivr_engine.timeline.urls import parse_database_url
 
@@ -256,3 +262,33 @@ async def test_migration_backfills_unambiguous_account_identities(
         finally:
             await conn.close()
         assert analyzed is not None
+
+
+@pytest.mark.postgres
+async def test_both_drivers_lock_each_number_on_the_stores_identity_key(pg_url: str) -> None:
+    """One template (``identity_locks``) rendered for SQLAlchemy and for asyncpg: while
+    either holds its lock, the store's key for ``("account", number)`` is taken."""
+    numbers = [new_account(), new_account()]
+    keys = [f"account\x1f{n}" for n in numbers]  # store._owner_or_new's key
+    dsn = pg_url.replace("postgresql+asyncpg://", "postgresql://")
+    engine = create_async_engine(parse_database_url(pg_url).async_url_string)
+    raw, other = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+
+    async def free() -> list[bool]:  # a try-lock outside a transaction is released at once
+        probe = "SELECT pg_try_advisory_xact_lock(hashtext($1))"
+        return [await other.fetchval(probe, key) for key in keys]
+
+    try:
+        async with engine.begin() as conn:
+            params = {"accounts": numbers, "kind": "account"}
+            await conn.execute(text(account_identities.PG_LOCK_ACCOUNTS), params)
+            assert await free() == [False, False]
+        assert await free() == [True, True]
+        async with raw.transaction():
+            await raw.execute(fast_sql.PG_LOCK_ACCOUNTS, numbers, "account")
+            assert await free() == [False, False]
+        assert await free() == [True, True]
+    finally:
+        await raw.close()
+        await other.close()
+        await engine.dispose()

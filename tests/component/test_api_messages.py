@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from ivr_engine.api import routes_messages, serialize
-from ivr_engine.api.conversation_rules import close_events, is_open
+from ivr_engine.api.conversation_rules import close_events, conversation_state
 from ivr_engine.api.openapi import _Builder
 from ivr_engine.api.openapi_messages import message_paths
 from ivr_engine.api.routes_messages import CaseEventHead
@@ -384,7 +384,8 @@ async def test_close_is_seen_by_the_menu_ranking_and_new_activity_reopens(
     )
     assert newest["occurred_at"] == NOW.isoformat() and newest["intent"] is None
     assert newest["data"] == {"reason": "resolved", "agent_id": "agent.7"}
-    assert (await _conversation(client, conv))["open"] is False
+    closed_now = await _conversation(client, conv)
+    assert (closed_now["open"], closed_now["state"]) == (False, "closed")
     assert await _open_case_in_ranking(timeline, phone) is False
     assert (await _close(client, conv, 200))["inserted"] is False  # already closed
 
@@ -413,6 +414,9 @@ async def _open_case_in_ranking(timeline: Timeline, phone: str) -> bool:
 def test_close_rules_follow_the_ranking_order() -> None:
     def head(seq: int, at: datetime, kind: str, customer: str = "c1") -> CaseEventHead:
         return CaseEventHead(seq, customer, at, "chat", kind)
+
+    def is_open(heads: tuple[CaseEventHead, ...]) -> bool:
+        return conversation_state(heads, NOW, 14) == "open"
 
     later = NOW + timedelta(minutes=1)
     same_instant = (head(1, NOW, "message.inbound"), head(2, NOW, "case.closed"))
@@ -542,6 +546,10 @@ def test_openapi_paths_for_messages() -> None:
     assert "from" in schemas["MessageIn"]["properties"]
     replays = paths["/v1/messages"]["post"]["description"]
     assert "a message the database refuses leaves no customer" in replays
+    conversation = schemas["ConversationJson"]
+    assert conversation["properties"]["state"]["enum"] == ["open", "closed", "aged_out"]
+    assert {"open", "state"} <= set(conversation["required"])
+    assert "open_case_max_age_days" in paths["/v1/conversations/{id}"]["get"]["description"]
     for ref in _refs(paths) + _refs(schemas):
         assert ref.removeprefix("#/components/schemas/") in schemas, ref
 
