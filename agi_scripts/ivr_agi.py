@@ -62,6 +62,7 @@ async def main() -> None:
         clock=utc_now,
         decision_deadline_s=settings.decision_deadline_ms / 1000,
         default_region=settings.default_region,
+        country_code_without_plus=settings.caller_id_country_code_without_plus,
         use_withheld_caller_id=settings.use_withheld_caller_id,
     )
 

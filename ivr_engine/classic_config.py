@@ -26,14 +26,14 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 from ivr_engine.data_dirs import make_private_dir
-from ivr_engine.domain.models import Menu
+from ivr_engine.domain.models import CountryCodeWithoutPlus, Menu
 from ivr_engine.menu_codec import decode_menus, encode_menus
 
 CACHE_FILE = "classic-agi-config.json"
-FORMAT = 3  # 2: use_withheld_caller_id; 3: spool_max_line_bytes
+FORMAT = 4  # 2: use_withheld_caller_id; 3: spool_max_line_bytes; 4: caller_id_country_...
 CONFIG_ENV = "IVR_ENGINE_CONFIG"  # the settings file; not a setting itself
 SETTINGS_ENV_PREFIX = "IVR_ENGINE_"
 DEFAULT_SPOOL_DIR = "data/spool"  # Settings.spool_dir's default (a test checks)
@@ -73,6 +73,7 @@ class CallSettings:
     spool_max_line_bytes: int
     decision_deadline_ms: int
     default_region: str
+    caller_id_country_code_without_plus: CountryCodeWithoutPlus
     use_withheld_caller_id: bool
 
 
@@ -113,6 +114,7 @@ def validate(
         spool_max_line_bytes=full.spool_max_line_bytes,
         decision_deadline_ms=full.decision_deadline_ms,
         default_region=full.default_region,
+        caller_id_country_code_without_plus=full.caller_id_country_code_without_plus,
         use_withheld_caller_id=full.use_withheld_caller_id,
     )
     return settings, menus, menus_read
@@ -240,6 +242,7 @@ def _encode_settings(settings: CallSettings) -> dict[str, Any]:
         "spool_max_line_bytes": settings.spool_max_line_bytes,
         "decision_deadline_ms": settings.decision_deadline_ms,
         "default_region": settings.default_region,
+        "caller_id_country_code_without_plus": settings.caller_id_country_code_without_plus,
         "use_withheld_caller_id": settings.use_withheld_caller_id,
     }
 
@@ -254,8 +257,17 @@ def _decode_settings(data: dict[str, Any]) -> CallSettings:
         spool_max_line_bytes=int(data["spool_max_line_bytes"]),
         decision_deadline_ms=int(data["decision_deadline_ms"]),
         default_region=str(data["default_region"]),
+        caller_id_country_code_without_plus=_without_plus(
+            data["caller_id_country_code_without_plus"]
+        ),
         use_withheld_caller_id=data["use_withheld_caller_id"] is True,
     )
+
+
+def _without_plus(value: object) -> CountryCodeWithoutPlus:
+    if value not in get_args(CountryCodeWithoutPlus):
+        raise ValueError(f"caller_id_country_code_without_plus {value!r}")
+    return cast(CountryCodeWithoutPlus, value)
 
 
 def _library_file(package: str, name: str) -> bytes:

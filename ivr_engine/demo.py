@@ -75,7 +75,14 @@ def demo_settings(settings: Settings, workdir: Path) -> Settings:
     """The configured menus, prompts and call handling on a timeline and spool in
     ``workdir``; every other setting (agents, webhooks, AMI, ports) at its default, and an
     API token nobody knows (the demo never calls its HTTP API: nobody else should)."""
-    keep = ("menus_dir", "sounds_dir", "check_prompts", "default_region", "log_level")
+    keep = (
+        "menus_dir",
+        "sounds_dir",
+        "check_prompts",
+        "default_region",
+        "caller_id_country_code_without_plus",
+        "log_level",
+    )
     return Settings.model_validate(
         {
             **{key: getattr(settings, key) for key in keep},

@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.domain.models import CountryCodeWithoutPlus
 from ivr_engine.telephony.peers import parse_networks
 from ivr_engine.timeline.errors import UnsupportedDatabaseUrl
 from ivr_engine.timeline.urls import RAW_IN_PASSWORD, parse_database_url, redact
@@ -114,6 +115,12 @@ class Settings(BaseModel):
     check_prompts: bool = True
     default_region: RegionCode = Field(
         "US", description="phonenumbers region of caller IDs without a country code"
+    )
+    caller_id_country_code_without_plus: CountryCodeWithoutPlus = Field(
+        "auto",
+        description="digits starting with default_region's country code, without + or 00 "
+        "(4915112345678 in DE): auto: +digits in a region with a national prefix (0), else "
+        "national; always: +digits; never: national (identity.normalize_phone)",
     )
     use_withheld_caller_id: bool = Field(
         False, description="identify callers who withheld their number (presentation restricted)"

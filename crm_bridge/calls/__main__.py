@@ -41,6 +41,7 @@ _OPTIONS = {
     "--stream": "stream",
     "--group": "group",
     "--default-region": "default_region",
+    "--caller-id-country-code-without-plus": "caller_id_country_code_without_plus",
     "--webhooks-file": "webhooks_file",
     "--webhooks-store": "webhooks_store",
 }

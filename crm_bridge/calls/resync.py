@@ -75,7 +75,9 @@ def _adopt(state: BridgeState, channel: AmiEvent, at: datetime) -> list[Normalis
     call = CallState(
         call_id=uniqueid,
         channel=raw(channel, "Channel"),
-        caller=normalize_caller_id(caller_raw, state.config.default_region),
+        caller=normalize_caller_id(
+            caller_raw, state.config.default_region, state.config.country_code_without_plus
+        ),
         started_at=started,
         last_event_at=at,
         recovered=True,

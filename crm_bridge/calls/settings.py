@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from crm_bridge.calls.outbox import OutboxSync
 from crm_bridge.calls.state import NormaliserConfig
 from ivr_engine.domain.errors import ConfigError
+from ivr_engine.domain.models import CountryCodeWithoutPlus
 from ivr_engine.settings import (
     ESL_URL_FORM,
     AmiUrl,
@@ -83,6 +84,11 @@ class BridgeSettings(BaseModel):
     default_region: RegionCode = Field(
         "US", description="region of caller IDs without a country code"
     )
+    caller_id_country_code_without_plus: CountryCodeWithoutPlus = Field(
+        "auto",
+        description="caller IDs starting with default_region's country code without + "
+        "(auto, always, never: the engine's setting)",
+    )
     publish_window_ms: int = Field(
         10, ge=0, le=1000, description="the publisher gathers outbox rows this long"
     )
@@ -136,12 +142,14 @@ class BridgeSettings(BaseModel):
                 source=self.esl_source,
                 inbound_contexts=self.esl_inbound_contexts,
                 default_region=self.default_region,
+                country_code_without_plus=self.caller_id_country_code_without_plus,
             )
         return NormaliserConfig(
             source=self.source,
             inbound_contexts=self.inbound_contexts,
             adopt_contexts=self.adopt_contexts,
             default_region=self.default_region,
+            country_code_without_plus=self.caller_id_country_code_without_plus,
         )
 
     @classmethod
@@ -167,6 +175,7 @@ class BridgeSettings(BaseModel):
             "database_url": settings.database_url,
             "outbox_path": settings.spool_dir / "call-outbox.db",
             "default_region": settings.default_region,
+            "caller_id_country_code_without_plus": settings.caller_id_country_code_without_plus,
             "webhooks_file": settings.webhooks_file,
             "webhooks_store": settings.spool_dir / "bridge-webhooks.db",
         }

@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from ivr_engine.domain.models import CountryCodeWithoutPlus
+
 __all__ = ["BridgeState", "CallState", "NormaliserConfig", "StateChanges"]
 
 MAX_ENDED_REMEMBERED = 20_000
@@ -30,12 +32,14 @@ class NormaliserConfig:
     its own). ``inbound_contexts``: globs of the context a caller channel is created in
     (``Newchannel``); ``adopt_contexts``: globs of the contexts a live inbound call may be
     in when a resync finds a call the bridge did not see start (``CoreShowChannels`` gives
-    the current context only). ``default_region`` reads caller IDs without a country code."""
+    the current context only). ``default_region`` reads caller IDs without a country code,
+    ``country_code_without_plus`` those with it but without ``+`` (``normalize_phone``)."""
 
     source: str = "asterisk"
     inbound_contexts: tuple[str, ...] = ("from-trunk",)
     adopt_contexts: tuple[str, ...] = ("from-trunk", "ivr-*")
     default_region: str = "US"
+    country_code_without_plus: CountryCodeWithoutPlus = "auto"
 
     def __post_init__(self) -> None:
         if not self.source or any(c in self.source for c in ": \r\n"):

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from crm_bridge.calls.model import MAX_INTENT, CallEventKind, NormalisedEvent, event_key
 from crm_bridge.calls.state import BridgeState, CallState
+from ivr_engine.domain.models import CountryCodeWithoutPlus
 from ivr_engine.identity import normalize_caller_id
 
 __all__ = [
@@ -166,10 +167,12 @@ class StartHeaders:
 
 
 @lru_cache(maxsize=4096)
-def caller_id(raw: str, default_region: str) -> str | None:
+def caller_id(
+    raw: str, default_region: str, without_plus: CountryCodeWithoutPlus = "auto"
+) -> str | None:
     """``normalize_caller_id``, remembered for the numbers seen lately (it is pure, and
     parsing a number with phonenumbers costs more than the rest of a new channel event)."""
-    return normalize_caller_id(raw, default_region)
+    return normalize_caller_id(raw, default_region, without_plus)
 
 
 def start_call(
@@ -186,7 +189,9 @@ def start_call(
     call = CallState(
         call_id=call_id,
         channel=raw(event, names.channel),
-        caller=caller_id(caller_raw, state.config.default_region),
+        caller=caller_id(
+            caller_raw, state.config.default_region, state.config.country_code_without_plus
+        ),
         started_at=at,
         last_event_at=at,
     )

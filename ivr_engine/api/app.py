@@ -22,6 +22,7 @@ from ivr_engine.api.errors import error_middleware
 from ivr_engine.api.keys import (
     BODY_TIMEOUT_S,
     CLOCK,
+    COUNTRY_CODE_WITHOUT_PLUS,
     DEFAULT_REGION,
     LOOKUP,
     MAX_BODY_BYTES,
@@ -31,7 +32,7 @@ from ivr_engine.api.keys import (
 from ivr_engine.api.openapi import served_document
 from ivr_engine.api.outage_log import OUTAGE_LOG, OutageLog
 from ivr_engine.api.serialize import HealthJson
-from ivr_engine.domain.models import Menu
+from ivr_engine.domain.models import CountryCodeWithoutPlus, Menu
 from ivr_engine.ports import CallerLookup, TimelineStore
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
@@ -53,6 +54,7 @@ def create_api_app(
     menus: Mapping[str, Menu],
     clock: Callable[[], datetime] = _utc_now,
     default_region: str = "US",
+    country_code_without_plus: CountryCodeWithoutPlus = "auto",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     api_tokens: Sequence[str] = (),
@@ -83,6 +85,7 @@ def create_api_app(
     app[MENUS] = menus
     app[CLOCK] = clock
     app[DEFAULT_REGION] = default_region
+    app[COUNTRY_CODE_WITHOUT_PLUS] = country_code_without_plus
     app[MAX_BODY_BYTES] = max_body_bytes
     app[BODY_TIMEOUT_S] = body_timeout_s
     for table in (routes.routes, routes_events.routes, preview.routes, meta):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self, TypeVar
+from typing import Annotated, Any, Self, TypeVar, get_args
 
 from aiohttp import web
 from pydantic import (
@@ -28,9 +28,14 @@ from pydantic import (
 
 from ivr_engine.api.body_time import late_body_message, read_in_time
 from ivr_engine.api.errors import ApiError, bad_request, from_validation_error
-from ivr_engine.api.keys import BODY_TIMEOUT_S, DEFAULT_REGION, MAX_BODY_BYTES
+from ivr_engine.api.keys import (
+    BODY_TIMEOUT_S,
+    COUNTRY_CODE_WITHOUT_PLUS,
+    DEFAULT_REGION,
+    MAX_BODY_BYTES,
+)
 from ivr_engine.api.plain_fields import PLAIN
-from ivr_engine.domain.models import Channel, IdentityKind
+from ivr_engine.domain.models import Channel, CountryCodeWithoutPlus, IdentityKind
 from ivr_engine.identity import InvalidIdentity, normalize_identity
 from ivr_engine.personalize.ranking import FUTURE_SKEW
 
@@ -58,15 +63,20 @@ MAX_FIELDS = 32
 M = TypeVar("M", bound=BaseModel)
 
 
-def _region(info: ValidationInfo) -> str:
+def _reading(info: ValidationInfo) -> tuple[str, CountryCodeWithoutPlus]:
+    """The region and the country-code rule phone identities are read with (caller IDs'),
+    from the validation context (``_context``)."""
     context = info.context if isinstance(info.context, dict) else {}
     region = context.get("default_region", "US")
-    return region if isinstance(region, str) else "US"
+    without_plus = context.get("country_code_without_plus", "auto")
+    if without_plus not in get_args(CountryCodeWithoutPlus):
+        without_plus = "auto"
+    return (region if isinstance(region, str) else "US"), without_plus
 
 
 def _normalise(kind: str, value: str, info: ValidationInfo) -> str:
     try:
-        return normalize_identity(kind, value, _region(info))
+        return normalize_identity(kind, value, *_reading(info))
     except InvalidIdentity as exc:
         raise ValueError(str(exc)) from None
 
@@ -285,7 +295,10 @@ def field_name_param(request: web.Request) -> str:
 
 
 def _context(request: web.Request) -> dict[str, Any]:
-    return {"default_region": request.app[DEFAULT_REGION]}
+    return {
+        "default_region": request.app[DEFAULT_REGION],
+        "country_code_without_plus": request.app[COUNTRY_CODE_WITHOUT_PLUS],
+    }
 
 
 def _check_json_value(value: Any) -> None:

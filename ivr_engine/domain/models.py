@@ -20,6 +20,9 @@ IDENTITY_KINDS: frozenset[str] = frozenset({"phone", "email", "chat", "messenger
 # in for it, and a customer whose field is saved owns the ``account`` identity of that value.
 ACCOUNT_FIELD = "account_number"
 ACCOUNT_IDENTITY = "account"
+# Digits starting with the default region's country code, without "+" or "00"
+# (``4915112345678`` in DE): how they are read (``identity.normalize_phone``).
+CountryCodeWithoutPlus = Literal["auto", "always", "never"]
 
 
 class DigitPolicy(StrEnum):

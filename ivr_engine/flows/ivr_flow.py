@@ -19,6 +19,7 @@ from ivr_engine.domain.errors import CallerHungUp, IvrEngineError, TimelineUnava
 from ivr_engine.domain.models import (
     CallerHistory,
     CallOutcome,
+    CountryCodeWithoutPlus,
     IdentifiedBy,
     KnownField,
     Menu,
@@ -93,6 +94,7 @@ class IvrFlow:
         clock: Callable[[], datetime],
         decision_deadline_s: float = 0.150,
         default_region: str = "US",
+        country_code_without_plus: CountryCodeWithoutPlus = "auto",
         router: CallRouter | None = None,
         continuation: SmsContinuation | None = None,
         continue_deadline_s: float = 1.5,
@@ -105,6 +107,7 @@ class IvrFlow:
         self._clock = clock
         self._deadline_s = decision_deadline_s
         self._region = default_region
+        self._without_plus: CountryCodeWithoutPlus = country_code_without_plus
         self._router = router
         self._continuation = continuation
         self._continue_deadline_s = continue_deadline_s
@@ -133,7 +136,8 @@ class IvrFlow:
     async def run(self, call: IncomingCall, channel: CallChannel) -> CallRecord:
         menu = self.menu_for(call.menu)
         phone = None if self._ignores_caller_id(call) else call.caller_id
-        record = CallRecord(call=call, phone=normalize_caller_id(phone, self._region))
+        caller = normalize_caller_id(phone, self._region, self._without_plus)
+        record = CallRecord(call=call, phone=caller)
         try:
             history, decision = await self._identify_and_decide(menu, record)
             if call.received:  # the first prompt command goes out next

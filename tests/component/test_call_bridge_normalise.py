@@ -21,6 +21,7 @@ from crm_bridge.calls import (
     reconcile,
 )
 from crm_bridge.calls.model import InvalidBusEvent
+from ivr_engine.domain.models import CountryCodeWithoutPlus
 from ivr_engine.telephony.ami import AmiEvent
 from tests.component.test_call_bridge_fakes import T0, Switch
 
@@ -64,6 +65,20 @@ def test_agent_call_gives_each_fact_once_with_exact_durations() -> None:
     assert ended["talk_ms"] == 80_000 and ended["hold_ms"] == 20_000
     assert ended["total_ms"] == 92_500 and ended["answered_by_agent"] is True
     assert "approximate" not in ended
+
+
+def test_a_caller_id_with_the_country_code_without_plus_is_read_by_the_setting() -> None:
+    """``4915112345678`` from a German trunk is +49 151..., unless the setting says never."""
+    readings: tuple[tuple[CountryCodeWithoutPlus, str], ...] = (
+        ("auto", "+4915112345678"),
+        ("never", "+494915112345678"),
+    )
+    for rule, expected in readings:
+        switch = Switch()
+        switch.inbound("4915112345678")
+        config = NormaliserConfig(default_region="DE", country_code_without_plus=rule)
+        [started] = run(switch.take_events(), BridgeState(config))
+        assert started.caller == expected
 
 
 def test_fallback_call_that_the_caller_abandons() -> None:

@@ -105,6 +105,15 @@ def test_second_load_is_a_cache_hit_equal_to_validation(
     assert first[0].decision_deadline_ms == 150 and set(first[1]) == {"main", "other"}
 
 
+def test_the_caller_id_country_code_rule_survives_the_cache(
+    env: dict[str, str], validations: list[Loaded]
+) -> None:
+    env = {**env, "IVR_ENGINE_CALLER_ID_COUNTRY_CODE_WITHOUT_PLUS": "always"}
+    first = load_call_config(env)
+    assert load_call_config(env) == first and len(validations) == 1  # from the cache
+    assert first[0].caller_id_country_code_without_plus == "always"
+
+
 @pytest.mark.parametrize(
     "damage",
     [
