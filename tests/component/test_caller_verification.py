@@ -67,6 +67,7 @@ async def test_right_postcode_verifies_the_caller_and_is_not_saved_again(
     ada = await seed(store(engine), phone, [], {"account_number": account, "postcode": POSTCODE})
     heard = await call(engine, phone, ["3", POSTCODE])  # moving: account known, postcode asked
     assert heard.heard[1:] == [ASK_POSTCODE]
+    assert heard.variables["IVR_VERIFIED"] == "1"  # handed to the dialplan with the routing
     event = await call_event(store(engine), phone)
     assert event.data["verified"] is True
     assert steps(event, "verified") == [{"step": "verified", "field": "postcode"}]
@@ -84,6 +85,7 @@ async def test_wrong_postcode_leaves_the_caller_unverified_and_the_stored_one_un
     ada = await seed(store(engine), phone, [], {"account_number": account, "postcode": POSTCODE})
     heard = await call(engine, phone, ["3", "99999"])
     assert heard.variables["IVR_OUTCOME"] == "routed"
+    assert heard.variables["IVR_VERIFIED"] == "0"
     assert heard.variables["IVR_TARGET"] == "queue:moving"
     event = await call_event(store(engine), phone)
     assert await postcode_of(engine, ada.customer_id) == (POSTCODE, "chat")
