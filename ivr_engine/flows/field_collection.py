@@ -105,6 +105,8 @@ class FieldCollector:
             return False
         newly = not record.verified
         record.verified = True
+        if name not in record.verified_by:
+            record.verified_by.append(name)
         record.step("verified", field=name)
         return newly
 
@@ -117,6 +119,7 @@ class FieldCollector:
             return
         if record.verified:
             record.verified = False
+            record.verified_by.clear()
             record.step("verification_dropped", by="account_number")
         for name, value in answers.items():
             record.entered.pop(name, None)

@@ -229,6 +229,9 @@ async def test_the_agents_screen_pop_says_the_caller_is_verified(
     assert heard.variables["IVR_AGENT_ID"] == "a2"
     pop = await pop_of(engine, "a2")
     assert pop["verified"] is True
+    assert pop["verified_by"] == ["postcode"]  # "verified by postcode"
+    postcode = {"name": "postcode", "value": POSTCODE, "masked": False, "source": "verified"}
+    assert postcode in pop["fields"]
 
 
 async def test_a_postcode_keyed_while_the_timeline_is_stalled_is_not_saved_unchecked(
