@@ -118,6 +118,7 @@ class _PromptsModel(_Strict):
     continue_sms_sent: _PROMPT = "ivr-engine/continue-sms-sent"
     thank_you: _PROMPT = "ivr-engine/thank-you"
     transfer: _PROMPT = "ivr-engine/transfer"
+    no_match: _PROMPT = "ivr-engine/no-match"
 
 
 class _MenuModel(_Strict):
@@ -126,6 +127,7 @@ class _MenuModel(_Strict):
     input_timeout_ms: int = Field(5000, ge=1000, le=60000)
     attempts: int = Field(3, ge=1, le=10)
     fallback_intent: _KEY = "operator"
+    verification_attempts: int = Field(2, ge=1, le=5)
     ranking: _RankingModel = _RankingModel()
     shortcut: _ShortcutModel = _ShortcutModel()
     prompts: _PromptsModel = _PromptsModel()
@@ -195,6 +197,8 @@ def prompt_keys(menu: Menu) -> dict[str, list[str]]:
     if menu.shortcut.enabled:
         named += ["shortcut_intro", "shortcut_again", "continue_intro", "continue_question"]
     named += ["continue_sms_offer", "continue_sms_sent"]
+    if menu.verification_attempts > 1 and any(s.sensitive for s in menu.fields.values()):
+        named.append("no_match")  # before a known sensitive field is asked again
     keys: dict[str, list[str]] = {}
     for name in named:
         keys.setdefault(getattr(prompts, name), []).append(f"prompts.{name}")
@@ -230,6 +234,7 @@ def _to_domain(model: _MenuModel) -> Menu:
         input_timeout_ms=model.input_timeout_ms,
         attempts=model.attempts,
         fallback_intent=model.fallback_intent,
+        verification_attempts=model.verification_attempts,
     )
 
 

@@ -155,6 +155,7 @@ class MenuPrompts:
     continue_sms_sent: str = "ivr-engine/continue-sms-sent"
     thank_you: str = "ivr-engine/thank-you"
     transfer: str = "ivr-engine/transfer"
+    no_match: str = "ivr-engine/no-match"  # a sensitive answer that is not the known value
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,7 @@ class Menu:
     input_timeout_ms: int = 5000
     attempts: int = 3
     fallback_intent: str = "operator"  # where a caller goes after too many bad tries
+    verification_attempts: int = 2  # answers to a known sensitive field before: unverified
 
     def option(self, intent: str) -> MenuOption | None:
         return next((o for o in self.options if o.intent == intent), None)
