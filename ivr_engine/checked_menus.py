@@ -84,7 +84,8 @@ def worst_case_reads(menu: Menu) -> Iterator[Read]:
     yield from _shortcut_reads(menu)
     for spec in menu.fields.values():
         what = f"the question for field {spec.name}"
-        yield what, (*lead_in, spec.prompt), spec.timeout_ms, spec.max_digits
+        before = max(lead_in[0], menu.prompts.no_match, key=len) if spec.sensitive else lead_in[0]
+        yield what, (before, spec.prompt), spec.timeout_ms, spec.max_digits
 
 
 def _menu_reads(menu: Menu, lead_in: tuple[str, ...]) -> Iterator[Read]:

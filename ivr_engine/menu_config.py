@@ -122,6 +122,7 @@ class _PromptsModel(_Strict):
     continue_sms_sent: _PROMPT = "ivr-engine/continue-sms-sent"
     thank_you: _PROMPT = "ivr-engine/thank-you"
     transfer: _PROMPT = "ivr-engine/transfer"
+    no_match: _PROMPT = "ivr-engine/no-match"
 
 
 class _SpeechModel(_Strict):
@@ -138,6 +139,7 @@ class _MenuModel(_Strict):
     input_timeout_ms: int = Field(5000, ge=1000, le=60000)
     attempts: int = Field(3, ge=1, le=10)
     fallback_intent: _KEY = "operator"
+    verification_attempts: int = Field(2, ge=1, le=5)
     ranking: _RankingModel = _RankingModel()
     shortcut: _ShortcutModel = _ShortcutModel()
     prompts: _PromptsModel = _PromptsModel()
@@ -253,6 +255,8 @@ def prompt_keys(menu: Menu) -> dict[str, list[str]]:
     if menu.shortcut.enabled:
         named += ["shortcut_intro", "shortcut_again", "continue_intro", "continue_question"]
     named += ["continue_sms_offer", "continue_sms_sent"]
+    if menu.verification_attempts > 1 and any(s.sensitive for s in menu.fields.values()):
+        named.append("no_match")  # before a known sensitive field is asked again
     keys: dict[str, list[str]] = {}
     for name in named:
         keys.setdefault(getattr(prompts, name), []).append(f"prompts.{name}")
@@ -291,6 +295,7 @@ def _to_domain(model: _MenuModel) -> Menu:
         attempts=model.attempts,
         fallback_intent=model.fallback_intent,
         speech=SpeechPolicy(**model.speech.model_dump()),
+        verification_attempts=model.verification_attempts,
     )
 
 

@@ -3,7 +3,9 @@
 ``build_screen_pop`` turns the ring (what the IVR and routing learnt about the call), the
 customer and their recent timeline events (any channel) into one JSON-able dict. A field
 named in ``FieldMasking`` is shown as ``MASK`` unless the caller is verified: caller ID can
-be spoofed, so it may steer routing but never reveal sensitive data.
+be spoofed, so it may steer routing but never reveal sensitive data. The pop names the
+sensitive fields the caller answered right (``verified_by``); such a field is listed with
+source ``verified``, its value under the same masking rule as any other.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Ring:
     menu_reasons: Sequence[str] = ()  # why the menu was ordered as it was
     routing_reasons: Sequence[str] = ()  # why this agent was chosen
     verified: bool = False  # the caller proved who they are (caller ID alone is not proof)
+    verified_by: Mapping[str, str] = field(default_factory=dict)  # field that matched -> value
     rang_at: datetime | None = None
     call_key: str | None = None  # the call's timeline key (``IncomingCall.call_key``)
 
@@ -97,7 +100,8 @@ def ring_from_call(
     verified: bool = False,
     rang_at: datetime | None = None,
 ) -> Ring:
-    """The ring for a call the IVR handled; prefilled values come from ``known_fields``."""
+    """The ring for a call the IVR handled; prefilled values, and those of the fields that
+    verified the caller (keyed in, matched, not saved again), come from ``known_fields``."""
     return Ring(
         call_id=record.call.call_id,
         customer_id=record.customer_id,
@@ -110,6 +114,9 @@ def ring_from_call(
         menu_reasons=tuple(record.decision.reasons) if record.decision else (),
         routing_reasons=tuple(routing_reasons),
         verified=verified,
+        verified_by={
+            n: known_fields[n].value if n in known_fields else "" for n in record.verified_by
+        },
         rang_at=rang_at,
         call_key=record.call.call_key,
     )
@@ -133,7 +140,7 @@ class PopFieldJson(TypedDict):
     name: str
     value: str  # ``MASK`` when masked
     masked: bool
-    source: Literal["entered", "prefilled"]
+    source: Literal["entered", "prefilled", "verified"]  # verified: keyed in, matched the record
 
 
 class PopStepJson(TypedDict):
@@ -156,6 +163,7 @@ class ScreenPopJson(TypedDict):
     rang_at: str | None
     caller_id: str | None
     verified: bool
+    verified_by: list[str]  # the sensitive fields the caller answered right, e.g. ["postcode"]
     intent: str | None
     intent_label: str | None
     target: str | None
@@ -198,9 +206,10 @@ def _step(step: Mapping[str, Any]) -> PopStepJson:
 
 
 def _fields(ring: Ring, masking: FieldMasking) -> list[PopFieldJson]:
-    values: dict[str, tuple[str, Literal["entered", "prefilled"]]] = {}
+    values: dict[str, tuple[str, Literal["entered", "prefilled", "verified"]]] = {}
     values.update((name, (value, "prefilled")) for name, value in ring.prefilled.items())
     values.update((name, (value, "entered")) for name, value in ring.entered.items())
+    values.update((name, (value, "verified")) for name, value in ring.verified_by.items() if value)
     out: list[PopFieldJson] = []
     for name, (value, source) in sorted(values.items()):
         masked = masking.masks(name, verified=ring.verified)
@@ -268,6 +277,7 @@ def build_screen_pop(
         "rang_at": None if ring.rang_at is None else iso_time(ring.rang_at),
         "caller_id": _opt(ring.caller_id),
         "verified": ring.verified,
+        "verified_by": [_clip(name) for name in ring.verified_by] if ring.verified else [],
         "intent": _opt(ring.intent),
         "intent_label": intent_labels.get(ring.intent) if ring.intent else None,
         "target": _opt(ring.target),

@@ -159,6 +159,7 @@ class MenuPrompts:
     continue_sms_sent: str = "ivr-engine/continue-sms-sent"
     thank_you: str = "ivr-engine/thank-you"
     transfer: str = "ivr-engine/transfer"
+    no_match: str = "ivr-engine/no-match"  # a sensitive answer that is not the known value
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +189,7 @@ class Menu:
     attempts: int = 3
     fallback_intent: str = "operator"  # where a caller goes after too many bad tries
     speech: SpeechPolicy = field(default_factory=SpeechPolicy)
+    verification_attempts: int = 2  # answers to a known sensitive field before: unverified
 
     def option(self, intent: str) -> MenuOption | None:
         return next((o for o in self.options if o.intent == intent), None)

@@ -81,6 +81,7 @@ class CallRecord:
     prefilled: list[str] = field(default_factory=list)
     entered: dict[str, str] = field(default_factory=dict)
     verified: bool = False  # a sensitive answer matched the customer's known value
+    verified_by: list[str] = field(default_factory=list)  # the sensitive fields that matched
     lookup_failed: bool = False  # caller ID not looked up (timeline slow or down)
     routing: RouteResult | None = None
     case_id: str | None = None  # an open case (chat, e-mail, ...) this call continues

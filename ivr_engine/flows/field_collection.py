@@ -50,7 +50,9 @@ class FieldCollector:
         the call and what was entered are stored under the account's customer, whose known
         fields spare the questions still to come and whose history (last agent, ...) routes.
         Neither identifies a *verified* caller: a sensitive field known for the customer is
-        asked, and the answer checked against it (``_check_answer``).
+        asked, and the answer checked against it (``_check_answer``). A wrong answer is asked
+        again, after ``prompts.no_match``, up to ``menu.verification_attempts`` answers in
+        all; then the call goes on unverified.
         """
         if record.case_id is not None:
             record.step("fields_skipped", reason=f"continuing case {record.case_id}")
@@ -62,16 +64,23 @@ class FieldCollector:
             record.step("prefilled", fields=sorted(plan.prefilled))
         to_ask = list(plan.to_ask)
         answers: dict[str, str] = {}  # sensitive answers, checked again if the customer changes
+        tries: dict[str, int] = {}  # sensitive answers given per field (wrong ones asked again)
         while to_ask:
             spec = to_ask.pop(0)
-            value = await self._ask_field(channel, menu, spec)
+            lead_in = (menu.prompts.no_match,) if tries.get(spec.name) else ()
+            value = await self._ask_field(channel, menu, spec, lead_in)
             record.step("asked", field=spec.name, answered=value is not None)
             if value is None:
                 continue
             if spec.sensitive and spec.name != ACCOUNT_FIELD:  # an account number identifies
                 answers[spec.name] = value
-                if self._check_answer(spec.name, value, known, record):
+                tries[spec.name] = tries.get(spec.name, 0) + 1
+                was_verified = record.verified
+                check = self._check_answer(spec.name, value, known, record)
+                if check is KnowledgeCheck.MATCHED and not was_verified:
                     to_ask = self._prefill_later(option, menu, known, to_ask, record, "verified")
+                elif check is KnowledgeCheck.MISMATCHED:
+                    to_ask = _ask_again([spec], tries, menu, to_ask)
                 continue
             record.entered[spec.name] = value
             if spec.name != ACCOUNT_FIELD:
@@ -80,16 +89,17 @@ class FieldCollector:
             if found is None:
                 continue
             history, known = found, found.known_fields
-            self._check_again(answers, known, record)
+            wrong = self._check_again(answers, known, record)
             to_ask = self._prefill_later(option, menu, known, to_ask, record, "account_number")
+            to_ask = _ask_again([menu.fields[n] for n in wrong], tries, menu, to_ask)
         return history
 
     @staticmethod
     def _check_answer(
         name: str, value: str, known: Mapping[str, KnownField], record: CallRecord
-    ) -> bool:
-        """Check a sensitive answer against the customer's known value (knowledge-based ID&V):
-        True when it verifies the caller. A match is not saved again, a mismatch never
+    ) -> KnowledgeCheck:
+        """Check a sensitive answer against the customer's known value (knowledge-based ID&V);
+        a match verifies the caller. A match is not saved again, a mismatch never
         overwrites the known value; only an answer with nothing to check against is saved,
         and not when the caller ID could not be looked up (the recorder would store it under
         the line's customer, unchecked). The path names the field, never the value."""
@@ -97,30 +107,36 @@ class FieldCollector:
         if check is KnowledgeCheck.NOT_KNOWN:
             if record.customer_id is None and record.lookup_failed:
                 record.step("not_saved", field=name, reason="caller not looked up")
-                return False  # the line's customer may well know it: never overwritten unchecked
+                return check  # the line's customer may well know it: never overwritten unchecked
             record.entered[name] = value
-            return False
+            return check
         if check is KnowledgeCheck.MISMATCHED:
             record.step("verification_failed", field=name)
-            return False
-        newly = not record.verified
+            return check
         record.verified = True
+        if name not in record.verified_by:
+            record.verified_by.append(name)
         record.step("verified", field=name)
-        return newly
+        return check
 
     def _check_again(
         self, answers: Mapping[str, str], known: Mapping[str, KnownField], record: CallRecord
-    ) -> None:
+    ) -> list[str]:
         """The call is now another customer's (an account number keyed in after a sensitive
-        answer): what verified the caller, or was to be saved, counted for the first one."""
+        answer): what verified the caller, or was to be saved, counted for the first one.
+        The fields whose answer is wrong for the new customer."""
         if not answers:
-            return
+            return []
         if record.verified:
             record.verified = False
+            record.verified_by.clear()
             record.step("verification_dropped", by="account_number")
+        wrong = []
         for name, value in answers.items():
             record.entered.pop(name, None)
-            self._check_answer(name, value, known, record)
+            if self._check_answer(name, value, known, record) is KnowledgeCheck.MISMATCHED:
+                wrong.append(name)
+        return wrong
 
     @staticmethod
     def _prefill_later(
@@ -141,11 +157,13 @@ class FieldCollector:
         record.step("prefilled", fields=known_now, by=by)
         return [s for s in to_ask if s.name not in known_now]
 
-    async def _ask_field(self, channel: CallChannel, menu: Menu, spec: FieldSpec) -> str | None:
+    async def _ask_field(
+        self, channel: CallChannel, menu: Menu, spec: FieldSpec, lead_in: Sequence[str] = ()
+    ) -> str | None:
         """The value the caller keyed in, checked by the field's own rule (``FieldSpec.accepts``:
         digits 0-9, ``min..max`` long; a ``*`` or ``A`` is no account number); an invalid or
-        missing entry is asked again up to ``spec.attempts`` times, then None (never saved)."""
-        lead_in: Sequence[str] = ()
+        missing entry is asked again up to ``spec.attempts`` times, then None (never saved).
+        ``lead_in``: played before the first question (``prompts.no_match``)."""
         for _ in range(spec.attempts):
             prompts = (*lead_in, spec.prompt)
             reply = await channel.read_digits(
@@ -177,3 +195,17 @@ class FieldCollector:
         record.customer_id = found.customer_id
         record.identified_by = IdentifiedBy.ACCOUNT_NUMBER
         return found
+
+
+def _ask_again(
+    wrong: Sequence[FieldSpec], tries: Mapping[str, int], menu: Menu, to_ask: list[FieldSpec]
+) -> list[FieldSpec]:
+    """The questions still to come, the fields answered wrong first while they have answers
+    left (``menu.verification_attempts``); a field already to come is not asked twice."""
+    again = [
+        spec
+        for spec in wrong
+        if tries.get(spec.name, 0) < menu.verification_attempts
+        and all(spec.name != later.name for later in to_ask)
+    ]
+    return [*again, *to_ask]

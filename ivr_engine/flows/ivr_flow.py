@@ -313,6 +313,7 @@ class IvrFlow:
         if record.case_id is not None:
             values[variables.CASE_ID] = record.case_id
         values[variables.DECISION] = kind
+        values[variables.VERIFIED] = "1" if record.verified else "0"
         values[variables.OUTCOME] = CallOutcome.ROUTED.value  # last: the dialplan keys on it
         try:
             await channel.set_variables(values)

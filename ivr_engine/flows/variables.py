@@ -15,6 +15,7 @@ TRIED_AGENTS: Final = "IVR_TRIED_AGENTS"  # agents already rung for this call, c
 CASE_ID: Final = "IVR_CASE_ID"  # the open case the caller chose to continue, if any
 RING_TIMEOUT: Final = "IVR_RING_TIMEOUT"  # seconds the dialplan rings the agent (ring_timeout_s)
 WAIT_START: Final = "IVR_WAIT_START"  # unix time the caller started waiting for an agent
+VERIFIED: Final = "IVR_VERIFIED"  # 1: the caller answered a known sensitive field right; else 0
 
 
 def ring_timeout_value(seconds: float | None) -> str:

@@ -176,6 +176,7 @@ async def test_agent_goes_available_gets_a_screen_pop_and_wraps_up(
     await expect(pop).to_be_visible()
     await expect(page.locator("#pop-customer-name")).to_have_text("Grace Hopper")
     await expect(page.locator("#pop-intent")).to_have_text("Moving home (moving)")
+    await expect(page.locator("#pop-verified")).to_have_text("no (sensitive fields hidden)")
     await expect(page.locator("#pop-path li")).to_have_text(
         [
             "shortcut (intent=billing, digits=2, accepted=no)",
@@ -235,6 +236,7 @@ async def test_hostile_customer_data_renders_as_text(served: Served, page: Page)
         routing_reasons=(XSS,),
         verified=True,
         entered={"postcode": XSS},
+        verified_by={"account_number": XSS},
     )
     assert await served.hub.pop("a100", hostile) == 0
     await _log_in(page, served.url)
@@ -245,6 +247,9 @@ async def test_hostile_customer_data_renders_as_text(served: Served, page: Page)
         [f"<script>alert(2)</script> ({XSS}={XSS})"]
     )
     await expect(page.locator("tr[data-field=postcode] td").nth(1)).to_have_text(XSS)
+    await expect(page.locator("tr[data-field=account_number] td").nth(1)).to_have_text(XSS)
+    await expect(page.locator("tr[data-field=account_number] td").nth(2)).to_have_text("verified")
+    await expect(page.locator("#pop-verified")).to_have_text("yes, by account_number")
     assert await page.locator("#pop img, #pop script, #pop b").count() == 0
     # a reload keeps the session (cookie) and the latest pop
     await page.reload()

@@ -3,9 +3,11 @@ asked, and the answer checked against the identified customer's value. In-proces
 real FastAGI socket, real timeline (SQLite and PostgreSQL), as in test_ivr_flow.py.
 
 Right answer: the call is verified (the call event says so, the path names the field, not
-the value) and the stored value stays as it was. Wrong answer: not verified, and the
-customer's stored value is NOT overwritten (whoever dials with someone's caller ID, or keys
-in their account number, cannot change it). Nothing known: the answer is saved as before.
+the value) and the stored value stays as it was. Wrong answer: asked once more after "that
+does not match our records" (``verification_attempts``, 2 in the sample menu); wrong again:
+not verified, and the customer's stored value is NOT overwritten (whoever dials with
+someone's caller ID, or keys in their account number, cannot change it). Nothing known: the
+answer is saved as before.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from tests.component.test_ivr_flow import (
 )
 
 POSTCODE = "75001"
+NO_MATCH = "ivr-engine/no-match"
+ASKED_AGAIN = [NO_MATCH, *ASK_POSTCODE]  # "that does not match our records", then the question
 
 
 @pytest.fixture
@@ -67,6 +71,7 @@ async def test_right_postcode_verifies_the_caller_and_is_not_saved_again(
     ada = await seed(store(engine), phone, [], {"account_number": account, "postcode": POSTCODE})
     heard = await call(engine, phone, ["3", POSTCODE])  # moving: account known, postcode asked
     assert heard.heard[1:] == [ASK_POSTCODE]
+    assert heard.variables["IVR_VERIFIED"] == "1"  # handed to the dialplan with the routing
     event = await call_event(store(engine), phone)
     assert event.data["verified"] is True
     assert steps(event, "verified") == [{"step": "verified", "field": "postcode"}]
@@ -75,24 +80,91 @@ async def test_right_postcode_verifies_the_caller_and_is_not_saved_again(
     assert await postcode_of(engine, ada.customer_id) == (POSTCODE, "chat")
 
 
-async def test_wrong_postcode_leaves_the_caller_unverified_and_the_stored_one_unchanged(
+async def test_two_wrong_postcodes_leave_the_caller_unverified_and_the_stored_one_unchanged(
     engine: Engine, new_phone: Callable[[], str]
 ) -> None:
-    """Someone dialling with Ada's caller ID does not know her postcode: the call goes on
-    (routed as usual), unverified, and Ada's postcode is still hers."""
+    """Someone dialling with Ada's caller ID does not know her postcode: asked once more,
+    wrong again, the call goes on (routed as usual), unverified, and Ada's postcode is still
+    hers. Both answers are on the path (the field, never the value)."""
     phone, account = new_phone(), new_account()
     ada = await seed(store(engine), phone, [], {"account_number": account, "postcode": POSTCODE})
-    heard = await call(engine, phone, ["3", "99999"])
+    heard = await call(engine, phone, ["3", "99999", "88888"])
+    assert heard.heard[1:] == [ASK_POSTCODE, ASKED_AGAIN]  # two answers, not three
     assert heard.variables["IVR_OUTCOME"] == "routed"
+    assert heard.variables["IVR_VERIFIED"] == "0"
     assert heard.variables["IVR_TARGET"] == "queue:moving"
     event = await call_event(store(engine), phone)
     assert await postcode_of(engine, ada.customer_id) == (POSTCODE, "chat")
     assert event.data["verified"] is False
-    assert steps(event, "verification_failed") == [
-        {"step": "verification_failed", "field": "postcode"}
-    ]
-    assert "99999" not in str(event.data["path"])
+    assert steps(event, "asked") == [{"step": "asked", "field": "postcode", "answered": True}] * 2
+    assert (
+        steps(event, "verification_failed")
+        == [{"step": "verification_failed", "field": "postcode"}] * 2
+    )
+    assert "99999" not in str(event.data["path"]) and "88888" not in str(event.data["path"])
     assert "postcode" not in event.data["entered"]
+
+
+async def test_a_wrong_postcode_then_the_right_one_verifies_the_caller(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    phone, account = new_phone(), new_account()
+    ada = await seed(store(engine), phone, [], {"account_number": account, "postcode": POSTCODE})
+    heard = await call(engine, phone, ["3", "99999", POSTCODE])
+    assert heard.heard[1:] == [ASK_POSTCODE, ASKED_AGAIN]
+    assert heard.variables["IVR_VERIFIED"] == "1"
+    event = await call_event(store(engine), phone)
+    assert event.data["verified"] is True
+    assert [s for s in event.data["path"] if s["step"] not in ("menu", "prefilled")] == [
+        {"step": "asked", "field": "postcode", "answered": True},
+        {"step": "verification_failed", "field": "postcode"},
+        {"step": "asked", "field": "postcode", "answered": True},
+        {"step": "verified", "field": "postcode"},
+    ]
+    assert "postcode" not in event.data["entered"]
+    assert await postcode_of(engine, ada.customer_id) == (POSTCODE, "chat")
+
+
+async def test_no_answer_when_asked_again_leaves_the_caller_unverified(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """The second question goes unanswered (its own no-input retries too): unverified."""
+    phone, account = new_phone(), new_account()
+    await seed(store(engine), phone, [], {"account_number": account, "postcode": POSTCODE})
+    heard = await call(engine, phone, ["3", "99999"])
+    assert heard.heard[1:3] == [ASK_POSTCODE, ASKED_AGAIN]
+    assert heard.variables["IVR_VERIFIED"] == "0"
+    assert heard.variables["IVR_OUTCOME"] == "routed"
+    event = await call_event(store(engine), phone)
+    assert [s["answered"] for s in steps(event, "asked")] == [True, False]
+
+
+def menus_with(tmp_path: Path, old: str, new: str) -> Path:
+    """The sample menu with ``old`` replaced by ``new`` (once), in a directory of its own."""
+    text = (REPO / "config/menus/main.yaml").read_text()
+    assert old in text
+    menus = tmp_path / "menus"
+    menus.mkdir()
+    (menus / "main.yaml").write_text(text.replace(old, new, 1))
+    return menus
+
+
+async def test_one_verification_attempt_per_menu_means_no_second_question(
+    database_url: str, tmp_path: Path, new_phone: Callable[[], str]
+) -> None:
+    menus = menus_with(tmp_path, "verification_attempts: 2", "verification_attempts: 1")
+    engine = Engine(settings_for(database_url, tmp_path, menus_dir=menus))
+    await engine.start()
+    try:
+        phone, account = new_phone(), new_account()
+        await seed(store(engine), phone, [], {"account_number": account, "postcode": POSTCODE})
+        heard = await call(engine, phone, ["3", "99999", POSTCODE])
+        assert heard.heard[1:] == [ASK_POSTCODE]
+        assert heard.variables["IVR_VERIFIED"] == "0"
+        event = await call_event(store(engine), phone)
+        assert len(steps(event, "verification_failed")) == 1
+    finally:
+        await engine.stop()
 
 
 async def test_a_postcode_not_known_yet_is_saved_with_nothing_to_check(
@@ -108,16 +180,16 @@ async def test_a_postcode_not_known_yet_is_saved_with_nothing_to_check(
     assert await postcode_of(engine, ada.customer_id) == (POSTCODE, "voice")
 
 
-@pytest.mark.parametrize(("keyed", "verified"), [(POSTCODE, True), ("99999", False)])
+@pytest.mark.parametrize(("keyed", "verified"), [([POSTCODE], True), (["99999", "88888"], False)])
 async def test_account_number_keyed_in_checks_that_customers_postcode(
-    engine: Engine, new_phone: Callable[[], str], keyed: str, verified: bool
+    engine: Engine, new_phone: Callable[[], str], keyed: list[str], verified: bool
 ) -> None:
     """An unknown line keys in Ada's account number: the postcode asked next is compared
     with Ada's; a wrong one is not saved onto her."""
     known, other, account = new_phone(), new_phone(), new_account()
     ada = await seed(store(engine), known, [], {"account_number": account, "postcode": POSTCODE})
-    heard = await call(engine, other, ["3", account, keyed])
-    assert heard.heard[1:] == [ASK_ACCOUNT, ASK_POSTCODE]
+    heard = await call(engine, other, ["3", account, *keyed])
+    assert heard.heard[1:] == [ASK_ACCOUNT, ASK_POSTCODE, *([ASKED_AGAIN] if not verified else [])]
     assert heard.variables["IVR_CUSTOMER_ID"] == ada.customer_id
     event = await call_event(store(engine), known)
     assert event.data["identified_by"] == "account_number"
@@ -155,33 +227,53 @@ async def postcode_first(database_url: str, tmp_path: Path) -> AsyncIterator[Eng
         await running.stop()
 
 
-@pytest.mark.parametrize(("keyed", "asked_after"), [(POSTCODE, []), ("99999", [ASK_ACCOUNT])])
+@pytest.mark.parametrize(
+    ("keyed", "asked_after"),
+    [
+        ([POSTCODE], []),
+        (["99999", POSTCODE], [ASKED_AGAIN]),
+        (["99999", "88888"], [ASKED_AGAIN, ASK_ACCOUNT]),
+    ],
+)
 async def test_a_verified_caller_is_not_asked_the_other_sensitive_fields(
-    postcode_first: Engine, new_phone: Callable[[], str], keyed: str, asked_after: list[list[str]]
+    postcode_first: Engine,
+    new_phone: Callable[[], str],
+    keyed: list[str],
+    asked_after: list[list[str]],
 ) -> None:
-    """Once the postcode matched, the rest of the call plans as for a verified caller: the
-    known (sensitive) account number is prefilled; after a wrong postcode it is asked."""
+    """Once the postcode matched (at the first or the second answer), the rest of the call
+    plans as for a verified caller: the known (sensitive) account number is prefilled; after
+    two wrong postcodes it is asked."""
     engine = postcode_first
     phone, account = new_phone(), new_account()
     await seed(store(engine), phone, [], {"account_number": account, "postcode": POSTCODE})
-    heard = await call(engine, phone, ["5", keyed, account])  # 5: cancel (postcode, account)
+    heard = await call(engine, phone, ["5", *keyed, account])  # 5: cancel (postcode, account)
     assert heard.heard[1:] == [ASK_POSTCODE, *asked_after]
+    verified = ASK_ACCOUNT not in asked_after
     event = await call_event(store(engine), phone)
-    assert event.data["verified"] is (asked_after == [])
-    assert event.data["prefilled"] == (["account_number"] if asked_after == [] else [])
+    assert event.data["verified"] is verified
+    assert event.data["prefilled"] == (["account_number"] if verified else [])
 
 
-@pytest.mark.parametrize(("keyed", "verified"), [(POSTCODE, True), ("99999", False)])
+@pytest.mark.parametrize(
+    ("keyed", "verified"),
+    [(POSTCODE, True), ("99999", False), ("99999", True)],
+    ids=["right", "wrong-twice", "wrong-then-right"],
+)
 async def test_a_postcode_keyed_before_the_account_number_is_checked_against_its_customer(
     postcode_first: Engine, new_phone: Callable[[], str], keyed: str, verified: bool
 ) -> None:
     """An unknown line: nothing to check the postcode against yet; the account number then
-    makes the call Ada's, and the postcode is checked against hers, never saved onto her."""
+    makes the call Ada's, and the postcode is checked against hers, never saved onto her. A
+    wrong one is asked again after the account number (its second answer)."""
     engine = postcode_first
     known, other, account = new_phone(), new_phone(), new_account()
     ada = await seed(store(engine), known, [], {"account_number": account, "postcode": POSTCODE})
-    heard = await call(engine, other, ["5", keyed, account])
+    again = [] if keyed == POSTCODE else [POSTCODE if verified else "88888"]
+    heard = await call(engine, other, ["5", keyed, account, *again])
+    assert heard.heard[1:] == [ASK_POSTCODE, ASK_ACCOUNT, *([ASKED_AGAIN] if again else [])]
     assert heard.variables["IVR_CUSTOMER_ID"] == ada.customer_id
+    assert heard.variables["IVR_VERIFIED"] == ("1" if verified else "0")
     event = await call_event(store(engine), known)
     assert await postcode_of(engine, ada.customer_id) == (POSTCODE, "chat")
     assert event.data["verified"] is verified
@@ -227,6 +319,9 @@ async def test_the_agents_screen_pop_says_the_caller_is_verified(
     assert heard.variables["IVR_AGENT_ID"] == "a2"
     pop = await pop_of(engine, "a2")
     assert pop["verified"] is True
+    assert pop["verified_by"] == ["postcode"]  # "verified by postcode"
+    postcode = {"name": "postcode", "value": POSTCODE, "masked": False, "source": "verified"}
+    assert postcode in pop["fields"]
 
 
 async def test_a_postcode_keyed_while_the_timeline_is_stalled_is_not_saved_unchecked(

@@ -122,7 +122,7 @@ async def test_classic_agi_script_runs_the_flow_and_stores_the_call(tmp_path: Pa
     assert commands[0].startswith('EXEC "Read" "IVR_READ,ivr-engine/welcome&')
     assert commands[-1] == (
         'EXEC "MSet" "IVR_INTENT=new_service,IVR_TARGET=queue:sales,IVR_CUSTOMER_ID=,'
-        'IVR_DECISION=static,IVR_OUTCOME=routed"'
+        'IVR_DECISION=static,IVR_VERIFIED=0,IVR_OUTCOME=routed"'
     )
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT channel, intent FROM timeline_events").fetchall()
@@ -228,7 +228,7 @@ async def test_classic_agi_on_an_unmigrated_database_says_to_migrate(
     }
     code, out, err = await run_classic_call(env, "+15557770003")
     assert code == 0, err
-    assert "IVR_DECISION=static,IVR_OUTCOME=routed" in out.splitlines()[-1]
+    assert "IVR_DECISION=static,IVR_VERIFIED=0,IVR_OUTCOME=routed" in out.splitlines()[-1]
     warnings = [line for line in err.splitlines() if line.startswith("WARNING")]
     assert warnings and all("run `ivr-engine migrate`" in line for line in warnings), err
     assert (tmp_path / "spool" / "calls.jsonl").stat().st_size > 0  # kept for later

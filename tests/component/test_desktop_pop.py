@@ -81,6 +81,7 @@ def test_pop_has_everything_the_agent_needs() -> None:
         "rang_at": "2025-03-10T12:00:00Z",
         "caller_id": "+15550100001",
         "verified": False,
+        "verified_by": [],
         "intent": "billing",
         "intent_label": "Pay your bill or ask about charges",
         "target": "queue:billing",
@@ -135,6 +136,27 @@ def test_verified_caller_sees_sensitive_values() -> None:
     assert pop["fields"] == [
         {"name": "postcode", "value": "90210", "masked": False, "source": "entered"}
     ]
+
+
+def test_the_pop_names_the_fields_that_verified_the_caller() -> None:
+    """ "Verified by postcode": the field the caller answered right is named, and listed
+    with its (known, matched) value as any value of a verified caller is: in clear."""
+    ring = Ring(call_id="c", verified=True, verified_by={"postcode": "75001"})
+    pop = build_screen_pop(ring, None, [], masking=MASKING)
+    assert pop["verified_by"] == ["postcode"]
+    assert pop["fields"] == [
+        {"name": "postcode", "value": "75001", "masked": False, "source": "verified"}
+    ]
+
+
+def test_a_match_that_no_longer_verifies_the_caller_is_neither_named_nor_shown() -> None:
+    ring = Ring(call_id="c", verified=False, verified_by={"postcode": "75001"})
+    pop = build_screen_pop(ring, None, [], masking=MASKING)
+    assert pop["verified_by"] == []
+    assert pop["fields"] == [
+        {"name": "postcode", "value": MASK, "masked": True, "source": "verified"}
+    ]
+    assert "75001" not in json.dumps(pop)
 
 
 def test_undeclared_fields_are_masked_when_the_declared_set_is_known() -> None:
@@ -283,6 +305,17 @@ def test_ring_from_a_finished_ivr_call() -> None:
     )
 
 
+def test_ring_from_a_verified_call_carries_the_matched_fields_known_values() -> None:
+    """The matched postcode is not saved again (``record.entered`` lacks it): its value for
+    the pop is the customer's known one, which it matched."""
+    call = IncomingCall("1700.2", "5550100001", "PJSIP/trunk-1", "main", NOW)
+    record = CallRecord(call, phone="+15550100001", customer_id="c-1", intent="moving")
+    record.verified, record.verified_by = True, ["postcode"]
+    known = {"postcode": KnownField("postcode", "75001", "chat", NOW)}
+    ring = ring_from_call(record, known_fields=known, verified=True)
+    assert ring.verified_by == {"postcode": "75001"} and ring.entered == {}
+
+
 _text = st.text(max_size=30)
 
 
@@ -299,7 +332,13 @@ def test_masked_values_never_leak_and_the_pop_is_always_json(
     details: dict[str, Any],
 ) -> None:
     policy = FieldMasking(sensitive=frozenset({"postcode", "pin"}))
-    ring = Ring(call_id="c", entered=entered, prefilled=prefilled, path=({"step": "s", **details},))
+    ring = Ring(
+        call_id="c",
+        entered=entered,
+        prefilled=prefilled,
+        path=({"step": "s", **details},),
+        verified_by={"pin": "4321"},  # not verified (a match dropped): still masked
+    )
     customer = Customer("c-1", name, (), {}, NOW, NOW)
     pop = build_screen_pop(ring, customer, [], masking=policy)
     encoded = json.dumps(pop)
@@ -308,7 +347,8 @@ def test_masked_values_never_leak_and_the_pop_is_always_json(
         assert field["masked"] == (field["name"] in {"postcode", "pin"})
         if field["masked"]:
             assert field["value"] == MASK
-    merged = {**prefilled, **entered}
+    assert pop["verified_by"] == []
+    merged = {**prefilled, **entered, "pin": "4321"}
     assert [f["name"] for f in pop["fields"]] == sorted(merged)
     for field in pop["fields"]:
         if not field["masked"]:

@@ -92,6 +92,7 @@ async def test_returning_billing_caller_hears_billing_first_and_call_is_recorded
     assert call.variables["IVR_INTENT"] == "billing"
     assert call.variables["IVR_CUSTOMER_ID"] == ada.customer_id
     assert call.variables["IVR_OUTCOME"] == "routed"
+    assert call.variables["IVR_VERIFIED"] == "0"  # caller ID alone verifies nobody
     assert call.apps[-1][0] == "multiset"  # the routing variables in one application
     event = await call_event(store(engine), phone)
     assert event.customer_id == ada.customer_id
@@ -263,3 +264,15 @@ async def test_a_kept_outcome_is_not_told_failed_on_the_stop(new_phone: Callable
         await dialled
     assert call.apps == [] and call.unanswered == []  # nothing sent after the handshake
     assert call.dialplan_continues and server.active_calls == 0
+
+
+async def test_a_caller_who_keys_in_the_known_postcode_is_verified_for_the_dialplan(
+    engine: Engine, new_phone: Callable[[], str]
+) -> None:
+    """``IVR_VERIFIED=1`` reaches FreeSWITCH in the routing ``multiset``, as over FastAGI."""
+    phone = new_phone()
+    await seed(store(engine), phone, [], {"account_number": "40012345", "postcode": "75001"})
+    call = await fs_call(engine, FsCall(phone, ["3", "75001"]))  # moving: the postcode asked
+    assert call.heard[1:] == [["ivr-engine/enter-postcode"]]
+    assert call.variables["IVR_VERIFIED"] == "1"
+    assert call.variables["IVR_OUTCOME"] == "routed"

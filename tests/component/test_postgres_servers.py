@@ -202,7 +202,7 @@ async def test_the_classic_agi_script_takes_a_call_through_the_second_server(
     }
     code, out, err = await run_classic_call(env, phone)
     assert code == 0, err
-    assert out.splitlines()[-1].endswith('IVR_DECISION=static,IVR_OUTCOME=routed"')
+    assert out.splitlines()[-1].endswith('IVR_DECISION=static,IVR_VERIFIED=0,IVR_OUTCOME=routed"')
     store = SqlTimelineStore(pg_url, pool_size=1)
     try:
         (customer,) = await store.find_customers(Identity("phone", phone))  # written

@@ -68,6 +68,7 @@ async def test_new_caller_hears_the_default_order_and_the_choice_is_stored(
     assert len(lists) == 1  # new_service needs no fields: nothing else asked
     assert (routed["Intent"], routed["Target"]) == ("new_service", "queue:sales")
     assert routed["Decision"] == "static" and routed["Customer"] == ""
+    assert routed["Verified"] == "0"  # IVR_VERIFIED: a first-time caller verifies nothing
     # The first call created the customer for this number; the call is on their timeline.
     assert [i.value for i in customer.identities] == [caller]
     assert event.intent == "new_service" and event.channel == "voice"
@@ -165,6 +166,50 @@ async def test_unknown_account_is_asked_saved_and_not_asked_again(
     second_lists = read_prompt_lists(ami, caller)[len(first_lists) :]
     assert ASK_ACCOUNT not in second_lists
     assert customer.customer_id == saved.customer_id
+
+
+async def test_a_wrong_postcode_is_asked_again_and_the_right_one_verifies_the_caller(
+    asterisk: Testbed, ami: AmiClient, tmp_path: Path
+) -> None:
+    """Moving home (3) asks the known, sensitive postcode (``GET DATA``: the digits in no
+    channel variable); a wrong one hears "that does not match our records" (``Playback``:
+    keys pressed meanwhile are not taken) and is asked again; the right one verifies the
+    caller, and the dialplan gets ``IVR_VERIFIED=1`` (``IvrRouted``'s ``Verified``)."""
+    caller = "+15551240009"
+    async with running_engine(engine_settings(sqlite_url(tmp_path), tmp_path / "spool")) as eng:
+        await seed_customer(
+            store_of(eng), caller, fields={"account_number": "40012377", "postcode": "75001"}
+        )
+        result = await run_sipp_call(
+            [
+                ("wait", 2500),
+                ("dtmf", "3"),
+                ("wait", 1500),
+                ("dtmf", "99999#"),
+                ("wait", 5500),  # the no-match prompt (3.7 s) plays first
+                ("dtmf", "75001#"),
+            ],
+            caller_id=caller,
+        )
+        routed = await ami.wait_for_event(
+            "UserEvent", UserEvent="IvrRouted", CallerIDNum=caller, timeout_s=30
+        )
+        _, event = await wait_for_call_event(store_of(eng), caller)
+
+    assert_sipp_ok(result)
+    asked = [c for c in ami.agi_commands(caller_id=caller) if "postcode" in c or "match" in c]
+    assert asked == [
+        'GET DATA "ivr-engine/enter-postcode" 8000 8',
+        'EXEC "Playback" "ivr-engine/no-match"',
+        'GET DATA "ivr-engine/enter-postcode" 8000 8',
+    ]
+    assert routed["Verified"] == "1" and routed["Intent"] == "moving"
+    assert event.data["verified"] is True
+    assert [step["step"] for step in event.data["path"]] == [
+        "menu", "prefilled", "asked", "verification_failed", "asked", "verified"
+    ]  # fmt: skip
+    assert "99999" not in str(event.data["path"]) and "75001" not in str(event.data["path"])
+    assert event.data["entered"] == []
 
 
 async def test_caller_hanging_up_mid_menu_is_recorded_as_abandoned(

@@ -8,11 +8,12 @@ sending it, and refuses at start-up a menu whose ``EXEC Read`` line could get th
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from ivr_engine.checked_menus import load_checked_menus, longest_read_line
+from ivr_engine.checked_menus import load_checked_menus, longest_read_line, worst_case_reads
 from ivr_engine.domain.errors import ConfigError
 from ivr_engine.menu_config import load_menus
 from ivr_engine.settings import Settings
@@ -109,3 +110,16 @@ def test_the_worst_case_is_the_line_the_flow_would_send(tmp_path: Path) -> None:
     expected = command_bytes(read_command_line(worst, menu.input_timeout_ms, 1))
     assert longest_read_line(menu) == ("the menu read (all 10 options announced)", expected)
     load_checked_menus(_settings(tmp_path))  # 40-character prompt ids: it fits
+
+
+def test_a_sensitive_fields_question_is_measured_after_the_no_match_prompt() -> None:
+    """A wrong sensitive answer is asked again after ``prompts.no_match``: the question's
+    line is measured with it when it is the longer lead-in."""
+    menu = load_menus(REPO / "config/menus")["main"]
+    long_no_match = "acme/" + "n" * 110
+    menu = dataclasses.replace(
+        menu, prompts=dataclasses.replace(menu.prompts, no_match=long_no_match)
+    )
+    reads = {what: prompts for what, prompts, _, _ in worst_case_reads(menu)}
+    assert reads["the question for field postcode"] == (long_no_match, "ivr-engine/enter-postcode")
+    assert long_no_match not in reads["the question for field account_number"]  # not sensitive

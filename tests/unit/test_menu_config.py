@@ -100,6 +100,18 @@ def test_minimal_menu_parses() -> None:
             ("menu: small", "menu: small\nranking: {open_case_max_age_days: soon}"),
             "ranking.open_case_max_age_days: Input should be a valid number",
         ),
+        (
+            ("menu: small", "menu: small\nverification_attempts: 0"),
+            "menus/x.yaml: verification_attempts: Input should be greater than or equal to 1",
+        ),
+        (
+            ("menu: small", "menu: small\nverification_attempts: 6"),
+            "menus/x.yaml: verification_attempts: Input should be less than or equal to 5",
+        ),
+        (
+            ("menu: small", "menu: small\nprompts: {no_match: '../x'}"),
+            "menus/x.yaml: prompts.no_match: String should match pattern",
+        ),
     ],
 )
 def test_errors_name_file_and_key(change: tuple[str, str], expected: str) -> None:
@@ -115,6 +127,29 @@ def test_other_shortcut_keys_pass_with_prompts_that_say_them() -> None:
     assert (menu.shortcut.yes_digit, menu.shortcut.no_digit) == ("3", "4")
     off = "menu: small\nshortcut: {enabled: false, yes_digit: '3', no_digit: '4'}"
     assert not parse_menu(Path("x.yaml"), MINIMAL.replace("menu: small", off, 1)).shortcut.enabled
+
+
+def test_verification_attempts_are_read_two_by_default() -> None:
+    """Answers to a known sensitive field before the call goes on unverified."""
+    assert parse_menu(Path("x.yaml"), MINIMAL).verification_attempts == 2
+    text = MINIMAL.replace("menu: small", "menu: small\nverification_attempts: 3")
+    assert parse_menu(Path("x.yaml"), text).verification_attempts == 3
+    assert load_menus(SAMPLE.parent)["main"].verification_attempts == 2
+
+
+def test_the_no_match_prompt_is_required_only_where_a_wrong_answer_is_asked_again() -> None:
+    """A sensitive field and a second answer allowed: "that does not match our records"
+    must be installed (start-up names the key); no sensitive field, or one answer: not."""
+    sensitive = MINIMAL.replace("max_digits: 10}", "max_digits: 10, sensitive: true}")
+    menu = parse_menu(Path("x.yaml"), sensitive)
+    assert "ivr-engine/no-match" in referenced_prompts(menu)
+    with pytest.raises(ConfigError, match=r"ivr-engine/no-match \(prompts.no_match\)"):
+        check_prompts_exist(
+            menu, Path("x.yaml"), referenced_prompts(menu) - {"ivr-engine/no-match"}
+        )
+    assert "ivr-engine/no-match" not in referenced_prompts(parse_menu(Path("x.yaml"), MINIMAL))
+    once = sensitive.replace("menu: small", "menu: small\nverification_attempts: 1")
+    assert "ivr-engine/no-match" not in referenced_prompts(parse_menu(Path("x.yaml"), once))
 
 
 def test_broken_yaml_and_wrong_top_level() -> None:

@@ -64,6 +64,7 @@ REQUIRED_IDS = {
     "continue-sms-sent",
     "enter-account-number",
     "enter-postcode",
+    "no-match",
     "thank-you",
     "invalid-option",
     "no-input",

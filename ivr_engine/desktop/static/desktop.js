@@ -124,6 +124,12 @@
     return details.length ? `${step.step} (${details.join(", ")})` : step.step;
   }
 
+  function verifiedText(pop) {
+    if (!pop.verified) return "no (sensitive fields hidden)";
+    const by = pop.verified_by || [];
+    return by.length ? `yes, by ${by.join(", ")}` : "yes";
+  }
+
   function intentText(label, intent) {
     if (!intent) return "—";
     return label ? `${label} (${intent})` : intent;
@@ -138,7 +144,7 @@
     setText($("pop-customer-name"), customer ? customer.name || "(no name on file)" : "Unknown caller");
     renderList($("pop-identities"), customer ? customer.identities.map((i) => `${i.kind}: ${i.value}`) : []);
     setText($("pop-caller-id"), pop.caller_id || "—");
-    setText($("pop-verified"), pop.verified ? "yes" : "no (sensitive fields hidden)");
+    setText($("pop-verified"), verifiedText(pop));
     setText($("pop-intent"), intentText(pop.intent_label, pop.intent));
     setText($("pop-target"), pop.target || "—");
     $("pop-history-warning").hidden = pop.history_available;
