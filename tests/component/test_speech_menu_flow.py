@@ -60,7 +60,7 @@ def voice(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], bytes]:
     return say
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def recognizer() -> AsyncIterator[PhraseRecognizer]:
     started = await PhraseRecognizer.start(speech_grammars(speech_menus()))
     yield started
