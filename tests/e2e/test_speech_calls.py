@@ -57,8 +57,10 @@ def seconds(path: Path) -> float:
 
 
 def prompt_seconds(asterisk: Testbed, prompts: list[str]) -> float:
-    sounds = asterisk.chroot / "usr/share/asterisk/sounds/en"
-    sounds = asterisk.chroot / sounds.resolve().relative_to("/") if sounds.is_symlink() else sounds
+    # sounds/en is a symlink through /etc/alternatives inside the chroot: find the digits
+    [sounds] = {
+        p.parent.parent for p in asterisk.chroot.glob("usr/share/asterisk/sounds/*/digits/1.gsm")
+    }
     total = 0.0
     for prompt in prompts:
         own = REPO / "prompts/en" / f"{prompt}.wav"
